@@ -1,0 +1,170 @@
+// Store: the three tiers behind one id index, with sequence numbers,
+// migration, recovery and tier iteration.
+//
+// Guarantees (DESIGN.md §3, §4):
+// - Every write that returned OK is in the hot log (write(2) done) or sealed
+//   in a lower tier, so it survives SIGKILL; with WriteOptions::sync it was
+//   also fsynced. A batch Put is atomic across crashes.
+// - Every record has a store-wide sequence number, assigned by Put and kept
+//   when the record moves between tiers. Migration writes the destination
+//   before it removes the source; on open, recovery keeps one copy per id
+//   (highest seq; the colder copy on a tie) and removes the others.
+// - Any error leaves the store as it was before the call.
+// - Iterators yield, in 'all' mode, hot then warm then cold, and yield a
+//   record that stays unchanged for the iterator's whole life exactly once,
+//   whatever puts, deletes, moves, migrations and compactions happen meanwhile.
+//
+// Synchronization: every public method is thread-safe. One shared_mutex
+// guards the index and the hot and warm tiers (readers shared, writers
+// exclusive); the cold tier has its own shared_mutex (taken after this one).
+//
+// Sharing: Open() of a path already open in this process returns the same
+// Store (reference counted by Open/Release pairs). The files stay open until
+// the last Release(); after that every method returns STORE_CLOSED, and the
+// object itself lives on while shared_ptrs to it remain.
+//
+// Memory handed out: RecordBatch owns copies; nothing returned points into
+// the store.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "record.h"
+#include "status.h"
+
+namespace tierstore {
+
+enum class TierSelector : uint8_t { kHot = 0, kWarm = 1, kCold = 2, kAll = 3 };
+
+struct StoreOptions {
+  uint32_t dimensions = 0;  // 0: read from the manifest (the store must exist)
+  bool read_only = false;
+};
+
+// Options every write applies (each handle passes its own, DESIGN §3: options
+// other than dimensions are not stored).
+struct WriteOptions {
+  uint64_t hot_capacity = 10000;
+  uint64_t warm_capacity = 1000000;
+  bool skip_warm = false;
+  bool sync = false;  // durability 'sync': fsync before returning
+};
+
+struct TierCounts {
+  uint64_t hot = 0, warm = 0, cold = 0;
+  uint64_t total() const { return hot + warm + cold; }
+};
+
+// n records, column by column. Strings are UTF-8 bytes in `bytes`: record i's
+// id, content and metadata are at offsets[3i+k], lengths[3i+k] for k = 0,1,2.
+struct RecordBatch {
+  std::vector<Tier> tiers;
+  std::string bytes;
+  std::vector<uint64_t> offsets;
+  std::vector<uint32_t> lengths;
+  std::vector<float> confidence, activation;
+  std::vector<double> created_at, last_access_at, access_count;
+  std::vector<float> embeddings;  // size()*dimensions when asked for, else empty
+
+  size_t size() const { return tiers.size(); }
+  void Clear();
+  void Append(Tier tier, const RecordView& rec, bool with_embedding, uint32_t dimensions);
+  std::string_view Id(size_t i) const { return Str(i, 0); }
+  std::string_view Content(size_t i) const { return Str(i, 1); }
+  std::string_view Metadata(size_t i) const { return Str(i, 2); }
+
+ private:
+  std::string_view Str(size_t i, int k) const {
+    return std::string_view(bytes).substr(offsets[3 * i + k], lengths[3 * i + k]);
+  }
+};
+
+struct MigrationReport {
+  uint64_t hot_to_warm = 0, hot_to_cold = 0, warm_to_cold = 0, batches = 0;
+};
+
+struct CompactionReport {
+  uint64_t warm_bytes_reclaimed = 0;
+  uint64_t cold_bytes_reclaimed = 0;
+  uint64_t cold_segments_before = 0, cold_segments_after = 0;
+  uint64_t hot_log_bytes_before = 0, hot_log_bytes_after = 0;
+};
+
+struct StoreStats {
+  TierCounts counts;
+  uint32_t dimensions = 0;
+  uint64_t sequence = 0;            // last sequence number assigned
+  uint64_t hot_log_bytes = 0;
+  uint64_t hot_bytes = 0;           // bytes of records held in RAM
+  uint64_t warm_slots = 0, warm_block_file_bytes = 0, warm_var_file_bytes = 0, warm_var_live_bytes = 0;
+  uint64_t cold_segments = 0, cold_file_bytes = 0, cold_deleted_rows = 0;
+  uint64_t open_iterators = 0;
+  uint64_t recovered_duplicates = 0;  // copies removed by recovery at open
+  uint64_t torn_log_bytes = 0;        // unacknowledged tail dropped from the log at open
+  bool read_only = false;
+};
+
+struct ListRequest {
+  TierSelector tier = TierSelector::kHot;
+  uint64_t offset = 0;
+  uint32_t limit = 100;
+  std::string cursor;  // empty: start at offset
+  bool include_embeddings = false;
+};
+
+struct ListResult {
+  RecordBatch records;
+  std::string next_cursor;  // empty on the last page
+  TierCounts counts;
+};
+
+class Store;
+
+// A tier iterator. Next fills `out` with up to max records (out->size() == 0
+// means the end). Thread-safety: one caller at a time per iterator (it has its
+// own mutex, so misuse is safe, not fast). Close() unregisters it; the
+// destructor does too.
+class StoreIterator {
+ public:
+  virtual ~StoreIterator() = default;
+  virtual Status Next(size_t max, bool include_embeddings, RecordBatch* out) = 0;
+  virtual void Close() = 0;
+};
+
+class Store : public std::enable_shared_from_this<Store> {
+ public:
+  virtual ~Store() = default;
+
+  static Status Open(const std::string& path, const StoreOptions& options, std::shared_ptr<Store>* out);
+  // Drops the reference taken by one successful Open. The last one closes.
+  virtual void Release() = 0;
+
+  virtual const std::string& path() const = 0;
+  virtual uint32_t dimensions() const = 0;
+  virtual bool read_only() const = 0;
+
+  // Upserts recs[0..n) atomically (all or none, also across a crash). Within
+  // the batch a repeated id: the last wins. Each rec's seq and norm are
+  // ignored (assigned here); last_access_at and access_count are stored as
+  // given. May migrate a batch to keep the capacities of `opts`.
+  virtual Status Put(const RecordView* recs, size_t n, const WriteOptions& opts) = 0;
+  // Appends the record (0 or 1) to out; updates its access statistics (now_ms).
+  virtual Status Get(std::string_view id, bool include_embedding, double now_ms, RecordBatch* out) = 0;
+  virtual Status Has(std::string_view id, bool* found) = 0;
+  virtual Status Delete(std::string_view id, const WriteOptions& opts, bool* existed) = 0;
+  virtual Status Move(std::string_view id, Tier tier, const WriteOptions& opts, bool* found) = 0;
+  virtual Status Migrate(const WriteOptions& opts, MigrationReport* report) = 0;
+  virtual Status Counts(TierCounts* counts) = 0;
+  virtual Status NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) = 0;
+  virtual Status List(const ListRequest& request, ListResult* result) = 0;
+  virtual Status Flush() = 0;
+  virtual Status Compact(const WriteOptions& opts, CompactionReport* report) = 0;
+  virtual Status Stats(StoreStats* stats) = 0;
+};
+
+}  // namespace tierstore
