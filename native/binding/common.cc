@@ -1,0 +1,153 @@
+#include "common.h"
+
+#include <chrono>
+#include <cstring>
+
+namespace tierstore_binding {
+
+AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message) {
+  AddonData* data = GetAddonData(env);
+  if (data != nullptr && !data->error_ctor.IsEmpty()) {
+    // new TierStoreError(code, message)
+    napi_value args[2] = {Napi::String::New(env, code), Napi::String::New(env, message)};
+    napi_value result = nullptr;
+    if (napi_new_instance(env, data->error_ctor.Value(), 2, args, &result) == napi_ok) {
+      return Napi::Error(env, result);
+    }
+    // The constructor threw: fall back to a plain Error (clear the pending one).
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+Napi::Error MakeError(Napi::Env env, const tierstore::Status& status) {
+  return MakeError(env, tierstore::StatusCodeName(status.code()), status.message());
+}
+
+void ThrowStatus(Napi::Env env, const tierstore::Status& status) { throw MakeError(env, status); }
+
+void ThrowError(Napi::Env env, const char* code, const std::string& message) {
+  throw MakeError(env, code, message);
+}
+
+void ThrowInvalid(Napi::Env env, const std::string& message) {
+  throw MakeError(env, "INVALID_ARGUMENT", message);
+}
+
+Napi::Value Arg(const Napi::CallbackInfo& info, size_t i) { return info[i]; }
+
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Value v = info[i];
+  if (!v.IsBoolean()) ThrowInvalid(info.Env(), std::string(what) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+double ArgInteger(const Napi::CallbackInfo& info, size_t i, const char* what, double min, double max) {
+  Napi::Value v = info[i];
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d >= min && d <= max && d == static_cast<double>(static_cast<int64_t>(d))) return d;
+  }
+  ThrowInvalid(info.Env(), std::string(what) + " must be an integer in [" + std::to_string(static_cast<int64_t>(min)) +
+                               ", " + std::to_string(static_cast<int64_t>(max)) + "]");
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Value v = info[i];
+  if (!v.IsString()) ThrowInvalid(info.Env(), std::string(what) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+size_t ArgId(const Napi::CallbackInfo& info, size_t i, const char* what, char (&buf)[kIdBufferSize]) {
+  Napi::Value v = info[i];
+  if (!v.IsString()) ThrowInvalid(info.Env(), std::string(what) + " must be a string");
+  size_t len = 0;
+  napi_status st = napi_get_value_string_utf8(info.Env(), v, buf, kIdBufferSize, &len);
+  if (st != napi_ok) throw Napi::Error::New(info.Env());
+  if (len == 0 || len > tierstore::kMaxIdBytes) {
+    ThrowInvalid(info.Env(), std::string(what) + " must be 1.." + std::to_string(tierstore::kMaxIdBytes) +
+                                 " UTF-8 bytes");
+  }
+  return len;
+}
+
+tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i, const char* what,
+                                        bool allow_all) {
+  double d = ArgInteger(info, i, what, 0, allow_all ? 3 : 2);
+  return static_cast<tierstore::TierSelector>(static_cast<uint8_t>(d));
+}
+
+namespace {
+
+template <typename T>
+Napi::TypedArrayOf<T> CopyToTypedArray(Napi::Env env, const T* data, size_t n) {
+  Napi::TypedArrayOf<T> arr = Napi::TypedArrayOf<T>::New(env, n);
+  if (n != 0) std::memcpy(arr.Data(), data, n * sizeof(T));
+  return arr;
+}
+
+}  // namespace
+
+Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
+                       bool include_embeddings) {
+  const size_t n = batch.size();
+  Napi::Object out = Napi::Object::New(env);
+
+  Napi::Uint8Array tiers = Napi::Uint8Array::New(env, n);
+  for (size_t i = 0; i < n; ++i) tiers[i] = static_cast<uint8_t>(batch.tiers[i]);
+
+  Napi::Array ids = Napi::Array::New(env, n);
+  Napi::Array contents = Napi::Array::New(env, n);
+  Napi::Array metadata = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t idx = static_cast<uint32_t>(i);
+    std::string_view id = batch.Id(i), content = batch.Content(i), meta = batch.Metadata(i);
+    ids.Set(idx, Napi::String::New(env, id.data(), id.size()));
+    contents.Set(idx, Napi::String::New(env, content.data(), content.size()));
+    metadata.Set(idx, Napi::String::New(env, meta.data(), meta.size()));
+  }
+
+  out.Set("tiers", tiers);
+  out.Set("ids", ids);
+  out.Set("contents", contents);
+  out.Set("metadata", metadata);
+  out.Set("confidence", CopyToTypedArray(env, batch.confidence.data(), n));
+  out.Set("activation", CopyToTypedArray(env, batch.activation.data(), n));
+  out.Set("createdAt", CopyToTypedArray(env, batch.created_at.data(), n));
+  out.Set("lastAccessAt", CopyToTypedArray(env, batch.last_access_at.data(), n));
+  out.Set("accessCount", CopyToTypedArray(env, batch.access_count.data(), n));
+  if (include_embeddings) {
+    const size_t want = n * static_cast<size_t>(dimensions);
+    if (batch.embeddings.size() != want) {
+      ThrowError(env, "CORRUPTION",
+                 "native batch holds " + std::to_string(batch.embeddings.size()) + " embedding values, expected " +
+                     std::to_string(want));
+    }
+    out.Set("embeddings", CopyToTypedArray(env, batch.embeddings.data(), want));
+  }
+  return out;
+}
+
+Napi::Object CountsToJs(Napi::Env env, const tierstore::TierCounts& counts) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("hot", Napi::Number::New(env, static_cast<double>(counts.hot)));
+  out.Set("warm", Napi::Number::New(env, static_cast<double>(counts.warm)));
+  out.Set("cold", Napi::Number::New(env, static_cast<double>(counts.cold)));
+  out.Set("total", Napi::Number::New(env, static_cast<double>(counts.total())));
+  return out;
+}
+
+double NowMs() {
+  using namespace std::chrono;
+  return static_cast<double>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace tierstore_binding

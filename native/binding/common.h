@@ -1,0 +1,78 @@
+// Shared helpers of the node-addon-api layer: the per-environment addon data,
+// uniform argument checks, Status -> JS error, and RecordBatch -> columnar JS
+// object. No storage logic lives here (DESIGN.md §1).
+//
+// Errors: every error the binding raises is a JS error whose `code` is one of
+// the public codes (StatusCodeName) and whose message is the Status message.
+// When lib/ has registered its TierStoreError class (setErrorConstructor) the
+// error is an instance of it; otherwise a plain Error with a `code` property.
+// The addon is built with NAPI_CPP_EXCEPTIONS: helpers throw Napi::Error.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "status.h"
+#include "store.h"
+
+namespace tierstore_binding {
+
+// Per-environment (per main thread / worker thread) data of the addon.
+struct AddonData {
+  Napi::FunctionReference store_ctor;
+  Napi::FunctionReference iterator_ctor;
+  Napi::FunctionReference error_ctor;  // TierStoreError, once registered
+};
+
+AddonData* GetAddonData(Napi::Env env);
+
+// A JS error value for code/message (an instance of the registered class).
+Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message);
+Napi::Error MakeError(Napi::Env env, const tierstore::Status& status);
+[[noreturn]] void ThrowStatus(Napi::Env env, const tierstore::Status& status);
+[[noreturn]] void ThrowError(Napi::Env env, const char* code, const std::string& message);
+[[noreturn]] void ThrowInvalid(Napi::Env env, const std::string& message);
+inline void Check(Napi::Env env, const tierstore::Status& status) {
+  if (!status.ok()) ThrowStatus(env, status);
+}
+
+// Uniform argument checks: `what` is "method(): name"; each failure throws
+// INVALID_ARGUMENT naming the argument and what is allowed.
+Napi::Value Arg(const Napi::CallbackInfo& info, size_t i);
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what);
+// An integer number in [min, max].
+double ArgInteger(const Napi::CallbackInfo& info, size_t i, const char* what, double min, double max);
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what);
+// A record id (1..kMaxIdBytes UTF-8 bytes) read into a caller buffer without
+// allocating; returns its length.
+constexpr size_t kIdBufferSize = tierstore::kMaxIdBytes + 4;
+size_t ArgId(const Napi::CallbackInfo& info, size_t i, const char* what, char (&buf)[kIdBufferSize]);
+
+template <typename T>
+Napi::TypedArrayOf<T> ArgTypedArray(const Napi::CallbackInfo& info, size_t i, const char* what,
+                                    napi_typedarray_type type, const char* type_name) {
+  Napi::Value v = Arg(info, i);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    ThrowInvalid(info.Env(), std::string(what) + " must be a " + type_name);
+  }
+  return v.As<Napi::TypedArrayOf<T>>();
+}
+
+// 0..3 (hot, warm, cold, all); allow_all=false rejects 3.
+tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i, const char* what,
+                                        bool allow_all);
+
+// Columnar JS object of a batch (see lib/native.ts NativeBatch):
+// { tiers: Uint8Array, ids, contents, metadata: string[], confidence,
+//   activation: Float32Array, createdAt, lastAccessAt, accessCount:
+//   Float64Array, embeddings?: Float32Array (n x dims) }.
+Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
+                       bool include_embeddings);
+Napi::Object CountsToJs(Napi::Env env, const tierstore::TierCounts& counts);
+
+double NowMs();
+
+}  // namespace tierstore_binding

@@ -1,0 +1,292 @@
+#include "native_store.h"
+
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace tierstore_binding {
+
+using tierstore::RecordView;
+using tierstore::Status;
+
+Napi::Function NativeStore::Init(Napi::Env env) {
+  return DefineClass(env, "NativeStore",
+                     {
+                         InstanceMethod<&NativeStore::Path>("path"),
+                         InstanceMethod<&NativeStore::Dimensions>("dimensions"),
+                         InstanceMethod<&NativeStore::IsClosed>("isClosed"),
+                         InstanceMethod<&NativeStore::PutMany>("putMany"),
+                         InstanceMethod<&NativeStore::Get>("get"),
+                         InstanceMethod<&NativeStore::Has>("has"),
+                         InstanceMethod<&NativeStore::Delete>("delete"),
+                         InstanceMethod<&NativeStore::Move>("move"),
+                         InstanceMethod<&NativeStore::Migrate>("migrate"),
+                         InstanceMethod<&NativeStore::Counts>("counts"),
+                         InstanceMethod<&NativeStore::Iterator>("iterator"),
+                         InstanceMethod<&NativeStore::List>("list"),
+                         InstanceMethod<&NativeStore::Flush>("flush"),
+                         InstanceMethod<&NativeStore::Compact>("compact"),
+                         InstanceMethod<&NativeStore::Stats>("stats"),
+                         InstanceMethod<&NativeStore::Close>("close"),
+                     });
+}
+
+NativeStore::NativeStore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeStore>(info) {
+  Napi::Env env = info.Env();
+  path_ = ArgString(info, 0, "NativeStore(): path");
+  tierstore::StoreOptions options;
+  options.dimensions = static_cast<uint32_t>(ArgInteger(info, 1, "NativeStore(): dimensions", 0, tierstore::kMaxDimensions));
+  options.read_only = ArgBool(info, 2, "NativeStore(): readOnly");
+  tierstore::WriteOptions wopts;
+  wopts.hot_capacity = static_cast<uint64_t>(ArgInteger(info, 3, "NativeStore(): hotCapacity", 0, 9007199254740991.0));
+  wopts.warm_capacity = static_cast<uint64_t>(ArgInteger(info, 4, "NativeStore(): warmCapacity", 0, 9007199254740991.0));
+  wopts.skip_warm = ArgBool(info, 5, "NativeStore(): skipWarm");
+  wopts.sync = ArgBool(info, 6, "NativeStore(): sync");
+
+  std::shared_ptr<tierstore::Store> store;
+  Check(env, tierstore::Store::Open(path_, options, &store));
+  state_ = std::make_shared<HandleState>();
+  state_->store = std::move(store);
+  state_->write_options = wopts;
+  state_->dimensions = state_->store->dimensions();
+  state_->read_only = options.read_only || state_->store->read_only();
+}
+
+tierstore::Store& NativeStore::Open(Napi::Env env, const char* method) {
+  if (!state_ || state_->closed) {
+    ThrowError(env, "STORE_CLOSED", std::string(method) + ": the store is closed");
+  }
+  return *state_->store;
+}
+
+tierstore::Store& NativeStore::Writable(Napi::Env env, const char* method) {
+  tierstore::Store& store = Open(env, method);
+  if (state_->read_only) {
+    ThrowError(env, "READ_ONLY", std::string(method) + ": the store was opened with readOnly: true");
+  }
+  return store;
+}
+
+Napi::Value NativeStore::Path(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), path_); }
+
+Napi::Value NativeStore::Dimensions(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), state_ ? state_->dimensions : 0);
+}
+
+Napi::Value NativeStore::IsClosed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !state_ || state_->closed);
+}
+
+// putMany(bytes: Uint8Array, lengths: Uint32Array (3 per record: id, content,
+//   metadata), embeddings: Float32Array (n x dims), confidence: Float32Array,
+//   activation: Float32Array, createdAt: Float64Array, lastAccessAt:
+//   Float64Array) -> undefined. The strings of record i follow those of i-1.
+Napi::Value NativeStore::PutMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Writable(env, "putMany()");
+  auto bytes = ArgTypedArray<uint8_t>(info, 0, "putMany(): bytes", napi_uint8_array, "Uint8Array");
+  auto lengths = ArgTypedArray<uint32_t>(info, 1, "putMany(): lengths", napi_uint32_array, "Uint32Array");
+  auto embeddings = ArgTypedArray<float>(info, 2, "putMany(): embeddings", napi_float32_array, "Float32Array");
+  auto confidence = ArgTypedArray<float>(info, 3, "putMany(): confidence", napi_float32_array, "Float32Array");
+  auto activation = ArgTypedArray<float>(info, 4, "putMany(): activation", napi_float32_array, "Float32Array");
+  auto created_at = ArgTypedArray<double>(info, 5, "putMany(): createdAt", napi_float64_array, "Float64Array");
+  auto last_access = ArgTypedArray<double>(info, 6, "putMany(): lastAccessAt", napi_float64_array, "Float64Array");
+
+  const size_t nlen = lengths.ElementLength();
+  if (nlen % 3 != 0) ThrowInvalid(env, "putMany(): lengths must hold 3 entries per record");
+  const size_t n = nlen / 3;
+  const size_t dims = state_->dimensions;
+  if (embeddings.ElementLength() != n * dims) {
+    ThrowInvalid(env, "putMany(): embeddings must hold " + std::to_string(n) + " x " + std::to_string(dims) +
+                          " values, got " + std::to_string(embeddings.ElementLength()));
+  }
+  if (confidence.ElementLength() != n || activation.ElementLength() != n || created_at.ElementLength() != n ||
+      last_access.ElementLength() != n) {
+    ThrowInvalid(env, "putMany(): confidence, activation, createdAt and lastAccessAt must hold " +
+                          std::to_string(n) + " values each");
+  }
+  if (n == 0) return env.Undefined();
+
+  const char* base = reinterpret_cast<const char*>(bytes.Data());
+  const uint64_t nbytes = bytes.ByteLength();
+  const uint32_t* len = lengths.Data();
+  const float* emb = embeddings.Data();
+
+  RecordView one;
+  std::vector<RecordView> many;
+  RecordView* recs = &one;
+  if (n > 1) {
+    many.resize(n);
+    recs = many.data();
+  }
+  uint64_t off = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t id_len = len[3 * i], content_len = len[3 * i + 1], meta_len = len[3 * i + 2];
+    if (id_len + content_len + meta_len > nbytes - off) {
+      ThrowInvalid(env, "putMany(): lengths add up to more than the " + std::to_string(nbytes) + " bytes given");
+    }
+    RecordView& r = recs[i];
+    r.id = std::string_view(base + off, id_len);
+    off += id_len;
+    r.content = std::string_view(base + off, content_len);
+    off += content_len;
+    r.metadata = std::string_view(base + off, meta_len);
+    off += meta_len;
+    r.embedding = emb + i * dims;
+    r.confidence = confidence[i];
+    r.activation = activation[i];
+    r.created_at = created_at[i];
+    r.last_access_at = last_access[i];
+    r.access_count = 0;
+  }
+  Check(env, store.Put(recs, n, state_->write_options));
+  return env.Undefined();
+}
+
+// get(id, includeEmbedding) -> NativeBatch of one record | undefined
+Napi::Value NativeStore::Get(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Open(env, "get()");
+  char id[kIdBufferSize];
+  size_t id_len = ArgId(info, 0, "get(): id", id);
+  bool include_embedding = ArgBool(info, 1, "get(): includeEmbedding");
+  tierstore::RecordBatch batch;
+  Check(env, store.Get(std::string_view(id, id_len), include_embedding, NowMs(), &batch));
+  if (batch.size() == 0) return env.Undefined();
+  return BatchToJs(env, batch, state_->dimensions, include_embedding);
+}
+
+Napi::Value NativeStore::Has(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Open(env, "has()");
+  char id[kIdBufferSize];
+  size_t id_len = ArgId(info, 0, "has(): id", id);
+  bool found = false;
+  Check(env, store.Has(std::string_view(id, id_len), &found));
+  return Napi::Boolean::New(env, found);
+}
+
+Napi::Value NativeStore::Delete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Writable(env, "delete()");
+  char id[kIdBufferSize];
+  size_t id_len = ArgId(info, 0, "delete(): id", id);
+  bool existed = false;
+  Check(env, store.Delete(std::string_view(id, id_len), state_->write_options, &existed));
+  return Napi::Boolean::New(env, existed);
+}
+
+// move(id, tier: 0..2) -> boolean
+Napi::Value NativeStore::Move(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Writable(env, "move()");
+  char id[kIdBufferSize];
+  size_t id_len = ArgId(info, 0, "move(): id", id);
+  auto tier = static_cast<tierstore::Tier>(ArgTierSelector(info, 1, "move(): tier", false));
+  bool found = false;
+  Check(env, store.Move(std::string_view(id, id_len), tier, state_->write_options, &found));
+  return Napi::Boolean::New(env, found);
+}
+
+Napi::Value NativeStore::Migrate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Writable(env, "migrate()");
+  tierstore::MigrationReport r;
+  Check(env, store.Migrate(state_->write_options, &r));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("hotToWarm", static_cast<double>(r.hot_to_warm));
+  out.Set("hotToCold", static_cast<double>(r.hot_to_cold));
+  out.Set("warmToCold", static_cast<double>(r.warm_to_cold));
+  out.Set("batches", static_cast<double>(r.batches));
+  return out;
+}
+
+Napi::Value NativeStore::Counts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Open(env, "counts()");
+  tierstore::TierCounts counts;
+  Check(env, store.Counts(&counts));
+  return CountsToJs(env, counts);
+}
+
+// iterator(tier: 0..3) -> NativeIterator
+Napi::Value NativeStore::Iterator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Open(env, "iterate()");
+  Napi::Value tier = info[0];
+  return GetAddonData(env)->iterator_ctor.New({Value(), tier});
+}
+
+// list(tier: 0..3, offset, limit: 1..1000, cursor: string ('' = none),
+//      includeEmbeddings) -> NativeBatch & { nextCursor: string ('' on the
+//      last page), tierCounts }
+Napi::Value NativeStore::List(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Open(env, "list()");
+  tierstore::ListRequest req;
+  req.tier = ArgTierSelector(info, 0, "list(): tier", true);
+  req.offset = static_cast<uint64_t>(ArgInteger(info, 1, "list(): offset", 0, 9007199254740991.0));
+  req.limit = static_cast<uint32_t>(ArgInteger(info, 2, "list(): limit", 1, 1000));
+  req.cursor = ArgString(info, 3, "list(): cursor");
+  req.include_embeddings = ArgBool(info, 4, "list(): includeEmbeddings");
+  tierstore::ListResult result;
+  Check(env, store.List(req, &result));
+  Napi::Object out = BatchToJs(env, result.records, state_->dimensions, req.include_embeddings);
+  out.Set("nextCursor", Napi::String::New(env, result.next_cursor));
+  out.Set("tierCounts", CountsToJs(env, result.counts));
+  return out;
+}
+
+Napi::Value NativeStore::Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Check(env, Open(env, "flush()").Flush());
+  return env.Undefined();
+}
+
+Napi::Value NativeStore::Compact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Writable(env, "compact()");
+  tierstore::CompactionReport r;
+  Check(env, store.Compact(state_->write_options, &r));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("warmBytesReclaimed", static_cast<double>(r.warm_bytes_reclaimed));
+  out.Set("coldBytesReclaimed", static_cast<double>(r.cold_bytes_reclaimed));
+  out.Set("coldSegmentsBefore", static_cast<double>(r.cold_segments_before));
+  out.Set("coldSegmentsAfter", static_cast<double>(r.cold_segments_after));
+  out.Set("hotLogBytesBefore", static_cast<double>(r.hot_log_bytes_before));
+  out.Set("hotLogBytesAfter", static_cast<double>(r.hot_log_bytes_after));
+  return out;
+}
+
+Napi::Value NativeStore::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::Store& store = Open(env, "stats()");
+  tierstore::StoreStats s;
+  Check(env, store.Stats(&s));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("counts", CountsToJs(env, s.counts));
+  out.Set("dimensions", static_cast<double>(s.dimensions));
+  out.Set("sequence", static_cast<double>(s.sequence));
+  out.Set("hotLogBytes", static_cast<double>(s.hot_log_bytes));
+  out.Set("hotBytes", static_cast<double>(s.hot_bytes));
+  out.Set("warmSlots", static_cast<double>(s.warm_slots));
+  out.Set("warmBlockFileBytes", static_cast<double>(s.warm_block_file_bytes));
+  out.Set("warmVarFileBytes", static_cast<double>(s.warm_var_file_bytes));
+  out.Set("warmVarLiveBytes", static_cast<double>(s.warm_var_live_bytes));
+  out.Set("coldSegments", static_cast<double>(s.cold_segments));
+  out.Set("coldFileBytes", static_cast<double>(s.cold_file_bytes));
+  out.Set("coldDeletedRows", static_cast<double>(s.cold_deleted_rows));
+  out.Set("openIterators", static_cast<double>(s.open_iterators));
+  out.Set("recoveredDuplicates", static_cast<double>(s.recovered_duplicates));
+  out.Set("tornLogBytes", static_cast<double>(s.torn_log_bytes));
+  out.Set("readOnly", Napi::Boolean::New(env, state_->read_only));
+  return out;
+}
+
+Napi::Value NativeStore::Close(const Napi::CallbackInfo& info) {
+  if (state_) state_->Close();
+  return info.Env().Undefined();
+}
+
+}  // namespace tierstore_binding

@@ -1,0 +1,49 @@
+// NativeStore: one open handle on a tierstore::Store (see lib/native.ts for
+// the JS-side signatures). Thin: argument checks, marshalling, errors.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "handle.h"
+
+namespace tierstore_binding {
+
+class NativeStore : public Napi::ObjectWrap<NativeStore> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+
+  // new NativeStore(path, dimensions (0 = read from the store), readOnly,
+  //                 hotCapacity, warmCapacity, skipWarm, sync)
+  explicit NativeStore(const Napi::CallbackInfo& info);
+
+  const std::shared_ptr<HandleState>& state() const { return state_; }
+
+ private:
+  // Throws STORE_CLOSED after close().
+  tierstore::Store& Open(Napi::Env env, const char* method);
+  tierstore::Store& Writable(Napi::Env env, const char* method);
+
+  Napi::Value Path(const Napi::CallbackInfo& info);
+  Napi::Value Dimensions(const Napi::CallbackInfo& info);
+  Napi::Value IsClosed(const Napi::CallbackInfo& info);
+  Napi::Value PutMany(const Napi::CallbackInfo& info);
+  Napi::Value Get(const Napi::CallbackInfo& info);
+  Napi::Value Has(const Napi::CallbackInfo& info);
+  Napi::Value Delete(const Napi::CallbackInfo& info);
+  Napi::Value Move(const Napi::CallbackInfo& info);
+  Napi::Value Migrate(const Napi::CallbackInfo& info);
+  Napi::Value Counts(const Napi::CallbackInfo& info);
+  Napi::Value Iterator(const Napi::CallbackInfo& info);
+  Napi::Value List(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value Compact(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<HandleState> state_;
+  std::string path_;
+};
+
+}  // namespace tierstore_binding
