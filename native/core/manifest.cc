@@ -1,0 +1,53 @@
+#include "manifest.h"
+
+#include <cstring>
+
+#include "crc32c.h"
+#include "file_util.h"
+
+namespace tierstore {
+namespace {
+constexpr char kMagic[8] = {'T', 'S', 'M', 'A', 'N', 'I', 'F', '1'};
+constexpr size_t kSize = 44;  // magic 8, version 4, dims 4, clean 4, pad 4, log size 8, seq 8, crc 4
+}  // namespace
+
+Status Manifest::Read(const std::string& dir, Manifest* out) {
+  std::string path = JoinPath(dir, kFileName);
+  std::string bytes;
+  TS_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
+  if (bytes.size() != kSize || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+    return Status::Corruption(path + ": not a tierstore manifest (wrong size or magic)");
+  }
+  uint32_t crc;
+  std::memcpy(&crc, bytes.data() + kSize - 4, 4);
+  if (crc != Crc32c(bytes.data(), kSize - 4)) return Status::Corruption(path + ": checksum mismatch");
+  uint32_t version, clean;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  if (version != kFormatVersion) {
+    return Status::Corruption(path + ": format version " + std::to_string(version) + " is not supported (expected " +
+                              std::to_string(kFormatVersion) + ")");
+  }
+  std::memcpy(&out->dimensions, bytes.data() + 12, 4);
+  std::memcpy(&clean, bytes.data() + 16, 4);
+  std::memcpy(&out->hot_log_size, bytes.data() + 24, 8);
+  std::memcpy(&out->sequence_floor, bytes.data() + 32, 8);
+  out->clean = clean != 0;
+  if (out->dimensions == 0) return Status::Corruption(path + ": zero dimensions");
+  return Status::OK();
+}
+
+Status Manifest::Write(const std::string& dir) const {
+  std::string bytes(kSize, '\0');
+  std::memcpy(bytes.data(), kMagic, 8);
+  uint32_t version = kFormatVersion, clean_flag = clean ? 1 : 0;
+  std::memcpy(bytes.data() + 8, &version, 4);
+  std::memcpy(bytes.data() + 12, &dimensions, 4);
+  std::memcpy(bytes.data() + 16, &clean_flag, 4);
+  std::memcpy(bytes.data() + 24, &hot_log_size, 8);
+  std::memcpy(bytes.data() + 32, &sequence_floor, 8);
+  uint32_t crc = Crc32c(bytes.data(), kSize - 4);
+  std::memcpy(bytes.data() + kSize - 4, &crc, 4);
+  return AtomicWriteFile(JoinPath(dir, kFileName), bytes);
+}
+
+}  // namespace tierstore

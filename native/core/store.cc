@@ -1,0 +1,1211 @@
+#include "store.h"
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cold_tier.h"
+#include "file_util.h"
+#include "hot_log.h"
+#include "manifest.h"
+#include "warm_tier.h"
+
+namespace tierstore {
+
+void RecordBatch::Clear() {
+  tiers.clear();
+  bytes.clear();
+  offsets.clear();
+  lengths.clear();
+  confidence.clear();
+  activation.clear();
+  created_at.clear();
+  last_access_at.clear();
+  access_count.clear();
+  embeddings.clear();
+}
+
+void RecordBatch::Append(Tier tier, const RecordView& rec, bool with_embedding, uint32_t dimensions) {
+  tiers.push_back(tier);
+  for (std::string_view s : {rec.id, rec.content, rec.metadata}) {
+    offsets.push_back(bytes.size());
+    lengths.push_back(static_cast<uint32_t>(s.size()));
+    bytes.append(s);
+  }
+  confidence.push_back(rec.confidence);
+  activation.push_back(rec.activation);
+  created_at.push_back(rec.created_at);
+  last_access_at.push_back(rec.last_access_at);
+  access_count.push_back(rec.access_count);
+  if (with_embedding) embeddings.insert(embeddings.end(), rec.embedding, rec.embedding + dimensions);
+}
+
+namespace {
+
+// Cold segments beyond this count are merged (a batch of migrations seals
+// one segment each; merging keeps scans from degrading into many tiny files).
+constexpr size_t kMaxColdSegments = 16;
+// Records moved per migration step: bounds the RAM of one cold segment build.
+constexpr size_t kMigrationBatch = 16384;
+// The hot log is rewritten once it is this large and mostly records that
+// have left hot.
+constexpr uint64_t kLogCheckpointMinBytes = 64ull << 20;
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// A hot record: owned copies of every field.
+struct HotRecord {
+  std::string id, content, metadata;
+  std::vector<float> embedding;
+  float norm = 0, confidence = 0, activation = 0;
+  double created_at = 0, last_access_at = 0, access_count = 0;
+  uint64_t seq = 0;
+  uint64_t key = 0;  // arrival order in hot: the iteration order
+  bool access_dirty = false;
+
+  static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims) {
+    auto r = std::make_unique<HotRecord>();
+    r->id.assign(v.id);
+    r->content.assign(v.content);
+    r->metadata.assign(v.metadata);
+    r->embedding.assign(v.embedding, v.embedding + dims);
+    r->norm = v.norm;
+    r->confidence = v.confidence;
+    r->activation = v.activation;
+    r->created_at = v.created_at;
+    r->last_access_at = v.last_access_at;
+    r->access_count = v.access_count;
+    r->seq = v.seq;
+    return r;
+  }
+
+  RecordView View() const {
+    RecordView v;
+    v.id = id;
+    v.content = content;
+    v.metadata = metadata;
+    v.embedding = embedding.data();
+    v.norm = norm;
+    v.confidence = confidence;
+    v.activation = activation;
+    v.created_at = created_at;
+    v.last_access_at = last_access_at;
+    v.access_count = access_count;
+    v.seq = seq;
+    return v;
+  }
+
+  uint64_t Bytes() const { return id.size() + content.size() + metadata.size() + embedding.size() * 4 + 96; }
+};
+
+// Where a record lives. hot: b = hot key; warm: a = slot; cold: a = segment, b = row.
+struct Loc {
+  Tier tier = Tier::kHot;
+  uint32_t a = 0;
+  uint64_t b = 0;
+  ColdLoc cold() const { return ColdLoc{a, static_cast<uint32_t>(b)}; }
+  static Loc Hot(uint64_t key) { return Loc{Tier::kHot, 0, key}; }
+  static Loc Warm(uint32_t slot) { return Loc{Tier::kWarm, slot, 0}; }
+  static Loc Cold(ColdLoc c) { return Loc{Tier::kCold, c.segment, c.row}; }
+};
+
+// A scan position: the tier being read and the position key of the last
+// record read in it (0 = none yet). Position keys: hot key; warm slot + 1;
+// cold key. They never change while a record stays in its tier.
+struct ScanState {
+  TierSelector selector = TierSelector::kAll;
+  int phase = 0;  // 0 hot, 1 warm, 2 cold, 3 done
+  uint64_t after = 0;
+
+  static ScanState Start(TierSelector sel) {
+    ScanState s;
+    s.selector = sel;
+    s.phase = sel == TierSelector::kAll ? 0 : static_cast<int>(sel);
+    return s;
+  }
+  bool InScope(Tier t) const { return selector == TierSelector::kAll || static_cast<int>(t) == static_cast<int>(selector); }
+  void NextPhase() {
+    phase = selector == TierSelector::kAll ? phase + 1 : 3;
+    after = 0;
+  }
+  // Has the scan already passed this position?
+  bool Passed(Tier t, uint64_t key) const {
+    if (!InScope(t)) return false;
+    int ti = static_cast<int>(t);
+    return ti < phase || (ti == phase && key <= after);
+  }
+};
+
+const char* SelectorName(TierSelector s) {
+  return s == TierSelector::kAll ? "all" : TierName(static_cast<Tier>(s));
+}
+
+double NormOf(const float* v, uint32_t dims) {
+  double sum = 0;
+  for (uint32_t i = 0; i < dims; ++i) sum += static_cast<double>(v[i]) * v[i];
+  return std::sqrt(sum);
+}
+
+Status ValidateRecord(const RecordView& r, uint32_t dims) {
+  if (r.id.empty() || r.id.size() > kMaxIdBytes) {
+    return Status::InvalidArgument("id must be 1.." + std::to_string(kMaxIdBytes) + " UTF-8 bytes, got " +
+                                   std::to_string(r.id.size()));
+  }
+  if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("content exceeds the format limit of 2 GiB");
+  if (r.metadata.size() > kMaxMetadataBytes) return Status::InvalidArgument("metadata exceeds the format limit of 2 GiB");
+  if (r.embedding == nullptr) return Status::InvalidArgument("embedding is missing");
+  for (uint32_t i = 0; i < dims; ++i) {
+    if (!std::isfinite(r.embedding[i])) return Status::InvalidArgument("embedding values must be finite");
+  }
+  if (!(r.confidence >= 0.0f && r.confidence <= 1.0f)) return Status::InvalidArgument("confidence must be in [0, 1]");
+  if (!(r.activation >= 0.0f && r.activation <= 1.0f)) return Status::InvalidArgument("activation must be in [0, 1]");
+  if (!std::isfinite(r.created_at) || !std::isfinite(r.last_access_at) || !std::isfinite(r.access_count)) {
+    return Status::InvalidArgument("timestamps and counts must be finite");
+  }
+  return Status::OK();
+}
+
+class StoreImpl;
+
+class IteratorImpl final : public StoreIterator {
+ public:
+  IteratorImpl(std::shared_ptr<StoreImpl> store, TierSelector sel) : store_(std::move(store)), state_(ScanState::Start(sel)) {}
+  ~IteratorImpl() override { Close(); }
+  Status Next(size_t max, bool include_embeddings, RecordBatch* out) override;
+  void Close() override;
+
+  // Called by the store, under its exclusive lock, whenever a record moves
+  // between tiers while this iterator is open.
+  void OnMove(uint64_t seq, std::string_view id, Tier from, uint64_t from_key, Tier to, uint64_t to_key);
+
+ private:
+  friend class StoreImpl;
+  std::mutex mu_;
+  std::shared_ptr<StoreImpl> store_;
+  ScanState state_;
+  bool closed_ = false;
+  // Records already yielded that will be met again where they moved to.
+  std::unordered_set<uint64_t> skip_;
+  // Records not yet yielded that moved behind the scan: yielded at the end.
+  std::map<uint64_t, std::string> pending_;
+};
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(std::string path, bool read_only) : path_(std::move(path)), read_only_(read_only) {}
+  ~StoreImpl() override { CloseFiles(); }
+
+  Status OpenFiles(uint32_t dimensions);
+  void AddRef() { ++open_refs_; }
+  bool IsOpen() const { return !closed_; }
+
+  void Release() override;
+  const std::string& path() const override { return path_; }
+  uint32_t dimensions() const override { return dims_; }
+  bool read_only() const override { return read_only_; }
+
+  Status Put(const RecordView* recs, size_t n, const WriteOptions& opts) override;
+  Status Get(std::string_view id, bool include_embedding, double now_ms, RecordBatch* out) override;
+  Status Has(std::string_view id, bool* found) override;
+  Status Delete(std::string_view id, const WriteOptions& opts, bool* existed) override;
+  Status Move(std::string_view id, Tier tier, const WriteOptions& opts, bool* found) override;
+  Status Migrate(const WriteOptions& opts, MigrationReport* report) override;
+  Status Counts(TierCounts* counts) override;
+  Status NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) override;
+  Status List(const ListRequest& request, ListResult* result) override;
+  Status Flush() override;
+  Status Compact(const WriteOptions& opts, CompactionReport* report) override;
+  Status Stats(StoreStats* stats) override;
+
+  // For iterators (they hold the shared lock while calling these).
+  std::shared_mutex& mutex() { return mu_; }
+  Status CheckOpen() const {
+    if (closed_) return Status::StoreClosed("the store at " + path_ + " is closed");
+    return Status::OK();
+  }
+  Status ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* it);
+  Status AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out);
+  void Unregister(IteratorImpl* it) {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    iterators_.erase(std::remove(iterators_.begin(), iterators_.end(), it), iterators_.end());
+  }
+
+ private:
+  Status CheckWritable() const {
+    TS_RETURN_IF_ERROR(CheckOpen());
+    if (read_only_) return Status::ReadOnly("the store at " + path_ + " is open read-only; writes are refused");
+    return Status::OK();
+  }
+  Status Recover();
+  void CloseFiles();
+  Status WriteCleanManifest();
+
+  TierCounts CountsLocked() const { return TierCounts{hot_.size(), warm_count_, cold_count_}; }
+  uint64_t PositionKey(const Loc& loc) const {
+    switch (loc.tier) {
+      case Tier::kHot: return loc.b;
+      case Tier::kWarm: return uint64_t{loc.a} + 1;
+      case Tier::kCold: return cold_->KeyOf(loc.cold());
+    }
+    return 0;
+  }
+  void NotifyMove(uint64_t seq, std::string_view id, const Loc& from, const Loc& to);
+  HotRecord* HotAt(const Loc& loc) const { return hot_.at(loc.b).get(); }
+  Status ReadAt(const Loc& loc, bool verify_embedding, RecordView* out) const;
+  uint64_t SeqAt(const Loc& loc) const;
+  void InsertHot(std::unique_ptr<HotRecord> rec);
+  std::unique_ptr<HotRecord> TakeHot(const Loc& loc);
+  // Removes the copy at loc from its tier (not from the index).
+  Status RemoveFromTier(const Loc& loc);
+  Status RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op);
+
+  Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report);
+  Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report);
+  Status DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report);
+  Status SyncLowerTiers();
+  Status CheckpointLog();
+  Status MaybeCheckpointLog();
+  Status LogDirtyAccess();
+  Status SeekOffset(ScanState* st, uint64_t offset);
+
+  const std::string path_;
+  const bool read_only_;
+  uint32_t dims_ = 0;
+  mutable std::shared_mutex mu_;
+  bool closed_ = false;
+  int open_refs_ = 1;  // guarded by the registry mutex
+  DirectoryLock lock_;
+  std::unique_ptr<HotLog> log_;
+  std::unique_ptr<WarmTier> warm_;
+  std::unique_ptr<ColdTier> cold_;
+  std::map<uint64_t, std::unique_ptr<HotRecord>> hot_;
+  std::unordered_map<std::string, Loc, StringHash, std::equal_to<>> index_;
+  uint64_t seq_ = 0;
+  uint64_t hot_key_ = 0;
+  uint64_t hot_bytes_ = 0;
+  uint64_t warm_count_ = 0;
+  uint64_t cold_count_ = 0;
+  uint64_t recovered_duplicates_ = 0;
+  uint64_t torn_log_bytes_ = 0;
+  std::mutex iter_mu_;
+  std::vector<IteratorImpl*> iterators_;
+};
+
+// ---------------------------------------------------------------------------
+// Registry: one StoreImpl per canonical path in this process.
+
+std::mutex& RegistryMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::unordered_map<std::string, std::weak_ptr<StoreImpl>>& Registry() {
+  static std::unordered_map<std::string, std::weak_ptr<StoreImpl>> reg;
+  return reg;
+}
+
+// ---------------------------------------------------------------------------
+// Open and recovery
+
+Status StoreImpl::OpenFiles(uint32_t dimensions) {
+  TS_RETURN_IF_ERROR(lock_.Acquire(path_, !read_only_));
+  Manifest manifest;
+  if (PathExists(JoinPath(path_, Manifest::kFileName))) {
+    TS_RETURN_IF_ERROR(Manifest::Read(path_, &manifest));
+    if (dimensions != 0 && dimensions != manifest.dimensions) {
+      return Status::DimensionMismatch("the store at " + path_ + " has " + std::to_string(manifest.dimensions) +
+                                       " dimensions, but " + std::to_string(dimensions) +
+                                       " were asked for; open it with dimensions: " +
+                                       std::to_string(manifest.dimensions) + " or omit dimensions");
+    }
+  } else {
+    if (read_only_) return Status::InvalidArgument("no tierstore store at " + path_);
+    manifest.dimensions = dimensions;
+  }
+  dims_ = manifest.dimensions;
+
+  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, &log_));
+  if (manifest.clean && log_->size() != manifest.hot_log_size && PathExists(log_->path())) {
+    return Status::Corruption(log_->path() + ": " + std::to_string(log_->size()) + " bytes, but the store was closed with " +
+                              std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
+  }
+  if (!read_only_ && (manifest.clean || !PathExists(JoinPath(path_, Manifest::kFileName)))) {
+    Manifest dirty = manifest;
+    dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
+    TS_RETURN_IF_ERROR(dirty.Write(path_));
+  }
+  seq_ = manifest.sequence_floor;
+  TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
+  TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
+  return Recover();
+}
+
+Status StoreImpl::Recover() {
+  std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> tombstones;
+  auto killed = [&](std::string_view id, uint64_t seq) {
+    auto t = tombstones.find(id);
+    return t != tombstones.end() && t->second > seq;
+  };
+  LogReplayHandler handler;
+  handler.on_put = [&](const RecordView& rec) -> Status {
+    seq_ = std::max(seq_, rec.seq);
+    if (killed(rec.id, rec.seq)) return Status::OK();
+    auto it = index_.find(rec.id);
+    if (it != index_.end()) {
+      if (HotAt(it->second)->seq > rec.seq) return Status::OK();
+      TakeHot(it->second);
+      index_.erase(it);
+    }
+    InsertHot(HotRecord::CopyOf(rec, dims_));
+    return Status::OK();
+  };
+  handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
+    seq_ = std::max(seq_, seq);
+    auto it = index_.find(id);
+    if (it != index_.end() && HotAt(it->second)->seq < seq) {
+      TakeHot(it->second);
+      index_.erase(it);
+    }
+    auto [t, inserted] = tombstones.try_emplace(std::string(id), seq);
+    if (!inserted) t->second = std::max(t->second, seq);
+    return Status::OK();
+  };
+  handler.on_access = [&](const LogAccessUpdate& u) -> Status {
+    auto it = index_.find(u.id);
+    if (it != index_.end()) {
+      HotRecord* r = HotAt(it->second);
+      if (r->seq == u.seq) {
+        r->last_access_at = u.last_access_at;
+        r->access_count = u.access_count;
+      }
+    }
+    return Status::OK();
+  };
+  TS_RETURN_IF_ERROR(log_->Replay(handler, &torn_log_bytes_));
+
+  // Lower tiers: keep one copy per id, the highest seq, the colder on a tie.
+  // Losers are collected and removed after each scan (never mid-scan).
+  std::vector<Loc> losers;
+  auto offer = [&](std::string_view id, uint64_t seq, const Loc& loc) -> Status {
+    seq_ = std::max(seq_, seq);
+    if (killed(id, seq)) {
+      losers.push_back(loc);
+      return Status::OK();
+    }
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      index_.emplace(std::string(id), loc);
+      (loc.tier == Tier::kWarm ? warm_count_ : cold_count_)++;
+      return Status::OK();
+    }
+    ++recovered_duplicates_;
+    if (SeqAt(it->second) > seq) {
+      losers.push_back(loc);
+      return Status::OK();
+    }
+    Loc old = it->second;
+    if (old.tier == Tier::kHot) {
+      TakeHot(old);
+    } else {
+      losers.push_back(old);
+      (old.tier == Tier::kWarm ? warm_count_ : cold_count_)--;
+    }
+    it->second = loc;
+    (loc.tier == Tier::kWarm ? warm_count_ : cold_count_)++;
+    return Status::OK();
+  };
+  TS_RETURN_IF_ERROR(warm_->ForEachLive([&](uint32_t slot, const RecordView& rec) {
+    return offer(rec.id, rec.seq, Loc::Warm(slot));
+  }));
+  TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) {
+    return offer(rec.id, rec.seq, Loc::Cold(loc));
+  }));
+  if (!read_only_) {
+    for (const Loc& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
+    TS_RETURN_IF_ERROR(MaybeCheckpointLog());
+  }
+  return Status::OK();
+}
+
+Status Store::Open(const std::string& path, const StoreOptions& options, std::shared_ptr<Store>* out) {
+  if (path.empty()) return Status::InvalidArgument("path must be a non-empty string");
+  if (options.dimensions > kMaxDimensions) {
+    return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions));
+  }
+  if (!PathExists(JoinPath(path, Manifest::kFileName))) {
+    if (options.read_only) return Status::InvalidArgument("no tierstore store at " + path + " to open read-only");
+    if (options.dimensions == 0) {
+      return Status::InvalidArgument("no store exists at " + path + "; pass dimensions (1.." +
+                                     std::to_string(kMaxDimensions) + ") to create one");
+    }
+    TS_RETURN_IF_ERROR(CreateDirectories(path));
+  }
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return ErrnoStatus("realpath", path, errno);
+  std::string canonical(resolved);
+  ::free(resolved);
+
+  std::lock_guard<std::mutex> g(RegistryMutex());
+  auto& reg = Registry();
+  auto found = reg.find(canonical);
+  if (found != reg.end()) {
+    if (std::shared_ptr<StoreImpl> existing = found->second.lock(); existing && existing->IsOpen()) {
+      if (options.dimensions != 0 && options.dimensions != existing->dimensions()) {
+        return Status::DimensionMismatch("the store at " + canonical + " has " + std::to_string(existing->dimensions()) +
+                                         " dimensions, but " + std::to_string(options.dimensions) + " were asked for");
+      }
+      if (!options.read_only && existing->read_only()) {
+        return Status::StoreLocked("the store at " + canonical +
+                                   " is open read-only in this process; close those handles before opening it for writing");
+      }
+      existing->AddRef();
+      *out = existing;
+      return Status::OK();
+    }
+  }
+  auto store = std::make_shared<StoreImpl>(canonical, options.read_only);
+  TS_RETURN_IF_ERROR(store->OpenFiles(options.dimensions));
+  reg[canonical] = store;
+  *out = store;
+  return Status::OK();
+}
+
+void StoreImpl::Release() {
+  {
+    std::lock_guard<std::mutex> g(RegistryMutex());
+    if (closed_ || --open_refs_ > 0) return;
+    auto& reg = Registry();
+    auto it = reg.find(path_);
+    if (it != reg.end() && it->second.lock().get() == this) reg.erase(it);
+  }
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  CloseFiles();
+}
+
+Status StoreImpl::WriteCleanManifest() {
+  Manifest m;
+  m.dimensions = dims_;
+  m.clean = true;
+  m.hot_log_size = log_->size();
+  m.sequence_floor = seq_;
+  return m.Write(path_);
+}
+
+void StoreImpl::CloseFiles() {
+  if (closed_) return;
+  closed_ = true;
+  {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    for (IteratorImpl* it : iterators_) it->closed_ = true;
+    iterators_.clear();
+  }
+  if (!read_only_ && log_ && warm_ && cold_) {
+    // Best effort: a failure here leaves the store marked unclean, which the
+    // next open handles as after a crash (nothing acknowledged is lost).
+    Status s = LogDirtyAccess();
+    if (s.ok()) s = MaybeCheckpointLog();
+    if (s.ok()) s = SyncLowerTiers();
+    if (s.ok()) s = log_->Sync();
+    if (s.ok()) s = WriteCleanManifest();
+  }
+  hot_.clear();
+  index_.clear();
+  cold_.reset();
+  warm_.reset();
+  log_.reset();
+  lock_.Release();
+}
+
+// ---------------------------------------------------------------------------
+// Tier plumbing
+
+void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
+  rec->key = ++hot_key_;
+  hot_bytes_ += rec->Bytes();
+  uint64_t key = rec->key;
+  auto [it, inserted] = index_.try_emplace(rec->id, Loc::Hot(key));
+  if (!inserted) it->second = Loc::Hot(key);
+  hot_.emplace(key, std::move(rec));
+}
+
+std::unique_ptr<HotRecord> StoreImpl::TakeHot(const Loc& loc) {
+  auto node = hot_.extract(loc.b);
+  std::unique_ptr<HotRecord> rec = std::move(node.mapped());
+  hot_bytes_ -= rec->Bytes();
+  return rec;
+}
+
+Status StoreImpl::ReadAt(const Loc& loc, bool verify_embedding, RecordView* out) const {
+  switch (loc.tier) {
+    case Tier::kHot: *out = HotAt(loc)->View(); return Status::OK();
+    case Tier::kWarm: return warm_->Read(loc.a, verify_embedding, out);
+    case Tier::kCold: return cold_->Read(loc.cold(), verify_embedding, out);
+  }
+  return Status::OK();
+}
+
+uint64_t StoreImpl::SeqAt(const Loc& loc) const {
+  RecordView v;
+  if (loc.tier == Tier::kHot) return HotAt(loc)->seq;
+  // Only recovery asks, and only for ids seen twice; an unreadable copy loses.
+  if (!ReadAt(loc, false, &v).ok()) return 0;
+  return v.seq;
+}
+
+Status StoreImpl::RemoveFromTier(const Loc& loc) {
+  switch (loc.tier) {
+    case Tier::kHot: TakeHot(loc); return Status::OK();
+    case Tier::kWarm: return warm_->Free(loc.a);
+    case Tier::kCold: return cold_->Delete(loc.cold());
+  }
+  return Status::OK();
+}
+
+void StoreImpl::NotifyMove(uint64_t seq, std::string_view id, const Loc& from, const Loc& to) {
+  std::lock_guard<std::mutex> g(iter_mu_);
+  if (iterators_.empty()) return;
+  uint64_t from_key = PositionKey(from), to_key = PositionKey(to);
+  for (IteratorImpl* it : iterators_) it->OnMove(seq, id, from.tier, from_key, to.tier, to_key);
+}
+
+Status StoreImpl::RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op) {
+  // Merges change (segment, row) but not cold keys; only the index follows.
+  std::unordered_map<uint64_t, ColdLoc> moved;
+  TS_RETURN_IF_ERROR(op([&](ColdLoc from, ColdLoc to) {
+    moved.emplace((uint64_t{from.segment} << 32) | from.row, to);
+  }));
+  if (moved.empty()) return Status::OK();
+  for (auto& [id, loc] : index_) {
+    if (loc.tier != Tier::kCold) continue;
+    auto m = moved.find((uint64_t{loc.a} << 32) | static_cast<uint32_t>(loc.b));
+    if (m != moved.end()) loc = Loc::Cold(m->second);
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts) {
+  if (n == 0) {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return CheckWritable();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    TS_RETURN_IF_ERROR(ValidateRecord(recs[i], dims_));
+  }
+  // Within one batch a repeated id: the last wins.
+  std::vector<size_t> keep;
+  keep.reserve(n);
+  if (n == 1) {
+    keep.push_back(0);
+  } else {
+    std::unordered_map<std::string_view, size_t> last;
+    last.reserve(n);
+    for (size_t i = 0; i < n; ++i) last[recs[i].id] = i;
+    for (size_t i = 0; i < n; ++i) {
+      if (last[recs[i].id] == i) keep.push_back(i);
+    }
+  }
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckWritable());
+  std::vector<std::unique_ptr<HotRecord>> fresh;
+  fresh.reserve(keep.size());
+  std::vector<RecordView> views(keep.size());
+  std::vector<const RecordView*> ptrs(keep.size());
+  for (size_t k = 0; k < keep.size(); ++k) {
+    const RecordView& in = recs[keep[k]];
+    views[k] = in;
+    views[k].seq = seq_ + 1 + k;
+    views[k].norm = static_cast<float>(NormOf(in.embedding, dims_));
+    ptrs[k] = &views[k];
+  }
+  // The log append is the commit point: before it nothing changed; after it
+  // the batch survives a crash, and recovery would redo what follows.
+  TS_RETURN_IF_ERROR(log_->AppendPuts(ptrs.data(), ptrs.size()));
+  if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
+  seq_ += keep.size();
+  for (size_t k = 0; k < keep.size(); ++k) {
+    auto it = index_.find(views[k].id);
+    if (it != index_.end()) {
+      Loc old = it->second;
+      (void)RemoveFromTier(old);  // an older version; recovery drops it anyway
+      if (old.tier == Tier::kWarm) --warm_count_;
+      if (old.tier == Tier::kCold) --cold_count_;
+    }
+    InsertHot(HotRecord::CopyOf(views[k], dims_));
+  }
+  // Capacity migration inside the write: the records are safe in the log
+  // already, so a failure here leaves them in hot for the next attempt.
+  MigrationReport ignored;
+  (void)MigrateLocked(opts, false, &ignored);
+  (void)MaybeCheckpointLog();
+  return Status::OK();
+}
+
+Status StoreImpl::Delete(std::string_view id, const WriteOptions& opts, bool* existed) {
+  *existed = false;
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckWritable());
+  auto it = index_.find(id);
+  if (it == index_.end()) return Status::OK();
+  TS_RETURN_IF_ERROR(log_->AppendDelete(id, seq_ + 1));
+  if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
+  ++seq_;
+  Loc loc = it->second;
+  index_.erase(it);
+  (void)RemoveFromTier(loc);  // the tombstone in the log already decides
+  if (loc.tier == Tier::kWarm) --warm_count_;
+  if (loc.tier == Tier::kCold) --cold_count_;
+  *existed = true;
+  return Status::OK();
+}
+
+Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts, bool* found) {
+  *found = false;
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckWritable());
+  auto it = index_.find(id);
+  if (it == index_.end()) return Status::OK();
+  *found = true;
+  const Loc from = it->second;
+  if (from.tier == tier) return Status::OK();
+  RecordView v;
+  TS_RETURN_IF_ERROR(ReadAt(from, true, &v));  // verified before it is copied anywhere
+  Loc to;
+  std::unique_ptr<HotRecord> copy;
+  // 1. Write the destination.
+  switch (tier) {
+    case Tier::kHot: {
+      const RecordView* p = &v;
+      TS_RETURN_IF_ERROR(log_->AppendPuts(&p, 1));
+      if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
+      copy = HotRecord::CopyOf(v, dims_);
+      break;
+    }
+    case Tier::kWarm: {
+      uint32_t slot = 0;
+      TS_RETURN_IF_ERROR(warm_->Insert(v, &slot));
+      to = Loc::Warm(slot);
+      ++warm_count_;
+      break;
+    }
+    case Tier::kCold: {
+      std::vector<ColdLoc> locs;
+      TS_RETURN_IF_ERROR(cold_->Append(&v, 1, opts.sync, &locs));
+      to = Loc::Cold(locs[0]);
+      ++cold_count_;
+      break;
+    }
+  }
+  // 2. Remove the source (views into it are not used past this point).
+  const uint64_t seq = v.seq;
+  std::string id_copy(id);
+  if (from.tier == Tier::kHot) {
+    TakeHot(from);
+  } else {
+    (void)RemoveFromTier(from);
+    (from.tier == Tier::kWarm ? warm_count_ : cold_count_)--;
+  }
+  if (copy) {
+    InsertHot(std::move(copy));
+    to = index_.find(id_copy)->second;
+  } else {
+    index_.find(id_copy)->second = to;
+  }
+  NotifyMove(seq, id_copy, from, to);
+  if (tier == Tier::kCold) {
+    (void)RelocateCold([&](const auto& relocate) { return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate); });
+  }
+  return Status::OK();
+}
+
+Status StoreImpl::Migrate(const WriteOptions& opts, MigrationReport* report) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckWritable());
+  TS_RETURN_IF_ERROR(MigrateLocked(opts, true, report));
+  return MaybeCheckpointLog();
+}
+
+Status StoreImpl::MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report) {
+  // Inside a write, demote a slack below capacity so the next puts do not
+  // each trigger a migration (batches, never one per put).
+  auto target = [&](uint64_t capacity) -> uint64_t {
+    uint64_t slack = to_capacity ? 0 : std::min<uint64_t>(capacity / 8, 4096);
+    return capacity - slack;
+  };
+  if (hot_.size() > opts.hot_capacity) {
+    Tier dest = opts.skip_warm ? Tier::kCold : Tier::kWarm;
+    TS_RETURN_IF_ERROR(DemoteHot(hot_.size() - target(opts.hot_capacity), dest, opts, report));
+  }
+  if (warm_count_ > opts.warm_capacity) {
+    TS_RETURN_IF_ERROR(DemoteWarm(warm_count_ - target(opts.warm_capacity), opts, report));
+  }
+  return Status::OK();
+}
+
+namespace {
+// Demotion order: lowest activation first, then oldest access, then arrival.
+struct Candidate {
+  float activation;
+  double last_access_at;
+  uint64_t position;
+  bool operator<(const Candidate& o) const {
+    if (activation != o.activation) return activation < o.activation;
+    if (last_access_at != o.last_access_at) return last_access_at < o.last_access_at;
+    return position < o.position;
+  }
+};
+
+void KeepLowest(std::vector<Candidate>* c, size_t count) {
+  if (count < c->size()) {
+    std::nth_element(c->begin(), c->begin() + static_cast<std::ptrdiff_t>(count), c->end());
+    c->resize(count);
+  }
+  std::sort(c->begin(), c->end());
+}
+}  // namespace
+
+Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report) {
+  std::vector<Candidate> cand;
+  cand.reserve(hot_.size());
+  for (auto& [key, rec] : hot_) cand.push_back({rec->activation, rec->last_access_at, key});
+  KeepLowest(&cand, count);
+  for (size_t start = 0; start < cand.size(); start += kMigrationBatch) {
+    size_t end = std::min(cand.size(), start + kMigrationBatch);
+    ++report->batches;
+    if (dest == Tier::kWarm) {
+      for (size_t i = start; i < end; ++i) {
+        Loc from = Loc::Hot(cand[i].position);
+        HotRecord* rec = HotAt(from);
+        uint32_t slot = 0;
+        TS_RETURN_IF_ERROR(warm_->Insert(rec->View(), &slot));  // destination first
+        Loc to = Loc::Warm(slot);
+        index_.find(rec->id)->second = to;
+        ++warm_count_;
+        ++report->hot_to_warm;
+        NotifyMove(rec->seq, rec->id, from, to);
+        TakeHot(from);  // the log still holds it; recovery prefers the colder copy on a tie
+      }
+    } else {
+      std::vector<RecordView> views;
+      views.reserve(end - start);
+      for (size_t i = start; i < end; ++i) views.push_back(HotAt(Loc::Hot(cand[i].position))->View());
+      std::vector<ColdLoc> locs;
+      TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
+      for (size_t i = start; i < end; ++i) {
+        Loc from = Loc::Hot(cand[i].position);
+        HotRecord* rec = HotAt(from);
+        Loc to = Loc::Cold(locs[i - start]);
+        index_.find(rec->id)->second = to;
+        ++cold_count_;
+        ++report->hot_to_cold;
+        NotifyMove(rec->seq, rec->id, from, to);
+        TakeHot(from);
+      }
+      TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
+        return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
+      }));
+    }
+  }
+  return Status::OK();
+}
+
+Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report) {
+  std::vector<Candidate> cand;
+  cand.reserve(warm_count_);
+  const uint32_t limit = warm_->SlotLimit();
+  for (uint32_t slot = 0; slot < limit; ++slot) {
+    if (!warm_->IsLive(slot)) continue;
+    float activation = 0;
+    double last_access = 0;
+    warm_->Scalars(slot, &activation, &last_access);
+    cand.push_back({activation, last_access, slot});
+  }
+  KeepLowest(&cand, count);
+  for (size_t start = 0; start < cand.size(); start += kMigrationBatch) {
+    size_t end = std::min(cand.size(), start + kMigrationBatch);
+    ++report->batches;
+    std::vector<RecordView> views(end - start);
+    for (size_t i = start; i < end; ++i) {
+      // Verified before copying: a damaged record must not get a fresh checksum.
+      TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(cand[i].position), true, &views[i - start]));
+    }
+    std::vector<ColdLoc> locs;
+    TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
+    for (size_t i = start; i < end; ++i) {
+      Loc from = Loc::Warm(static_cast<uint32_t>(cand[i].position));
+      Loc to = Loc::Cold(locs[i - start]);
+      const RecordView& v = views[i - start];
+      index_.find(v.id)->second = to;
+      NotifyMove(v.seq, v.id, from, to);
+      ++cold_count_;
+      ++report->warm_to_cold;
+    }
+    for (size_t i = start; i < end; ++i) {
+      (void)warm_->Free(static_cast<uint32_t>(cand[i].position));
+      --warm_count_;
+    }
+    TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
+      return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
+    }));
+  }
+  return Status::OK();
+}
+
+Status StoreImpl::SyncLowerTiers() {
+  TS_RETURN_IF_ERROR(warm_->Sync());
+  return cold_->Sync();
+}
+
+Status StoreImpl::CheckpointLog() {
+  // Tombstones and records that moved down leave the log: make the lower
+  // tiers durable first, so nothing the old log protected is lost.
+  TS_RETURN_IF_ERROR(SyncLowerTiers());
+  std::vector<RecordView> views;
+  views.reserve(hot_.size());
+  for (auto& [key, rec] : hot_) {
+    views.push_back(rec->View());
+  }
+  std::vector<const RecordView*> ptrs;
+  ptrs.reserve(views.size());
+  for (auto& v : views) ptrs.push_back(&v);
+  TS_RETURN_IF_ERROR(log_->Rewrite(ptrs));
+  for (auto& [key, rec] : hot_) rec->access_dirty = false;
+  return Status::OK();
+}
+
+Status StoreImpl::MaybeCheckpointLog() {
+  uint64_t size = log_->size();
+  if (size < kLogCheckpointMinBytes || size < 4 * hot_bytes_ + (16ull << 20)) return Status::OK();
+  return CheckpointLog();
+}
+
+Status StoreImpl::LogDirtyAccess() {
+  std::vector<LogAccessUpdate> updates;
+  for (auto& [key, rec] : hot_) {
+    if (rec->access_dirty) updates.push_back({rec->id, rec->seq, rec->last_access_at, rec->access_count});
+  }
+  TS_RETURN_IF_ERROR(log_->AppendAccess(updates));
+  for (auto& [key, rec] : hot_) rec->access_dirty = false;
+  return Status::OK();
+}
+
+Status StoreImpl::Flush() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  if (read_only_) return Status::OK();
+  TS_RETURN_IF_ERROR(LogDirtyAccess());
+  TS_RETURN_IF_ERROR(log_->Sync());
+  return SyncLowerTiers();
+}
+
+Status StoreImpl::Compact(const WriteOptions& opts, CompactionReport* report) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckWritable());
+  report->hot_log_bytes_before = log_->size();
+  TS_RETURN_IF_ERROR(CheckpointLog());
+  report->hot_log_bytes_after = log_->size();
+  TS_RETURN_IF_ERROR(warm_->Compact(&report->warm_bytes_reclaimed));
+  report->cold_segments_before = cold_->Stats().segments;
+  TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
+    return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed);
+  }));
+  report->cold_segments_after = cold_->Stats().segments;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+Status StoreImpl::Get(std::string_view id, bool include_embedding, double now_ms, RecordBatch* out) {
+  // Exclusive: get updates the access statistics in place.
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  auto it = index_.find(id);
+  if (it == index_.end()) return Status::OK();
+  const Loc loc = it->second;
+  RecordView v;
+  TS_RETURN_IF_ERROR(ReadAt(loc, include_embedding, &v));
+  v.last_access_at = now_ms;
+  v.access_count += 1;
+  switch (loc.tier) {
+    case Tier::kHot: {
+      HotRecord* r = HotAt(loc);
+      r->last_access_at = v.last_access_at;
+      r->access_count = v.access_count;
+      r->access_dirty = true;
+      break;
+    }
+    case Tier::kWarm: warm_->UpdateAccess(loc.a, v.last_access_at, v.access_count); break;
+    case Tier::kCold: cold_->UpdateAccess(loc.cold(), v.last_access_at, v.access_count); break;
+  }
+  out->Append(loc.tier, v, include_embedding, dims_);
+  return Status::OK();
+}
+
+Status StoreImpl::Has(std::string_view id, bool* found) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  *found = index_.find(id) != index_.end();
+  return Status::OK();
+}
+
+Status StoreImpl::Counts(TierCounts* counts) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  *counts = CountsLocked();
+  return Status::OK();
+}
+
+Status StoreImpl::Stats(StoreStats* stats) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  stats->counts = CountsLocked();
+  stats->dimensions = dims_;
+  stats->sequence = seq_;
+  stats->hot_log_bytes = log_->size();
+  stats->hot_bytes = hot_bytes_;
+  WarmStats w = warm_->Stats();
+  stats->warm_slots = w.slots;
+  stats->warm_block_file_bytes = w.block_file_bytes;
+  stats->warm_var_file_bytes = w.var_file_bytes;
+  stats->warm_var_live_bytes = w.var_live_bytes;
+  ColdStats c = cold_->Stats();
+  stats->cold_segments = c.segments;
+  stats->cold_file_bytes = c.file_bytes;
+  stats->cold_deleted_rows = c.deleted_rows;
+  {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    stats->open_iterators = iterators_.size();
+  }
+  stats->recovered_duplicates = recovered_duplicates_;
+  stats->torn_log_bytes = torn_log_bytes_;
+  stats->read_only = read_only_;
+  return Status::OK();
+}
+
+// Reads up to `max` records from st's position on, advancing it. With an
+// iterator, records it already yielded elsewhere are skipped.
+Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* iter) {
+  auto skip = [&](uint64_t seq) { return iter != nullptr && iter->skip_.erase(seq) > 0; };
+  while (out->size() < max && st->phase < 3) {
+    if (st->phase == 0) {
+      auto it = hot_.upper_bound(st->after);
+      for (; it != hot_.end() && out->size() < max; ++it) {
+        st->after = it->first;
+        const HotRecord& r = *it->second;
+        if (!skip(r.seq)) out->Append(Tier::kHot, r.View(), emb, dims_);
+      }
+      if (it == hot_.end()) st->NextPhase();
+    } else if (st->phase == 1) {
+      const uint32_t limit = warm_->SlotLimit();
+      uint64_t slot = st->after;  // position key = slot + 1, so the next slot is `after`
+      for (; slot < limit && out->size() < max; ++slot) {
+        st->after = slot + 1;
+        if (!warm_->IsLive(static_cast<uint32_t>(slot))) continue;
+        RecordView v;
+        TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(slot), emb, &v));
+        if (!skip(v.seq)) out->Append(Tier::kWarm, v, emb, dims_);
+      }
+      if (slot >= limit) st->NextPhase();
+    } else {
+      const size_t want = max - out->size();
+      size_t visited = 0;
+      TS_RETURN_IF_ERROR(cold_->ScanFrom(
+          st->after, want, emb,
+          [&](ColdLoc, uint64_t key, const RecordView& v) -> Status {
+            st->after = key;
+            if (skip(v.seq)) return Status::OK();
+            out->Append(Tier::kCold, v, emb, dims_);
+            return Status::OK();
+          },
+          &visited));
+      if (visited < want) st->NextPhase();
+    }
+  }
+  return Status::OK();
+}
+
+Status StoreImpl::AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return Status::OK();
+  RecordView v;
+  TS_RETURN_IF_ERROR(ReadAt(it->second, emb, &v));
+  if (v.seq == seq) out->Append(it->second.tier, v, emb, dims_);
+  return Status::OK();
+}
+
+Status StoreImpl::NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  auto self = std::static_pointer_cast<StoreImpl>(shared_from_this());
+  auto it = std::make_unique<IteratorImpl>(self, tier);
+  {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    iterators_.push_back(it.get());
+  }
+  *out = std::move(it);
+  return Status::OK();
+}
+
+Status StoreImpl::SeekOffset(ScanState* st, uint64_t offset) {
+  const TierCounts counts = CountsLocked();
+  const uint64_t per_tier[3] = {counts.hot, counts.warm, counts.cold};
+  while (st->phase < 3) {
+    if (offset >= per_tier[st->phase]) {
+      offset -= per_tier[st->phase];
+      st->NextPhase();
+      continue;
+    }
+    if (st->phase == 0) {
+      auto it = hot_.begin();
+      std::advance(it, static_cast<std::ptrdiff_t>(offset));
+      st->after = it->first - 1;
+    } else if (st->phase == 1) {
+      const uint32_t limit = warm_->SlotLimit();
+      for (uint32_t slot = 0; slot < limit; ++slot) {
+        if (!warm_->IsLive(slot)) continue;
+        if (offset-- == 0) {
+          st->after = slot;  // next slot to read
+          break;
+        }
+      }
+    } else {
+      uint64_t key = 0;
+      if (!cold_->NthLiveKey(offset, &key)) {
+        st->phase = 3;
+      } else {
+        st->after = key - 1;
+      }
+    }
+    return Status::OK();
+  }
+  return Status::OK();
+}
+
+namespace {
+// Cursors are opaque to users: "ts1:<selector>:<phase>:<after>".
+std::string EncodeCursor(const ScanState& st) {
+  return "ts1:" + std::string(SelectorName(st.selector)) + ":" + std::to_string(st.phase) + ":" + std::to_string(st.after);
+}
+
+Status DecodeCursor(const std::string& cursor, TierSelector expected, ScanState* st) {
+  auto bad = [&] { return Status::InvalidArgument("cursor is not one returned by list() (got '" + cursor.substr(0, 64) + "')"); };
+  if (cursor.rfind("ts1:", 0) != 0) return bad();
+  size_t a = cursor.find(':', 4);
+  if (a == std::string::npos) return bad();
+  size_t b = cursor.find(':', a + 1);
+  if (b == std::string::npos) return bad();
+  std::string sel = cursor.substr(4, a - 4);
+  if (sel != SelectorName(expected)) {
+    return Status::InvalidArgument("cursor belongs to a listing of tier '" + sel + "', not '" + SelectorName(expected) +
+                                   "'; pass the cursor only with the tier it came from");
+  }
+  std::string phase = cursor.substr(a + 1, b - a - 1), after = cursor.substr(b + 1);
+  if (phase.size() != 1 || phase[0] < '0' || phase[0] > '3' || after.empty() || after.size() > 20 ||
+      after.find_first_not_of("0123456789") != std::string::npos) {
+    return bad();
+  }
+  *st = ScanState::Start(expected);
+  int p = phase[0] - '0';
+  if (p < st->phase || (expected != TierSelector::kAll && p != st->phase && p != 3)) return bad();
+  errno = 0;
+  unsigned long long v = std::strtoull(after.c_str(), nullptr, 10);
+  if (errno != 0) return bad();
+  st->phase = p;
+  st->after = v;
+  return Status::OK();
+}
+}  // namespace
+
+Status StoreImpl::List(const ListRequest& request, ListResult* result) {
+  if (request.limit == 0) return Status::InvalidArgument("limit must be an integer >= 1");
+  if (!request.cursor.empty() && request.offset != 0) {
+    return Status::InvalidArgument("pass either cursor or offset, not both");
+  }
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  result->counts = CountsLocked();
+  ScanState st = ScanState::Start(request.tier);
+  if (!request.cursor.empty()) {
+    TS_RETURN_IF_ERROR(DecodeCursor(request.cursor, request.tier, &st));
+  } else {
+    TS_RETURN_IF_ERROR(SeekOffset(&st, request.offset));
+  }
+  TS_RETURN_IF_ERROR(ScanLocked(&st, request.limit, request.include_embeddings, &result->records, nullptr));
+  result->next_cursor.clear();
+  if (st.phase < 3) {
+    ScanState probe = st;
+    RecordBatch one;
+    TS_RETURN_IF_ERROR(ScanLocked(&probe, 1, false, &one, nullptr));
+    if (one.size() > 0) result->next_cursor = EncodeCursor(st);
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Iterator
+
+Status IteratorImpl::Next(size_t max, bool include_embeddings, RecordBatch* out) {
+  out->Clear();
+  if (max == 0) return Status::InvalidArgument("batch size must be >= 1");
+  std::shared_lock<std::shared_mutex> lock(store_->mutex());
+  std::lock_guard<std::mutex> g(mu_);
+  if (closed_) return Status::StoreClosed("the iterator's store is closed");
+  TS_RETURN_IF_ERROR(store_->CheckOpen());
+  TS_RETURN_IF_ERROR(store_->ScanLocked(&state_, max, include_embeddings, out, this));
+  while (state_.phase >= 3 && out->size() < max && !pending_.empty()) {
+    auto first = pending_.begin();
+    TS_RETURN_IF_ERROR(store_->AppendCurrent(first->second, first->first, include_embeddings, out));
+    pending_.erase(first);
+  }
+  return Status::OK();
+}
+
+void IteratorImpl::Close() {
+  // Lock order everywhere: store mutex, then iterator mutex, then the
+  // store's iterator-list mutex.
+  std::shared_lock<std::shared_mutex> lock(store_->mutex());
+  std::lock_guard<std::mutex> g(mu_);
+  if (store_ && !closed_) store_->Unregister(this);
+  closed_ = true;
+  skip_.clear();
+  pending_.clear();
+}
+
+void IteratorImpl::OnMove(uint64_t seq, std::string_view id, Tier from, uint64_t from_key, Tier to, uint64_t to_key) {
+  bool yielded;
+  if (skip_.count(seq)) {
+    yielded = true;
+  } else if (pending_.count(seq)) {
+    yielded = false;
+  } else {
+    yielded = state_.Passed(from, from_key);
+  }
+  const bool will_visit = state_.InScope(to) && !state_.Passed(to, to_key);
+  if (yielded && will_visit) {
+    skip_.insert(seq);
+  } else {
+    skip_.erase(seq);
+  }
+  if (!yielded && !will_visit && state_.selector == TierSelector::kAll) {
+    pending_.emplace(seq, std::string(id));
+  } else {
+    pending_.erase(seq);
+  }
+}
+
+}  // namespace
+
+}  // namespace tierstore
