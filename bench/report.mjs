@@ -1,0 +1,100 @@
+// Figures, ratios and tables. Also a CLI that prints the Markdown table of a
+// results file (for BENCHMARKS.md):  node bench/report.mjs bench/results/latest.json
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PEERS } from './stores.mjs';
+
+// Every figure a run reports. `runs`: the runner op that produces it;
+// `peerKey`: the peers' figure a tierstore-only figure is compared with.
+export const OPS_INFO = {
+  insert: { label: 'bulk insert', unit: 'records/s', better: 'higher' },
+  'insert-mb': { label: 'bulk insert', unit: 'MB/s', better: 'higher', runs: ['insert'] },
+  migrate: { label: 'migrate all to the tier', unit: 'records/s', better: 'higher', tsOnly: true },
+  'put-p50': { label: 'single put, median', unit: 'µs', better: 'lower', runs: ['put'] },
+  'put-p99': { label: 'single put, p99', unit: 'µs', better: 'lower', runs: ['put'] },
+  get: { label: 'get by id (random)', unit: 'ops/s', better: 'higher' },
+  iter: { label: 'iterate, no embeddings', unit: 'records/s', better: 'higher' },
+  'iter-emb': { label: 'iterate with embeddings', unit: 'records/s', better: 'higher' },
+  'iter-batch': { label: 'iterate batches(), no emb', unit: 'records/s', better: 'higher', peerKey: 'iter', tsOnly: true },
+  recall: { label: 'cosine top-10, all records', unit: 'ms/query', better: 'lower' },
+  'recall-async': { label: 'top-10 recallAsync', unit: 'ms/query', better: 'lower', peerKey: 'recall', tsOnly: true },
+  reopen: { label: 'reopen + first get', unit: 'ms', better: 'lower' },
+  disk: { label: 'bytes on disk', unit: 'MB', better: 'lower' },
+  rss: { label: 'peak RSS of the process', unit: 'MB', better: 'lower' },
+};
+// Accepted by --only as op names besides the figure keys.
+export const OP_ALIASES = { put: ['put-p50', 'put-p99'] };
+
+export const TS_COLUMNS = ['tierstore', 'tierstore-hot', 'tierstore-warm', 'tierstore-cold'];
+const SHORT = { tierstore: 'tierstore', 'tierstore-hot': 'ts:hot', 'tierstore-warm': 'ts:warm', 'tierstore-cold': 'ts:cold', lmdb: 'lmdb', sqlite: 'sqlite', level: 'level' };
+
+export function ratioOf(figures, ts, key, info) {
+  const v = figures[ts]?.[key];
+  if (v === undefined) return undefined;
+  let best, bestPeer;
+  for (const p of PEERS) {
+    const pv = figures[p]?.[info.peerKey ?? key];
+    if (pv === undefined) continue;
+    if (best === undefined || (info.better === 'higher' ? pv > best : pv < best)) { best = pv; bestPeer = p; }
+  }
+  if (best === undefined || best === 0) return undefined;
+  const ratio = v / best;
+  return { value: v, best, bestPeer, ratio, ahead: info.better === 'higher' ? ratio > 1 : ratio < 1 };
+}
+
+export function formatValue(x) {
+  if (x === undefined || x === null || !Number.isFinite(x)) return 'n/a';
+  const a = Math.abs(x);
+  const sig = (y) => (Math.abs(y) >= 100 ? y.toFixed(0) : Math.abs(y) >= 10 ? y.toFixed(1) : y.toFixed(2));
+  if (a >= 1e6) return sig(x / 1e6) + 'M';
+  if (a >= 1e4) return sig(x / 1e3) + 'k';
+  if (a >= 1000) return Math.round(x).toString();
+  if (a >= 1) return sig(x);
+  return x.toPrecision(2);
+}
+
+function rows({ figures, ratios, stores }) {
+  const cols = stores.filter((s) => figures[s]);
+  const header = ['operation', 'unit', 'better', ...cols.map((s) => SHORT[s] ?? s), 'best peer', 'tierstore/best', 'tierstore is'];
+  const body = [];
+  for (const [key, info] of Object.entries(OPS_INFO)) {
+    if (!cols.some((s) => figures[s][key] !== undefined)) continue;
+    const r = ratios?.tierstore?.[key];
+    body.push([
+      info.label, info.unit, info.better,
+      ...cols.map((s) => formatValue(figures[s][key])),
+      r ? `${r.bestPeer} ${formatValue(r.best)}` : '',
+      r ? `${r.ratio >= 10 || r.ratio < 0.1 ? r.ratio.toPrecision(2) : r.ratio.toFixed(2)}×` : '',
+      r ? (r.ahead ? 'ahead' : 'BEHIND') : '',
+    ]);
+  }
+  return { header, body, numericFrom: 3 };
+}
+
+export function renderTable(data) {
+  const { header, body, numericFrom } = rows(data);
+  const w = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => (i >= numericFrom && i < r.length - 1 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
+  const out = [line(header), w.map((x) => '-'.repeat(x)).join('  '), ...body.map(line)];
+  out.push('');
+  out.push(`N = ${data.n.toLocaleString('en-US')}. "tierstore/best" = the default tierstore column divided by the best peer's figure;`);
+  out.push('"better" says which direction wins, so the ratio is ahead above 1 for "higher" rows and below 1 for "lower" rows.');
+  out.push('ts:hot/warm/cold: the same records all in one tier. iterate batches() and recallAsync are compared with the peers\' per-record iteration and JS scan.');
+  return out.join('\n');
+}
+
+export function renderMarkdown(data) {
+  const { header, body, numericFrom } = rows(data);
+  const out = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i >= numericFrom && i < header.length - 1 ? '---:' : '---')).join('|')}|`];
+  for (const r of body) out.push(`| ${r.join(' | ')} |`);
+  return out.join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const file = process.argv[2] ?? new URL('../.tmp/bench/latest.json', import.meta.url);
+  const d = JSON.parse(readFileSync(file, 'utf8'));
+  const m = d.machine;
+  console.log(`N = ${d.n.toLocaleString('en-US')}, ${d.config.repeat} run(s) per store (medians), ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, commit ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, load ${m.loadavgStart.join(' ')} → ${m.loadavgEnd?.join(' ')}\n`);
+  console.log(renderMarkdown({ ...d, stores: d.config.stores }));
+}

@@ -1,0 +1,286 @@
+#!/usr/bin/env node
+// tierstore benchmark suite (issue 5). See BENCHMARKS.md.
+//
+//   node bench/run.mjs [--n 100000] [--only a,b] [--json path] [--repeat 1]
+//                      [--smoke] [--queries 10] [--gets 10000] [--puts 10000]
+//                      [--dir /tmp] [--keep] [--seed N]
+//
+// Each store runs in its own child process (bench/runner.mjs), one after the
+// other, on byte-identical data generated from one seed. A 'reference' child
+// computes the expected answers from the generator alone; before any figure is
+// printed every store's answers are checked against it (iteration count and
+// digests, get digests, top-10 ids). Any disagreement, or any store failing,
+// exits 1.
+
+import { fork, execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { STORES, PEERS } from './stores.mjs';
+import { OPS_INFO, OP_ALIASES, TS_COLUMNS, ratioOf, renderTable } from './report.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+
+// ---- flags -----------------------------------------------------------------
+
+function parseArgs(argv) {
+  const a = { n: undefined, only: [], json: undefined, repeat: 1, smoke: false, keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const val = () => (inline !== undefined ? inline : argv[++i]);
+    switch (flag) {
+      case '--n': a.n = parseCount(val()); break;
+      case '--only': a.only.push(...val().split(',').map((s) => s.trim()).filter(Boolean)); break;
+      case '--json': a.json = val(); break;
+      case '--repeat': a.repeat = parseCount(val()); break;
+      case '--queries': a.queries = parseCount(val()); break;
+      case '--gets': a.gets = parseCount(val()); break;
+      case '--puts': a.puts = parseCount(val()); break;
+      case '--seed': a.seed = parseCount(val()); break;
+      case '--dir': a.dir = val(); break;
+      case '--keep': a.keep = true; break;
+      case '--smoke': a.smoke = true; break;
+      case '-h': case '--help': usage(0); break;
+      default: console.error(`unknown flag ${argv[i]}`); usage(2);
+    }
+  }
+  return a;
+}
+function parseCount(s) {
+  const v = Number(String(s).replace(/_/g, '').replace(/k$/i, '000').replace(/m$/i, '000000'));
+  if (!Number.isInteger(v) || v < 1) { console.error(`not a positive integer: ${s}`); process.exit(2); }
+  return v;
+}
+function usage(code) {
+  console.log(`usage: node bench/run.mjs [--n N] [--only STORES|OPS] [--json PATH] [--repeat R] [--smoke]
+  --n N          records (default 100000; --smoke: 2000). 1m works: every child streams.
+  --only LIST    comma list of stores (${STORES.join(', ')}, or 'tierstore*', 'peers')
+                 and/or ops (${[...Object.keys(OPS_INFO), ...Object.keys(OP_ALIASES)].join(', ')}); bulk insert and the
+                 iteration count always run.
+  --json PATH    where to write every figure (default .tmp/bench/latest.json)
+  --repeat R     run each store R times; figures are medians (default 1)
+  --smoke        tiny and quick (CI): N 2000, 3 queries, 500 gets, 200 puts; exits 0 only
+                 if every correctness cross-check passes
+  --queries Q  --gets G  --puts P  --seed S  --dir DIR (where stores are created)  --keep`);
+  process.exit(code);
+}
+
+const args = parseArgs(process.argv.slice(2));
+const n = args.n ?? (args.smoke ? 2000 : 100000);
+const childOpts = {
+  queries: args.queries ?? (args.smoke ? 3 : n > 300000 ? 5 : 10),
+  gets: args.gets ?? (args.smoke ? 500 : 10000),
+  puts: args.puts ?? (args.smoke ? 200 : 10000),
+  ...(args.seed !== undefined ? { seed: args.seed } : {}),
+  ...(args.dir ? { dir: path.resolve(args.dir) } : {}),
+  keep: args.keep,
+};
+
+let stores = [];
+let ops = [];
+for (const t of args.only) {
+  if (t === 'tierstore*' || t === 'ts') stores.push(...STORES.filter((s) => s.startsWith('tierstore')));
+  else if (t === 'peers') stores.push(...PEERS);
+  else if (STORES.includes(t)) stores.push(t);
+  else if (OPS_INFO[t]) ops.push(t);
+  else if (OP_ALIASES[t]) ops.push(...OP_ALIASES[t]);
+  else { console.error(`--only: unknown store or op '${t}'`); usage(2); }
+}
+if (stores.length === 0) stores = [...STORES];
+stores = [...new Set(stores)];
+const opsArg = ops.length ? [...new Set(ops.flatMap((o) => OPS_INFO[o].runs ?? [o]))].join(',') : 'all';
+const jsonPath = path.resolve(args.json ?? path.join(ROOT, '.tmp', 'bench', 'latest.json')); // .tmp/ is gitignored
+
+// ---- machine ---------------------------------------------------------------
+
+function git(...a) {
+  try { return execFileSync('git', a, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { return undefined; }
+}
+function pkgVersion(name) {
+  try { return JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version; } catch { return undefined; }
+}
+const cpus = os.cpus();
+const machine = {
+  cpu: cpus[0]?.model?.trim(),
+  cores: cpus.length,
+  memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+  node: process.version,
+  platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+  date: new Date().toISOString(),
+  loadavgStart: os.loadavg().map((x) => +x.toFixed(2)),
+  commit: git('rev-parse', '--short', 'HEAD'),
+  dirty: git('status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native')?.length > 0,
+  peers: { lmdb: pkgVersion('lmdb'), 'better-sqlite3': pkgVersion('better-sqlite3'), 'classic-level': pkgVersion('classic-level') },
+};
+
+// ---- progress --------------------------------------------------------------
+
+const tty = process.stderr.isTTY;
+let status = '';
+function showProgress(text) {
+  if (!tty) return;
+  status = text;
+  process.stderr.write(`\r\x1b[K${text}`);
+}
+function log(line) {
+  if (tty && status) process.stderr.write('\r\x1b[K');
+  console.error(line);
+  if (tty && status) process.stderr.write(status);
+}
+const fmtInt = (x) => Math.round(x).toLocaleString('en-US');
+
+function runChild(store, run) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = fork(path.join(HERE, 'runner.mjs'), [store, String(n), opsArg, JSON.stringify(childOpts)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    let result;
+    child.on('message', (m) => {
+      if (m.type === 'progress') {
+        const el = ((Date.now() - t0) / 1000).toFixed(0);
+        const frac = m.total > 1 ? ` ${fmtInt(m.done)}/${fmtInt(m.total)}` : '';
+        showProgress(`[${store}${args.repeat > 1 ? ` run ${run + 1}/${args.repeat}` : ''}] ${m.phase}${frac}  ${el}s`);
+      } else result = m;
+    });
+    child.on('exit', (code, signal) => {
+      const s = ((Date.now() - t0) / 1000).toFixed(1);
+      if (!result) result = { type: 'error', store, message: `child exited with ${signal ?? code} and no result` };
+      if (result.type === 'error') log(`  ${store}: FAILED after ${s}s: ${result.message.split('\n')[0]}`);
+      else log(`  ${store}: done in ${s}s${result.notes?.length ? ` (${result.notes.join('; ')})` : ''}`);
+      resolve(result);
+    });
+  });
+}
+
+// ---- checks ----------------------------------------------------------------
+
+const failures = [];
+const warnings = [];
+function fail(store, what) { failures.push(`${store}: ${what}`); }
+
+function sameDigest(store, label, got, want, withEmb) {
+  if (!got) return;
+  for (const k of ['count', 'contentChars', 'turnSum']) {
+    if (got[k] !== want[k]) fail(store, `${label}: ${k} ${got[k]} != expected ${want[k]}`);
+  }
+  if (withEmb && !(Math.abs(got.emb0Sum - want.emb0Sum) <= 1e-6 + 1e-9 * Math.abs(want.emb0Sum))) {
+    fail(store, `${label}: sum of embedding[0] ${got.emb0Sum} != expected ${want.emb0Sum}`);
+  }
+}
+
+// A store's top-k agrees with the reference when, rank by rank, its id has the
+// reference's score at that rank (within float32 rounding: ties and near-ties
+// may swap), its ids are distinct, and the scores it reports are right.
+function sameTopK(store, label, got, refLists, k) {
+  got.forEach((hits, q) => {
+    const ref = refLists[q];
+    const refScore = new Map(ref.map((h) => [h.id, h.score]));
+    const want = ref.slice(0, k);
+    if (hits.length !== want.length) return fail(store, `${label} q${q}: ${hits.length} hits, expected ${want.length}`);
+    if (new Set(hits.map((h) => h.id)).size !== hits.length) return fail(store, `${label} q${q}: duplicate ids`);
+    for (let j = 0; j < hits.length; j++) {
+      const rs = refScore.get(hits[j].id);
+      if (rs === undefined || Math.abs(rs - want[j].score) > 1e-5) {
+        return fail(store, `${label} q${q} rank ${j + 1}: ${hits[j].id} (reference score ${rs ?? 'below top ' + ref.length}) where the reference has ${want[j].id} (${want[j].score.toFixed(7)})`);
+      }
+      if (Math.abs(hits[j].score - rs) > 1e-4) {
+        return fail(store, `${label} q${q} rank ${j + 1}: ${hits[j].id} scored ${hits[j].score}, reference ${rs}`);
+      }
+    }
+  });
+}
+
+function checkRun(store, r, ref) {
+  const c = r.checks;
+  sameDigest(store, 'iteration', c.iter, ref.iter, false);
+  sameDigest(store, 'iteration with embeddings', c.iterEmb, ref.iterEmb, true);
+  sameDigest(store, 'batches() iteration', c.iterBatch, ref.iter, false);
+  sameDigest(store, 'get', c.get, ref.get, false);
+  if (c.recall) sameTopK(store, 'top-10', c.recall, ref.recall, 10);
+  if (c.recallAsync) sameTopK(store, 'top-10 async', c.recallAsync, ref.recall, 10);
+  if (c.reopenFound === false) fail(store, 'reopen: probe id not found');
+  for (const k of ['counts', 'countsAfterPut', 'countsAfterReopen']) {
+    if (c[k] && c[k].total !== n) fail(store, `${k}: total ${c[k].total} != ${n}`);
+  }
+  if (store.startsWith('tierstore-') && c.counts) {
+    const tier = store.split('-')[1];
+    if (c.counts[tier] !== n) warnings.push(`${store}: expected all ${n} records in ${tier}, counts() says ${JSON.stringify(c.counts)}`);
+  }
+}
+
+// ---- main ------------------------------------------------------------------
+
+const began = Date.now();
+console.error(`tierstore bench: N=${fmtInt(n)}, 768 dims, stores ${stores.join(', ')}${ops.length ? `, ops ${ops.join(', ')}` : ''}${args.repeat > 1 ? `, ${args.repeat} runs each` : ''}`);
+console.error(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, load ${machine.loadavgStart.join(' ')}`);
+if (machine.loadavgStart[0] > 0.7) console.error('warning: the machine is busy (load average above 0.7): figures will be noisy');
+
+const ref = await runChild('reference', 0);
+if (ref.type === 'error') { console.error('reference failed'); process.exit(1); }
+const runs = {};
+for (const store of stores) {
+  runs[store] = [];
+  for (let r = 0; r < args.repeat; r++) {
+    const res = await runChild(store, r);
+    runs[store].push(res);
+    if (res.type === 'error') { fail(store, `run failed: ${res.message}`); break; }
+    checkRun(store, res, ref.checks);
+  }
+}
+showProgress('');
+if (tty) process.stderr.write('\r\x1b[K');
+
+// medians over repeats
+const median = (xs) => {
+  const a = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q);
+  if (!a.length) return undefined;
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+const figures = {};
+for (const store of stores) {
+  const ok = runs[store].filter((r) => r.type === 'result');
+  if (!ok.length) continue;
+  figures[store] = {};
+  for (const key of Object.keys(OPS_INFO)) {
+    const v = median(ok.map((r) => r.figures[key]));
+    if (v !== undefined) figures[store][key] = v;
+  }
+}
+const ratios = {};
+for (const [key, info] of Object.entries(OPS_INFO)) {
+  for (const ts of TS_COLUMNS) {
+    const r = ratioOf(figures, ts, key, info);
+    if (r) (ratios[ts] ??= {})[key] = r;
+  }
+}
+
+for (const w of warnings) console.error(`warning: ${w}`);
+const notes = [...new Set(Object.values(runs).flat().flatMap((r) => (r.notes ?? []).map((x) => `${r.store}: ${x}`)))];
+for (const x of notes) console.error(`note: ${x}`);
+machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
+const seconds = (Date.now() - began) / 1000;
+
+const out = {
+  machine, n, dimensions: 768, config: { ...childOpts, repeat: args.repeat, smoke: args.smoke, stores, ops: opsArg },
+  reference: { logicalBytes: ref.checks.logicalBytes, iter: ref.checks.iter },
+  figures, ratios, runs, checks: { ok: failures.length === 0, failures, warnings, notes }, seconds,
+};
+mkdirSync(path.dirname(jsonPath), { recursive: true });
+writeFileSync(jsonPath, JSON.stringify(out, null, 1) + '\n');
+const rel = path.relative(process.cwd(), jsonPath);
+
+// Figures are printed only once every answer has been checked.
+if (failures.length) {
+  console.error(`\nCROSS-CHECK FAILED (${failures.length}); no figures printed (they are in ${rel}, untrustworthy):`);
+  for (const f of failures.slice(0, 50)) console.error(`  ${f}`);
+  process.exit(1);
+}
+console.log('');
+console.log(renderTable({ figures, ratios, stores, n, machine }));
+console.log('');
+console.log(`all cross-checks passed: iteration counts and digests, gets, and top-10 ids of every store agree with the JS brute-force reference. ${seconds.toFixed(0)}s. JSON: ${rel}`);
+if (machine.loadavgStart[0] > 0.7 || machine.loadavgEnd[0] > 1.5) console.log(`load average ${machine.loadavgStart.join(' ')} → ${machine.loadavgEnd.join(' ')}: other work shared the machine; figures are noisy.`);

@@ -1,0 +1,259 @@
+// One store's benchmark, in its own process (forked by run.mjs):
+//   node bench/runner.mjs <store> <n> <ops> [<json options>]
+// <store> is a name from stores.mjs, or 'reference' (the expected answers,
+// computed from the generator with no store at all). <ops> is a comma list
+// (or 'all'). Reports {type:'progress'} and one {type:'result'} message to the
+// parent through IPC (or prints the result as JSON when run by hand).
+//
+// Generation is never timed: each chunk of records is generated with the
+// stopwatch stopped, so a store's figures measure the store (and the encoding
+// its users must do), not the workload generator.
+
+import { mkdtempSync, rmSync, readdirSync, lstatSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as W from './workload.mjs';
+import { adapterFor, Digest } from './stores.mjs';
+
+export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'get', 'recall', 'recall-async', 'put', 'reopen', 'disk', 'rss'];
+
+const [storeName, nArg, opsArg = 'all', optArg = '{}'] = process.argv.slice(2);
+const n = Number(nArg);
+const o = { queries: 10, gets: 10000, puts: 10000, chunk: 2000, k: 10, refExtra: 10, seed: W.DEFAULT_SEED, keep: false, dir: os.tmpdir(), ...JSON.parse(optArg) };
+const ops = new Set(opsArg === 'all' ? OPS : opsArg.split(','));
+ops.add('insert');
+ops.add('iter'); // the count cross-check always runs
+
+function send(msg) {
+  if (process.send) process.send(msg);
+  else if (msg.type !== 'progress') console.log(JSON.stringify(msg, null, 2));
+}
+let lastProgress = 0;
+function progress(phase, done, total) {
+  const t = Date.now();
+  if (done < total && t - lastProgress < 200) return;
+  lastProgress = t;
+  send({ type: 'progress', store: storeName, phase, done, total });
+}
+
+class Stopwatch {
+  constructor() { this.ns = 0n; this.t0 = 0n; }
+  start() { this.t0 = process.hrtime.bigint(); }
+  stop() { this.ns += process.hrtime.bigint() - this.t0; }
+  get s() { return Number(this.ns) / 1e9; }
+}
+const time = async (fn) => {
+  const t0 = process.hrtime.bigint();
+  const r = await fn();
+  return { r, s: Number(process.hrtime.bigint() - t0) / 1e9 };
+};
+const median = (xs) => {
+  const a = Float64Array.from(xs).sort();
+  const m = a.length >> 1;
+  return a.length === 0 ? NaN : a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
+function diskUsage(dir) {
+  let allocated = 0, apparent = 0, files = 0;
+  for (const name of readdirSync(dir)) {
+    const p = path.join(dir, name);
+    const st = lstatSync(p);
+    if (st.isDirectory()) {
+      const u = diskUsage(p);
+      allocated += u.allocated; apparent += u.apparent; files += u.files;
+    } else {
+      allocated += st.blocks * 512; apparent += st.size; files++;
+    }
+  }
+  return { allocated, apparent, files };
+}
+
+const queries = () => Array.from({ length: o.queries }, (_, q) => W.queryOf(q, n, o.seed));
+const getIds = () => Array.from(W.sampleIndices(o.gets, n, 1, o.seed), (i) => W.idOf(i, o.seed));
+
+// ---------------------------------------------------------------------------
+// The reference: what every store must answer, from the generator alone.
+
+function reference() {
+  const qs = queries();
+  const qn = qs.map(W.norm);
+  const keep = o.k + o.refExtra;
+  const tops = qs.map(() => new W.TopK(keep));
+  const getCount = new Uint32Array(n);
+  for (const i of W.sampleIndices(o.gets, n, 1, o.seed)) getCount[i]++;
+  const iter = new Digest(), iterEmb = new Digest(), get = new Digest();
+  const e = new Float32Array(W.DIMENSIONS);
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const content = W.contentOf(i, o.seed);
+    const metadata = W.metadataOf(i, o.seed);
+    const id = W.idOf(i, o.seed);
+    W.embeddingInto(i, e, o.seed);
+    const m = { content, metadata };
+    iter.add(m);
+    iterEmb.add({ content, metadata, embedding: e });
+    for (let c = getCount[i]; c > 0; c--) get.add(m);
+    bytes += Buffer.byteLength(id) + Buffer.byteLength(content) + Buffer.byteLength(JSON.stringify(metadata)) + 4 * W.DIMENSIONS;
+    const en = Math.fround(W.norm(e));
+    for (let q = 0; q < qs.length; q++) {
+      tops[q].offer(id, en === 0 ? 0 : W.dot(qs[q], e) / (qn[q] * en));
+    }
+    if ((i & 1023) === 0) progress('reference', i, n);
+  }
+  return {
+    iter: iter.toJSON(), iterEmb: iterEmb.toJSON(), get: get.toJSON(),
+    recall: tops.map((t) => t.result()), logicalBytes: bytes,
+  };
+}
+
+// ---------------------------------------------------------------------------
+
+async function bench() {
+  const a = adapterFor(storeName);
+  const isTs = storeName.startsWith('tierstore');
+  const variant = isTs ? (storeName.split('-')[1] ?? 'default') : null;
+  const dir = mkdtempSync(path.join(o.dir, `tierstore-bench-${storeName}-`));
+  const f = {}; // figures
+  const c = {}; // answers to cross-check
+  const notes = [];
+  try {
+    await a.create(dir, { n, puts: o.puts });
+
+    // bulk insert
+    let bytes = 0;
+    const sw = new Stopwatch();
+    // Adapters call gen() with their stopwatch stopped.
+    const gen = (s, e) => {
+      const recs = W.chunk(s, e, o.seed);
+      for (const r of recs) bytes += W.logicalBytes(r);
+      progress('insert', e, n);
+      return recs;
+    };
+    await a.bulk(n, o.chunk, gen, sw);
+    f.insert = n / sw.s;
+    f['insert-mb'] = bytes / sw.s / 1e6;
+    c.logicalBytes = bytes;
+
+    if (isTs) {
+      c.countsAfterInsert = a.counts();
+      if (variant === 'warm' || variant === 'cold') {
+        progress('migrate', 0, 1);
+        const m = a.migrate();
+        f.migrate = n / (m.us / 1e6);
+        c.migrate = { report: m.report, options: m.options };
+        if (m.options.hotCapacity !== 0) notes.push(`hotCapacity 0 refused; used ${m.options.hotCapacity}`);
+      }
+      c.counts = a.counts();
+    }
+
+    // iteration, without then with embeddings
+    progress('iter', 0, 1);
+    let t = await time(() => a.iterate(false));
+    f.iter = t.r.count / t.s;
+    c.iter = t.r.toJSON();
+    if (ops.has('iter-emb')) {
+      progress('iter-emb', 0, 1);
+      t = await time(() => a.iterate(true));
+      f['iter-emb'] = t.r.count / t.s;
+      c.iterEmb = t.r.toJSON();
+    }
+    if (ops.has('iter-batch') && a.iterateBatches) {
+      progress('iter-batch', 0, 1);
+      try {
+        t = await time(() => a.iterateBatches(false));
+        f['iter-batch'] = t.r.count / t.s;
+        c.iterBatch = t.r.toJSON();
+      } catch (e) {
+        if (!(e instanceof TypeError)) throw e;
+        notes.push(`iterate().batches() unavailable: ${e.message}`);
+      }
+    }
+
+    // get by id (random ids, with repeats)
+    if (ops.has('get')) {
+      const ids = getIds();
+      progress('get', 0, ids.length);
+      t = await time(() => a.getMany(ids));
+      f.get = ids.length / t.s;
+      c.get = t.r.toJSON();
+    }
+
+    // cosine top-k over every record
+    const qs = ops.has('recall') || ops.has('recall-async') ? queries() : [];
+    if (ops.has('recall')) {
+      if (isTs && !a.hasRecall) {
+        notes.push('store.recall() not implemented yet: recall n/a');
+      } else {
+        const ms = [];
+        c.recall = [];
+        for (let q = 0; q < qs.length; q++) {
+          progress('recall', q, qs.length);
+          t = await time(() => a.topk(qs[q], o.k));
+          ms.push(t.s * 1e3);
+          c.recall.push(t.r);
+        }
+        f.recall = median(ms);
+        c.recallMs = ms;
+      }
+    }
+    if (ops.has('recall-async') && a.topkAsync) {
+      if (!a.hasRecallAsync) {
+        notes.push('store.recallAsync() not implemented yet: recall-async n/a');
+      } else {
+        const ms = [];
+        c.recallAsync = [];
+        for (let q = 0; q < qs.length; q++) {
+          progress('recall-async', q, qs.length);
+          t = await time(() => a.topkAsync(qs[q], o.k));
+          ms.push(t.s * 1e3);
+          c.recallAsync.push(t.r);
+        }
+        f['recall-async'] = median(ms);
+        c.recallAsyncMs = ms;
+      }
+    }
+
+    // single put latency: upserts of existing records with their own data
+    // (counts and answers do not change). Only where puts go the default way.
+    if (ops.has('put') && (!isTs || variant === 'default')) {
+      const recs = Array.from(W.sampleIndices(o.puts, n, 2, o.seed), (i) => W.recordOf(i, o.seed));
+      progress('put', 0, recs.length);
+      const lat = (await a.putEach(recs)).sort();
+      f['put-p50'] = percentile(lat, 0.5);
+      f['put-p99'] = percentile(lat, 0.99);
+      c.putMeanUs = lat.reduce((x, y) => x + y, 0) / lat.length;
+      if (isTs) c.countsAfterPut = a.counts();
+    }
+
+    await a.close();
+    if (ops.has('disk')) {
+      const u = diskUsage(dir);
+      f.disk = u.allocated / 1e6;
+      c.disk = u;
+    }
+    if (ops.has('reopen')) {
+      progress('reopen', 0, 1);
+      const probe = W.idOf(n >> 1, o.seed);
+      t = await time(() => a.reopen(probe));
+      f.reopen = t.s * 1e3;
+      c.reopenFound = t.r;
+      if (isTs) c.countsAfterReopen = a.counts();
+      await a.close();
+    }
+  } finally {
+    if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  }
+  f.rss = (process.resourceUsage().maxRSS * 1024) / 1e6;
+  return { figures: f, checks: c, notes, dir: o.keep ? dir : undefined };
+}
+
+try {
+  const result = storeName === 'reference' ? { checks: reference() } : await bench();
+  send({ type: 'result', store: storeName, n, ...result });
+  process.exitCode = 0;
+} catch (e) {
+  send({ type: 'error', store: storeName, message: e?.message ?? String(e), stack: e?.stack });
+  process.exitCode = 1;
+}
+if (process.send) process.disconnect();

@@ -1,0 +1,417 @@
+// One adapter per store. Each runs the benchmark's loops itself (so a sync
+// store pays no `await` per operation) on that store's fastest documented path,
+// and builds for every record the same Memory object a user would want:
+// content as a string, metadata parsed, scalars, and the embedding as a
+// Float32Array only when asked.
+//
+// Durability is matched to tierstore's default 'relaxed' (a returned write
+// survives the process being killed, not necessarily power loss):
+//   lmdb-js noSync:true, better-sqlite3 WAL + synchronous=NORMAL,
+//   classic-level sync:false (its default).
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { decode, encode, cosineOf, f32 } from './codec.mjs';
+import { DIMENSIONS, TopK, norm } from './workload.mjs';
+
+const require = createRequire(import.meta.url);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// Order-independent summary of what an iteration (or a get loop) saw; every
+// store must produce the same one as the reference.
+export class Digest {
+  constructor() {
+    this.count = 0;
+    this.contentChars = 0; // sum of content.length (UTF-16 units)
+    this.turnSum = 0; // sum of metadata.turn (proves metadata was decoded)
+    this.emb0Sum = 0; // sum of embedding[0] when embeddings were asked for
+    this.tiers = {};
+  }
+  add(m) {
+    this.count++;
+    this.contentChars += m.content.length;
+    this.turnSum += m.metadata.turn;
+    if (m.embedding) this.emb0Sum += m.embedding[0];
+    if (m.tier) this.tiers[m.tier] = (this.tiers[m.tier] ?? 0) + 1;
+  }
+  toJSON() {
+    return { count: this.count, contentChars: this.contentChars, turnSum: this.turnSum,
+      emb0Sum: this.emb0Sum, tiers: this.tiers };
+  }
+}
+
+const now = () => process.hrtime.bigint();
+const us = (t0, t1) => Number(t1 - t0) / 1e3;
+
+// ---------------------------------------------------------------------------
+// tierstore
+
+export async function loadTierstore() {
+  const tries = [
+    () => require(ROOT), // package.json main/exports (CommonJS)
+    async () => import(path.join(ROOT, 'dist', 'index.mjs')),
+    async () => import(path.join(ROOT, 'dist', 'index.js')),
+  ];
+  let lastErr;
+  for (const t of tries) {
+    try {
+      const mod = await t();
+      const open = mod.open ?? mod.default?.open;
+      if (typeof open === 'function') return { open, mod };
+    } catch (e) {
+      lastErr = e;
+    }
+  }
+  throw new Error(`cannot load tierstore from ${ROOT} (run \`npm run build\` first): ${lastErr?.message ?? 'no open()'}`);
+}
+
+// Variants put the same records in different tiers (DESIGN §3 capacities):
+//   tierstore       default options (hot 10,000, the rest warm)
+//   tierstore-hot   hotCapacity above N: everything in RAM
+//   tierstore-warm  inserted with defaults, then hotCapacity 0 + migrate(): all warm
+//   tierstore-cold  then also warmCapacity 0, skipWarm + migrate(): all cold
+function tierstoreOptions(variant, n, extraPuts) {
+  switch (variant) {
+    case 'hot': return { hotCapacity: n + extraPuts + 1 };
+    case 'warm': return { hotCapacity: 0, warmCapacity: 2 * n + extraPuts + 1 };
+    case 'cold': return { hotCapacity: 0, warmCapacity: 0, skipWarm: true };
+    default: return {};
+  }
+}
+
+export function tierstoreAdapter(variant) {
+  let ts, store, dir, opts, n;
+  const a = {
+    name: variant === 'default' ? 'tierstore' : `tierstore-${variant}`,
+    async create(d, ctx) {
+      ts = await loadTierstore();
+      dir = d;
+      n = ctx.n;
+      opts = { dimensions: DIMENSIONS };
+      if (variant === 'hot') Object.assign(opts, tierstoreOptions('hot', n, ctx.puts));
+      store = ts.open(dir, opts);
+      a.hasRecall = typeof store.recall === 'function';
+      a.hasRecallAsync = typeof store.recallAsync === 'function';
+    },
+    bulk(total, chunkSize, gen, sw) {
+      for (let s = 0; s < total; s += chunkSize) {
+        const recs = gen(s, Math.min(total, s + chunkSize)); // untimed
+        sw.start();
+        store.putMany(recs);
+        sw.stop();
+      }
+    },
+    // warm/cold variants: demote everything with that variant's capacities.
+    migrate() {
+      store.close();
+      opts = { dimensions: DIMENSIONS, ...tierstoreOptions(variant, n, 0) };
+      store = ts.open(dir, opts);
+      const t0 = now();
+      let report;
+      try {
+        report = store.migrate();
+      } catch (e) {
+        if (opts.hotCapacity === 0) { // capacity 0 refused: fall back to 1
+          store.close();
+          opts.hotCapacity = 1;
+          store = ts.open(dir, opts);
+          report = store.migrate();
+        } else throw e;
+      }
+      const t1 = now();
+      return { us: us(t0, t1), report, counts: store.counts(), options: opts };
+    },
+    counts() { return store.counts(); },
+    putEach(recs) {
+      const lat = new Float64Array(recs.length);
+      for (let i = 0; i < recs.length; i++) {
+        const t0 = now();
+        store.put(recs[i]);
+        lat[i] = us(t0, now());
+      }
+      return lat;
+    },
+    getMany(ids) {
+      const d = new Digest();
+      for (let i = 0; i < ids.length; i++) {
+        const m = store.get(ids[i]);
+        if (m) d.add(m);
+      }
+      return d;
+    },
+    iterate(withEmb) {
+      const d = new Digest();
+      for (const m of store.iterate({ tier: 'all', includeEmbeddings: withEmb })) d.add(m);
+      return d;
+    },
+    // Columnar batches(): the same records, no Memory objects built.
+    iterateBatches(withEmb) {
+      const d = new Digest();
+      for (const b of store.iterate({ tier: 'all', includeEmbeddings: withEmb }).batches()) {
+        const k = b.ids.length;
+        for (let j = 0; j < k; j++) {
+          d.count++;
+          d.contentChars += b.contents[j].length;
+          d.turnSum += b.metadata[j].turn;
+          if (withEmb) d.emb0Sum += b.embeddings[j * DIMENSIONS];
+          d.tiers[b.tiers[j]] = (d.tiers[b.tiers[j]] ?? 0) + 1;
+        }
+      }
+      return d;
+    },
+    topk(q, k) {
+      return store.recall(q, { k }).map((h) => ({ id: h.id, score: h.score }));
+    },
+    async topkAsync(q, k) {
+      return (await store.recallAsync(q, { k })).map((h) => ({ id: h.id, score: h.score }));
+    },
+    close() { store.close(); store = undefined; },
+    reopen(probeId) {
+      store = ts.open(dir, opts);
+      return store.get(probeId) !== undefined;
+    },
+  };
+  return a;
+}
+
+// ---------------------------------------------------------------------------
+// lmdb-js: 'binary' values (see codec.mjs), putSync inside one transactionSync
+// for the bulk load, putSync (its own transaction) per single put, getRange.
+
+export function lmdbAdapter() {
+  const { open } = require('lmdb');
+  let db, dir;
+  const openDb = () => open({ path: dir, encoding: 'binary', noSync: true, noMemInit: true });
+  return {
+    name: 'lmdb',
+    async create(d) { dir = d; db = openDb(); },
+    bulk(total, chunkSize, gen, sw) {
+      const t = Date.now();
+      sw.start();
+      db.transactionSync(() => {
+        for (let s = 0; s < total; s += chunkSize) {
+          sw.stop();
+          const recs = gen(s, Math.min(total, s + chunkSize));
+          sw.start();
+          for (const r of recs) db.putSync(r.id, encode(r, t));
+        }
+      });
+      sw.stop();
+    },
+    putEach(recs) {
+      const lat = new Float64Array(recs.length);
+      for (let i = 0; i < recs.length; i++) {
+        const t0 = now();
+        db.putSync(recs[i].id, encode(recs[i], Date.now()));
+        lat[i] = us(t0, now());
+      }
+      return lat;
+    },
+    getMany(ids) {
+      const d = new Digest();
+      for (let i = 0; i < ids.length; i++) {
+        const v = db.get(ids[i]);
+        if (v) d.add(decode(ids[i], v, false));
+      }
+      return d;
+    },
+    iterate(withEmb) {
+      const d = new Digest();
+      for (const { key, value } of db.getRange({})) d.add(decode(key, value, withEmb));
+      return d;
+    },
+    topk(q, k) {
+      const qn = norm(q);
+      const top = new TopK(k);
+      for (const { key, value } of db.getRange({})) top.offer(key, cosineOf(value, q, qn));
+      return top.result();
+    },
+    async close() { await db.close(); db = undefined; },
+    reopen(probeId) { db = openDb(); return db.get(probeId) !== undefined; },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// better-sqlite3: WAL, synchronous=NORMAL, one transaction with a prepared
+// statement for the bulk load, autocommit per single put, iterate() in raw mode;
+// embedding as a BLOB in the last column (not read when not selected).
+
+export function sqliteAdapter() {
+  const Database = require('better-sqlite3');
+  let db, dir, ins, get, all, allEmb, scan;
+  const file = () => path.join(dir, 'bench.sqlite');
+  const openDb = () => {
+    db = new Database(file());
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec(`CREATE TABLE IF NOT EXISTS memories (
+      id TEXT PRIMARY KEY, content TEXT NOT NULL, metadata TEXT NOT NULL,
+      confidence REAL, activation REAL, created_at INTEGER, last_access_at REAL,
+      access_count INTEGER, norm REAL, embedding BLOB NOT NULL)`);
+    ins = db.prepare('INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?,?)');
+    const cols = 'id, content, metadata, confidence, activation, created_at, last_access_at, access_count';
+    get = db.prepare(`SELECT ${cols} FROM memories WHERE id = ?`).raw(true);
+    all = db.prepare(`SELECT ${cols} FROM memories`).raw(true);
+    allEmb = db.prepare(`SELECT ${cols}, embedding FROM memories`).raw(true);
+    scan = db.prepare('SELECT id, norm, embedding FROM memories').raw(true);
+  };
+  const row = (r, t) => {
+    const c = r.confidence ?? 0.5;
+    return [r.id, r.content, JSON.stringify(r.metadata ?? {}), c, r.activation ?? c, r.createdAt ?? t, t, 0,
+      Math.fround(norm(r.embedding)), Buffer.from(r.embedding.buffer, r.embedding.byteOffset, r.embedding.byteLength)];
+  };
+  const mem = (r) => ({
+    id: r[0], content: r[1], metadata: JSON.parse(r[2]), confidence: r[3], activation: r[4],
+    createdAt: r[5], lastAccessAt: r[6], accessCount: r[7],
+  });
+  return {
+    name: 'sqlite',
+    async create(d) { dir = d; openDb(); },
+    bulk(total, chunkSize, gen, sw) {
+      const t = Date.now();
+      sw.start();
+      db.transaction(() => {
+        for (let s = 0; s < total; s += chunkSize) {
+          sw.stop();
+          const recs = gen(s, Math.min(total, s + chunkSize));
+          sw.start();
+          for (const r of recs) ins.run(row(r, t));
+        }
+      })();
+      sw.stop();
+    },
+    putEach(recs) {
+      const lat = new Float64Array(recs.length);
+      for (let i = 0; i < recs.length; i++) {
+        const t0 = now();
+        ins.run(row(recs[i], Date.now()));
+        lat[i] = us(t0, now());
+      }
+      return lat;
+    },
+    getMany(ids) {
+      const d = new Digest();
+      for (let i = 0; i < ids.length; i++) {
+        const r = get.get(ids[i]);
+        if (r) d.add(mem(r));
+      }
+      return d;
+    },
+    iterate(withEmb) {
+      const d = new Digest();
+      if (withEmb) {
+        for (const r of allEmb.iterate()) {
+          const m = mem(r);
+          m.embedding = f32(r[8], 0, r[8].length >> 2, true);
+          d.add(m);
+        }
+      } else {
+        for (const r of all.iterate()) d.add(mem(r));
+      }
+      return d;
+    },
+    topk(q, k) {
+      const qn = norm(q);
+      const top = new TopK(k);
+      for (const r of scan.iterate()) {
+        const e = f32(r[2], 0, r[2].length >> 2, false);
+        let s = 0;
+        for (let j = 0; j < e.length; j++) s += q[j] * e[j];
+        top.offer(r[0], r[1] === 0 ? 0 : s / (qn * r[1]));
+      }
+      return top.result();
+    },
+    close() { db.close(); db = undefined; },
+    reopen(probeId) { openDb(); return get.get(probeId) !== undefined; },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// classic-level: Buffer values (codec.mjs), batch() per chunk for the bulk load,
+// await put() per single put (its only write path), getSync(), iterator nextv().
+
+export function levelAdapter() {
+  const { ClassicLevel } = require('classic-level');
+  let db, dir;
+  const openDb = async () => {
+    db = new ClassicLevel(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await db.open();
+  };
+  async function each(fn) {
+    const it = db.iterator();
+    try {
+      for (;;) {
+        const entries = await it.nextv(1000);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) fn(key, value);
+      }
+    } finally {
+      await it.close();
+    }
+  }
+  return {
+    name: 'level',
+    async create(d) { dir = d; await openDb(); },
+    async bulk(total, chunkSize, gen, sw) {
+      const t = Date.now();
+      for (let s = 0; s < total; s += chunkSize) {
+        const recs = gen(s, Math.min(total, s + chunkSize));
+        sw.start();
+        await db.batch(recs.map((r) => ({ type: 'put', key: r.id, value: encode(r, t) })));
+        sw.stop();
+      }
+    },
+    async putEach(recs) {
+      const lat = new Float64Array(recs.length);
+      for (let i = 0; i < recs.length; i++) {
+        const t0 = now();
+        await db.put(recs[i].id, encode(recs[i], Date.now()));
+        lat[i] = us(t0, now());
+      }
+      return lat;
+    },
+    getMany(ids) {
+      const d = new Digest();
+      for (let i = 0; i < ids.length; i++) {
+        const v = db.getSync(ids[i]);
+        if (v) d.add(decode(ids[i], v, false));
+      }
+      return d;
+    },
+    async iterate(withEmb) {
+      const d = new Digest();
+      await each((key, value) => d.add(decode(key, value, withEmb)));
+      return d;
+    },
+    async topk(q, k) {
+      const qn = norm(q);
+      const top = new TopK(k);
+      await each((key, value) => top.offer(key, cosineOf(value, q, qn)));
+      return top.result();
+    },
+    async close() { await db.close(); db = undefined; },
+    async reopen(probeId) { await openDb(); return db.getSync(probeId) !== undefined; },
+  };
+}
+
+export const STORES = ['tierstore', 'tierstore-hot', 'tierstore-warm', 'tierstore-cold', 'lmdb', 'sqlite', 'level'];
+export const PEERS = ['lmdb', 'sqlite', 'level'];
+
+export function adapterFor(name) {
+  switch (name) {
+    case 'tierstore': return tierstoreAdapter('default');
+    case 'tierstore-hot': return tierstoreAdapter('hot');
+    case 'tierstore-warm': return tierstoreAdapter('warm');
+    case 'tierstore-cold': return tierstoreAdapter('cold');
+    case 'lmdb': return lmdbAdapter();
+    case 'sqlite': return sqliteAdapter();
+    case 'level': return levelAdapter();
+    default: throw new Error(`unknown store ${name}; known: ${STORES.join(', ')}`);
+  }
+}
+
+export function tierstoreBuilt() {
+  return existsSync(path.join(ROOT, 'dist')) || existsSync(path.join(ROOT, 'build'));
+}
