@@ -1,0 +1,95 @@
+// The addon's JS-side surface (native/binding), loaded once per process (per
+// worker thread) with node-gyp-build from the package root.
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+
+import { TierStoreError } from './errors.js';
+import type { TierCounts } from './types.js';
+
+/** One batch of records, column by column, as the binding builds it. */
+export interface NativeBatch {
+  /** 0 hot, 1 warm, 2 cold. */
+  tiers: Uint8Array;
+  ids: string[];
+  contents: string[];
+  /** JSON text. */
+  metadata: string[];
+  confidence: Float32Array;
+  activation: Float32Array;
+  createdAt: Float64Array;
+  lastAccessAt: Float64Array;
+  accessCount: Float64Array;
+  /** n x dimensions, when asked for. */
+  embeddings?: Float32Array;
+}
+
+export interface NativeListResult extends NativeBatch {
+  /** '' on the last page. */
+  nextCursor: string;
+  tierCounts: TierCounts;
+}
+
+export interface NativeIterator {
+  next(batchSize: number, includeEmbeddings: boolean): NativeBatch;
+  nextAsync(batchSize: number, includeEmbeddings: boolean): Promise<NativeBatch>;
+  close(): void;
+}
+
+/** Tier numbers: 0 hot, 1 warm, 2 cold, 3 all. */
+export interface NativeStore {
+  path(): string;
+  dimensions(): number;
+  isClosed(): boolean;
+  putMany(
+    bytes: Uint8Array,
+    lengths: Uint32Array,
+    embeddings: Float32Array,
+    confidence: Float32Array,
+    activation: Float32Array,
+    createdAt: Float64Array,
+    lastAccessAt: Float64Array,
+  ): void;
+  get(id: string, includeEmbedding: boolean): NativeBatch | undefined;
+  has(id: string): boolean;
+  delete(id: string): boolean;
+  move(id: string, tier: number): boolean;
+  migrate(): { hotToWarm: number; hotToCold: number; warmToCold: number; batches: number };
+  counts(): TierCounts;
+  iterator(tier: number): NativeIterator;
+  list(tier: number, offset: number, limit: number, cursor: string, includeEmbeddings: boolean): NativeListResult;
+  flush(): void;
+  compact(): Record<string, number>;
+  stats(): Record<string, unknown>;
+  close(): void;
+}
+
+export interface Addon {
+  NativeStore: new (
+    path: string,
+    dimensions: number,
+    readOnly: boolean,
+    hotCapacity: number,
+    warmCapacity: number,
+    skipWarm: boolean,
+    sync: boolean,
+  ) => NativeStore;
+  setErrorConstructor(ctor: new (code: string, message: string) => Error): void;
+  limits: { maxIdBytes: number; maxContentBytes: number; maxDimensions: number };
+}
+
+/** The package root: lib/ (sources under vitest) and dist/ (built) both sit one level below it. */
+const packageRoot = path.resolve(__dirname, '..');
+
+let addon: Addon | undefined;
+
+/** Loads the addon on first use (so importing the package never fails). */
+export function loadAddon(): Addon {
+  if (addon === undefined) {
+    const requireFromRoot = createRequire(path.join(packageRoot, 'package.json'));
+    const nodeGypBuild = requireFromRoot('node-gyp-build') as (dir: string) => Addon;
+    const loaded = nodeGypBuild(packageRoot);
+    loaded.setErrorConstructor(TierStoreError as unknown as new (code: string, message: string) => Error);
+    addon = loaded;
+  }
+  return addon;
+}

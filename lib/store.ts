@@ -1,0 +1,376 @@
+// MemoryStore: the public API over one native handle. Validates and
+// normalises every argument here, then makes one native call per operation
+// (one per batch for putMany and iteration).
+import { constants as bufferConstants } from 'node:buffer';
+import * as nodePath from 'node:path';
+
+import { memoriesOf, memoryAt } from './convert.js';
+import { fail, TierStoreError, toTierStoreError } from './errors.js';
+import { TierIterableImpl, type IterationSource } from './iterate.js';
+import { loadAddon, type NativeIterator, type NativeStore } from './native.js';
+import type {
+  CompactionReport,
+  GetOptions,
+  IterateOptions,
+  ListOptions,
+  ListPage,
+  Memory,
+  MemoryInput,
+  MigrationReport,
+  OpenOptions,
+  StoreStats,
+  Tier,
+  TierCounts,
+  TierIterable,
+  TierSelector,
+} from './types.js';
+import {
+  checkBoolean,
+  checkContent,
+  checkId,
+  checkInteger,
+  checkOptions,
+  checkPath,
+  checkTimestamp,
+  checkUnit,
+  DEFAULT_MAX_CONTENT_BYTES,
+  describe,
+  encodeMetadata,
+  MAX_BATCH_SIZE,
+  MAX_CONTENT_BYTES_LIMIT,
+  MAX_DIMENSIONS,
+  MAX_LIST_LIMIT,
+  tierIndex,
+  writeEmbedding,
+} from './validate.js';
+
+const DEFAULT_HOT_CAPACITY = 10_000;
+const DEFAULT_WARM_CAPACITY = 1_000_000;
+const DEFAULT_CONFIDENCE = 0.5;
+const DEFAULT_BATCH_SIZE = 1024;
+const DEFAULT_LIST_LIMIT = 100;
+/** Scratch byte buffers larger than this are not kept between puts. */
+const MAX_KEPT_SCRATCH = 1 << 20;
+
+/** The columns of a write batch, in the layout NativeStore.putMany takes. */
+class Columns {
+  readonly lengths: Uint32Array;
+  readonly embeddings: Float32Array;
+  readonly confidence: Float32Array;
+  readonly activation: Float32Array;
+  readonly createdAt: Float64Array;
+  readonly lastAccessAt: Float64Array;
+  /** id, content and metadata JSON of each record. */
+  readonly strings: string[];
+
+  constructor(n: number, dims: number) {
+    this.lengths = new Uint32Array(3 * n);
+    this.embeddings = new Float32Array(n * dims);
+    this.confidence = new Float32Array(n);
+    this.activation = new Float32Array(n);
+    this.createdAt = new Float64Array(n);
+    this.lastAccessAt = new Float64Array(n);
+    this.strings = new Array<string>(3 * n).fill('');
+  }
+}
+
+/**
+ * Validates record `memory` into row i of `cols`; returns its UTF-8 byte count.
+ * Reads each field of `memory` once. Messages name fields as `memory.<field>`
+ * (putMany relabels them `memories[i].<field>`).
+ */
+function prepareRecord(memory: unknown, cols: Columns, i: number, dims: number, maxContent: number, now: number): number {
+  if (typeof memory !== 'object' || memory === null) {
+    fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`);
+  }
+  const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
+  const idBytes = checkId(id, 'memory.id');
+  const contentBytes = checkContent(content, 'memory.content', maxContent);
+  if (embedding === undefined) {
+    fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
+  }
+  writeEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims);
+  const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
+  const act = activation === undefined ? conf : checkUnit(activation, 'memory.activation');
+  const created = createdAt === undefined ? now : checkTimestamp(createdAt, 'memory.createdAt');
+  const meta = encodeMetadata(metadata, 'memory.metadata');
+  const metaBytes = meta.length === 2 ? 2 : Buffer.byteLength(meta, 'utf8');
+
+  cols.confidence[i] = conf;
+  cols.activation[i] = act;
+  cols.createdAt[i] = created;
+  cols.lastAccessAt[i] = now;
+  const k = 3 * i;
+  cols.lengths[k] = idBytes;
+  cols.lengths[k + 1] = contentBytes;
+  cols.lengths[k + 2] = metaBytes;
+  cols.strings[k] = id as string;
+  cols.strings[k + 1] = content as string;
+  cols.strings[k + 2] = meta;
+  return idBytes + contentBytes + metaBytes;
+}
+
+/** Writes the strings of `cols` back to back into bytes (UTF-8). */
+function encodeStrings(cols: Columns, count: number, bytes: Buffer): void {
+  const { strings, lengths } = cols;
+  let offset = 0;
+  for (let k = 0; k < count; k++) {
+    const len = lengths[k]!;
+    if (len !== 0) bytes.write(strings[k]!, offset, len, 'utf8');
+    offset += len;
+  }
+}
+
+function relabel(error: unknown, i: number): unknown {
+  if (error instanceof TierStoreError && error.message.startsWith('memory')) {
+    return new TierStoreError(error.code, `memories[${i}]${error.message.slice('memory'.length)}`);
+  }
+  return error;
+}
+
+/** An open store handle. Create with `open(path, options)`. */
+export class MemoryStore implements IterationSource {
+  /** The path given to open(). */
+  readonly path: string;
+  /** Embedding dimensions of the store. */
+  readonly dimensions: number;
+  /** Whether this handle was opened read-only. */
+  readonly readOnly: boolean;
+  /** Largest content accepted by this handle, in UTF-8 bytes. */
+  readonly maxContentBytes: number;
+
+  readonly #native: NativeStore;
+  #closed = false;
+  #putDepth = 0;
+  #scratch: Columns | undefined;
+  #scratchBytes: Buffer = Buffer.allocUnsafeSlow(4096);
+
+  constructor(path: string, options?: OpenOptions) {
+    checkPath(path);
+    const opts = checkOptions(options, 'open()') as OpenOptions | undefined;
+    const dimensions = checkInteger(opts?.dimensions, 'open(): options.dimensions', 1, MAX_DIMENSIONS, 0);
+    const hotCapacity = checkInteger(
+      opts?.hotCapacity, 'open(): options.hotCapacity', 0, Number.MAX_SAFE_INTEGER, DEFAULT_HOT_CAPACITY);
+    const warmCapacity = checkInteger(
+      opts?.warmCapacity, 'open(): options.warmCapacity', 0, Number.MAX_SAFE_INTEGER, DEFAULT_WARM_CAPACITY);
+    const skipWarm = checkBoolean(opts?.skipWarm, 'open(): options.skipWarm', false);
+    const durability = opts?.durability ?? 'relaxed';
+    if (durability !== 'relaxed' && durability !== 'sync') {
+      fail('INVALID_ARGUMENT', `open(): options.durability must be 'relaxed' or 'sync', got ${describe(durability)}`);
+    }
+    const readOnly = checkBoolean(opts?.readOnly, 'open(): options.readOnly', false);
+    const maxContentBytes = checkInteger(
+      opts?.maxContentBytes, 'open(): options.maxContentBytes', 0, MAX_CONTENT_BYTES_LIMIT, DEFAULT_MAX_CONTENT_BYTES);
+
+    const addon = loadAddon();
+    try {
+      this.#native = new addon.NativeStore(
+        nodePath.resolve(path), dimensions, readOnly, hotCapacity, warmCapacity, skipWarm, durability === 'sync');
+    } catch (error) {
+      throw toTierStoreError(error);
+    }
+    this.path = path;
+    this.dimensions = this.#native.dimensions();
+    this.readOnly = readOnly;
+    this.maxContentBytes = maxContentBytes;
+  }
+
+  #open(method: string): NativeStore {
+    if (this.#closed) fail('STORE_CLOSED', `${method}: the store is closed`);
+    return this.#native;
+  }
+
+  #writable(method: string): NativeStore {
+    if (this.#closed) fail('STORE_CLOSED', `${method}: the store is closed`);
+    if (this.readOnly) fail('READ_ONLY', `${method}: the store was opened with readOnly: true`);
+    return this.#native;
+  }
+
+  /** Inserts or replaces one memory; the new version goes to hot. */
+  put(memory: MemoryInput): void {
+    const native = this.#writable('put()');
+    const dims = this.dimensions;
+    // A getter of `memory` may call put() again: only the outermost call uses the scratch columns.
+    const cols = this.#putDepth === 0 ? (this.#scratch ??= new Columns(1, dims)) : new Columns(1, dims);
+    this.#putDepth++;
+    try {
+      const total = prepareRecord(memory, cols, 0, dims, this.maxContentBytes, Date.now());
+      let bytes = this.#scratchBytes;
+      if (this.#putDepth !== 1 || bytes.length < total) {
+        bytes = Buffer.allocUnsafeSlow(Math.max(total, 64));
+        if (this.#putDepth === 1 && total <= MAX_KEPT_SCRATCH) this.#scratchBytes = bytes;
+      }
+      encodeStrings(cols, 3, bytes);
+      native.putMany(
+        bytes, cols.lengths, cols.embeddings, cols.confidence, cols.activation, cols.createdAt, cols.lastAccessAt);
+    } finally {
+      this.#putDepth--;
+      // Do not keep the caller's (possibly large) strings alive.
+      cols.strings[0] = cols.strings[1] = cols.strings[2] = '';
+    }
+  }
+
+  /**
+   * Validates every memory, then writes them all atomically in one call.
+   * Within the batch a repeated id: the last wins. Returns the number given.
+   */
+  putMany(memories: Iterable<MemoryInput>): number {
+    const native = this.#writable('putMany()');
+    let list: readonly unknown[];
+    if (Array.isArray(memories)) {
+      list = memories;
+    } else if (
+      memories !== null &&
+      (typeof memories === 'object' || typeof memories === 'function') &&
+      typeof (memories as Iterable<unknown>)[Symbol.iterator] === 'function'
+    ) {
+      list = Array.from(memories as Iterable<unknown>);
+    } else {
+      fail('INVALID_ARGUMENT', `putMany(): memories must be an iterable of memory objects, got ${describe(memories)}`);
+    }
+    const n = list.length;
+    if (n === 0) return 0;
+    const dims = this.dimensions;
+    const cols = new Columns(n, dims);
+    const now = Date.now();
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      try {
+        total += prepareRecord(list[i], cols, i, dims, this.maxContentBytes, now);
+      } catch (error) {
+        throw relabel(error, i);
+      }
+    }
+    if (total > bufferConstants.MAX_LENGTH) {
+      fail('INVALID_ARGUMENT', `putMany(): the batch holds ${total} bytes of strings; split it into smaller batches`);
+    }
+    const bytes = Buffer.allocUnsafeSlow(total);
+    encodeStrings(cols, 3 * n, bytes);
+    native.putMany(
+      bytes, cols.lengths, cols.embeddings, cols.confidence, cols.activation, cols.createdAt, cols.lastAccessAt);
+    return n;
+  }
+
+  /** The memory with this id, or undefined. Updates its lastAccessAt and accessCount. */
+  get(id: string, options?: GetOptions): Memory | undefined {
+    const native = this.#open('get()');
+    checkId(id, 'get(): id');
+    const includeEmbedding =
+      options === undefined
+        ? false
+        : checkBoolean(checkOptions(options, 'get()')?.includeEmbedding, 'get(): options.includeEmbedding', false);
+    const batch = native.get(id, includeEmbedding);
+    return batch === undefined ? undefined : memoryAt(batch, 0, this.dimensions);
+  }
+
+  has(id: string): boolean {
+    const native = this.#open('has()');
+    checkId(id, 'has(): id');
+    return native.has(id);
+  }
+
+  /** Deletes the memory; returns whether it existed. */
+  delete(id: string): boolean {
+    const native = this.#writable('delete()');
+    checkId(id, 'delete(): id');
+    return native.delete(id);
+  }
+
+  /** Moves the memory to `tier`; returns whether it exists (true if already there). */
+  move(id: string, tier: Tier): boolean {
+    const native = this.#writable('move()');
+    checkId(id, 'move(): id');
+    return native.move(id, tierIndex(tier, 'move(): tier', false));
+  }
+
+  /** Applies this handle's capacities now. */
+  migrate(): MigrationReport {
+    return this.#writable('migrate()').migrate();
+  }
+
+  counts(): TierCounts {
+    return this.#open('counts()').counts();
+  }
+
+  /**
+   * Iterates a tier ('all': hot, then warm, then cold). Synchronously
+   * (for...of), asynchronously (for await...of: the native reads run off the
+   * JS thread) or batch by batch (batches()).
+   */
+  iterate<S extends TierSelector = 'all'>(options?: IterateOptions<S>): TierIterable<S extends 'all' ? Tier : S> {
+    this.#open('iterate()');
+    const opts = checkOptions(options, 'iterate()') as IterateOptions<S> | undefined;
+    const tier = opts?.tier === undefined ? 3 : tierIndex(opts.tier, 'iterate(): options.tier', true);
+    const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'iterate(): options.includeEmbeddings', false);
+    const batchSize = checkInteger(opts?.batchSize, 'iterate(): options.batchSize', 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
+    return new TierIterableImpl<S extends 'all' ? Tier : S>(this, tier, includeEmbeddings, batchSize);
+  }
+
+  /** @internal IterationSource: a native iterator of this handle. */
+  openIterator(tier: number): NativeIterator {
+    return this.#open('iterate()').iterator(tier);
+  }
+
+  /**
+   * One page of a tier (default 'hot'), by offset or by cursor.
+   * `limit` defaults to 100 and is clamped to 1000.
+   */
+  list(options?: ListOptions): ListPage {
+    const native = this.#open('list()');
+    const opts = checkOptions(options, 'list()');
+    const tier = opts?.tier === undefined ? 0 : tierIndex(opts.tier, 'list(): options.tier', true);
+    const offset = checkInteger(opts?.offset, 'list(): options.offset', 0, Number.MAX_SAFE_INTEGER, 0);
+    const limit = Math.min(
+      checkInteger(opts?.limit, 'list(): options.limit', 1, Number.MAX_SAFE_INTEGER, DEFAULT_LIST_LIMIT),
+      MAX_LIST_LIMIT,
+    );
+    const cursor = opts?.cursor;
+    if (cursor !== undefined) {
+      if (typeof cursor !== 'string' || cursor.length === 0) {
+        fail('INVALID_ARGUMENT', `list(): options.cursor must be a nextCursor string from an earlier page, got ${describe(cursor)}`);
+      }
+      if (opts?.offset !== undefined) {
+        fail('INVALID_ARGUMENT', 'list(): pass either options.cursor or options.offset, not both');
+      }
+    }
+    const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'list(): options.includeEmbeddings', false);
+    const result = native.list(tier, offset, limit, cursor ?? '', includeEmbeddings);
+    const memories = memoriesOf(result, this.dimensions);
+    const returned = memories.length;
+    const pagination: ListPage['pagination'] = { offset, limit, returned };
+    if (result.nextCursor !== '') pagination.nextCursor = result.nextCursor;
+    return { memories, count: returned, pagination, tierCounts: result.tierCounts };
+  }
+
+  /** Forces everything written so far to stable storage. */
+  flush(): void {
+    this.#open('flush()').flush();
+  }
+
+  /** Reclaims space in warm and cold; rewrites nothing a reader holds. */
+  compact(): CompactionReport {
+    return this.#writable('compact()').compact() as unknown as CompactionReport;
+  }
+
+  stats(): StoreStats {
+    return this.#open('stats()').stats() as unknown as StoreStats;
+  }
+
+  /** Closes this handle (and its iterators). A second close() does nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#scratch = undefined;
+    this.#native.close();
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+/** Opens (or, with `dimensions`, creates) the store at `path`. */
+export function open(path: string, options?: OpenOptions): MemoryStore {
+  return new MemoryStore(path, options);
+}

@@ -1,0 +1,170 @@
+import type { ErrorCode } from './errors.js';
+
+export type { ErrorCode };
+
+/** A storage tier: RAM (hot), memory-mapped blocks (warm), columnar segments (cold). */
+export type Tier = 'hot' | 'warm' | 'cold';
+/** A tier, or every tier (hot, then warm, then cold). */
+export type TierSelector = Tier | 'all';
+
+/** What `put` and `putMany` accept. */
+export interface MemoryInput {
+  /** 1..1024 UTF-8 bytes, unique in the store (a put of an existing id replaces it). */
+  id: string;
+  /** 0..maxContentBytes UTF-8 bytes (default 64 MiB). */
+  content: string;
+  /** Exactly `dimensions` values, finite after conversion to float32. */
+  embedding: Float32Array | Float64Array | readonly number[];
+  /** In [0, 1]; default 0.5. */
+  confidence?: number;
+  /** In [0, 1]; default = confidence. */
+  activation?: number;
+  /** Integer milliseconds since the epoch, within the range of Date; default Date.now(). */
+  createdAt?: number;
+  /** A plain object that survives JSON.parse(JSON.stringify(x)) unchanged; default {}. */
+  metadata?: Record<string, unknown>;
+}
+
+/** A stored memory, as read back. */
+export interface Memory<T extends Tier = Tier> {
+  id: string;
+  content: string;
+  metadata: Record<string, unknown>;
+  /** float32 precision. */
+  confidence: number;
+  /** float32 precision. */
+  activation: number;
+  createdAt: number;
+  lastAccessAt: number;
+  accessCount: number;
+  /** The tier the record was read from. */
+  tier: T;
+  /** Only when asked for (includeEmbedding / includeEmbeddings). */
+  embedding?: Float32Array;
+}
+
+export interface OpenOptions {
+  /** Required to create a store (integer 1..65536); checked against the store on reopen. */
+  dimensions?: number;
+  /** Records kept in hot before the lowest-activation ones are demoted; integer >= 0, default 10_000. */
+  hotCapacity?: number;
+  /** Records kept in warm before demotion to cold; integer >= 0, default 1_000_000. */
+  warmCapacity?: number;
+  /** Demote hot straight to cold. Default false. */
+  skipWarm?: boolean;
+  /** 'relaxed' (default): writes survive a process kill; 'sync': also power loss (fsync). */
+  durability?: 'relaxed' | 'sync';
+  /** Open for reading only (shares the directory lock with other readers). */
+  readOnly?: boolean;
+  /** Largest content accepted, in UTF-8 bytes: integer 0..2^31-1, default 64 MiB. */
+  maxContentBytes?: number;
+}
+
+export interface GetOptions {
+  includeEmbedding?: boolean;
+}
+
+export interface IterateOptions<S extends TierSelector = 'all'> {
+  /** Default 'all': hot, then warm, then cold. */
+  tier?: S;
+  includeEmbeddings?: boolean;
+  /** Records fetched per native call: integer 1..65536, default 1024. */
+  batchSize?: number;
+}
+
+export interface ListOptions {
+  /** Default 'hot'. */
+  tier?: TierSelector;
+  /** Integer >= 0, default 0. Not together with `cursor`. */
+  offset?: number;
+  /** Integer >= 1, default 100; larger than 1000 is clamped to 1000. */
+  limit?: number;
+  /** A `pagination.nextCursor` of an earlier page of the same tier. */
+  cursor?: string;
+  includeEmbeddings?: boolean;
+}
+
+export interface TierCounts {
+  hot: number;
+  warm: number;
+  cold: number;
+  total: number;
+}
+
+/** n records, column by column. */
+export interface MemoryBatch<T extends Tier = Tier> {
+  tiers: T[];
+  ids: string[];
+  contents: string[];
+  metadata: Record<string, unknown>[];
+  confidence: Float32Array;
+  activation: Float32Array;
+  createdAt: Float64Array;
+  lastAccessAt: Float64Array;
+  accessCount: Float64Array;
+  /** n x dimensions, row-major, when asked for. */
+  embeddings?: Float32Array;
+}
+
+/**
+ * Iterates a tier (or all). Each `for...of` / `for await...of` starts a new
+ * pass; breaking out of a loop closes the native iterator.
+ */
+export interface TierIterable<T extends Tier> extends Iterable<Memory<T>>, AsyncIterable<Memory<T>> {
+  batches(): Iterable<MemoryBatch<T>>;
+}
+
+export interface ListPage {
+  memories: Memory[];
+  /** Records returned. */
+  count: number;
+  pagination: { offset: number; limit: number; returned: number; nextCursor?: string };
+  tierCounts: TierCounts;
+}
+
+export interface RecallHit {
+  id: string;
+  score: number;
+  tier: Tier;
+  memory: Memory;
+}
+
+export interface MigrationReport {
+  hotToWarm: number;
+  hotToCold: number;
+  warmToCold: number;
+  batches: number;
+}
+
+export interface CompactionReport {
+  warmBytesReclaimed: number;
+  coldBytesReclaimed: number;
+  coldSegmentsBefore: number;
+  coldSegmentsAfter: number;
+  hotLogBytesBefore: number;
+  hotLogBytesAfter: number;
+}
+
+export interface StoreStats {
+  counts: TierCounts;
+  dimensions: number;
+  /** Last sequence number assigned. */
+  sequence: number;
+  hotLogBytes: number;
+  /** Bytes of records held in RAM. */
+  hotBytes: number;
+  warmSlots: number;
+  warmBlockFileBytes: number;
+  warmVarFileBytes: number;
+  warmVarLiveBytes: number;
+  coldSegments: number;
+  coldFileBytes: number;
+  coldDeletedRows: number;
+  openIterators: number;
+  /** Copies removed by recovery at open. */
+  recoveredDuplicates: number;
+  /** Unacknowledged log tail dropped at open. */
+  tornLogBytes: number;
+  /** This handle was opened read-only. */
+  readOnly: boolean;
+}

@@ -1,0 +1,320 @@
+// Argument validation and normalisation. Everything here runs before any
+// native call; each failure is a TierStoreError whose message names the
+// field, says what was wrong and what is allowed.
+import { fail } from './errors.js';
+import type { Tier, TierSelector } from './types.js';
+
+export const MAX_ID_BYTES = 1024;
+export const MAX_DIMENSIONS = 65536;
+export const MAX_CONTENT_BYTES_LIMIT = 2 ** 31 - 1;
+export const DEFAULT_MAX_CONTENT_BYTES = 64 * 1024 * 1024;
+export const MAX_DATE_MS = 8.64e15;
+export const MAX_BATCH_SIZE = 65536;
+export const MAX_LIST_LIMIT = 1000;
+
+export const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
+
+/** A short description of a value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  switch (typeof value) {
+    case 'string':
+      return value.length > 40 ? `a string of ${value.length} characters` : `the string ${JSON.stringify(value)}`;
+    case 'number':
+      return `the number ${Object.is(value, -0) ? '-0' : String(value)}`;
+    case 'bigint':
+      return `the bigint ${value}n`;
+    case 'boolean':
+      return `${value}`;
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    default: {
+      if (Array.isArray(value)) return `an array of length ${value.length}`;
+      if (ArrayBuffer.isView(value)) {
+        const tag = (value as unknown as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
+        return tag === undefined ? 'a DataView' : `a ${tag}`;
+      }
+      const proto = Object.getPrototypeOf(value) as { constructor?: { name?: unknown } } | null;
+      const name = proto?.constructor?.name;
+      return typeof name === 'string' && name !== 'Object' ? `a ${name}` : 'an object';
+    }
+  }
+}
+
+/** An options argument: undefined or an object. */
+export function checkOptions(options: unknown, where: string): Record<string, unknown> | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    fail('INVALID_ARGUMENT', `${where}: options must be an object or undefined, got ${describe(options)}`);
+  }
+  return options as Record<string, unknown>;
+}
+
+export function checkBoolean(value: unknown, field: string, dflt: boolean): boolean {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'boolean') fail('INVALID_ARGUMENT', `${field} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+/** An integer in [min, max] (safe integers only). */
+export function checkInteger(value: unknown, field: string, min: number, max: number, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    fail(
+      'INVALID_ARGUMENT',
+      `${field} must be an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? 'Number.MAX_SAFE_INTEGER' : max}], got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A tier name: 0 hot, 1 warm, 2 cold, 3 all (when allowed). */
+export function tierIndex(value: unknown, field: string, allowAll: boolean): number {
+  switch (value) {
+    case 'hot':
+      return 0;
+    case 'warm':
+      return 1;
+    case 'cold':
+      return 2;
+    case 'all':
+      if (allowAll) return 3;
+      break;
+  }
+  fail(
+    'INVALID_ARGUMENT',
+    `${field} must be ${allowAll ? "'hot', 'warm', 'cold' or 'all'" : "'hot', 'warm' or 'cold'"}, got ${describe(value)}`,
+  );
+}
+
+export function tierSelectorIndex(value: TierSelector | undefined, field: string, dflt: number): number {
+  return value === undefined ? dflt : tierIndex(value, field, true);
+}
+
+/** A record id: a well-formed string of 1..1024 UTF-8 bytes. Returns its byte length. */
+export function checkId(id: unknown, field: string): number {
+  if (typeof id !== 'string') {
+    fail('INVALID_ARGUMENT', `${field} must be a string of 1..${MAX_ID_BYTES} UTF-8 bytes, got ${describe(id)}`);
+  }
+  if (id.length === 0) fail('INVALID_ARGUMENT', `${field} must not be empty (1..${MAX_ID_BYTES} UTF-8 bytes)`);
+  if (id.length > MAX_ID_BYTES) {
+    // more UTF-16 units than bytes allowed: too long whatever they encode to
+    fail('INVALID_ARGUMENT', `${field} is longer than ${MAX_ID_BYTES} UTF-8 bytes`);
+  }
+  if (!id.isWellFormed()) {
+    fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`);
+  }
+  const bytes = Buffer.byteLength(id, 'utf8');
+  if (bytes > MAX_ID_BYTES) {
+    fail('INVALID_ARGUMENT', `${field} is ${bytes} UTF-8 bytes; at most ${MAX_ID_BYTES} are allowed`);
+  }
+  return bytes;
+}
+
+/** Content: a well-formed string of at most maxBytes UTF-8 bytes. Returns its byte length. */
+export function checkContent(content: unknown, field: string, maxBytes: number): number {
+  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `${field} must be a string, got ${describe(content)}`);
+  if (content.length === 0) return 0;
+  if (!content.isWellFormed()) {
+    fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`);
+  }
+  // UTF-8 takes at least one byte per UTF-16 unit: skip the count when clearly too large
+  if (content.length > maxBytes) {
+    fail('CONTENT_TOO_LARGE', `${field} is more than ${maxBytes} UTF-8 bytes (maxContentBytes)`);
+  }
+  const bytes = Buffer.byteLength(content, 'utf8');
+  if (bytes > maxBytes) {
+    fail('CONTENT_TOO_LARGE', `${field} is ${bytes} UTF-8 bytes; maxContentBytes is ${maxBytes}`);
+  }
+  return bytes;
+}
+
+/** A number in [0, 1]. */
+export function checkUnit(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    fail('INVALID_ARGUMENT', `${field} must be a number in [0, 1], got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** An integer number of milliseconds within the range of Date. */
+export function checkTimestamp(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value > MAX_DATE_MS || value < -MAX_DATE_MS) {
+    fail(
+      'INVALID_ARGUMENT',
+      `${field} must be an integer number of milliseconds in [-8.64e15, 8.64e15], got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function isDetached(view: ArrayBufferView): boolean {
+  if (view.byteLength !== 0) return false;
+  const buffer = view.buffer as ArrayBuffer & { detached?: boolean };
+  if (typeof buffer.detached === 'boolean') return buffer.detached;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function typedArrayTag(value: ArrayBufferView): string | undefined {
+  return (value as unknown as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
+}
+
+/**
+ * Checks an embedding and writes its float32 values to dest[offset..offset+dims).
+ * Order: wrong type (INVALID_ARGUMENT) before wrong length (DIMENSION_MISMATCH)
+ * before non-finite values (INVALID_ARGUMENT).
+ */
+export function writeEmbedding(value: unknown, field: string, dims: number, dest: Float32Array, offset: number): void {
+  if (Array.isArray(value)) {
+    const n = value.length;
+    for (let i = 0; i < n; i++) {
+      const v: unknown = value[i];
+      if (typeof v !== 'number') {
+        fail(
+          'INVALID_ARGUMENT',
+          `${field}[${i}] must be a number (an embedding is a Float32Array, a Float64Array or an array of numbers), got ${describe(v)}`,
+        );
+      }
+      if (i < dims) dest[offset + i] = v;
+    }
+    if (n !== dims) {
+      fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`);
+    }
+  } else if (ArrayBuffer.isView(value)) {
+    const tag = typedArrayTag(value);
+    if (tag !== 'Float32Array' && tag !== 'Float64Array') {
+      fail(
+        'INVALID_ARGUMENT',
+        `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
+      );
+    }
+    if (isDetached(value)) fail('INVALID_ARGUMENT', `${field} is a ${tag} over a detached ArrayBuffer`);
+    const arr = value as Float32Array | Float64Array;
+    if (arr.length !== dims) {
+      fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
+    }
+    // Copies (also out of SharedArrayBuffers); Float64 values round as Math.fround does.
+    dest.set(arr, offset);
+  } else {
+    fail(
+      'INVALID_ARGUMENT',
+      `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
+    );
+  }
+  const end = offset + dims;
+  for (let i = offset; i < end; i++) {
+    const f = dest[i]!;
+    if (f - f !== 0) {
+      fail(
+        'INVALID_ARGUMENT',
+        `${field}[${i - offset}] is ${f} as float32; embedding values must be finite after conversion to float32`,
+      );
+    }
+  }
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as object | null;
+  if (proto === null || proto === Object.prototype) return true;
+  // An object of another realm (vm context): its Object.prototype
+  if (Object.getPrototypeOf(proto) !== null) return false;
+  const ctor = (proto as { constructor?: unknown }).constructor;
+  return typeof ctor === 'function' && ctor.name === 'Object' && !Array.isArray(value);
+}
+
+function jsonPath(base: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
+}
+
+function checkJsonValue(value: unknown, path: string, ancestors: object[]): void {
+  switch (typeof value) {
+    case 'string':
+      if (!value.isWellFormed()) fail('INVALID_ARGUMENT', `${path} contains a lone UTF-16 surrogate`);
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) {
+        fail('INVALID_ARGUMENT', `${path} is ${value}, which JSON cannot represent (metadata must be JSON)`);
+      }
+      if (value === 0 && 1 / value < 0) {
+        fail('INVALID_ARGUMENT', `${path} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`);
+      }
+      return;
+    case 'boolean':
+      return;
+    case 'object': {
+      if (value === null) return;
+      if (ancestors.includes(value)) fail('INVALID_ARGUMENT', `${path} refers back to itself (a cycle)`);
+      ancestors.push(value);
+      if (Array.isArray(value)) {
+        if (Object.getPrototypeOf(value) !== Array.prototype && !isPlainObjectLikeArray(value)) {
+          fail('INVALID_ARGUMENT', `${path} must be a plain array, got ${describe(value)}`);
+        }
+        const n = value.length;
+        for (let i = 0; i < n; i++) {
+          if (!(i in value)) fail('INVALID_ARGUMENT', `${path}[${i}] is a hole, which JSON turns into null`);
+          checkJsonValue(value[i], `${path}[${i}]`, ancestors);
+        }
+        if (Object.keys(value).length !== n) fail('INVALID_ARGUMENT', `${path} is an array with non-index properties, which JSON drops`);
+      } else {
+        if (!isPlainObject(value)) {
+          fail('INVALID_ARGUMENT', `${path} must be a plain object, array or JSON primitive, got ${describe(value)}`);
+        }
+        if (Object.getOwnPropertySymbols(value).length !== 0) {
+          fail('INVALID_ARGUMENT', `${path} has symbol keys, which JSON drops`);
+        }
+        const record = value as Record<string, unknown>;
+        for (const key of Object.keys(record)) {
+          if (!key.isWellFormed()) fail('INVALID_ARGUMENT', `${path} has a key with a lone UTF-16 surrogate`);
+          checkJsonValue(record[key], jsonPath(path, key), ancestors);
+        }
+      }
+      ancestors.pop();
+      return;
+    }
+    default:
+      fail(
+        'INVALID_ARGUMENT',
+        `${path} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
+      );
+  }
+}
+
+function isPlainObjectLikeArray(value: unknown[]): boolean {
+  // An array of another realm
+  const proto = Object.getPrototypeOf(value) as { constructor?: unknown } | null;
+  return proto !== null && typeof proto.constructor === 'function' && proto.constructor.name === 'Array';
+}
+
+/** Metadata: a plain object that survives JSON.parse(JSON.stringify(x)). Returns its JSON text. */
+export function encodeMetadata(value: unknown, field: string): string {
+  if (value === undefined) return '{}';
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainObject(value)) {
+    fail('INVALID_ARGUMENT', `${field} must be a plain object (JSON-serialisable), got ${describe(value)}`);
+  }
+  try {
+    checkJsonValue(value, field, []);
+    return JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError) fail('INVALID_ARGUMENT', `${field} is nested too deeply`);
+    throw error;
+  }
+}
+
+/** A store path: a non-empty, well-formed string without NUL characters. */
+export function checkPath(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    fail('INVALID_ARGUMENT', `open(): path must be a non-empty string, got ${describe(value)}`);
+  }
+  if (!value.isWellFormed() || value.includes('\0')) {
+    fail('INVALID_ARGUMENT', 'open(): path must not contain NUL characters or lone UTF-16 surrogates');
+  }
+  return value;
+}
