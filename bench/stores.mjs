@@ -211,8 +211,9 @@ export function lmdbAdapter() {
     },
     getMany(ids) {
       const d = new Digest();
+      // getBinaryFast: a reused buffer (documented as faster), decoded at once.
       for (let i = 0; i < ids.length; i++) {
-        const v = db.get(ids[i]);
+        const v = db.getBinaryFast(ids[i]);
         if (v) d.add(decode(ids[i], v, false));
       }
       return d;
