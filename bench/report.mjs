@@ -1,5 +1,5 @@
 // Figures, ratios and tables. Also a CLI that prints the Markdown table of a
-// results file (for BENCHMARKS.md):  node bench/report.mjs bench/results/latest.json
+// results file (for BENCHMARKS.md):  node bench/report.mjs [.tmp/bench/latest.json]
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
