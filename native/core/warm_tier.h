@@ -53,6 +53,17 @@ struct WarmStats {
   uint64_t var_live_bytes = 0;    // bytes of var section referenced by live blocks
 };
 
+// The scalars of one warm slot, read without checks (see WarmTier::Scalars).
+struct WarmScalars {
+  float norm = 0.0f;
+  float confidence = 0.0f;
+  float activation = 0.0f;
+  double created_at = 0.0;
+  double last_access_at = 0.0;
+  double access_count = 0.0;
+  uint64_t seq = 0;
+};
+
 class WarmTier {
  public:
   virtual ~WarmTier() = default;
@@ -78,6 +89,7 @@ class WarmTier {
   // Cheap: the embedding pointer, norm and scalars of a live slot, no checks
   // (for similarity scans and migration choice).
   virtual const float* Embedding(uint32_t slot) const = 0;
+  virtual WarmScalars Scalars(uint32_t slot) const = 0;
 
   virtual bool IsLive(uint32_t slot) const = 0;
   virtual uint32_t SlotLimit() const = 0;  // every live slot is < SlotLimit()

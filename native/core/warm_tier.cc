@@ -1,0 +1,950 @@
+// WarmTier implementation: see warm_tier.h for the contract.
+//
+// On-disk formats (all integers little-endian, as laid down by the host; the
+// engine targets x86-64 / arm64 Linux):
+//
+// warm.blocks
+//   [0, 4096)   header page: "TSWARMBK" magic, u32 version, u32 dimensions,
+//               u32 block_size, u32 blocks_per_chunk, u32 embedding_offset,
+//               u32 crc32c of bytes [0, 28) at offset 28; zeros after.
+//   then chunks of blocks_per_chunk blocks each (chunk bytes are a multiple
+//   of 4096 and of the page size at creation). Each chunk is mapped by its own
+//   region. The file size must be exactly 4096 + k * chunk_bytes.
+//
+// Block (block_size = round_up(128 + 4 * dimensions, 64) bytes):
+//   0   u32 state           free (0 or kStateFreed) / writing / liveA / liveB
+//   4   u32 header_crc      crc32c of [8,24) + [40,72) + [104,128)
+//   8   u64 seq
+//   16  f64 created_at
+//   24  f64 last_access_at  updated in place, not covered by header_crc
+//   32  f64 access_count    updated in place, not covered by header_crc
+//   40  u32 id_len
+//   44  u32 content_len
+//   48  u32 metadata_len
+//   52  f32 confidence
+//   56  f32 activation
+//   60  f32 norm
+//   64  u32 data_crc        crc32c of id+content+metadata, then [8,24), [40,64)
+//   68  u32 embedding_crc   crc32c of the embedding bytes
+//   72  loc[0]: u64 var_offset, u32 var_gen, u32 loc_crc
+//   88  loc[1]: same        loc_crc = crc32c_extend(header_crc, loc bytes [0,12))
+//   104 reserved zeros (covered by header_crc)
+//   128 embedding, dimensions float32 (64-byte aligned: chunks are page
+//       aligned and block_size is a multiple of 64)
+//
+//   The listed fields need 82 bytes packed, so the fixed part cannot fit in 64
+//   bytes; the embedding therefore starts at 128. State liveA uses loc[0],
+//   liveB uses loc[1]: Compact writes the new location into the inactive loc
+//   and then flips the state with one aligned 4-byte store, so a crash leaves
+//   every block pointing at the old or the new (complete) var file.
+//
+// warm-var-<gen>.dat
+//   [0, 4096)   header page: "TSWARMVR" magic, u32 version, u32 gen,
+//               u32 reserved, u32 crc32c of [0,20) at offset 20.
+//   then extents (id, content, metadata back to back), each inside one mapped
+//   chunk. New chunks are max(64 MiB, needed rounded to the page size) and
+//   start at a page-aligned offset; on reopen the existing file is mapped as
+//   one region, so every extent stays contiguous.
+#include "warm_tier.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "crc32c.h"
+#include "file_util.h"
+
+namespace tierstore {
+
+// Test hooks (declared by the tests themselves; not part of the public
+// interface): override the chunk sizes used when files grow. 0 = default.
+namespace warm_testing {
+std::atomic<uint64_t> g_block_chunk_bytes{0};
+std::atomic<uint64_t> g_var_chunk_bytes{0};
+void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes) {
+  g_block_chunk_bytes.store(block_chunk_bytes);
+  g_var_chunk_bytes.store(var_chunk_bytes);
+}
+}  // namespace warm_testing
+
+namespace {
+
+constexpr uint64_t kHeaderPage = 4096;
+constexpr uint32_t kFormatVersion = 1;
+constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
+constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
+constexpr uint64_t kDefaultChunkBytes = uint64_t{64} << 20;
+
+constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
+constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
+constexpr uint32_t kStateWriting = 0x54495257u;  // "WRIT"
+constexpr uint32_t kStateLiveA = 0x41564C4Cu;  // "LLVA"
+constexpr uint32_t kStateLiveB = 0x42564C4Cu;  // "LLVB"
+
+constexpr size_t kBlockHeaderBytes = 128;
+constexpr size_t kOffState = 0;
+constexpr size_t kOffHeaderCrc = 4;
+constexpr size_t kOffSeq = 8;
+constexpr size_t kOffCreatedAt = 16;
+constexpr size_t kOffLastAccess = 24;
+constexpr size_t kOffAccessCount = 32;
+constexpr size_t kOffIdLen = 40;
+constexpr size_t kOffContentLen = 44;
+constexpr size_t kOffMetadataLen = 48;
+constexpr size_t kOffConfidence = 52;
+constexpr size_t kOffActivation = 56;
+constexpr size_t kOffNorm = 60;
+constexpr size_t kOffDataCrc = 64;
+constexpr size_t kOffEmbeddingCrc = 68;
+constexpr size_t kOffLoc0 = 72;
+constexpr size_t kLocBytes = 16;  // u64 offset, u32 gen, u32 crc
+constexpr size_t kOffReserved = 104;
+
+bool IsLiveState(uint32_t s) { return s == kStateLiveA || s == kStateLiveB; }
+
+template <typename T>
+T Load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+template <typename T>
+void Store(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+
+uint32_t LoadState(const uint8_t* block) {
+  return __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kOffState), __ATOMIC_ACQUIRE);
+}
+
+void PublishState(uint8_t* block, uint32_t state) {
+  __atomic_store_n(reinterpret_cast<uint32_t*>(block + kOffState), state, __ATOMIC_RELEASE);
+}
+
+uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
+
+uint64_t Gcd(uint64_t a, uint64_t b) {
+  while (b != 0) {
+    uint64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+uint32_t BlockSizeFor(uint32_t dims) {
+  return static_cast<uint32_t>(RoundUp(kBlockHeaderBytes + uint64_t{4} * dims, 64));
+}
+
+uint32_t ComputeHeaderCrc(const uint8_t* h) {
+  uint32_t c = Crc32cExtend(0, h + kOffSeq, kOffLastAccess - kOffSeq);
+  c = Crc32cExtend(c, h + kOffIdLen, kOffLoc0 - kOffIdLen);
+  c = Crc32cExtend(c, h + kOffReserved, kBlockHeaderBytes - kOffReserved);
+  return c;
+}
+
+uint32_t ComputeLocCrc(uint32_t header_crc, const uint8_t* loc) { return Crc32cExtend(header_crc, loc, 12); }
+
+// The scalar part of data_crc (seq, created_at, lengths, confidence,
+// activation, norm), appended to the crc of the var bytes.
+uint32_t ExtendDataCrc(uint32_t c, const uint8_t* h) {
+  c = Crc32cExtend(c, h + kOffSeq, kOffLastAccess - kOffSeq);
+  c = Crc32cExtend(c, h + kOffIdLen, kOffDataCrc - kOffIdLen);
+  return c;
+}
+
+std::string VarFileName(uint32_t gen) { return "warm-var-" + std::to_string(gen) + ".dat"; }
+
+bool ParseVarFileName(const std::string& name, uint32_t* gen) {
+  static const std::string prefix = "warm-var-", suffix = ".dat";
+  if (name.size() <= prefix.size() + suffix.size()) return false;
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.empty() || digits.size() > 10) return false;
+  uint64_t v = 0;
+  for (char ch : digits) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  if (v == 0 || v > std::numeric_limits<uint32_t>::max()) return false;
+  if (VarFileName(static_cast<uint32_t>(v)) != name) return false;  // no leading zeros
+  *gen = static_cast<uint32_t>(v);
+  return true;
+}
+
+std::string BlocksHeaderPage(uint32_t dims, uint32_t block_size, uint32_t bpc) {
+  std::string page(kHeaderPage, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(page.data());
+  std::memcpy(p, kBlocksMagic, 8);
+  Store<uint32_t>(p + 8, kFormatVersion);
+  Store<uint32_t>(p + 12, dims);
+  Store<uint32_t>(p + 16, block_size);
+  Store<uint32_t>(p + 20, bpc);
+  Store<uint32_t>(p + 24, static_cast<uint32_t>(kBlockHeaderBytes));
+  Store<uint32_t>(p + 28, Crc32c(p, 28));
+  return page;
+}
+
+std::string VarHeaderPage(uint32_t gen) {
+  std::string page(kHeaderPage, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(page.data());
+  std::memcpy(p, kVarMagic, 8);
+  Store<uint32_t>(p + 8, kFormatVersion);
+  Store<uint32_t>(p + 12, gen);
+  Store<uint32_t>(p + 16, 0);
+  Store<uint32_t>(p + 20, Crc32c(p, 20));
+  return page;
+}
+
+// Extends file from old_size to new_size with allocated blocks (so a full disk
+// is an error here, not a SIGBUS on first touch). Restores the size on failure.
+Status GrowFile(File* f, uint64_t old_size, uint64_t new_size) {
+  int rc;
+  do {
+    rc = ::posix_fallocate(f->fd(), static_cast<off_t>(old_size), static_cast<off_t>(new_size - old_size));
+  } while (rc == EINTR);
+  if (rc != 0) {
+    if (::ftruncate(f->fd(), static_cast<off_t>(old_size)) != 0) {
+      // Nothing more to do: the caller reports the allocation failure.
+    }
+    return ErrnoStatus("posix_fallocate", f->path(), rc);
+  }
+  return Status::OK();
+}
+
+struct Region {
+  MappedRegion map;
+  uint8_t* base = nullptr;   // byte at file_off
+  uint64_t file_off = 0;
+  uint64_t len = 0;
+  bool dirty = false;
+};
+
+// Maps [off, off+len) of f; off need only be 4096-aligned (the mapping starts
+// at the page boundary below it, so any page size works).
+Status MapRange(const File& f, uint64_t off, uint64_t len, bool writable, Region* r) {
+  uint64_t page = PageSize();
+  uint64_t aligned = off / page * page;
+  uint64_t delta = off - aligned;
+  if (len + delta > std::numeric_limits<size_t>::max()) return Status::IoError("mapping too large in " + f.path());
+  MappedRegion m;
+  TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, static_cast<size_t>(len + delta), writable, &m));
+  r->base = m.data() + delta;
+  r->map = std::move(m);
+  r->file_off = off;
+  r->len = len;
+  r->dirty = false;
+  return Status::OK();
+}
+
+struct VarFile {
+  uint32_t gen = 0;
+  std::string path;
+  File file;
+  uint64_t size = 0;            // file size
+  std::vector<Region> regions;  // sorted by file_off, non-overlapping
+  uint64_t tail = kHeaderPage;  // next free byte (current generation only)
+};
+
+// A live block's decoded fixed fields.
+struct Parsed {
+  uint32_t state = 0;
+  uint64_t seq = 0;
+  uint32_t id_len = 0, content_len = 0, metadata_len = 0;
+  uint32_t data_crc = 0, embedding_crc = 0;
+  uint32_t var_gen = 0;
+  uint64_t var_offset = 0;
+  uint64_t var_len() const { return uint64_t{id_len} + content_len + metadata_len; }
+};
+
+class WarmTierImpl final : public WarmTier {
+ public:
+  WarmTierImpl(std::string dir, uint32_t dims, bool read_only)
+      : dir_(std::move(dir)),
+        blocks_path_(JoinPath(dir_, "warm.blocks")),
+        dims_(dims),
+        read_only_(read_only),
+        block_size_(BlockSizeFor(dims)) {}
+
+  Status OpenFiles();
+
+  Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn) override {
+    uint32_t limit = SlotLimit();
+    for (uint32_t slot = 0; slot < limit; ++slot) {
+      const uint8_t* b = BlockPtr(slot);
+      if (!IsLiveState(LoadState(b))) continue;
+      RecordView v;
+      Parsed p;
+      TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+      TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+      TS_RETURN_IF_ERROR(fn(slot, v));
+    }
+    return Status::OK();
+  }
+
+  Status Insert(const RecordView& rec, uint32_t* slot_out) override;
+
+  Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const override {
+    if (slot >= SlotLimit()) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
+    const uint8_t* b = BlockPtr(slot);
+    if (!IsLiveState(LoadState(b))) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    Parsed p;
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+    RecordView v;
+    TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+    uint32_t c = Crc32cExtend(0, v.id.data(), p.var_len());
+    c = ExtendDataCrc(c, b);
+    if (c != p.data_crc) {
+      return Status::Corruption(VarPath(p.var_gen) + ": data checksum mismatch for slot " + std::to_string(slot) +
+                                " of " + blocks_path_ + " (id, content, metadata or scalars damaged)");
+    }
+    if (verify_embedding && Crc32c(v.embedding, uint64_t{4} * dims_) != p.embedding_crc) {
+      return Status::Corruption(blocks_path_ + ": embedding checksum mismatch in slot " + std::to_string(slot));
+    }
+    *out = v;
+    return Status::OK();
+  }
+
+  const float* Embedding(uint32_t slot) const override {
+    if (slot >= SlotLimit()) return nullptr;
+    return reinterpret_cast<const float*>(BlockPtr(slot) + kBlockHeaderBytes);
+  }
+
+  WarmScalars Scalars(uint32_t slot) const override {
+    WarmScalars s;
+    if (slot >= SlotLimit()) return s;
+    const uint8_t* b = BlockPtr(slot);
+    s.norm = Load<float>(b + kOffNorm);
+    s.confidence = Load<float>(b + kOffConfidence);
+    s.activation = Load<float>(b + kOffActivation);
+    s.created_at = Load<double>(b + kOffCreatedAt);
+    s.last_access_at = Load<double>(b + kOffLastAccess);
+    s.access_count = Load<double>(b + kOffAccessCount);
+    s.seq = Load<uint64_t>(b + kOffSeq);
+    return s;
+  }
+
+  bool IsLive(uint32_t slot) const override { return slot < SlotLimit() && IsLiveState(LoadState(BlockPtr(slot))); }
+
+  uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
+
+  Status Free(uint32_t slot) override {
+    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    uint8_t* b = BlockPtr(slot);
+    uint64_t n = uint64_t{Load<uint32_t>(b + kOffIdLen)} + Load<uint32_t>(b + kOffContentLen) +
+                 Load<uint32_t>(b + kOffMetadataLen);
+    PublishState(b, kStateFreed);
+    MarkBlockDirty(slot);
+    SetFree(slot, true);
+    --live_;
+    var_live_bytes_ -= std::min(var_live_bytes_, n);
+    return Status::OK();
+  }
+
+  void UpdateAccess(uint32_t slot, double last_access_at, double access_count) override {
+    if (read_only_ || !IsLive(slot)) return;
+    uint8_t* b = BlockPtr(slot);
+    Store<double>(b + kOffLastAccess, last_access_at);
+    Store<double>(b + kOffAccessCount, access_count);
+    MarkBlockDirty(slot);
+  }
+
+  Status Sync() override {
+    if (read_only_) return Status::OK();
+    bool blocks_dirty = false;
+    for (auto& r : chunks_) {
+      if (!r.dirty) continue;
+      TS_RETURN_IF_ERROR(r.map.Sync(blocks_path_));
+      r.dirty = false;
+      blocks_dirty = true;
+    }
+    for (auto& [gen, vf] : var_files_) {
+      bool dirty = false;
+      for (auto& r : vf.regions) {
+        if (!r.dirty) continue;
+        TS_RETURN_IF_ERROR(r.map.Sync(vf.path));
+        r.dirty = false;
+        dirty = true;
+      }
+      if (dirty || vf.gen == cur_gen_) TS_RETURN_IF_ERROR(vf.file.Sync());
+    }
+    (void)blocks_dirty;
+    if (blocks_.is_open()) TS_RETURN_IF_ERROR(blocks_.Sync());
+    return Status::OK();
+  }
+
+  Status Compact(uint64_t* bytes_reclaimed) override;
+
+  WarmStats Stats() const override {
+    WarmStats s;
+    s.live_records = live_;
+    s.slots = SlotLimit();
+    s.block_file_bytes = blocks_size_;
+    for (const auto& [gen, vf] : var_files_) s.var_file_bytes += vf.size;
+    s.var_live_bytes = var_live_bytes_;
+    return s;
+  }
+
+ private:
+  uint8_t* BlockPtr(uint32_t slot) const {
+    const Region& r = chunks_[slot / bpc_];
+    return r.base + uint64_t{slot % bpc_} * block_size_;
+  }
+  void MarkBlockDirty(uint32_t slot) { chunks_[slot / bpc_].dirty = true; }
+
+  std::string VarPath(uint32_t gen) const { return JoinPath(dir_, VarFileName(gen)); }
+
+  std::string SlotCorruption(uint32_t slot, const std::string& what) const {
+    return blocks_path_ + ": slot " + std::to_string(slot) + ": " + what;
+  }
+
+  // Decodes and verifies a live block's fixed fields (header_crc, lengths,
+  // the active location's crc). Touches only the block's own bytes.
+  Status ParseLive(uint32_t slot, const uint8_t* b, Parsed* p) const {
+    p->state = LoadState(b);
+    if (!IsLiveState(p->state)) return Status::Corruption(SlotCorruption(slot, "block is not live"));
+    uint32_t hcrc = Load<uint32_t>(b + kOffHeaderCrc);
+    if (ComputeHeaderCrc(b) != hcrc) return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
+    p->seq = Load<uint64_t>(b + kOffSeq);
+    p->id_len = Load<uint32_t>(b + kOffIdLen);
+    p->content_len = Load<uint32_t>(b + kOffContentLen);
+    p->metadata_len = Load<uint32_t>(b + kOffMetadataLen);
+    p->data_crc = Load<uint32_t>(b + kOffDataCrc);
+    p->embedding_crc = Load<uint32_t>(b + kOffEmbeddingCrc);
+    if (p->id_len == 0 || p->id_len > kMaxIdBytes || p->content_len > kMaxContentBytes ||
+        p->metadata_len > kMaxMetadataBytes) {
+      return Status::Corruption(SlotCorruption(slot, "impossible id/content/metadata length"));
+    }
+    const uint8_t* loc = b + kOffLoc0 + (p->state == kStateLiveB ? kLocBytes : 0);
+    if (ComputeLocCrc(hcrc, loc) != Load<uint32_t>(loc + 12)) {
+      return Status::Corruption(SlotCorruption(slot, "var location checksum mismatch"));
+    }
+    p->var_offset = Load<uint64_t>(loc);
+    p->var_gen = Load<uint32_t>(loc + 8);
+    if (p->var_offset < kHeaderPage) return Status::Corruption(SlotCorruption(slot, "var offset inside the header page"));
+    return Status::OK();
+  }
+
+  // Pointer to [off, off+n) of generation gen, or CORRUPTION when it is not
+  // inside one mapped region of that file.
+  Status ResolveVar(uint32_t gen, uint64_t off, uint64_t n, const uint8_t** out) const {
+    auto it = var_files_.find(gen);
+    if (it == var_files_.end()) return Status::Corruption(VarPath(gen) + ": var file missing");
+    const VarFile& vf = it->second;
+    if (off > vf.size || n > vf.size - off) {
+      return Status::Corruption(vf.path + ": extent [" + std::to_string(off) + ", +" + std::to_string(n) +
+                                ") lies beyond the end of the file (" + std::to_string(vf.size) +
+                                " bytes; truncated?)");
+    }
+    auto r = std::upper_bound(vf.regions.begin(), vf.regions.end(), off,
+                              [](uint64_t o, const Region& reg) { return o < reg.file_off; });
+    if (r == vf.regions.begin()) return Status::Corruption(vf.path + ": extent outside any mapped chunk");
+    --r;
+    if (off - r->file_off > r->len || n > r->len - (off - r->file_off)) {
+      return Status::Corruption(vf.path + ": extent crosses a chunk boundary");
+    }
+    *out = r->base + (off - r->file_off);
+    return Status::OK();
+  }
+
+  Status FillView(uint32_t slot, const uint8_t* b, const Parsed& p, RecordView* v) const {
+    const uint8_t* var = nullptr;
+    uint64_t n = p.var_len();
+    Status s = ResolveVar(p.var_gen, p.var_offset, n, &var);
+    if (!s.ok()) return Status::Corruption(s.message() + " (slot " + std::to_string(slot) + " of " + blocks_path_ + ")");
+    const char* c = reinterpret_cast<const char*>(var);
+    v->id = std::string_view(c, p.id_len);
+    v->content = std::string_view(c + p.id_len, p.content_len);
+    v->metadata = std::string_view(c + p.id_len + p.content_len, p.metadata_len);
+    v->embedding = reinterpret_cast<const float*>(b + kBlockHeaderBytes);
+    v->norm = Load<float>(b + kOffNorm);
+    v->confidence = Load<float>(b + kOffConfidence);
+    v->activation = Load<float>(b + kOffActivation);
+    v->created_at = Load<double>(b + kOffCreatedAt);
+    v->last_access_at = Load<double>(b + kOffLastAccess);
+    v->access_count = Load<double>(b + kOffAccessCount);
+    v->seq = p.seq;
+    return Status::OK();
+  }
+
+  void SetFree(uint32_t slot, bool free) {
+    uint64_t& w = free_bits_[slot / 64];
+    uint64_t bit = uint64_t{1} << (slot % 64);
+    if (free) {
+      w |= bit;
+      if (slot < free_hint_) free_hint_ = slot;
+    } else {
+      w &= ~bit;
+    }
+  }
+
+  // Lowest free slot, or false when none.
+  bool LowestFree(uint32_t* slot) {
+    uint32_t limit = SlotLimit();
+    for (uint64_t wi = free_hint_ / 64; wi < free_bits_.size(); ++wi) {
+      uint64_t w = free_bits_[wi];
+      if (wi == free_hint_ / 64) w &= ~uint64_t{0} << (free_hint_ % 64);
+      if (w == 0) continue;
+      uint64_t s = wi * 64 + static_cast<uint64_t>(__builtin_ctzll(w));
+      if (s >= limit) break;
+      free_hint_ = static_cast<uint32_t>(s);
+      *slot = free_hint_;
+      return true;
+    }
+    free_hint_ = limit;
+    return false;
+  }
+
+  Status AddBlockChunk(bool grow) {
+    uint64_t chunk_bytes = uint64_t{bpc_} * block_size_;
+    if ((chunks_.size() + 1) * uint64_t{bpc_} > std::numeric_limits<uint32_t>::max()) {
+      return Status::IoError(blocks_path_ + ": the warm tier is full (2^32 slots)");
+    }
+    uint64_t off = kHeaderPage + chunks_.size() * chunk_bytes;
+    if (grow) TS_RETURN_IF_ERROR(GrowFile(&blocks_, off, off + chunk_bytes));
+    Region r;
+    Status s = MapRange(blocks_, off, chunk_bytes, !read_only_, &r);
+    if (!s.ok()) {
+      if (grow && ::ftruncate(blocks_.fd(), static_cast<off_t>(off)) != 0) {
+        // The failure to map is what gets reported.
+      }
+      return s;
+    }
+    chunks_.push_back(std::move(r));
+    blocks_size_ = off + chunk_bytes;
+    free_bits_.resize((SlotLimit() + 63) / 64, 0);
+    return Status::OK();
+  }
+
+  // Reserves n contiguous bytes in the current var file (growing it by a new
+  // chunk when needed). Does not advance the tail.
+  Status ReserveVar(uint64_t n, uint64_t* off, uint8_t** ptr) {
+    VarFile& vf = var_files_.at(cur_gen_);
+    if (!vf.regions.empty()) {
+      const Region& last = vf.regions.back();
+      uint64_t end = last.file_off + last.len;
+      if (vf.tail >= last.file_off && vf.tail <= end && n <= end - vf.tail) {
+        *off = vf.tail;
+        *ptr = last.base + (vf.tail - last.file_off);
+        return Status::OK();
+      }
+    }
+    uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
+    uint64_t chunk = warm_testing::g_var_chunk_bytes.load();
+    if (chunk == 0) chunk = kDefaultChunkBytes;
+    chunk = std::max(RoundUp(chunk, page), RoundUp(std::max<uint64_t>(n, 1), page));
+    uint64_t start = RoundUp(vf.size, page);
+    TS_RETURN_IF_ERROR(GrowFile(&vf.file, vf.size, start + chunk));
+    Region r;
+    Status s = MapRange(vf.file, start, chunk, true, &r);
+    if (!s.ok()) {
+      if (::ftruncate(vf.file.fd(), static_cast<off_t>(vf.size)) != 0) {
+        // The failure to map is what gets reported.
+      }
+      return s;
+    }
+    vf.regions.push_back(std::move(r));
+    vf.size = start + chunk;
+    vf.tail = start;
+    *off = start;
+    *ptr = vf.regions.back().base;
+    return Status::OK();
+  }
+
+  Status CreateVarFile(uint32_t gen, VarFile* vf) {
+    std::string path = VarPath(gen);
+    TS_RETURN_IF_ERROR(AtomicWriteFile(path, VarHeaderPage(gen)));
+    TS_RETURN_IF_ERROR(File::Open(path, O_RDWR, &vf->file));
+    vf->gen = gen;
+    vf->path = path;
+    vf->size = kHeaderPage;
+    vf->tail = kHeaderPage;
+    vf->regions.clear();
+    return Status::OK();
+  }
+
+  Status OpenVarFile(uint32_t gen, VarFile* vf) {
+    vf->gen = gen;
+    vf->path = VarPath(gen);
+    TS_RETURN_IF_ERROR(File::Open(vf->path, read_only_ ? O_RDONLY : O_RDWR, &vf->file));
+    TS_RETURN_IF_ERROR(vf->file.Size(&vf->size));
+    if (vf->size < kHeaderPage) {
+      return Status::Corruption(vf->path + ": file is " + std::to_string(vf->size) +
+                                " bytes, shorter than its 4096-byte header page");
+    }
+    uint8_t h[32];
+    TS_RETURN_IF_ERROR(vf->file.ReadAt(0, h, sizeof h));
+    if (std::memcmp(h, kVarMagic, 8) != 0) return Status::Corruption(vf->path + ": bad magic (not a warm var file)");
+    if (Load<uint32_t>(h + 20) != Crc32c(h, 20)) return Status::Corruption(vf->path + ": header checksum mismatch");
+    if (Load<uint32_t>(h + 8) != kFormatVersion) {
+      return Status::Corruption(vf->path + ": unsupported format version " + std::to_string(Load<uint32_t>(h + 8)));
+    }
+    if (Load<uint32_t>(h + 12) != gen) return Status::Corruption(vf->path + ": header names another generation");
+    vf->tail = kHeaderPage;
+    if (vf->size > kHeaderPage) {
+      Region r;
+      TS_RETURN_IF_ERROR(MapRange(vf->file, kHeaderPage, vf->size - kHeaderPage, !read_only_, &r));
+      vf->regions.push_back(std::move(r));
+    }
+    return Status::OK();
+  }
+
+  std::string dir_;
+  std::string blocks_path_;
+  uint32_t dims_;
+  bool read_only_;
+  uint32_t block_size_;
+  uint32_t bpc_ = 1;
+  File blocks_;
+  uint64_t blocks_size_ = 0;
+  std::vector<Region> chunks_;
+  std::vector<uint64_t> free_bits_;
+  uint32_t free_hint_ = 0;
+  std::map<uint32_t, VarFile> var_files_;
+  uint32_t cur_gen_ = 0;  // 0 = no var file (read-only, nothing live)
+  uint64_t live_ = 0;
+  uint64_t var_live_bytes_ = 0;
+};
+
+Status WarmTierImpl::OpenFiles() {
+  if (!PathExists(blocks_path_)) {
+    if (read_only_) return Status::OK();  // nothing was ever written to warm: an empty tier
+    TS_RETURN_IF_ERROR(CreateDirectories(dir_));
+    uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
+    uint64_t unit = page / Gcd(block_size_, page);  // blocks per page-multiple
+    uint64_t target = warm_testing::g_block_chunk_bytes.load();
+    if (target == 0) target = kDefaultChunkBytes;
+    uint64_t bpc = std::max<uint64_t>(unit, target / block_size_ / unit * unit);
+    TS_RETURN_IF_ERROR(AtomicWriteFile(blocks_path_, BlocksHeaderPage(dims_, block_size_, static_cast<uint32_t>(bpc))));
+  }
+  TS_RETURN_IF_ERROR(File::Open(blocks_path_, read_only_ ? O_RDONLY : O_RDWR, &blocks_));
+  uint64_t size = 0;
+  TS_RETURN_IF_ERROR(blocks_.Size(&size));
+  if (size < kHeaderPage) {
+    return Status::Corruption(blocks_path_ + ": file is " + std::to_string(size) +
+                              " bytes, shorter than its 4096-byte header page (truncated)");
+  }
+  uint8_t h[32];
+  TS_RETURN_IF_ERROR(blocks_.ReadAt(0, h, sizeof h));
+  if (std::memcmp(h, kBlocksMagic, 8) != 0) return Status::Corruption(blocks_path_ + ": bad magic (not a warm block file)");
+  if (Load<uint32_t>(h + 28) != Crc32c(h, 28)) return Status::Corruption(blocks_path_ + ": header checksum mismatch");
+  uint32_t version = Load<uint32_t>(h + 8);
+  if (version != kFormatVersion) {
+    return Status::Corruption(blocks_path_ + ": unsupported format version " + std::to_string(version));
+  }
+  uint32_t file_dims = Load<uint32_t>(h + 12);
+  if (file_dims != dims_) {
+    return Status::DimensionMismatch("the warm tier in " + blocks_path_ + " has " + std::to_string(file_dims) +
+                                     " dimensions, but " + std::to_string(dims_) + " were requested");
+  }
+  uint32_t bs = Load<uint32_t>(h + 16);
+  uint32_t bpc = Load<uint32_t>(h + 20);
+  uint32_t emb_off = Load<uint32_t>(h + 24);
+  uint64_t chunk_bytes = uint64_t{bpc} * bs;
+  if (bs != block_size_ || emb_off != kBlockHeaderBytes || bpc == 0 || chunk_bytes % kHeaderPage != 0) {
+    return Status::Corruption(blocks_path_ + ": inconsistent block geometry in the header");
+  }
+  bpc_ = bpc;
+  if ((size - kHeaderPage) % chunk_bytes != 0) {
+    return Status::Corruption(blocks_path_ + ": size " + std::to_string(size) +
+                              " is not the 4096-byte header plus whole chunks of " + std::to_string(chunk_bytes) +
+                              " bytes (truncated or damaged)");
+  }
+  uint64_t n_chunks = (size - kHeaderPage) / chunk_bytes;
+  if (n_chunks * bpc > std::numeric_limits<uint32_t>::max()) {
+    return Status::Corruption(blocks_path_ + ": more slots than the format allows");
+  }
+  blocks_size_ = kHeaderPage;
+  for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
+
+  // Scan every slot: free list, live count, per-generation extent ends.
+  std::map<uint32_t, uint64_t> gen_end;  // referenced generation -> max extent end
+  uint32_t limit = SlotLimit();
+  for (uint32_t slot = 0; slot < limit; ++slot) {
+    uint8_t* b = BlockPtr(slot);
+    uint32_t state = LoadState(b);
+    if (state == kStateFree || state == kStateFreed || state == kStateWriting) {
+      if (state == kStateWriting && !read_only_) {
+        PublishState(b, kStateFreed);  // an insert that never published
+        MarkBlockDirty(slot);
+      }
+      SetFree(slot, true);
+      continue;
+    }
+    if (!IsLiveState(state)) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "0x%08x", state);
+      return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
+    }
+    Parsed p;
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+    uint64_t end = p.var_offset + p.var_len();
+    if (end < p.var_offset) return Status::Corruption(SlotCorruption(slot, "var extent overflows"));
+    uint64_t& e = gen_end[p.var_gen];
+    e = std::max(e, end);
+    ++live_;
+    var_live_bytes_ += p.var_len();
+  }
+  free_hint_ = 0;
+
+  std::vector<std::string> names;
+  TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
+  std::set<uint32_t> existing;
+  for (const auto& name : names) {
+    uint32_t gen;
+    if (ParseVarFileName(name, &gen)) existing.insert(gen);
+  }
+  for (const auto& [gen, end] : gen_end) {
+    if (!existing.count(gen)) {
+      return Status::Corruption(VarPath(gen) + ": var file referenced by live blocks of " + blocks_path_ +
+                                " is missing");
+    }
+    VarFile vf;
+    TS_RETURN_IF_ERROR(OpenVarFile(gen, &vf));
+    if (end > vf.size) {
+      return Status::Corruption(vf.path + ": file is " + std::to_string(vf.size) + " bytes but live records in " +
+                                blocks_path_ + " reach byte " + std::to_string(end) + " (truncated)");
+    }
+    vf.tail = std::max<uint64_t>(end, kHeaderPage);
+    var_files_.emplace(gen, std::move(vf));
+  }
+  if (!gen_end.empty()) {
+    cur_gen_ = gen_end.rbegin()->first;
+  } else if (!read_only_) {
+    // Nothing live: reuse the newest var file when it is intact, else start
+    // a new generation.
+    if (!existing.empty()) {
+      uint32_t gen = *existing.rbegin();
+      VarFile vf;
+      if (OpenVarFile(gen, &vf).ok()) {
+        var_files_.emplace(gen, std::move(vf));
+        cur_gen_ = gen;
+      }
+    }
+  }
+  if (cur_gen_ == 0 && !read_only_) {
+    uint32_t gen = existing.empty() ? 1 : *existing.rbegin() + 1;
+    if (gen == 0) gen = 1;  // wrapped; every existing file is unreferenced and removed below
+    existing.erase(gen);
+    VarFile vf;
+    TS_RETURN_IF_ERROR(CreateVarFile(gen, &vf));
+    var_files_.emplace(gen, std::move(vf));
+    cur_gen_ = gen;
+  }
+  if (!read_only_) {
+    bool removed = false;
+    for (uint32_t gen : existing) {
+      if (var_files_.count(gen)) continue;
+      TS_RETURN_IF_ERROR(RemoveFile(VarPath(gen)));
+      removed = true;
+    }
+    for (const auto& name : names) {
+      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("warm", 0) == 0) {
+        TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
+        removed = true;
+      }
+    }
+    if (removed) TS_RETURN_IF_ERROR(SyncDirectory(dir_));
+  }
+  return Status::OK();
+}
+
+Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
+  if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+  if (rec.id.empty() || rec.id.size() > kMaxIdBytes) {
+    return Status::InvalidArgument("id must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
+                                   std::to_string(rec.id.size()));
+  }
+  if (rec.content.size() > kMaxContentBytes) {
+    return Status::ContentTooLarge("content of " + std::to_string(rec.content.size()) + " bytes exceeds the warm limit");
+  }
+  if (rec.metadata.size() > kMaxMetadataBytes) {
+    return Status::ContentTooLarge("metadata of " + std::to_string(rec.metadata.size()) + " bytes exceeds the warm limit");
+  }
+  if (rec.embedding == nullptr) return Status::InvalidArgument("record has no embedding");
+
+  uint64_t n = uint64_t{rec.id.size()} + rec.content.size() + rec.metadata.size();
+  uint64_t var_off = 0;
+  uint8_t* var = nullptr;
+  TS_RETURN_IF_ERROR(ReserveVar(n, &var_off, &var));
+  uint32_t slot = 0;
+  if (!LowestFree(&slot)) {
+    TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/true));
+    for (uint32_t s = SlotLimit() - bpc_; s < SlotLimit(); ++s) SetFree(s, true);
+    if (!LowestFree(&slot)) return Status::IoError(blocks_path_ + ": no free slot after growth");
+  }
+  // Nothing can fail from here on.
+  std::memcpy(var, rec.id.data(), rec.id.size());
+  if (!rec.content.empty()) std::memcpy(var + rec.id.size(), rec.content.data(), rec.content.size());
+  if (!rec.metadata.empty()) {
+    std::memcpy(var + rec.id.size() + rec.content.size(), rec.metadata.data(), rec.metadata.size());
+  }
+
+  uint8_t h[kBlockHeaderBytes] = {};
+  Store<uint64_t>(h + kOffSeq, rec.seq);
+  Store<double>(h + kOffCreatedAt, rec.created_at);
+  Store<double>(h + kOffLastAccess, rec.last_access_at);
+  Store<double>(h + kOffAccessCount, rec.access_count);
+  Store<uint32_t>(h + kOffIdLen, static_cast<uint32_t>(rec.id.size()));
+  Store<uint32_t>(h + kOffContentLen, static_cast<uint32_t>(rec.content.size()));
+  Store<uint32_t>(h + kOffMetadataLen, static_cast<uint32_t>(rec.metadata.size()));
+  Store<float>(h + kOffConfidence, rec.confidence);
+  Store<float>(h + kOffActivation, rec.activation);
+  Store<float>(h + kOffNorm, rec.norm);
+  Store<uint32_t>(h + kOffDataCrc, ExtendDataCrc(Crc32cExtend(0, var, n), h));
+  Store<uint32_t>(h + kOffEmbeddingCrc, Crc32c(rec.embedding, uint64_t{4} * dims_));
+  uint32_t hcrc = ComputeHeaderCrc(h);
+  Store<uint32_t>(h + kOffHeaderCrc, hcrc);
+  Store<uint64_t>(h + kOffLoc0, var_off);
+  Store<uint32_t>(h + kOffLoc0 + 8, cur_gen_);
+  Store<uint32_t>(h + kOffLoc0 + 12, ComputeLocCrc(hcrc, h + kOffLoc0));
+
+  uint8_t* b = BlockPtr(slot);
+  PublishState(b, kStateWriting);
+  std::memcpy(b + 4, h + 4, kBlockHeaderBytes - 4);
+  std::memcpy(b + kBlockHeaderBytes, rec.embedding, uint64_t{4} * dims_);
+  PublishState(b, kStateLiveA);
+
+  VarFile& vf = var_files_.at(cur_gen_);
+  vf.tail = var_off + n;
+  vf.regions.back().dirty = true;
+  MarkBlockDirty(slot);
+  SetFree(slot, false);
+  ++live_;
+  var_live_bytes_ += n;
+  *slot_out = slot;
+  return Status::OK();
+}
+
+Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
+  if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+  *bytes_reclaimed = 0;
+  uint32_t new_gen = var_files_.empty() ? 1 : var_files_.rbegin()->first + 1;
+  if (new_gen == 0) return Status::IoError(dir_ + ": warm var file generations exhausted");
+
+  // 1. Write the new generation with every live extent, and make it durable.
+  struct Move {
+    uint32_t slot;
+    uint64_t off;
+  };
+  std::vector<Move> moves;
+  moves.reserve(live_);
+  VarFile nv;
+  {
+    Status s = CreateVarFile(new_gen, &nv);
+    auto fail = [&](Status st) {
+      nv.regions.clear();
+      nv.file.Close();
+      (void)RemoveFile(nv.path);
+      return st;
+    };
+    if (!s.ok()) return fail(s);
+    uint64_t total = var_live_bytes_;
+    uint8_t* dst = nullptr;
+    if (total > 0) {
+      uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
+      uint64_t len = RoundUp(total, page);
+      s = GrowFile(&nv.file, kHeaderPage, kHeaderPage + len);
+      if (!s.ok()) return fail(s);
+      Region r;
+      s = MapRange(nv.file, kHeaderPage, len, true, &r);
+      if (!s.ok()) return fail(s);
+      dst = r.base;
+      nv.regions.push_back(std::move(r));
+      nv.size = kHeaderPage + len;
+    }
+    uint64_t cursor = 0;
+    uint32_t limit = SlotLimit();
+    for (uint32_t slot = 0; slot < limit; ++slot) {
+      const uint8_t* b = BlockPtr(slot);
+      if (!IsLiveState(LoadState(b))) continue;
+      Parsed p;
+      s = ParseLive(slot, b, &p);
+      if (!s.ok()) return fail(s);
+      uint64_t n = p.var_len();
+      const uint8_t* src = nullptr;
+      s = ResolveVar(p.var_gen, p.var_offset, n, &src);
+      if (!s.ok()) return fail(s);
+      if (cursor + n > total) return fail(Status::Corruption(blocks_path_ + ": live byte count changed during compaction"));
+      std::memcpy(dst + cursor, src, n);
+      moves.push_back({slot, kHeaderPage + cursor});
+      cursor += n;
+    }
+    nv.tail = kHeaderPage + cursor;
+    if (!nv.regions.empty()) {
+      s = nv.regions.back().map.Sync(nv.path);
+      if (!s.ok()) return fail(s);
+    }
+    s = nv.file.Sync();
+    if (!s.ok()) return fail(s);
+  }
+
+  // 2. Repoint each block: write the inactive location, then flip the state
+  //    with one aligned store. A crash leaves each block on the old or the
+  //    new (complete, synced) file.
+  std::vector<uint32_t> old_gens;
+  uint64_t old_bytes = 0;
+  for (const auto& [gen, vf] : var_files_) {
+    old_gens.push_back(gen);
+    old_bytes += vf.size;
+  }
+  uint64_t new_bytes = nv.size;
+  var_files_.emplace(new_gen, std::move(nv));
+  cur_gen_ = new_gen;
+  for (const Move& m : moves) {
+    uint8_t* b = BlockPtr(m.slot);
+    uint32_t state = LoadState(b);
+    uint32_t next = state == kStateLiveA ? kStateLiveB : kStateLiveA;
+    uint8_t* loc = b + kOffLoc0 + (next == kStateLiveB ? kLocBytes : 0);
+    uint8_t l[kLocBytes];
+    Store<uint64_t>(l, m.off);
+    Store<uint32_t>(l + 8, new_gen);
+    Store<uint32_t>(l + 12, ComputeLocCrc(Load<uint32_t>(b + kOffHeaderCrc), l));
+    std::memcpy(loc, l, kLocBytes);
+    PublishState(b, next);
+    MarkBlockDirty(m.slot);
+  }
+  for (auto& r : chunks_) {
+    if (!r.dirty) continue;
+    TS_RETURN_IF_ERROR(r.map.Sync(blocks_path_));
+    r.dirty = false;
+  }
+  TS_RETURN_IF_ERROR(blocks_.Sync());
+
+  // 3. No block references the old generations any more: drop them.
+  for (uint32_t gen : old_gens) {
+    std::string path = VarPath(gen);
+    var_files_.erase(gen);  // unmaps and closes
+    TS_RETURN_IF_ERROR(RemoveFile(path));
+  }
+  TS_RETURN_IF_ERROR(SyncDirectory(dir_));
+  *bytes_reclaimed = old_bytes > new_bytes ? old_bytes - new_bytes : 0;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<WarmTier>* out) {
+  if (dimensions == 0 || dimensions > kMaxDimensions) {
+    return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions) + ", got " +
+                                   std::to_string(dimensions));
+  }
+  auto t = std::make_unique<WarmTierImpl>(dir, dimensions, read_only);
+  TS_RETURN_IF_ERROR(t->OpenFiles());
+  *out = std::move(t);
+  return Status::OK();
+}
+
+}  // namespace tierstore
