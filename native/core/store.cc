@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -16,6 +17,7 @@
 #include "file_util.h"
 #include "hot_log.h"
 #include "manifest.h"
+#include "similarity.h"
 #include "warm_tier.h"
 
 namespace tierstore {
@@ -227,6 +229,7 @@ class StoreImpl final : public Store {
   Status Flush() override;
   Status Compact(const WriteOptions& opts, CompactionReport* report) override;
   Status Stats(StoreStats* stats) override;
+  Status Recall(const float* query, const RecallOptions& options, RecallResult* result) override;
 
   // For iterators (they hold the shared lock while calling these).
   std::shared_mutex& mutex() { return mu_; }
@@ -437,6 +440,8 @@ Status StoreImpl::Recover() {
   return Status::OK();
 }
 
+}  // namespace
+
 Status Store::Open(const std::string& path, const StoreOptions& options, std::shared_ptr<Store>* out) {
   if (path.empty()) return Status::InvalidArgument("path must be a non-empty string");
   if (options.dimensions > kMaxDimensions) {
@@ -479,6 +484,8 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
   *out = store;
   return Status::OK();
 }
+
+namespace {
 
 void StoreImpl::Release() {
   {
@@ -827,10 +834,8 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
   const uint32_t limit = warm_->SlotLimit();
   for (uint32_t slot = 0; slot < limit; ++slot) {
     if (!warm_->IsLive(slot)) continue;
-    float activation = 0;
-    double last_access = 0;
-    warm_->Scalars(slot, &activation, &last_access);
-    cand.push_back({activation, last_access, slot});
+    WarmScalars sc = warm_->Scalars(slot);
+    cand.push_back({sc.activation, sc.last_access_at, slot});
   }
   KeepLowest(&cand, count);
   for (size_t start = 0; start < cand.size(); start += kMigrationBatch) {
@@ -1150,6 +1155,167 @@ Status StoreImpl::List(const ListRequest& request, ListResult* result) {
     RecordBatch one;
     TS_RETURN_IF_ERROR(ScanLocked(&probe, 1, false, &one, nullptr));
     if (one.size() > 0) result->next_cursor = EncodeCursor(st);
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Recall
+
+namespace {
+
+// One scored candidate; `loc` finds it again, the id only on a score tie.
+struct Scored {
+  float score;
+  Loc loc;
+};
+
+// Rows to score: either `count` rows of a contiguous matrix (cold), or
+// `count` separate rows (hot and warm) listed in `rows`.
+struct ScanRange {
+  const float* matrix = nullptr;  // row-major, stride = dims
+  const float* norms = nullptr;
+  const float* confidence = nullptr;
+  const uint64_t* deleted = nullptr;  // bitmap, one bit per row
+  size_t count = 0;
+  uint32_t segment = 0;
+  struct Row {
+    const float* embedding;
+    float norm;
+    float confidence;
+    Loc loc;
+  };
+  std::vector<Row> rows;  // when matrix == nullptr
+};
+
+}  // namespace
+
+Status StoreImpl::Recall(const float* query, const RecallOptions& options, RecallResult* result) {
+  if (options.k == 0) return Status::InvalidArgument("k must be >= 1");
+  const double qnorm_d = NormOf(query, dims_);
+  if (!(qnorm_d > 0) || !std::isfinite(qnorm_d)) {
+    return Status::InvalidArgument("the query vector must have finite values and a non-zero norm");
+  }
+  const float qnorm = static_cast<float>(qnorm_d);
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  auto in_scope = [&](Tier t) {
+    return options.tier == TierSelector::kAll || static_cast<int>(options.tier) == static_cast<int>(t);
+  };
+  // Gather the work while holding the store lock (shared) for the whole call:
+  // nothing can move or unmap underneath the pointers collected here.
+  std::vector<ScanRange> ranges;
+  if (in_scope(Tier::kHot) && !hot_.empty()) {
+    ScanRange r;
+    r.rows.reserve(hot_.size());
+    for (auto& [key, rec] : hot_) r.rows.push_back({rec->embedding.data(), rec->norm, rec->confidence, Loc::Hot(key)});
+    r.count = r.rows.size();
+    ranges.push_back(std::move(r));
+  }
+  if (in_scope(Tier::kWarm) && warm_count_ > 0) {
+    ScanRange r;
+    r.rows.reserve(warm_count_);
+    const uint32_t limit = warm_->SlotLimit();
+    for (uint32_t slot = 0; slot < limit; ++slot) {
+      if (!warm_->IsLive(slot)) continue;
+      WarmScalars sc = warm_->Scalars(slot);
+      r.rows.push_back({warm_->Embedding(slot), sc.norm, sc.confidence, Loc::Warm(slot)});
+    }
+    r.count = r.rows.size();
+    ranges.push_back(std::move(r));
+  }
+  if (in_scope(Tier::kCold) && cold_count_ > 0) {
+    TS_RETURN_IF_ERROR(cold_->ScanSegments([&](const ColdSegmentView& seg) {
+      ScanRange r;
+      r.matrix = seg.embeddings;
+      r.norms = seg.norms;
+      r.confidence = seg.confidence;
+      r.deleted = seg.deleted;
+      r.count = seg.rows;
+      r.segment = seg.segment;
+      ranges.push_back(std::move(r));
+      return Status::OK();
+    }));
+  }
+
+  // Tie-break reads the ids (rare: exactly equal float scores).
+  auto id_of = [&](const Loc& loc, std::string* scratch) -> std::string_view {
+    RecordView v;
+    if (!ReadAt(loc, false, &v).ok()) return {};
+    scratch->assign(v.id);
+    return *scratch;
+  };
+  auto better = [&](const Scored& a, const Scored& b) {
+    if (a.score != b.score) return a.score > b.score;
+    std::string sa, sb;
+    return id_of(a.loc, &sa) < id_of(b.loc, &sb);
+  };
+  const size_t k = options.k;
+  // Scores rows [begin, end) of the concatenation of all ranges into a
+  // bounded heap whose top is the worst kept hit.
+  auto scan = [&](size_t begin, size_t end, std::vector<Scored>* heap) {
+    size_t base = 0;
+    std::vector<float> dots;
+    auto offer = [&](float dot, float norm, const Loc& loc) {
+      float score = norm > 0 ? dot / (qnorm * norm) : 0.0f;
+      Scored s{score, loc};
+      if (heap->size() < k) {
+        heap->push_back(s);
+        std::push_heap(heap->begin(), heap->end(), better);
+      } else if (better(s, heap->front())) {
+        std::pop_heap(heap->begin(), heap->end(), better);
+        heap->back() = s;
+        std::push_heap(heap->begin(), heap->end(), better);
+      }
+    };
+    for (const ScanRange& r : ranges) {
+      size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
+      if (lo < hi) {
+        size_t from = lo - base, to = hi - base;
+        if (r.matrix != nullptr) {
+          dots.resize(to - from);
+          DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
+          for (size_t i = from; i < to; ++i) {
+            if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
+            if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
+            offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
+          }
+        } else {
+          for (size_t i = from; i < to; ++i) {
+            const ScanRange::Row& row = r.rows[i];
+            if (options.has_min_confidence && !(row.confidence >= options.min_confidence)) continue;
+            offer(Dot(query, row.embedding, dims_), row.norm, row.loc);
+          }
+        }
+      }
+      base += r.count;
+    }
+  };
+  size_t total = 0;
+  for (const ScanRange& r : ranges) total += r.count;
+  unsigned threads = std::max(1u, options.threads);
+  if (total < 4096) threads = 1;  // not worth a thread
+  std::vector<std::vector<Scored>> heaps(threads);
+  if (threads == 1) {
+    scan(0, total, &heaps[0]);
+  } else {
+    std::vector<std::thread> workers;
+    size_t per = (total + threads - 1) / threads;
+    for (unsigned t = 1; t < threads; ++t) {
+      workers.emplace_back(scan, std::min(total, t * per), std::min(total, (t + 1) * per), &heaps[t]);
+    }
+    scan(0, std::min(total, per), &heaps[0]);
+    for (std::thread& w : workers) w.join();
+  }
+  std::vector<Scored> all;
+  for (auto& h : heaps) all.insert(all.end(), h.begin(), h.end());
+  std::sort(all.begin(), all.end(), better);
+  if (all.size() > k) all.resize(k);
+  for (const Scored& s : all) {
+    RecordView v;
+    TS_RETURN_IF_ERROR(ReadAt(s.loc, options.include_embeddings, &v));
+    result->records.Append(s.loc.tier, v, options.include_embeddings, dims_);
+    result->scores.push_back(s.score);
   }
   return Status::OK();
 }

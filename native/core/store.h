@@ -123,6 +123,21 @@ struct ListResult {
   TierCounts counts;
 };
 
+struct RecallOptions {
+  uint32_t k = 10;
+  TierSelector tier = TierSelector::kAll;
+  bool has_min_confidence = false;
+  float min_confidence = 0;
+  bool include_embeddings = false;
+  unsigned threads = 1;  // >1 splits the scan across that many threads
+};
+
+// The top k, best first: records[i] scored scores[i].
+struct RecallResult {
+  RecordBatch records;
+  std::vector<float> scores;
+};
+
 class Store;
 
 // A tier iterator. Next fills `out` with up to max records (out->size() == 0
@@ -165,6 +180,10 @@ class Store : public std::enable_shared_from_this<Store> {
   virtual Status Flush() = 0;
   virtual Status Compact(const WriteOptions& opts, CompactionReport* report) = 0;
   virtual Status Stats(StoreStats* stats) = 0;
+  // Exact cosine top-k over the selected tiers (every tier scored the same
+  // way, on the stored float32 embeddings); ties by ascending id bytes.
+  // query has dimensions() finite values and a non-zero norm.
+  virtual Status Recall(const float* query, const RecallOptions& options, RecallResult* result) = 0;
 };
 
 }  // namespace tierstore
