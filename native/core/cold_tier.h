@@ -27,7 +27,10 @@
 // Synchronization: one std::shared_mutex guards the segment set. Scans
 // (ForEachLive, ScanFrom, NthLive) take it shared once per call — once per
 // batch — never once per record. Append (sealing), Delete, Merge and Compact
-// take it exclusively. Read and UpdateAccess take it shared.
+// take it exclusively. Read and UpdateAccess take it shared. A scan
+// callback may call the readers (Read, KeyOf, IsLive, NthLiveKey, ScanFrom,
+// Stats, UpdateAccess) without locking again; a mutator called from a scan
+// callback returns INVALID_ARGUMENT instead of deadlocking.
 //
 // Lifetime of views: the string_views and embedding pointers handed out stay
 // valid until the segment holding them is dropped, which happens only in
@@ -50,6 +53,20 @@ struct ColdLoc {
   uint32_t segment = 0;  // segment id (the number in its file name)
   uint32_t row = 0;
   bool operator==(const ColdLoc& o) const { return segment == o.segment && row == o.row; }
+};
+
+// The columns of one segment, for similarity scans (no per-row checksum is
+// verified). Pointers into the mapping, valid as long as other views (see
+// "Lifetime of views" above); all columns are 64-byte aligned. A row r is
+// live when bit (r % 64) of deleted[r / 64] is 0; the bitmap is changed only
+// by Delete, so it is stable while the Store holds its own lock.
+struct ColdSegmentView {
+  uint32_t segment = 0;               // segment id, as in ColdLoc
+  uint64_t rows = 0;
+  const float* embeddings = nullptr;  // rows x dimensions, row-major
+  const float* norms = nullptr;       // rows
+  const float* confidence = nullptr;  // rows
+  const uint64_t* deleted = nullptr;  // ceil(rows / 64) words
 };
 
 struct ColdStats {
@@ -88,9 +105,15 @@ class ColdTier {
   // Calls fn for up to max live rows with key > after_key, in key order,
   // holding the shared lock once for the whole call. Returns how many rows fn saw
   // through *visited. fn returning non-OK stops the scan with that status.
-  virtual Status ScanFrom(uint64_t after_key, size_t max,
+  // Every row's data_crc is verified (CORRUPTION, naming the file, on a
+  // mismatch); its embedding_crc too when verify_embedding.
+  virtual Status ScanFrom(uint64_t after_key, size_t max, bool verify_embedding,
                           const std::function<Status(ColdLoc, uint64_t key, const RecordView&)>& fn,
                           size_t* visited) const = 0;
+
+  // Similarity fast path: calls fn once per segment, in key order, under one
+  // shared lock, with views of its contiguous columns (see ColdSegmentView).
+  virtual Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const = 0;
 
   // The key of the n-th live row (0-based) in key order; false if n >= live count.
   virtual bool NthLiveKey(uint64_t n, uint64_t* key) const = 0;

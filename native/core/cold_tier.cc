@@ -1,0 +1,1142 @@
+// ColdTier implementation: see cold_tier.h for the format and the contract.
+//
+// Segment file layout (all integers little-endian, the host order):
+//   [0, 512)  header
+//     0   magic "TSCOLD01"
+//     8   u32 format version (1)
+//     12  u32 dimensions
+//     16  u64 row count n (1 .. 2^32-1)
+//     24  u64 file size (exact; anything else is CORRUPTION)
+//     32  u32 segment id (must equal the id in the file name)
+//     36  u32 column count (18)
+//     40  u64 min key, 48 u64 max key, 56 u64 reserved
+//     64  column directory: 18 x { u64 offset, u64 size, u32 crc, u32 0 }
+//     496 u32 crc32c of bytes [0, 496)
+//   then the columns in enum Col order, each starting 64-byte aligned; the
+//   mutable columns (last_access_at, access_count, deleted bitmap) come last.
+//   A column's crc is meaningful for the fixed-width immutable columns
+//   (keys, seq, scalars, row crcs, the three offset arrays) and verified at
+//   open; it is 0 for the embedding matrix, the byte columns and the mutable
+//   columns (rows there are verified on Read through data_crc/embedding_crc).
+//
+// Overlapping key ranges: a crash between sealing a merged segment and
+// unlinking its sources leaves two copies of some rows (same key, same seq).
+// Both are reported (the Store's recovery deletes one). Segments whose key
+// ranges overlap form a "group"; scans walk a group with a k-way merge by key,
+// so key order holds in every case. Normally every group has one segment.
+#include "cold_tier.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "crc32c.h"
+#include "file_util.h"
+
+namespace tierstore {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "the cold segment format assumes a little-endian host");
+
+constexpr char kMagic[8] = {'T', 'S', 'C', 'O', 'L', 'D', '0', '1'};
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kHeaderSize = 512;
+constexpr uint64_t kAlign = 64;
+constexpr uint64_t kDirOffset = 64;
+constexpr uint64_t kDirEntrySize = 24;
+constexpr size_t kWriteBuffer = size_t{4} << 20;
+
+enum Col : int {
+  kKey = 0,
+  kSeq,
+  kConfidence,
+  kActivation,
+  kCreatedAt,
+  kNorm,
+  kDataCrc,
+  kEmbCrc,
+  kEmbeddings,
+  kIdOffsets,
+  kIdBytes,
+  kContentOffsets,
+  kContentBytes,
+  kMetaOffsets,
+  kMetaBytes,
+  kLastAccess,
+  kAccessCount,
+  kDeleted,
+  kNumCols
+};
+constexpr uint64_t kHeaderCrcOffset = kDirOffset + kNumCols * kDirEntrySize;  // 496
+static_assert(kHeaderCrcOffset + 4 <= kHeaderSize);
+
+constexpr const char* kColNames[kNumCols] = {
+    "cold_key", "seq", "confidence", "activation", "created_at", "norm", "data_crc", "embedding_crc",
+    "embeddings", "id_offsets", "id_bytes", "content_offsets", "content_bytes", "metadata_offsets",
+    "metadata_bytes", "last_access_at", "access_count", "deleted"};
+
+bool ColHasCrc(int c) { return c <= kEmbCrc || c == kIdOffsets || c == kContentOffsets || c == kMetaOffsets; }
+bool ColIsBytes(int c) { return c == kIdBytes || c == kContentBytes || c == kMetaBytes; }
+
+template <class T>
+T Load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+void StoreAt(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+std::string SegmentName(uint32_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "cold-%08x.seg", id);
+  return buf;
+}
+
+bool ParseSegmentName(const std::string& name, uint32_t* id) {
+  // cold-XXXXXXXX.seg, lowercase hex, exactly.
+  if (name.size() != 17 || name.compare(0, 5, "cold-") != 0 || name.compare(13, 4, ".seg") != 0) return false;
+  uint32_t v = 0;
+  for (size_t i = 5; i < 13; ++i) {
+    char c = name[i];
+    uint32_t d;
+    if (c >= '0' && c <= '9') d = static_cast<uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') d = static_cast<uint32_t>(c - 'a' + 10);
+    else return false;
+    v = (v << 4) | d;
+  }
+  *id = v;
+  return true;
+}
+
+bool IsStaleTmp(const std::string& name) {
+  return name.size() > 9 && name.compare(0, 5, "cold-") == 0 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+}
+
+// Expected byte size of a fixed-width column for n rows (byte columns: 0).
+uint64_t FixedColSize(int c, uint64_t n, uint64_t dims) {
+  switch (c) {
+    case kKey: case kSeq: case kCreatedAt: case kLastAccess: case kAccessCount: return n * 8;
+    case kConfidence: case kActivation: case kNorm: case kDataCrc: case kEmbCrc: return n * 4;
+    case kEmbeddings: return n * dims * 4;
+    case kIdOffsets: case kContentOffsets: case kMetaOffsets: return (n + 1) * 8;
+    case kDeleted: return (n + 63) / 64 * 8;
+    default: return 0;
+  }
+}
+
+struct Layout {
+  uint64_t off[kNumCols] = {};
+  uint64_t size[kNumCols] = {};
+  uint64_t file_size = 0;
+};
+
+Layout ComputeLayout(uint64_t n, uint64_t dims, uint64_t id_bytes, uint64_t content_bytes, uint64_t meta_bytes) {
+  Layout l;
+  uint64_t pos = kHeaderSize;
+  for (int c = 0; c < kNumCols; ++c) {
+    uint64_t sz = FixedColSize(c, n, dims);
+    if (c == kIdBytes) sz = id_bytes;
+    if (c == kContentBytes) sz = content_bytes;
+    if (c == kMetaBytes) sz = meta_bytes;
+    pos = AlignUp(pos, kAlign);
+    l.off[c] = pos;
+    l.size[c] = sz;
+    pos += sz;
+  }
+  l.file_size = pos;
+  return l;
+}
+
+// The checksum of a row's id, content, metadata, scalars and seq (not its key
+// nor its access statistics).
+uint32_t RowDataCrc(const RecordView& v) {
+  uint8_t buf[52];
+  StoreAt<uint64_t>(buf + 0, v.seq);
+  StoreAt<float>(buf + 8, v.confidence);
+  StoreAt<float>(buf + 12, v.activation);
+  StoreAt<double>(buf + 16, v.created_at);
+  StoreAt<float>(buf + 24, v.norm);
+  StoreAt<uint64_t>(buf + 28, v.id.size());
+  StoreAt<uint64_t>(buf + 36, v.content.size());
+  StoreAt<uint64_t>(buf + 44, v.metadata.size());
+  uint32_t crc = Crc32cExtend(0, buf, sizeof buf);
+  crc = Crc32cExtend(crc, v.id.data(), v.id.size());
+  crc = Crc32cExtend(crc, v.content.data(), v.content.size());
+  return Crc32cExtend(crc, v.metadata.data(), v.metadata.size());
+}
+
+uint32_t RowEmbCrc(const float* e, uint64_t dims) { return Crc32c(e, dims * 4); }
+
+uint64_t BitsToU64(double d) { return std::bit_cast<uint64_t>(d); }
+double U64ToBits(uint64_t u) { return std::bit_cast<double>(u); }
+
+// ---------------------------------------------------------------------------
+// One mapped segment.
+struct Segment {
+  uint32_t id = 0;
+  std::string path;
+  File file;
+  MappedRegion map;
+  uint8_t* base = nullptr;
+  uint64_t rows = 0, dims = 0, file_size = 0;
+  uint64_t min_key = 0, max_key = 0;
+  uint64_t live = 0;  // maintained under the exclusive lock
+  uint64_t off[kNumCols] = {};
+  uint64_t size[kNumCols] = {};
+
+  uint64_t Key(uint64_t r) const { return Load<uint64_t>(base + off[kKey] + r * 8); }
+  uint64_t Seq(uint64_t r) const { return Load<uint64_t>(base + off[kSeq] + r * 8); }
+  uint32_t DataCrc(uint64_t r) const { return Load<uint32_t>(base + off[kDataCrc] + r * 4); }
+  uint32_t EmbCrc(uint64_t r) const { return Load<uint32_t>(base + off[kEmbCrc] + r * 4); }
+  uint64_t Words() const { return (rows + 63) / 64; }
+  uint64_t BitmapWord(uint64_t w) const { return Load<uint64_t>(base + off[kDeleted] + w * 8); }
+  bool Deleted(uint64_t r) const { return (BitmapWord(r >> 6) >> (r & 63)) & 1; }
+  void SetDeleted(uint64_t r) {
+    uint8_t* p = base + off[kDeleted] + (r >> 6) * 8;
+    StoreAt<uint64_t>(p, Load<uint64_t>(p) | (uint64_t{1} << (r & 63)));
+  }
+  // The mutable access statistics are read and written with relaxed atomics:
+  // UpdateAccess runs under the shared lock, concurrently with readers.
+  // Columns are 64-byte aligned, so every element is 8-byte aligned.
+  std::atomic_ref<uint64_t> AccessWord(int col, uint64_t r) const {
+    return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(base + off[col] + r * 8));
+  }
+  double LastAccess(uint64_t r) const { return U64ToBits(AccessWord(kLastAccess, r).load(std::memory_order_relaxed)); }
+  double AccessCount(uint64_t r) const { return U64ToBits(AccessWord(kAccessCount, r).load(std::memory_order_relaxed)); }
+
+  std::string_view Bytes(int offcol, int bytecol, uint64_t r) const {
+    uint64_t a = Load<uint64_t>(base + off[offcol] + r * 8);
+    uint64_t b = Load<uint64_t>(base + off[offcol] + (r + 1) * 8);
+    return std::string_view(reinterpret_cast<const char*>(base + off[bytecol] + a), b - a);
+  }
+  const float* Embedding(uint64_t r) const {
+    return reinterpret_cast<const float*>(base + off[kEmbeddings] + r * dims * 4);
+  }
+
+  void Fill(uint64_t r, RecordView* v) const {
+    v->id = Bytes(kIdOffsets, kIdBytes, r);
+    v->content = Bytes(kContentOffsets, kContentBytes, r);
+    v->metadata = Bytes(kMetaOffsets, kMetaBytes, r);
+    v->embedding = Embedding(r);
+    v->norm = Load<float>(base + off[kNorm] + r * 4);
+    v->confidence = Load<float>(base + off[kConfidence] + r * 4);
+    v->activation = Load<float>(base + off[kActivation] + r * 4);
+    v->created_at = Load<double>(base + off[kCreatedAt] + r * 8);
+    v->last_access_at = LastAccess(r);
+    v->access_count = AccessCount(r);
+    v->seq = Seq(r);
+  }
+
+  Status Corrupt(const std::string& what) const {
+    return Status::Corruption("cold segment " + path + ": " + what);
+  }
+
+  Status VerifyRow(uint64_t r, const RecordView& v, bool verify_embedding) const {
+    if (RowDataCrc(v) != DataCrc(r)) return Corrupt("row " + std::to_string(r) + ": data checksum mismatch");
+    if (verify_embedding && RowEmbCrc(v.embedding, dims) != EmbCrc(r))
+      return Corrupt("row " + std::to_string(r) + ": embedding checksum mismatch");
+    return Status::OK();
+  }
+
+  // First row >= r that is not deleted, or rows.
+  uint64_t NextLive(uint64_t r) const {
+    while (r < rows) {
+      uint64_t live_bits = ~BitmapWord(r >> 6) >> (r & 63);
+      if (live_bits != 0) return std::min(rows, r + static_cast<uint64_t>(std::countr_zero(live_bits)));
+      r = (r | 63) + 1;
+    }
+    return rows;
+  }
+
+  // First row whose key is > key.
+  uint64_t UpperBound(uint64_t key) const {
+    uint64_t lo = 0, hi = rows;
+    while (lo < hi) {
+      uint64_t mid = lo + (hi - lo) / 2;
+      if (Key(mid) <= key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  uint64_t CountLive() const {
+    uint64_t dead = 0;
+    for (uint64_t w = 0; w < Words(); ++w) {
+      uint64_t word = BitmapWord(w);
+      if (w + 1 == Words() && (rows & 63) != 0) word &= (uint64_t{1} << (rows & 63)) - 1;
+      dead += static_cast<uint64_t>(std::popcount(word));
+    }
+    return rows - dead;
+  }
+
+  // Key of the n-th (0-based) live row; requires n < live.
+  uint64_t NthLive(uint64_t n) const {
+    for (uint64_t w = 0; w < Words(); ++w) {
+      uint64_t mask = (w + 1 == Words() && (rows & 63) != 0) ? (uint64_t{1} << (rows & 63)) - 1 : ~uint64_t{0};
+      uint64_t bits = ~BitmapWord(w) & mask;
+      uint64_t c = static_cast<uint64_t>(std::popcount(bits));
+      if (n < c) {
+        for (uint64_t i = 0; i < n; ++i) bits &= bits - 1;
+        return Key(w * 64 + static_cast<uint64_t>(std::countr_zero(bits)));
+      }
+      n -= c;
+    }
+    return 0;  // unreachable when n < live
+  }
+
+  // Start of the mutable part, for msync.
+  uint64_t MutableStart() const { return off[kLastAccess]; }
+};
+
+// Maps and validates one segment file. verify_crcs: check the column crcs
+// and the offset arrays (skipped only for a file this process just wrote).
+Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool read_only, bool verify_crcs,
+                   std::unique_ptr<Segment>* out) {
+  auto seg = std::make_unique<Segment>();
+  seg->id = id;
+  seg->path = path;
+  TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &seg->file));
+  uint64_t actual = 0;
+  TS_RETURN_IF_ERROR(seg->file.Size(&actual));
+  if (actual < kHeaderSize) return seg->Corrupt("truncated: " + std::to_string(actual) + " bytes, smaller than the header");
+
+  // Header: read with pread first, so nothing is mapped before it checks out.
+  uint8_t h[kHeaderSize];
+  TS_RETURN_IF_ERROR(seg->file.ReadAt(0, h, kHeaderSize));
+  if (std::memcmp(h, kMagic, sizeof kMagic) != 0) return seg->Corrupt("bad magic (not a cold segment)");
+  if (Crc32c(h, kHeaderCrcOffset) != Load<uint32_t>(h + kHeaderCrcOffset)) return seg->Corrupt("header checksum mismatch");
+  uint32_t version = Load<uint32_t>(h + 8);
+  if (version != kFormatVersion) return seg->Corrupt("unsupported format version " + std::to_string(version));
+  uint32_t file_dims = Load<uint32_t>(h + 12);
+  uint64_t n = Load<uint64_t>(h + 16);
+  uint64_t file_size = Load<uint64_t>(h + 24);
+  uint32_t file_id = Load<uint32_t>(h + 32);
+  uint32_t ncols = Load<uint32_t>(h + 36);
+  uint64_t min_key = Load<uint64_t>(h + 40), max_key = Load<uint64_t>(h + 48);
+  if (file_dims != dims)
+    return seg->Corrupt("holds " + std::to_string(file_dims) + "-dimensional embeddings, the store has " +
+                        std::to_string(dims));
+  if (file_id != id) return seg->Corrupt("header names segment " + std::to_string(file_id));
+  if (ncols != kNumCols) return seg->Corrupt("unexpected column count " + std::to_string(ncols));
+  if (n == 0 || n > std::numeric_limits<uint32_t>::max()) return seg->Corrupt("bad row count " + std::to_string(n));
+  if (file_size != actual)
+    return seg->Corrupt(std::string(actual < file_size ? "truncated" : "trailing bytes") + ": header says " +
+                        std::to_string(file_size) + " bytes, file has " + std::to_string(actual));
+  uint32_t col_crc[kNumCols];
+  uint64_t prev_end = kHeaderSize;
+  for (int c = 0; c < kNumCols; ++c) {
+    const uint8_t* e = h + kDirOffset + c * kDirEntrySize;
+    uint64_t o = Load<uint64_t>(e), s = Load<uint64_t>(e + 8);
+    col_crc[c] = Load<uint32_t>(e + 16);
+    std::string name = kColNames[c];
+    if (o % kAlign != 0) return seg->Corrupt("column " + name + " is not 64-byte aligned");
+    if (o < prev_end) return seg->Corrupt("column " + name + " overlaps the previous one (offsets not monotone)");
+    if (o > file_size || s > file_size - o) return seg->Corrupt("column " + name + " lies outside the file");
+    if (!ColIsBytes(c) && s != FixedColSize(c, n, dims))
+      return seg->Corrupt("column " + name + " has size " + std::to_string(s) + ", expected " +
+                          std::to_string(FixedColSize(c, n, dims)));
+    seg->off[c] = o;
+    seg->size[c] = s;
+    prev_end = o + s;
+  }
+  if (prev_end != file_size) return seg->Corrupt("columns do not end at the end of the file");
+
+  // Everything checks out against the real size: map it.
+  TS_RETURN_IF_ERROR(MappedRegion::Map(seg->file, 0, static_cast<size_t>(file_size), !read_only, &seg->map));
+  seg->base = seg->map.data();
+  seg->rows = n;
+  seg->dims = dims;
+  seg->file_size = file_size;
+  seg->min_key = min_key;
+  seg->max_key = max_key;
+
+  if (verify_crcs) {
+    for (int c = 0; c < kNumCols; ++c) {
+      if (!ColHasCrc(c)) continue;
+      if (Crc32c(seg->base + seg->off[c], seg->size[c]) != col_crc[c])
+        return seg->Corrupt(std::string("column ") + kColNames[c] + " checksum mismatch");
+    }
+    const int offcols[3] = {kIdOffsets, kContentOffsets, kMetaOffsets};
+    const int bytecols[3] = {kIdBytes, kContentBytes, kMetaBytes};
+    const uint64_t limits[3] = {kMaxIdBytes, kMaxContentBytes, kMaxMetadataBytes};
+    for (int k = 0; k < 3; ++k) {
+      const uint8_t* p = seg->base + seg->off[offcols[k]];
+      uint64_t prev = Load<uint64_t>(p);
+      if (prev != 0) return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not start at 0");
+      for (uint64_t r = 1; r <= n; ++r) {
+        uint64_t cur = Load<uint64_t>(p + r * 8);
+        if (cur < prev || cur - prev > limits[k])
+          return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " has a bad entry at row " +
+                              std::to_string(r - 1));
+        prev = cur;
+      }
+      if (prev != seg->size[bytecols[k]])
+        return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not match the size of " +
+                            kColNames[bytecols[k]]);
+    }
+    uint64_t prev_key = 0;
+    for (uint64_t r = 0; r < n; ++r) {
+      uint64_t k = seg->Key(r);
+      if (k == 0 || k < prev_key) return seg->Corrupt("cold keys are not ascending at row " + std::to_string(r));
+      prev_key = k;
+    }
+    if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) return seg->Corrupt("key range does not match the header");
+  } else if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) {
+    return seg->Corrupt("key range does not match the header");
+  }
+  seg->live = seg->CountLive();
+  *out = std::move(seg);
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Writing a segment.
+
+// The rows of a segment to write, in key order.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  virtual uint64_t size() const = 0;
+  virtual void Get(uint64_t i, RecordView* v) const = 0;
+  virtual uint64_t Key(uint64_t i) const = 0;
+  // Copies of existing rows keep their stored checksums, so a damaged row
+  // stays detectably damaged instead of being re-sealed as valid.
+  virtual bool HasCrcs() const { return false; }
+  virtual uint32_t DataCrc(uint64_t) const { return 0; }
+  virtual uint32_t EmbCrc(uint64_t) const { return 0; }
+};
+
+class AppendSource final : public RowSource {
+ public:
+  AppendSource(const RecordView* recs, uint64_t n, uint64_t first_key) : recs_(recs), n_(n), first_key_(first_key) {}
+  uint64_t size() const override { return n_; }
+  void Get(uint64_t i, RecordView* v) const override { *v = recs_[i]; }
+  uint64_t Key(uint64_t i) const override { return first_key_ + i; }
+
+ private:
+  const RecordView* recs_;
+  uint64_t n_, first_key_;
+};
+
+struct RowRef {
+  const Segment* seg;
+  uint64_t row;
+};
+
+class MergeSource final : public RowSource {
+ public:
+  explicit MergeSource(const std::vector<RowRef>* rows) : rows_(rows) {}
+  uint64_t size() const override { return rows_->size(); }
+  void Get(uint64_t i, RecordView* v) const override { (*rows_)[i].seg->Fill((*rows_)[i].row, v); }
+  uint64_t Key(uint64_t i) const override { return (*rows_)[i].seg->Key((*rows_)[i].row); }
+  bool HasCrcs() const override { return true; }
+  uint32_t DataCrc(uint64_t i) const override { return (*rows_)[i].seg->DataCrc((*rows_)[i].row); }
+  uint32_t EmbCrc(uint64_t i) const override { return (*rows_)[i].seg->EmbCrc((*rows_)[i].row); }
+
+ private:
+  const std::vector<RowRef>* rows_;
+};
+
+// Sequential buffered writer with a running crc and position.
+class BufWriter {
+ public:
+  explicit BufWriter(File* f) : f_(f) { buf_.reserve(kWriteBuffer); }
+
+  Status Put(const void* p, size_t n) {
+    if (crc_on_) crc_ = Crc32cExtend(crc_, p, n);
+    pos_ += n;
+    if (n >= kWriteBuffer / 2) {
+      TS_RETURN_IF_ERROR(Flush());
+      return f_->Write(p, n);
+    }
+    if (buf_.size() + n > kWriteBuffer) TS_RETURN_IF_ERROR(Flush());
+    const auto* b = static_cast<const uint8_t*>(p);
+    buf_.insert(buf_.end(), b, b + n);
+    return Status::OK();
+  }
+  template <class T>
+  Status PutValue(T v) {
+    uint8_t b[sizeof(T)];
+    std::memcpy(b, &v, sizeof v);
+    if (crc_on_) crc_ = Crc32cExtend(crc_, b, sizeof b);
+    pos_ += sizeof b;
+    if (buf_.size() + sizeof b > kWriteBuffer) TS_RETURN_IF_ERROR(Flush());
+    buf_.insert(buf_.end(), b, b + sizeof b);
+    return Status::OK();
+  }
+  Status PadTo(uint64_t offset) {
+    static const uint8_t zeros[kAlign] = {};
+    while (pos_ < offset) TS_RETURN_IF_ERROR(Put(zeros, static_cast<size_t>(std::min<uint64_t>(kAlign, offset - pos_))));
+    return Status::OK();
+  }
+  Status Zeros(uint64_t n) {
+    static const uint8_t zeros[4096] = {};
+    while (n > 0) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof zeros));
+      TS_RETURN_IF_ERROR(Put(zeros, k));
+      n -= k;
+    }
+    return Status::OK();
+  }
+  Status Flush() {
+    if (buf_.empty()) return Status::OK();
+    Status s = f_->Write(buf_.data(), buf_.size());
+    buf_.clear();
+    return s;
+  }
+  void BeginCrc() { crc_on_ = true; crc_ = 0; }
+  uint32_t EndCrc() { crc_on_ = false; return crc_; }
+  uint64_t pos() const { return pos_; }
+
+ private:
+  File* f_;
+  std::vector<uint8_t> buf_;
+  uint64_t pos_ = 0;
+  bool crc_on_ = false;
+  uint32_t crc_ = 0;
+};
+
+// Writes the whole segment to tmp_path (created/truncated). Streams each
+// column straight from the source: no copy of the data is held in memory.
+Status WriteSegmentFile(const std::string& tmp_path, uint32_t id, uint32_t dims, const RowSource& src, bool durable) {
+  const uint64_t n = src.size();
+  RecordView v;
+  uint64_t id_bytes = 0, content_bytes = 0, meta_bytes = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    src.Get(i, &v);
+    id_bytes += v.id.size();
+    content_bytes += v.content.size();
+    meta_bytes += v.metadata.size();
+  }
+  const Layout l = ComputeLayout(n, dims, id_bytes, content_bytes, meta_bytes);
+  uint32_t crcs[kNumCols] = {};
+
+  File f;
+  TS_RETURN_IF_ERROR(File::Open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, &f));
+  BufWriter w(&f);
+  TS_RETURN_IF_ERROR(w.Zeros(kHeaderSize));  // the header is written last, in place
+
+  auto column = [&](int c, auto&& per_row) -> Status {
+    TS_RETURN_IF_ERROR(w.PadTo(l.off[c]));
+    if (ColHasCrc(c)) w.BeginCrc();
+    for (uint64_t i = 0; i < n; ++i) TS_RETURN_IF_ERROR(per_row(i));
+    if (ColHasCrc(c)) crcs[c] = w.EndCrc();
+    if (w.pos() != l.off[c] + l.size[c]) return Status::IoError("internal error: column size mismatch writing " + tmp_path);
+    return Status::OK();
+  };
+  auto offsets = [&](int c, auto field) -> Status {
+    TS_RETURN_IF_ERROR(w.PadTo(l.off[c]));
+    w.BeginCrc();
+    uint64_t acc = 0;
+    TS_RETURN_IF_ERROR(w.PutValue<uint64_t>(0));
+    for (uint64_t i = 0; i < n; ++i) {
+      src.Get(i, &v);
+      acc += field(v).size();
+      TS_RETURN_IF_ERROR(w.PutValue<uint64_t>(acc));
+    }
+    crcs[c] = w.EndCrc();
+    return Status::OK();
+  };
+
+  TS_RETURN_IF_ERROR(column(kKey, [&](uint64_t i) { return w.PutValue<uint64_t>(src.Key(i)); }));
+  TS_RETURN_IF_ERROR(column(kSeq, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<uint64_t>(v.seq); }));
+  TS_RETURN_IF_ERROR(column(kConfidence, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<float>(v.confidence); }));
+  TS_RETURN_IF_ERROR(column(kActivation, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<float>(v.activation); }));
+  TS_RETURN_IF_ERROR(column(kCreatedAt, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<double>(v.created_at); }));
+  TS_RETURN_IF_ERROR(column(kNorm, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<float>(v.norm); }));
+  TS_RETURN_IF_ERROR(column(kDataCrc, [&](uint64_t i) {
+    if (src.HasCrcs()) return w.PutValue<uint32_t>(src.DataCrc(i));
+    src.Get(i, &v);
+    return w.PutValue<uint32_t>(RowDataCrc(v));
+  }));
+  TS_RETURN_IF_ERROR(column(kEmbCrc, [&](uint64_t i) {
+    if (src.HasCrcs()) return w.PutValue<uint32_t>(src.EmbCrc(i));
+    src.Get(i, &v);
+    return w.PutValue<uint32_t>(RowEmbCrc(v.embedding, dims));
+  }));
+  TS_RETURN_IF_ERROR(column(kEmbeddings, [&](uint64_t i) { src.Get(i, &v); return w.Put(v.embedding, size_t{dims} * 4); }));
+  TS_RETURN_IF_ERROR(offsets(kIdOffsets, [](const RecordView& r) { return r.id; }));
+  TS_RETURN_IF_ERROR(column(kIdBytes, [&](uint64_t i) { src.Get(i, &v); return w.Put(v.id.data(), v.id.size()); }));
+  TS_RETURN_IF_ERROR(offsets(kContentOffsets, [](const RecordView& r) { return r.content; }));
+  TS_RETURN_IF_ERROR(
+      column(kContentBytes, [&](uint64_t i) { src.Get(i, &v); return w.Put(v.content.data(), v.content.size()); }));
+  TS_RETURN_IF_ERROR(offsets(kMetaOffsets, [](const RecordView& r) { return r.metadata; }));
+  TS_RETURN_IF_ERROR(
+      column(kMetaBytes, [&](uint64_t i) { src.Get(i, &v); return w.Put(v.metadata.data(), v.metadata.size()); }));
+  TS_RETURN_IF_ERROR(column(kLastAccess, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<double>(v.last_access_at); }));
+  TS_RETURN_IF_ERROR(column(kAccessCount, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<double>(v.access_count); }));
+  TS_RETURN_IF_ERROR(w.PadTo(l.off[kDeleted]));
+  TS_RETURN_IF_ERROR(w.Zeros(l.size[kDeleted]));
+  TS_RETURN_IF_ERROR(w.Flush());
+  if (w.pos() != l.file_size) return Status::IoError("internal error: segment size mismatch writing " + tmp_path);
+
+  uint8_t h[kHeaderSize] = {};
+  std::memcpy(h, kMagic, sizeof kMagic);
+  StoreAt<uint32_t>(h + 8, kFormatVersion);
+  StoreAt<uint32_t>(h + 12, dims);
+  StoreAt<uint64_t>(h + 16, n);
+  StoreAt<uint64_t>(h + 24, l.file_size);
+  StoreAt<uint32_t>(h + 32, id);
+  StoreAt<uint32_t>(h + 36, kNumCols);
+  StoreAt<uint64_t>(h + 40, src.Key(0));
+  StoreAt<uint64_t>(h + 48, src.Key(n - 1));
+  for (int c = 0; c < kNumCols; ++c) {
+    uint8_t* e = h + kDirOffset + c * kDirEntrySize;
+    StoreAt<uint64_t>(e, l.off[c]);
+    StoreAt<uint64_t>(e + 8, l.size[c]);
+    StoreAt<uint32_t>(e + 16, crcs[c]);
+  }
+  StoreAt<uint32_t>(h + kHeaderCrcOffset, Crc32c(h, kHeaderCrcOffset));
+  TS_RETURN_IF_ERROR(f.WriteAt(0, h, sizeof h));
+  if (durable) TS_RETURN_IF_ERROR(f.Sync());
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Walking live rows of a set of segments in key order (k-way merge; k is 1
+// unless a crash left overlapping segments behind).
+class Walker {
+ public:
+  // from_start: every row; else rows with key > after_key.
+  Walker(const Segment* const* segs, size_t k, bool from_start, uint64_t after_key) {
+    cur_.reserve(k);
+    for (size_t i = 0; i < k; ++i) {
+      const Segment* s = segs[i];
+      uint64_t r = from_start ? 0 : s->UpperBound(after_key);
+      cur_.push_back({s, s->NextLive(r)});
+    }
+  }
+  bool Next(const Segment** seg, uint64_t* row) {
+    size_t best = cur_.size();
+    if (cur_.size() == 1) {
+      if (cur_[0].row < cur_[0].seg->rows) best = 0;
+    } else {
+      uint64_t best_key = 0;
+      for (size_t i = 0; i < cur_.size(); ++i) {
+        if (cur_[i].row >= cur_[i].seg->rows) continue;
+        uint64_t k = cur_[i].seg->Key(cur_[i].row);
+        if (best == cur_.size() || k < best_key) {
+          best = i;
+          best_key = k;
+        }
+      }
+    }
+    if (best == cur_.size()) return false;
+    *seg = cur_[best].seg;
+    *row = cur_[best].row;
+    cur_[best].row = cur_[best].seg->NextLive(cur_[best].row + 1);
+    return true;
+  }
+
+ private:
+  std::vector<RowRef> cur_;
+};
+
+struct Group {
+  size_t begin = 0, end = 0;  // indices into the key-ordered segment list
+  uint64_t max_key = 0;
+};
+
+// The tiers whose shared lock this thread holds inside a scan (ForEachLive,
+// ScanFrom, ScanSegments). Readers called from a scan callback (the Store's
+// recovery reads a duplicate's seq from inside ForEachLive) must not lock the
+// std::shared_mutex again: a recursive lock_shared is undefined behaviour and
+// deadlocks behind a waiting writer. Mutators called from a callback fail
+// instead of deadlocking.
+thread_local std::vector<const void*> tls_scanning;
+
+bool ScanningOnThisThread(const void* tier) {
+  return std::find(tls_scanning.begin(), tls_scanning.end(), tier) != tls_scanning.end();
+}
+
+// Shared lock of `mu`, unless this thread already holds it for `tier`.
+class ReaderLock {
+ public:
+  ReaderLock(std::shared_mutex& mu, const void* tier) : mu_(mu), owns_(!ScanningOnThisThread(tier)) {
+    if (owns_) mu_.lock_shared();
+  }
+  ~ReaderLock() {
+    if (owns_) mu_.unlock_shared();
+  }
+  ReaderLock(const ReaderLock&) = delete;
+  ReaderLock& operator=(const ReaderLock&) = delete;
+
+ private:
+  std::shared_mutex& mu_;
+  bool owns_;
+};
+
+// Held for a whole scan: the shared lock plus this thread's marker.
+class ScanLock {
+ public:
+  ScanLock(std::shared_mutex& mu, const void* tier) : lock_(mu, tier), tier_(tier) { tls_scanning.push_back(tier); }
+  ~ScanLock() {
+    auto it = std::find(tls_scanning.rbegin(), tls_scanning.rend(), tier_);
+    if (it != tls_scanning.rend()) tls_scanning.erase(std::next(it).base());
+  }
+  ScanLock(const ScanLock&) = delete;
+  ScanLock& operator=(const ScanLock&) = delete;
+
+ private:
+  ReaderLock lock_;
+  const void* tier_;
+};
+
+// ---------------------------------------------------------------------------
+class ColdTierImpl final : public ColdTier {
+ public:
+  ColdTierImpl(std::string dir, uint32_t dims, bool read_only) : dir_(std::move(dir)), dims_(dims), read_only_(read_only) {}
+
+  Status Load() {
+    if (!PathExists(dir_)) return Status::OK();
+    std::vector<std::string> names;
+    TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      uint32_t id = 0;
+      if (IsStaleTmp(name)) {
+        if (!read_only_) TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
+        continue;
+      }
+      if (!ParseSegmentName(name, &id)) continue;
+      std::unique_ptr<Segment> seg;
+      TS_RETURN_IF_ERROR(OpenSegment(JoinPath(dir_, name), id, dims_, read_only_, /*verify_crcs=*/true, &seg));
+      next_id_ = std::max<uint64_t>(next_id_, uint64_t{id} + 1);
+      next_key_ = std::max(next_key_, seg->max_key + 1);
+      segs_.push_back(std::move(seg));
+    }
+    Reindex();
+    return Status::OK();
+  }
+
+  Status ForEachLive(const std::function<Status(ColdLoc, uint64_t, const RecordView&)>& fn) override {
+    ScanLock lock(mu_, this);
+    RecordView v;
+    for (const Group& g : groups_) {
+      Walker walk(ptrs_.data() + g.begin, g.end - g.begin, true, 0);
+      const Segment* s;
+      uint64_t r;
+      while (walk.Next(&s, &r)) {
+        s->Fill(r, &v);
+        TS_RETURN_IF_ERROR(fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, s->Key(r), v));
+      }
+    }
+    return Status::OK();
+  }
+
+  Status Append(const RecordView* recs, size_t n, bool durable, std::vector<ColdLoc>* locs) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("Append"));
+    if (locs) locs->clear();
+    if (n == 0) return Status::OK();
+    if (n > std::numeric_limits<uint32_t>::max())
+      return Status::InvalidArgument("a cold segment holds at most 2^32-1 rows");
+    for (size_t i = 0; i < n; ++i) {
+      const RecordView& r = recs[i];
+      if (r.embedding == nullptr) return Status::InvalidArgument("cold append: record without an embedding");
+      if (r.id.size() > kMaxIdBytes) return Status::InvalidArgument("cold append: id longer than 1024 bytes");
+      if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("cold append: content too large");
+      if (r.metadata.size() > kMaxMetadataBytes) return Status::ContentTooLarge("cold append: metadata too large");
+    }
+    std::lock_guard wlock(write_mu_);
+    if (next_key_ > std::numeric_limits<uint64_t>::max() - n) return Status::IoError("cold keys exhausted in " + dir_);
+    uint32_t id = 0;
+    TS_RETURN_IF_ERROR(NewSegmentId(&id));
+    TS_RETURN_IF_ERROR(CreateDirectories(dir_));
+    const uint64_t first_key = next_key_;
+    AppendSource src(recs, n, first_key);
+    std::unique_ptr<Segment> seg;
+    TS_RETURN_IF_ERROR(Seal(id, src, durable, &seg));
+    {
+      std::unique_lock lock(mu_);
+      segs_.push_back(std::move(seg));
+      Reindex();
+    }
+    next_key_ = first_key + n;
+    if (locs) {
+      locs->resize(n);
+      for (size_t i = 0; i < n; ++i) (*locs)[i] = ColdLoc{id, static_cast<uint32_t>(i)};
+    }
+    return Status::OK();
+  }
+
+  Status Read(ColdLoc loc, bool verify_embedding, RecordView* out) const override {
+    ReaderLock lock(mu_, this);
+    const Segment* s = Find(loc);
+    if (s == nullptr) return BadLoc(loc);
+    s->Fill(loc.row, out);
+    return s->VerifyRow(loc.row, *out, verify_embedding);
+  }
+
+  uint64_t KeyOf(ColdLoc loc) const override {
+    ReaderLock lock(mu_, this);
+    const Segment* s = Find(loc);
+    return s ? s->Key(loc.row) : 0;
+  }
+
+  bool IsLive(ColdLoc loc) const override {
+    ReaderLock lock(mu_, this);
+    const Segment* s = Find(loc);
+    return s != nullptr && !s->Deleted(loc.row);
+  }
+
+  Status Delete(ColdLoc loc) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("Delete"));
+    std::unique_lock lock(mu_);
+    Segment* s = Find(loc);
+    if (s == nullptr) return BadLoc(loc);
+    if (!s->Deleted(loc.row)) {
+      s->SetDeleted(loc.row);
+      --s->live;
+    }
+    return Status::OK();
+  }
+
+  void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) override {
+    if (read_only_) return;
+    ReaderLock lock(mu_, this);
+    const Segment* s = Find(loc);
+    if (s == nullptr) return;
+    s->AccessWord(kLastAccess, loc.row).store(BitsToU64(last_access_at), std::memory_order_relaxed);
+    s->AccessWord(kAccessCount, loc.row).store(BitsToU64(access_count), std::memory_order_relaxed);
+  }
+
+  Status ScanFrom(uint64_t after_key, size_t max, bool verify_embedding,
+                  const std::function<Status(ColdLoc, uint64_t, const RecordView&)>& fn,
+                  size_t* visited) const override {
+    size_t seen = 0;
+    if (visited) *visited = 0;
+    if (max == 0) return Status::OK();
+    ScanLock lock(mu_, this);
+    // Groups have disjoint, ascending key ranges: binary search the first
+    // one that can hold a key > after_key.
+    auto it = std::partition_point(groups_.begin(), groups_.end(),
+                                   [&](const Group& g) { return g.max_key <= after_key; });
+    RecordView v;
+    Status st;
+    for (; it != groups_.end() && seen < max; ++it) {
+      Walker walk(ptrs_.data() + it->begin, it->end - it->begin, false, after_key);
+      const Segment* s;
+      uint64_t r;
+      while (seen < max && walk.Next(&s, &r)) {
+        s->Fill(r, &v);
+        st = s->VerifyRow(r, v, verify_embedding);
+        if (st.ok()) st = fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, s->Key(r), v);
+        if (!st.ok()) break;
+        ++seen;
+      }
+      if (!st.ok()) break;
+    }
+    if (visited) *visited = seen;
+    return st;
+  }
+
+  Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const override {
+    ScanLock lock(mu_, this);
+    for (const Segment* s : ptrs_) {
+      ColdSegmentView view;
+      view.segment = s->id;
+      view.rows = s->rows;
+      // Each column starts 64-byte aligned in a page-aligned mapping.
+      view.embeddings = reinterpret_cast<const float*>(s->base + s->off[kEmbeddings]);
+      view.norms = reinterpret_cast<const float*>(s->base + s->off[kNorm]);
+      view.confidence = reinterpret_cast<const float*>(s->base + s->off[kConfidence]);
+      view.deleted = reinterpret_cast<const uint64_t*>(s->base + s->off[kDeleted]);
+      TS_RETURN_IF_ERROR(fn(view));
+    }
+    return Status::OK();
+  }
+
+  bool NthLiveKey(uint64_t n, uint64_t* key) const override {
+    ReaderLock lock(mu_, this);
+    for (const Group& g : groups_) {
+      uint64_t live = 0;
+      for (size_t i = g.begin; i < g.end; ++i) live += ptrs_[i]->live;
+      if (n >= live) {
+        n -= live;
+        continue;
+      }
+      if (g.end - g.begin == 1) {
+        *key = ptrs_[g.begin]->NthLive(n);
+        return true;
+      }
+      Walker walk(ptrs_.data() + g.begin, g.end - g.begin, true, 0);
+      const Segment* s;
+      uint64_t r;
+      while (walk.Next(&s, &r)) {
+        if (n-- == 0) {
+          *key = s->Key(r);
+          return true;
+        }
+      }
+      return false;  // unreachable: live counts match the bitmaps
+    }
+    return false;
+  }
+
+  Status MergeIfNeeded(size_t max_segments, bool durable,
+                       const std::function<void(ColdLoc, ColdLoc)>& relocate) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("MergeIfNeeded"));
+    std::vector<std::pair<ColdLoc, ColdLoc>> moves;
+    Status st;
+    {
+      std::lock_guard wlock(write_mu_);
+      std::unique_lock lock(mu_);
+      size_t target = std::max<size_t>(1, max_segments);
+      if (segs_.size() <= target) return Status::OK();
+      auto blocks = Plan(target);
+      for (auto& b : blocks) {
+        if (b.size() < 2) continue;
+        st = MergeBlock(b, durable, &moves);
+        if (!st.ok()) break;
+      }
+      Reindex();
+    }
+    if (relocate)
+      for (const auto& m : moves) relocate(m.first, m.second);
+    return st;
+  }
+
+  Status Compact(bool durable, const std::function<void(ColdLoc, ColdLoc)>& relocate,
+                 uint64_t* bytes_reclaimed) override {
+    if (bytes_reclaimed) *bytes_reclaimed = 0;
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("Compact"));
+    std::vector<std::pair<ColdLoc, ColdLoc>> moves;
+    Status st;
+    {
+      std::lock_guard wlock(write_mu_);
+      std::unique_lock lock(mu_);
+      uint64_t before = TotalBytes();
+      auto blocks = Plan(1);
+      for (auto& b : blocks) {
+        if (b.size() == 1 && b[0]->live == b[0]->rows) continue;  // nothing to reclaim
+        st = MergeBlock(b, durable, &moves);
+        if (!st.ok()) break;
+      }
+      Reindex();
+      uint64_t after = TotalBytes();
+      if (bytes_reclaimed) *bytes_reclaimed = before > after ? before - after : 0;
+    }
+    if (relocate)
+      for (const auto& m : moves) relocate(m.first, m.second);
+    return st;
+  }
+
+  Status Sync() override {
+    if (read_only_) return Status::OK();
+    ReaderLock lock(mu_, this);
+    const uint64_t page = PageSize();
+    for (const auto& s : segs_) {
+      uint64_t start = s->MutableStart() / page * page;
+      if (::msync(s->base + start, s->file_size - start, MS_SYNC) != 0) return ErrnoStatus("msync", s->path, errno);
+      TS_RETURN_IF_ERROR(s->file.Sync());
+    }
+    return Status::OK();
+  }
+
+  ColdStats Stats() const override {
+    ReaderLock lock(mu_, this);
+    ColdStats st;
+    for (const auto& s : segs_) {
+      st.live_records += s->live;
+      st.deleted_rows += s->rows - s->live;
+      st.file_bytes += s->file_size;
+    }
+    st.segments = segs_.size();
+    return st;
+  }
+
+ private:
+  Status NotInScan(const char* op) const {
+    if (!ScanningOnThisThread(this)) return Status::OK();
+    return Status::InvalidArgument(std::string("cold tier: ") + op +
+                                   " called from inside a scan callback (it would deadlock)");
+  }
+
+  Segment* Find(ColdLoc loc) const {
+    auto it = by_id_.find(loc.segment);
+    if (it == by_id_.end() || loc.row >= it->second->rows) return nullptr;
+    return it->second;
+  }
+  Status BadLoc(ColdLoc loc) const {
+    return Status::InvalidArgument("no cold row " + std::to_string(loc.row) + " in segment " +
+                                   std::to_string(loc.segment) + " of " + dir_);
+  }
+  uint64_t TotalBytes() const {
+    uint64_t b = 0;
+    for (const auto& s : segs_) b += s->file_size;
+    return b;
+  }
+
+  Status NewSegmentId(uint32_t* id) {
+    if (next_id_ > std::numeric_limits<uint32_t>::max()) return Status::IoError("cold segment ids exhausted in " + dir_);
+    *id = static_cast<uint32_t>(next_id_);
+    return Status::OK();
+  }
+
+  // Writes src as segment `id`: .tmp, (fdatasync), rename, (fsync dir), map.
+  // On failure nothing of the new segment remains on disk.
+  Status Seal(uint32_t id, const RowSource& src, bool durable, std::unique_ptr<Segment>* out) {
+    std::string path = JoinPath(dir_, SegmentName(id));
+    std::string tmp = path + ".tmp";
+    Status st = WriteSegmentFile(tmp, id, dims_, src, durable);
+    if (st.ok()) st = RenameFile(tmp, path);
+    if (!st.ok()) {
+      (void)RemoveFile(tmp);
+      return st;
+    }
+    if (durable) st = SyncDirectory(dir_);
+    if (st.ok()) st = OpenSegment(path, id, dims_, read_only_, /*verify_crcs=*/false, out);
+    if (!st.ok()) {
+      (void)RemoveFile(path);
+      return st;
+    }
+    next_id_ = uint64_t{id} + 1;
+    return Status::OK();
+  }
+
+  // Sorts the segments by key range and rebuilds the lookup structures.
+  void Reindex() {
+    std::sort(segs_.begin(), segs_.end(), [](const auto& a, const auto& b) {
+      return a->min_key != b->min_key ? a->min_key < b->min_key : a->id < b->id;
+    });
+    ptrs_.clear();
+    by_id_.clear();
+    groups_.clear();
+    for (size_t i = 0; i < segs_.size(); ++i) {
+      Segment* s = segs_[i].get();
+      ptrs_.push_back(s);
+      by_id_[s->id] = s;
+      if (!groups_.empty() && s->min_key <= groups_.back().max_key) {
+        groups_.back().end = i + 1;
+        groups_.back().max_key = std::max(groups_.back().max_key, s->max_key);
+      } else {
+        groups_.push_back(Group{i, i + 1, s->max_key});
+      }
+    }
+  }
+
+  // Runs of adjacent segments to merge so that at most `target` remain:
+  // repeatedly joins the adjacent pair with the smallest combined live size.
+  std::vector<std::vector<Segment*>> Plan(size_t target) const {
+    struct Block {
+      std::vector<Segment*> segs;
+      uint64_t weight = 0, live = 0;
+    };
+    std::vector<Block> blocks;
+    for (const auto& s : segs_) {
+      Block b;
+      b.segs.push_back(s.get());
+      // Estimated live bytes (a fully deleted segment weighs nothing).
+      b.weight = s->rows == 0 ? 0 : static_cast<uint64_t>(static_cast<double>(s->file_size) * s->live / s->rows);
+      b.live = s->live;
+      blocks.push_back(std::move(b));
+    }
+    while (blocks.size() > target) {
+      size_t best = blocks.size();
+      uint64_t best_w = 0;
+      for (size_t i = 0; i + 1 < blocks.size(); ++i) {
+        if (blocks[i].live + blocks[i + 1].live > std::numeric_limits<uint32_t>::max()) continue;
+        uint64_t w = blocks[i].weight + blocks[i + 1].weight;
+        if (best == blocks.size() || w < best_w) {
+          best = i;
+          best_w = w;
+        }
+      }
+      if (best == blocks.size()) break;
+      Block& a = blocks[best];
+      Block& b = blocks[best + 1];
+      a.segs.insert(a.segs.end(), b.segs.begin(), b.segs.end());
+      a.weight += b.weight;
+      a.live += b.live;
+      blocks.erase(blocks.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    }
+    std::vector<std::vector<Segment*>> out;
+    for (auto& b : blocks) out.push_back(std::move(b.segs));
+    return out;
+  }
+
+  // Merges the live rows of `block` (key order) into one new segment, or
+  // into none when nothing is live; then removes the sources. Caller holds
+  // write_mu_ and mu_ exclusively.
+  Status MergeBlock(const std::vector<Segment*>& block, bool durable, std::vector<std::pair<ColdLoc, ColdLoc>>* moves) {
+    std::vector<RowRef> rows;
+    uint64_t total_live = 0;
+    for (const Segment* s : block) total_live += s->live;
+    rows.reserve(total_live);
+    {
+      Walker walk(block.data(), block.size(), true, 0);
+      const Segment* s;
+      uint64_t r;
+      while (walk.Next(&s, &r)) rows.push_back(RowRef{s, r});
+    }
+    if (!rows.empty()) {
+      uint32_t id = 0;
+      TS_RETURN_IF_ERROR(NewSegmentId(&id));
+      MergeSource src(&rows);
+      std::unique_ptr<Segment> seg;
+      TS_RETURN_IF_ERROR(Seal(id, src, durable, &seg));
+      moves->reserve(moves->size() + rows.size());
+      for (size_t i = 0; i < rows.size(); ++i)
+        moves->push_back({ColdLoc{rows[i].seg->id, static_cast<uint32_t>(rows[i].row)},
+                          ColdLoc{id, static_cast<uint32_t>(i)}});
+      segs_.push_back(std::move(seg));
+    }
+    // The new segment is sealed: the sources can go. A crash before all are
+    // unlinked leaves duplicate rows, which recovery resolves.
+    Status st;
+    for (Segment* s : block) {
+      Status u = RemoveFile(s->path);
+      if (st.ok() && !u.ok()) st = u;
+      auto it = std::find_if(segs_.begin(), segs_.end(), [&](const auto& p) { return p.get() == s; });
+      if (it != segs_.end()) segs_.erase(it);
+    }
+    if (durable && st.ok()) st = SyncDirectory(dir_);
+    return st;
+  }
+
+  const std::string dir_;
+  const uint32_t dims_;
+  const bool read_only_;
+
+  mutable std::shared_mutex mu_;  // guards the segment set and the bitmaps
+  std::mutex write_mu_;           // serializes Append/Merge/Compact (ids, keys)
+  std::vector<std::unique_ptr<Segment>> segs_;  // key order
+  std::vector<Segment*> ptrs_;                  // segs_ as raw pointers, same order
+  std::unordered_map<uint32_t, Segment*> by_id_;
+  std::vector<Group> groups_;
+  uint64_t next_key_ = 1;  // guarded by write_mu_
+  uint64_t next_id_ = 1;   // guarded by write_mu_
+};
+
+}  // namespace
+
+Status ColdTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<ColdTier>* out) {
+  if (dimensions == 0 || dimensions > kMaxDimensions)
+    return Status::InvalidArgument("cold tier: dimensions must be in 1.." + std::to_string(kMaxDimensions));
+  auto tier = std::make_unique<ColdTierImpl>(dir, dimensions, read_only);
+  TS_RETURN_IF_ERROR(tier->Load());
+  *out = std::move(tier);
+  return Status::OK();
+}
+
+}  // namespace tierstore
