@@ -259,7 +259,9 @@ for (const [key, info] of Object.entries(OPS_INFO)) {
 }
 
 for (const w of warnings) console.error(`warning: ${w}`);
-const notes = [...new Set(Object.values(runs).flat().flatMap((r) => (r.notes ?? []).map((x) => `${r.store}: ${x}`)))];
+const byNote = new Map();
+for (const r of Object.values(runs).flat()) for (const x of r.notes ?? []) byNote.set(x, new Set([...(byNote.get(x) ?? []), r.store]));
+const notes = [...byNote].map(([x, s]) => `${x} (${[...s].join(', ')})`);
 for (const x of notes) console.error(`note: ${x}`);
 machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 const seconds = (Date.now() - began) / 1000;

@@ -1,0 +1,401 @@
+// store_bench: the storage engine alone (no Node, no N-API), on records shaped
+// like the standard workload of DESIGN §5 (768 float32 dims, content 50..2000
+// UTF-8 bytes with ~2% multi-byte characters, a small JSON metadata object).
+//
+// Rows (records/s and MB/s of logical bytes: id + content + metadata + embedding):
+//   store put (hot)      Store::Put in batches of 1,000, capacities above N
+//   warm append          WarmTier::Insert, one record at a time
+//   cold append          ColdTier::Append, segments of 10,000 rows
+//   migrate hot->warm    Store::Migrate with hot_capacity 0
+//   migrate warm->cold   Store::Migrate with warm_capacity 0
+//   batch read <tier>    a Store iterator, Next(1024) until the end, with and
+//                        without embeddings, after everything was moved to hot,
+//                        warm or cold
+//   warm read / cold read  WarmTier::Read / ColdTier::Read of every record
+//                        (random order), checksums verified
+//   recall <tier> <t>T   Store::Recall top-10 over all records, 1 and 2
+//                        threads (compare with scan_bench's C reference loop
+//                        over the same number of rows: issue 4 wants <= 1.3x)
+// Each timed row runs --reps times on a fresh directory where it writes
+// (median shown); read rows reuse one store.
+//
+// usage: store_bench [--n 100000] [--reps 3] [--dir /tmp] [--json FILE]
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "cold_tier.h"
+#include "record.h"
+#include "status.h"
+#include "store.h"
+#include "warm_tier.h"
+
+namespace fs = std::filesystem;
+using namespace tierstore;
+
+namespace {
+
+constexpr uint32_t kDims = 768;
+
+struct Workload {
+  std::vector<std::string> ids, contents, metadata;
+  std::vector<float> embeddings;  // n x kDims
+  std::vector<float> norms;
+  double logical_bytes = 0;
+  size_t size() const { return ids.size(); }
+
+  RecordView View(size_t i) const {
+    RecordView v;
+    v.id = ids[i];
+    v.content = contents[i];
+    v.metadata = metadata[i];
+    v.embedding = embeddings.data() + i * kDims;
+    v.norm = norms[i];
+    v.confidence = 0.5f;
+    v.activation = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f;
+    v.created_at = 1.7e12 + double(i) * 1000;
+    v.last_access_at = v.created_at;
+    v.access_count = 0;
+    v.seq = i + 1;
+    return v;
+  }
+};
+
+Workload Generate(size_t n) {
+  static const char* kMulti[] = {"é", "ü", "ß", "ø", "中", "文", "日", "한", "€", "—", "🙂", "🚀"};
+  std::mt19937_64 rng(0x5eed2024);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  Workload w;
+  w.ids.reserve(n);
+  w.contents.reserve(n);
+  w.metadata.reserve(n);
+  w.embeddings.resize(n * kDims);
+  w.norms.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    char id[24];
+    std::snprintf(id, sizeof id, "m%016llx", static_cast<unsigned long long>(rng()));
+    w.ids.emplace_back(id);
+    size_t target = 50 + rng() % 1951;
+    std::string c;
+    c.reserve(target);
+    while (c.size() < target) {
+      if (rng() % 100 < 2) {
+        const char* m = kMulti[rng() % 12];
+        if (c.size() + std::char_traits<char>::length(m) > target) break;
+        c += m;
+      } else {
+        c += (rng() % 7 == 0) ? ' ' : char('a' + rng() % 26);
+      }
+    }
+    while (c.size() < target) c += 'x';
+    w.contents.push_back(std::move(c));
+    char meta[160];
+    std::snprintf(meta, sizeof meta,
+                  "{\"source\":\"chat\",\"session\":\"s%u\",\"turn\":%u,\"tags\":[\"user\",\"fact\"],\"importance\":0.%02u}",
+                  unsigned(rng() % 5000), unsigned(rng() % 500), unsigned(rng() % 100));
+    w.metadata.emplace_back(meta);
+    double s = 0;
+    for (uint32_t d = 0; d < kDims; ++d) {
+      float v = uni(rng);
+      w.embeddings[i * kDims + d] = v;
+      s += double(v) * v;
+    }
+    w.norms[i] = static_cast<float>(std::sqrt(s));
+    w.logical_bytes += w.ids[i].size() + w.contents[i].size() + w.metadata[i].size() + kDims * 4.0;
+  }
+  return w;
+}
+
+double NowS() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void Check(const Status& st, const char* what) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, st.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+struct Row {
+  std::string name;
+  double seconds;  // median
+  double records;
+  double bytes;
+};
+
+std::vector<Row> rows;
+
+void Report(const std::string& name, std::vector<double> secs, double records, double bytes) {
+  std::sort(secs.begin(), secs.end());
+  double med = secs[secs.size() / 2];
+  rows.push_back(Row{name, med, records, bytes});
+  std::printf("%-34s %10.3f %14.0f %10.1f\n", name.c_str(), med * 1e3, records / med, bytes / med / 1e6);
+  std::fflush(stdout);
+}
+
+fs::path FreshDir(const fs::path& base, const char* name) {
+  fs::path p = base / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::shared_ptr<Store> OpenStore(const fs::path& dir) {
+  std::shared_ptr<Store> s;
+  StoreOptions o;
+  o.dimensions = kDims;
+  Check(Store::Open(dir.string(), o, &s), "Store::Open");
+  return s;
+}
+
+void PutAll(Store& s, const Workload& w, const WriteOptions& wo) {
+  std::vector<RecordView> batch;
+  for (size_t b = 0; b < w.size(); b += 1000) {
+    batch.clear();
+    for (size_t i = b; i < std::min(w.size(), b + 1000); ++i) batch.push_back(w.View(i));
+    Check(s.Put(batch.data(), batch.size(), wo), "Store::Put");
+  }
+}
+
+void BatchRead(Store& s, const char* tier_name, size_t n, double emb_bytes, double logical) {
+  for (bool emb : {false, true}) {
+    std::vector<double> secs;
+    for (int r = 0; r < 3; ++r) {
+      std::unique_ptr<StoreIterator> it;
+      Check(s.NewIterator(TierSelector::kAll, &it), "NewIterator");
+      RecordBatch b;
+      size_t seen = 0;
+      double t0 = NowS();
+      for (;;) {
+        b.Clear();
+        Check(it->Next(1024, emb, &b), "Next");
+        if (b.size() == 0) break;
+        seen += b.size();
+      }
+      secs.push_back(NowS() - t0);
+      it->Close();
+      if (seen != n) {
+        std::fprintf(stderr, "batch read %s: saw %zu records, expected %zu\n", tier_name, seen, n);
+        std::exit(1);
+      }
+    }
+    Report(std::string("batch read ") + tier_name + (emb ? " +emb" : " no emb"), secs, double(n),
+           emb ? logical : logical - emb_bytes);
+  }
+}
+
+void RecallBench(Store& s, const Workload& w, const char* tier_name, size_t n) {
+  std::vector<float> q(kDims);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  for (float& v : q) v = uni(rng);
+  for (unsigned threads : {1u, 2u}) {
+    RecallOptions o;
+    o.k = 10;
+    o.threads = threads;
+    RecallResult r;
+    Check(s.Recall(q.data(), o, &r), "Recall");  // warm-up
+    std::vector<double> secs;
+    for (int rep = 0; rep < 7; ++rep) {
+      r = RecallResult();  // a fresh result each time (Recall may append to it)
+      double a = NowS();
+      Check(s.Recall(q.data(), o, &r), "Recall");
+      secs.push_back(NowS() - a);
+    }
+    if (r.records.size() != std::min<size_t>(10, n)) {
+      std::fprintf(stderr, "recall %s: %zu hits\n", tier_name, r.records.size());
+      std::exit(1);
+    }
+    Report(std::string("recall top-10 ") + tier_name + " " + std::to_string(threads) + "T", secs, double(n),
+           double(n) * kDims * 4);
+  }
+  (void)w;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t n = 100000;
+  int reps = 3;
+  fs::path base = fs::temp_directory_path();
+  const char* json = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) { std::fprintf(stderr, "usage: %s [--n N] [--reps R] [--dir DIR] [--json FILE]\n", argv[0]); return 2; }
+    if (a == "--n") n = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--reps") reps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--dir") base = argv[++i];
+    else if (a == "--json") json = argv[++i];
+    else { std::fprintf(stderr, "unknown flag %s\n", a.c_str()); return 2; }
+  }
+  base /= "tierstore-store-bench-" + std::to_string(::getpid());
+  fs::create_directories(base);
+
+  double t0 = NowS();
+  Workload w = Generate(n);
+  const double emb_bytes = double(n) * kDims * 4;
+  std::printf("store_bench: %zu records, %u dims, %.1f MB logical (generated in %.1f s), dir %s\n", n, kDims,
+              w.logical_bytes / 1e6, NowS() - t0, base.c_str());
+  std::printf("%-34s %10s %14s %10s\n", "operation", "ms", "records/s", "MB/s");
+
+  WriteOptions keep_hot;
+  keep_hot.hot_capacity = n + 1;
+  keep_hot.warm_capacity = n + 1;
+
+  // store put (hot)
+  {
+    std::vector<double> secs;
+    for (int r = 0; r < reps; ++r) {
+      fs::path d = FreshDir(base, "put");
+      auto s = OpenStore(d);
+      double a = NowS();
+      PutAll(*s, w, keep_hot);
+      secs.push_back(NowS() - a);
+      s->Release();
+    }
+    Report("store put (hot, batches of 1000)", secs, double(n), w.logical_bytes);
+  }
+  // warm append
+  {
+    std::vector<double> secs;
+    for (int r = 0; r < reps; ++r) {
+      fs::path d = FreshDir(base, "warm");
+      std::unique_ptr<WarmTier> warm;
+      Check(WarmTier::Open(d.string(), kDims, false, &warm), "WarmTier::Open");
+      double a = NowS();
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t slot;
+        Check(warm->Insert(w.View(i), &slot), "WarmTier::Insert");
+      }
+      secs.push_back(NowS() - a);
+    }
+    Report("warm append (WarmTier::Insert)", secs, double(n), w.logical_bytes);
+  }
+  // cold append
+  {
+    std::vector<double> secs;
+    std::vector<RecordView> views;
+    for (size_t i = 0; i < n; ++i) views.push_back(w.View(i));
+    for (int r = 0; r < reps; ++r) {
+      fs::path d = FreshDir(base, "cold");
+      std::unique_ptr<ColdTier> cold;
+      Check(ColdTier::Open(d.string(), kDims, false, &cold), "ColdTier::Open");
+      std::vector<ColdLoc> locs;
+      double a = NowS();
+      for (size_t b = 0; b < n; b += 10000) {
+        locs.clear();
+        Check(cold->Append(views.data() + b, std::min<size_t>(10000, n - b), false, &locs), "ColdTier::Append");
+      }
+      secs.push_back(NowS() - a);
+    }
+    Report("cold append (10k-row segments)", secs, double(n), w.logical_bytes);
+  }
+  // warm / cold point reads, random order, through the tiers
+  {
+    std::vector<uint32_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = uint32_t(i);
+    std::shuffle(order.begin(), order.end(), std::mt19937(7));
+    fs::path d = FreshDir(base, "warmread");
+    std::unique_ptr<WarmTier> warm;
+    Check(WarmTier::Open(d.string(), kDims, false, &warm), "WarmTier::Open");
+    std::vector<uint32_t> slots(n);
+    for (size_t i = 0; i < n; ++i) Check(warm->Insert(w.View(i), &slots[i]), "WarmTier::Insert");
+    std::vector<double> secs;
+    for (int r = 0; r < reps; ++r) {
+      double a = NowS();
+      size_t bytes = 0;
+      for (uint32_t i : order) {
+        RecordView v;
+        Check(warm->Read(slots[i], true, &v), "WarmTier::Read");
+        bytes += v.content.size();
+      }
+      secs.push_back(NowS() - a);
+      if (bytes == 0) return 1;
+    }
+    Report("warm read (random, crc checked)", secs, double(n), w.logical_bytes);
+
+    fs::path dc = FreshDir(base, "coldread");
+    std::unique_ptr<ColdTier> cold;
+    Check(ColdTier::Open(dc.string(), kDims, false, &cold), "ColdTier::Open");
+    std::vector<RecordView> views;
+    for (size_t i = 0; i < n; ++i) views.push_back(w.View(i));
+    std::vector<ColdLoc> locs, all;
+    for (size_t b = 0; b < n; b += 10000) {
+      locs.clear();
+      Check(cold->Append(views.data() + b, std::min<size_t>(10000, n - b), false, &locs), "ColdTier::Append");
+      all.insert(all.end(), locs.begin(), locs.end());
+    }
+    secs.clear();
+    for (int r = 0; r < reps; ++r) {
+      double a = NowS();
+      size_t bytes = 0;
+      for (uint32_t i : order) {
+        RecordView v;
+        Check(cold->Read(all[i], true, &v), "ColdTier::Read");
+        bytes += v.content.size();
+      }
+      secs.push_back(NowS() - a);
+      if (bytes == 0) return 1;
+    }
+    Report("cold read (random, crc checked)", secs, double(n), w.logical_bytes);
+  }
+  // one store: hot, then migrate to warm, then to cold; batch reads in each
+  {
+    fs::path d = FreshDir(base, "tiers");
+    auto s = OpenStore(d);
+    PutAll(*s, w, keep_hot);
+    BatchRead(*s, "hot", n, emb_bytes, w.logical_bytes);
+    RecallBench(*s, w, "hot", n);
+
+    WriteOptions to_warm = keep_hot;
+    to_warm.hot_capacity = 0;
+    MigrationReport rep;
+    double a = NowS();
+    Check(s->Migrate(to_warm, &rep), "Migrate to warm");
+    Report("migrate hot->warm", {NowS() - a}, double(n), w.logical_bytes);
+    BatchRead(*s, "warm", n, emb_bytes, w.logical_bytes);
+    RecallBench(*s, w, "warm", n);
+
+    WriteOptions to_cold = to_warm;
+    to_cold.warm_capacity = 0;
+    a = NowS();
+    Check(s->Migrate(to_cold, &rep), "Migrate to cold");
+    Report("migrate warm->cold", {NowS() - a}, double(n), w.logical_bytes);
+    BatchRead(*s, "cold", n, emb_bytes, w.logical_bytes);
+    RecallBench(*s, w, "cold", n);
+    TierCounts c;
+    Check(s->Counts(&c), "Counts");
+    if (c.cold != n) std::fprintf(stderr, "note: after migrating, counts are hot %llu warm %llu cold %llu\n",
+                                  (unsigned long long)c.hot, (unsigned long long)c.warm, (unsigned long long)c.cold);
+    s->Release();
+  }
+  std::printf("(MB/s: logical bytes = id + content + metadata + embedding; 'no emb' rows exclude the embedding bytes;\n"
+              " recall rows: embedding bytes scanned, so MB/s/1000 is GB/s comparable with scan_bench)\n");
+
+  if (json) {
+    FILE* f = std::fopen(json, "w");
+    if (f) {
+      std::fprintf(f, "{\"n\": %zu, \"dims\": %u, \"rows\": [", n, kDims);
+      for (size_t i = 0; i < rows.size(); ++i)
+        std::fprintf(f, "%s\n  {\"name\": \"%s\", \"ms\": %.3f, \"records_per_s\": %.0f, \"mb_per_s\": %.2f}", i ? "," : "",
+                     rows[i].name.c_str(), rows[i].seconds * 1e3, rows[i].records / rows[i].seconds,
+                     rows[i].bytes / rows[i].seconds / 1e6);
+      std::fprintf(f, "\n]}\n");
+      std::fclose(f);
+    }
+  }
+  fs::remove_all(base);
+  return 0;
+}
