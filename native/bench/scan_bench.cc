@@ -13,8 +13,10 @@
 // read-u64's (1.00 = at the bandwidth limit). The top-10 of dot-avx2 is checked
 // against a scalar double-precision scan before anything is timed.
 //
-// The core's own kernel (native/core similarity) is to be added as a third
-// row here, measured on the same bytes; see issue 4 for its targets.
+//   core DotRows  the core's own kernel (native/core/similarity.h, runtime
+//              dispatch), over blocks of 1,024 rows, then the same cosine and
+//              top-10 — the kernel alone, without the store around it
+//              (store_bench times Store::Recall).
 //
 // usage: scan_bench [--n 100000] [--dims 768] [--reps 9] [--threads 1,2] [--json FILE]
 
@@ -30,6 +32,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "similarity.h"
 
 namespace {
 
@@ -106,6 +110,21 @@ __attribute__((target("avx2"))) uint64_t SumU64Avx2(const uint64_t* p, size_t co
   uint64_t r = lanes[0] + lanes[1] + lanes[2] + lanes[3];
   for (; i < count; ++i) r += p[i];
   return r;
+}
+
+// The core kernel: DotRows over blocks, then cosine and top-k as above.
+void ScanCore(const float* m, const float* norms, size_t begin, size_t end, size_t dims, const float* q, float qn,
+              TopK* top) {
+  constexpr size_t kBlock = 1024;
+  float dots[kBlock];
+  for (size_t b = begin; b < end; b += kBlock) {
+    size_t cnt = std::min(kBlock, end - b);
+    tierstore::DotRows(q, m + b * dims, cnt, dims, dots);
+    for (size_t j = 0; j < cnt; ++j) {
+      float score = norms[b + j] == 0 ? 0.0f : dots[j] / (qn * norms[b + j]);
+      if (score > top->worst() || top->size < kTopK) top->Offer(score, static_cast<uint32_t>(b + j));
+    }
+  }
 }
 
 uint64_t SumU64Scalar(const uint64_t* p, size_t count) {
@@ -227,19 +246,24 @@ int main(int argc, char** argv) {
   const double bytes = double(floats) * sizeof(float);
   unsigned hw = std::thread::hardware_concurrency();
 
-  std::printf("scan_bench: %zu x %zu float32 = %.1f MB, %d reps (median), %u hardware threads, AVX2+FMA %s\n", n, dims,
-              bytes / 1e6, reps, hw, avx2 ? "yes" : "NO (scalar fallback)");
+  std::printf("scan_bench: %zu x %zu float32 = %.1f MB, %d reps (median), %u hardware threads, AVX2+FMA %s, core kernel %s\n",
+              n, dims, bytes / 1e6, reps, hw, avx2 ? "yes" : "NO (scalar fallback)", tierstore::SimdKernelName());
 
   // Correctness first: the AVX2 top-10 must equal the scalar one.
   TopK ref, got;
   ScanScalar(m, norms.data(), 0, n, dims, q.data(), qn, &ref);
   if (avx2) ScanAvx2(m, norms.data(), 0, n, dims, q.data(), qn, &got);
   else got = ref;
-  for (int i = 0; i < kTopK; ++i) {
-    if (got.h[i].row != ref.h[i].row && std::fabs(got.h[i].score - ref.h[i].score) > 1e-5f) {
-      std::fprintf(stderr, "MISMATCH at rank %d: avx2 row %u (%.7f), scalar row %u (%.7f)\n", i + 1, got.h[i].row,
-                   got.h[i].score, ref.h[i].row, ref.h[i].score);
-      return 1;
+  TopK core;
+  ScanCore(m, norms.data(), 0, n, dims, q.data(), qn, &core);
+  for (const TopK* t : {&got, &core}) {
+    for (int i = 0; i < kTopK; ++i) {
+      if (t->h[i].row != ref.h[i].row && std::fabs(t->h[i].score - ref.h[i].score) > 1e-5f) {
+        std::fprintf(stderr, "MISMATCH (%s) at rank %d: row %u (%.7f), scalar row %u (%.7f)\n",
+                     t == &got ? "avx2 loop" : "core DotRows", i + 1, t->h[i].row, t->h[i].score, ref.h[i].row,
+                     ref.h[i].score);
+        return 1;
+      }
     }
   }
 
@@ -253,6 +277,12 @@ int main(int argc, char** argv) {
         if (avx2) ScanAvx2(m, norms.data(), b, e, dims, q.data(), qn, &tops[t]);
         else ScanScalar(m, norms.data(), b, e, dims, q.data(), qn, &tops[t]);
       });
+      for (int t = 1; t < threads; ++t) tops[0].Merge(tops[t]);
+      sink = sink + tops[0].h[0].row;
+    }));
+    results.push_back(Time("core DotRows top-10", threads, reps, bytes, [&] {
+      std::vector<TopK> tops(threads);
+      Parallel(threads, n, [&](int t, size_t b, size_t e) { ScanCore(m, norms.data(), b, e, dims, q.data(), qn, &tops[t]); });
       for (int t = 1; t < threads; ++t) tops[0].Merge(tops[t]);
       sink = sink + tops[0].h[0].row;
     }));
