@@ -142,11 +142,14 @@ function runChild(store, run) {
       if (m.type === 'progress') {
         const el = ((Date.now() - t0) / 1000).toFixed(0);
         const frac = m.total > 1 ? ` ${fmtInt(m.done)}/${fmtInt(m.total)}` : '';
-        showProgress(`[${store}${args.repeat > 1 ? ` run ${run + 1}/${args.repeat}` : ''}] ${m.phase}${frac}  ${el}s`);
+        const total = ((Date.now() - began) / 1000).toFixed(0);
+        showProgress(`[${store}${args.repeat > 1 ? ` run ${run + 1}/${args.repeat}` : ''}] ${m.phase}${frac}  ${el}s (total ${total}s)`);
       } else result = m;
     });
     child.on('exit', (code, signal) => {
       const s = ((Date.now() - t0) / 1000).toFixed(1);
+      if (tty) process.stderr.write('\r\x1b[K');
+      status = '';
       if (!result) result = { type: 'error', store, message: `child exited with ${signal ?? code} and no result` };
       if (result.type === 'error') log(`  ${store}: FAILED after ${s}s: ${result.message.split('\n')[0]}`);
       else log(`  ${store}: done in ${s}s${result.notes?.length ? ` (${result.notes.join('; ')})` : ''}`);
