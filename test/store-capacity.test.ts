@@ -286,7 +286,8 @@ describe('capacities', () => {
     expect(c.warm).toBe(0);
     expect(c.cold).toBe(500 - c.hot);
     for (const m of iterateAll(s, 'all', true)) checkMemory(m, expected.get(m.id)!, m.tier, { embedding: true, where: 'skipWarm store' });
-    expectKeptRankAbove(iterateAll(s, 'hot'), iterateAll(s, 'cold'), 'hot over cold');
+    // (No global activation order here: records demoted by earlier writes may
+    // outrank later ones still in hot; migration only demotes.)
 
     // The option is not stored: a reopen without it demotes to warm again.
     s.close();

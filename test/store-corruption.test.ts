@@ -7,8 +7,8 @@
 // TierStoreError with code CORRUPTION (or IO_ERROR) whose message names the
 // damaged file.
 //
-// Files are found by listing the store directory (only the lock file is left
-// alone); the tiers' files are recognised by name patterns (/hot|log|wal/,
+// Files are found by listing the store directory (only the lock file, e.g.
+// LOCK or *.lock, is left alone); the tiers' files are recognised by name patterns (/hot|log|wal/,
 // /warm/, /cold|seg/).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -137,6 +137,7 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     const s = scratch.open(pristine, { dimensions: DIMS, hotCapacity: 10, warmCapacity: 10 });
     s.putMany(Array.from({ length: N }, (_, i) => record(i)));
     s.migrate();
+    s.compact(); // the steady state: the hot log holds only what is in hot
     for (let i = 0; i < N; i += 4) s.get(ids[i]!); // some access statistics to carry
     const c = pickCounts(s.counts());
     expect(c.total).toBe(N);
@@ -147,7 +148,7 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
 
     files = (fs.readdirSync(pristine, { recursive: true }) as string[])
       .filter((f) => fs.statSync(path.join(pristine, f)).isFile())
-      .filter((f) => !/lock/i.test(path.basename(f)))
+      .filter((f) => !/^(lock|lock[._-].*|.*[._-]lock)$/i.test(path.basename(f)))
       .sort();
     expect(files.some((f) => /warm/i.test(f)), `a warm file among ${files.join(', ')}`).toBe(true);
     expect(files.some((f) => /cold|seg/i.test(f)), `a cold file among ${files.join(', ')}`).toBe(true);
@@ -273,11 +274,38 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     });
   }, 300_000);
 
+  it('a byte flipped in the file header (magic, sizes, offsets, checksums)', () => {
+    runAll((_file, bytes) =>
+      [0, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 100, 200]
+        .filter((at) => at < bytes.length)
+        .map((at): Damage => ({ name: `flip header byte ${at}`, apply: (f) => flipByteAt(f, at) })),
+    );
+  }, 300_000);
+
+  it('a byte flipped next to a stored embedding (block fields, column data around it)', () => {
+    runAll((_file, bytes) => {
+      for (let i = 0; i < N; i++) {
+        const e = record(i).embedding as Float32Array;
+        const at = bytes.indexOf(Buffer.from(e.buffer, e.byteOffset, e.byteLength));
+        if (at === -1) continue;
+        const end = at + e.byteLength;
+        return [at - 1, at - 4, at - 8, at - 12, at - 16, at - 24, at - 32, at - 40, at - 48, at - 56, at - 64, end, end + 4, end + 8, end + 16]
+          .filter((o) => o >= 0 && o < bytes.length)
+          .map((o): Damage => ({ name: `flip byte ${o} (embedding of record ${i} at ${at})`, apply: (f) => flipByteAt(f, o) }));
+      }
+      return [];
+    });
+  }, 300_000);
+
   it('garbage appended', () => {
     const garbage = Buffer.alloc(4099);
     const rng = mulberry32(666);
     for (let i = 0; i < garbage.length; i++) garbage[i] = Math.floor(rng() * 256);
     runAll(() => [{ name: `append ${garbage.length} random bytes`, apply: (f) => fs.appendFileSync(f, garbage) }]);
+  }, 300_000);
+
+  it('deleted', () => {
+    runAll(() => [{ name: 'delete the file', apply: (f) => fs.rmSync(f) }]);
   }, 300_000);
 
   it('truncated to zero bytes', () => {
