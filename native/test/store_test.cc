@@ -1,0 +1,466 @@
+// Tests of Store: the guarantees that live above the tiers — recovery keeps
+// exactly one copy per id, a torn log tail is dropped while a truncated
+// cleanly-closed log is CORRUPTION, iterators yield each record exactly once
+// while records migrate under them, capacities hold, and recall equals a
+// brute-force scan.
+#include "../core/store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../core/file_util.h"
+#include "../core/warm_tier.h"
+#include "testing.h"
+
+using namespace tierstore;
+
+namespace {
+
+constexpr uint32_t kDims = 8;
+
+struct OwnedRecord {
+  std::string id, content, metadata;
+  std::vector<float> embedding;
+  float confidence = 0.5f, activation = 0.5f;
+  double created_at = 1700000000000.0;
+
+  RecordView View() const {
+    RecordView v;
+    v.id = id;
+    v.content = content;
+    v.metadata = metadata;
+    v.embedding = embedding.data();
+    v.confidence = confidence;
+    v.activation = activation;
+    v.created_at = created_at;
+    v.last_access_at = created_at;
+    return v;
+  }
+};
+
+OwnedRecord MakeRecord(int i, std::mt19937* rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  OwnedRecord r;
+  r.id = "id-" + std::to_string(i);
+  r.content = "content of " + std::to_string(i) + std::string(static_cast<size_t>(i % 7), '\0') + " \xC3\xA9";
+  r.metadata = "{\"i\":" + std::to_string(i) + "}";
+  r.embedding.resize(kDims);
+  for (float& x : r.embedding) x = u(*rng);
+  r.activation = static_cast<float>(i % 100) / 100.0f;
+  return r;
+}
+
+struct StoreHandle {
+  std::shared_ptr<Store> store;
+  ~StoreHandle() {
+    if (store) store->Release();
+  }
+  Store* operator->() { return store.get(); }
+};
+
+Status OpenStore(const std::string& dir, StoreHandle* h, uint32_t dims = kDims, bool read_only = false) {
+  StoreOptions o;
+  o.dimensions = dims;
+  o.read_only = read_only;
+  return Store::Open(dir, o, &h->store);
+}
+
+Status PutAll(Store* s, const std::vector<OwnedRecord>& recs, const WriteOptions& w) {
+  std::vector<RecordView> views;
+  for (const auto& r : recs) views.push_back(r.View());
+  return s->Put(views.data(), views.size(), w);
+}
+
+// Every record of the store, via an 'all' iterator: id -> tier.
+std::map<std::string, Tier> Snapshot(Store* s) {
+  std::map<std::string, Tier> out;
+  std::unique_ptr<StoreIterator> it;
+  if (!s->NewIterator(TierSelector::kAll, &it).ok()) return out;
+  RecordBatch b;
+  while (it->Next(100, false, &b).ok() && b.size() > 0) {
+    for (size_t i = 0; i < b.size(); ++i) out[std::string(b.Id(i))] = b.tiers[i];
+  }
+  return out;
+}
+
+uint64_t Total(Store* s) {
+  TierCounts c;
+  if (!s->Counts(&c).ok()) return ~0ull;
+  return c.total();
+}
+
+}  // namespace
+
+TEST(PutGetReopenAcrossTiers) {
+  std::string dir = tstest::TempDir("store-basic");
+  std::mt19937 rng(1);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 300; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 50;
+  w.warm_capacity = 100;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    TierCounts c;
+    ASSERT_OK(h->Counts(&c));
+    CHECK(c.hot <= 50);
+    CHECK(c.warm <= 100);
+    CHECK_EQ(c.total(), 300u);
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK_EQ(Total(h.store.get()), 300u);
+  for (const auto& r : recs) {
+    RecordBatch b;
+    ASSERT_OK(h->Get(r.id, true, 1.0, &b));
+    ASSERT_TRUE(b.size() == 1);
+    CHECK(b.Content(0) == r.content);
+    CHECK(b.Metadata(0) == r.metadata);
+    CHECK(std::memcmp(b.embeddings.data(), r.embedding.data(), kDims * 4) == 0);
+    CHECK_EQ(b.activation[0], r.activation);
+  }
+}
+
+TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
+  // A crash after migration wrote the warm copy but before the source left
+  // the log leaves the same record (same seq) in hot and warm.
+  std::string dir = tstest::TempDir("store-dup");
+  std::mt19937 rng(2);
+  OwnedRecord r = MakeRecord(7, &rng);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {r}, WriteOptions{}));
+  }
+  {
+    // Re-create the mid-migration state by hand: the record's warm copy with
+    // the seq the log gave it (the first sequence number, 1).
+    std::unique_ptr<WarmTier> warm;
+    ASSERT_OK(WarmTier::Open(dir, kDims, false, &warm));
+    RecordView v = r.View();
+    v.seq = 1;
+    v.norm = 1.0f;
+    uint32_t slot = 0;
+    ASSERT_OK(warm->Insert(v, &slot));
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  TierCounts c;
+  ASSERT_OK(h->Counts(&c));
+  CHECK_EQ(c.total(), 1u);
+  CHECK_EQ(c.warm, 1u);
+  StoreStats st;
+  ASSERT_OK(h->Stats(&st));
+  CHECK_EQ(st.recovered_duplicates, 1u);
+  auto snap = Snapshot(h.store.get());
+  CHECK_EQ(snap.size(), 1u);
+  CHECK(snap.count(r.id) == 1 && snap[r.id] == Tier::kWarm);
+}
+
+TEST(TornLogTailDroppedAfterCrash) {
+  std::string dir = tstest::TempDir("store-torn");
+  std::mt19937 rng(3);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng), MakeRecord(2, &rng)}, WriteOptions{}));
+    // Simulate the crash: copy the files while the store is open (unclean).
+    std::filesystem::copy(dir, dir + "-crash", std::filesystem::copy_options::recursive);
+  }
+  std::string crashed = dir + "-crash";
+  std::filesystem::remove(crashed + "/LOCK");
+  // A torn entry: half a record header at the end of the log.
+  {
+    File f;
+    ASSERT_OK(File::Open(crashed + "/hot.log", O_WRONLY | O_APPEND, &f));
+    const char junk[9] = {1, 2, 3, 4, 1, 0, 0, 0, 9};
+    ASSERT_OK(f.Write(junk, sizeof junk));
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(crashed, &h));
+  CHECK_EQ(Total(h.store.get()), 2u);
+  StoreStats st;
+  ASSERT_OK(h->Stats(&st));
+  CHECK_EQ(st.torn_log_bytes, 9u);
+}
+
+TEST(TruncatedLogOfCleanStoreIsCorruption) {
+  std::string dir = tstest::TempDir("store-trunc");
+  std::mt19937 rng(4);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng), MakeRecord(2, &rng)}, WriteOptions{}));
+  }
+  uint64_t size = std::filesystem::file_size(dir + "/hot.log");
+  std::filesystem::resize_file(dir + "/hot.log", size - 10);
+  StoreHandle h;
+  Status s = OpenStore(dir, &h);
+  CHECK(s.code() == StatusCode::kCorruption);
+  CHECK(s.message().find("hot.log") != std::string::npos);
+}
+
+TEST(FlippedLogByteIsCorruption) {
+  std::string dir = tstest::TempDir("store-flip");
+  std::mt19937 rng(5);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng), MakeRecord(2, &rng)}, WriteOptions{}));
+  }
+  {
+    File f;
+    ASSERT_OK(File::Open(dir + "/hot.log", O_RDWR, &f));
+    char c;
+    ASSERT_OK(f.ReadAt(60, &c, 1));
+    c ^= 0x10;
+    ASSERT_OK(f.WriteAt(60, &c, 1));
+  }
+  StoreHandle h;
+  Status s = OpenStore(dir, &h);
+  CHECK(s.code() == StatusCode::kCorruption);
+  CHECK(s.message().find("hot.log") != std::string::npos);
+}
+
+TEST(IteratorExactlyOnceWhileEveryPutDemotes) {
+  std::string dir = tstest::TempDir("store-churn");
+  std::mt19937 rng(6);
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  WriteOptions w;
+  w.hot_capacity = 1000000;
+  w.warm_capacity = 1000000;
+  std::vector<OwnedRecord> originals;
+  for (int i = 0; i < 3000; ++i) originals.push_back(MakeRecord(i, &rng));
+  ASSERT_OK(PutAll(h.store.get(), originals, w));
+  // Spread the originals over all tiers first.
+  w.hot_capacity = 1000;
+  w.warm_capacity = 1000;
+  MigrationReport rep;
+  ASSERT_OK(h->Migrate(w, &rep));
+  // Tiny capacities: every put below demotes.
+  w.hot_capacity = 5;
+  w.warm_capacity = 20;
+  std::unique_ptr<StoreIterator> it;
+  ASSERT_OK(h->NewIterator(TierSelector::kAll, &it));
+  std::map<std::string, int> seen;
+  RecordBatch b;
+  int next = 100000;
+  while (true) {
+    ASSERT_OK(it->Next(7, false, &b));
+    if (b.size() == 0) break;
+    for (size_t i = 0; i < b.size(); ++i) {
+      seen[std::string(b.Id(i))]++;
+      OwnedRecord extra = MakeRecord(next++, &rng);
+      extra.activation = static_cast<float>(rng() % 100) / 100.0f;
+      ASSERT_OK(PutAll(h.store.get(), {extra}, w));
+    }
+    // Also move some records around explicitly.
+    if (next % 50 < 7) {
+      bool found = false;
+      ASSERT_OK(h->Move(originals[static_cast<size_t>(next) % originals.size()].id, Tier::kHot, w, &found));
+    }
+  }
+  int missing = 0, duplicated = 0;
+  for (const auto& r : originals) {
+    auto f = seen.find(r.id);
+    if (f == seen.end()) ++missing;
+    else if (f->second != 1) ++duplicated;
+  }
+  CHECK_EQ(missing, 0);
+  CHECK_EQ(duplicated, 0);
+  CHECK_EQ(Total(h.store.get()), 3000u + static_cast<uint64_t>(next - 100000));
+}
+
+TEST(ListCursorAndOffsetPageEverything) {
+  std::string dir = tstest::TempDir("store-list");
+  std::mt19937 rng(7);
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 500; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 100;
+  w.warm_capacity = 150;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  MigrationReport rep;
+  ASSERT_OK(h->Migrate(w, &rep));
+  for (TierSelector sel : {TierSelector::kHot, TierSelector::kWarm, TierSelector::kCold, TierSelector::kAll}) {
+    std::set<std::string> by_cursor, by_offset;
+    ListRequest req;
+    req.tier = sel;
+    req.limit = 33;
+    size_t pages = 0;
+    while (true) {
+      ListResult res;
+      ASSERT_OK(h->List(req, &res));
+      for (size_t i = 0; i < res.records.size(); ++i) CHECK(by_cursor.insert(std::string(res.records.Id(i))).second);
+      if (res.next_cursor.empty()) break;
+      req.cursor = res.next_cursor;
+      ASSERT_TRUE(++pages < 100);
+    }
+    ListRequest off;
+    off.tier = sel;
+    off.limit = 33;
+    while (true) {
+      ListResult res;
+      ASSERT_OK(h->List(off, &res));
+      if (res.records.size() == 0) break;
+      for (size_t i = 0; i < res.records.size(); ++i) CHECK(by_offset.insert(std::string(res.records.Id(i))).second);
+      off.offset += res.records.size();
+    }
+    TierCounts c;
+    ASSERT_OK(h->Counts(&c));
+    uint64_t want = sel == TierSelector::kHot ? c.hot : sel == TierSelector::kWarm ? c.warm
+                  : sel == TierSelector::kCold ? c.cold : c.total();
+    CHECK_EQ(by_cursor.size(), want);
+    CHECK(by_cursor == by_offset);
+  }
+  // A cursor from another tier is refused.
+  ListRequest hot;
+  hot.tier = TierSelector::kHot;
+  hot.limit = 10;
+  ListResult first;
+  ASSERT_OK(h->List(hot, &first));
+  ASSERT_TRUE(!first.next_cursor.empty());
+  ListRequest wrong;
+  wrong.tier = TierSelector::kCold;
+  wrong.cursor = first.next_cursor;
+  ListResult res;
+  CHECK(h->List(wrong, &res).code() == StatusCode::kInvalidArgument);
+}
+
+TEST(RecallMatchesBruteForce) {
+  std::string dir = tstest::TempDir("store-recall");
+  std::mt19937 rng(8);
+  constexpr uint32_t dims = 37;  // not a multiple of 8 or 16: exercises kernel tails
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h, dims));
+  std::vector<OwnedRecord> recs;
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int i = 0; i < 6000; ++i) {
+    OwnedRecord r = MakeRecord(i, &rng);
+    r.embedding.resize(dims);
+    for (float& x : r.embedding) x = u(rng);
+    r.confidence = static_cast<float>(i % 10) / 10.0f;
+    recs.push_back(std::move(r));
+  }
+  WriteOptions w;
+  w.hot_capacity = 1500;
+  w.warm_capacity = 2000;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  MigrationReport rep;
+  ASSERT_OK(h->Migrate(w, &rep));
+  for (int q = 0; q < 10; ++q) {
+    std::vector<float> query(dims);
+    for (float& x : query) x = u(rng);
+    double qn = 0;
+    for (float x : query) qn += double{x} * x;
+    qn = std::sqrt(qn);
+    std::vector<std::pair<double, std::string>> ref;
+    for (const auto& r : recs) {
+      if (q % 2 == 1 && r.confidence < 0.5f) continue;
+      double dot = 0, n = 0;
+      for (uint32_t j = 0; j < dims; ++j) {
+        dot += double{query[j]} * r.embedding[j];
+        n += double{r.embedding[j]} * r.embedding[j];
+      }
+      ref.push_back({-(dot / (qn * std::sqrt(n))), r.id});
+    }
+    std::sort(ref.begin(), ref.end());
+    RecallOptions ro;
+    ro.k = 25;
+    ro.threads = q % 3 == 0 ? 2 : 1;
+    if (q % 2 == 1) {
+      ro.has_min_confidence = true;
+      ro.min_confidence = 0.5f;
+    }
+    RecallResult res;
+    ASSERT_OK(h->Recall(query.data(), ro, &res));
+    ASSERT_TRUE(res.records.size() == 25);
+    for (size_t i = 0; i < 25; ++i) {
+      CHECK(res.records.Id(i) == ref[i].second);
+      CHECK(std::fabs(res.scores[i] + ref[i].first) < 1e-5);
+    }
+  }
+}
+
+TEST(ReadOnlyRefusesWritesAndSecondWriterIsLockedOut) {
+  std::string dir = tstest::TempDir("store-ro");
+  std::mt19937 rng(9);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng)}, WriteOptions{}));
+  }
+  StoreHandle ro;
+  ASSERT_OK(OpenStore(dir, &ro, 0, true));
+  CHECK(PutAll(ro.store.get(), {MakeRecord(2, &rng)}, WriteOptions{}).code() == StatusCode::kReadOnly);
+  CHECK_EQ(Total(ro.store.get()), 1u);
+  // The same process asking for a writer while a read-only handle is open.
+  StoreHandle rw;
+  CHECK(OpenStore(dir, &rw).code() == StatusCode::kStoreLocked);
+  // Wrong dimensions on reopen.
+  StoreHandle wrong;
+  CHECK(OpenStore(dir, &wrong, kDims + 1, true).code() == StatusCode::kDimensionMismatch);
+}
+
+TEST(DeleteAndRePutInEveryTierSurviveReopen) {
+  std::string dir = tstest::TempDir("store-del");
+  std::mt19937 rng(10);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 60; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 20;
+  w.warm_capacity = 20;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    auto snap = Snapshot(h.store.get());
+    int deleted = 0;
+    for (auto& [id, tier] : snap) {
+      int i = std::stoi(id.substr(3));
+      bool existed = false;
+      if (i % 3 == 0) {
+        ASSERT_OK(h->Delete(id, w, &existed));
+        CHECK(existed);
+        ++deleted;
+      } else if (i % 3 == 1) {
+        OwnedRecord again = recs[static_cast<size_t>(i)];
+        again.content = "new " + again.content;
+        ASSERT_OK(PutAll(h.store.get(), {again}, WriteOptions{1000, 1000, false, false}));
+      }
+    }
+    CHECK_EQ(Total(h.store.get()), 60u - static_cast<uint64_t>(deleted));
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK_EQ(Total(h.store.get()), 40u);
+  for (int i = 0; i < 60; ++i) {
+    RecordBatch b;
+    ASSERT_OK(h->Get(recs[static_cast<size_t>(i)].id, false, 1.0, &b));
+    if (i % 3 == 0) {
+      CHECK_EQ(b.size(), 0u);
+    } else {
+      ASSERT_TRUE(b.size() == 1);
+      CHECK((b.Content(0).substr(0, 4) == "new ") == (i % 3 == 1));
+    }
+  }
+}
