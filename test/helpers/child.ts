@@ -67,6 +67,74 @@ export function describeChild(r: ChildResult): string {
   return `status=${r.status} signal=${r.signal}\nstderr: ${r.stderr.slice(-4000)}\nstdout: ${r.stdout.slice(-2000)}`;
 }
 
+/**
+ * A child running `body` (like runChild) asynchronously, so the test can
+ * watch its stdout lines and kill it at any moment.
+ */
+export class ScriptChild {
+  lines: string[] = [];
+  stderr = '';
+  private partial = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly child: ChildProcessWithoutNullStreams;
+
+  constructor(body: string, args: unknown) {
+    const script = `${PRELUDE}
+(async () => {
+  const ts = await loadTierstore();
+  const args = JSON.parse(process.env.TIERSTORE_ARGS);
+  ${body}
+})().catch((e) => { console.error(e && e.stack || e); process.exit(70); });`;
+    this.child = spawn(process.execPath, ['-e', script], {
+      env: { ...process.env, TIERSTORE_REPO: REPO_ROOT, TIERSTORE_ARGS: JSON.stringify(args) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stderr.setEncoding('utf8');
+    const stdoutDone = new Promise<void>((resolve) => this.child.stdout.on('end', resolve));
+    this.child.stdout.on('data', (d: string) => {
+      const parts = (this.partial + d).split('\n');
+      this.partial = parts.pop()!;
+      this.lines.push(...parts);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.child.stderr.on('data', (d: string) => {
+      this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        // all of stdout (what was written before death) is read before resolving
+        void stdoutDone.then(() => {
+          if (this.partial !== '') this.lines.push(this.partial);
+          this.partial = '';
+          for (const w of this.waiters.splice(0)) w();
+          resolve({ code, signal });
+        });
+      });
+    });
+  }
+
+  /** Waits until `cond(lines)` holds or the child exits; returns whether it held. */
+  async waitFor(cond: (lines: string[]) => boolean, timeoutMs = 60_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (cond(this.lines)) return true;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) return cond(this.lines);
+      if (Date.now() > deadline) return false;
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.child.kill(signal);
+    return this.exited;
+  }
+}
+
 /** A child process that opened a store and keeps it open until told to close or killed. */
 export class StoreHolder {
   private buffered = '';
