@@ -210,6 +210,11 @@ export function writeEmbedding(value: unknown, field: string, dims: number, dest
     );
   }
   const end = offset + dims;
+  // x * 0 is 0 for finite x and NaN for NaN or ±Infinity: one branch-free pass,
+  // then a second pass only to name the bad value.
+  let acc = 0;
+  for (let i = offset; i < end; i++) acc += dest[i]! * 0;
+  if (acc === 0) return;
   for (let i = offset; i < end; i++) {
     const f = dest[i]!;
     if (f - f !== 0) {
