@@ -299,6 +299,30 @@ describe('capacities', () => {
     expect(c2.total).toBe(500);
   }, 120_000);
 
+  it('capacities of 0 empty hot (and warm) on migrate(), keeping every record', () => {
+    const dir = scratch.storePath();
+    const s1 = scratch.open(dir, { dimensions: DIMS });
+    const expected = new Map<string, Expected>();
+    writeMixed(s1, 60_000, 60_300, expected);
+    s1.close();
+    const s = scratch.open(dir, { hotCapacity: 0 });
+    s.migrate();
+    expect(pickCounts(s.counts())).toEqual({ hot: 0, warm: 300, cold: 0, total: 300 });
+    s.close();
+    const s2 = scratch.open(dir, { hotCapacity: 0, warmCapacity: 0 });
+    s2.migrate();
+    expect(pickCounts(s2.counts())).toEqual({ hot: 0, warm: 0, cold: 300, total: 300 });
+    for (const m of iterateAll(s2, 'all', true)) checkMemory(m, expected.get(m.id)!, 'cold', { embedding: true, where: 'capacity 0' });
+    // A put with hotCapacity 0 is stored (and may be demoted right away), never dropped.
+    const t0 = Date.now();
+    const extra = capacityRecord(60_999);
+    s2.put(extra);
+    const t1 = Date.now();
+    s2.migrate();
+    expect(pickCounts(s2.counts())).toEqual({ hot: 0, warm: 0, cold: 301, total: 301 });
+    checkMemory(s2.get(extra.id, { includeEmbedding: true }), expectedOf(extra, t0, t1), 'cold', { embedding: true, where: 'put under capacity 0', skipAccessStats: true });
+  });
+
   it('skipWarm on reopen of a store with everything in hot', () => {
     const dir = scratch.storePath();
     const s1 = scratch.open(dir, { dimensions: DIMS });
@@ -393,6 +417,13 @@ describe('list over capacity-managed tiers', () => {
     expect(dflt.pagination.offset).toBe(0);
     expect(pickCounts(dflt.tierCounts)).toEqual(c);
     for (const m of dflt.memories) expect(m.embedding, 'no embeddings unless asked').toBeUndefined();
+
+    const beyond = s.list({ tier: 'cold', offset: c.cold + 10, limit: 10 });
+    expect(beyond.count, 'an offset past the end gives an empty page').toBe(0);
+    expect(beyond.pagination.nextCursor, 'and no nextCursor').toBeUndefined();
+    const last = s.list({ tier: 'cold', offset: c.cold - 3, limit: 10 });
+    expect(last.count, 'the last, partial page').toBe(3);
+    expect(last.pagination.nextCursor, 'nextCursor is absent on the last page').toBeUndefined();
 
     const capped = s.list({ tier: 'cold', limit: 5000 });
     expect(capped.count, 'limit capped at 1000').toBe(1000);
