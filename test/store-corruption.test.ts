@@ -10,6 +10,7 @@
 // Files are found by listing the store directory (only the lock file, e.g.
 // LOCK or *.lock, is left alone); the tiers' files are recognised by name patterns (/hot|log|wal/,
 // /warm/, /cold|seg/).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -106,6 +107,18 @@ function withoutAccessStats(r: Record<string, unknown> | null): Record<string, u
 
 type Damage = { name: string; apply: (file: string) => void };
 
+/** size:sha1 of every file in `dir` (the lock file excluded). */
+function fingerprint(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const full = path.join(dir, f);
+    if (!fs.statSync(full).isFile() || /^(lock|lock[._-].*|.*[._-]lock)$/i.test(path.basename(f))) continue;
+    const bytes = fs.readFileSync(full);
+    out[f] = `${bytes.length}:${createHash('sha1').update(bytes).digest('hex').slice(0, 12)}`;
+  }
+  return out;
+}
+
 function findAll(haystack: Buffer, needle: Buffer): number[] {
   const out: number[] = [];
   for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + 1)) out.push(at);
@@ -177,7 +190,9 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     const dir = path.join(scratch.dir(), 'damaged');
     fs.cpSync(pristine, dir, { recursive: true });
     damage.apply(path.join(dir, file));
+    const damaged = fingerprint(dir);
     const r = runRead(dir);
+    const afterRun = fingerprint(dir);
     fs.rmSync(path.dirname(dir), { recursive: true, force: true });
     const label = `${file} / ${damage.name}`;
     if (r.stage === 'CHILD CRASHED') return `${label}: the reading process crashed: ${r.message}`;
@@ -186,6 +201,11 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
       if (!r.isTierStoreError) return `${label}: failed at ${r.stage} with a non-TierStoreError ${r.name}: ${r.message}`;
       if (r.code !== 'CORRUPTION' && r.code !== 'IO_ERROR') return `${label}: failed at ${r.stage} with code ${r.code} (want CORRUPTION or IO_ERROR): ${r.message}`;
       if (!r.message?.includes(base)) return `${label}: ${r.code} at ${r.stage} does not name the file ${base}: ${JSON.stringify(r.message)}`;
+      // A failed open is a bad call: it changes nothing (DESIGN §3), on disk included.
+      if (r.stage === 'open' && JSON.stringify(afterRun) !== JSON.stringify(damaged)) {
+        const changed = Object.keys({ ...damaged, ...afterRun }).filter((f) => damaged[f] !== afterRun[f]);
+        return `${label}: open failed with ${r.code} but modified the store's files: ${changed.map((f) => `${f} (${damaged[f] ?? 'absent'} → ${afterRun[f] ?? 'absent'})`).join(', ')}`;
+      }
       return null; // detected and reported properly
     }
     // Read "successfully": then it must be exactly the original data.
