@@ -49,7 +49,7 @@ describe('package entry points', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
-      exports: ['MemoryStore', 'TierStoreError', 'open'],
+      exports: ['MemoryStore', 'TierStoreError', 'default', 'open'],
       sameClass: true,
       content: 'from esm',
       tier: 'hot',
