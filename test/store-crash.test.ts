@@ -142,6 +142,11 @@ describe('SIGKILL at an arbitrary point loses no returned write and tears no bat
     acks.forEach((a, i) => expect(a).toBe(i));
     const k = acks.length; // ops[0..k) returned; ops[k] may have been in flight
 
+    // A read-only open of the crashed store already shows the recovered state.
+    const ro = scratch.open(p, { readOnly: true });
+    const roState = iterateAll(ro, 'all', true).map(canonical).sort();
+    ro.close();
+
     const s = scratch.open(p);
     const all = iterateAll(s, 'all', true);
     const ids = all.map((m) => m.id);
@@ -161,6 +166,8 @@ describe('SIGKILL at an arbitrary point loses no returned write and tears no bat
           `missing or different vs the acknowledged state: ${JSON.stringify(missing.slice(0, 20))}; unexpected: ${JSON.stringify(extra.slice(0, 20))}`,
       );
     }
+
+    expect(roState, 'a read-only open right after the crash sees the same state').toEqual(got);
 
     // Recovery is stable: closing and reopening gives the same state, and the store works on.
     s.close();

@@ -726,3 +726,60 @@ describe('one process at a time owns a store directory', () => {
     expect(s.counts().total).toBe(5);
   }, 60_000);
 });
+
+describe('closing while asynchronous work is in flight', () => {
+  const scratch = useScratch();
+
+  function populated(): MemoryStore {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    s.putMany(Array.from({ length: 300 }, (_, i) => good(`async-${i}`, i)));
+    for (let i = 0; i < 100; i++) s.move(`async-${i}`, 'warm');
+    for (let i = 100; i < 200; i++) s.move(`async-${i}`, 'cold');
+    return s;
+  }
+
+  const settle = async (p: Promise<unknown>) => {
+    try {
+      return { ok: true as const, value: await p };
+    } catch (e) {
+      return { ok: false as const, error: e };
+    }
+  };
+  const expectClosedOrFine = (r: { ok: boolean; error?: unknown }, what: string) => {
+    if (!r.ok) {
+      expect(r.error, `${what}: rejects with a TierStoreError`).toBeInstanceOf(TierStoreError);
+      expect((r.error as TierStoreError).code, what).toBe('STORE_CLOSED');
+    }
+  };
+
+  it('an async iteration whose store is closed mid-way ends in STORE_CLOSED (or completes), never a crash', async () => {
+    for (const closeAfter of [0, 1, 5, 50]) {
+      const s = populated();
+      const it = s.iterate({ batchSize: 3, includeEmbeddings: true })[Symbol.asyncIterator]();
+      const ids: string[] = [];
+      for (let i = 0; i < closeAfter; i++) ids.push((await it.next()).value!.id);
+      const inFlight = it.next(); // started before close
+      s.close();
+      const r = await settle(inFlight);
+      expectClosedOrFine(r, `next() in flight at close (after ${closeAfter})`);
+      let error: unknown;
+      try {
+        for (let n = await it.next(); !n.done; n = await it.next()) ids.push(n.value.id);
+      } catch (e) {
+        error = e;
+      }
+      if (error !== undefined) expectClosedOrFine({ ok: false, error }, 'next() after close');
+    }
+  });
+
+  it('recallAsync in flight when the store is closed resolves or rejects with STORE_CLOSED, never a crash', async () => {
+    const s = populated();
+    const pending = Array.from({ length: 8 }, () => s.recallAsync(new Float32Array(DIMS).fill(0.5), { k: 10 }));
+    s.close();
+    for (const p of pending) {
+      const r = await settle(p);
+      expectClosedOrFine(r, 'recallAsync in flight');
+      if (r.ok) expect((r.value as unknown[]).length).toBe(10);
+    }
+  });
+});
