@@ -65,7 +65,7 @@ function rows({ figures, ratios, stores }) {
       info.label, info.unit, info.better,
       ...cols.map((s) => formatValue(figures[s][key])),
       r ? `${r.bestPeer} ${formatValue(r.best)}` : '',
-      r ? `${r.ratio >= 10 || r.ratio < 0.1 ? r.ratio.toPrecision(2) : r.ratio.toFixed(2)}×` : '',
+      r ? `${r.ratio >= 10 ? r.ratio.toFixed(0) : r.ratio < 0.1 ? r.ratio.toPrecision(2) : r.ratio.toFixed(2)}×` : '',
       r ? (r.ahead ? 'ahead' : 'BEHIND') : '',
     ]);
   }
