@@ -277,8 +277,11 @@ class StoreImpl final : public Store {
   Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report);
   Status DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report);
   Status SyncLowerTiers();
-  Status CheckpointLog();
-  Status MaybeCheckpointLog();
+  // durable: make the lower tiers reach the disk before the log forgets
+  // what it protected (power-loss safety, durability 'sync' and close).
+  // Without it they are in the page cache, which a SIGKILL does not lose.
+  Status CheckpointLog(bool durable);
+  Status MaybeCheckpointLog(bool durable);
   Status LogDirtyAccess();
   Status SeekOffset(ScanState* st, uint64_t offset);
 
@@ -435,7 +438,7 @@ Status StoreImpl::Recover() {
   }));
   if (!read_only_) {
     for (const Loc& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
-    TS_RETURN_IF_ERROR(MaybeCheckpointLog());
+    TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
   }
   return Status::OK();
 }
@@ -520,7 +523,7 @@ void StoreImpl::CloseFiles() {
     // Best effort: a failure here leaves the store marked unclean, which the
     // next open handles as after a crash (nothing acknowledged is lost).
     Status s = LogDirtyAccess();
-    if (s.ok()) s = MaybeCheckpointLog();
+    if (s.ok()) s = MaybeCheckpointLog(true);
     if (s.ok()) s = SyncLowerTiers();
     if (s.ok()) s = log_->Sync();
     if (s.ok()) s = WriteCleanManifest();
@@ -656,7 +659,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   // already, so a failure here leaves them in hot for the next attempt.
   MigrationReport ignored;
   (void)MigrateLocked(opts, false, &ignored);
-  (void)MaybeCheckpointLog();
+  (void)MaybeCheckpointLog(opts.sync);
   return Status::OK();
 }
 
@@ -741,7 +744,7 @@ Status StoreImpl::Migrate(const WriteOptions& opts, MigrationReport* report) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckWritable());
   TS_RETURN_IF_ERROR(MigrateLocked(opts, true, report));
-  return MaybeCheckpointLog();
+  return MaybeCheckpointLog(opts.sync);
 }
 
 Status StoreImpl::MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report) {
@@ -873,10 +876,9 @@ Status StoreImpl::SyncLowerTiers() {
   return cold_->Sync();
 }
 
-Status StoreImpl::CheckpointLog() {
-  // Tombstones and records that moved down leave the log: make the lower
-  // tiers durable first, so nothing the old log protected is lost.
-  TS_RETURN_IF_ERROR(SyncLowerTiers());
+Status StoreImpl::CheckpointLog(bool durable) {
+  // Tombstones and records that moved down leave the log.
+  if (durable) TS_RETURN_IF_ERROR(SyncLowerTiers());
   std::vector<RecordView> views;
   views.reserve(hot_.size());
   for (auto& [key, rec] : hot_) {
@@ -890,10 +892,10 @@ Status StoreImpl::CheckpointLog() {
   return Status::OK();
 }
 
-Status StoreImpl::MaybeCheckpointLog() {
+Status StoreImpl::MaybeCheckpointLog(bool durable) {
   uint64_t size = log_->size();
   if (size < kLogCheckpointMinBytes || size < 4 * hot_bytes_ + (16ull << 20)) return Status::OK();
-  return CheckpointLog();
+  return CheckpointLog(durable);
 }
 
 Status StoreImpl::LogDirtyAccess() {
@@ -919,7 +921,7 @@ Status StoreImpl::Compact(const WriteOptions& opts, CompactionReport* report) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckWritable());
   report->hot_log_bytes_before = log_->size();
-  TS_RETURN_IF_ERROR(CheckpointLog());
+  TS_RETURN_IF_ERROR(CheckpointLog(true));
   report->hot_log_bytes_after = log_->size();
   TS_RETURN_IF_ERROR(warm_->Compact(&report->warm_bytes_reclaimed));
   report->cold_segments_before = cold_->Stats().segments;
