@@ -105,7 +105,7 @@ void HotLog::EncodeHeaderInto(std::string* buf) {
   std::memcpy(buf->data() + 8, &kFormatVersion, 4);
 }
 
-Status HotLog::Replay(const LogReplayHandler& handler, uint64_t* torn_bytes) {
+Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes) {
   *torn_bytes = 0;
   if (!file_.is_open()) return Status::OK();
   const std::string& path = file_.path();
@@ -224,6 +224,10 @@ Status HotLog::Replay(const LogReplayHandler& handler, uint64_t* torn_bytes) {
     }
   }
   *torn_bytes = size_ - good_end;
+  if (good_end != size_ && !tail_may_be_torn) {
+    return Status::Corruption(path + ": the entry at offset " + std::to_string(good_end) +
+                              " is cut short, yet the store was closed cleanly");
+  }
   if (good_end != size_ && !read_only_) {
     TS_RETURN_IF_ERROR(file_.Truncate(good_end));
     size_ = good_end;

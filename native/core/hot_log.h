@@ -53,9 +53,11 @@ class HotLog {
   // Opens (creating when absent and !read_only) dir/hot.log.
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<HotLog>* out);
 
-  // Replays every committed entry. In read-write mode a torn tail is
-  // truncated away. *torn_bytes receives the size of the dropped tail.
-  Status Replay(const LogReplayHandler& handler, uint64_t* torn_bytes);
+  // Replays every committed entry. When tail_may_be_torn (the store was not
+  // closed cleanly) a torn tail is dropped — truncated away in read-write
+  // mode — and *torn_bytes receives its size; otherwise a torn tail is
+  // damage: CORRUPTION naming the file.
+  Status Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes);
 
   // One record (batch=false) or a batch committed atomically.
   Status AppendPuts(const RecordView* const* recs, size_t n);

@@ -250,7 +250,10 @@ class StoreImpl final : public Store {
     if (read_only_) return Status::ReadOnly("the store at " + path_ + " is open read-only; writes are refused");
     return Status::OK();
   }
-  Status Recover();
+  // Rebuilds the index from the three tiers. Reads first; only once every
+  // file has opened and replayed does it mark the store dirty and write (drop
+  // losing copies, rewrite the log), so a failed open changes no file.
+  Status Recover(const Manifest& manifest);
   void CloseFiles();
   Status WriteCleanManifest();
 
@@ -337,6 +340,7 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
   } else {
     if (read_only_) return Status::InvalidArgument("no tierstore store at " + path_);
     manifest.dimensions = dimensions;
+    TS_RETURN_IF_ERROR(manifest.Write(path_));  // a new store: dirty until its first clean close
   }
   dims_ = manifest.dimensions;
 
@@ -345,18 +349,13 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
     return Status::Corruption(log_->path() + ": " + std::to_string(log_->size()) + " bytes, but the store was closed with " +
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
-  if (!read_only_ && (manifest.clean || !PathExists(JoinPath(path_, Manifest::kFileName)))) {
-    Manifest dirty = manifest;
-    dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
-    TS_RETURN_IF_ERROR(dirty.Write(path_));
-  }
   seq_ = manifest.sequence_floor;
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
-  return Recover();
+  return Recover(manifest);
 }
 
-Status StoreImpl::Recover() {
+Status StoreImpl::Recover(const Manifest& manifest) {
   std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> tombstones;
   auto killed = [&](std::string_view id, uint64_t seq) {
     auto t = tombstones.find(id);
@@ -397,7 +396,7 @@ Status StoreImpl::Recover() {
     }
     return Status::OK();
   };
-  TS_RETURN_IF_ERROR(log_->Replay(handler, &torn_log_bytes_));
+  TS_RETURN_IF_ERROR(log_->Replay(handler, !manifest.clean, &torn_log_bytes_));
 
   // Lower tiers: keep one copy per id, the highest seq, the colder on a tie.
   // Losers are collected and removed after each scan (never mid-scan).
@@ -437,6 +436,11 @@ Status StoreImpl::Recover() {
     return offer(rec.id, rec.seq, Loc::Cold(loc));
   }));
   if (!read_only_) {
+    if (manifest.clean) {
+      Manifest dirty = manifest;
+      dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
+      TS_RETURN_IF_ERROR(dirty.Write(path_));
+    }
     for (const Loc& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
     TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
   }
