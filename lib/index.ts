@@ -14,6 +14,7 @@ export type {
   MigrationReport,
   OpenOptions,
   RecallHit,
+  RecallOptions,
   StoreStats,
   Tier,
   TierCounts,

@@ -29,6 +29,11 @@ export interface NativeListResult extends NativeBatch {
   tierCounts: TierCounts;
 }
 
+export interface NativeRecallResult extends NativeBatch {
+  /** Cosine similarity of each record, best first. */
+  scores: Float32Array;
+}
+
 export interface NativeIterator {
   next(batchSize: number, includeEmbeddings: boolean): NativeBatch;
   nextAsync(batchSize: number, includeEmbeddings: boolean): Promise<NativeBatch>;
@@ -57,6 +62,10 @@ export interface NativeStore {
   counts(): TierCounts;
   iterator(tier: number): NativeIterator;
   list(tier: number, offset: number, limit: number, cursor: string, includeEmbeddings: boolean): NativeListResult;
+  recall(query: Float32Array, k: number, tier: number, minConfidence: number | null, includeEmbeddings: boolean): NativeRecallResult;
+  recallAsync(
+    query: Float32Array, k: number, tier: number, minConfidence: number | null, includeEmbeddings: boolean,
+  ): Promise<NativeRecallResult>;
   flush(): void;
   compact(): Record<string, number>;
   stats(): Record<string, unknown>;

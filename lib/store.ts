@@ -7,7 +7,7 @@ import * as nodePath from 'node:path';
 import { memoriesOf, memoryAt } from './convert.js';
 import { fail, TierStoreError, toTierStoreError } from './errors.js';
 import { TierIterableImpl, type IterationSource } from './iterate.js';
-import { loadAddon, type NativeIterator, type NativeStore } from './native.js';
+import { loadAddon, type NativeIterator, type NativeRecallResult, type NativeStore } from './native.js';
 import type {
   CompactionReport,
   GetOptions,
@@ -18,6 +18,8 @@ import type {
   MemoryInput,
   MigrationReport,
   OpenOptions,
+  RecallHit,
+  RecallOptions,
   StoreStats,
   Tier,
   TierCounts,
@@ -37,6 +39,8 @@ import {
   describe,
   encodeMetadata,
   MAX_BATCH_SIZE,
+  MAX_RECALL_K,
+  DEFAULT_RECALL_K,
   MAX_CONTENT_BYTES_LIMIT,
   MAX_DIMENSIONS,
   MAX_LIST_LIMIT,
@@ -340,6 +344,55 @@ export class MemoryStore implements IterationSource {
     const pagination: ListPage['pagination'] = { offset, limit, returned };
     if (result.nextCursor !== '') pagination.nextCursor = result.nextCursor;
     return { memories, count: returned, pagination, tierCounts: result.tierCounts };
+  }
+
+  /**
+   * The k memories most similar to `query` by cosine similarity, best first
+   * (ties by ascending id bytes): exact, every tier scored the same way.
+   */
+  recall(query: Float32Array | readonly number[], options?: RecallOptions): RecallHit[] {
+    const native = this.#open('recall()');
+    const args = this.#recallArgs(query, options, 'recall()');
+    return this.#hits(native.recall(...args));
+  }
+
+  /** recall() computed on native worker threads; every error rejects the promise. */
+  recallAsync(query: Float32Array | readonly number[], options?: RecallOptions): Promise<RecallHit[]> {
+    try {
+      const native = this.#open('recallAsync()');
+      const args = this.#recallArgs(query, options, 'recallAsync()');
+      return native.recallAsync(...args).then((result) => this.#hits(result));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #recallArgs(
+    query: unknown, options: RecallOptions | undefined, where: string,
+  ): [Float32Array, number, number, number | null, boolean] {
+    const dims = this.dimensions;
+    const q = new Float32Array(dims);
+    writeEmbedding(query, `${where}: query`, dims, q, 0);
+    let zero = true;
+    for (let i = 0; i < dims; i++) if (q[i] !== 0) zero = false;
+    if (zero) fail('INVALID_ARGUMENT', `${where}: the query vector is all zeros; cosine similarity needs a non-zero vector`);
+    const opts = checkOptions(options, where);
+    const k = checkInteger(opts?.k, `${where}: options.k`, 1, MAX_RECALL_K, DEFAULT_RECALL_K);
+    const tier = opts?.tier === undefined ? 3 : tierIndex(opts.tier, `${where}: options.tier`, true);
+    let minConfidence: number | null = null;
+    if (opts?.minConfidence !== undefined) {
+      if (typeof opts.minConfidence !== 'number' || !Number.isFinite(opts.minConfidence)) {
+        fail('INVALID_ARGUMENT', `${where}: options.minConfidence must be a finite number, got ${describe(opts.minConfidence)}`);
+      }
+      minConfidence = opts.minConfidence;
+    }
+    const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, `${where}: options.includeEmbeddings`, false);
+    return [q, k, tier, minConfidence, includeEmbeddings];
+  }
+
+  #hits(result: NativeRecallResult): RecallHit[] {
+    const memories = memoriesOf(result, this.dimensions);
+    return memories.map((memory, i) => ({ id: memory.id, score: result.scores[i]!, tier: memory.tier, memory }));
   }
 
   /** Forces everything written so far to stable storage. */

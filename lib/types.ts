@@ -122,6 +122,16 @@ export interface ListPage {
   tierCounts: TierCounts;
 }
 
+export interface RecallOptions {
+  /** Integer 1..10000, default 10. */
+  k?: number;
+  /** Default 'all'. */
+  tier?: TierSelector;
+  /** Only records whose confidence is >= this finite number. */
+  minConfidence?: number;
+  includeEmbeddings?: boolean;
+}
+
 export interface RecallHit {
   id: string;
   score: number;

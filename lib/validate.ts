@@ -10,6 +10,8 @@ export const MAX_CONTENT_BYTES_LIMIT = 2 ** 31 - 1;
 export const DEFAULT_MAX_CONTENT_BYTES = 64 * 1024 * 1024;
 export const MAX_DATE_MS = 8.64e15;
 export const MAX_BATCH_SIZE = 65536;
+export const MAX_RECALL_K = 10000;
+export const DEFAULT_RECALL_K = 10;
 export const MAX_LIST_LIMIT = 1000;
 
 export const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];

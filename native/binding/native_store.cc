@@ -29,6 +29,8 @@ Napi::Function NativeStore::Init(Napi::Env env) {
                          InstanceMethod<&NativeStore::Compact>("compact"),
                          InstanceMethod<&NativeStore::Stats>("stats"),
                          InstanceMethod<&NativeStore::Close>("close"),
+                         InstanceMethod<&NativeStore::Recall>("recall"),
+                         InstanceMethod<&NativeStore::RecallAsync>("recallAsync"),
                      });
 }
 

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "handle.h"
 
@@ -41,6 +42,10 @@ class NativeStore : public Napi::ObjectWrap<NativeStore> {
   Napi::Value Compact(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  // native_recall.cc
+  Napi::Value Recall(const Napi::CallbackInfo& info);
+  Napi::Value RecallAsync(const Napi::CallbackInfo& info);
+  tierstore::RecallOptions RecallArgs(const Napi::CallbackInfo& info, const char* method, std::vector<float>* query);
 
   std::shared_ptr<HandleState> state_;
   std::string path_;
