@@ -960,7 +960,9 @@ class ColdTierImpl final : public ColdTier {
       st.live_records += s->live;
       st.deleted_rows += s->rows - s->live;
       st.file_bytes += s->file_size;
+      st.segment_ids.push_back(s->id);
     }
+    std::sort(st.segment_ids.begin(), st.segment_ids.end());
     st.segments = segs_.size();
     return st;
   }

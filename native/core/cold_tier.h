@@ -70,6 +70,7 @@ struct ColdSegmentView {
 };
 
 struct ColdStats {
+  std::vector<uint32_t> segment_ids;  // ascending
   uint64_t live_records = 0;
   uint64_t deleted_rows = 0;
   uint64_t segments = 0;

@@ -73,9 +73,18 @@ class LogReader {
 
 }  // namespace
 
-Status HotLog::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<HotLog>* out) {
+Status HotLog::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool may_create,
+                    std::unique_ptr<HotLog>* out) {
   std::unique_ptr<HotLog> log(new HotLog(dir, dimensions, read_only));
   std::string path = JoinPath(dir, kFileName);
+  if (!may_create) {
+    if (!PathExists(path)) return Status::Corruption(path + " is missing (the store was closed with a log)");
+    TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &log->file_));
+    TS_RETURN_IF_ERROR(log->file_.Size(&log->size_));
+    if (log->size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
+    *out = std::move(log);
+    return Status::OK();
+  }
   if (read_only) {
     if (!PathExists(path)) {
       *out = std::move(log);  // no log yet: nothing to replay, nothing to write

@@ -50,8 +50,12 @@ class HotLog {
  public:
   static constexpr const char* kFileName = "hot.log";
 
-  // Opens (creating when absent and !read_only) dir/hot.log.
-  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<HotLog>* out);
+  // Opens dir/hot.log. may_create (a new store, or one a crash may have
+  // left before its log was written): a missing or empty log is created
+  // (read-write) or read as empty (read-only). Otherwise a missing or empty
+  // log is CORRUPTION.
+  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool may_create,
+                     std::unique_ptr<HotLog>* out);
 
   // Replays every committed entry. When tail_may_be_torn (the store was not
   // closed cleanly) a torn tail is dropped — truncated away in read-write

@@ -8,19 +8,25 @@
 namespace tierstore {
 namespace {
 constexpr char kMagic[8] = {'T', 'S', 'M', 'A', 'N', 'I', 'F', '1'};
-constexpr size_t kSize = 44;  // magic 8, version 4, dims 4, clean 4, pad 4, log size 8, seq 8, crc 4
+// magic 8, version 4, dims 4, clean 4, segment count 4, log size 8, seq 8,
+// warm records 8, cold records 8, segment ids 4 each, crc 4
+constexpr size_t kFixedSize = 56;
 }  // namespace
 
 Status Manifest::Read(const std::string& dir, Manifest* out) {
   std::string path = JoinPath(dir, kFileName);
   std::string bytes;
   TS_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
-  if (bytes.size() != kSize || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+  if (bytes.size() < kFixedSize + 4 || std::memcmp(bytes.data(), kMagic, 8) != 0) {
     return Status::Corruption(path + ": not a tierstore manifest (wrong size or magic)");
   }
+  uint32_t nsegs;
+  std::memcpy(&nsegs, bytes.data() + 20, 4);
+  const size_t size = kFixedSize + size_t{nsegs} * 4 + 4;
+  if (bytes.size() != size) return Status::Corruption(path + ": size does not match its segment list");
   uint32_t crc;
-  std::memcpy(&crc, bytes.data() + kSize - 4, 4);
-  if (crc != Crc32c(bytes.data(), kSize - 4)) return Status::Corruption(path + ": checksum mismatch");
+  std::memcpy(&crc, bytes.data() + size - 4, 4);
+  if (crc != Crc32c(bytes.data(), size - 4)) return Status::Corruption(path + ": checksum mismatch");
   uint32_t version, clean;
   std::memcpy(&version, bytes.data() + 8, 4);
   if (version != kFormatVersion) {
@@ -31,22 +37,32 @@ Status Manifest::Read(const std::string& dir, Manifest* out) {
   std::memcpy(&clean, bytes.data() + 16, 4);
   std::memcpy(&out->hot_log_size, bytes.data() + 24, 8);
   std::memcpy(&out->sequence_floor, bytes.data() + 32, 8);
+  std::memcpy(&out->warm_records, bytes.data() + 40, 8);
+  std::memcpy(&out->cold_records, bytes.data() + 48, 8);
+  out->cold_segments.resize(nsegs);
+  if (nsegs > 0) std::memcpy(out->cold_segments.data(), bytes.data() + kFixedSize, size_t{nsegs} * 4);
   out->clean = clean != 0;
   if (out->dimensions == 0) return Status::Corruption(path + ": zero dimensions");
   return Status::OK();
 }
 
 Status Manifest::Write(const std::string& dir) const {
-  std::string bytes(kSize, '\0');
+  const uint32_t nsegs = static_cast<uint32_t>(cold_segments.size());
+  const size_t size = kFixedSize + size_t{nsegs} * 4 + 4;
+  std::string bytes(size, '\0');
   std::memcpy(bytes.data(), kMagic, 8);
   uint32_t version = kFormatVersion, clean_flag = clean ? 1 : 0;
   std::memcpy(bytes.data() + 8, &version, 4);
   std::memcpy(bytes.data() + 12, &dimensions, 4);
   std::memcpy(bytes.data() + 16, &clean_flag, 4);
   std::memcpy(bytes.data() + 24, &hot_log_size, 8);
+  std::memcpy(bytes.data() + 20, &nsegs, 4);
   std::memcpy(bytes.data() + 32, &sequence_floor, 8);
-  uint32_t crc = Crc32c(bytes.data(), kSize - 4);
-  std::memcpy(bytes.data() + kSize - 4, &crc, 4);
+  std::memcpy(bytes.data() + 40, &warm_records, 8);
+  std::memcpy(bytes.data() + 48, &cold_records, 8);
+  if (nsegs > 0) std::memcpy(bytes.data() + kFixedSize, cold_segments.data(), size_t{nsegs} * 4);
+  uint32_t crc = Crc32c(bytes.data(), size - 4);
+  std::memcpy(bytes.data() + size - 4, &crc, 4);
   return AtomicWriteFile(JoinPath(dir, kFileName), bytes);
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "status.h"
 
@@ -23,6 +24,11 @@ struct Manifest {
   bool clean = false;         // the last writer closed the store cleanly
   uint64_t hot_log_size = 0;  // size of hot.log at that clean close
   uint64_t sequence_floor = 0;  // every sequence number used so far is <= this
+  // The inventory at the last clean close, so that a file deleted or cut
+  // short while the store was closed is CORRUPTION, not silent loss.
+  uint64_t warm_records = 0;
+  uint64_t cold_records = 0;
+  std::vector<uint32_t> cold_segments;  // ascending ids
 
   static Status Read(const std::string& dir, Manifest* out);
   Status Write(const std::string& dir) const;

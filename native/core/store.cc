@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -254,6 +255,7 @@ class StoreImpl final : public Store {
   // file has opened and replayed does it mark the store dirty and write (drop
   // losing copies, rewrite the log), so a failed open changes no file.
   Status Recover(const Manifest& manifest);
+  Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
   Status WriteCleanManifest();
 
@@ -293,6 +295,7 @@ class StoreImpl final : public Store {
   uint32_t dims_ = 0;
   mutable std::shared_mutex mu_;
   bool closed_ = false;
+  bool opened_ = false;  // OpenFiles succeeded: only then does closing write anything
   int open_refs_ = 1;  // guarded by the registry mutex
   DirectoryLock lock_;
   std::unique_ptr<HotLog> log_;
@@ -309,6 +312,15 @@ class StoreImpl final : public Store {
   uint64_t torn_log_bytes_ = 0;
   std::mutex iter_mu_;
   std::vector<IteratorImpl*> iterators_;
+  // Read-only opens after a crash: copies recovery did not keep but could
+  // not remove (empty otherwise).
+  std::unordered_set<uint32_t> masked_warm_;
+  std::unordered_set<uint64_t> masked_cold_;
+  static uint64_t ColdKey(ColdLoc c) { return (uint64_t{c.segment} << 32) | c.row; }
+  bool Masked(Tier t, uint64_t a) const {
+    if (t == Tier::kWarm) return !masked_warm_.empty() && masked_warm_.count(static_cast<uint32_t>(a)) > 0;
+    return !masked_cold_.empty() && masked_cold_.count(a) > 0;
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -344,15 +356,52 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
   }
   dims_ = manifest.dimensions;
 
-  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, &log_));
+  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, !manifest.clean, &log_));
   if (manifest.clean && log_->size() != manifest.hot_log_size && PathExists(log_->path())) {
     return Status::Corruption(log_->path() + ": " + std::to_string(log_->size()) + " bytes, but the store was closed with " +
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   seq_ = manifest.sequence_floor;
+  if (manifest.clean && !PathExists(JoinPath(path_, "warm.blocks"))) {
+    // Every store that was ever opened has one; do not create it anew.
+    return Status::Corruption(JoinPath(path_, "warm.blocks") + " is missing; the store was closed with it");
+  }
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
-  return Recover(manifest);
+  if (manifest.clean) TS_RETURN_IF_ERROR(CheckInventory(manifest));
+  TS_RETURN_IF_ERROR(Recover(manifest));
+  opened_ = true;
+  return Status::OK();
+}
+
+Status StoreImpl::CheckInventory(const Manifest& manifest) const {
+  // After a clean close nothing may be missing: a deleted or cut-short file
+  // must be CORRUPTION, never records silently gone.
+  const ColdStats cold = cold_->Stats();
+  for (uint32_t id : manifest.cold_segments) {
+    if (!std::binary_search(cold.segment_ids.begin(), cold.segment_ids.end(), id)) {
+      char name[32];
+      std::snprintf(name, sizeof name, "cold-%08x.seg", id);
+      return Status::Corruption(JoinPath(path_, name) + " is missing; the store was closed with it");
+    }
+  }
+  for (uint32_t id : cold.segment_ids) {
+    if (!std::binary_search(manifest.cold_segments.begin(), manifest.cold_segments.end(), id)) {
+      char name[32];
+      std::snprintf(name, sizeof name, "cold-%08x.seg", id);
+      return Status::Corruption(JoinPath(path_, name) + " was not part of the store when it was closed");
+    }
+  }
+  if (cold.live_records != manifest.cold_records) {
+    return Status::Corruption("the cold segments in " + path_ + " hold " + std::to_string(cold.live_records) +
+                              " records; the store was closed with " + std::to_string(manifest.cold_records));
+  }
+  const WarmStats warm = warm_->Stats();
+  if (warm.live_records != manifest.warm_records) {
+    return Status::Corruption(JoinPath(path_, "warm.blocks") + " holds " + std::to_string(warm.live_records) +
+                              " records; the store was closed with " + std::to_string(manifest.warm_records));
+  }
+  return Status::OK();
 }
 
 Status StoreImpl::Recover(const Manifest& manifest) {
@@ -435,7 +484,13 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) {
     return offer(rec.id, rec.seq, Loc::Cold(loc));
   }));
-  if (!read_only_) {
+  if (read_only_) {
+    // Nothing may be written: hide the losing copies from scans instead.
+    for (const Loc& loc : losers) {
+      if (loc.tier == Tier::kWarm) masked_warm_.insert(loc.a);
+      if (loc.tier == Tier::kCold) masked_cold_.insert(ColdKey(loc.cold()));
+    }
+  } else {
     if (manifest.clean) {
       Manifest dirty = manifest;
       dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
@@ -455,6 +510,15 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
     return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions));
   }
   if (!PathExists(JoinPath(path, Manifest::kFileName))) {
+    std::vector<std::string> names;
+    if (ListDirectory(path, &names).ok()) {
+      for (const std::string& name : names) {
+        if (name == "hot.log" || name == "warm.blocks" || name.rfind("warm-var-", 0) == 0 || name.rfind("cold-", 0) == 0) {
+          return Status::Corruption(JoinPath(path, Manifest::kFileName) + " is missing, but " + name +
+                                    " is there: the directory holds a damaged store");
+        }
+      }
+    }
     if (options.read_only) return Status::InvalidArgument("no tierstore store at " + path + " to open read-only");
     if (options.dimensions == 0) {
       return Status::InvalidArgument("no store exists at " + path + "; pass dimensions (1.." +
@@ -512,6 +576,10 @@ Status StoreImpl::WriteCleanManifest() {
   m.clean = true;
   m.hot_log_size = log_->size();
   m.sequence_floor = seq_;
+  m.warm_records = warm_->Stats().live_records;
+  const ColdStats cold = cold_->Stats();
+  m.cold_records = cold.live_records;
+  m.cold_segments = cold.segment_ids;
   return m.Write(path_);
 }
 
@@ -523,7 +591,7 @@ void StoreImpl::CloseFiles() {
     for (IteratorImpl* it : iterators_) it->closed_ = true;
     iterators_.clear();
   }
-  if (!read_only_ && log_ && warm_ && cold_) {
+  if (opened_ && !read_only_) {
     // Best effort: a failure here leaves the store marked unclean, which the
     // next open handles as after a crash (nothing acknowledged is lost).
     Status s = LogDirtyAccess();
@@ -1024,7 +1092,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
       uint64_t slot = st->after;  // position key = slot + 1, so the next slot is `after`
       for (; slot < limit && out->size() < max; ++slot) {
         st->after = slot + 1;
-        if (!warm_->IsLive(static_cast<uint32_t>(slot))) continue;
+        if (!warm_->IsLive(static_cast<uint32_t>(slot)) || Masked(Tier::kWarm, slot)) continue;
         RecordView v;
         TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(slot), emb, &v));
         if (!skip(v.seq)) out->Append(Tier::kWarm, v, emb, dims_);
@@ -1035,9 +1103,9 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
       size_t visited = 0;
       TS_RETURN_IF_ERROR(cold_->ScanFrom(
           st->after, want, emb,
-          [&](ColdLoc, uint64_t key, const RecordView& v) -> Status {
+          [&](ColdLoc loc, uint64_t key, const RecordView& v) -> Status {
             st->after = key;
-            if (skip(v.seq)) return Status::OK();
+            if (skip(v.seq) || Masked(Tier::kCold, ColdKey(loc))) return Status::OK();
             out->Append(Tier::kCold, v, emb, dims_);
             return Status::OK();
           },
@@ -1086,7 +1154,7 @@ Status StoreImpl::SeekOffset(ScanState* st, uint64_t offset) {
     } else if (st->phase == 1) {
       const uint32_t limit = warm_->SlotLimit();
       for (uint32_t slot = 0; slot < limit; ++slot) {
-        if (!warm_->IsLive(slot)) continue;
+        if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
         if (offset-- == 0) {
           st->after = slot;  // next slot to read
           break;
@@ -1223,7 +1291,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     r.rows.reserve(warm_count_);
     const uint32_t limit = warm_->SlotLimit();
     for (uint32_t slot = 0; slot < limit; ++slot) {
-      if (!warm_->IsLive(slot)) continue;
+      if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
       WarmScalars sc = warm_->Scalars(slot);
       r.rows.push_back({warm_->Embedding(slot), sc.norm, sc.confidence, Loc::Warm(slot)});
     }
@@ -1283,6 +1351,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
           DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
           for (size_t i = from; i < to; ++i) {
             if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
+            if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
             if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
             offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
           }

@@ -145,7 +145,11 @@ TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
     StoreHandle h;
     ASSERT_OK(OpenStore(dir, &h));
     ASSERT_OK(PutAll(h.store.get(), {r}, WriteOptions{}));
+    // The crash: the files as they are while the store is open.
+    std::filesystem::copy(dir, dir + "-crash", std::filesystem::copy_options::recursive);
   }
+  dir += "-crash";
+  std::filesystem::remove(dir + "/LOCK");
   {
     // Re-create the mid-migration state by hand: the record's warm copy with
     // the seq the log gave it (the first sequence number, 1).
@@ -196,6 +200,40 @@ TEST(TornLogTailDroppedAfterCrash) {
   StoreStats st;
   ASSERT_OK(h->Stats(&st));
   CHECK_EQ(st.torn_log_bytes, 9u);
+}
+
+TEST(FileMissingAfterCleanCloseIsCorruption) {
+  std::string dir = tstest::TempDir("store-missing");
+  std::mt19937 rng(11);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 5;
+  w.warm_capacity = 5;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+  }
+  for (const char* victim : {"warm.blocks", "cold-", "hot.log", "MANIFEST"}) {
+    std::string copy = dir + "-" + std::string(victim).substr(0, 4);
+    std::filesystem::copy(dir, copy, std::filesystem::copy_options::recursive);
+    std::string removed;
+    for (auto& e : std::filesystem::directory_iterator(copy)) {
+      std::string name = e.path().filename().string();
+      if (name.rfind(victim, 0) == 0 && removed.empty()) {
+        removed = name;
+        std::filesystem::remove(e.path());
+      }
+    }
+    ASSERT_TRUE(!removed.empty());
+    StoreHandle h;
+    Status s = OpenStore(copy, &h);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(s.message().find(removed) != std::string::npos);
+  }
 }
 
 TEST(TruncatedLogOfCleanStoreIsCorruption) {
