@@ -1,0 +1,165 @@
+// Recall is exact: on 20,000 random records spread over hot, warm and cold,
+// recall and recallAsync return exactly the ids a brute-force cosine scan in
+// JS returns (scores within 1e-5), for 50 queries per dimension count, with
+// the tier and minConfidence filters; and an async recall that runs while the
+// JS thread writes returns a valid top k of some state of the store.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open, type MemoryStore, type RecallHit, type TierSelector } from '../lib/index.js';
+import { mulberry32 } from './helpers/random.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+interface Row {
+  id: string;
+  embedding: Float32Array;
+  confidence: number;
+  tier: string;
+}
+
+function cosine(q: Float32Array, e: Float32Array): number {
+  let dot = 0;
+  let qq = 0;
+  let ee = 0;
+  for (let i = 0; i < q.length; i++) {
+    dot += q[i]! * e[i]!;
+    qq += q[i]! * q[i]!;
+    ee += e[i]! * e[i]!;
+  }
+  return ee === 0 ? 0 : dot / Math.sqrt(qq * ee);
+}
+
+function bruteForce(rows: Row[], q: Float32Array, k: number, tier: TierSelector, minConfidence?: number) {
+  const scored = rows
+    .filter((r) => (tier === 'all' || r.tier === tier) && (minConfidence === undefined || r.confidence >= minConfidence))
+    .map((r) => ({ id: r.id, score: cosine(q, r.embedding) }));
+  scored.sort((a, b) => b.score - a.score || (Buffer.compare(Buffer.from(a.id), Buffer.from(b.id))));
+  return scored.slice(0, k);
+}
+
+function build(dims: number, n: number, seed: number): { store: MemoryStore; rows: Row[] } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-recall-'));
+  dirs.push(dir);
+  const rng = mulberry32(seed);
+  const store = open(path.join(dir, 'db'), { dimensions: dims, hotCapacity: n / 4, warmCapacity: n / 4 });
+  const rows: Row[] = [];
+  for (let start = 0; start < n; start += 5000) {
+    const batch = [];
+    for (let i = start; i < start + 5000; i++) {
+      const embedding = new Float32Array(dims);
+      for (let j = 0; j < dims; j++) embedding[j] = rng() * 2 - 1;
+      const confidence = Math.fround(rng());
+      batch.push({ id: `r-${i}`, content: `record ${i}`, embedding, confidence, activation: Math.fround(rng()) });
+      rows.push({ id: `r-${i}`, embedding, confidence, tier: '' });
+    }
+    store.putMany(batch);
+  }
+  store.migrate();
+  const tierOf = new Map<string, string>();
+  for (const m of store.iterate()) tierOf.set(m.id, m.tier);
+  for (const r of rows) r.tier = tierOf.get(r.id)!;
+  return { store, rows };
+}
+
+function expectSame(hits: RecallHit[], want: { id: string; score: number }[]): void {
+  expect(hits.map((h) => h.id)).toEqual(want.map((w) => w.id));
+  hits.forEach((h, i) => expect(Math.abs(h.score - want[i]!.score)).toBeLessThan(1e-5));
+  for (let i = 1; i < hits.length; i++) expect(hits[i - 1]!.score).toBeGreaterThanOrEqual(hits[i]!.score);
+}
+
+describe.each([768, 37])('recall over 20,000 records of %i dimensions', (dims) => {
+  const { store, rows } = build(dims, 20000, dims);
+  afterAll(() => store.close());
+
+  it('spreads the records over all three tiers', () => {
+    const c = store.counts();
+    expect(c.total).toBe(20000);
+    expect(c.hot).toBeGreaterThan(0);
+    expect(c.warm).toBeGreaterThan(0);
+    expect(c.cold).toBeGreaterThan(0);
+  });
+
+  it('recall and recallAsync equal a brute-force scan for 50 queries, with tier and minConfidence filters', async () => {
+    const rng = mulberry32(1000 + dims);
+    const tiers: TierSelector[] = ['all', 'hot', 'warm', 'cold'];
+    for (let qi = 0; qi < 50; qi++) {
+      const q = new Float32Array(dims);
+      for (let j = 0; j < dims; j++) q[j] = rng() * 2 - 1;
+      const k = [1, 10, 37][qi % 3]!;
+      const tier = tiers[qi % 4]!;
+      const minConfidence = qi % 5 === 0 ? 0.5 : undefined;
+      const want = bruteForce(rows, q, k, tier, minConfidence);
+      const options = minConfidence === undefined ? { k, tier } : { k, tier, minConfidence };
+      const hits = store.recall(q, options);
+      expectSame(hits, want);
+      for (const h of hits) {
+        if (tier !== 'all') expect(h.tier).toBe(tier);
+        if (minConfidence !== undefined) expect(h.memory.confidence).toBeGreaterThanOrEqual(minConfidence);
+        expect(h.memory.id).toBe(h.id);
+      }
+      expectSame(await store.recallAsync(q, options), want);
+    }
+  });
+
+  it('a k larger than the store returns every record', () => {
+    const q = rows[0]!.embedding;
+    expect(store.recall(q, { k: 10000, tier: 'hot' })).toHaveLength(store.counts().hot);
+  });
+});
+
+describe('recallAsync while the JS thread writes', () => {
+  it('returns a valid top k of some state, and the store stays consistent', async () => {
+    const dims = 64;
+    const { store, rows } = build(dims, 10000, 5);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const rng = mulberry32(77);
+    const q = new Float32Array(dims);
+    for (let j = 0; j < dims; j++) q[j] = rng() * 2 - 1;
+    const pending: Promise<RecallHit[]>[] = [];
+    let next = 10000;
+    for (let round = 0; round < 20; round++) {
+      pending.push(store.recallAsync(q, { k: 25, includeEmbeddings: true }));
+      // Meanwhile: puts, deletes and a migration on this thread.
+      const batch = [];
+      for (let i = 0; i < 200; i++, next++) {
+        const embedding = new Float32Array(dims);
+        for (let j = 0; j < dims; j++) embedding[j] = rng() * 2 - 1;
+        batch.push({ id: `r-${next}`, content: 'later', embedding });
+        byId.set(`r-${next}`, { id: `r-${next}`, embedding, confidence: 0.5, tier: '' });
+      }
+      store.putMany(batch);
+      for (let i = 0; i < 50; i++) {
+        const id = `r-${round * 50 + i}`;
+        expect(store.delete(id)).toBe(true);
+        byId.delete(id);
+      }
+      store.migrate();
+    }
+    for (const hits of await Promise.all(pending)) {
+      expect(hits).toHaveLength(25);
+      expect(new Set(hits.map((h) => h.id)).size).toBe(25);
+      for (let i = 0; i < hits.length; i++) {
+        const h = hits[i]!;
+        // Each hit is a real record, scored correctly from its own embedding.
+        expect(h.memory.embedding).toBeInstanceOf(Float32Array);
+        expect(Math.abs(h.score - cosine(q, h.memory.embedding!))).toBeLessThan(1e-5);
+        if (i > 0) expect(hits[i - 1]!.score).toBeGreaterThanOrEqual(h.score);
+      }
+    }
+    const counts = store.counts();
+    expect(counts.total).toBe(byId.size);
+    const seen = new Set<string>();
+    for (const m of store.iterate()) {
+      expect(seen.has(m.id)).toBe(false);
+      seen.add(m.id);
+    }
+    expect(seen).toEqual(new Set(byId.keys()));
+    expectSame(store.recall(q, { k: 25 }), bruteForce([...byId.values()].map((r) => ({ ...r, tier: 'x' })), q, 25, 'all'));
+    store.close();
+  });
+});
