@@ -20,6 +20,7 @@ import { iterateAll, useScratch } from './helpers/store.js';
 
 const DIMS = 4;
 const IDS = 150;
+const BIG_IDS = 5000;
 
 type Op =
   | { k: 'put'; rec: MemoryInput }
@@ -30,10 +31,10 @@ type Op =
   | { k: 'compact' }
   | { k: 'flush' };
 
-function makeOps(seed: number, n: number): Op[] {
+function makeOps(seed: number, n: number, bigBatches = false): Op[] {
   const rng = mulberry32(seed);
   const rec = (i: number): MemoryInput => {
-    const id = `k-${Math.floor(rng() * IDS)}`;
+    const id = `k-${Math.floor(rng() * (bigBatches ? BIG_IDS : IDS))}`;
     return {
       id,
       content: `${id} written by op ${i} ${'ö'.repeat(Math.floor(rng() * 40))}${rng() < 0.05 ? 'x'.repeat(20_000) : ''}`,
@@ -48,7 +49,13 @@ function makeOps(seed: number, n: number): Op[] {
   for (let i = 0; i < n; i++) {
     const r = rng();
     if (r < 0.4) ops.push({ k: 'put', rec: rec(i) });
-    else if (r < 0.6) ops.push({ k: 'putMany', recs: Array.from({ length: 1 + Math.floor(rng() * 30) }, () => rec(i)) });
+    else if (r < 0.6 || (bigBatches && r < 0.8)) {
+      // big batches: up to 2,000 records of ~1 KB, so a kill lands inside one often
+      const n = bigBatches ? 200 + Math.floor(rng() * 1800) : 1 + Math.floor(rng() * 30);
+      const recs = Array.from({ length: n }, () => rec(i));
+      if (bigBatches) for (const r2 of recs) r2.content += ' ' + 'ß'.repeat(500);
+      ops.push({ k: 'putMany', recs });
+    }
     else if (r < 0.72) ops.push({ k: 'delete', id: `k-${Math.floor(rng() * IDS)}` });
     else if (r < 0.9) ops.push({ k: 'move', id: `k-${Math.floor(rng() * IDS)}`, tier: (['hot', 'warm', 'cold'] as const)[Math.floor(rng() * 3)]! });
     else if (r < 0.96) ops.push({ k: 'migrate' });
@@ -112,7 +119,9 @@ const CHILD = String.raw`
 describe('SIGKILL at an arbitrary point loses no returned write and tears no batch', () => {
   const scratch = useScratch();
 
-  const RUNS: Array<{ name: string; seed: number; killAfter: number; options: Record<string, unknown> }> = [
+  const RUNS: Array<{ name: string; seed: number; killAfter: number; options: Record<string, unknown>; bigBatches?: boolean }> = [
+    { name: 'big batches (a kill inside a putMany)', seed: 8, killAfter: 40, bigBatches: true, options: { dimensions: DIMS, hotCapacity: 3000, warmCapacity: 5000 } },
+    { name: 'big batches under small capacities', seed: 9, killAfter: 25, bigBatches: true, options: { dimensions: DIMS, hotCapacity: 500, warmCapacity: 1000 } },
     { name: 'during the first operations', seed: 1, killAfter: 3, options: { dimensions: DIMS, hotCapacity: 20, warmCapacity: 50 } },
     { name: 'mid-run, small capacities', seed: 2, killAfter: 400, options: { dimensions: DIMS, hotCapacity: 20, warmCapacity: 50 } },
     { name: 'late, small capacities', seed: 3, killAfter: 1500, options: { dimensions: DIMS, hotCapacity: 20, warmCapacity: 50 } },
@@ -122,10 +131,10 @@ describe('SIGKILL at an arbitrary point loses no returned write and tears no bat
     { name: 'after everything returned', seed: 7, killAfter: Infinity, options: { dimensions: DIMS, hotCapacity: 20, warmCapacity: 50 } },
   ];
 
-  it.each(RUNS)('$name', async ({ seed, killAfter, options }) => {
+  it.each(RUNS)('$name', async ({ seed, killAfter, options, bigBatches }) => {
     const dir = scratch.dir();
     const p = path.join(dir, 'db');
-    const ops = makeOps(seed, 2000);
+    const ops = makeOps(seed, bigBatches ? 60 : 2000, bigBatches);
     const opsFile = path.join(dir, 'ops.json');
     fs.writeFileSync(opsFile, JSON.stringify(ops));
 
@@ -205,4 +214,47 @@ describe('SIGKILL at an arbitrary point loses no returned write and tears no bat
       expect(ok2, `after a second SIGKILL (${k2} ops acknowledged) the store holds the acknowledged state`).toBe(true);
     }
   }, 300_000);
+});
+
+describe('access statistics across a SIGKILL', () => {
+  const scratch = useScratch();
+
+  it('statistics persisted by flush() or by a migration survive the kill', async () => {
+    const p = path.join(scratch.dir(), 'db');
+    const child = new ScriptChild(
+      String.raw`
+      const s = ts.open(args.p, { dimensions: 4 });
+      for (const id of ['a', 'b', 'c', 'd']) s.put({ id, content: id, embedding: [1, 2, 3, 4], createdAt: 5 });
+      s.move('d', 'cold');
+      for (let i = 0; i < 3; i++) s.get('a');
+      for (let i = 0; i < 2; i++) s.get('b');
+      for (let i = 0; i < 5; i++) s.get('d');
+      s.flush(); // persists a, b and d (in cold)
+      const flushed = [...s.iterate()].map((m) => [m.id, m.accessCount, m.lastAccessAt]);
+      for (let i = 0; i < 4; i++) s.get('c');
+      s.move('c', 'warm'); // a migration persists c
+      const moved = [...s.iterate({ tier: 'warm' })].map((m) => [m.id, m.accessCount, m.lastAccessAt]);
+      fs.writeSync(1, 'READY ' + JSON.stringify({ flushed, moved }) + '\n');
+      setInterval(() => {}, 1 << 30);
+      `,
+      { p },
+    );
+    const ready = await child.waitFor((l) => l.some((x) => x.startsWith('READY ')), 60_000);
+    expect(ready, `child got ready: ${child.stderr}`).toBe(true);
+    await child.kill('SIGKILL');
+    const info = JSON.parse(child.lines.find((x) => x.startsWith('READY '))!.slice('READY '.length)) as {
+      flushed: Array<[string, number, number]>;
+      moved: Array<[string, number, number]>;
+    };
+    const s = scratch.open(p);
+    const now = new Map(iterateAll(s, 'all').map((m) => [m.id, [m.id, m.accessCount, m.lastAccessAt] as [string, number, number]]));
+    for (const [id, count, last] of info.flushed.filter(([id]) => id !== 'c')) {
+      expect(now.get(id), `${id}: statistics persisted by flush() survive`).toEqual([id, count, last]);
+    }
+    expect(info.flushed.find(([id]) => id === 'a')?.[1]).toBe(3);
+    expect(info.flushed.find(([id]) => id === 'd')?.[1]).toBe(5);
+    const c = info.moved.find(([id]) => id === 'c')!;
+    expect(c[1]).toBe(4);
+    expect(now.get('c'), 'c: statistics carried by its migration survive').toEqual(c);
+  }, 60_000);
 });
