@@ -1,5 +1,5 @@
 // NativeBatch (columnar, as the binding returns it) -> public shapes.
-import type { NativeBatch } from './native.js';
+import type { NativeBatch, NativeRecord } from './native.js';
 import type { Memory, MemoryBatch, Tier } from './types.js';
 import { TIERS } from './validate.js';
 
@@ -27,6 +27,22 @@ export function memoryAt<T extends Tier = Tier>(batch: NativeBatch, i: number, d
     memory.embedding =
       embeddings.length === dims ? embeddings : embeddings.slice(i * dims, (i + 1) * dims);
   }
+  return memory;
+}
+
+export function memoryOfRecord(record: NativeRecord): Memory {
+  const memory: Memory = {
+    id: record.id,
+    content: record.content,
+    metadata: parseMetadata(record.metadata),
+    confidence: record.confidence,
+    activation: record.activation,
+    createdAt: record.createdAt,
+    lastAccessAt: record.lastAccessAt,
+    accessCount: record.accessCount,
+    tier: TIERS[record.tier] as Tier,
+  };
+  if (record.embedding !== undefined) memory.embedding = record.embedding;
   return memory;
 }
 

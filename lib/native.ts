@@ -23,6 +23,22 @@ export interface NativeBatch {
   embeddings?: Float32Array;
 }
 
+/** One record as get() returns it. */
+export interface NativeRecord {
+  id: string;
+  content: string;
+  /** JSON text. */
+  metadata: string;
+  confidence: number;
+  activation: number;
+  createdAt: number;
+  lastAccessAt: number;
+  accessCount: number;
+  /** 0 hot, 1 warm, 2 cold. */
+  tier: number;
+  embedding?: Float32Array;
+}
+
 export interface NativeListResult extends NativeBatch {
   /** '' on the last page. */
   nextCursor: string;
@@ -54,7 +70,7 @@ export interface NativeStore {
     createdAt: Float64Array,
     lastAccessAt: Float64Array,
   ): void;
-  get(id: string, includeEmbedding: boolean): NativeBatch | undefined;
+  get(id: string, includeEmbedding: boolean): NativeRecord | undefined;
   has(id: string): boolean;
   delete(id: string): boolean;
   move(id: string, tier: number): boolean;

@@ -4,7 +4,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as nodePath from 'node:path';
 
-import { memoriesOf, memoryAt } from './convert.js';
+import { memoriesOf, memoryOfRecord } from './convert.js';
 import { fail, TierStoreError, toTierStoreError } from './errors.js';
 import { TierIterableImpl, type IterationSource } from './iterate.js';
 import { loadAddon, type NativeIterator, type NativeRecallResult, type NativeStore } from './native.js';
@@ -263,8 +263,8 @@ export class MemoryStore implements IterationSource {
       options === undefined
         ? false
         : checkBoolean(checkOptions(options, 'get()')?.includeEmbedding, 'get(): options.includeEmbedding', false);
-    const batch = native.get(id, includeEmbedding);
-    return batch === undefined ? undefined : memoryAt(batch, 0, this.dimensions);
+    const record = native.get(id, includeEmbedding);
+    return record === undefined ? undefined : memoryOfRecord(record);
   }
 
   has(id: string): boolean {

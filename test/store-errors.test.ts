@@ -775,9 +775,11 @@ describe('closing while asynchronous work is in flight', () => {
   it('recallAsync in flight when the store is closed resolves or rejects with STORE_CLOSED, never a crash', async () => {
     const s = populated();
     const pending = Array.from({ length: 8 }, () => s.recallAsync(new Float32Array(DIMS).fill(0.5), { k: 10 }));
+    // Handlers go on every promise at once: one may reject while another is awaited.
+    const settled = pending.map(settle);
     s.close();
-    for (const p of pending) {
-      const r = await settle(p);
+    for (const settling of settled) {
+      const r = await settling;
       expectClosedOrFine(r, 'recallAsync in flight');
       if (r.ok) expect((r.value as unknown[]).length).toBe(10);
     }

@@ -146,7 +146,7 @@ Napi::Value NativeStore::PutMany(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// get(id, includeEmbedding) -> NativeBatch of one record | undefined
+// get(id, includeEmbedding) -> NativeRecord | undefined
 Napi::Value NativeStore::Get(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tierstore::Store& store = Open(env, "get()");
@@ -156,7 +156,7 @@ Napi::Value NativeStore::Get(const Napi::CallbackInfo& info) {
   tierstore::RecordBatch batch;
   Check(env, store.Get(std::string_view(id, id_len), include_embedding, NowMs(), &batch));
   if (batch.size() == 0) return env.Undefined();
-  return BatchToJs(env, batch, state_->dimensions, include_embedding);
+  return RecordToJs(env, batch, 0, state_->dimensions, include_embedding);
 }
 
 Napi::Value NativeStore::Has(const Napi::CallbackInfo& info) {

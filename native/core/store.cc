@@ -1265,6 +1265,8 @@ struct ScanRange {
 }  // namespace
 
 Status StoreImpl::Recall(const float* query, const RecallOptions& options, RecallResult* result) {
+  result->records.Clear();
+  result->scores.clear();
   if (options.k == 0) return Status::InvalidArgument("k must be >= 1");
   const double qnorm_d = NormOf(query, dims_);
   if (!(qnorm_d > 0) || !std::isfinite(qnorm_d)) {
