@@ -1,0 +1,134 @@
+// The iteration contract (DESIGN §3): exactly-once while every put demotes,
+// iteration and paging agree with counts() in every tier, misuse errors, and
+// memory bounded by the batch size while iterating a million cold records
+// (measured in a child process, so this test's own heap does not count).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open, TierStoreError, type TierSelector } from '../lib/index.js';
+import { mulberry32 } from './helpers/random.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+function storePath(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-iter-'));
+  dirs.push(d);
+  return path.join(d, 'db');
+}
+
+const DIMS = 16;
+function records(from: number, to: number, rng: () => number) {
+  const out = [];
+  for (let i = from; i < to; i++) {
+    const embedding = new Float32Array(DIMS);
+    for (let j = 0; j < DIMS; j++) embedding[j] = rng() * 2 - 1;
+    out.push({ id: `m-${i}`, content: `content ${i} ✓`, embedding, activation: Math.fround(rng()), metadata: { i } });
+  }
+  return out;
+}
+
+describe('iteration contract', () => {
+  it("'all' over 20,000 records yields each exactly once while the loop body puts 20,000 more, each put demoting", () => {
+    const rng = mulberry32(20000);
+    const store = open(storePath(), { dimensions: DIMS, hotCapacity: 1, warmCapacity: 8000 });
+    store.putMany(records(0, 20000, rng));
+    store.migrate();
+    const before = store.counts();
+    expect(before.total).toBe(20000);
+    expect(before.cold).toBeGreaterThan(0);
+    const seen = new Map<string, number>();
+    let next = 20000;
+    for (const m of store.iterate({ batchSize: 256 })) {
+      seen.set(m.id, (seen.get(m.id) ?? 0) + 1);
+      if (next < 40000) store.put(records(next, next + 1, rng)[0]!), next++;
+    }
+    expect(next).toBe(40000);
+    for (let i = 0; i < 20000; i++) expect(seen.get(`m-${i}`), `m-${i}`).toBe(1);
+    const after = store.counts();
+    expect(after.total).toBe(40000);
+    expect(after.hot).toBeLessThanOrEqual(1);
+    expect(after.warm).toBeLessThanOrEqual(8000);
+    store.close();
+  });
+
+  it('iteration, offset paging and cursor paging return exactly the records counts() reports, per tier and all', () => {
+    const rng = mulberry32(7);
+    const store = open(storePath(), { dimensions: DIMS, hotCapacity: 300, warmCapacity: 700 });
+    store.putMany(records(0, 2500, rng));
+    store.migrate();
+    const counts = store.counts();
+    const want: Record<TierSelector, number> = {
+      hot: counts.hot, warm: counts.warm, cold: counts.cold, all: counts.total,
+    };
+    for (const tier of ['hot', 'warm', 'cold', 'all'] as const) {
+      for (const includeEmbeddings of [false, true]) {
+        const iterated = [...store.iterate({ tier, includeEmbeddings, batchSize: 97 })];
+        expect(iterated).toHaveLength(want[tier]);
+        expect(new Set(iterated.map((m) => m.id)).size).toBe(want[tier]);
+        if (tier !== 'all') for (const m of iterated) expect(m.tier).toBe(tier);
+        for (const m of iterated) expect(m.embedding !== undefined).toBe(includeEmbeddings);
+        const byOffset: string[] = [];
+        for (let offset = 0; ; ) {
+          const page = store.list({ tier, offset, limit: 333, includeEmbeddings });
+          expect(page.count).toBe(page.memories.length);
+          if (page.count === 0) break;
+          byOffset.push(...page.memories.map((m) => m.id));
+          offset += page.count;
+        }
+        const byCursor: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = cursor === undefined ? store.list({ tier, limit: 333 }) : store.list({ tier, cursor, limit: 333 });
+          byCursor.push(...page.memories.map((m) => m.id));
+          cursor = page.pagination.nextCursor;
+        } while (cursor !== undefined);
+        // Same records, same order, as the iterator.
+        expect(byOffset).toEqual(iterated.map((m) => m.id));
+        expect(byCursor).toEqual(iterated.map((m) => m.id));
+      }
+    }
+    store.close();
+  });
+
+  it('batchSize outside 1..65536 is INVALID_ARGUMENT; next() after close() is STORE_CLOSED', async () => {
+    const store = open(storePath(), { dimensions: DIMS });
+    store.putMany(records(0, 10, mulberry32(1)));
+    for (const batchSize of [0, -1, 65537, 1.5, Number.NaN]) {
+      expect(() => store.iterate({ batchSize })).toThrow(TierStoreError);
+      try {
+        store.iterate({ batchSize });
+      } catch (e) {
+        expect((e as TierStoreError).code).toBe('INVALID_ARGUMENT');
+      }
+    }
+    expect([...store.iterate({ batchSize: 65536 })]).toHaveLength(10);
+    const sync = store.iterate({ batchSize: 1 })[Symbol.iterator]();
+    const async = store.iterate({ batchSize: 1 })[Symbol.asyncIterator]();
+    expect(sync.next().done).toBe(false);
+    expect((await async.next()).done).toBe(false);
+    store.close();
+    expect(() => sync.next()).toThrow(expect.objectContaining({ code: 'STORE_CLOSED' }));
+    await expect(async.next()).rejects.toMatchObject({ code: 'STORE_CLOSED' });
+  });
+
+  it('iterating 1,000,000 cold records without embeddings grows memory by less than 64 MB', () => {
+    const dir = storePath();
+    const script = path.join(__dirname, 'helpers', 'iterate-memory.cjs');
+    const result = spawnSync(process.execPath, ['--expose-gc', script, dir, '1000000'], {
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
+    expect(result.signal, result.stderr).toBeNull();
+    expect(result.status, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout.trim().split('\n').pop()!) as {
+      count: number; unique: number; baselineRss: number; peakRss: number;
+    };
+    expect(report.count).toBe(1_000_000);
+    expect(report.unique).toBe(1_000_000);
+    expect(report.peakRss - report.baselineRss).toBeLessThan(64 * 1024 * 1024);
+  }, 600_000);
+});
