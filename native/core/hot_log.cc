@@ -275,9 +275,12 @@ Status HotLog::WriteBuffered(std::string* buf, bool final_flush) {
 Status HotLog::AppendAtomically(const std::function<Status(std::string*)>& fill) {
   if (read_only_ || !file_.is_open()) return Status::ReadOnly("the store is open read-only");
   const uint64_t start = size_;
-  std::string buf;
+  std::string& buf = scratch_;
+  buf.clear();
+  if (buf.capacity() < kFlushThreshold + (1u << 20)) buf.reserve(kFlushThreshold + (1u << 20));
   Status s = fill(&buf);
   if (s.ok()) s = WriteBuffered(&buf, true);
+  if (buf.capacity() > 4 * kFlushThreshold) std::string().swap(buf);  // after a huge record
   if (!s.ok()) {
     // Take back whatever part reached the file, so the log never keeps half
     // an entry or a batch that was reported as failed.

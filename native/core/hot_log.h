@@ -89,6 +89,9 @@ class HotLog {
   bool read_only_;
   File file_;
   uint64_t size_ = 0;
+  // Reused encode buffer: a fresh one per append cost a reallocation chain
+  // and fresh page faults for every batch.
+  std::string scratch_;
 };
 
 }  // namespace tierstore

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -67,22 +68,37 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// A hot record: owned copies of every field.
+// A hot record: owned copies of every field, in one allocation (embedding
+// first, so it is float-aligned, then id, metadata and content bytes).
 struct HotRecord {
-  std::string id, content, metadata;
-  std::vector<float> embedding;
+  std::unique_ptr<float[]> data;
+  uint32_t dims = 0, id_len = 0, meta_len = 0;
+  uint64_t content_len = 0;
   float norm = 0, confidence = 0, activation = 0;
   double created_at = 0, last_access_at = 0, access_count = 0;
   uint64_t seq = 0;
   uint64_t key = 0;  // arrival order in hot: the iteration order
   bool access_dirty = false;
 
+  const float* embedding() const { return data.get(); }
+  const char* bytes() const { return reinterpret_cast<const char*>(data.get() + dims); }
+  std::string_view id() const { return {bytes(), id_len}; }
+  std::string_view metadata() const { return {bytes() + id_len, meta_len}; }
+  std::string_view content() const { return {bytes() + id_len + meta_len, content_len}; }
+
   static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims) {
     auto r = std::make_unique<HotRecord>();
-    r->id.assign(v.id);
-    r->content.assign(v.content);
-    r->metadata.assign(v.metadata);
-    r->embedding.assign(v.embedding, v.embedding + dims);
+    r->dims = dims;
+    r->id_len = static_cast<uint32_t>(v.id.size());
+    r->meta_len = static_cast<uint32_t>(v.metadata.size());
+    r->content_len = v.content.size();
+    const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
+    r->data.reset(new float[dims + (string_bytes + sizeof(float) - 1) / sizeof(float)]);
+    std::memcpy(r->data.get(), v.embedding, size_t{dims} * sizeof(float));
+    char* p = reinterpret_cast<char*>(r->data.get() + dims);
+    std::memcpy(p, v.id.data(), v.id.size());
+    std::memcpy(p + v.id.size(), v.metadata.data(), v.metadata.size());
+    std::memcpy(p + v.id.size() + v.metadata.size(), v.content.data(), v.content.size());
     r->norm = v.norm;
     r->confidence = v.confidence;
     r->activation = v.activation;
@@ -95,10 +111,10 @@ struct HotRecord {
 
   RecordView View() const {
     RecordView v;
-    v.id = id;
-    v.content = content;
-    v.metadata = metadata;
-    v.embedding = embedding.data();
+    v.id = id();
+    v.content = content();
+    v.metadata = metadata();
+    v.embedding = embedding();
     v.norm = norm;
     v.confidence = confidence;
     v.activation = activation;
@@ -109,7 +125,7 @@ struct HotRecord {
     return v;
   }
 
-  uint64_t Bytes() const { return id.size() + content.size() + metadata.size() + embedding.size() * 4 + 96; }
+  uint64_t Bytes() const { return id_len + meta_len + content_len + uint64_t{dims} * 4 + 96; }
 };
 
 // Where a record lives. hot: b = hot key; warm: a = slot; cold: a = segment, b = row.
@@ -615,7 +631,7 @@ void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
   rec->key = ++hot_key_;
   hot_bytes_ += rec->Bytes();
   uint64_t key = rec->key;
-  auto [it, inserted] = index_.try_emplace(rec->id, Loc::Hot(key));
+  auto [it, inserted] = index_.try_emplace(std::string(rec->id()), Loc::Hot(key));
   if (!inserted) it->second = Loc::Hot(key);
   hot_.emplace(key, std::move(rec));
 }
@@ -873,10 +889,10 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         uint32_t slot = 0;
         TS_RETURN_IF_ERROR(warm_->Insert(rec->View(), &slot));  // destination first
         Loc to = Loc::Warm(slot);
-        index_.find(rec->id)->second = to;
+        index_.find(rec->id())->second = to;
         ++warm_count_;
         ++report->hot_to_warm;
-        NotifyMove(rec->seq, rec->id, from, to);
+        NotifyMove(rec->seq, rec->id(), from, to);
         TakeHot(from);  // the log still holds it; recovery prefers the colder copy on a tie
       }
     } else {
@@ -889,10 +905,10 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         Loc from = Loc::Hot(cand[i].position);
         HotRecord* rec = HotAt(from);
         Loc to = Loc::Cold(locs[i - start]);
-        index_.find(rec->id)->second = to;
+        index_.find(rec->id())->second = to;
         ++cold_count_;
         ++report->hot_to_cold;
-        NotifyMove(rec->seq, rec->id, from, to);
+        NotifyMove(rec->seq, rec->id(), from, to);
         TakeHot(from);
       }
       TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
@@ -973,7 +989,7 @@ Status StoreImpl::MaybeCheckpointLog(bool durable) {
 Status StoreImpl::LogDirtyAccess() {
   std::vector<LogAccessUpdate> updates;
   for (auto& [key, rec] : hot_) {
-    if (rec->access_dirty) updates.push_back({rec->id, rec->seq, rec->last_access_at, rec->access_count});
+    if (rec->access_dirty) updates.push_back({rec->id(), rec->seq, rec->last_access_at, rec->access_count});
   }
   TS_RETURN_IF_ERROR(log_->AppendAccess(updates));
   for (auto& [key, rec] : hot_) rec->access_dirty = false;
@@ -1284,7 +1300,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   if (in_scope(Tier::kHot) && !hot_.empty()) {
     ScanRange r;
     r.rows.reserve(hot_.size());
-    for (auto& [key, rec] : hot_) r.rows.push_back({rec->embedding.data(), rec->norm, rec->confidence, Loc::Hot(key)});
+    for (auto& [key, rec] : hot_) r.rows.push_back({rec->embedding(), rec->norm, rec->confidence, Loc::Hot(key)});
     r.count = r.rows.size();
     ranges.push_back(std::move(r));
   }
