@@ -96,6 +96,33 @@ Napi::TypedArrayOf<T> CopyToTypedArray(Napi::Env env, const T* data, size_t n) {
 
 }  // namespace
 
+namespace {
+
+bool IsAscii(std::string_view s) {
+  const char* p = s.data();
+  size_t n = s.size(), i = 0;
+  uint64_t high = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    high |= w;
+  }
+  for (; i < n; ++i) high |= static_cast<unsigned char>(p[i]);
+  return (high & 0x8080808080808080ull) == 0;
+}
+
+}  // namespace
+
+// A JS string of UTF-8 bytes. ASCII (ids, most metadata) skips V8's UTF-8
+// decoder: as Latin-1 the same bytes make the same string, copied as is.
+Napi::String StringFromUtf8(Napi::Env env, std::string_view s) {
+  napi_value out;
+  napi_status st = IsAscii(s) ? napi_create_string_latin1(env, s.data(), s.size(), &out)
+                              : napi_create_string_utf8(env, s.data(), s.size(), &out);
+  NAPI_THROW_IF_FAILED(env, st, Napi::String());
+  return Napi::String(env, out);
+}
+
 Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
                        bool include_embeddings) {
   const size_t n = batch.size();
@@ -110,9 +137,9 @@ Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t di
   for (size_t i = 0; i < n; ++i) {
     const uint32_t idx = static_cast<uint32_t>(i);
     std::string_view id = batch.Id(i), content = batch.Content(i), meta = batch.Metadata(i);
-    ids.Set(idx, Napi::String::New(env, id.data(), id.size()));
-    contents.Set(idx, Napi::String::New(env, content.data(), content.size()));
-    metadata.Set(idx, Napi::String::New(env, meta.data(), meta.size()));
+    ids.Set(idx, StringFromUtf8(env, id));
+    contents.Set(idx, StringFromUtf8(env, content));
+    metadata.Set(idx, StringFromUtf8(env, meta));
   }
 
   out.Set("tiers", tiers);
@@ -140,9 +167,9 @@ Napi::Object RecordToJs(Napi::Env env, const tierstore::RecordBatch& batch, size
                         bool include_embedding) {
   Napi::Object out = Napi::Object::New(env);
   std::string_view id = batch.Id(i), content = batch.Content(i), meta = batch.Metadata(i);
-  out.Set("id", Napi::String::New(env, id.data(), id.size()));
-  out.Set("content", Napi::String::New(env, content.data(), content.size()));
-  out.Set("metadata", Napi::String::New(env, meta.data(), meta.size()));
+  out.Set("id", StringFromUtf8(env, id));
+  out.Set("content", StringFromUtf8(env, content));
+  out.Set("metadata", StringFromUtf8(env, meta));
   out.Set("confidence", Napi::Number::New(env, batch.confidence[i]));
   out.Set("activation", Napi::Number::New(env, batch.activation[i]));
   out.Set("createdAt", Napi::Number::New(env, batch.created_at[i]));
