@@ -146,9 +146,10 @@ TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
     ASSERT_OK(OpenStore(dir, &h));
     ASSERT_OK(PutAll(h.store.get(), {r}, WriteOptions{}));
     // The crash: the files as they are while the store is open.
-    std::filesystem::copy(dir, dir + "-crash", std::filesystem::copy_options::recursive);
+    std::string crashed = tstest::TempDir("store-dup-crash");
+    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
+    dir = crashed;
   }
-  dir += "-crash";
   std::filesystem::remove(dir + "/LOCK");
   {
     // Re-create the mid-migration state by hand: the record's warm copy with
@@ -177,15 +178,16 @@ TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
 
 TEST(TornLogTailDroppedAfterCrash) {
   std::string dir = tstest::TempDir("store-torn");
+  std::string crashed;
   std::mt19937 rng(3);
   {
     StoreHandle h;
     ASSERT_OK(OpenStore(dir, &h));
     ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng), MakeRecord(2, &rng)}, WriteOptions{}));
     // Simulate the crash: copy the files while the store is open (unclean).
-    std::filesystem::copy(dir, dir + "-crash", std::filesystem::copy_options::recursive);
+    crashed = tstest::TempDir("store-torn-crash");
+    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
   }
-  std::string crashed = dir + "-crash";
   std::filesystem::remove(crashed + "/LOCK");
   // A torn entry: half a record header at the end of the log.
   {
@@ -218,7 +220,7 @@ TEST(FileMissingAfterCleanCloseIsCorruption) {
     ASSERT_OK(h->Migrate(w, &rep));
   }
   for (const char* victim : {"warm.blocks", "cold-", "hot.log", "MANIFEST"}) {
-    std::string copy = dir + "-" + std::string(victim).substr(0, 4);
+    std::string copy = tstest::TempDir(std::string("store-missing-") + victim);
     std::filesystem::copy(dir, copy, std::filesystem::copy_options::recursive);
     std::string removed;
     for (auto& e : std::filesystem::directory_iterator(copy)) {
