@@ -49,4 +49,22 @@ for (const v of variants) {
   run(`${v.name} build`, 'cmake', ['--build', v.dir, '--parallel', jobs]);
   run(`${v.name} ctest`, 'ctest', ['--test-dir', v.dir, '--output-on-failure', '--no-tests=error', '--parallel', jobs], env);
 }
+// The developer build of the addon: cmake-js drives the same CMakeLists.txt
+// (same sources as binding.gyp); the result must load and work.
+if (!only || only === 'cmake-js') {
+  const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+  run('cmake-js addon build', process.execPath, [cmakeJs, 'build', '--out', 'build-cmake-js', '--target', 'tierstore_addon']);
+  const smoke = `
+    const a = require(${JSON.stringify(path.join(root, 'build-cmake-js', 'Release', 'tierstore.node'))});
+    const fs = require('fs'), os = require('os'), path = require('path');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-cmake-js-'));
+    const s = new a.NativeStore(d, 3, false, 10, 10, false, false);
+    s.putMany(Buffer.from('idcontent{}'), new Uint32Array([2, 7, 2]), new Float32Array([1, 2, 3]),
+      new Float32Array([0.5]), new Float32Array([0.5]), new Float64Array([1]), new Float64Array([1]));
+    const ok = s.get('id', false).content === 'content' && s.counts().total === 1;
+    s.close();
+    fs.rmSync(d, { recursive: true, force: true });
+    if (!ok) { console.error('the cmake-js addon returned wrong data'); process.exit(1); }`;
+  run('cmake-js addon loads', process.execPath, ['-e', smoke]);
+}
 console.log('\n[test:native] all native tests passed');
