@@ -717,8 +717,6 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   }
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckWritable());
-  std::vector<std::unique_ptr<HotRecord>> fresh;
-  fresh.reserve(keep.size());
   std::vector<RecordView> views(keep.size());
   std::vector<const RecordView*> ptrs(keep.size());
   for (size_t k = 0; k < keep.size(); ++k) {
