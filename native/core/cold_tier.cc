@@ -108,6 +108,12 @@ std::string SegmentName(uint32_t id) {
   return buf;
 }
 
+}  // namespace
+
+std::string ColdSegmentFileName(uint32_t id) { return SegmentName(id); }
+
+namespace {
+
 bool ParseSegmentName(const std::string& name, uint32_t* id) {
   // cold-XXXXXXXX.seg, lowercase hex, exactly.
   if (name.size() != 17 || name.compare(0, 5, "cold-") != 0 || name.compare(13, 4, ".seg") != 0) return false;

@@ -77,6 +77,10 @@ struct ColdStats {
   uint64_t file_bytes = 0;
 };
 
+// "cold-<id, 8 lowercase hex digits>.seg": the file of one segment.
+std::string ColdSegmentFileName(uint32_t id);
+constexpr const char* kColdFilePrefix = "cold-";
+
 class ColdTier {
  public:
   virtual ~ColdTier() = default;

@@ -378,9 +378,9 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   seq_ = manifest.sequence_floor;
-  if (manifest.clean && !PathExists(JoinPath(path_, "warm.blocks"))) {
+  if (manifest.clean && !PathExists(JoinPath(path_, WarmTier::kBlockFileName))) {
     // Every store that was ever opened has one; do not create it anew.
-    return Status::Corruption(JoinPath(path_, "warm.blocks") + " is missing; the store was closed with it");
+    return Status::Corruption(JoinPath(path_, WarmTier::kBlockFileName) + " is missing; the store was closed with it");
   }
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
@@ -396,16 +396,12 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
   const ColdStats cold = cold_->Stats();
   for (uint32_t id : manifest.cold_segments) {
     if (!std::binary_search(cold.segment_ids.begin(), cold.segment_ids.end(), id)) {
-      char name[32];
-      std::snprintf(name, sizeof name, "cold-%08x.seg", id);
-      return Status::Corruption(JoinPath(path_, name) + " is missing; the store was closed with it");
+      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " is missing; the store was closed with it");
     }
   }
   for (uint32_t id : cold.segment_ids) {
     if (!std::binary_search(manifest.cold_segments.begin(), manifest.cold_segments.end(), id)) {
-      char name[32];
-      std::snprintf(name, sizeof name, "cold-%08x.seg", id);
-      return Status::Corruption(JoinPath(path_, name) + " was not part of the store when it was closed");
+      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " was not part of the store when it was closed");
     }
   }
   if (cold.live_records != manifest.cold_records) {
@@ -414,7 +410,7 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
   }
   const WarmStats warm = warm_->Stats();
   if (warm.live_records != manifest.warm_records) {
-    return Status::Corruption(JoinPath(path_, "warm.blocks") + " holds " + std::to_string(warm.live_records) +
+    return Status::Corruption(JoinPath(path_, WarmTier::kBlockFileName) + " holds " + std::to_string(warm.live_records) +
                               " records; the store was closed with " + std::to_string(manifest.warm_records));
   }
   return Status::OK();
@@ -529,7 +525,8 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
     std::vector<std::string> names;
     if (ListDirectory(path, &names).ok()) {
       for (const std::string& name : names) {
-        if (name == "hot.log" || name == "warm.blocks" || name.rfind("warm-var-", 0) == 0 || name.rfind("cold-", 0) == 0) {
+        if (name == HotLog::kFileName || name == WarmTier::kBlockFileName ||
+            name.rfind(WarmTier::kVarFilePrefix, 0) == 0 || name.rfind(kColdFilePrefix, 0) == 0) {
           return Status::Corruption(JoinPath(path, Manifest::kFileName) + " is missing, but " + name +
                                     " is there: the directory holds a damaged store");
         }
@@ -680,12 +677,12 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
   // Merges change (segment, row) but not cold keys; only the index follows.
   std::unordered_map<uint64_t, ColdLoc> moved;
   TS_RETURN_IF_ERROR(op([&](ColdLoc from, ColdLoc to) {
-    moved.emplace((uint64_t{from.segment} << 32) | from.row, to);
+    moved.emplace(ColdKey(from), to);
   }));
   if (moved.empty()) return Status::OK();
   for (auto& [id, loc] : index_) {
     if (loc.tier != Tier::kCold) continue;
-    auto m = moved.find((uint64_t{loc.a} << 32) | static_cast<uint32_t>(loc.b));
+    auto m = moved.find(ColdKey(loc.cold()));
     if (m != moved.end()) loc = Loc::Cold(m->second);
   }
   return Status::OK();

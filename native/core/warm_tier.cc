@@ -163,10 +163,10 @@ uint32_t ExtendDataCrc(uint32_t c, const uint8_t* h) {
   return c;
 }
 
-std::string VarFileName(uint32_t gen) { return "warm-var-" + std::to_string(gen) + ".dat"; }
+std::string VarFileName(uint32_t gen) { return WarmTier::kVarFilePrefix + std::to_string(gen) + ".dat"; }
 
 bool ParseVarFileName(const std::string& name, uint32_t* gen) {
-  static const std::string prefix = "warm-var-", suffix = ".dat";
+  static const std::string prefix = WarmTier::kVarFilePrefix, suffix = ".dat";
   if (name.size() <= prefix.size() + suffix.size()) return false;
   if (name.compare(0, prefix.size(), prefix) != 0) return false;
   if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
@@ -272,7 +272,7 @@ class WarmTierImpl final : public WarmTier {
  public:
   WarmTierImpl(std::string dir, uint32_t dims, bool read_only)
       : dir_(std::move(dir)),
-        blocks_path_(JoinPath(dir_, "warm.blocks")),
+        blocks_path_(JoinPath(dir_, WarmTier::kBlockFileName)),
         dims_(dims),
         read_only_(read_only),
         block_size_(BlockSizeFor(dims)) {}

@@ -66,6 +66,9 @@ struct WarmScalars {
 
 class WarmTier {
  public:
+  static constexpr const char* kBlockFileName = "warm.blocks";
+  static constexpr const char* kVarFilePrefix = "warm-var-";
+
   virtual ~WarmTier() = default;
 
   // Opens (creating when absent and !read_only) the warm files in dir.
