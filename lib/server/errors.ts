@@ -1,0 +1,219 @@
+/**
+ * Error bodies of the HTTP server: every failure is answered with
+ * `{ error: { code, message, suggestion, example } }` (the three-part format
+ * of the API this package replaces: what went wrong, what to do about it, and
+ * a request that works). Maps TierStoreError codes and fastify's own errors
+ * (schema, JSON, body limit, media type) to HTTP statuses.
+ */
+import { TierStoreError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+
+/** Codes the server adds to the store's (ErrorCode) for failures of HTTP itself. */
+export type HttpErrorCode =
+  | ErrorCode
+  | 'INVALID_JSON'
+  | 'BODY_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'SERVER_CLOSING'
+  | 'INTERNAL_ERROR';
+
+export interface ErrorBody {
+  error: { code: HttpErrorCode; message: string; suggestion: string; example: string };
+}
+
+/** HTTP status of each store error code. */
+export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  DIMENSION_MISMATCH: 400,
+  CONTENT_TOO_LARGE: 413,
+  READ_ONLY: 403,
+  STORE_CLOSED: 503,
+  STORE_LOCKED: 503,
+  CORRUPTION: 500,
+  IO_ERROR: 500,
+};
+
+/** An error the route handlers raise with its status and code chosen. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: HttpErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Which request an error belongs to: picks the example. */
+export type RouteKind = 'list' | 'create' | 'get' | 'delete' | 'recall' | 'health' | 'other';
+
+/** What the suggestions and examples need to know about the server. */
+export interface ErrorContext {
+  dimensions: number;
+  maxContentBytes: number;
+  bodyLimit: number;
+  tokenRequired: boolean;
+}
+
+function embeddingExample(dims: number): string {
+  const shown = Math.min(dims, 3);
+  const values = [0.12, -0.05, 0.33].slice(0, shown).join(',');
+  return dims <= 3 ? `[${values}]` : `[${values}, … ${dims} numbers in all]`;
+}
+
+function authHeader(ctx: ErrorContext): string {
+  return ctx.tokenRequired ? " -H 'Authorization: Bearer <token>'" : '';
+}
+
+/** A request that works for each kind of route, as a curl command. */
+export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
+  const auth = authHeader(ctx);
+  switch (kind) {
+    case 'list':
+      return "curl 'http://127.0.0.1:8080/api/v1/memories?tier=all&limit=100&include_embeddings=false'";
+    case 'create':
+      return (
+        `curl -X POST http://127.0.0.1:8080/api/v1/memories -H 'Content-Type: application/json'${auth} ` +
+        `-d '{"id":"episode-1","content":"The user prefers concise answers.",` +
+        `"embedding":${embeddingExample(ctx.dimensions)},"confidence":0.9,"metadata":{"source":"chat"}}'`
+      );
+    case 'get':
+      return "curl 'http://127.0.0.1:8080/api/v1/memories/episode-1?include_embeddings=true'";
+    case 'delete':
+      return `curl -X DELETE${auth} http://127.0.0.1:8080/api/v1/memories/episode-1`;
+    case 'recall':
+      return (
+        `curl -X POST http://127.0.0.1:8080/api/v1/recall -H 'Content-Type: application/json' ` +
+        `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all"}'`
+      );
+    case 'health':
+    case 'other':
+      return 'curl http://127.0.0.1:8080/health';
+  }
+}
+
+/** What to do about an error of this code. */
+export function suggestionFor(code: HttpErrorCode, kind: RouteKind, ctx: ErrorContext): string {
+  switch (code) {
+    case 'INVALID_ARGUMENT':
+      return 'Correct the field or parameter named in the message; the example shows a valid request.';
+    case 'DIMENSION_MISMATCH':
+      return `Send an embedding of exactly ${ctx.dimensions} numbers: the store was created with ${ctx.dimensions} dimensions.`;
+    case 'CONTENT_TOO_LARGE':
+      return `Keep content within ${ctx.maxContentBytes} UTF-8 bytes (the store's maxContentBytes), or split it into several memories.`;
+    case 'BODY_TOO_LARGE':
+      return `Keep each request body within ${ctx.bodyLimit} bytes: send a large batch as several smaller POSTs.`;
+    case 'INVALID_JSON':
+      return 'Send a well-formed, non-empty JSON body with Content-Type: application/json.';
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return "Send the body as JSON with the header 'Content-Type: application/json'.";
+    case 'NOT_FOUND':
+      return kind === 'get' || kind === 'delete'
+        ? 'No memory has this id (it was never written or was deleted); list ids with GET /api/v1/memories?tier=all.'
+        : 'Check the method and path. Routes: GET /health, GET|POST /api/v1/memories, GET|DELETE /api/v1/memories/:id, POST /api/v1/recall.';
+    case 'UNAUTHORIZED':
+      return "Send the server's token as 'Authorization: Bearer <token>' (the token given to the server by --token or TIERSTORE_TOKEN).";
+    case 'READ_ONLY':
+      return 'The store is open read-only: restart the server on a writable store to write or delete.';
+    case 'STORE_CLOSED':
+    case 'SERVER_CLOSING':
+      return 'The server is shutting down; retry the request once it (or another instance) is running.';
+    case 'STORE_LOCKED':
+      return 'Another process holds the store directory; stop it or serve another directory.';
+    case 'CORRUPTION':
+      return 'A store file is damaged (the message names it): restore it from a backup; the other tiers may still be readable.';
+    case 'IO_ERROR':
+      return 'Check free disk space and the permissions of the store directory, then retry.';
+    case 'INTERNAL_ERROR':
+      return 'Retry the request; if it keeps failing, report it with the server log.';
+  }
+}
+
+export function errorBody(code: HttpErrorCode, message: string, kind: RouteKind, ctx: ErrorContext): ErrorBody {
+  return { error: { code, message, suggestion: suggestionFor(code, kind, ctx), example: exampleFor(kind, ctx) } };
+}
+
+/** One ajv error as fastify hands it over. */
+interface SchemaError {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+/** `/memories/3/confidence` -> `memories[3].confidence`. */
+function dottedPath(instancePath: string): string {
+  let out = '';
+  for (const raw of instancePath.split('/').slice(1)) {
+    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    out += /^\d+$/.test(part) ? `[${part}]` : `.${part}`;
+  }
+  return out;
+}
+
+/** Query parameters whose values the schema checks as strings (no coercion): what they must be. */
+const QUERY_RULES: Readonly<Record<string, string>> = {
+  tier: "one of 'hot', 'warm', 'cold', 'all'",
+  offset: 'an integer >= 0',
+  limit: 'an integer >= 1 (values above 1000 are capped at 1000)',
+  cursor: 'a pagination.next_cursor string from an earlier page',
+  include_embeddings: "'true' or 'false'",
+};
+
+/**
+ * A readable message for the first schema error: names the field (the body
+ * path or the query parameter), says what was wrong and what is allowed.
+ */
+export function schemaMessage(context: string, errors: readonly SchemaError[], query: unknown): string {
+  // With if/then, ajv reports the inner error first and a generic "must match then" after it.
+  const e = errors.find((x) => x.keyword !== 'if') ?? errors[0];
+  if (e === undefined) return `${context} is invalid`;
+  if (context === 'querystring') {
+    const name = e.instancePath.split('/')[1] ?? '';
+    const rule = QUERY_RULES[name];
+    const got = (query as Record<string, unknown> | undefined)?.[name];
+    if (rule !== undefined) {
+      return `query parameter ${name} must be ${rule}, got ${JSON.stringify(got)}`;
+    }
+  }
+  if (context === 'params') {
+    return e.keyword === 'minLength' ? 'the id in the path must not be empty' : `the id in the path ${e.message ?? 'is invalid'}`;
+  }
+  const where = context === 'querystring' ? 'query' : context;
+  const at = `${where}${dottedPath(e.instancePath)}`;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${at} has an unknown field ${JSON.stringify(e.params.additionalProperty)} (fields are snake_case, e.g. created_at)`;
+    case 'required':
+      return `${at} is missing the required field ${JSON.stringify(e.params.missingProperty)}`;
+    case 'enum':
+      return `${at} must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'type':
+      return `${at} must be ${e.params.type === 'integer' ? 'an integer' : `of type ${String(e.params.type)}`}`;
+    default:
+      return `${at} ${e.message ?? 'is invalid'}`;
+  }
+}
+
+/** Whether `error` is a store error (TierStoreError or an Error with a store code). */
+export function storeErrorCode(error: unknown): ErrorCode | undefined {
+  if (error instanceof TierStoreError) return error.code;
+  return undefined;
+}
+
+/**
+ * The store speaks of MemoryInput fields (memory.createdAt); the wire of
+ * snake_case ones (created_at). Renames them in a store message, after
+ * replacing the first matching prefix of `renames` (e.g. `memory.` -> `body.`).
+ */
+export function wireMessage(message: string, renames: readonly (readonly [string, string])[] = []): string {
+  let out = message;
+  for (const [from, to] of renames) if (out.startsWith(from)) out = to + out.slice(from.length);
+  return out
+    .replace(/\bcreatedAt\b/g, 'created_at')
+    .replace(/\bminConfidence\b/g, 'min_confidence')
+    .replace(/\bincludeEmbeddings?\b/g, 'include_embeddings')
+    .replace(/\bnextCursor\b/g, 'next_cursor');
+}
