@@ -68,7 +68,7 @@ export interface ServerOptions {
   host?: string;
   /**
    * Bearer token required on write routes (POST /api/v1/memories, DELETE);
-   * default process.env.TIERSTORE_TOKEN (an empty variable counts as unset).
+   * default process.env.TIERSTORE_TOKEN. An empty one (option or variable) is refused.
    */
   token?: string;
   /** Require the token on read routes too (not on /health). Default false. */
@@ -124,14 +124,16 @@ function integerOption(value: unknown, name: string, min: number, max: number, d
 
 /** The token in force: the option, else TIERSTORE_TOKEN; undefined when none. */
 function resolveToken(token: unknown): string | undefined {
-  if (token === undefined) {
-    const env = process.env.TIERSTORE_TOKEN;
-    return env === undefined || env === '' ? undefined : env;
-  }
+  // An empty TIERSTORE_TOKEN is refused like an empty --token: most likely a variable that expanded to nothing.
+  if (token === undefined) token = process.env.TIERSTORE_TOKEN;
+  if (token === undefined) return undefined;
   if (typeof token !== 'string' || token.length === 0 || /\s/.test(token)) {
     throw new TierStoreError(
       'INVALID_ARGUMENT',
-      `server option token must be a non-empty string without whitespace, got ${typeof token === 'string' ? 'an unusable string' : describe(token)}`,
+      typeof token === 'string'
+        ? 'server option token (--token / TIERSTORE_TOKEN) must be non-empty and without whitespace: ' +
+          'an unusable token is refused rather than serving without one'
+        : `server option token must be a string, got ${describe(token)}`,
     );
   }
   return token;

@@ -529,6 +529,15 @@ describe('auth', () => {
       if (ok instanceof TierStoreError) expect.fail(`${host}: ${ok.message}`);
       if (!(ok instanceof Error)) await (ok as RunningServer).close();
     }
+    // An unusable token is refused, never taken as "no token".
+    for (const token of ['', 'two words']) {
+      const err = await startServer({ store, port: 0, token }).then(() => undefined, (e: unknown) => e);
+      expect((err as TierStoreError).code, JSON.stringify(token)).toBe('INVALID_ARGUMENT');
+    }
+    process.env.TIERSTORE_TOKEN = '';
+    const fromEmptyEnv = await startServer({ store, port: 0 }).then(() => undefined, (e: unknown) => e);
+    expect((fromEmptyEnv as TierStoreError).code, 'empty TIERSTORE_TOKEN').toBe('INVALID_ARGUMENT');
+    delete process.env.TIERSTORE_TOKEN;
     const open0 = await startServer({ store, host: '0.0.0.0', port: 0, token: 't' });
     running.push(open0);
     expect((await call(open0.url, 'GET', '/health')).body.auth).toBe('writes');
