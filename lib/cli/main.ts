@@ -29,8 +29,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     return state.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help/version text).
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+      // commander has already printed its message, or the help or version text (its exit code 0).
+      return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     const { text, exitCode } = describeFailure(error);
     process.stderr.write(`${text}\n`);

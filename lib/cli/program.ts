@@ -9,8 +9,8 @@ import * as path from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { exportStore, formatFromPath, importFile, type ExportFormat } from '../export.js';
-import { startServer } from '../server.js';
+// export.js (Arrow, Parquet) and server.js (fastify) are loaded by the commands that use them, keeping start-up quick.
+import type { ExportFormat } from '../export.js';
 import { open, type MemoryStore } from '../store.js';
 import type { ListOptions, OpenOptions, RecallOptions, StoreStats, TierSelector } from '../types.js';
 import { runBuiltin, runSuite, suiteAvailable } from './bench.js';
@@ -142,6 +142,7 @@ export function buildProgram(state: RunState, version: string): Command {
   }, command: Command) => {
     const dir = storeDir(command);
     if (!fs.existsSync(file)) throw new CliError(`${file}: no such file`);
+    const { formatFromPath, importFile } = await import('../export.js');
     const format = flags.format ?? formatFromPath(file);
     if (format === undefined) throw new UsageError(`cannot tell the format of ${file} from its extension: pass --format jsonl|parquet|arrow`);
     const options: OpenOptions = openOptionsOf(flags);
@@ -152,6 +153,8 @@ export function buildProgram(state: RunState, version: string): Command {
       if (inferred === undefined) throw new UsageError(`${dir} holds no store yet: pass --dimensions N to create one`);
       options.dimensions = inferred;
     }
+    const created = !fs.existsSync(dir);
+    let ok = false;
     await withStore(open(dir, options), async (store) => {
       const progress = new Progress('import');
       let result: { records: number };
@@ -165,7 +168,11 @@ export function buildProgram(state: RunState, version: string): Command {
       } finally {
         progress.finish();
       }
+      ok = true;
       await print(`imported ${formatCount(result.records)} records from ${file} into ${dir}\nnow ${formatCounts(store.counts())}`);
+    }).finally(() => {
+      // A failed import into a store it created leaves no half-filled store behind.
+      if (!ok && created) fs.rmSync(dir, { recursive: true, force: true });
     });
   });
 
@@ -183,6 +190,7 @@ export function buildProgram(state: RunState, version: string): Command {
       if (file !== undefined && flags.out !== undefined && file !== flags.out) {
         throw new UsageError('give the output file once: as the argument or with --out');
       }
+      const { exportStore, formatFromPath } = await import('../export.js');
       const target = flags.out ?? file ?? '-';
       const toStdout = target === '-';
       const format: ExportFormat = flags.format ?? (toStdout ? undefined : formatFromPath(target)) ?? 'jsonl';
@@ -353,21 +361,39 @@ export function buildProgram(state: RunState, version: string): Command {
       .option('-p, --port <port>', 'port (0: any free port)', integerIn(0, 65535), 8080)
       .option('--host <host>', 'interface to listen on (a non-loopback host needs --token)', '127.0.0.1')
       .addOption(new Option('--token <token>', 'bearer token required on write routes').env('TIERSTORE_TOKEN'))
+      .option('--protect-reads', 'require the token on read routes too (not on /health)')
+      .option('--body-limit <bytes>', 'largest request body in bytes', integerIn(1, 2 ** 30))
+      .option('--log', "fastify's JSON request log on stdout")
       .option('--dimensions <n>', 'create the store with these dimensions if it does not exist', integerIn(1, 65536)),
-  ).action(async (flags: WriteFlags & { port: number; host: string; token?: string; dimensions?: number }, command: Command) => {
+  ).action(async (flags: WriteFlags & {
+    port: number; host: string; token?: string; protectReads?: boolean; bodyLimit?: number; log?: boolean; dimensions?: number;
+  }, command: Command) => {
     const dir = storeDir(command);
     const storeOptions = openOptionsOf(flags);
     if (flags.dimensions !== undefined) storeOptions.dimensions = flags.dimensions;
+    const { startServer } = await import('../server.js');
     const server = await startServer({
-      dir, port: flags.port, host: flags.host, storeOptions, ...(flags.token !== undefined ? { token: flags.token } : {}),
+      dir,
+      port: flags.port,
+      host: flags.host,
+      storeOptions,
+      ...(flags.token !== undefined ? { token: flags.token } : {}),
+      ...(flags.protectReads ? { protectReads: true } : {}),
+      ...(flags.bodyLimit !== undefined ? { bodyLimit: flags.bodyLimit } : {}),
+      ...(flags.log ? { logger: true } : {}),
     });
-    await print(`tierstore serve: ${server.url} (store ${path.resolve(dir)}); Ctrl-C to stop`);
+    await print(`tierstore serve: listening on ${server.url} (store ${path.resolve(dir)}); Ctrl-C to stop`);
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
-    process.stderr.write(`tierstore serve: ${signal}, closing\n`);
+    // A second signal while draining means "now": exit without waiting for requests in flight.
+    const force = (): void => process.exit(EXIT_FAILURE);
+    process.once('SIGINT', force);
+    process.once('SIGTERM', force);
+    process.stderr.write(`tierstore serve: ${signal}, finishing requests in flight and closing the store\n`);
     await server.close();
+    process.stderr.write('tierstore serve: closed\n');
   });
 
   return program;
