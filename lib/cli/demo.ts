@@ -32,9 +32,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   try {
     await print(`tierstore demo: ${n} generated memories, ${DIMENSIONS}-dimensional embeddings (seed ${options.seed})\n`);
 
-    // 1. Create the store and put everything: with default capacities it all stays hot.
+    // 1. Create the store and put everything; a hot capacity of n keeps it all hot for now.
     const { memories } = generateMemories(n, DIMENSIONS, options.seed);
-    store = open(dir, { dimensions: DIMENSIONS });
+    store = open(dir, { dimensions: DIMENSIONS, hotCapacity: n });
     const progress = new Progress('put');
     const batch = 500;
     for (let i = 0; i < n; i += batch) {

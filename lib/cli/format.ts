@@ -53,10 +53,10 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** Width left for the content column of a memory table. */
+/** Width left for the content column of a memory table: the terminal's rest, or 200 characters when piped. */
 export function contentWidth(used: number): number {
-  const columns = process.stdout.isTTY ? process.stdout.columns ?? 100 : 120;
-  return Math.max(20, columns - used);
+  if (!process.stdout.isTTY) return 200;
+  return Math.max(20, (process.stdout.columns ?? 100) - used);
 }
 
 /** The compact table of memories shown by list and recall (`scores` adds a SCORE column). */

@@ -347,7 +347,7 @@ export function buildProgram(state: RunState, version: string): Command {
   program
     .command('demo')
     .description('create a store in a temporary folder from generated memories, migrate it across the tiers, list each tier and recall')
-    .option('--n <count>', 'memories to generate', integerIn(10, 1_000_000), 2000)
+    .option('--n <count>', 'memories to generate', integerIn(10, 200_000), 2000)
     .option('--seed <n>', 'PRNG seed', integerIn(0), 1)
     .option('--keep', 'keep the store (and print where it is) instead of deleting it')
     .action(async (flags: { n: number; seed: number; keep?: boolean }) => {
@@ -446,7 +446,7 @@ function statsText(dir: string, s: StoreStats): string {
     ['sequence', String(s.sequence)],
   ];
   if (s.recoveredDuplicates > 0 || s.tornLogBytes > 0) {
-    rows.push(['recovery', `${s.recoveredDuplicates} duplicate copies removed, ${s.tornLogBytes} torn log bytes dropped at open`]);
+    rows.push(['at open', `${formatCount(s.recoveredDuplicates)} older copies of moved records dropped, ${s.tornLogBytes} torn log bytes dropped`]);
   }
   return rows.map(([k, v]) => `${k.padEnd(9)} ${v}`).join('\n');
 }

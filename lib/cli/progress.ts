@@ -13,7 +13,7 @@ export interface ProgressStream {
 export interface ProgressOptions {
   /** Where to draw; default process.stderr. Nothing is drawn unless stream.isTTY. */
   stream?: ProgressStream;
-  /** Unit shown after the rate, e.g. 'records'. */
+  /** What is counted, shown when the total is unknown, e.g. 'records'. */
   unit?: string;
   /** Milliseconds clock; injectable for tests. */
   now?: () => number;
@@ -23,7 +23,7 @@ export interface ProgressOptions {
   enabled?: boolean;
 }
 
-const BAR_WIDTH = 24;
+const BAR_WIDTH = 20;
 
 export function formatCount(n: number): string {
   return Math.round(n).toLocaleString('en-US');
@@ -55,16 +55,15 @@ export function renderProgressLine(
   label: string, done: number, total: number | undefined, elapsedMs: number, unit: string, width: number,
 ): string {
   const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : NaN;
-  const rateText = `${formatRate(rate)} ${unit}/s`;
   let line: string;
   if (total !== undefined && total > 0) {
     const fraction = Math.min(1, done / total);
     const filled = Math.round(fraction * BAR_WIDTH);
     const bar = `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}]`;
     const eta = rate > 0 ? formatDuration((total - done) / rate) : '--:--';
-    line = `${label} ${bar} ${formatCount(done)}/${formatCount(total)} ${(fraction * 100).toFixed(1)}%  ${rateText}  ETA ${eta}`;
+    line = `${label} ${bar} ${formatCount(done)}/${formatCount(total)} ${(fraction * 100).toFixed(1)}% ${formatRate(rate)}/s ETA ${eta}`;
   } else {
-    line = `${label} ${formatCount(done)} ${unit}  ${rateText}  ${formatDuration(elapsedMs / 1000)}`;
+    line = `${label} ${formatCount(done)} ${unit} ${formatRate(rate)}/s ${formatDuration(elapsedMs / 1000)}`;
   }
   return line.length > width ? line.slice(0, Math.max(0, width)) : line;
 }
@@ -111,7 +110,7 @@ export class Progress {
   }
 
   #draw(now: number): void {
-    const width = (this.#stream.columns ?? 80) - 1;
+    const width = (this.#stream.columns || 80) - 1; // 0 when the terminal size is unknown
     const line = renderProgressLine(this.#label, this.#done, this.#total, now - this.#started, this.#unit, width);
     this.#stream.write(`\r\x1b[K${line}`);
     this.#drawn = true;
