@@ -1,6 +1,8 @@
 // Argument validation and normalisation. Everything here runs before any
 // native call; each failure is a TierStoreError whose message names the
 // field, says what was wrong and what is allowed.
+import { types as utilTypes } from 'node:util';
+
 import { fail } from './errors.js';
 import type { Tier, TierSelector } from './types.js';
 
@@ -165,10 +167,6 @@ function isDetached(view: ArrayBufferView): boolean {
   }
 }
 
-function typedArrayTag(value: ArrayBufferView): string | undefined {
-  return (value as unknown as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
-}
-
 /**
  * Checks an embedding and writes its float32 values to dest[offset..offset+dims).
  * Order: wrong type (INVALID_ARGUMENT) before wrong length (DIMENSION_MISMATCH)
@@ -191,8 +189,11 @@ export function writeEmbedding(value: unknown, field: string, dims: number, dest
       fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`);
     }
   } else if (ArrayBuffer.isView(value)) {
-    const tag = typedArrayTag(value);
-    if (tag !== 'Float32Array' && tag !== 'Float64Array') {
+    // The kind comes from the array's internal slots, not Symbol.toStringTag,
+    // which an own property can fake (a DataView or BigInt64Array posing as a
+    // Float32Array would otherwise reach dest.set()).
+    const tag = utilTypes.isFloat32Array(value) ? 'Float32Array' : utilTypes.isFloat64Array(value) ? 'Float64Array' : undefined;
+    if (tag === undefined) {
       fail(
         'INVALID_ARGUMENT',
         `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
@@ -203,7 +204,10 @@ export function writeEmbedding(value: unknown, field: string, dims: number, dest
     if (arr.length !== dims) {
       fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
     }
-    // Copies (also out of SharedArrayBuffers); Float64 values round as Math.fround does.
+    // Copies, also out of a SharedArrayBuffer: the store keeps this snapshot,
+    // and the finiteness check below runs on the copy, so another thread
+    // writing the shared memory meanwhile cannot slip a NaN past it.
+    // Float64 values round as Math.fround does.
     dest.set(arr, offset);
   } else {
     fail(
@@ -237,59 +241,85 @@ function isPlainObject(value: object): boolean {
   return typeof ctor === 'function' && ctor.name === 'Object' && !Array.isArray(value);
 }
 
-function jsonPath(base: string, key: string): string {
-  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
+/** The path of the value at `segments` below `base`, for messages (built only on failure). */
+function jsonPath(base: string, segments: ReadonlyArray<string | number>): string {
+  let path = base;
+  for (const seg of segments) {
+    if (typeof seg === 'number') path += `[${seg}]`;
+    else path += /^[A-Za-z_$][\w$]*$/.test(seg) ? `.${seg}` : `[${JSON.stringify(seg)}]`;
+  }
+  return path;
 }
 
-function checkJsonValue(value: unknown, path: string, ancestors: object[]): void {
+/**
+ * Validates a metadata value and returns its JSON text in the same pass, so
+ * every property is read exactly once: a getter or Proxy that answers
+ * differently on a second read cannot make the stored text differ from what
+ * was checked (JSON.stringify after a separate check would read it again).
+ * The output is what JSON.stringify gives for the values read. `at` is the
+ * path below `base` (keys and indexes), kept as a stack so that valid input
+ * builds no path strings.
+ */
+function jsonOf(value: unknown, base: string, at: Array<string | number>, ancestors: object[]): string {
   switch (typeof value) {
     case 'string':
-      if (!value.isWellFormed()) fail('INVALID_ARGUMENT', `${path} contains a lone UTF-16 surrogate`);
-      return;
+      if (!value.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} contains a lone UTF-16 surrogate`);
+      return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) {
-        fail('INVALID_ARGUMENT', `${path} is ${value}, which JSON cannot represent (metadata must be JSON)`);
+        fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is ${value}, which JSON cannot represent (metadata must be JSON)`);
       }
       if (value === 0 && 1 / value < 0) {
-        fail('INVALID_ARGUMENT', `${path} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`);
+        fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`);
       }
-      return;
+      return String(value); // JSON's number format for finite numbers
     case 'boolean':
-      return;
+      return value ? 'true' : 'false';
     case 'object': {
-      if (value === null) return;
-      if (ancestors.includes(value)) fail('INVALID_ARGUMENT', `${path} refers back to itself (a cycle)`);
+      if (value === null) return 'null';
+      if (ancestors.includes(value)) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} refers back to itself (a cycle)`);
       ancestors.push(value);
+      let text: string;
       if (Array.isArray(value)) {
         if (Object.getPrototypeOf(value) !== Array.prototype && !isPlainObjectLikeArray(value)) {
-          fail('INVALID_ARGUMENT', `${path} must be a plain array, got ${describe(value)}`);
+          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} must be a plain array, got ${describe(value)}`);
         }
         const n = value.length;
+        text = '[';
         for (let i = 0; i < n; i++) {
-          if (!(i in value)) fail('INVALID_ARGUMENT', `${path}[${i}] is a hole, which JSON turns into null`);
-          checkJsonValue(value[i], `${path}[${i}]`, ancestors);
+          if (!(i in value)) fail('INVALID_ARGUMENT', `${jsonPath(base, at)}[${i}] is a hole, which JSON turns into null`);
+          at.push(i);
+          text += (i === 0 ? '' : ',') + jsonOf(value[i], base, at, ancestors);
+          at.pop();
         }
-        if (Object.keys(value).length !== n) fail('INVALID_ARGUMENT', `${path} is an array with non-index properties, which JSON drops`);
+        text += ']';
+        if (Object.keys(value).length !== n) {
+          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is an array with non-index properties, which JSON drops`);
+        }
       } else {
         if (!isPlainObject(value)) {
-          fail('INVALID_ARGUMENT', `${path} must be a plain object, array or JSON primitive, got ${describe(value)}`);
+          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} must be a plain object, array or JSON primitive, got ${describe(value)}`);
         }
         if (Object.getOwnPropertySymbols(value).length !== 0) {
-          fail('INVALID_ARGUMENT', `${path} has symbol keys, which JSON drops`);
+          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has symbol keys, which JSON drops`);
         }
         const record = value as Record<string, unknown>;
+        text = '{';
         for (const key of Object.keys(record)) {
-          if (!key.isWellFormed()) fail('INVALID_ARGUMENT', `${path} has a key with a lone UTF-16 surrogate`);
-          checkJsonValue(record[key], jsonPath(path, key), ancestors);
+          if (!key.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has a key with a lone UTF-16 surrogate`);
+          at.push(key);
+          text += (text.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + jsonOf(record[key], base, at, ancestors);
+          at.pop();
         }
+        text += '}';
       }
       ancestors.pop();
-      return;
+      return text;
     }
     default:
       fail(
         'INVALID_ARGUMENT',
-        `${path} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
+        `${jsonPath(base, at)} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
       );
   }
 }
@@ -307,10 +337,17 @@ export function encodeMetadata(value: unknown, field: string): string {
     fail('INVALID_ARGUMENT', `${field} must be a plain object (JSON-serialisable), got ${describe(value)}`);
   }
   try {
-    checkJsonValue(value, field, []);
-    return JSON.stringify(value);
+    return jsonOf(value, field, [], []);
   } catch (error) {
-    if (error instanceof RangeError) fail('INVALID_ARGUMENT', `${field} is nested too deeply`);
+    // Stack overflow (deep nesting) or a JSON text longer than a string can be.
+    if (error instanceof RangeError) {
+      fail(
+        'INVALID_ARGUMENT',
+        /string length/i.test(error.message)
+          ? `${field} is too large: its JSON text exceeds the longest string JavaScript allows`
+          : `${field} is nested too deeply`,
+      );
+    }
     throw error;
   }
 }
