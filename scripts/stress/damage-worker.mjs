@@ -11,6 +11,10 @@
 //                            opens it and reads everything, then prints
 //                            "case i result {json}". The parent judges the
 //                            result, so a signal death or a hang names the case.
+//                            plant { case, kind } makes that case misbehave on
+//                            purpose (alter: a record read wrong, drop: one
+//                            missing, signal: SIGSEGV, hang), for the tests
+//                            that prove such faults are caught.
 //
 // Reading covers every read path: iterate('all') with embeddings, iterate of
 // each tier, get/has of every expected and every deleted id, recall and
@@ -285,7 +289,6 @@ async function runCases(jobFile) {
       result.error = errorInfo(e);
       if (at.stage === 'open') result.filesChangedByFailedOpen = changedFiles(fingerprintBefore, statFingerprint(dir));
     }
-    if (plant === 'wrong-code' && !result.ok) result.error.code = 'INVALID_ARGUMENT';
     writeLineSync(`case ${i} result ${JSON.stringify(result)}`);
     if (!job.keep) fs.rmSync(dir, { recursive: true, force: true });
   }
