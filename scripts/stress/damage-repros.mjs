@@ -1,0 +1,193 @@
+// Minimal reproducers of the engine issues the damage fuzzer found
+// (KNOWN_ISSUES in damage.mjs). Each builds a tiny store, damages one file
+// the way the fuzzer did, opens it and says whether the issue still shows:
+//
+//   node scripts/stress/damage-repros.mjs            # all; exit 1 if any still reproduces
+//   node scripts/stress/damage-repros.mjs --only failed-open-changes-files
+//
+// "Unclean" stores are made by a child process that writes and is SIGKILLed
+// with the store open (a crash), the state the fuzzer's 'killed' store is in.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadTierstore, parseArgs } from './common.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+const DIMS = 4;
+
+function recordsFor(prefix, n) {
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}-${i}`,
+    content: `content of ${prefix}-${i}`,
+    embedding: [i + 1, 1, 0.5, -1],
+    createdAt: 1_700_000_000_000 + i,
+    metadata: { i },
+  }));
+}
+
+/** Child mode: 3 records in each tier of `dir`, then wait to be killed. */
+function hold(dir, prefix, dims) {
+  const { open } = loadTierstore();
+  const s = open(dir, { dimensions: dims, hotCapacity: 1000, warmCapacity: 1000 });
+  const recs = recordsFor(prefix, 9).map((r) => ({ ...r, embedding: r.embedding.slice(0, dims).concat(Array(Math.max(0, dims - 4)).fill(0)) }));
+  s.putMany(recs);
+  for (let i = 3; i < 6; i++) s.move(recs[i].id, 'warm');
+  for (let i = 6; i < 9; i++) s.move(recs[i].id, 'cold');
+  s.compact(); // the log now holds only the hot records
+  process.stdout.write('ready\n');
+  setInterval(() => {}, 1 << 30);
+}
+
+/** A store with 3 records per tier, left as after a crash (its writer SIGKILLed). */
+async function crashedStore(dir, prefix = 'r', dims = DIMS) {
+  const child = spawn(process.execPath, [SELF, '--hold', dir, '--prefix', prefix, '--dims', String(dims)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => String(d).includes('ready') && resolve());
+    child.on('exit', (code) => reject(new Error(`holder exited ${code}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.on('exit', resolve));
+}
+
+/** The same, closed cleanly. */
+function cleanStore(dir, { skipWarm = false } = {}) {
+  const { open } = loadTierstore();
+  const s = open(dir, { dimensions: DIMS, hotCapacity: 1000, warmCapacity: 1000, skipWarm });
+  const recs = recordsFor('r', 9);
+  s.putMany(recs);
+  for (let i = 3; i < 6; i++) s.move(recs[i].id, skipWarm ? 'cold' : 'warm');
+  for (let i = 6; i < 9; i++) s.move(recs[i].id, 'cold');
+  s.close();
+}
+
+/** Opens and reads everything: { ids } or { error }. */
+function readStore(dir) {
+  const { open } = loadTierstore();
+  try {
+    const s = open(dir);
+    const ids = [...s.iterate()].map((m) => m.id).sort();
+    s.close();
+    return { ids };
+  } catch (e) {
+    return { error: `${e.code}: ${e.message}` };
+  }
+}
+
+const files = (dir) => fs.readdirSync(dir).filter((f) => f !== 'LOCK').sort();
+const segmentOf = (dir) => files(dir).find((f) => /^cold-.*\.seg$/.test(f));
+
+const REPROS = {
+  async 'unclean-open-ignores-missing-files'(dir) {
+    const out = [];
+    for (const target of ['hot.log', 'warm.blocks', 'segment']) {
+      const d = path.join(dir, target);
+      await crashedStore(d);
+      const name = target === 'segment' ? segmentOf(d) : target;
+      fs.rmSync(path.join(d, name));
+      const r = readStore(d);
+      if (r.ids) out.push(`after a crash, removing ${name} silently leaves ${r.ids.length} of 9 records`);
+    }
+    return out;
+  },
+  async 'unclean-zeroed-warm-block-reads-as-free'(dir) {
+    await crashedStore(dir);
+    const file = path.join(dir, 'warm.blocks');
+    const bytes = fs.readFileSync(file);
+    const emb = Buffer.from(new Float32Array([4, 1, 0.5, -1]).buffer); // r-3's embedding, a warm record
+    const at = bytes.indexOf(emb);
+    if (at < 0) return ['(could not find the warm record in warm.blocks)'];
+    const page = Math.floor(at / 4096) * 4096;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, page);
+    fs.closeSync(fd);
+    const r = readStore(dir);
+    return r.ids ? [`after a crash, zeroing page ${page / 4096} of warm.blocks silently leaves ${r.ids.length} of 9 records (missing ${['r-3', 'r-4', 'r-5'].filter((id) => !r.ids.includes(id)).join(', ')})`] : [];
+  },
+  async 'cold-deletion-bitmap-not-checksummed'(dir) {
+    await crashedStore(dir);
+    const file = path.join(dir, segmentOf(dir));
+    const size = fs.statSync(file).size;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(8, 0xff), 0, 8, size - 8); // the deletion bitmap is the segment's last word
+    fs.closeSync(fd);
+    const r = readStore(dir);
+    return r.ids && r.ids.length < 9 ? [`after a crash, setting the last 8 bytes of ${path.basename(file)} (its deletion bitmap) silently deletes ${9 - r.ids.length} cold records`] : [];
+  },
+  async 'cold-count-mismatch-names-no-file'(dir) {
+    cleanStore(dir);
+    const seg = segmentOf(dir);
+    const file = path.join(dir, seg);
+    const size = fs.statSync(file).size;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(8, 0xff), 0, 8, size - 8);
+    fs.closeSync(fd);
+    const r = readStore(dir);
+    return r.error && !r.error.includes(seg) ? [`a damaged deletion bitmap of ${seg} gives "${r.error}", which does not name ${seg}`] : [];
+  },
+  async 'failed-open-changes-files'(dir) {
+    const out = [];
+    const state = (d) => files(d).map((f) => `${f}:${fs.statSync(path.join(d, f)).size}:${fs.statSync(path.join(d, f)).mtimeMs}`);
+    const tryOpen = (d, what) => {
+      const before = state(d);
+      const r = readStore(d);
+      const after = state(d);
+      const changed = [...new Set([...before, ...after].filter((x) => !before.includes(x) || !after.includes(x)).map((x) => x.split(':')[0]))];
+      if (r.error && changed.length > 0) out.push(`${what}: the open failed ("${r.error.slice(0, 110)}") yet changed ${changed.join(', ')}`);
+    };
+    // 1. A clean store with a cut warm var file and a cut cold segment.
+    const a = path.join(dir, 'a');
+    cleanStore(a);
+    const varFile = files(a).find((f) => f.startsWith('warm-var-'));
+    fs.truncateSync(path.join(a, varFile), fs.statSync(path.join(a, varFile)).size - 7);
+    fs.truncateSync(path.join(a, segmentOf(a)), 100);
+    tryOpen(a, `${varFile} cut by 7 bytes and ${segmentOf(a)} cut to 100 bytes`);
+    // 2. A crashed store without hot.log whose warm.blocks header is zeroed.
+    const b = path.join(dir, 'b');
+    await crashedStore(b);
+    fs.rmSync(path.join(b, 'hot.log'));
+    const fd = fs.openSync(path.join(b, 'warm.blocks'), 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0);
+    fs.closeSync(fd);
+    tryOpen(b, 'after a crash, hot.log removed and the first page of warm.blocks zeroed');
+    return out;
+  },
+  async 'foreign-file-dimension-mismatch'(dir) {
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    await crashedStore(a, 'a', 4);
+    await crashedStore(b, 'b', 8);
+    fs.copyFileSync(path.join(b, 'warm.blocks'), path.join(a, 'warm.blocks'));
+    const r = readStore(a);
+    return r.error && r.error.startsWith('DIMENSION_MISMATCH') ? [`open(path) without dimensions of a store whose warm.blocks came from another store gives ${r.error.slice(0, 160)}`] : [];
+  },
+  async 'unclean-foreign-hot-log-accepted'(dir) {
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    await crashedStore(a, 'a');
+    await crashedStore(b, 'b');
+    fs.copyFileSync(path.join(b, 'hot.log'), path.join(a, 'hot.log'));
+    const r = readStore(a);
+    return r.ids && r.ids.some((id) => id.startsWith('b-')) ? [`after a crash, another store's hot.log is replayed: the store now holds ${r.ids.filter((id) => id.startsWith('b-')).join(', ')}`] : [];
+  },
+};
+
+const args = parseArgs(process.argv.slice(2), { only: '', hold: '', prefix: 'r', dims: DIMS });
+if (args.hold) {
+  hold(args.hold, args.prefix, args.dims);
+} else {
+  let reproduced = 0;
+  for (const [name, repro] of Object.entries(REPROS)) {
+    if (args.only && args.only !== name) continue;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-repro-'));
+    try {
+      const shown = await repro(dir);
+      reproduced += shown.length > 0 ? 1 : 0;
+      process.stdout.write(`${shown.length > 0 ? 'REPRODUCED' : 'not reproduced (fixed?)'} ${name}\n${shown.map((s) => `  ${s}\n`).join('')}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  process.exitCode = reproduced > 0 ? 1 : 0;
+}
