@@ -427,7 +427,8 @@ describe('export and import', () => {
     const broken = path.join(dir, 'broken.jsonl');
     fs.writeFileSync(broken, '{"id": "a", "content": "x", "embedding": [1, 2]}\n{not json\n');
     const r = cli(['--dir', path.join(dir, 's3'), 'import', broken]);
-    expect(r.status).toBe(1);
+    expectFailure(r, /CORRUPTION: .*broken\.jsonl, line 2/);
+    expect(r.stderr).toContain('removed the store it had created');
     expect(fs.existsSync(path.join(dir, 's3')), 'a failed import removes the store it created').toBe(false);
     expectFailure(cli(['--dir', path.join(dir, 's4'), 'import', path.join(dir, 'absent.jsonl')]), /no such file/);
   });

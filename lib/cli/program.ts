@@ -146,9 +146,10 @@ export function buildProgram(state: RunState, version: string): Command {
     const format = flags.format ?? formatFromPath(file);
     if (format === undefined) throw new UsageError(`cannot tell the format of ${file} from its extension: pass --format jsonl|parquet|arrow`);
     const options: OpenOptions = openOptionsOf(flags);
+    const isNew = isEmptyLocation(dir);
     if (flags.dimensions !== undefined) {
       options.dimensions = flags.dimensions;
-    } else if (isEmptyLocation(dir)) {
+    } else if (isNew) {
       const inferred = format === 'jsonl' ? dimensionsOfJsonl(file) : undefined;
       if (inferred === undefined) throw new UsageError(`${dir} holds no store yet: pass --dimensions N to create one`);
       options.dimensions = inferred;
@@ -169,10 +170,14 @@ export function buildProgram(state: RunState, version: string): Command {
         progress.finish();
       }
       ok = true;
-      await print(`imported ${formatCount(result.records)} records from ${file} into ${dir}\nnow ${formatCounts(store.counts())}`);
+      const into = isNew ? `a new store at ${dir} (${store.dimensions} dimensions)` : dir;
+      await print(`imported ${formatCount(result.records)} records from ${file} into ${into}\nnow ${formatCounts(store.counts())}`);
     }).finally(() => {
       // A failed import into a store it created leaves no half-filled store behind.
-      if (!ok && created) fs.rmSync(dir, { recursive: true, force: true });
+      if (!ok && created) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        process.stderr.write(`import: removed the store it had created at ${dir}\n`);
+      }
     });
   });
 
@@ -184,8 +189,12 @@ export function buildProgram(state: RunState, version: string): Command {
     .addOption(new Option('--format <format>', 'default: from the file extension, else jsonl').choices(['jsonl', 'parquet', 'arrow']))
     .addOption(tierOption('--tier <tier>', 'tier to export', true).default('all'))
     .option('--batch-size <n>', 'records per batch / row group', integerIn(1, 65536))
+    .addOption(new Option('--compression <codec>', 'parquet: column compression (default snappy)').choices(['snappy', 'zstd', 'uncompressed']))
+    .addOption(new Option('--arrow-format <kind>', "arrow: 'file' (Feather v2; default) or 'stream' (default for .arrows)")
+      .choices(['file', 'stream']))
     .action(async (file: string | undefined, flags: {
       out?: string; format?: ExportFormat; tier: TierSelector; batchSize?: number;
+      compression?: 'snappy' | 'zstd' | 'uncompressed'; arrowFormat?: 'file' | 'stream';
     }, command: Command) => {
       if (file !== undefined && flags.out !== undefined && file !== flags.out) {
         throw new UsageError('give the output file once: as the argument or with --out');
@@ -207,6 +216,8 @@ export function buildProgram(state: RunState, version: string): Command {
             format,
             tier: flags.tier,
             ...(flags.batchSize !== undefined ? { batchSize: flags.batchSize } : {}),
+            ...(flags.compression !== undefined ? { compression: flags.compression } : {}),
+            ...(flags.arrowFormat !== undefined ? { arrowFormat: flags.arrowFormat } : {}),
             onProgress: (done, total) => progress.update(done, total),
           });
         } finally {
