@@ -284,7 +284,7 @@ export function buildProgram(state: RunState, version: string): Command {
           result = verifyStore(store, flags.batchSize, (n) => (done = n));
         } catch (error) {
           if (flags.json) await print(toJson({ ok: false, readBeforeFailure: done, error: errorJson(error) }));
-          else process.stderr.write(`verify: FAILED after reading ${formatCount(done)} records\n`);
+          else process.stderr.write(`verify: FAILED (${formatCount(done)} records checked before the batch that failed)\n`);
           throw error;
         }
         if (flags.json) {
