@@ -25,6 +25,7 @@ type Obs = {
   perTier: Record<string, string[]>;
   counts: Record<string, number>;
   gets: Record<string, { get: string | null; has: boolean }>;
+  recall: string[];
 };
 
 /** An observation of a store holding `records` (id → [tier, digest]), consistent in every read path. */
@@ -39,6 +40,7 @@ function observation(records: Record<string, [string, string]>): Obs {
     perTier,
     counts: { hot: perTier.hot!.length, warm: perTier.warm!.length, cold: perTier.cold!.length, total: all.length },
     gets,
+    recall: all.map((r) => r[0]),
   };
 }
 
@@ -90,7 +92,7 @@ describe('the crash checker reports wrong store states', () => {
     expect(model(batch).check(half, 't').join('\n')).toMatch(/was torn/);
   });
 
-  it('reports duplicates, an id in two tiers, counts and get() disagreeing with iteration', () => {
+  it('reports duplicates, an id in two tiers, counts, get() and recall disagreeing with iteration', () => {
     const dup = observation({ [A!]: ['hot', dA], [B!]: ['warm', dB] });
     dup.all.push([A!, 'cold', dA]);
     dup.perTier.cold!.push(A!);
@@ -105,6 +107,9 @@ describe('the crash checker reports wrong store states', () => {
     const gets = observation({ [A!]: ['hot', dA], [B!]: ['warm', dB] });
     gets.gets[B!] = { get: null, has: false };
     expect(model().check(gets, 't').join('\n')).toMatch(/get\(.*differs from iteration/);
+    const recall = observation({ [A!]: ['hot', dA], [B!]: ['warm', dB] });
+    recall.recall = [A!, A!];
+    expect(model().check(recall, 't').join('\n')).toMatch(/recall\(k = 2\) returns 2 ids \(1 distinct\)/);
   });
 
   it('parent and writer derive the same operations from the seed', () => {

@@ -22,7 +22,7 @@ function errorJson(e) {
   return JSON.stringify({ name: e?.name, code: e?.code, message: String(e?.message ?? e) });
 }
 
-/** Everything the parent checks, as data digests (access statistics excluded). */
+/** Everything the parent checks, as data digests (access statistics excluded), and the ids recall finds. */
 function observe(store) {
   const all = [];
   for (const m of store.iterate({ tier: 'all', includeEmbeddings: true })) all.push([m.id, m.tier, recordDigest(m)]);
@@ -34,7 +34,9 @@ function observe(store) {
     const m = store.get(id, { includeEmbedding: true });
     gets[id] = { get: m === undefined ? null : recordDigest(m), has: store.has(id) };
   }
-  return { all, perTier, counts: { hot: c.hot, warm: c.warm, cold: c.cold, total: c.total }, gets };
+  // recall scans every tier by itself (cold columns, deletion bitmaps): with k = total it must return every record once.
+  const recall = c.total > 0 ? store.recall(Array.from({ length: CRASH_DIMS }, (_, d) => Math.cos(d)), { k: Math.min(c.total, 10_000) }).map((h) => h.id) : [];
+  return { all, perTier, counts: { hot: c.hot, warm: c.warm, cold: c.cold, total: c.total }, gets, recall };
 }
 
 let store;

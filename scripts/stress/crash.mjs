@@ -25,7 +25,7 @@
 //   - the in-flight operation happened entirely or not at all,
 //   - no id appears twice (in 'all' or across tiers), counts() agrees with
 //     iteration per tier, iterate({tier}) agrees with the tiers 'all' reports,
-//     get/has agree with iteration,
+//     get/has agree with iteration, recall with k = all returns each record once,
 //   - no operation and no open fails (no CORRUPTION, no other error), and the
 //     writer never dies by itself.
 // With --durability sync the same is checked (SIGKILL cannot simulate power
@@ -202,6 +202,11 @@ export class CrashModel {
       }
     }
     if (obs.counts.total !== obs.all.length) f(`counts().total = ${obs.counts.total} but iterate('all') yields ${obs.all.length}`);
+    if (obs.recall !== undefined) {
+      const want = obs.all.map((r) => r[0]).sort().slice(0, 10_000);
+      const got = [...obs.recall].sort();
+      if (got.join('\n') !== want.join('\n')) f(`recall(k = ${obs.all.length}) returns ${got.length} ids (${new Set(got).size} distinct) that are not the ${want.length} iterated`);
+    }
     // Every id: the value is one the model allows; get/has agree with iteration.
     const ids = new Set([...this.acked.keys(), ...seen.keys(), ...Object.keys(obs.gets)]);
     if (this.pending) for (const id of this.pending.effects.keys()) ids.add(id);

@@ -561,6 +561,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
   const verdicts = { intact: 0, detected: 0, 'torn-tail': 0 };
   const byMutation = {};
   let tried = 0;
+  let writesChecked = 0; // cases that also wrote, migrated, compacted and re-read after a clean read
   try {
     const refs = await buildReferences(base, log);
     const work = path.join(base, 'work');
@@ -599,6 +600,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
           tried++;
           const { verdict, problems } = judgeCase(ref, mutation, body);
           verdicts[verdict]++;
+          if (body.wrote) writesChecked++;
           const bm = (byMutation[mutation.kind] ??= { cases: 0, intact: 0, detected: 0, 'torn-tail': 0, findings: 0 });
           bm.cases++;
           bm[verdict]++;
@@ -650,6 +652,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
     seed,
     cases: tried,
     verdicts,
+    writesChecked,
     byMutation,
     findings,
     knownIssues,

@@ -42,7 +42,8 @@ function selected(step) {
 function runStep(step) {
   const started = Date.now();
   return new Promise((resolve) => {
-    process.stderr.write(`\n=== ${step.name}: ${step.cmd.map((c) => path.relative(REPO_ROOT, c) || c).join(' ')}\n`);
+    const shown = step.cmd.map((c, i) => (i === 0 && c === process.execPath ? 'node' : c.startsWith(REPO_ROOT) ? path.relative(REPO_ROOT, c) : c));
+    process.stderr.write(`\n=== ${step.name}: ${shown.join(' ')}\n`);
     const child = spawn(step.cmd[0], step.cmd.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8');
