@@ -348,11 +348,12 @@ export async function importFile(store: MemoryStore, input: string, options?: Im
   }
   if (!stat.isFile()) throw new TierStoreError('IO_ERROR', `importFile(): ${input} is not a file`);
 
-  const source = await openSource(format, input, store.dimensions, batchSize);
+  let source: RowSource | undefined;
   let done = 0;
   let writer: BatchWriter | undefined;
   let failure: { error: unknown } | undefined;
   try {
+    source = await openSource(format, input, store.dimensions, batchSize);
     writer = keepTiers ? new TierWriter(store, input, source.label) : new PlainWriter(store);
     for await (const rows of source.batches) {
       try {
@@ -368,7 +369,7 @@ export async function importFile(store: MemoryStore, input: string, options?: Im
   } finally {
     try {
       writer?.finish();
-      await source.close();
+      await source?.close();
       if (failure === undefined) store.flush();
     } catch (error) {
       failure ??= { error };
