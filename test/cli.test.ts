@@ -4,6 +4,7 @@
 // STORE_LOCKED is reported; JSONL export/import round-trips (Parquet and Arrow
 // once each); the progress bar is absent when piped; demo runs to the end.
 // The CLI runs as a child process from dist/ (built by tsc in beforeAll).
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -490,6 +491,29 @@ describe('demo and bench', () => {
     expect(r.stdout).toContain('built-in, tierstore only');
     for (const op of ['putMany', 'put (one at a time)', 'get', 'iterate', 'list', 'recall']) expect(r.stdout).toContain(op);
     expectUsage(cli(['bench', '--builtin', '--smoke']), /built-in benchmark takes only/);
+  });
+
+  it('bench in an installed package (no bench/ folder) runs the built-in benchmark', () => {
+    // A package-like copy: dist/, package.json, the addon and the dependencies, but no bench/.
+    const root = path.join(scratch.dir(), 'installed');
+    const repo = path.join(__dirname, '..');
+    fs.mkdirSync(root);
+    fs.cpSync(path.join(repo, 'dist'), path.join(root, 'dist'), { recursive: true });
+    fs.copyFileSync(path.join(repo, 'package.json'), path.join(root, 'package.json'));
+    // The addon as node-gyp-build finds it: a local build and/or prebuilds.
+    const addon = path.join('build', 'Release', 'tierstore.node');
+    if (fs.existsSync(path.join(repo, addon))) {
+      fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+      fs.copyFileSync(path.join(repo, addon), path.join(root, addon));
+    }
+    if (fs.existsSync(path.join(repo, 'prebuilds'))) fs.cpSync(path.join(repo, 'prebuilds'), path.join(root, 'prebuilds'), { recursive: true });
+    fs.symlinkSync(path.join(repo, 'node_modules'), path.join(root, 'node_modules'));
+    const r = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'bench', '--n', '200', '--dimensions', '8'], {
+      cwd: root, encoding: 'utf8', timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('built-in, tierstore only');
+    expect(r.stdout).toContain('recall k=10');
   });
 
   it('bench in a repository checkout runs bench/run.mjs with the arguments passed through', () => {
