@@ -137,7 +137,7 @@ describe('SIGKILL at random moments on one store, many times', () => {
     const s = await runCrash({ kills: 2, seed: SEED, plant: 'lose-put', dir: tempDir() });
     expect(s.findings.length, JSON.stringify(s)).toBeGreaterThan(0);
     expect(s.findings.join('\n')).toMatch(/acknowledged record .* (is missing|differs)|never written or was deleted/);
-  }, 120_000);
+  }, 300_000);
 
   it("durability 'relaxed': 20 kills, every acknowledged write and delete survives", async () => {
     const s = await runCrash({ kills: 20, durability: 'relaxed', seed: SEED, dir: tempDir() });
@@ -146,12 +146,12 @@ describe('SIGKILL at random moments on one store, many times', () => {
     expect(s.checks, 'the store was checked after every kill (and at the end)').toBeGreaterThanOrEqual(20);
     expect(s.operations).toBeGreaterThan(0);
     expect(s.records, 'the store holds records at the end').toBeGreaterThan(0);
-  }, 240_000);
+  }, 600_000);
 
   it("durability 'sync': 5 kills, the same holds", async () => {
     const s = await runCrash({ kills: 5, durability: 'sync', seed: SEED + 1, dir: tempDir() });
     expect(s.findings, `seed ${SEED + 1}`).toEqual([]);
     expect(s.kills).toBe(5);
     expect(s.checks).toBeGreaterThanOrEqual(5);
-  }, 240_000);
+  }, 600_000);
 });

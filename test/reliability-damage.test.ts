@@ -138,16 +138,17 @@ describe('damaged stores, fuzzed', () => {
       ['signal', /died \(code null, signal SIGSEGV\)/],
     ] as const) {
       // Case 1 reads an undamaged reference store, so the read gets as far as the plant.
-      const s = await runDamage({ cases: 6, seed: SEED, plant: { case: 1, kind } });
-      expect(s.cases, kind).toBe(6);
+      const s = await runDamage({ cases: 3, seed: SEED, plant: { case: 1, kind } });
+      expect(s.cases, kind).toBe(3);
       expect(s.findings.length, `${kind}: ${JSON.stringify(s.findings)}`).toBe(1);
       expect(s.findings[0]).toMatch(new RegExp(`case 1 .*${pattern.source}`));
     }
-    const hang = await runDamage({ cases: 5, seed: SEED, plant: { case: 3, kind: 'hang' }, caseTimeoutMs: 3000 });
+    // Cases 0 and 1 read undamaged stores (quick even on a loaded machine), case 2 hangs, case 3 is random.
+    const hang = await runDamage({ cases: 4, seed: SEED, plant: { case: 2, kind: 'hang' }, caseTimeoutMs: 10_000 });
     expect(hang.findings.length, JSON.stringify(hang.findings)).toBe(1);
-    expect(hang.findings[0]).toMatch(/case 3 .*hung for more than 3000 ms/);
-    expect(hang.cases, 'the cases after the hang still ran').toBe(5);
-  }, 180_000);
+    expect(hang.findings[0]).toMatch(/case 2 .*hung for more than 10000 ms/);
+    expect(hang.cases, 'the cases after the hang still ran').toBe(4);
+  }, 400_000);
 
   it(`${CASES} random damage cases: exact data or CORRUPTION/IO_ERROR naming the file`, async () => {
     const s = await runDamage({ cases: CASES, seed: SEED });
@@ -156,5 +157,5 @@ describe('damaged stores, fuzzed', () => {
     expect(s.verdicts.detected, 'damage was detected in some cases').toBeGreaterThan(0);
     expect(s.verdicts.intact, 'some damage left the data intact (bytes outside checksums, stray files)').toBeGreaterThan(0);
     expect(s.byMutation.none?.cases, 'each reference store read back undamaged first').toBe(3);
-  }, 240_000);
+  }, 600_000);
 });

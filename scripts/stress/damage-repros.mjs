@@ -91,7 +91,7 @@ const REPROS = {
     }
     return out;
   },
-  async 'unclean-zeroed-warm-block-reads-as-free'(dir) {
+  async 'unclean-damaged-warm-block-reads-as-free'(dir) {
     await crashedStore(dir);
     const file = path.join(dir, 'warm.blocks');
     const bytes = fs.readFileSync(file);
@@ -161,6 +161,19 @@ const REPROS = {
     fs.copyFileSync(path.join(b, 'warm.blocks'), path.join(a, 'warm.blocks'));
     const r = readStore(a);
     return r.error && r.error.startsWith('DIMENSION_MISMATCH') ? [`open(path) without dimensions of a store whose warm.blocks came from another store gives ${r.error.slice(0, 160)}`] : [];
+  },
+  async 'unclean-log-length-flip-drops-later-entries'(dir) {
+    await crashedStore(dir);
+    const file = path.join(dir, 'hot.log');
+    const log = fs.readFileSync(file);
+    log[24 + 8 + 6] ^= 0x01; // bit 48 of the length of the first entry (file header 24 bytes; entry: crc, type, pad, length)
+    fs.writeFileSync(file, log);
+    const { open } = loadTierstore();
+    const s = open(dir);
+    const ids = [...s.iterate()].map((m) => m.id);
+    const torn = s.stats().tornLogBytes;
+    s.close();
+    return ids.length < 9 ? [`after a crash, one flipped bit in the first log entry's length drops all ${torn} following log bytes as a "torn tail": ${9 - ids.length} acknowledged records silently gone`] : [];
   },
   async 'unclean-foreign-hot-log-accepted'(dir) {
     const a = path.join(dir, 'a');

@@ -12,7 +12,8 @@
 // applies one random mutation — truncation, bit flips, a zeroed 4 KiB page,
 // appended garbage, a file removed or emptied, two files swapped, a region
 // copied over another (a misdirected write), a file replaced by another
-// store's, a duplicated or renamed cold segment, a stray file, or two of
+// store's, a duplicated or renamed cold segment, a stray file, a bit of a log
+// entry header (the 'killed' store's entry starts are known), or two of
 // these at once — opens the copy and reads everything (see the worker). Case
 // i is chosen by (seed, i) alone, so it can be replayed.
 //
@@ -112,8 +113,9 @@ function dataEnd(f) {
 
 const MUTATION_WEIGHTS = {
   truncate: 15, flipBits: 26, zeroPage: 11, appendGarbage: 8, removeFile: 6, emptyFile: 4, swapFiles: 5,
-  copyRegion: 10, foreignFile: 4, duplicateSegment: 3, renameFile: 2, strayFile: 2, double: 6,
+  copyRegion: 10, foreignFile: 4, duplicateSegment: 3, renameFile: 2, strayFile: 2, double: 6, flipLogHeader: 3,
 };
+const LOG_FILE_HEADER = 24; // hot.log: magic, version, dimensions, crc, pad; then entries of crc u32, type u8, pad, length u64, payload
 
 function oneMutation(rng, ref, refs, kind) {
   const files = ref.image.files;
@@ -172,6 +174,20 @@ function oneMutation(rng, ref, refs, kind) {
       m.other = g.name;
       m.files = [f.name, g.name];
       m.description = `swap the contents of ${f.name} and ${g.name}`;
+      break;
+    }
+    case 'flipLogHeader': {
+      // Structure-aware: a bit of an entry header (checksum, type or length) in
+      // the 'killed' store's log, whose entry starts are known from its build.
+      if (!ref.log) return oneMutation(rng, ref, refs, 'flipBits');
+      const starts = [LOG_FILE_HEADER, ...ref.log.offsets.slice(0, -1)];
+      const start = pick(rng, starts);
+      const at = start + (rng() < 0.7 ? randInt(rng, 8, 15) : randInt(rng, 0, 7));
+      m.file = LOG_FILE;
+      m.files = [LOG_FILE];
+      m.bits = [[at, randInt(rng, 0, 7)]];
+      m.damage = [at, at];
+      m.description = `flip bit ${m.bits[0][1]} of byte ${at} of hot.log (the header of the entry at ${start})`;
       break;
     }
     case 'copyRegion': {
@@ -246,7 +262,8 @@ export function applyMutation(dir, m, refs) {
     case 'truncate':
       if (exists) fs.truncateSync(file, Math.min(m.size, fs.statSync(file).size));
       return;
-    case 'flipBits': {
+    case 'flipBits':
+    case 'flipLogHeader': {
       if (!exists) return;
       const fd = fs.openSync(file, 'r+');
       const size = fs.fstatSync(fd).size;
@@ -328,7 +345,7 @@ export function applyMutation(dir, m, refs) {
 // Judging a case
 
 const LOG_FILE = 'hot.log';
-const TAIL_DAMAGE = new Set(['truncate', 'flipBits', 'zeroPage', 'appendGarbage', 'copyRegion']);
+const TAIL_DAMAGE = new Set(['truncate', 'flipBits', 'flipLogHeader', 'zeroPage', 'appendGarbage', 'copyRegion']);
 
 /**
  * For the 'killed' store only: when the engine dropped a damaged log tail,
@@ -475,8 +492,8 @@ export const KNOWN_ISSUES = [
     matches: (ref, m, p) => !ref.clean && /silently missing/.test(p) && touches(m, ['removeFile', 'renameFile', 'emptyFile'], ANY),
   },
   {
-    id: 'unclean-zeroed-warm-block-reads-as-free',
-    what: 'after a crash a zeroed page of warm.blocks reads as free slots: the records in it are silently gone',
+    id: 'unclean-damaged-warm-block-reads-as-free',
+    what: "after a crash a zeroed page of warm.blocks, or bytes of other blocks copied over it, read as free slots or as another record's copy: the records there are silently gone",
     matches: (ref, m, p) => !ref.clean && /silently missing/.test(p) && touches(m, ['zeroPage', 'truncate', 'copyRegion'], /^warm\.blocks$/),
   },
   {
@@ -498,6 +515,11 @@ export const KNOWN_ISSUES = [
     id: 'foreign-file-dimension-mismatch',
     what: 'a warm.blocks or cold segment written for other dimensions gives DIMENSION_MISMATCH (an argument error) instead of CORRUPTION, although the open passed no dimensions',
     matches: (ref, m, p) => /with code DIMENSION_MISMATCH/.test(p) && touches(m, ['foreignFile', 'swapFiles', 'renameFile', 'duplicateSegment'], ANY),
+  },
+  {
+    id: 'unclean-log-length-flip-drops-later-entries',
+    what: "after a crash, one flipped bit in a log entry's length makes it reach past the end of the file: the entry and every intact acknowledged entry after it are dropped as a torn tail, without an error",
+    matches: (ref, m, p) => !ref.clean && /intact acknowledged log entry .* was dropped silently|silently missing/.test(p) && touches(m, ['flipBits', 'flipLogHeader', 'zeroPage', 'copyRegion'], /^hot\.log$/),
   },
   {
     id: 'unclean-foreign-hot-log-accepted',
@@ -578,7 +600,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
     };
     while (next < to && (!until || Date.now() < until)) {
       const jobFile = path.join(base, 'job.json');
-      fs.writeFileSync(jobFile, JSON.stringify({ refs: refs.map((r) => ({ kind: r.kind, dir: r.dir, ids: [...Object.keys(r.records), ...r.deleted] })), seed, from: next, to, until, work, plant, keep }));
+      fs.writeFileSync(jobFile, JSON.stringify({ refs: refs.map((r) => ({ kind: r.kind, dir: r.dir, ids: [...Object.keys(r.records), ...r.deleted], log: r.log })), seed, from: next, to, until, work, plant, keep }));
       let current = null; // { i, ref, mutation, at }
       let finished = false;
       const child = new LineChild(WORKER, ['--cases', jobFile], {
