@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { open } from '../store.js';
-import { print } from './common.js';
+import { print, removeOnInterrupt, yieldToEventLoop } from './common.js';
 import { generateMemories, seededRandom } from './data.js';
 import { formatCount, formatRate, Progress } from './progress.js';
 import { formatBytes, table } from './format.js';
@@ -57,11 +57,13 @@ export async function runBuiltin(options: BuiltinOptions): Promise<void> {
     `${n} memories, ${dimensions} dimensions, seed ${options.seed}, Node ${process.version}, ${os.cpus().length} cores`);
   const { memories } = generateMemories(n, dimensions, options.seed);
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-bench-'));
+  const stopWatching = removeOnInterrupt(folder);
   const rows: Row[] = [];
-  const time = (op: string, ops: number, body: () => void): void => {
+  const time = async (op: string, ops: number, body: () => void): Promise<void> => {
     const t0 = process.hrtime.bigint();
     body();
     rows.push({ op, ops, seconds: Number(process.hrtime.bigint() - t0) / 1e9 });
+    await yieldToEventLoop();
   };
   const random = seededRandom(options.seed + 1);
   const ids = memories.map((m) => m.id);
@@ -71,7 +73,7 @@ export async function runBuiltin(options: BuiltinOptions): Promise<void> {
     const storeOptions = { dimensions, hotCapacity: Math.ceil(n / 4), warmCapacity: Math.ceil(n / 4) };
     const bulk = open(path.join(folder, 'bulk'), storeOptions);
     const progress = new Progress('putMany');
-    time('putMany (batches of 1000)', n, () => {
+    await time('putMany (batches of 1000)', n, () => {
       for (let i = 0; i < n; i += 1000) {
         bulk.putMany(memories.slice(i, i + 1000));
         progress.update(Math.min(n, i + 1000), n);
@@ -81,21 +83,21 @@ export async function runBuiltin(options: BuiltinOptions): Promise<void> {
 
     const single = open(path.join(folder, 'single'), storeOptions);
     const puts = Math.min(n, 5000);
-    time('put (one at a time)', puts, () => {
+    await time('put (one at a time)', puts, () => {
       for (let i = 0; i < puts; i++) single.put(memories[i]!);
     });
     single.close();
 
     const gets = Math.min(20_000, 4 * n);
-    time('get (random ids, all tiers)', gets, () => {
+    await time('get (random ids, all tiers)', gets, () => {
       for (let i = 0; i < gets; i++) bulk.get(ids[Math.floor(random() * n)]!);
     });
-    time('iterate all (with embeddings)', n, () => {
+    await time('iterate all (with embeddings)', n, () => {
       let count = 0;
       for (const batch of bulk.iterate({ includeEmbeddings: true }).batches()) count += batch.ids.length;
       if (count !== n) throw new Error(`iterate returned ${count} records, expected ${n}`);
     });
-    time('list (cursor pages of 1000, all)', n, () => {
+    await time('list (cursor pages of 1000, all)', n, () => {
       let cursor: string | undefined;
       do {
         const page = bulk.list(cursor === undefined ? { tier: 'all', limit: 1000 } : { tier: 'all', limit: 1000, cursor });
@@ -103,7 +105,7 @@ export async function runBuiltin(options: BuiltinOptions): Promise<void> {
       } while (cursor !== undefined);
     });
     const queries = 20;
-    time('recall k=10 (exact, all tiers)', queries, () => {
+    await time('recall k=10 (exact, all tiers)', queries, () => {
       for (let q = 0; q < queries; q++) bulk.recall(memories[Math.floor(random() * n)]!.embedding, { k: 10 });
     });
     const stats = bulk.stats();
@@ -116,6 +118,7 @@ export async function runBuiltin(options: BuiltinOptions): Promise<void> {
     await print(`store after the run: hot ${stats.counts.hot}, warm ${stats.counts.warm}, cold ${stats.counts.cold}; ` +
       `files: warm ${formatBytes(stats.warmBlockFileBytes + stats.warmVarFileBytes)}, cold ${formatBytes(stats.coldFileBytes)}`);
   } finally {
+    stopWatching();
     fs.rmSync(folder, { recursive: true, force: true });
   }
 }

@@ -144,3 +144,28 @@ export function print(text: string): Promise<void> {
     else process.stdout.once('drain', () => resolve());
   });
 }
+
+/** Lets pending events (a Ctrl-C) run between long synchronous steps. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Removes `folder` if the process is interrupted (SIGINT, SIGTERM) before the
+ * returned function is called, then exits 130: a temporary store must not be
+ * left behind by Ctrl-C. (Signals are handled between synchronous steps:
+ * callers await yieldToEventLoop() between them.)
+ */
+export function removeOnInterrupt(folder: string): () => void {
+  const handler = (signal: NodeJS.Signals): void => {
+    fs.rmSync(folder, { recursive: true, force: true });
+    process.stderr.write(`\n${signal}: removed ${folder}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 
 import { open, type MemoryStore } from '../store.js';
 import type { Tier } from '../types.js';
-import { CliError, print } from './common.js';
+import { CliError, print, removeOnInterrupt, yieldToEventLoop } from './common.js';
 import { generateMemories } from './data.js';
 import { formatCounts, memoryTable } from './format.js';
 import { Progress } from './progress.js';
@@ -29,6 +29,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-demo-'));
   const dir = path.join(folder, 'store');
   let store: MemoryStore | undefined;
+  const stopWatching = options.keep ? () => undefined : removeOnInterrupt(folder);
   try {
     await print(`tierstore demo: ${n} generated memories, ${DIMENSIONS}-dimensional embeddings (seed ${options.seed})\n`);
 
@@ -40,6 +41,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     for (let i = 0; i < n; i += batch) {
       store.putMany(memories.slice(i, i + batch));
       progress.update(Math.min(n, i + batch), n);
+      await yieldToEventLoop();
     }
     progress.finish();
     await print(`1. created a store at ${dir}\n   put ${n} memories: ${formatCounts(store.counts())}`);
@@ -95,6 +97,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       await print(`\ndone in ${seconds} s. Deleted ${folder} (pass --keep to keep the store and explore it).`);
     }
   } finally {
+    stopWatching();
     store?.close(); // a second close() is a no-op
     if (!options.keep) fs.rmSync(folder, { recursive: true, force: true });
   }
