@@ -692,32 +692,40 @@ describe('export and import', () => {
     });
   });
 
-  test('bounded memory: exporting and importing 120k records (~67 MB of content) grows heap + external by a few MB', () => {
+  test('bounded memory: exporting and importing 16k records (~68 MB of content) grows heap + external by a bounded few MB', () => {
     const work = scratch.dir();
-    const r = spawnSync(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/helpers/export-memory.cjs'), work, '120000'], {
+    const r = spawnSync(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/helpers/export-memory.cjs'), work, '16000'], {
       encoding: 'utf8',
       timeout: 120_000,
     });
     expect(r.status, r.stderr).toBe(0);
+    interface Growth {
+      samples: number;
+      max: number;
+      firstHalfMax: number;
+      secondHalfMax: number;
+    }
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
-      n: number;
       contentBytes: number;
       exported: { records: number };
       imported: { records: number };
       counts: { cold: number };
-      exportCalls: number;
-      importCalls: number;
-      exportGrowth: number;
-      importGrowth: number;
+      exportGrowth: Growth;
+      importGrowth: Growth;
+      wasmAfter: number;
     };
-    expect(result.exported.records).toBe(120_000);
-    expect(result.imported.records).toBe(120_000);
-    expect(result.counts.cold).toBe(120_000);
-    expect(result.exportCalls).toBeGreaterThanOrEqual(29); // sampled at every batch
-    expect(result.importCalls).toBeGreaterThanOrEqual(29);
+    expect(result.exported.records).toBe(16_000);
+    expect(result.imported.records).toBe(16_000);
+    expect(result.counts.cold).toBe(16_000);
     expect(result.contentBytes).toBeGreaterThan(60 << 20);
-    // Holding the tier would take at least its content bytes; a batch of 4096 takes a few MB.
-    expect(result.exportGrowth, `export growth ${result.exportGrowth}`).toBeLessThan(40 << 20);
-    expect(result.importGrowth, `import growth ${result.importGrowth}`).toBeLessThan(40 << 20);
+    for (const [what, growth] of [['export', result.exportGrowth], ['import', result.importGrowth]] as const) {
+      const detail = `${what}: ${JSON.stringify(growth)}`;
+      expect(growth.samples, `${detail}: sampled at every batch of 512`).toBeGreaterThanOrEqual(31);
+      // Holding the tier would take at least its ~68 MB of content; a batch takes a few MB.
+      expect(growth.max, detail).toBeLessThan(32 << 20);
+      // Flat: nothing accumulates per batch (a leak of one batch each would add ~30 MB).
+      expect(growth.secondHalfMax, detail).toBeLessThan(growth.firstHalfMax + (6 << 20));
+    }
+    expect(result.wasmAfter, "parquet-wasm's memory (its peak: it never shrinks)").toBeLessThan(48 << 20);
   });
 });

@@ -70,6 +70,10 @@ export async function writeParquet(
   const properties = new parquet.WriterPropertiesBuilder()
     .setCompression(COMPRESSION[options.compression])
     .setMaxRowGroupSize(options.rowGroupSize)
+    // Dictionaries only where values repeat: for the other columns they cost
+    // memory and time until the writer gives up on them.
+    .setDictionaryEnabled(false)
+    .setColumnDictionaryEnabled('tier', true)
     .setKeyValueMetadata(options.keyValueMetadata)
     .setCreatedBy('tierstore (parquet-wasm)')
     .build();
