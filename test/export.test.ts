@@ -628,6 +628,16 @@ describe('export and import', () => {
       expect(e3.message).toContain('line 1');
       expect(t3.counts().total).toBe(0);
 
+      // Windows line ends and a missing final newline read the same.
+      fs.writeFileSync(path.join(dir, 'crlf.jsonl'), lines.slice(0, 30).join('\r\n'));
+      const t5 = fresh('crlf-jsonl');
+      expect(await importFile(t5, path.join(dir, 'crlf.jsonl'))).toEqual({ records: 30 });
+      const crlf = recordsById(t5);
+      for (const line of lines.slice(0, 30)) {
+        const id = (JSON.parse(line) as { id: string }).id;
+        expectSameRecord(crlf.get(id), all.get(id)!, 'crlf', true);
+      }
+
       const badUtf8 = Buffer.concat([Buffer.from(lines[0]! + '\n'), Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0x0a])]);
       fs.writeFileSync(path.join(dir, 'utf8.jsonl'), badUtf8);
       const t4 = fresh('utf8-jsonl');

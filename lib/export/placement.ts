@@ -81,8 +81,13 @@ export class TierWriter implements BatchWriter {
     // Park what is in hot now (ids first: moving while iterating is allowed but pointless).
     const hotIds: string[] = [];
     for (const batch of store.iterate({ tier: 'hot', batchSize: 4096 }).batches()) hotIds.push(...batch.ids);
-    for (const id of hotIds) {
-      if (stage.move(id, 'warm')) this.#parked.add(id);
+    try {
+      for (const id of hotIds) {
+        if (stage.move(id, 'warm')) this.#parked.add(id);
+      }
+    } catch (error) {
+      this.finish(); // whatever was parked goes back to hot
+      throw error;
     }
   }
 
