@@ -361,21 +361,24 @@ function tornTailAllowance(ref, m, result) {
     problems.push(`${torn} log bytes were dropped as a torn tail although the store had been closed cleanly`);
     return { loose, problems };
   }
-  if (m.kind !== 'none' && (!TAIL_DAMAGE.has(m.kind) || m.file !== LOG_FILE)) {
+  const logParts = partsOf(m).filter((p) => p.file === LOG_FILE && TAIL_DAMAGE.has(p.kind));
+  if (logParts.length === 0) {
     // Only damage to the log itself can make a torn tail; anything else must not lose log entries.
     problems.push(`${torn} log bytes were dropped as a torn tail, but the damage was not in ${LOG_FILE}`);
     return { loose, problems };
   }
   const keptEnd = result.logSizeBefore - torn; // the engine kept entries up to here
+  const damageEnd = Math.max(...logParts.map((p) => (p.damage ? p.damage[1] : -1)));
+  const cutAt = Math.min(...logParts.map((p) => (p.kind === 'truncate' ? p.size : Infinity))); // bytes from here on are gone
   const { offsets, ops, hot0 } = ref.log;
   if (keptEnd < offsets[0]) for (const id of hot0) loose.add(id);
   for (let k = 1; k < offsets.length; k++) {
     if (offsets[k] > keptEnd) {
       for (const id of ops[k - 1]) loose.add(id);
-      // An entry that starts after the last damaged byte was intact: dropping it silently loses an acknowledged write.
-      if (m.kind !== 'truncate' && m.damage && offsets[k - 1] > m.damage[1] && offsets[k - 1] >= keptEnd) {
+      // An entry that starts after the last damaged byte, and still exists, was intact: dropping it silently loses an acknowledged write.
+      if (offsets[k - 1] > damageEnd && offsets[k] <= cutAt && offsets[k - 1] >= keptEnd) {
         problems.push(
-          `the intact acknowledged log entry at ${offsets[k - 1]}..${offsets[k]} (after the damage at ${m.damage[0]}..${m.damage[1]}) was dropped silently with the torn tail (kept ${keptEnd} of ${result.logSizeBefore} bytes)`,
+          `the intact acknowledged log entry at ${offsets[k - 1]}..${offsets[k]} (after the damage, which ends at ${damageEnd}) was dropped silently with the torn tail (kept ${keptEnd} of ${result.logSizeBefore} bytes)`,
         );
       }
     }
@@ -528,11 +531,19 @@ export const KNOWN_ISSUES = [
   },
 ];
 
-/** The id of the known issue that explains every one of `problems`, or undefined. */
-export function knownIssueOf(ref, m, problems) {
+/**
+ * The known issues that explain `problems` (each problem by one of them), or
+ * undefined when some problem is new.
+ */
+export function knownIssuesOf(ref, m, problems) {
   if (problems.length === 0) return undefined;
-  for (const k of KNOWN_ISSUES) if (problems.every((p) => k.matches(ref, m, p))) return k.id;
-  return undefined;
+  const ids = new Set();
+  for (const p of problems) {
+    const k = KNOWN_ISSUES.find((issue) => issue.matches(ref, m, p));
+    if (!k) return undefined;
+    ids.add(k.id);
+  }
+  return [...ids];
 }
 
 // ---------------------------------------------------------------------------
@@ -626,10 +637,12 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
           const bm = (byMutation[mutation.kind] ??= { cases: 0, intact: 0, detected: 0, 'torn-tail': 0, findings: 0 });
           bm.cases++;
           bm[verdict]++;
-          const known = strict ? undefined : knownIssueOf(ref, mutation, problems);
+          const known = strict ? undefined : knownIssuesOf(ref, mutation, problems);
           if (known) {
-            knownIssues[known] = (knownIssues[known] ?? 0) + 1;
-            knownExamples[known] ??= `seed ${seed} case ${i} (${ref.kind}: ${mutation.description}): ${problems.join('; ')}`;
+            for (const k of known) {
+              knownIssues[k] = (knownIssues[k] ?? 0) + 1;
+              knownExamples[k] ??= `seed ${seed} case ${i} (${ref.kind}: ${mutation.description}): ${problems.join('; ')}`;
+            }
           } else if (problems.length > 0) {
             bm.findings++;
             finding(i, `${ref.kind}: ${mutation.description}`, problems.join('; '));
