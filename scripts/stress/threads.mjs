@@ -81,8 +81,14 @@ const F_CLOSES = 3;
 const F_ITERATIONS = 4;
 const F_RECALLS = 5;
 const F_DONE = 6; // the worker closed its handle and is about to exit
+const F_CURRENT = 7; // (op index + 1) << 20 | seconds since the run started, while a call runs; 0 between calls
+const STALL_SECONDS = 60; // a call running longer than this is reported
 
 const HEAVY_KINDS = ['putMany', 'iterate-async', 'recallAsync', 'iterate-sync', 'migrate-compact'];
+// The workers' random operations, in the order of their table (for stall reports).
+const OP_NAMES = ['put', 'putMany', 'put shared', 'get own', 'get stable', 'get shared', 'has', 'delete', 'move', 'migrate',
+  'iterate sync all', 'iterate async all', 'iterate one tier', 'batches all', 'list', 'recall', 'recallAsync', 'recall/recallAsync of a tier',
+  'counts', 'flush', 'compact', 'close and reopen'];
 
 function makeShared(maxSlots) {
   return {
@@ -211,7 +217,7 @@ function describeError(e) {
 // Worker
 
 async function workerMain() {
-  const { storePath, slot, seed, options, shared, maxSlots, packageRoot } = workerData;
+  const { storePath, slot, seed, options, shared, maxSlots, packageRoot, startedAt } = workerData;
   const v = views(shared);
   const base = SLOT_BASE + SLOT_WORDS * slot;
   const rng = mulberry32(seed);
@@ -419,9 +425,10 @@ async function workerMain() {
   const totalWeight = ops.reduce((a, [w]) => a + w, 0);
   const pickOp = () => {
     let r = rng() * totalWeight;
-    for (const [w, fn] of ops) if ((r -= w) < 0) return fn;
-    return ops[0][1];
+    for (let i = 0; i < ops.length; i++) if ((r -= ops[i][0]) < 0) return i;
+    return 0;
   };
+  const seconds = () => Math.floor((Date.now() - startedAt) / 1000);
 
   const heavy = async (kind) => {
     Atomics.store(v.ctl, base + F_IN_CALL, 1);
@@ -451,9 +458,17 @@ async function workerMain() {
   while (Atomics.load(v.ctl, STOP) === 0) {
     const cmd = Atomics.exchange(v.ctl, base + F_CMD, 0);
     try {
-      if (cmd !== 0) await heavy(HEAVY_KINDS[cmd - 1]);
-      else if (++n === 50) closeAndReopen(); // at least once per worker; more at random
-      else await pickOp()();
+      if (cmd !== 0) {
+        Atomics.store(v.ctl, base + F_CURRENT, ((ops.length + cmd) << 20) | seconds());
+        await heavy(HEAVY_KINDS[cmd - 1]);
+      } else if (++n === 50) {
+        closeAndReopen(); // at least once per worker; more at random
+      } else {
+        const i = pickOp();
+        Atomics.store(v.ctl, base + F_CURRENT, ((i + 1) << 20) | seconds());
+        await ops[i][1]();
+      }
+      Atomics.store(v.ctl, base + F_CURRENT, 0);
     } catch (e) {
       finding(`unexpected error: ${describeError(e)}\n${e && e.stack}`);
     }
@@ -665,12 +680,21 @@ async function main() {
   };
 
   const live = new Map(); // slot -> { worker, exited }
+  const stalled = new Set();
+  /** What a worker is doing now, from its F_CURRENT word. */
+  const currentCall = (slot) => {
+    const cur = Atomics.load(v.ctl, SLOT_BASE + SLOT_WORDS * slot + F_CURRENT);
+    if (cur === 0) return 'between calls';
+    const op = (cur >>> 20) - 1;
+    const name = op < OP_NAMES.length ? OP_NAMES[op] : `heavy ${HEAVY_KINDS[op - OP_NAMES.length]}`;
+    return `in ${name} for ${Math.round((Date.now() - started) / 1000 - (cur & 0xfffff))} s`;
+  };
   let nextSlot = 0;
   const startWorker = async () => {
     const slot = nextSlot++;
     usedSlots.add(slot);
     const options = { hotCapacity: 50 + Math.floor(rng() * 350), warmCapacity: 300 + Math.floor(rng() * 1500), skipWarm: slot % 5 === 3, durability: slot % 4 === 2 ? 'sync' : 'relaxed' };
-    const worker = new Worker(new URL(import.meta.url), { workerData: { storePath, slot, seed: args.seed * 1000 + slot, options, shared, maxSlots, packageRoot: args.package } });
+    const worker = new Worker(new URL(import.meta.url), { workerData: { storePath, slot, seed: args.seed * 1000 + slot, options, shared, maxSlots, packageRoot: args.package, startedAt: started } });
     const entry = { worker, slot, ready: null, exited: null };
     entry.ready = new Promise((resolve) => {
       worker.on('message', (msg) => {
@@ -712,7 +736,7 @@ async function main() {
         Atomics.store(v.ctl, base + F_CMD, kind + 1);
         const waitUntil = Date.now() + 60_000;
         while (Atomics.load(v.ctl, base + F_IN_CALL) === 0 && Date.now() < waitUntil) await new Promise((resolve) => setImmediate(resolve));
-        if (Atomics.load(v.ctl, base + F_IN_CALL) === 0) finding(`worker ${victim.slot} did not start its ${HEAVY_KINDS[kind]} call within 60 s`);
+        if (Atomics.load(v.ctl, base + F_IN_CALL) === 0) finding(`worker ${victim.slot} did not start its ${HEAVY_KINDS[kind]} call within 60 s (${currentCall(victim.slot)})`);
         await sleep(Math.floor(rng() * 21));
         const inCall = Atomics.load(v.ctl, base + F_IN_CALL) === 1;
         await victim.worker.terminate();
@@ -744,6 +768,13 @@ async function main() {
         const locked = openFromOtherProcess(args.package, storePath);
         if (locked === 'STORE_LOCKED') stats.lockedWhileWorkersHeld++;
         else finding(`with only worker threads holding the store, another process got ${locked}, not STORE_LOCKED`);
+      }
+      for (const e of live.values()) {
+        const cur = Atomics.load(v.ctl, SLOT_BASE + SLOT_WORDS * e.slot + F_CURRENT);
+        if (cur !== 0 && (Date.now() - started) / 1000 - (cur & 0xfffff) > STALL_SECONDS && !stalled.has(`${e.slot}:${cur}`)) {
+          stalled.add(`${e.slot}:${cur}`);
+          finding(`worker ${e.slot} stalled: ${currentCall(e.slot)}`);
+        }
       }
       if (Date.now() - lastLog > 10_000) {
         lastLog = Date.now();
