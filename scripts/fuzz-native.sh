@@ -168,8 +168,8 @@ json_escape() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' <<<"$1" | tr -d '\n'; }
 # What kind of failure a libFuzzer log shows.
 failure_kind() {
   local f=$1
-  if grep -q 'INVARIANT BROKEN' "$f"; then echo "broken invariant"
-  elif grep -q 'file descriptors leaked' "$f"; then echo "fd leak"
+  if grep -q 'file descriptors leaked' "$f"; then echo "fd leak"
+  elif grep -q 'INVARIANT BROKEN' "$f"; then echo "broken invariant ($(grep -m1 -oE 'INVARIANT BROKEN: .*' "$f" | cut -c19-160))"
   elif grep -q 'ERROR: LeakSanitizer' "$f"; then echo "memory leak"
   elif grep -qE 'runtime error:' "$f"; then echo "undefined behaviour ($(grep -m1 -oE 'runtime error: [^:]*' "$f" | cut -c16- | cut -c1-80))"
   elif grep -qE 'ERROR: AddressSanitizer: [a-z-]+' "$f"; then echo "$(grep -m1 -oE 'AddressSanitizer: [a-z-]+' "$f")"
@@ -190,12 +190,12 @@ print_report() {
 run_target() {
   local target=$1 label=$2
   shift 2
-  local bin="$BUILD_DIR/$target" log_file="$LOG_DIR/$target.$label.log" rc=0
+  local bin="$BUILD_DIR/$target" log_file="$LOG_DIR/$target.${label// /-}.log" rc=0
   mkdir -p "$ARTIFACT_DIR/$target"
   "$bin" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$ARTIFACT_DIR/$target/" "$@" \
     >"$log_file" 2>&1 || rc=$?
   local execs
-  execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log_file" | tail -n1 | awk '{print $2}')
+  execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log_file" | tail -n1 | awk '{print $2}' || true)
   [ -n "$execs" ] || execs=$(grep -cE '^Executed ' "$log_file" || true)
   TOTAL_EXECS=$((TOTAL_EXECS + ${execs:-0}))
   if [ "$rc" = 0 ]; then
@@ -204,9 +204,9 @@ run_target() {
   fi
   local kind artifact
   kind=$(failure_kind "$log_file")
-  artifact=$(grep -oE 'Test unit written to [^ ]+' "$log_file" | tail -n1 | cut -d' ' -f5)
+  artifact=$(grep -oE 'Test unit written to [^ ]+' "$log_file" | tail -n1 | cut -d' ' -f5 || true)
   if [ -z "$artifact" ]; then
-    artifact=$(grep -oE '^Running: [^ ]+' "$log_file" | tail -n1 | cut -d' ' -f2)
+    artifact=$(grep -oE '^Running: [^ ]+' "$log_file" | tail -n1 | cut -d' ' -f2 || true)
   fi
   log "$target ($label): FINDING: $kind after ${execs:-?} inputs (log: $log_file)"
   print_report "$log_file"
@@ -218,11 +218,12 @@ run_target() {
   FINDINGS+=("$target: $kind; input ${artifact:-unknown} [reproduce: $bin ${artifact:-<input>}]")
 }
 
+# One process per regression input: libFuzzer stops at the first failing one.
 for target in "${TARGETS[@]}"; do
-  regressions=(native/fuzz/regressions/"$target"/*)
-  if [ -e "${regressions[0]}" ]; then
-    run_target "$target" regressions "${regressions[@]}"
-  fi
+  for input in native/fuzz/regressions/"$target"/*; do
+    [ -f "$input" ] || continue
+    run_target "$target" "regression $(basename "$input")" "$input"
+  done
 done
 
 log "fuzzing ${#TARGETS[@]} targets for ${PER_TARGET} s each (${TOTAL_SECONDS} s in all)"
