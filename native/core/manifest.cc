@@ -4,6 +4,7 @@
 
 #include "crc32c.h"
 #include "file_util.h"
+#include "record.h"
 
 namespace tierstore {
 namespace {
@@ -42,7 +43,10 @@ Status Manifest::Read(const std::string& dir, Manifest* out) {
   out->cold_segments.resize(nsegs);
   if (nsegs > 0) std::memcpy(out->cold_segments.data(), bytes.data() + kFixedSize, size_t{nsegs} * 4);
   out->clean = clean != 0;
-  if (out->dimensions == 0) return Status::Corruption(path + ": zero dimensions");
+  if (out->dimensions == 0 || out->dimensions > kMaxDimensions) {
+    return Status::Corruption(path + ": " + std::to_string(out->dimensions) + " dimensions (allowed: 1.." +
+                              std::to_string(kMaxDimensions) + ")");
+  }
   return Status::OK();
 }
 

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "cold_tier.h"
+#include "embedding_arena.h"
 #include "file_util.h"
 #include "hot_log.h"
 #include "manifest.h"
@@ -68,37 +69,50 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// A hot record: owned copies of every field, in one allocation (embedding
-// first, so it is float-aligned, then id, metadata and content bytes).
+// A hot record: owned copies of its id, metadata and content in one
+// allocation; its embedding lives in the store's EmbeddingArena (contiguous
+// with the other hot embeddings, for scans), released when the record dies.
 struct HotRecord {
-  std::unique_ptr<float[]> data;
-  uint32_t dims = 0, id_len = 0, meta_len = 0;
+  std::unique_ptr<char[]> data;
+  EmbeddingArena* arena = nullptr;
+  uint32_t row = 0;
+  uint32_t id_len = 0, meta_len = 0;
   uint64_t content_len = 0;
+  uint32_t dims = 0;
   float norm = 0, confidence = 0, activation = 0;
   double created_at = 0, last_access_at = 0, access_count = 0;
   uint64_t seq = 0;
   uint64_t key = 0;  // arrival order in hot: the iteration order
   bool access_dirty = false;
 
-  const float* embedding() const { return data.get(); }
-  const char* bytes() const { return reinterpret_cast<const char*>(data.get() + dims); }
+  HotRecord() = default;
+  HotRecord(const HotRecord&) = delete;
+  HotRecord& operator=(const HotRecord&) = delete;
+  ~HotRecord() {
+    if (arena != nullptr) arena->Release(row);
+  }
+
+  const float* embedding() const { return arena->Row(row); }
+  const char* bytes() const { return data.get(); }
   std::string_view id() const { return {bytes(), id_len}; }
   std::string_view metadata() const { return {bytes() + id_len, meta_len}; }
   std::string_view content() const { return {bytes() + id_len + meta_len, content_len}; }
 
-  static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims) {
+  static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims, EmbeddingArena* arena) {
     auto r = std::make_unique<HotRecord>();
     r->dims = dims;
     r->id_len = static_cast<uint32_t>(v.id.size());
     r->meta_len = static_cast<uint32_t>(v.metadata.size());
     r->content_len = v.content.size();
     const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
-    r->data.reset(new float[dims + (string_bytes + sizeof(float) - 1) / sizeof(float)]);
-    std::memcpy(r->data.get(), v.embedding, size_t{dims} * sizeof(float));
-    char* p = reinterpret_cast<char*>(r->data.get() + dims);
+    r->data.reset(new char[string_bytes == 0 ? 1 : string_bytes]);
+    char* p = r->data.get();
     std::memcpy(p, v.id.data(), v.id.size());
     std::memcpy(p + v.id.size(), v.metadata.data(), v.metadata.size());
     std::memcpy(p + v.id.size() + v.metadata.size(), v.content.data(), v.content.size());
+    r->row = arena->Allocate();
+    r->arena = arena;  // from here on the destructor releases the row
+    std::memcpy(arena->Row(r->row), v.embedding, size_t{dims} * sizeof(float));
     r->norm = v.norm;
     r->confidence = v.confidence;
     r->activation = v.activation;
@@ -317,6 +331,8 @@ class StoreImpl final : public Store {
   std::unique_ptr<HotLog> log_;
   std::unique_ptr<WarmTier> warm_;
   std::unique_ptr<ColdTier> cold_;
+  // Declared before hot_: records release their rows into it as they die.
+  std::unique_ptr<EmbeddingArena> hot_embeddings_;
   std::map<uint64_t, std::unique_ptr<HotRecord>> hot_;
   std::unordered_map<std::string, Loc, StringHash, std::equal_to<>> index_;
   uint64_t seq_ = 0;
@@ -371,6 +387,7 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
     TS_RETURN_IF_ERROR(manifest.Write(path_));  // a new store: dirty until its first clean close
   }
   dims_ = manifest.dimensions;
+  hot_embeddings_ = std::make_unique<EmbeddingArena>(dims_);
 
   TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, !manifest.clean, &log_));
   if (manifest.clean && log_->size() != manifest.hot_log_size && PathExists(log_->path())) {
@@ -432,7 +449,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
       TakeHot(it->second);
       index_.erase(it);
     }
-    InsertHot(HotRecord::CopyOf(rec, dims_));
+    InsertHot(HotRecord::CopyOf(rec, dims_, hot_embeddings_.get()));
     return Status::OK();
   };
   handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
@@ -630,6 +647,10 @@ void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
   uint64_t key = rec->key;
   auto [it, inserted] = index_.try_emplace(std::string(rec->id()), Loc::Hot(key));
   if (!inserted) it->second = Loc::Hot(key);
+  EmbeddingArena::RowInfo& info = hot_embeddings_->Info(rec->row);
+  info.key = key;
+  info.norm = rec->norm;
+  info.confidence = rec->confidence;
   hot_.emplace(key, std::move(rec));
 }
 
@@ -736,7 +757,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
       if (old.tier == Tier::kWarm) --warm_count_;
       if (old.tier == Tier::kCold) --cold_count_;
     }
-    InsertHot(HotRecord::CopyOf(views[k], dims_));
+    InsertHot(HotRecord::CopyOf(views[k], dims_, hot_embeddings_.get()));
   }
   // Capacity migration inside the write: the records are safe in the log
   // already, so a failure here leaves them in hot for the next attempt.
@@ -783,7 +804,7 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
       const RecordView* p = &v;
       TS_RETURN_IF_ERROR(log_->AppendPuts(&p, 1));
       if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
-      copy = HotRecord::CopyOf(v, dims_);
+      copy = HotRecord::CopyOf(v, dims_, hot_embeddings_.get());
       break;
     }
     case Tier::kWarm: {
@@ -1255,22 +1276,21 @@ struct Scored {
   Loc loc;
 };
 
-// Rows to score: either `count` rows of a contiguous matrix (cold), or
-// `count` separate rows (hot and warm) listed in `rows`.
+// Rows to score, `count` of them, in one of three shapes:
+// - cold: a contiguous matrix (stride = dims) with norms, confidence and a
+//   deletion bitmap per row;
+// - hot: one arena chunk (stride = dims) with an info entry per row;
+// - warm: slots [first_slot, first_slot + count), read through the tier.
 struct ScanRange {
-  const float* matrix = nullptr;  // row-major, stride = dims
-  const float* norms = nullptr;
-  const float* confidence = nullptr;
-  const uint64_t* deleted = nullptr;  // bitmap, one bit per row
+  enum class Kind { kCold, kHot, kWarm } kind = Kind::kCold;
+  const float* matrix = nullptr;
+  const float* norms = nullptr;                        // cold
+  const float* confidence = nullptr;                   // cold
+  const uint64_t* deleted = nullptr;                   // cold: bitmap, one bit per row
+  const EmbeddingArena::RowInfo* info = nullptr;       // hot
   size_t count = 0;
-  uint32_t segment = 0;
-  struct Row {
-    const float* embedding;
-    float norm;
-    float confidence;
-    Loc loc;
-  };
-  std::vector<Row> rows;  // when matrix == nullptr
+  uint32_t segment = 0;                                // cold
+  uint32_t first_slot = 0;                             // warm
 };
 
 }  // namespace
@@ -1293,34 +1313,35 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   // nothing can move or unmap underneath the pointers collected here.
   std::vector<ScanRange> ranges;
   if (in_scope(Tier::kHot) && !hot_.empty()) {
-    ScanRange r;
-    r.rows.reserve(hot_.size());
-    for (auto& [key, rec] : hot_) r.rows.push_back({rec->embedding(), rec->norm, rec->confidence, Loc::Hot(key)});
-    r.count = r.rows.size();
-    ranges.push_back(std::move(r));
+    for (size_t c = 0; c < hot_embeddings_->chunk_count(); ++c) {
+      EmbeddingArena::ChunkView chunk = hot_embeddings_->Chunk(c);
+      if (chunk.used == 0) continue;
+      ScanRange r;
+      r.kind = ScanRange::Kind::kHot;
+      r.matrix = chunk.rows;
+      r.info = chunk.info;
+      r.count = chunk.used;
+      ranges.push_back(r);
+    }
   }
   if (in_scope(Tier::kWarm) && warm_count_ > 0) {
     ScanRange r;
-    r.rows.reserve(warm_count_);
-    const uint32_t limit = warm_->SlotLimit();
-    for (uint32_t slot = 0; slot < limit; ++slot) {
-      if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
-      WarmScalars sc = warm_->Scalars(slot);
-      r.rows.push_back({warm_->Embedding(slot), sc.norm, sc.confidence, Loc::Warm(slot)});
-    }
-    r.count = r.rows.size();
-    ranges.push_back(std::move(r));
+    r.kind = ScanRange::Kind::kWarm;
+    r.first_slot = 0;
+    r.count = warm_->SlotLimit();
+    ranges.push_back(r);
   }
   if (in_scope(Tier::kCold) && cold_count_ > 0) {
     TS_RETURN_IF_ERROR(cold_->ScanSegments([&](const ColdSegmentView& seg) {
       ScanRange r;
+      r.kind = ScanRange::Kind::kCold;
       r.matrix = seg.embeddings;
       r.norms = seg.norms;
       r.confidence = seg.confidence;
       r.deleted = seg.deleted;
       r.count = seg.rows;
       r.segment = seg.segment;
-      ranges.push_back(std::move(r));
+      ranges.push_back(r);
       return Status::OK();
     }));
   }
@@ -1359,21 +1380,38 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
       if (lo < hi) {
         size_t from = lo - base, to = hi - base;
-        if (r.matrix != nullptr) {
-          dots.resize(to - from);
-          DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
-          for (size_t i = from; i < to; ++i) {
-            if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
-            if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
-            if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
-            offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
-          }
-        } else {
-          for (size_t i = from; i < to; ++i) {
-            const ScanRange::Row& row = r.rows[i];
-            if (options.has_min_confidence && !(row.confidence >= options.min_confidence)) continue;
-            offer(Dot(query, row.embedding, dims_), row.norm, row.loc);
-          }
+        switch (r.kind) {
+          case ScanRange::Kind::kCold:
+            dots.resize(to - from);
+            DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
+            for (size_t i = from; i < to; ++i) {
+              if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
+              if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
+              if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
+              offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
+            }
+            break;
+          case ScanRange::Kind::kHot:
+            dots.resize(to - from);
+            DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
+            for (size_t i = from; i < to; ++i) {
+              const EmbeddingArena::RowInfo& info = r.info[i];
+              if (info.key == 0) continue;  // a free row
+              if (options.has_min_confidence && !(info.confidence >= options.min_confidence)) continue;
+              offer(dots[i - from], info.norm, Loc::Hot(info.key));
+            }
+            break;
+          case ScanRange::Kind::kWarm:
+            // One pass: each live block's header, then its embedding right
+            // after it (no list of rows gathered first).
+            for (size_t i = from; i < to; ++i) {
+              const uint32_t slot = r.first_slot + static_cast<uint32_t>(i);
+              if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
+              WarmScalars sc = warm_->Scalars(slot);
+              if (options.has_min_confidence && !(sc.confidence >= options.min_confidence)) continue;
+              offer(Dot(query, warm_->Embedding(slot), dims_), sc.norm, Loc::Warm(slot));
+            }
+            break;
         }
       }
       base += r.count;
