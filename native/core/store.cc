@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <random>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -60,6 +62,8 @@ namespace {
 constexpr size_t kMaxColdSegments = 16;
 // Records moved per migration step: bounds the RAM of one cold segment build.
 constexpr size_t kMigrationBatch = 16384;
+// warm.blocks of a tier that never held a record: its header page alone.
+constexpr uint64_t kWarmHeaderPageBytes = 4096;
 // The hot log is rewritten once it is this large and mostly records that
 // have left hot.
 constexpr uint64_t kLogCheckpointMinBytes = 64ull << 20;
@@ -288,6 +292,10 @@ class StoreImpl final : public Store {
   Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
   Status WriteCleanManifest();
+  // The manifest of an open store: dirty, listing the cold segments that
+  // must exist (the current ones, or `segments` during a merge).
+  Status WriteDirtyManifest(bool durable);
+  Status WriteDirtyManifest(const std::vector<uint32_t>& segments, bool durable);
 
   TierCounts CountsLocked() const { return TierCounts{hot_.size(), warm_count_, cold_count_}; }
   uint64_t PositionKey(const Loc& loc) const {
@@ -307,6 +315,10 @@ class StoreImpl final : public Store {
   // Removes the copy at loc from its tier (not from the index).
   Status RemoveFromTier(const Loc& loc);
   Status RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op);
+  // Keeping the manifest's list of cold segments current (see Manifest).
+  void NoteNewSegments(const WriteOptions& opts);
+  std::function<Status(const std::vector<uint32_t>&)> ListSegmentsBeforeUnlink(const WriteOptions& opts);
+  Status MergeColdIfNeeded(const WriteOptions& opts);
 
   Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report);
   Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report);
@@ -323,6 +335,7 @@ class StoreImpl final : public Store {
   const std::string path_;
   const bool read_only_;
   uint32_t dims_ = 0;
+  uint64_t store_id_ = 0;
   mutable std::shared_mutex mu_;
   bool closed_ = false;
   bool opened_ = false;  // OpenFiles succeeded: only then does closing write anything
@@ -370,6 +383,13 @@ std::unordered_map<std::string, std::weak_ptr<StoreImpl>>& Registry() {
 // ---------------------------------------------------------------------------
 // Open and recovery
 
+uint64_t NewStoreId() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
+  return id;
+}
+
 Status StoreImpl::OpenFiles(uint32_t dimensions) {
   TS_RETURN_IF_ERROR(lock_.Acquire(path_, !read_only_));
   Manifest manifest;
@@ -383,39 +403,53 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
     }
   } else {
     if (read_only_) return Status::InvalidArgument("no tierstore store at " + path_);
+    // A new store: its files first, the manifest last, so that a store with
+    // a manifest always has its log and warm block file (one missing is
+    // damage, never "not created yet"). The manifest stays dirty until the
+    // first clean close.
     manifest.dimensions = dimensions;
-    TS_RETURN_IF_ERROR(manifest.Write(path_));  // a new store: dirty until its first clean close
+    manifest.store_id = NewStoreId();
+    TS_RETURN_IF_ERROR(HotLog::Create(path_, dimensions, manifest.store_id));
+    // An empty warm.blocks may be left by a creation that stopped before its
+    // manifest (Store::Open checked that it holds nothing).
+    const std::string blocks = JoinPath(path_, WarmTier::kBlockFileName);
+    if (PathExists(blocks)) TS_RETURN_IF_ERROR(RemoveFile(blocks));
+    TS_RETURN_IF_ERROR(WarmTier::Create(path_, dimensions));
+    TS_RETURN_IF_ERROR(manifest.Write(path_));
   }
   dims_ = manifest.dimensions;
+  store_id_ = manifest.store_id;
   hot_embeddings_ = std::make_unique<EmbeddingArena>(dims_);
 
-  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, !manifest.clean, &log_));
-  if (manifest.clean && log_->size() != manifest.hot_log_size && PathExists(log_->path())) {
+  // Reads only from here to the end of Recover's read phase: an open that
+  // fails changes no file.
+  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, manifest.store_id, read_only_, &log_));
+  if (manifest.clean && log_->size() != manifest.hot_log_size) {
     return Status::Corruption(log_->path() + ": " + std::to_string(log_->size()) + " bytes, but the store was closed with " +
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   seq_ = manifest.sequence_floor;
-  if (manifest.clean && !PathExists(JoinPath(path_, WarmTier::kBlockFileName))) {
-    // Every store that was ever opened has one; do not create it anew.
-    return Status::Corruption(JoinPath(path_, WarmTier::kBlockFileName) + " is missing; the store was closed with it");
-  }
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
-  if (manifest.clean) TS_RETURN_IF_ERROR(CheckInventory(manifest));
+  TS_RETURN_IF_ERROR(CheckInventory(manifest));
   TS_RETURN_IF_ERROR(Recover(manifest));
   opened_ = true;
   return Status::OK();
 }
 
 Status StoreImpl::CheckInventory(const Manifest& manifest) const {
-  // After a clean close nothing may be missing: a deleted or cut-short file
-  // must be CORRUPTION, never records silently gone.
+  // Nothing listed may be missing: a deleted or cut-short file must be
+  // CORRUPTION, never records silently gone. The list is kept current while
+  // the store is open, so this holds after a crash too.
   const ColdStats cold = cold_->Stats();
   for (uint32_t id : manifest.cold_segments) {
     if (!std::binary_search(cold.segment_ids.begin(), cold.segment_ids.end(), id)) {
-      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " is missing; the store was closed with it");
+      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " is missing; the store's MANIFEST lists it");
     }
   }
+  // After a crash a segment sealed just before it may not be listed yet, and
+  // the counts were not recorded: the rest needs a clean close.
+  if (!manifest.clean) return Status::OK();
   for (uint32_t id : cold.segment_ids) {
     if (!std::binary_search(manifest.cold_segments.begin(), manifest.cold_segments.end(), id)) {
       return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " was not part of the store when it was closed");
@@ -520,11 +554,14 @@ Status StoreImpl::Recover(const Manifest& manifest) {
       if (loc.tier == Tier::kCold) masked_cold_.insert(ColdKey(loc.cold()));
     }
   } else {
-    if (manifest.clean) {
-      Manifest dirty = manifest;
-      dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
-      TS_RETURN_IF_ERROR(dirty.Write(path_));
-    }
+    // Every read succeeded: now the writes the tiers deferred (a torn log
+    // tail cut off, unpublished warm blocks freed, stale temporary files
+    // removed), then the manifest, dirty from now until a clean close (a
+    // torn log tail means a crash), listing the segments found.
+    TS_RETURN_IF_ERROR(log_->FinishOpen());
+    TS_RETURN_IF_ERROR(warm_->FinishOpen());
+    TS_RETURN_IF_ERROR(cold_->FinishOpen());
+    TS_RETURN_IF_ERROR(WriteDirtyManifest(/*durable=*/true));
     for (const Loc& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
     TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
   }
@@ -542,6 +579,16 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
     std::vector<std::string> names;
     if (ListDirectory(path, &names).ok()) {
       for (const std::string& name : names) {
+        // A creation interrupted before its manifest leaves an empty log and
+        // an empty warm block file (header only), which creation rewrites;
+        // anything holding records means the manifest of a store was lost.
+        uint64_t size = 0;
+        File f;
+        const bool empty_leftover =
+            (name == HotLog::kFileName || name == WarmTier::kBlockFileName) &&
+            File::Open(JoinPath(path, name), O_RDONLY, &f).ok() && f.Size(&size).ok() &&
+            size <= (name == HotLog::kFileName ? HotLog::kHeaderBytes : kWarmHeaderPageBytes);
+        if (empty_leftover) continue;
         if (name == HotLog::kFileName || name == WarmTier::kBlockFileName ||
             name.rfind(WarmTier::kVarFilePrefix, 0) == 0 || name.rfind(kColdFilePrefix, 0) == 0) {
           return Status::Corruption(JoinPath(path, Manifest::kFileName) + " is missing, but " + name +
@@ -600,9 +647,30 @@ void StoreImpl::Release() {
   CloseFiles();
 }
 
+Status StoreImpl::WriteDirtyManifest(bool durable) {
+  Manifest m;
+  m.dimensions = dims_;
+  m.store_id = store_id_;
+  m.clean = false;
+  m.sequence_floor = seq_;
+  m.cold_segments = cold_->Stats().segment_ids;
+  return m.Write(path_, durable);
+}
+
+Status StoreImpl::WriteDirtyManifest(const std::vector<uint32_t>& segments, bool durable) {
+  Manifest m;
+  m.dimensions = dims_;
+  m.store_id = store_id_;
+  m.clean = false;
+  m.sequence_floor = seq_;
+  m.cold_segments = segments;
+  return m.Write(path_, durable);
+}
+
 Status StoreImpl::WriteCleanManifest() {
   Manifest m;
   m.dimensions = dims_;
+  m.store_id = store_id_;
   m.clean = true;
   m.hot_log_size = log_->size();
   m.sequence_floor = seq_;
@@ -625,7 +693,13 @@ void StoreImpl::CloseFiles() {
     // Best effort: a failure here leaves the store marked unclean, which the
     // next open handles as after a crash (nothing acknowledged is lost).
     Status s = LogDirtyAccess();
-    if (s.ok()) s = MaybeCheckpointLog(true);
+    // At close the log is rewritten as soon as it holds noticeably more than
+    // the hot records (copies of records that moved down, tombstones), so
+    // the next open replays only what is hot.
+    if (s.ok() && log_->size() > 2 * hot_bytes_ + (1u << 20)) s = CheckpointLog(true);
+    // Segments merged away but not yet unlinked (their manifest update had
+    // failed) go now; a clean manifest must list exactly the segments.
+    if (s.ok() && !cold_->Stats().orphan_segment_ids.empty()) s = MergeColdIfNeeded(WriteOptions{});
     if (s.ok()) s = SyncLowerTiers();
     if (s.ok()) s = log_->Sync();
     if (s.ok()) s = WriteCleanManifest();
@@ -707,6 +781,25 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
     if (m != moved.end()) loc = Loc::Cold(m->second);
   }
   return Status::OK();
+}
+
+void StoreImpl::NoteNewSegments(const WriteOptions& opts) {
+  // Best effort: the sealed segment is already in use; unlisted, it is
+  // merely not yet protected against going missing after a crash.
+  (void)WriteDirtyManifest(opts.sync);
+}
+
+std::function<Status(const std::vector<uint32_t>&)> StoreImpl::ListSegmentsBeforeUnlink(const WriteOptions& opts) {
+  // A segment leaves the manifest before its file is unlinked; if the
+  // manifest cannot be written the sources stay on disk (duplicates that
+  // recovery resolves by sequence number).
+  return [this, sync = opts.sync](const std::vector<uint32_t>& after) { return WriteDirtyManifest(after, sync); };
+}
+
+Status StoreImpl::MergeColdIfNeeded(const WriteOptions& opts) {
+  return RelocateCold([&](const auto& relocate) {
+    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, ListSegmentsBeforeUnlink(opts));
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -839,7 +932,8 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   }
   NotifyMove(seq, id_copy, from, to);
   if (tier == Tier::kCold) {
-    (void)RelocateCold([&](const auto& relocate) { return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate); });
+    NoteNewSegments(opts);
+    (void)MergeColdIfNeeded(opts);
   }
   return Status::OK();
 }
@@ -927,9 +1021,8 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         NotifyMove(rec->seq, rec->id(), from, to);
         TakeHot(from);
       }
-      TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-        return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
-      }));
+      NoteNewSegments(opts);
+      TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
     }
   }
   return Status::OK();
@@ -968,9 +1061,8 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
       (void)warm_->Free(static_cast<uint32_t>(cand[i].position));
       --warm_count_;
     }
-    TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-      return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
-    }));
+    NoteNewSegments(opts);
+    TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
   }
   return Status::OK();
 }
@@ -1030,7 +1122,7 @@ Status StoreImpl::Compact(const WriteOptions& opts, CompactionReport* report) {
   TS_RETURN_IF_ERROR(warm_->Compact(&report->warm_bytes_reclaimed));
   report->cold_segments_before = cold_->Stats().segments;
   TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-    return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed);
+    return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed, ListSegmentsBeforeUnlink(opts));
   }));
   report->cold_segments_after = cold_->Stats().segments;
   return Status::OK();
@@ -1303,7 +1395,18 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   if (!(qnorm_d > 0) || !std::isfinite(qnorm_d)) {
     return Status::InvalidArgument("the query vector must have finite values and a non-zero norm");
   }
-  const float qnorm = static_cast<float>(qnorm_d);
+  // The query scaled to unit length (in double, then rounded once).
+  std::vector<float> unit(dims_);
+  for (uint32_t j = 0; j < dims_; ++j) unit[j] = static_cast<float>(query[j] / qnorm_d);
+  constexpr float kFloatSafeMin = 1e-30f, kFloatSafeMax = 1e30f;
+  auto ExactCosine = [&](const float* row) -> float {
+    double dot = 0, nn = 0;
+    for (uint32_t j = 0; j < dims_; ++j) {
+      dot += static_cast<double>(query[j]) * row[j];
+      nn += static_cast<double>(row[j]) * row[j];
+    }
+    return nn > 0 ? static_cast<float>(dot / (qnorm_d * std::sqrt(nn))) : 0.0f;
+  };
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
   auto in_scope = [&](Tier t) {
@@ -1364,8 +1467,11 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   auto scan = [&](size_t begin, size_t end, std::vector<Scored>* heap) {
     size_t base = 0;
     std::vector<float> dots;
-    auto offer = [&](float dot, float norm, const Loc& loc) {
-      float score = norm > 0 ? dot / (qnorm * norm) : 0.0f;
+    // Cosine against the unit query: dot / |row|. A row whose norm is
+    // outside float's comfortable range (or zero), or whose dot overflowed,
+    // is scored again in double, so huge and tiny values score exactly too.
+    auto offer = [&](float dot, float norm, const float* row, const Loc& loc) {
+      float score = (norm >= kFloatSafeMin && norm <= kFloatSafeMax && std::isfinite(dot)) ? dot / norm : ExactCosine(row);
       Scored s{score, loc};
       if (heap->size() < k) {
         heap->push_back(s);
@@ -1383,22 +1489,22 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
         switch (r.kind) {
           case ScanRange::Kind::kCold:
             dots.resize(to - from);
-            DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
             for (size_t i = from; i < to; ++i) {
               if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
               if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
               if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
-              offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
+              offer(dots[i - from], r.norms[i], r.matrix + i * dims_, Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
             }
             break;
           case ScanRange::Kind::kHot:
             dots.resize(to - from);
-            DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
             for (size_t i = from; i < to; ++i) {
               const EmbeddingArena::RowInfo& info = r.info[i];
               if (info.key == 0) continue;  // a free row
               if (options.has_min_confidence && !(info.confidence >= options.min_confidence)) continue;
-              offer(dots[i - from], info.norm, Loc::Hot(info.key));
+              offer(dots[i - from], info.norm, r.matrix + i * dims_, Loc::Hot(info.key));
             }
             break;
           case ScanRange::Kind::kWarm:
@@ -1409,7 +1515,8 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
               if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
               WarmScalars sc = warm_->Scalars(slot);
               if (options.has_min_confidence && !(sc.confidence >= options.min_confidence)) continue;
-              offer(Dot(query, warm_->Embedding(slot), dims_), sc.norm, Loc::Warm(slot));
+              const float* row = warm_->Embedding(slot);
+              offer(Dot(unit.data(), row, dims_), sc.norm, row, Loc::Warm(slot));
             }
             break;
         }
