@@ -12,7 +12,11 @@
       'dependencies': [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
-      'defines': [ 'NAPI_VERSION=8', 'NODE_ADDON_API_DISABLE_DEPRECATED' ],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: in a worker thread being
+      # terminated an error can no longer be thrown into JS; without it
+      # node-addon-api rethrows it as a C++ exception and the whole process
+      # aborts.
+      'defines': [ 'NAPI_VERSION=8', 'NODE_ADDON_API_DISABLE_DEPRECATED', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS' ],
       'cflags!': [ '-fno-exceptions', '-O2', '-O0' ],
       'cflags_cc!': [ '-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++1y', '-O2', '-O0' ],
       'cflags': [ '-O3', '-fvisibility=hidden' ],

@@ -53,6 +53,10 @@ const DEFAULT_WARM_CAPACITY = 1_000_000;
 const DEFAULT_CONFIDENCE = 0.5;
 const DEFAULT_BATCH_SIZE = 1024;
 const DEFAULT_LIST_LIMIT = 100;
+/** Embedding values one putMany may carry: the length limit of a Float32Array. */
+const MAX_BATCH_FLOATS = 2 ** 32 - 1;
+/** Records one putMany may carry: three strings each must fit one JS array. */
+const MAX_BATCH_RECORDS = Math.floor((2 ** 32 - 1) / 3);
 /** Scratch byte buffers larger than this are not kept between puts. */
 const MAX_KEPT_SCRATCH = 1 << 20;
 
@@ -235,6 +239,11 @@ export class MemoryStore implements IterationSource {
     const n = list.length;
     if (n === 0) return 0;
     const dims = this.dimensions;
+    // The columns hold every embedding of the batch at once.
+    if (n > MAX_BATCH_RECORDS || n * dims > MAX_BATCH_FLOATS) {
+      fail('INVALID_ARGUMENT',
+        `putMany(): ${n} memories of ${dims} dimensions do not fit one batch (at most ${Math.min(MAX_BATCH_RECORDS, Math.floor(MAX_BATCH_FLOATS / dims))}); split them into smaller batches`);
+    }
     const cols = new Columns(n, dims);
     const now = Date.now();
     let total = 0;
@@ -377,14 +386,18 @@ export class MemoryStore implements IterationSource {
     for (let i = 0; i < dims; i++) if (q[i] !== 0) zero = false;
     if (zero) fail('INVALID_ARGUMENT', `${where}: the query vector is all zeros; cosine similarity needs a non-zero vector`);
     const opts = checkOptions(options, where);
+    // Each option is read once: a getter must not pass the check with one
+    // value and hand the store another.
     const k = checkInteger(opts?.k, `${where}: options.k`, 1, MAX_RECALL_K, DEFAULT_RECALL_K);
-    const tier = opts?.tier === undefined ? 3 : tierIndex(opts.tier, `${where}: options.tier`, true);
+    const tierOption = opts?.tier;
+    const tier = tierOption === undefined ? 3 : tierIndex(tierOption, `${where}: options.tier`, true);
+    const minOption: unknown = opts?.minConfidence;
     let minConfidence: number | null = null;
-    if (opts?.minConfidence !== undefined) {
-      if (typeof opts.minConfidence !== 'number' || !Number.isFinite(opts.minConfidence)) {
-        fail('INVALID_ARGUMENT', `${where}: options.minConfidence must be a finite number, got ${describe(opts.minConfidence)}`);
+    if (minOption !== undefined) {
+      if (typeof minOption !== 'number' || !Number.isFinite(minOption)) {
+        fail('INVALID_ARGUMENT', `${where}: options.minConfidence must be a finite number, got ${describe(minOption)}`);
       }
-      minConfidence = opts.minConfidence;
+      minConfidence = minOption;
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, `${where}: options.includeEmbeddings`, false);
     return [q, k, tier, minConfidence, includeEmbeddings];

@@ -2,6 +2,11 @@
 
 #include <chrono>
 #include <cstring>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace tierstore_binding {
 
@@ -113,14 +118,100 @@ bool IsAscii(std::string_view s) {
 
 }  // namespace
 
-// A JS string of UTF-8 bytes. ASCII (ids, most metadata) skips V8's UTF-8
-// decoder: as Latin-1 the same bytes make the same string, copied as is.
-Napi::String StringFromUtf8(Napi::Env env, std::string_view s) {
+// Decodes UTF-8 into UTF-16 in one pass (V8's decoder takes two: it
+// measures, then decodes). Stored strings were valid UTF-8 when written and
+// are checksummed, but a malformed sequence still decodes safely, to U+FFFD.
+// `out` holds at least `n` units (UTF-16 never needs more units than UTF-8
+// bytes). Returns the units written; *max_unit is the largest one.
+static size_t DecodeUtf8(const unsigned char* p, size_t n, char16_t* out, char16_t* max_unit) {
+  size_t i = 0, o = 0;
+  char16_t high = 0;
+  auto cont = [&](size_t k) { return i + k < n && (p[i + k] & 0xC0) == 0x80; };
+  while (i < n) {
+#if defined(__SSE2__)
+    // Runs of ASCII, 16 bytes at a time.
+    while (i + 16 <= n) {
+      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      if (_mm_movemask_epi8(v) != 0) break;
+      const __m128i zero = _mm_setzero_si128();
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + o), _mm_unpacklo_epi8(v, zero));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + o + 8), _mm_unpackhi_epi8(v, zero));
+      i += 16;
+      o += 16;
+    }
+    if (i >= n) break;
+#endif
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      out[o++] = static_cast<char16_t>(c);
+      ++i;
+      continue;
+    }
+    uint32_t cp = 0xFFFD;
+    size_t len = 1;
+    if (c >= 0xC2 && c <= 0xDF && cont(1)) {
+      cp = ((c & 0x1Fu) << 6) | (p[i + 1] & 0x3Fu);
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF && cont(1) && cont(2)) {
+      uint32_t v = ((c & 0x0Fu) << 12) | ((p[i + 1] & 0x3Fu) << 6) | (p[i + 2] & 0x3Fu);
+      if (v >= 0x800 && (v < 0xD800 || v > 0xDFFF)) {  // not overlong, not a surrogate
+        cp = v;
+        len = 3;
+      }
+    } else if (c >= 0xF0 && c <= 0xF4 && cont(1) && cont(2) && cont(3)) {
+      uint32_t v = ((c & 0x07u) << 18) | ((p[i + 1] & 0x3Fu) << 12) | ((p[i + 2] & 0x3Fu) << 6) |
+                   (p[i + 3] & 0x3Fu);
+      if (v >= 0x10000 && v <= 0x10FFFF) {
+        cp = v;
+        len = 4;
+      }
+    }
+    i += len;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      out[o++] = static_cast<char16_t>(0xD800 + (cp >> 10));
+      out[o++] = static_cast<char16_t>(0xDC00 + (cp & 0x3FF));
+      high = 0xDC00;  // anything above 0xFF: the string is two-byte
+    } else {
+      out[o++] = static_cast<char16_t>(cp);
+      if (cp > high) high = static_cast<char16_t>(cp);
+    }
+  }
+  *max_unit = high;
+  return o;
+}
+
+// A JS string of UTF-8 bytes. ASCII (ids, most metadata) skips decoding:
+// as Latin-1 the same bytes make the same string, copied as is. Other text
+// is decoded here in one pass and handed to V8 as Latin-1 or UTF-16.
+// Returns a napi_value, not a Napi::String: Object::Set(key, Napi::String)
+// goes through String::From, which converts the string to std::string and
+// back (two more passes over every byte).
+napi_value StringFromUtf8(Napi::Env env, std::string_view s) {
   napi_value out;
-  napi_status st = IsAscii(s) ? napi_create_string_latin1(env, s.data(), s.size(), &out)
-                              : napi_create_string_utf8(env, s.data(), s.size(), &out);
-  NAPI_THROW_IF_FAILED(env, st, Napi::String());
-  return Napi::String(env, out);
+  napi_status st;
+  if (IsAscii(s)) {
+    st = napi_create_string_latin1(env, s.data(), s.size(), &out);
+  } else {
+    // Reused between calls on this thread unless a string was very large.
+    thread_local std::vector<char16_t> units;
+    constexpr size_t kKeepUnits = size_t{1} << 20;
+    if (units.size() < s.size()) units.resize(s.size());
+    char16_t high = 0;
+    const size_t n = DecodeUtf8(reinterpret_cast<const unsigned char*>(s.data()), s.size(), units.data(), &high);
+    if (high <= 0xFF) {
+      // Latin-1 text (accents and the like): V8 would store it one byte per
+      // character anyway.
+      auto* bytes = reinterpret_cast<char*>(units.data());  // narrowing in place, front to back
+      for (size_t k = 0; k < n; ++k) bytes[k] = static_cast<char>(units[k]);
+      st = napi_create_string_latin1(env, bytes, n, &out);
+    } else {
+      st = napi_create_string_utf16(env, units.data(), n, &out);
+    }
+    if (units.size() > kKeepUnits) std::vector<char16_t>().swap(units);
+  }
+  NAPI_THROW_IF_FAILED(env, st, nullptr);
+  return out;
 }
 
 Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,

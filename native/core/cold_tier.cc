@@ -3,7 +3,7 @@
 // Segment file layout (all integers little-endian, the host order):
 //   [0, 512)  header
 //     0   magic "TSCOLD01"
-//     8   u32 format version (1)
+//     8   u32 format version (2; 1 had a single unchecksummed bitmap)
 //     12  u32 dimensions
 //     16  u64 row count n (1 .. 2^32-1)
 //     24  u64 file size (exact; anything else is CORRUPTION)
@@ -14,13 +14,17 @@
 //     496 u32 crc32c of bytes [0, 496)
 //   then the columns in enum Col order, each starting 64-byte aligned; the
 //   mutable columns (last_access_at, access_count, deleted bitmap) come last.
+//   The "deleted" column holds the two bitmap copies (cold_tier.h), each
+//   AlignUp(64 + 8*ceil(n/64), 64) bytes: {u64 generation @0, u32 crc @8,
+//   zeros to 64, words}.
 //   A column's crc is meaningful for the fixed-width immutable columns
 //   (keys, seq, scalars, row crcs, the three offset arrays) and verified at
 //   open; it is 0 for the embedding matrix, the byte columns and the mutable
 //   columns (rows there are verified on Read through data_crc/embedding_crc).
 //
 // Overlapping key ranges: a crash between sealing a merged segment and
-// unlinking its sources leaves two copies of some rows (same key, same seq).
+// unlinking its sources (or a before_unlink that failed) leaves two copies
+// of some rows (same key, same seq).
 // Both are reported (the Store's recovery deletes one). Segments whose key
 // ranges overlap form a "group"; scans walk a group with a k-way merge by key,
 // so key order holds in every case. Normally every group has one segment.
@@ -39,6 +43,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "crc32c.h"
@@ -50,12 +55,15 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "the cold segment format assumes a little-endian host");
 
 constexpr char kMagic[8] = {'T', 'S', 'C', 'O', 'L', 'D', '0', '1'};
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint64_t kHeaderSize = 512;
 constexpr uint64_t kAlign = 64;
 constexpr uint64_t kDirOffset = 64;
 constexpr uint64_t kDirEntrySize = 24;
 constexpr size_t kWriteBuffer = size_t{4} << 20;
+// Each deletion bitmap copy starts with {u64 generation, u32 crc}, padded to
+// 64 bytes so the words that follow stay 64-byte aligned.
+constexpr uint64_t kBitmapHeader = 64;
 
 enum Col : int {
   kKey = 0,
@@ -102,6 +110,17 @@ void StoreAt(uint8_t* p, T v) {
 
 uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+uint64_t BitmapWords(uint64_t n) { return (n + 63) / 64; }
+// Bytes of one bitmap copy (header + words), a multiple of 64.
+uint64_t BitmapCopySize(uint64_t n) { return AlignUp(kBitmapHeader + BitmapWords(n) * 8, kAlign); }
+
+// crc32c(generation as 8 little-endian bytes, then the bitmap words).
+uint32_t BitmapCrc(uint64_t generation, const uint8_t* words, uint64_t nwords) {
+  uint8_t g[8];
+  StoreAt<uint64_t>(g, generation);
+  return Crc32cExtend(Crc32cExtend(0, g, sizeof g), words, static_cast<size_t>(nwords * 8));
+}
+
 std::string SegmentName(uint32_t id) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "cold-%08x.seg", id);
@@ -141,7 +160,7 @@ uint64_t FixedColSize(int c, uint64_t n, uint64_t dims) {
     case kConfidence: case kActivation: case kNorm: case kDataCrc: case kEmbCrc: return n * 4;
     case kEmbeddings: return n * dims * 4;
     case kIdOffsets: case kContentOffsets: case kMetaOffsets: return (n + 1) * 8;
-    case kDeleted: return (n + 63) / 64 * 8;
+    case kDeleted: return 2 * BitmapCopySize(n);
     default: return 0;
   }
 }
@@ -203,6 +222,16 @@ struct Segment {
   uint64_t rows = 0, dims = 0, file_size = 0;
   uint64_t min_key = 0, max_key = 0;
   uint64_t live = 0;  // maintained under the exclusive lock
+  // The active bitmap copy (0 or 1) and its generation: set at open, then
+  // changed only by CommitDeletes under the exclusive lock. Readers use
+  // these, never the generations stored in the file.
+  int active = 0;
+  uint64_t generation = 0;
+  // Whether the active copy (words, crc and generation) is known to be on
+  // disk: set by a durable delete and by Sync (which runs under the shared
+  // lock, hence atomic), cleared by a relaxed delete. False after open: a
+  // SIGKILLed writer may have left it in the page cache only.
+  std::atomic<bool> bitmap_synced{false};
   uint64_t off[kNumCols] = {};
   uint64_t size[kNumCols] = {};
 
@@ -210,13 +239,113 @@ struct Segment {
   uint64_t Seq(uint64_t r) const { return Load<uint64_t>(base + off[kSeq] + r * 8); }
   uint32_t DataCrc(uint64_t r) const { return Load<uint32_t>(base + off[kDataCrc] + r * 4); }
   uint32_t EmbCrc(uint64_t r) const { return Load<uint32_t>(base + off[kEmbCrc] + r * 4); }
-  uint64_t Words() const { return (rows + 63) / 64; }
-  uint64_t BitmapWord(uint64_t w) const { return Load<uint64_t>(base + off[kDeleted] + w * 8); }
+  uint64_t Words() const { return BitmapWords(rows); }
+  // Bitmap copy i: {generation, crc} at Copy(i), words at Copy(i) + kBitmapHeader.
+  uint8_t* Copy(int i) const { return base + off[kDeleted] + static_cast<uint64_t>(i) * BitmapCopySize(rows); }
+  const uint8_t* ActiveWords() const { return Copy(active) + kBitmapHeader; }
+  uint64_t BitmapWord(uint64_t w) const { return Load<uint64_t>(ActiveWords() + w * 8); }
   bool Deleted(uint64_t r) const { return (BitmapWord(r >> 6) >> (r & 63)) & 1; }
-  void SetDeleted(uint64_t r) {
-    uint8_t* p = base + off[kDeleted] + (r >> 6) * 8;
-    StoreAt<uint64_t>(p, Load<uint64_t>(p) | (uint64_t{1} << (r & 63)));
+
+  // Picks the active copy at open (rules in cold_tier.h, "Deletion bitmap")
+  // and counts the live rows.
+  Status LoadBitmap() {
+    const uint64_t words = Words();
+    uint64_t gen[2];
+    bool valid[2];
+    for (int i = 0; i < 2; ++i) {
+      const uint8_t* c = Copy(i);
+      gen[i] = Load<uint64_t>(c);
+      valid[i] = BitmapCrc(gen[i], c + kBitmapHeader, words) == Load<uint32_t>(c + 8);
+    }
+    if (gen[0] == gen[1]) {
+      // Never written by Delete (it always goes above both): accept only
+      // the one unambiguous case, two valid identical copies.
+      if (!valid[0] || !valid[1])
+        return Corrupt("deletion bitmap checksum mismatch: both copies have generation " + std::to_string(gen[0]) +
+                       " and copy " + std::to_string(valid[0] ? 1 : 0) + " is damaged");
+      if (std::memcmp(Copy(0) + kBitmapHeader, Copy(1) + kBitmapHeader, static_cast<size_t>(words * 8)) != 0)
+        return Corrupt("deletion bitmap copies both have generation " + std::to_string(gen[0]) + " but differ");
+      active = 0;
+    } else {
+      active = gen[1] > gen[0] ? 1 : 0;
+      if (!valid[active])
+        return Corrupt("deletion bitmap checksum mismatch (copy " + std::to_string(active) + ", generation " +
+                       std::to_string(gen[active]) + ")");
+    }
+    generation = gen[active];
+    if ((rows & 63) != 0 && (BitmapWord(words - 1) >> (rows & 63)) != 0)
+      return Corrupt("deletion bitmap marks rows past the last one");
+    live = CountLive();
+    return Status::OK();
   }
+
+  // Deletes rows (indices < rows; already deleted ones are skipped) as one
+  // new bitmap generation: the active words are copied into the inactive
+  // copy, the bits set, the crc written for generation+1, and then the
+  // generation is stored last by one aligned 8-byte release store — the
+  // commit point. A crash before it leaves the inactive copy with its old,
+  // lower generation, which open ignores.
+  // durable adds three msyncs (MS_SYNC), so that at every moment the disk
+  // holds a highest generation whose words and crc are there too:
+  //   a. the active copy, unless known synced: it is about to be the only
+  //      valid copy on disk while the other one is rewritten;
+  //   b. the new copy's words and crc, before its generation is stored;
+  //   c. the new generation, before returning (the delete is then durable).
+  // Caller holds the exclusive lock. On error the in-memory state is
+  // unchanged and the disk holds a valid old or new state.
+  Status CommitDeletes(const uint64_t* del, size_t n, bool durable) {
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; ++i) fresh += !Deleted(del[i]);
+    if (fresh == 0) return Status::OK();
+    if (generation == std::numeric_limits<uint64_t>::max())
+      return Corrupt("deletion bitmap generation exhausted");  // only a forged file gets here
+    const int next = 1 - active;
+    uint8_t* copy = Copy(next);
+    uint8_t* words = copy + kBitmapHeader;
+    if (durable && !bitmap_synced.load(std::memory_order_relaxed)) {
+      TS_RETURN_IF_ERROR(SyncBytes(Copy(active), BitmapCopySize(rows)));  // a
+      bitmap_synced.store(true, std::memory_order_relaxed);
+    }
+    std::memcpy(words, ActiveWords(), static_cast<size_t>(Words() * 8));
+    uint64_t added = 0;
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t* p = words + (del[i] >> 6) * 8;
+      const uint64_t word = Load<uint64_t>(p), bit = uint64_t{1} << (del[i] & 63);
+      if ((word & bit) == 0) {
+        StoreAt<uint64_t>(p, word | bit);
+        ++added;
+      }
+    }
+    const uint64_t gen = generation + 1;
+    StoreAt<uint32_t>(copy + 8, BitmapCrc(gen, words, Words()));
+    if (durable) TS_RETURN_IF_ERROR(SyncBytes(copy, BitmapCopySize(rows)));  // b
+    std::atomic_ref<uint64_t> stored_gen(*reinterpret_cast<uint64_t*>(copy));  // 64-byte aligned
+    const uint64_t old_gen = stored_gen.load(std::memory_order_relaxed);
+    stored_gen.store(gen, std::memory_order_release);  // the commit point
+    if (durable) {
+      Status st = SyncBytes(copy, 8);  // c
+      if (!st.ok()) {
+        stored_gen.store(old_gen, std::memory_order_release);  // not committed after all
+        return st;
+      }
+    } else {
+      bitmap_synced.store(false, std::memory_order_relaxed);
+    }
+    active = next;
+    generation = gen;
+    live -= added;
+    return Status::OK();
+  }
+
+  // msync(MS_SYNC) of the pages holding [p, p + n) of the mapping.
+  Status SyncBytes(const uint8_t* p, uint64_t n) const {
+    const uint64_t page = PageSize();
+    const uint64_t begin = static_cast<uint64_t>(p - base) / page * page;
+    const uint64_t end = static_cast<uint64_t>(p - base) + n;
+    if (::msync(base + begin, static_cast<size_t>(end - begin), MS_SYNC) != 0) return ErrnoStatus("msync", path, errno);
+    return Status::OK();
+  }
+
   // The mutable access statistics are read and written with relaxed atomics:
   // UpdateAccess runs under the shared lock, concurrently with readers.
   // Columns are 64-byte aligned, so every element is 8-byte aligned.
@@ -306,7 +435,7 @@ struct Segment {
     return 0;  // unreachable when n < live
   }
 
-  // Start of the mutable part, for msync.
+  // Start of the mutable part (access statistics, bitmaps), for msync.
   uint64_t MutableStart() const { return off[kLastAccess]; }
 };
 
@@ -371,6 +500,7 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   seg->file_size = file_size;
   seg->min_key = min_key;
   seg->max_key = max_key;
+  TS_RETURN_IF_ERROR(seg->LoadBitmap());
 
   if (verify_crcs) {
     for (int c = 0; c < kNumCols; ++c) {
@@ -406,7 +536,6 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   } else if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) {
     return seg->Corrupt("key range does not match the header");
   }
-  seg->live = seg->CountLive();
   *out = std::move(seg);
   return Status::OK();
 }
@@ -587,8 +716,25 @@ Status WriteSegmentFile(const std::string& tmp_path, uint32_t id, uint32_t dims,
       column(kMetaBytes, [&](uint64_t i) { src.Get(i, &v); return w.Put(v.metadata.data(), v.metadata.size()); }));
   TS_RETURN_IF_ERROR(column(kLastAccess, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<double>(v.last_access_at); }));
   TS_RETURN_IF_ERROR(column(kAccessCount, [&](uint64_t i) { src.Get(i, &v); return w.PutValue<double>(v.access_count); }));
-  TS_RETURN_IF_ERROR(w.PadTo(l.off[kDeleted]));
-  TS_RETURN_IF_ERROR(w.Zeros(l.size[kDeleted]));
+  // Two empty bitmap copies: copy 0 active at generation 1, copy 1 at 0.
+  const uint64_t words = BitmapWords(n);
+  for (uint64_t copy = 0; copy < 2; ++copy) {
+    const uint64_t gen = copy == 0 ? 1 : 0;
+    uint8_t g[8];
+    StoreAt<uint64_t>(g, gen);
+    uint32_t crc = Crc32cExtend(0, g, sizeof g);
+    static const uint8_t zeros[4096] = {};
+    for (uint64_t left = words * 8; left > 0;) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(left, sizeof zeros));
+      crc = Crc32cExtend(crc, zeros, k);
+      left -= k;
+    }
+    TS_RETURN_IF_ERROR(w.PadTo(l.off[kDeleted] + copy * BitmapCopySize(n)));
+    TS_RETURN_IF_ERROR(w.PutValue<uint64_t>(gen));
+    TS_RETURN_IF_ERROR(w.PutValue<uint32_t>(crc));
+    TS_RETURN_IF_ERROR(w.Zeros(kBitmapHeader - 12 + words * 8));
+  }
+  TS_RETURN_IF_ERROR(w.PadTo(l.off[kDeleted] + l.size[kDeleted]));
   TS_RETURN_IF_ERROR(w.Flush());
   if (w.pos() != l.file_size) return Status::IoError("internal error: segment size mismatch writing " + tmp_path);
 
@@ -688,20 +834,31 @@ class ReaderLock {
   bool owns_;
 };
 
-// Held for a whole scan: the shared lock plus this thread's marker.
-class ScanLock {
+// Marks this thread as inside a callback of `tier` while it holds the
+// tier's lock (exclusively, for before_unlink): readers called from the
+// callback do not lock again, mutators fail instead of deadlocking.
+class CallbackScope {
  public:
-  ScanLock(std::shared_mutex& mu, const void* tier) : lock_(mu, tier), tier_(tier) { tls_scanning.push_back(tier); }
-  ~ScanLock() {
+  explicit CallbackScope(const void* tier) : tier_(tier) { tls_scanning.push_back(tier); }
+  ~CallbackScope() {
     auto it = std::find(tls_scanning.rbegin(), tls_scanning.rend(), tier_);
     if (it != tls_scanning.rend()) tls_scanning.erase(std::next(it).base());
   }
-  ScanLock(const ScanLock&) = delete;
-  ScanLock& operator=(const ScanLock&) = delete;
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
 
  private:
-  ReaderLock lock_;
   const void* tier_;
+};
+
+// Held for a whole scan: the shared lock plus this thread's marker.
+class ScanLock {
+ public:
+  ScanLock(std::shared_mutex& mu, const void* tier) : lock_(mu, tier), scope_(tier) {}
+
+ private:
+  ReaderLock lock_;      // taken first (it checks the marker), released last
+  CallbackScope scope_;
 };
 
 // ---------------------------------------------------------------------------
@@ -716,10 +873,7 @@ class ColdTierImpl final : public ColdTier {
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
       uint32_t id = 0;
-      if (IsStaleTmp(name)) {
-        if (!read_only_) TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
-        continue;
-      }
+      // Stale *.tmp files are left for FinishOpen: opening changes nothing.
       if (!ParseSegmentName(name, &id)) continue;
       std::unique_ptr<Segment> seg;
       TS_RETURN_IF_ERROR(OpenSegment(JoinPath(dir_, name), id, dims_, read_only_, /*verify_crcs=*/true, &seg));
@@ -728,6 +882,18 @@ class ColdTierImpl final : public ColdTier {
       segs_.push_back(std::move(seg));
     }
     Reindex();
+    return Status::OK();
+  }
+
+  Status FinishOpen() override {
+    if (read_only_) return Status::OK();
+    TS_RETURN_IF_ERROR(NotInScan("FinishOpen"));
+    std::lock_guard wlock(write_mu_);  // no Seal is writing a .tmp meanwhile
+    if (!PathExists(dir_)) return Status::OK();
+    std::vector<std::string> names;
+    TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
+    for (const auto& name : names)
+      if (IsStaleTmp(name)) TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
     return Status::OK();
   }
 
@@ -802,16 +968,37 @@ class ColdTierImpl final : public ColdTier {
     return s != nullptr && !s->Deleted(loc.row);
   }
 
-  Status Delete(ColdLoc loc) override {
+  using ColdTier::Delete;
+  Status Delete(ColdLoc loc, bool durable) override {
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("Delete"));
     std::unique_lock lock(mu_);
     Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
-    if (!s->Deleted(loc.row)) {
-      s->SetDeleted(loc.row);
-      --s->live;
+    const uint64_t row = loc.row;
+    return s->CommitDeletes(&row, 1, durable);
+  }
+
+  Status DeleteMany(const ColdLoc* locs, size_t n, bool durable) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("DeleteMany"));
+    std::unique_lock lock(mu_);
+    // Check everything before changing anything; group rows by segment.
+    std::vector<std::pair<Segment*, std::vector<uint64_t>>> groups;
+    std::unordered_map<uint32_t, size_t> group_of;
+    for (size_t i = 0; i < n; ++i) {
+      Segment* s = Find(locs[i]);
+      if (s == nullptr) return BadLoc(locs[i]);
+      auto [it, inserted] = group_of.emplace(s->id, groups.size());
+      if (inserted) groups.push_back({s, {}});
+      groups[it->second].second.push_back(locs[i].row);
     }
+    for (const auto& [s, rows] : groups)
+      if (s->generation == std::numeric_limits<uint64_t>::max())
+        return s->Corrupt("deletion bitmap generation exhausted");
+    // Only an msync can fail from here on (durable); segments done before
+    // it keep their deletions (the Store's log holds them all anyway).
+    for (const auto& [s, rows] : groups) TS_RETURN_IF_ERROR(s->CommitDeletes(rows.data(), rows.size(), durable));
     return Status::OK();
   }
 
@@ -864,7 +1051,8 @@ class ColdTierImpl final : public ColdTier {
       view.embeddings = reinterpret_cast<const float*>(s->base + s->off[kEmbeddings]);
       view.norms = reinterpret_cast<const float*>(s->base + s->off[kNorm]);
       view.confidence = reinterpret_cast<const float*>(s->base + s->off[kConfidence]);
-      view.deleted = reinterpret_cast<const uint64_t*>(s->base + s->off[kDeleted]);
+      // The active copy: exact under this shared lock (Delete is exclusive).
+      view.deleted = reinterpret_cast<const uint64_t*>(s->ActiveWords());
       TS_RETURN_IF_ERROR(fn(view));
     }
     return Status::OK();
@@ -897,8 +1085,9 @@ class ColdTierImpl final : public ColdTier {
     return false;
   }
 
-  Status MergeIfNeeded(size_t max_segments, bool durable,
-                       const std::function<void(ColdLoc, ColdLoc)>& relocate) override {
+  using ColdTier::MergeIfNeeded;
+  Status MergeIfNeeded(size_t max_segments, bool durable, const ColdRelocate& relocate,
+                       const ColdBeforeUnlink& before_unlink) override {
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("MergeIfNeeded"));
     std::vector<std::pair<ColdLoc, ColdLoc>> moves;
@@ -906,23 +1095,21 @@ class ColdTierImpl final : public ColdTier {
     {
       std::lock_guard wlock(write_mu_);
       std::unique_lock lock(mu_);
-      size_t target = std::max<size_t>(1, max_segments);
-      if (segs_.size() <= target) return Status::OK();
-      auto blocks = Plan(target);
-      for (auto& b : blocks) {
-        if (b.size() < 2) continue;
-        st = MergeBlock(b, durable, &moves);
-        if (!st.ok()) break;
-      }
-      Reindex();
+      const size_t target = std::max<size_t>(1, max_segments);
+      std::vector<std::vector<Segment*>> todo;
+      if (segs_.size() > target)
+        for (auto& b : Plan(target))
+          if (b.size() >= 2) todo.push_back(std::move(b));
+      st = RunMerge(todo, durable, before_unlink, &moves);
     }
     if (relocate)
       for (const auto& m : moves) relocate(m.first, m.second);
     return st;
   }
 
-  Status Compact(bool durable, const std::function<void(ColdLoc, ColdLoc)>& relocate,
-                 uint64_t* bytes_reclaimed) override {
+  using ColdTier::Compact;
+  Status Compact(bool durable, const ColdRelocate& relocate, uint64_t* bytes_reclaimed,
+                 const ColdBeforeUnlink& before_unlink) override {
     if (bytes_reclaimed) *bytes_reclaimed = 0;
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("Compact"));
@@ -931,15 +1118,14 @@ class ColdTierImpl final : public ColdTier {
     {
       std::lock_guard wlock(write_mu_);
       std::unique_lock lock(mu_);
-      uint64_t before = TotalBytes();
-      auto blocks = Plan(1);
-      for (auto& b : blocks) {
+      const uint64_t before = TotalBytes();
+      std::vector<std::vector<Segment*>> todo;
+      for (auto& b : Plan(1)) {
         if (b.size() == 1 && b[0]->live == b[0]->rows) continue;  // nothing to reclaim
-        st = MergeBlock(b, durable, &moves);
-        if (!st.ok()) break;
+        todo.push_back(std::move(b));
       }
-      Reindex();
-      uint64_t after = TotalBytes();
+      st = RunMerge(todo, durable, before_unlink, &moves);
+      const uint64_t after = TotalBytes();
       if (bytes_reclaimed) *bytes_reclaimed = before > after ? before - after : 0;
     }
     if (relocate)
@@ -955,6 +1141,7 @@ class ColdTierImpl final : public ColdTier {
       uint64_t start = s->MutableStart() / page * page;
       if (::msync(s->base + start, s->file_size - start, MS_SYNC) != 0) return ErrnoStatus("msync", s->path, errno);
       TS_RETURN_IF_ERROR(s->file.Sync());
+      s->bitmap_synced.store(true, std::memory_order_relaxed);
     }
     return Status::OK();
   }
@@ -962,14 +1149,21 @@ class ColdTierImpl final : public ColdTier {
   ColdStats Stats() const override {
     ReaderLock lock(mu_, this);
     ColdStats st;
+    std::vector<std::pair<uint32_t, uint64_t>> live;  // (id, live rows)
     for (const auto& s : segs_) {
       st.live_records += s->live;
       st.deleted_rows += s->rows - s->live;
       st.file_bytes += s->file_size;
-      st.segment_ids.push_back(s->id);
+      live.push_back({s->id, s->live});
     }
-    std::sort(st.segment_ids.begin(), st.segment_ids.end());
+    std::sort(live.begin(), live.end());
+    for (const auto& [id, n] : live) {
+      st.segment_ids.push_back(id);
+      st.segment_live_records.push_back(n);
+    }
     st.segments = segs_.size();
+    for (const auto& o : orphans_) st.orphan_segment_ids.push_back(o.first);
+    std::sort(st.orphan_segment_ids.begin(), st.orphan_segment_ids.end());
     return st;
   }
 
@@ -1083,42 +1277,113 @@ class ColdTierImpl final : public ColdTier {
     return out;
   }
 
-  // Merges the live rows of `block` (key order) into one new segment, or
-  // into none when nothing is live; then removes the sources. Caller holds
-  // write_mu_ and mu_ exclusively.
-  Status MergeBlock(const std::vector<Segment*>& block, bool durable, std::vector<std::pair<ColdLoc, ColdLoc>>* moves) {
-    std::vector<RowRef> rows;
-    uint64_t total_live = 0;
-    for (const Segment* s : block) total_live += s->live;
-    rows.reserve(total_live);
-    {
+  // Merges each block of `todo` (adjacent segments) into one new segment
+  // holding its live rows in key order (into none when nothing is live), in
+  // the steps listed at ColdTier::MergeIfNeeded: seal all (undone on
+  // failure), before_unlink, apply in memory, unlink sources and orphans.
+  // Fills *moves for the caller's relocate. Caller holds write_mu_ and mu_
+  // exclusively.
+  Status RunMerge(const std::vector<std::vector<Segment*>>& todo, bool durable, const ColdBeforeUnlink& before_unlink,
+                  std::vector<std::pair<ColdLoc, ColdLoc>>* moves) {
+    if (todo.empty() && orphans_.empty()) return Status::OK();
+    // 1. Seal every merged segment; the sources stay untouched meanwhile.
+    struct Merged {
+      const std::vector<Segment*>* sources;
+      std::vector<RowRef> rows;
+      std::unique_ptr<Segment> seg;
+    };
+    std::vector<Merged> merged;
+    merged.reserve(todo.size());
+    for (const auto& block : todo) {
+      Merged m{&block, {}, nullptr};
+      uint64_t total_live = 0;
+      for (const Segment* s : block) total_live += s->live;
+      m.rows.reserve(total_live);
       Walker walk(block.data(), block.size(), true, 0);
       const Segment* s;
       uint64_t r;
-      while (walk.Next(&s, &r)) rows.push_back(RowRef{s, r});
+      while (walk.Next(&s, &r)) m.rows.push_back(RowRef{s, r});
+      Status st;
+      if (!m.rows.empty()) {
+        uint32_t id = 0;
+        st = NewSegmentId(&id);
+        if (st.ok()) st = Seal(id, MergeSource(&m.rows), durable, &m.seg);
+      }
+      if (!st.ok()) {
+        // Undo: the segments sealed so far were never listed nor used.
+        bool removed = false;
+        for (auto& done : merged) {
+          if (!done.seg) continue;
+          const std::string path = done.seg->path;
+          done.seg.reset();
+          (void)RemoveFile(path);
+          removed = true;
+        }
+        if (durable && removed) (void)SyncDirectory(dir_);
+        return st;
+      }
+      merged.push_back(std::move(m));
     }
-    if (!rows.empty()) {
-      uint32_t id = 0;
-      TS_RETURN_IF_ERROR(NewSegmentId(&id));
-      MergeSource src(&rows);
-      std::unique_ptr<Segment> seg;
-      TS_RETURN_IF_ERROR(Seal(id, src, durable, &seg));
-      moves->reserve(moves->size() + rows.size());
-      for (size_t i = 0; i < rows.size(); ++i)
-        moves->push_back({ColdLoc{rows[i].seg->id, static_cast<uint32_t>(rows[i].row)},
+
+    // 2. The ids in use afterwards, for the caller's manifest.
+    std::unordered_set<const Segment*> gone;
+    for (const auto& m : merged) gone.insert(m.sources->begin(), m.sources->end());
+    std::vector<uint32_t> after;
+    for (const auto& s : segs_)
+      if (gone.count(s.get()) == 0) after.push_back(s->id);
+    for (const auto& m : merged)
+      if (m.seg) after.push_back(m.seg->id);
+    std::sort(after.begin(), after.end());
+    Status cb;
+    if (before_unlink) {
+      CallbackScope scope(this);
+      cb = before_unlink(after);
+    }
+
+    // 3. Apply in memory whatever before_unlink said: the merged segments are
+    // sealed and hold every live row, so memory never goes back to sources
+    // that may be unlisted already.
+    for (auto& m : merged) {
+      if (!m.seg) continue;
+      const uint32_t id = m.seg->id;
+      moves->reserve(moves->size() + m.rows.size());
+      for (size_t i = 0; i < m.rows.size(); ++i)
+        moves->push_back({ColdLoc{m.rows[i].seg->id, static_cast<uint32_t>(m.rows[i].row)},
                           ColdLoc{id, static_cast<uint32_t>(i)}});
-      segs_.push_back(std::move(seg));
+      segs_.push_back(std::move(m.seg));
     }
-    // The new segment is sealed: the sources can go. A crash before all are
-    // unlinked leaves duplicate rows, which recovery resolves.
+    std::vector<std::pair<uint32_t, std::string>> unlink;  // (id, path) of the sources
+    for (auto it = segs_.begin(); it != segs_.end();) {
+      if (gone.count(it->get()) != 0) {
+        unlink.push_back({(*it)->id, (*it)->path});
+        it = segs_.erase(it);  // unmaps it: the Store holds its exclusive lock
+      } else {
+        ++it;
+      }
+    }
+    Reindex();
+    if (!cb.ok()) {
+      // The sources stay on disk (duplicates recovery resolves) until a
+      // later merge's before_unlink succeeds.
+      orphans_.insert(orphans_.end(), unlink.begin(), unlink.end());
+      return cb;
+    }
+
+    // 4. The caller's list no longer names them: unlink sources and orphans.
+    unlink.insert(unlink.end(), orphans_.begin(), orphans_.end());
+    orphans_.clear();
     Status st;
-    for (Segment* s : block) {
-      Status u = RemoveFile(s->path);
-      if (st.ok() && !u.ok()) st = u;
-      auto it = std::find_if(segs_.begin(), segs_.end(), [&](const auto& p) { return p.get() == s; });
-      if (it != segs_.end()) segs_.erase(it);
+    for (const auto& u : unlink) {
+      Status r = RemoveFile(u.second);
+      if (!r.ok()) {
+        orphans_.push_back(u);
+        if (st.ok()) st = r;
+      }
     }
-    if (durable && st.ok()) st = SyncDirectory(dir_);
+    if (durable && !unlink.empty()) {
+      Status r = SyncDirectory(dir_);
+      if (st.ok()) st = r;
+    }
     return st;
   }
 
@@ -1134,6 +1399,9 @@ class ColdTierImpl final : public ColdTier {
   std::vector<Group> groups_;
   uint64_t next_key_ = 1;  // guarded by write_mu_
   uint64_t next_id_ = 1;   // guarded by write_mu_
+  // Merged-away segments whose files are still on disk: (id, path). Guarded
+  // by write_mu_ and mu_ (written under both, read under either).
+  std::vector<std::pair<uint32_t, std::string>> orphans_;
 };
 
 }  // namespace

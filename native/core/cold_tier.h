@@ -2,7 +2,9 @@
 //
 // Files: cold-<segment id, 8 hex digits>.seg in the store directory, each
 // written whole to a .tmp file and renamed into place (sealed), so a segment
-// file either exists complete or not at all. Layout of one segment:
+// file either exists complete or not at all. Layout of one segment (format
+// version 2; version 1 files are rejected as CORRUPTION "unsupported format
+// version"):
 //   header (magic, format version, dimensions, row count, column directory,
 //   header crc), then columns, each 64-byte aligned:
 //     cold_key u64[n] (ascending), seq u64[n], confidence f32[n],
@@ -13,29 +15,81 @@
 //       dims*4 is a multiple of 64; the matrix itself always does),
 //     id offsets u64[n+1] + id bytes, content offsets u64[n+1] + bytes,
 //     metadata offsets u64[n+1] + bytes,
-//   then the mutable part, changed in place and not covered by checksums:
-//     last_access_at f64[n], access_count f64[n], deleted bitmap u64[ceil(n/64)].
+//   then the mutable part, changed in place:
+//     last_access_at f64[n], access_count f64[n] (not checksummed: access
+//       statistics are best-effort),
+//     the deletion bitmap, kept as TWO copies (see "Deletion bitmap").
 //   A crc of each fixed-width immutable column sits in the column directory
 //   and is verified on open; the variable columns and embeddings are
 //   verified per row on Read (data_crc / embedding_crc).
+//
+// Deletion bitmap: two copies, each 64-byte aligned, each
+//   { u64 generation, u32 crc32c(generation as 8 LE bytes + bitmap bytes),
+//     52 zero bytes, u64 words[ceil(n/64)] }   (bit r%64 of word r/64 set =
+//   row r deleted; bits past n are 0). The active copy is the one with the
+//   higher generation. A new segment has copy 0 at generation 1 and copy 1 at
+//   generation 0, both empty and valid.
+//   Delete copies the active bitmap into the inactive copy, sets the bit,
+//   writes the crc computed with generation+1 and only then stores the new
+//   generation by one aligned 8-byte store (the commit point). A process
+//   killed mid-update leaves the inactive copy with its old, lower
+//   generation: it is ignored (even though its crc no longer matches) and the
+//   deletion is lost — safe, because the Store logs every deletion in its
+//   write-ahead log before it touches the cold tier and forgets the log only
+//   after the update completed.
+//   Open: the copy with the higher generation must have a valid crc and no
+//   bit set past row n, else CORRUPTION naming the file ("deletion bitmap
+//   checksum mismatch"); the lower copy may be invalid (a torn update).
+//   Equal generations never result from Delete (it always writes a
+//   generation above both); they mean damage, or a copy of one copy over the
+//   other. They are accepted only when both copies are valid and hold the
+//   same bitmap (then the state is unambiguous; copy 0 becomes active);
+//   anything else is CORRUPTION, since no rule could tell which deletions
+//   are real.
+//   Power loss: Delete(loc, durable=true) orders the writes with msync
+//   (MS_SYNC): (a) the active copy, unless already known to be on disk
+//   (it is about to be the only valid copy while the other is rewritten),
+//   (b) the new copy's words and crc, BEFORE its generation is stored,
+//   (c) the new generation, before returning. Whatever pages reach the disk
+//   and when, the highest generation on disk then always has its words and
+//   crc there too. A relaxed Delete (durable=false) orders nothing against
+//   power loss (the kernel may write the generation's page before the
+//   words'): a power cut before the next Sync() may leave the newest
+//   generation on disk without its words, which opens as CORRUPTION naming
+//   the file — never a silent change. Sync() msyncs the whole mutable part
+//   at once (it cannot reorder what writeback may already have written);
+//   after it returns the committed state is on disk, and the next durable
+//   Delete skips step (a).
 //
 // Cold keys: every row gets a store-unique, ascending cold_key when it is
 // appended; merging segments keeps the keys, so an iteration cursor (the last
 // key yielded) stays meaningful across merges. Segments have disjoint key
 // ranges and are kept in key order.
 //
-// Synchronization: one std::shared_mutex guards the segment set. Scans
-// (ForEachLive, ScanFrom, NthLive) take it shared once per call — once per
-// batch — never once per record. Append (sealing), Delete, Merge and Compact
-// take it exclusively. Read and UpdateAccess take it shared. A scan
-// callback may call the readers (Read, KeyOf, IsLive, NthLiveKey, ScanFrom,
-// Stats, UpdateAccess) without locking again; a mutator called from a scan
-// callback returns INVALID_ARGUMENT instead of deadlocking.
+// Opening writes nothing: Open only reads and maps (read-write mappings when
+// not read_only, but nothing is stored through them). The one mutation a
+// crash leaves for later (removing stale cold-*.tmp files of an interrupted
+// seal) is done by FinishOpen(), which the Store calls once every tier has
+// opened and recovery's reads succeeded, before any mutation.
+//
+// Synchronization: one std::shared_mutex guards the segment set and the
+// bitmaps. Scans (ForEachLive, ScanFrom, NthLive) take it shared once per
+// call — once per batch — never once per record. Append (sealing), Delete,
+// DeleteMany, MergeIfNeeded and Compact take it exclusively (FinishOpen
+// takes only the internal mutex that serializes seals). Read, UpdateAccess
+// and Sync take it shared. A scan callback — or MergeIfNeeded/Compact's
+// before_unlink — may call the readers (Read, KeyOf, IsLive, NthLiveKey,
+// ScanFrom, ScanSegments, Stats, UpdateAccess) without locking again; a
+// mutator called from such a callback returns INVALID_ARGUMENT instead of
+// deadlocking.
 //
 // Lifetime of views: the string_views and embedding pointers handed out stay
 // valid until the segment holding them is dropped, which happens only in
 // Merge/Compact/Close. The Store runs those under its own exclusive lock, so
 // a reader holding the Store's shared lock never sees a view freed.
+// ColdSegmentView::deleted points to the bitmap copy active at the time of
+// the scan: it shows the current deletions while no Delete runs (deletes
+// are exclusive, under the tier's and the Store's exclusive locks).
 #pragma once
 
 #include <cstdint>
@@ -58,8 +112,12 @@ struct ColdLoc {
 // The columns of one segment, for similarity scans (no per-row checksum is
 // verified). Pointers into the mapping, valid as long as other views (see
 // "Lifetime of views" above); all columns are 64-byte aligned. A row r is
-// live when bit (r % 64) of deleted[r / 64] is 0; the bitmap is changed only
-// by Delete, so it is stable while the Store holds its own lock.
+// live when bit (r % 64) of deleted[r / 64] is 0. `deleted` points to the
+// active bitmap copy; it is exact while the caller holds the tier's shared
+// lock (inside ScanSegments' callback) or the Store's lock that excludes
+// Delete. A later Delete switches the active copy; the old pointer stays
+// readable (same mapping) but shows the old state, and the Delete after that
+// rewrites it, so do not keep it across deletes.
 struct ColdSegmentView {
   uint32_t segment = 0;               // segment id, as in ColdLoc
   uint64_t rows = 0;
@@ -70,7 +128,12 @@ struct ColdSegmentView {
 };
 
 struct ColdStats {
-  std::vector<uint32_t> segment_ids;  // ascending
+  std::vector<uint32_t> segment_ids;             // ascending: the segments in use, always exact
+  std::vector<uint64_t> segment_live_records;    // parallel to segment_ids: live rows of each
+  // Segments merged away whose files could not be unlinked yet (before_unlink
+  // or unlink failed): not in use, not in segment_ids, still on disk until
+  // a later MergeIfNeeded/Compact removes them. Ascending.
+  std::vector<uint32_t> orphan_segment_ids;
   uint64_t live_records = 0;
   uint64_t deleted_rows = 0;
   uint64_t segments = 0;
@@ -81,14 +144,26 @@ struct ColdStats {
 std::string ColdSegmentFileName(uint32_t id);
 constexpr const char* kColdFilePrefix = "cold-";
 
+// Called during MergeIfNeeded/Compact after the merged segments are sealed
+// (durable when asked) and before any source file is unlinked, with the
+// ascending ids of the segments that will exist afterwards.
+using ColdBeforeUnlink = std::function<Status(const std::vector<uint32_t>& segment_ids_after)>;
+using ColdRelocate = std::function<void(ColdLoc from, ColdLoc to)>;
+
 class ColdTier {
  public:
   virtual ~ColdTier() = default;
 
-  // Opens every segment in dir (creating nothing until the first Append).
-  // Leftover *.tmp files from an interrupted seal are removed (unless read_only).
+  // Opens every segment in dir (creating nothing until the first Append) and
+  // changes no file: see "Opening writes nothing" above. A damaged segment
+  // (including its deletion bitmap) is CORRUPTION naming the file.
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only,
                      std::unique_ptr<ColdTier>* out);
+
+  // The mutations Open deferred: removes leftover cold-*.tmp files of an
+  // interrupted seal. Call once, after every tier opened and recovery's
+  // reads succeeded, before any mutation. No-op when read_only.
+  virtual Status FinishOpen() = 0;
 
   // Every live row in key order (used once, at open, to build the index).
   virtual Status ForEachLive(const std::function<Status(ColdLoc, uint64_t key, const RecordView&)>& fn) = 0;
@@ -103,8 +178,20 @@ class ColdTier {
   virtual uint64_t KeyOf(ColdLoc loc) const = 0;
   virtual bool IsLive(ColdLoc loc) const = 0;
 
-  // Sets the row's deletion bit.
-  virtual Status Delete(ColdLoc loc) = 0;
+  // Sets the row's deletion bit (a new bitmap generation; a row already
+  // deleted changes nothing and writes nothing). durable: ordered msyncs
+  // (see "Deletion bitmap"), the deletion is on disk when it returns; costs
+  // 2-3 msyncs of one bitmap copy. On error the in-memory state is unchanged
+  // (the disk holds the old or the new state, both valid).
+  // Delete(loc) is Delete(loc, false).
+  virtual Status Delete(ColdLoc loc, bool durable) = 0;
+  Status Delete(ColdLoc loc) { return Delete(loc, false); }
+  // Deletes several rows: all locations are checked first (INVALID_ARGUMENT
+  // changes nothing), then one new generation per segment touched (one
+  // bitmap copy and, when durable, one msync per segment instead of per
+  // row). Each segment's update is atomic; the set across segments is not
+  // (the Store's log covers that).
+  virtual Status DeleteMany(const ColdLoc* locs, size_t n, bool durable) = 0;
   virtual void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) = 0;
 
   // Calls fn for up to max live rows with key > after_key, in key order,
@@ -125,15 +212,42 @@ class ColdTier {
 
   // Merges segments: when more than max_segments exist, adjacent small
   // segments are merged (dropping deleted rows) until at most max_segments
-  // remain; Compact merges all segments into one. relocate(old, new) is
-  // called for every surviving row so the caller can fix its index; the old
-  // segments' files are removed after the new one is sealed.
-  virtual Status MergeIfNeeded(size_t max_segments, bool durable,
-                               const std::function<void(ColdLoc from, ColdLoc to)>& relocate) = 0;
-  virtual Status Compact(bool durable, const std::function<void(ColdLoc from, ColdLoc to)>& relocate,
-                         uint64_t* bytes_reclaimed) = 0;
+  // remain; Compact merges all segments into one (nothing when one clean
+  // segment or none exists). Steps:
+  //  1. every merged segment is sealed (durable: file and directory synced).
+  //     A failure here removes the new files and returns the error with
+  //     nothing changed (memory and disk as before; relocate not called).
+  //  2. before_unlink(ids after), when given. It is also called, with the
+  //     current ids, when there is nothing to merge but orphans (see
+  //     ColdStats) are waiting, so that they can be unlinked. It runs with
+  //     the tier's lock held exclusively: it may call the readers (they see
+  //     the state before the merge); a mutator returns INVALID_ARGUMENT.
+  //  3. the merge is applied in memory (sources dropped, Stats() reflects it)
+  //     and relocate(old, new) is called for every surviving row, so the
+  //     caller can fix its index — this happens whether or not
+  //     before_unlink succeeded: the in-memory state is always the merged one.
+  //  4. only if before_unlink succeeded (or none was given): the sources'
+  //     files, and earlier orphans, are unlinked (directory synced when
+  //     durable). If before_unlink failed, its error is returned and the
+  //     sources stay on disk as orphans (duplicates of rows in the merged
+  //     segment with the same key and seq, which recovery resolves by
+  //     sequence number if the process dies before a later merge removes
+  //     them). An unlink that fails also leaves an orphan and returns the error.
+  // bytes_reclaimed: file bytes of the segments in use before minus after.
+  virtual Status MergeIfNeeded(size_t max_segments, bool durable, const ColdRelocate& relocate,
+                               const ColdBeforeUnlink& before_unlink) = 0;
+  virtual Status Compact(bool durable, const ColdRelocate& relocate, uint64_t* bytes_reclaimed,
+                         const ColdBeforeUnlink& before_unlink) = 0;
+  // The same without before_unlink (sources unlinked right after sealing).
+  Status MergeIfNeeded(size_t max_segments, bool durable, const ColdRelocate& relocate) {
+    return MergeIfNeeded(max_segments, durable, relocate, nullptr);
+  }
+  Status Compact(bool durable, const ColdRelocate& relocate, uint64_t* bytes_reclaimed) {
+    return Compact(durable, relocate, bytes_reclaimed, nullptr);
+  }
 
-  // msync/fdatasync of the mutable parts (bitmaps, access statistics).
+  // msync (MS_SYNC) + fdatasync of the mutable parts (bitmaps, access
+  // statistics) of every segment.
   virtual Status Sync() = 0;
 
   virtual ColdStats Stats() const = 0;

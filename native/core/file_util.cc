@@ -153,15 +153,21 @@ void MappedRegion::Unmap() {
   }
 }
 
-Status AtomicWriteFile(const std::string& path, std::string_view bytes) {
+Status AtomicWriteFile(const std::string& path, std::string_view bytes, bool durable) {
   std::string tmp = path + ".tmp";
+  Status s;
   {
     File f;
-    TS_RETURN_IF_ERROR(File::Open(tmp, O_WRONLY | O_CREAT | O_TRUNC, &f));
-    TS_RETURN_IF_ERROR(f.Write(bytes.data(), bytes.size()));
-    if (::fsync(f.fd()) != 0) return ErrnoStatus("fsync", tmp, errno);
+    s = File::Open(tmp, O_WRONLY | O_CREAT | O_TRUNC, &f);
+    if (s.ok()) s = f.Write(bytes.data(), bytes.size());
+    if (s.ok() && durable && ::fsync(f.fd()) != 0) s = ErrnoStatus("fsync", tmp, errno);
   }
-  TS_RETURN_IF_ERROR(RenameFile(tmp, path));
+  if (s.ok()) s = RenameFile(tmp, path);
+  if (!s.ok()) {
+    (void)RemoveFile(tmp);  // a full disk must not keep a half-written copy around
+    return s;
+  }
+  if (!durable) return Status::OK();
   auto slash = path.find_last_of('/');
   return SyncDirectory(slash == std::string::npos ? std::string(".") : path.substr(0, slash));
 }

@@ -81,8 +81,10 @@ class MappedRegion {
 };
 
 // Writes bytes to path+".tmp", fsyncs it, renames it over path and fsyncs the
-// directory: readers see the old or the new content, never a mix.
-Status AtomicWriteFile(const std::string& path, std::string_view bytes);
+// directory: readers see the old or the new content, never a mix. Without
+// `durable` it skips both fsyncs: still atomic for readers and across a
+// process crash, not across power loss. On failure the tmp file is removed.
+Status AtomicWriteFile(const std::string& path, std::string_view bytes, bool durable = true);
 Status ReadWholeFile(const std::string& path, std::string* out);
 Status SyncDirectory(const std::string& dir);
 Status CreateDirectories(const std::string& dir);

@@ -11,8 +11,9 @@ namespace tierstore {
 namespace {
 
 constexpr char kMagic[8] = {'T', 'S', 'H', 'O', 'T', 'L', 'G', '1'};
-constexpr uint32_t kFormatVersion = 1;
-constexpr size_t kFileHeaderSize = 24;  // magic, version, dimensions, crc, pad
+constexpr uint32_t kFormatVersion = 2;
+// magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before it), pad 4
+constexpr size_t kFileHeaderSize = HotLog::kHeaderBytes;
 constexpr size_t kEntryHeaderSize = 16;  // crc, type, pad[3], length
 constexpr size_t kRecordFixedSize = 64;
 constexpr size_t kFlushThreshold = 8u << 20;  // write(2) in pieces of about 8 MiB
@@ -39,9 +40,24 @@ size_t BeginEntry(std::string* buf, uint8_t type) {
   return start;
 }
 
+// 24 bits of CRC-32C over an entry's type and length, kept in the header's
+// pad bytes. An intact header makes its length trustworthy, so an entry that
+// claims to run past the end of the file is a torn tail (a crash cut the
+// write short), while a damaged header anywhere is CORRUPTION — without it a
+// flipped length bit would look like a torn tail and silently drop every
+// entry after it.
+uint32_t HeaderCheck(uint8_t type, uint64_t len) {
+  char b[9];
+  b[0] = static_cast<char>(type);
+  std::memcpy(b + 1, &len, 8);
+  return Crc32c(b, 9) & 0xFFFFFFu;
+}
+
 void FinishEntry(std::string* buf, size_t start) {
   uint64_t len = buf->size() - start - kEntryHeaderSize;
   std::memcpy(buf->data() + start + 8, &len, 8);
+  const uint32_t check = HeaderCheck(static_cast<uint8_t>((*buf)[start + 4]), len);
+  std::memcpy(buf->data() + start + 5, &check, 3);  // little-endian: the low 24 bits
   uint32_t crc = Crc32c(buf->data() + start + 4, buf->size() - start - 4);
   std::memcpy(buf->data() + start, &crc, 4);
 }
@@ -71,47 +87,52 @@ class LogReader {
   uint64_t window_start_ = 0;
 };
 
+// Whether bytes [from, to) of the log are all zero.
+Status AllZero(LogReader& reader, uint64_t from, uint64_t to, bool* zero) {
+  *zero = true;
+  for (uint64_t pos = from; pos < to && *zero;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(to - pos, 1u << 20));
+    const char* p = nullptr;
+    TS_RETURN_IF_ERROR(reader.Read(pos, n, &p));
+    for (size_t i = 0; i < n; ++i) {
+      if (p[i] != 0) {
+        *zero = false;
+        break;
+      }
+    }
+    pos += n;
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
-Status HotLog::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool may_create,
+Status HotLog::Create(const std::string& dir, uint32_t dimensions, uint64_t store_id) {
+  std::string header;
+  EncodeHeaderInto(&header, dimensions, store_id);
+  return AtomicWriteFile(JoinPath(dir, kFileName), header);
+}
+
+Status HotLog::Open(const std::string& dir, uint32_t dimensions, uint64_t store_id, bool read_only,
                     std::unique_ptr<HotLog>* out) {
-  std::unique_ptr<HotLog> log(new HotLog(dir, dimensions, read_only));
+  std::unique_ptr<HotLog> log(new HotLog(dir, dimensions, store_id, read_only));
   std::string path = JoinPath(dir, kFileName);
-  if (!may_create) {
-    if (!PathExists(path)) return Status::Corruption(path + " is missing (the store was closed with a log)");
-    TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &log->file_));
-    TS_RETURN_IF_ERROR(log->file_.Size(&log->size_));
-    if (log->size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
-    *out = std::move(log);
-    return Status::OK();
-  }
-  if (read_only) {
-    if (!PathExists(path)) {
-      *out = std::move(log);  // no log yet: nothing to replay, nothing to write
-      return Status::OK();
-    }
-    TS_RETURN_IF_ERROR(File::Open(path, O_RDONLY, &log->file_));
-  } else {
-    TS_RETURN_IF_ERROR(File::Open(path, O_RDWR | O_CREAT, &log->file_));
-  }
+  if (!PathExists(path)) return Status::Corruption(path + " is missing (every store has a log from its creation on)");
+  TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &log->file_));
   TS_RETURN_IF_ERROR(log->file_.Size(&log->size_));
-  if (log->size_ == 0 && !read_only) {
-    std::string header;
-    EncodeHeaderInto(&header);
-    std::memcpy(header.data() + 12, &dimensions, 4);
-    uint32_t crc = Crc32c(header.data(), 16);
-    std::memcpy(header.data() + 16, &crc, 4);
-    TS_RETURN_IF_ERROR(log->file_.WriteAt(0, header.data(), header.size()));
-    log->size_ = header.size();
-  }
+  if (log->size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
   *out = std::move(log);
   return Status::OK();
 }
 
-void HotLog::EncodeHeaderInto(std::string* buf) {
+void HotLog::EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t store_id) {
   buf->assign(kFileHeaderSize, '\0');
   std::memcpy(buf->data(), kMagic, 8);
   std::memcpy(buf->data() + 8, &kFormatVersion, 4);
+  std::memcpy(buf->data() + 12, &dimensions, 4);
+  std::memcpy(buf->data() + 16, &store_id, 8);
+  uint32_t crc = Crc32c(buf->data(), 24);
+  std::memcpy(buf->data() + 24, &crc, 4);
 }
 
 Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes) {
@@ -123,8 +144,11 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
   const char* p = nullptr;
   TS_RETURN_IF_ERROR(reader.Read(0, kFileHeaderSize, &p));
   if (std::memcmp(p, kMagic, 8) != 0) return Status::Corruption(path + ": not a tierstore hot log (bad magic)");
-  if (Get<uint32_t>(p + 16) != Crc32c(p, 16)) return Status::Corruption(path + ": header checksum mismatch");
   if (Get<uint32_t>(p + 8) != kFormatVersion) return Status::Corruption(path + ": unsupported log format version");
+  if (Get<uint32_t>(p + 24) != Crc32c(p, 24)) return Status::Corruption(path + ": header checksum mismatch");
+  if (Get<uint64_t>(p + 16) != store_id_) {
+    return Status::Corruption(path + ": the log belongs to another store (its store id does not match MANIFEST)");
+  }
   if (Get<uint32_t>(p + 12) != dimensions_) {
     return Status::Corruption(path + ": log written for " + std::to_string(Get<uint32_t>(p + 12)) +
                               " dimensions, store has " + std::to_string(dimensions_));
@@ -165,7 +189,15 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     uint32_t crc = Get<uint32_t>(p);
     uint8_t type = static_cast<uint8_t>(p[4]);
     uint64_t len = Get<uint64_t>(p + 8);
-    if (len > size_ - pos - kEntryHeaderSize) break;  // torn entry payload
+    uint32_t check = 0;
+    std::memcpy(&check, p + 5, 3);
+    if (check != HeaderCheck(type, len)) {
+      bool zeros = true;  // blocks never written before a power loss read as zeros: a torn tail too
+      TS_RETURN_IF_ERROR(AllZero(reader, pos, size_, &zeros));
+      if (zeros) break;
+      return Status::Corruption(path + ": damaged entry header at offset " + std::to_string(pos));
+    }
+    if (len > size_ - pos - kEntryHeaderSize) break;  // torn entry payload (its length is intact)
     char hdr[12];
     std::memcpy(hdr, p + 4, 12);
     TS_RETURN_IF_ERROR(reader.Read(pos + kEntryHeaderSize, static_cast<size_t>(len), &p));
@@ -237,10 +269,14 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     return Status::Corruption(path + ": the entry at offset " + std::to_string(good_end) +
                               " is cut short, yet the store was closed cleanly");
   }
-  if (good_end != size_ && !read_only_) {
-    TS_RETURN_IF_ERROR(file_.Truncate(good_end));
-    size_ = good_end;
-  }
+  replayed_end_ = good_end;
+  return Status::OK();
+}
+
+Status HotLog::FinishOpen() {
+  if (read_only_ || !file_.is_open() || replayed_end_ == 0 || replayed_end_ == size_) return Status::OK();
+  TS_RETURN_IF_ERROR(file_.Truncate(replayed_end_));
+  size_ = replayed_end_;
   return Status::OK();
 }
 
@@ -345,10 +381,7 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
   File out;
   TS_RETURN_IF_ERROR(File::Open(tmp, O_RDWR | O_CREAT | O_TRUNC, &out));
   std::string buf;
-  EncodeHeaderInto(&buf);
-  std::memcpy(buf.data() + 12, &dimensions_, 4);
-  uint32_t crc = Crc32c(buf.data(), 16);
-  std::memcpy(buf.data() + 16, &crc, 4);
+  EncodeHeaderInto(&buf, dimensions_, store_id_);
   uint64_t written = 0;
   auto flush = [&](bool final_flush) -> Status {
     if (buf.empty() || (!final_flush && buf.size() < kFlushThreshold)) return Status::OK();

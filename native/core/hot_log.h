@@ -1,8 +1,12 @@
 // HotLog: the hot tier's write-ahead log (hot.log), an append-only sequence
 // of checksummed entries.
 //
-// Entry: u32 crc | u8 type | 3 pad bytes | u64 payload length | payload.
-// The crc (CRC-32C) covers type, padding, length and payload.
+// File: a 32-byte header (magic, version, dimensions, the store id of its
+// MANIFEST, checksum), then entries.
+// Entry: u32 crc | u8 type | u24 header check | u64 payload length | payload.
+// The crc (CRC-32C) covers type, header check, length and payload; the
+// header check (24 bits of CRC-32C of type and length) makes the length
+// trustworthy on its own.
 // Types: kPut (one committed record), kBatchPut (a record of a batch, applied
 // only once the batch's kCommit follows), kCommit, kDelete (a tombstone with
 // its own sequence number), kAccess (access statistics of hot records).
@@ -12,10 +16,11 @@
 //   (so the entry survives SIGKILL); Sync() adds fdatasync.
 // - A failed append truncates the file back to where the call began, so the
 //   log never holds half an entry it acknowledged or a batch without commit.
-// - Replay applies complete entries in order. A torn tail (an entry cut short
-//   by a crash, or a batch without its commit at the end) is dropped and
-//   reported; a complete entry whose checksum fails, or an unknown type, is
-//   CORRUPTION naming hot.log and the offset.
+// - Replay applies complete entries in order. A torn tail (an entry with an
+//   intact header cut short by a crash, a batch without its commit at the
+//   end, or zeros) is dropped and reported; a damaged entry header, a
+//   complete entry whose checksum fails, or an unknown type, is CORRUPTION
+//   naming hot.log and the offset.
 //
 // Synchronization: none; the Store serializes all calls.
 #pragma once
@@ -49,19 +54,27 @@ struct LogReplayHandler {
 class HotLog {
  public:
   static constexpr const char* kFileName = "hot.log";
+  static constexpr uint64_t kHeaderBytes = 32;  // the size of an empty log
 
-  // Opens dir/hot.log. may_create (a new store, or one a crash may have
-  // left before its log was written): a missing or empty log is created
-  // (read-write) or read as empty (read-only). Otherwise a missing or empty
-  // log is CORRUPTION.
-  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool may_create,
+  // Writes an empty log (just its header) for a new store, atomically.
+  // store_id ties the log to its store's manifest: a log copied from
+  // another store is CORRUPTION on replay, not someone else's records.
+  static Status Create(const std::string& dir, uint32_t dimensions, uint64_t store_id);
+
+  // Opens dir/hot.log of an existing store without changing it. A missing
+  // log is CORRUPTION: every store has one from its creation on.
+  static Status Open(const std::string& dir, uint32_t dimensions, uint64_t store_id, bool read_only,
                      std::unique_ptr<HotLog>* out);
 
   // Replays every committed entry. When tail_may_be_torn (the store was not
-  // closed cleanly) a torn tail is dropped — truncated away in read-write
-  // mode — and *torn_bytes receives its size; otherwise a torn tail is
-  // damage: CORRUPTION naming the file.
+  // closed cleanly) a torn tail is dropped and *torn_bytes receives its
+  // size; otherwise a torn tail is damage: CORRUPTION naming the file.
+  // Changes no file: FinishOpen cuts the torn tail off.
   Status Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes);
+
+  // After the whole store opened and recovered (read-write only): truncates
+  // the torn tail Replay found, so new entries follow the last good one.
+  Status FinishOpen();
 
   // One record (batch=false) or a batch committed atomically.
   Status AppendPuts(const RecordView* const* recs, size_t n);
@@ -77,18 +90,20 @@ class HotLog {
   const std::string& path() const { return file_.path(); }
 
  private:
-  HotLog(std::string dir, uint32_t dimensions, bool read_only)
-      : dir_(std::move(dir)), dimensions_(dimensions), read_only_(read_only) {}
-  static void EncodeHeaderInto(std::string* buf);
+  HotLog(std::string dir, uint32_t dimensions, uint64_t store_id, bool read_only)
+      : dir_(std::move(dir)), dimensions_(dimensions), store_id_(store_id), read_only_(read_only) {}
+  static void EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t store_id);
   void EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf) const;
   Status WriteBuffered(std::string* buf, bool final_flush);
   Status AppendAtomically(const std::function<Status(std::string*)>& fill);
 
   std::string dir_;
   uint32_t dimensions_;
+  uint64_t store_id_;
   bool read_only_;
   File file_;
   uint64_t size_ = 0;
+  uint64_t replayed_end_ = 0;  // end of the last good entry, once replayed
   // Reused encode buffer: a fresh one per append cost a reallocation chain
   // and fresh page faults for every batch.
   std::string scratch_;

@@ -4,13 +4,14 @@
 
 #include "crc32c.h"
 #include "file_util.h"
+#include "record.h"
 
 namespace tierstore {
 namespace {
 constexpr char kMagic[8] = {'T', 'S', 'M', 'A', 'N', 'I', 'F', '1'};
 // magic 8, version 4, dims 4, clean 4, segment count 4, log size 8, seq 8,
-// warm records 8, cold records 8, segment ids 4 each, crc 4
-constexpr size_t kFixedSize = 56;
+// warm records 8, cold records 8, store id 8, segment ids 4 each, crc 4
+constexpr size_t kFixedSize = 64;
 }  // namespace
 
 Status Manifest::Read(const std::string& dir, Manifest* out) {
@@ -39,14 +40,18 @@ Status Manifest::Read(const std::string& dir, Manifest* out) {
   std::memcpy(&out->sequence_floor, bytes.data() + 32, 8);
   std::memcpy(&out->warm_records, bytes.data() + 40, 8);
   std::memcpy(&out->cold_records, bytes.data() + 48, 8);
+  std::memcpy(&out->store_id, bytes.data() + 56, 8);
   out->cold_segments.resize(nsegs);
   if (nsegs > 0) std::memcpy(out->cold_segments.data(), bytes.data() + kFixedSize, size_t{nsegs} * 4);
   out->clean = clean != 0;
-  if (out->dimensions == 0) return Status::Corruption(path + ": zero dimensions");
+  if (out->dimensions == 0 || out->dimensions > kMaxDimensions) {
+    return Status::Corruption(path + ": " + std::to_string(out->dimensions) + " dimensions (allowed: 1.." +
+                              std::to_string(kMaxDimensions) + ")");
+  }
   return Status::OK();
 }
 
-Status Manifest::Write(const std::string& dir) const {
+Status Manifest::Write(const std::string& dir, bool durable) const {
   const uint32_t nsegs = static_cast<uint32_t>(cold_segments.size());
   const size_t size = kFixedSize + size_t{nsegs} * 4 + 4;
   std::string bytes(size, '\0');
@@ -60,10 +65,11 @@ Status Manifest::Write(const std::string& dir) const {
   std::memcpy(bytes.data() + 32, &sequence_floor, 8);
   std::memcpy(bytes.data() + 40, &warm_records, 8);
   std::memcpy(bytes.data() + 48, &cold_records, 8);
+  std::memcpy(bytes.data() + 56, &store_id, 8);
   if (nsegs > 0) std::memcpy(bytes.data() + kFixedSize, cold_segments.data(), size_t{nsegs} * 4);
   uint32_t crc = Crc32c(bytes.data(), size - 4);
   std::memcpy(bytes.data() + size - 4, &crc, 4);
-  return AtomicWriteFile(JoinPath(dir, kFileName), bytes);
+  return AtomicWriteFile(JoinPath(dir, kFileName), bytes, durable);
 }
 
 }  // namespace tierstore

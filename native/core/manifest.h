@@ -18,9 +18,10 @@ namespace tierstore {
 
 struct Manifest {
   static constexpr const char* kFileName = "MANIFEST";
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;
 
   uint32_t dimensions = 0;
+  uint64_t store_id = 0;      // random, chosen at creation; hot.log carries it too
   bool clean = false;         // the last writer closed the store cleanly
   uint64_t hot_log_size = 0;  // size of hot.log at that clean close
   uint64_t sequence_floor = 0;  // every sequence number used so far is <= this
@@ -28,10 +29,16 @@ struct Manifest {
   // short while the store was closed is CORRUPTION, not silent loss.
   uint64_t warm_records = 0;
   uint64_t cold_records = 0;
-  std::vector<uint32_t> cold_segments;  // ascending ids
+  // Ascending ids. At a clean close: exactly the store's segments. While the
+  // store is open: every segment that must exist (kept current as segments
+  // are sealed and merged, so one missing after a crash is CORRUPTION); a
+  // segment sealed just before a crash may exist without being listed.
+  std::vector<uint32_t> cold_segments;
 
   static Status Read(const std::string& dir, Manifest* out);
-  Status Write(const std::string& dir) const;
+  // Write-then-rename. durable: fsync the file and the directory too (power
+  // loss); without, the rename alone already survives SIGKILL.
+  Status Write(const std::string& dir, bool durable = true) const;
 };
 
 }  // namespace tierstore

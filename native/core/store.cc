@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -10,12 +11,14 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <random>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "cold_tier.h"
+#include "embedding_arena.h"
 #include "file_util.h"
 #include "hot_log.h"
 #include "manifest.h"
@@ -59,6 +62,8 @@ namespace {
 constexpr size_t kMaxColdSegments = 16;
 // Records moved per migration step: bounds the RAM of one cold segment build.
 constexpr size_t kMigrationBatch = 16384;
+// warm.blocks of a tier that never held a record: its header page alone.
+constexpr uint64_t kWarmHeaderPageBytes = 4096;
 // The hot log is rewritten once it is this large and mostly records that
 // have left hot.
 constexpr uint64_t kLogCheckpointMinBytes = 64ull << 20;
@@ -68,37 +73,50 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// A hot record: owned copies of every field, in one allocation (embedding
-// first, so it is float-aligned, then id, metadata and content bytes).
+// A hot record: owned copies of its id, metadata and content in one
+// allocation; its embedding lives in the store's EmbeddingArena (contiguous
+// with the other hot embeddings, for scans), released when the record dies.
 struct HotRecord {
-  std::unique_ptr<float[]> data;
-  uint32_t dims = 0, id_len = 0, meta_len = 0;
+  std::unique_ptr<char[]> data;
+  EmbeddingArena* arena = nullptr;
+  uint32_t row = 0;
+  uint32_t id_len = 0, meta_len = 0;
   uint64_t content_len = 0;
+  uint32_t dims = 0;
   float norm = 0, confidence = 0, activation = 0;
   double created_at = 0, last_access_at = 0, access_count = 0;
   uint64_t seq = 0;
   uint64_t key = 0;  // arrival order in hot: the iteration order
   bool access_dirty = false;
 
-  const float* embedding() const { return data.get(); }
-  const char* bytes() const { return reinterpret_cast<const char*>(data.get() + dims); }
+  HotRecord() = default;
+  HotRecord(const HotRecord&) = delete;
+  HotRecord& operator=(const HotRecord&) = delete;
+  ~HotRecord() {
+    if (arena != nullptr) arena->Release(row);
+  }
+
+  const float* embedding() const { return arena->Row(row); }
+  const char* bytes() const { return data.get(); }
   std::string_view id() const { return {bytes(), id_len}; }
   std::string_view metadata() const { return {bytes() + id_len, meta_len}; }
   std::string_view content() const { return {bytes() + id_len + meta_len, content_len}; }
 
-  static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims) {
+  static std::unique_ptr<HotRecord> CopyOf(const RecordView& v, uint32_t dims, EmbeddingArena* arena) {
     auto r = std::make_unique<HotRecord>();
     r->dims = dims;
     r->id_len = static_cast<uint32_t>(v.id.size());
     r->meta_len = static_cast<uint32_t>(v.metadata.size());
     r->content_len = v.content.size();
     const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
-    r->data.reset(new float[dims + (string_bytes + sizeof(float) - 1) / sizeof(float)]);
-    std::memcpy(r->data.get(), v.embedding, size_t{dims} * sizeof(float));
-    char* p = reinterpret_cast<char*>(r->data.get() + dims);
+    r->data.reset(new char[string_bytes == 0 ? 1 : string_bytes]);
+    char* p = r->data.get();
     std::memcpy(p, v.id.data(), v.id.size());
     std::memcpy(p + v.id.size(), v.metadata.data(), v.metadata.size());
     std::memcpy(p + v.id.size() + v.metadata.size(), v.content.data(), v.content.size());
+    r->row = arena->Allocate();
+    r->arena = arena;  // from here on the destructor releases the row
+    std::memcpy(arena->Row(r->row), v.embedding, size_t{dims} * sizeof(float));
     r->norm = v.norm;
     r->confidence = v.confidence;
     r->activation = v.activation;
@@ -274,6 +292,10 @@ class StoreImpl final : public Store {
   Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
   Status WriteCleanManifest();
+  // The manifest of an open store: dirty, listing the cold segments that
+  // must exist (the current ones, or `segments` during a merge).
+  Status WriteDirtyManifest(bool durable);
+  Status WriteDirtyManifest(const std::vector<uint32_t>& segments, bool durable);
 
   TierCounts CountsLocked() const { return TierCounts{hot_.size(), warm_count_, cold_count_}; }
   uint64_t PositionKey(const Loc& loc) const {
@@ -293,6 +315,10 @@ class StoreImpl final : public Store {
   // Removes the copy at loc from its tier (not from the index).
   Status RemoveFromTier(const Loc& loc);
   Status RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op);
+  // Keeping the manifest's list of cold segments current (see Manifest).
+  void NoteNewSegments(const WriteOptions& opts);
+  std::function<Status(const std::vector<uint32_t>&)> ListSegmentsBeforeUnlink(const WriteOptions& opts);
+  Status MergeColdIfNeeded(const WriteOptions& opts);
 
   Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report);
   Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report);
@@ -309,6 +335,7 @@ class StoreImpl final : public Store {
   const std::string path_;
   const bool read_only_;
   uint32_t dims_ = 0;
+  uint64_t store_id_ = 0;
   mutable std::shared_mutex mu_;
   bool closed_ = false;
   bool opened_ = false;  // OpenFiles succeeded: only then does closing write anything
@@ -317,6 +344,8 @@ class StoreImpl final : public Store {
   std::unique_ptr<HotLog> log_;
   std::unique_ptr<WarmTier> warm_;
   std::unique_ptr<ColdTier> cold_;
+  // Declared before hot_: records release their rows into it as they die.
+  std::unique_ptr<EmbeddingArena> hot_embeddings_;
   std::map<uint64_t, std::unique_ptr<HotRecord>> hot_;
   std::unordered_map<std::string, Loc, StringHash, std::equal_to<>> index_;
   uint64_t seq_ = 0;
@@ -354,6 +383,13 @@ std::unordered_map<std::string, std::weak_ptr<StoreImpl>>& Registry() {
 // ---------------------------------------------------------------------------
 // Open and recovery
 
+uint64_t NewStoreId() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
+  return id;
+}
+
 Status StoreImpl::OpenFiles(uint32_t dimensions) {
   TS_RETURN_IF_ERROR(lock_.Acquire(path_, !read_only_));
   Manifest manifest;
@@ -367,38 +403,53 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
     }
   } else {
     if (read_only_) return Status::InvalidArgument("no tierstore store at " + path_);
+    // A new store: its files first, the manifest last, so that a store with
+    // a manifest always has its log and warm block file (one missing is
+    // damage, never "not created yet"). The manifest stays dirty until the
+    // first clean close.
     manifest.dimensions = dimensions;
-    TS_RETURN_IF_ERROR(manifest.Write(path_));  // a new store: dirty until its first clean close
+    manifest.store_id = NewStoreId();
+    TS_RETURN_IF_ERROR(HotLog::Create(path_, dimensions, manifest.store_id));
+    // An empty warm.blocks may be left by a creation that stopped before its
+    // manifest (Store::Open checked that it holds nothing).
+    const std::string blocks = JoinPath(path_, WarmTier::kBlockFileName);
+    if (PathExists(blocks)) TS_RETURN_IF_ERROR(RemoveFile(blocks));
+    TS_RETURN_IF_ERROR(WarmTier::Create(path_, dimensions));
+    TS_RETURN_IF_ERROR(manifest.Write(path_));
   }
   dims_ = manifest.dimensions;
+  store_id_ = manifest.store_id;
+  hot_embeddings_ = std::make_unique<EmbeddingArena>(dims_);
 
-  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, read_only_, !manifest.clean, &log_));
-  if (manifest.clean && log_->size() != manifest.hot_log_size && PathExists(log_->path())) {
+  // Reads only from here to the end of Recover's read phase: an open that
+  // fails changes no file.
+  TS_RETURN_IF_ERROR(HotLog::Open(path_, dims_, manifest.store_id, read_only_, &log_));
+  if (manifest.clean && log_->size() != manifest.hot_log_size) {
     return Status::Corruption(log_->path() + ": " + std::to_string(log_->size()) + " bytes, but the store was closed with " +
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   seq_ = manifest.sequence_floor;
-  if (manifest.clean && !PathExists(JoinPath(path_, WarmTier::kBlockFileName))) {
-    // Every store that was ever opened has one; do not create it anew.
-    return Status::Corruption(JoinPath(path_, WarmTier::kBlockFileName) + " is missing; the store was closed with it");
-  }
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
-  if (manifest.clean) TS_RETURN_IF_ERROR(CheckInventory(manifest));
+  TS_RETURN_IF_ERROR(CheckInventory(manifest));
   TS_RETURN_IF_ERROR(Recover(manifest));
   opened_ = true;
   return Status::OK();
 }
 
 Status StoreImpl::CheckInventory(const Manifest& manifest) const {
-  // After a clean close nothing may be missing: a deleted or cut-short file
-  // must be CORRUPTION, never records silently gone.
+  // Nothing listed may be missing: a deleted or cut-short file must be
+  // CORRUPTION, never records silently gone. The list is kept current while
+  // the store is open, so this holds after a crash too.
   const ColdStats cold = cold_->Stats();
   for (uint32_t id : manifest.cold_segments) {
     if (!std::binary_search(cold.segment_ids.begin(), cold.segment_ids.end(), id)) {
-      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " is missing; the store was closed with it");
+      return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " is missing; the store's MANIFEST lists it");
     }
   }
+  // After a crash a segment sealed just before it may not be listed yet, and
+  // the counts were not recorded: the rest needs a clean close.
+  if (!manifest.clean) return Status::OK();
   for (uint32_t id : cold.segment_ids) {
     if (!std::binary_search(manifest.cold_segments.begin(), manifest.cold_segments.end(), id)) {
       return Status::Corruption(JoinPath(path_, ColdSegmentFileName(id)) + " was not part of the store when it was closed");
@@ -432,7 +483,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
       TakeHot(it->second);
       index_.erase(it);
     }
-    InsertHot(HotRecord::CopyOf(rec, dims_));
+    InsertHot(HotRecord::CopyOf(rec, dims_, hot_embeddings_.get()));
     return Status::OK();
   };
   handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
@@ -503,11 +554,14 @@ Status StoreImpl::Recover(const Manifest& manifest) {
       if (loc.tier == Tier::kCold) masked_cold_.insert(ColdKey(loc.cold()));
     }
   } else {
-    if (manifest.clean) {
-      Manifest dirty = manifest;
-      dirty.clean = false;  // from now until a clean close, a torn log tail means a crash
-      TS_RETURN_IF_ERROR(dirty.Write(path_));
-    }
+    // Every read succeeded: now the writes the tiers deferred (a torn log
+    // tail cut off, unpublished warm blocks freed, stale temporary files
+    // removed), then the manifest, dirty from now until a clean close (a
+    // torn log tail means a crash), listing the segments found.
+    TS_RETURN_IF_ERROR(log_->FinishOpen());
+    TS_RETURN_IF_ERROR(warm_->FinishOpen());
+    TS_RETURN_IF_ERROR(cold_->FinishOpen());
+    TS_RETURN_IF_ERROR(WriteDirtyManifest(/*durable=*/true));
     for (const Loc& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
     TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
   }
@@ -525,6 +579,16 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
     std::vector<std::string> names;
     if (ListDirectory(path, &names).ok()) {
       for (const std::string& name : names) {
+        // A creation interrupted before its manifest leaves an empty log and
+        // an empty warm block file (header only), which creation rewrites;
+        // anything holding records means the manifest of a store was lost.
+        uint64_t size = 0;
+        File f;
+        const bool empty_leftover =
+            (name == HotLog::kFileName || name == WarmTier::kBlockFileName) &&
+            File::Open(JoinPath(path, name), O_RDONLY, &f).ok() && f.Size(&size).ok() &&
+            size <= (name == HotLog::kFileName ? HotLog::kHeaderBytes : kWarmHeaderPageBytes);
+        if (empty_leftover) continue;
         if (name == HotLog::kFileName || name == WarmTier::kBlockFileName ||
             name.rfind(WarmTier::kVarFilePrefix, 0) == 0 || name.rfind(kColdFilePrefix, 0) == 0) {
           return Status::Corruption(JoinPath(path, Manifest::kFileName) + " is missing, but " + name +
@@ -583,9 +647,30 @@ void StoreImpl::Release() {
   CloseFiles();
 }
 
+Status StoreImpl::WriteDirtyManifest(bool durable) {
+  Manifest m;
+  m.dimensions = dims_;
+  m.store_id = store_id_;
+  m.clean = false;
+  m.sequence_floor = seq_;
+  m.cold_segments = cold_->Stats().segment_ids;
+  return m.Write(path_, durable);
+}
+
+Status StoreImpl::WriteDirtyManifest(const std::vector<uint32_t>& segments, bool durable) {
+  Manifest m;
+  m.dimensions = dims_;
+  m.store_id = store_id_;
+  m.clean = false;
+  m.sequence_floor = seq_;
+  m.cold_segments = segments;
+  return m.Write(path_, durable);
+}
+
 Status StoreImpl::WriteCleanManifest() {
   Manifest m;
   m.dimensions = dims_;
+  m.store_id = store_id_;
   m.clean = true;
   m.hot_log_size = log_->size();
   m.sequence_floor = seq_;
@@ -608,7 +693,13 @@ void StoreImpl::CloseFiles() {
     // Best effort: a failure here leaves the store marked unclean, which the
     // next open handles as after a crash (nothing acknowledged is lost).
     Status s = LogDirtyAccess();
-    if (s.ok()) s = MaybeCheckpointLog(true);
+    // At close the log is rewritten as soon as it holds noticeably more than
+    // the hot records (copies of records that moved down, tombstones), so
+    // the next open replays only what is hot.
+    if (s.ok() && log_->size() > 2 * hot_bytes_ + (1u << 20)) s = CheckpointLog(true);
+    // Segments merged away but not yet unlinked (their manifest update had
+    // failed) go now; a clean manifest must list exactly the segments.
+    if (s.ok() && !cold_->Stats().orphan_segment_ids.empty()) s = MergeColdIfNeeded(WriteOptions{});
     if (s.ok()) s = SyncLowerTiers();
     if (s.ok()) s = log_->Sync();
     if (s.ok()) s = WriteCleanManifest();
@@ -630,6 +721,10 @@ void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
   uint64_t key = rec->key;
   auto [it, inserted] = index_.try_emplace(std::string(rec->id()), Loc::Hot(key));
   if (!inserted) it->second = Loc::Hot(key);
+  EmbeddingArena::RowInfo& info = hot_embeddings_->Info(rec->row);
+  info.key = key;
+  info.norm = rec->norm;
+  info.confidence = rec->confidence;
   hot_.emplace(key, std::move(rec));
 }
 
@@ -688,6 +783,25 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
   return Status::OK();
 }
 
+void StoreImpl::NoteNewSegments(const WriteOptions& opts) {
+  // Best effort: the sealed segment is already in use; unlisted, it is
+  // merely not yet protected against going missing after a crash.
+  (void)WriteDirtyManifest(opts.sync);
+}
+
+std::function<Status(const std::vector<uint32_t>&)> StoreImpl::ListSegmentsBeforeUnlink(const WriteOptions& opts) {
+  // A segment leaves the manifest before its file is unlinked; if the
+  // manifest cannot be written the sources stay on disk (duplicates that
+  // recovery resolves by sequence number).
+  return [this, sync = opts.sync](const std::vector<uint32_t>& after) { return WriteDirtyManifest(after, sync); };
+}
+
+Status StoreImpl::MergeColdIfNeeded(const WriteOptions& opts) {
+  return RelocateCold([&](const auto& relocate) {
+    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, ListSegmentsBeforeUnlink(opts));
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Writes
 
@@ -736,7 +850,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
       if (old.tier == Tier::kWarm) --warm_count_;
       if (old.tier == Tier::kCold) --cold_count_;
     }
-    InsertHot(HotRecord::CopyOf(views[k], dims_));
+    InsertHot(HotRecord::CopyOf(views[k], dims_, hot_embeddings_.get()));
   }
   // Capacity migration inside the write: the records are safe in the log
   // already, so a failure here leaves them in hot for the next attempt.
@@ -783,7 +897,7 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
       const RecordView* p = &v;
       TS_RETURN_IF_ERROR(log_->AppendPuts(&p, 1));
       if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
-      copy = HotRecord::CopyOf(v, dims_);
+      copy = HotRecord::CopyOf(v, dims_, hot_embeddings_.get());
       break;
     }
     case Tier::kWarm: {
@@ -818,7 +932,8 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   }
   NotifyMove(seq, id_copy, from, to);
   if (tier == Tier::kCold) {
-    (void)RelocateCold([&](const auto& relocate) { return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate); });
+    NoteNewSegments(opts);
+    (void)MergeColdIfNeeded(opts);
   }
   return Status::OK();
 }
@@ -906,9 +1021,8 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         NotifyMove(rec->seq, rec->id(), from, to);
         TakeHot(from);
       }
-      TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-        return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
-      }));
+      NoteNewSegments(opts);
+      TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
     }
   }
   return Status::OK();
@@ -947,9 +1061,8 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
       (void)warm_->Free(static_cast<uint32_t>(cand[i].position));
       --warm_count_;
     }
-    TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-      return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate);
-    }));
+    NoteNewSegments(opts);
+    TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
   }
   return Status::OK();
 }
@@ -1009,7 +1122,7 @@ Status StoreImpl::Compact(const WriteOptions& opts, CompactionReport* report) {
   TS_RETURN_IF_ERROR(warm_->Compact(&report->warm_bytes_reclaimed));
   report->cold_segments_before = cold_->Stats().segments;
   TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
-    return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed);
+    return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed, ListSegmentsBeforeUnlink(opts));
   }));
   report->cold_segments_after = cold_->Stats().segments;
   return Status::OK();
@@ -1255,22 +1368,21 @@ struct Scored {
   Loc loc;
 };
 
-// Rows to score: either `count` rows of a contiguous matrix (cold), or
-// `count` separate rows (hot and warm) listed in `rows`.
+// Rows to score, `count` of them, in one of three shapes:
+// - cold: a contiguous matrix (stride = dims) with norms, confidence and a
+//   deletion bitmap per row;
+// - hot: one arena chunk (stride = dims) with an info entry per row;
+// - warm: slots [first_slot, first_slot + count), read through the tier.
 struct ScanRange {
-  const float* matrix = nullptr;  // row-major, stride = dims
-  const float* norms = nullptr;
-  const float* confidence = nullptr;
-  const uint64_t* deleted = nullptr;  // bitmap, one bit per row
+  enum class Kind { kCold, kHot, kWarm } kind = Kind::kCold;
+  const float* matrix = nullptr;
+  const float* norms = nullptr;                        // cold
+  const float* confidence = nullptr;                   // cold
+  const uint64_t* deleted = nullptr;                   // cold: bitmap, one bit per row
+  const EmbeddingArena::RowInfo* info = nullptr;       // hot
   size_t count = 0;
-  uint32_t segment = 0;
-  struct Row {
-    const float* embedding;
-    float norm;
-    float confidence;
-    Loc loc;
-  };
-  std::vector<Row> rows;  // when matrix == nullptr
+  uint32_t segment = 0;                                // cold
+  uint32_t first_slot = 0;                             // warm
 };
 
 }  // namespace
@@ -1283,7 +1395,18 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   if (!(qnorm_d > 0) || !std::isfinite(qnorm_d)) {
     return Status::InvalidArgument("the query vector must have finite values and a non-zero norm");
   }
-  const float qnorm = static_cast<float>(qnorm_d);
+  // The query scaled to unit length (in double, then rounded once).
+  std::vector<float> unit(dims_);
+  for (uint32_t j = 0; j < dims_; ++j) unit[j] = static_cast<float>(query[j] / qnorm_d);
+  constexpr float kFloatSafeMin = 1e-30f, kFloatSafeMax = 1e30f;
+  auto ExactCosine = [&](const float* row) -> float {
+    double dot = 0, nn = 0;
+    for (uint32_t j = 0; j < dims_; ++j) {
+      dot += static_cast<double>(query[j]) * row[j];
+      nn += static_cast<double>(row[j]) * row[j];
+    }
+    return nn > 0 ? static_cast<float>(dot / (qnorm_d * std::sqrt(nn))) : 0.0f;
+  };
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
   auto in_scope = [&](Tier t) {
@@ -1293,34 +1416,35 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   // nothing can move or unmap underneath the pointers collected here.
   std::vector<ScanRange> ranges;
   if (in_scope(Tier::kHot) && !hot_.empty()) {
-    ScanRange r;
-    r.rows.reserve(hot_.size());
-    for (auto& [key, rec] : hot_) r.rows.push_back({rec->embedding(), rec->norm, rec->confidence, Loc::Hot(key)});
-    r.count = r.rows.size();
-    ranges.push_back(std::move(r));
+    for (size_t c = 0; c < hot_embeddings_->chunk_count(); ++c) {
+      EmbeddingArena::ChunkView chunk = hot_embeddings_->Chunk(c);
+      if (chunk.used == 0) continue;
+      ScanRange r;
+      r.kind = ScanRange::Kind::kHot;
+      r.matrix = chunk.rows;
+      r.info = chunk.info;
+      r.count = chunk.used;
+      ranges.push_back(r);
+    }
   }
   if (in_scope(Tier::kWarm) && warm_count_ > 0) {
     ScanRange r;
-    r.rows.reserve(warm_count_);
-    const uint32_t limit = warm_->SlotLimit();
-    for (uint32_t slot = 0; slot < limit; ++slot) {
-      if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
-      WarmScalars sc = warm_->Scalars(slot);
-      r.rows.push_back({warm_->Embedding(slot), sc.norm, sc.confidence, Loc::Warm(slot)});
-    }
-    r.count = r.rows.size();
-    ranges.push_back(std::move(r));
+    r.kind = ScanRange::Kind::kWarm;
+    r.first_slot = 0;
+    r.count = warm_->SlotLimit();
+    ranges.push_back(r);
   }
   if (in_scope(Tier::kCold) && cold_count_ > 0) {
     TS_RETURN_IF_ERROR(cold_->ScanSegments([&](const ColdSegmentView& seg) {
       ScanRange r;
+      r.kind = ScanRange::Kind::kCold;
       r.matrix = seg.embeddings;
       r.norms = seg.norms;
       r.confidence = seg.confidence;
       r.deleted = seg.deleted;
       r.count = seg.rows;
       r.segment = seg.segment;
-      ranges.push_back(std::move(r));
+      ranges.push_back(r);
       return Status::OK();
     }));
   }
@@ -1343,8 +1467,11 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   auto scan = [&](size_t begin, size_t end, std::vector<Scored>* heap) {
     size_t base = 0;
     std::vector<float> dots;
-    auto offer = [&](float dot, float norm, const Loc& loc) {
-      float score = norm > 0 ? dot / (qnorm * norm) : 0.0f;
+    // Cosine against the unit query: dot / |row|. A row whose norm is
+    // outside float's comfortable range (or zero), or whose dot overflowed,
+    // is scored again in double, so huge and tiny values score exactly too.
+    auto offer = [&](float dot, float norm, const float* row, const Loc& loc) {
+      float score = (norm >= kFloatSafeMin && norm <= kFloatSafeMax && std::isfinite(dot)) ? dot / norm : ExactCosine(row);
       Scored s{score, loc};
       if (heap->size() < k) {
         heap->push_back(s);
@@ -1359,21 +1486,39 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
       if (lo < hi) {
         size_t from = lo - base, to = hi - base;
-        if (r.matrix != nullptr) {
-          dots.resize(to - from);
-          DotRows(query, r.matrix + from * dims_, to - from, dims_, dots.data());
-          for (size_t i = from; i < to; ++i) {
-            if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
-            if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
-            if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
-            offer(dots[i - from], r.norms[i], Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
-          }
-        } else {
-          for (size_t i = from; i < to; ++i) {
-            const ScanRange::Row& row = r.rows[i];
-            if (options.has_min_confidence && !(row.confidence >= options.min_confidence)) continue;
-            offer(Dot(query, row.embedding, dims_), row.norm, row.loc);
-          }
+        switch (r.kind) {
+          case ScanRange::Kind::kCold:
+            dots.resize(to - from);
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
+            for (size_t i = from; i < to; ++i) {
+              if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
+              if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
+              if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
+              offer(dots[i - from], r.norms[i], r.matrix + i * dims_, Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
+            }
+            break;
+          case ScanRange::Kind::kHot:
+            dots.resize(to - from);
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
+            for (size_t i = from; i < to; ++i) {
+              const EmbeddingArena::RowInfo& info = r.info[i];
+              if (info.key == 0) continue;  // a free row
+              if (options.has_min_confidence && !(info.confidence >= options.min_confidence)) continue;
+              offer(dots[i - from], info.norm, r.matrix + i * dims_, Loc::Hot(info.key));
+            }
+            break;
+          case ScanRange::Kind::kWarm:
+            // One pass: each live block's header, then its embedding right
+            // after it (no list of rows gathered first).
+            for (size_t i = from; i < to; ++i) {
+              const uint32_t slot = r.first_slot + static_cast<uint32_t>(i);
+              if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
+              WarmScalars sc = warm_->Scalars(slot);
+              if (options.has_min_confidence && !(sc.confidence >= options.min_confidence)) continue;
+              const float* row = warm_->Embedding(slot);
+              offer(Dot(unit.data(), row, dims_), sc.norm, row, Loc::Warm(slot));
+            }
+            break;
         }
       }
       base += r.count;

@@ -4,15 +4,29 @@
 // engine targets x86-64 / arm64 Linux):
 //
 // warm.blocks
-//   [0, 4096)   header page: "TSWARMBK" magic, u32 version, u32 dimensions,
-//               u32 block_size, u32 blocks_per_chunk, u32 embedding_offset,
-//               u32 crc32c of bytes [0, 28) at offset 28; zeros after.
+//   [0, 4096)   header page:
+//               0  "TSWARMBK" magic
+//               8  u32 version (2)
+//               12 u32 dimensions
+//               16 u32 block_size
+//               20 u32 blocks_per_chunk
+//               24 u32 embedding_offset
+//               28 u32 crc32c of bytes [0, 28)  (the fixed header)
+//               32 u32 high-water mark: slots ever used
+//               36 u32 crc32c of bytes [32, 36)
+//               zeros after.
+//               The mark changes in place, so it lies outside the fixed
+//               header's checksum and carries its own; mark and check form
+//               one aligned u64 written by a single 8-byte store through a
+//               mapping of the header page, so a crash leaves the old or the
+//               new pair, never a mix. Version 1 files (no mark) are rejected.
 //   then chunks of blocks_per_chunk blocks each (chunk bytes are a multiple
 //   of 4096 and of the page size at creation). Each chunk is mapped by its own
 //   region. The file size must be exactly 4096 + k * chunk_bytes.
 //
 // Block (block_size = round_up(128 + 4 * dimensions, 64) bytes):
-//   0   u32 state           free (0 or kStateFreed) / writing / liveA / liveB
+//   0   u32 state           never written (0) / freed / writing / liveA / liveB
+//                            (0 only at or above the high-water mark)
 //   4   u32 header_crc      crc32c of [8,24) + [40,72) + [104,128)
 //   8   u64 seq
 //   16  f64 created_at
@@ -79,7 +93,8 @@ void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes) {
 namespace {
 
 constexpr uint64_t kHeaderPage = 4096;
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kBlocksFormatVersion = 2;  // 2: the high-water mark
+constexpr uint32_t kVarFormatVersion = 1;
 constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
 constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
 constexpr uint64_t kDefaultChunkBytes = uint64_t{64} << 20;
@@ -109,6 +124,11 @@ constexpr size_t kOffLoc0 = 72;
 constexpr size_t kLocBytes = 16;  // u64 offset, u32 gen, u32 crc
 constexpr size_t kOffReserved = 104;
 
+// Header page fields (see the format above).
+constexpr size_t kOffHeaderFixedCrc = 28;
+constexpr size_t kOffMark = 32;  // u32 mark, u32 crc32c(mark): one aligned u64
+constexpr size_t kHeaderReadBytes = 40;
+
 bool IsLiveState(uint32_t s) { return s == kStateLiveA || s == kStateLiveB; }
 
 template <typename T>
@@ -129,6 +149,21 @@ uint32_t LoadState(const uint8_t* block) {
 
 void PublishState(uint8_t* block, uint32_t state) {
   __atomic_store_n(reinterpret_cast<uint32_t*>(block + kOffState), state, __ATOMIC_RELEASE);
+}
+
+// The mark word: the mark in the low half (bytes [32,36) on the
+// little-endian hosts the format targets), its crc32c in the high half.
+uint64_t PackMark(uint32_t mark) {
+  uint8_t b[4];
+  std::memcpy(b, &mark, 4);
+  return uint64_t{mark} | (uint64_t{Crc32c(b, 4)} << 32);
+}
+
+// Decodes the mark at p (8 bytes); false when its check does not match.
+bool UnpackMark(const uint8_t* p, uint32_t* mark) {
+  if (Load<uint32_t>(p + 4) != Crc32c(p, 4)) return false;
+  *mark = Load<uint32_t>(p);
+  return true;
 }
 
 uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
@@ -187,12 +222,13 @@ std::string BlocksHeaderPage(uint32_t dims, uint32_t block_size, uint32_t bpc) {
   std::string page(kHeaderPage, '\0');
   auto* p = reinterpret_cast<uint8_t*>(page.data());
   std::memcpy(p, kBlocksMagic, 8);
-  Store<uint32_t>(p + 8, kFormatVersion);
+  Store<uint32_t>(p + 8, kBlocksFormatVersion);
   Store<uint32_t>(p + 12, dims);
   Store<uint32_t>(p + 16, block_size);
   Store<uint32_t>(p + 20, bpc);
   Store<uint32_t>(p + 24, static_cast<uint32_t>(kBlockHeaderBytes));
-  Store<uint32_t>(p + 28, Crc32c(p, 28));
+  Store<uint32_t>(p + kOffHeaderFixedCrc, Crc32c(p, kOffHeaderFixedCrc));
+  Store<uint64_t>(p + kOffMark, PackMark(0));
   return page;
 }
 
@@ -200,7 +236,7 @@ std::string VarHeaderPage(uint32_t gen) {
   std::string page(kHeaderPage, '\0');
   auto* p = reinterpret_cast<uint8_t*>(page.data());
   std::memcpy(p, kVarMagic, 8);
-  Store<uint32_t>(p + 8, kFormatVersion);
+  Store<uint32_t>(p + 8, kVarFormatVersion);
   Store<uint32_t>(p + 12, gen);
   Store<uint32_t>(p + 16, 0);
   Store<uint32_t>(p + 20, Crc32c(p, 20));
@@ -278,6 +314,7 @@ class WarmTierImpl final : public WarmTier {
         block_size_(BlockSizeFor(dims)) {}
 
   Status OpenFiles();
+  Status FinishOpen() override;
 
   Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn) override {
     uint32_t limit = SlotLimit();
@@ -341,6 +378,7 @@ class WarmTierImpl final : public WarmTier {
 
   Status Free(uint32_t slot) override {
     if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    if (!finished_) return NotFinished("Free");
     if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
     uint8_t* b = BlockPtr(slot);
     uint64_t n = uint64_t{Load<uint32_t>(b + kOffIdLen)} + Load<uint32_t>(b + kOffContentLen) +
@@ -354,7 +392,7 @@ class WarmTierImpl final : public WarmTier {
   }
 
   void UpdateAccess(uint32_t slot, double last_access_at, double access_count) override {
-    if (read_only_ || !IsLive(slot)) return;
+    if (read_only_ || !finished_ || !IsLive(slot)) return;  // Open changes no file
     uint8_t* b = BlockPtr(slot);
     Store<double>(b + kOffLastAccess, last_access_at);
     Store<double>(b + kOffAccessCount, access_count);
@@ -369,6 +407,11 @@ class WarmTierImpl final : public WarmTier {
       TS_RETURN_IF_ERROR(r.map.Sync(blocks_path_));
       r.dirty = false;
       blocks_dirty = true;
+    }
+    // After the blocks: on disk the mark never covers a block that is not.
+    if (header_.dirty) {
+      TS_RETURN_IF_ERROR(header_.map.Sync(blocks_path_));
+      header_.dirty = false;
     }
     for (auto& [gen, vf] : var_files_) {
       bool dirty = false;
@@ -394,6 +437,7 @@ class WarmTierImpl final : public WarmTier {
     s.block_file_bytes = blocks_size_;
     for (const auto& [gen, vf] : var_files_) s.var_file_bytes += vf.size;
     s.var_live_bytes = var_live_bytes_;
+    s.high_water_mark = mark_;
     return s;
   }
 
@@ -403,6 +447,18 @@ class WarmTierImpl final : public WarmTier {
     return r.base + uint64_t{slot % bpc_} * block_size_;
   }
   void MarkBlockDirty(uint32_t slot) { chunks_[slot / bpc_].dirty = true; }
+
+  // One aligned 8-byte store of mark and check into the header mapping.
+  void RaiseMark(uint32_t mark) {
+    __atomic_store_n(reinterpret_cast<uint64_t*>(header_.base + kOffMark), PackMark(mark), __ATOMIC_RELEASE);
+    header_.dirty = true;
+    mark_ = mark;
+  }
+
+  Status NotFinished(const char* what) const {
+    return Status::InvalidArgument(std::string(what) + " on the warm tier in " + dir_ +
+                                   " before FinishOpen(): the open is not complete");
+  }
 
   std::string VarPath(uint32_t gen) const { return JoinPath(dir_, VarFileName(gen)); }
 
@@ -588,7 +644,7 @@ class WarmTierImpl final : public WarmTier {
     TS_RETURN_IF_ERROR(vf->file.ReadAt(0, h, sizeof h));
     if (std::memcmp(h, kVarMagic, 8) != 0) return Status::Corruption(vf->path + ": bad magic (not a warm var file)");
     if (Load<uint32_t>(h + 20) != Crc32c(h, 20)) return Status::Corruption(vf->path + ": header checksum mismatch");
-    if (Load<uint32_t>(h + 8) != kFormatVersion) {
+    if (Load<uint32_t>(h + 8) != kVarFormatVersion) {
       return Status::Corruption(vf->path + ": unsupported format version " + std::to_string(Load<uint32_t>(h + 8)));
     }
     if (Load<uint32_t>(h + 12) != gen) return Status::Corruption(vf->path + ": header names another generation");
@@ -608,6 +664,13 @@ class WarmTierImpl final : public WarmTier {
   uint32_t block_size_;
   uint32_t bpc_ = 1;
   File blocks_;
+  Region header_;        // the header page, mapped for writable tiers only
+  uint32_t mark_ = 0;    // high-water mark: every slot below it was written
+  bool finished_ = false;  // FinishOpen done (always false for read-only)
+  // Deferred by Open, done by FinishOpen:
+  std::vector<uint32_t> pending_freed_;      // slots left "writing" by a crash
+  std::vector<std::string> pending_remove_;  // unreferenced var files, stale tmp files
+  uint32_t new_gen_ = 0;                     // var generation to create when cur_gen_ == 0
   uint64_t blocks_size_ = 0;
   std::vector<Region> chunks_;
   std::vector<uint64_t> free_bits_;
@@ -619,15 +682,9 @@ class WarmTierImpl final : public WarmTier {
 };
 
 Status WarmTierImpl::OpenFiles() {
+  // Nothing here may create, write or remove a file: see FinishOpen.
   if (!PathExists(blocks_path_)) {
-    if (read_only_) return Status::OK();  // nothing was ever written to warm: an empty tier
-    TS_RETURN_IF_ERROR(CreateDirectories(dir_));
-    uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
-    uint64_t unit = page / Gcd(block_size_, page);  // blocks per page-multiple
-    uint64_t target = warm_testing::g_block_chunk_bytes.load();
-    if (target == 0) target = kDefaultChunkBytes;
-    uint64_t bpc = std::max<uint64_t>(unit, target / block_size_ / unit * unit);
-    TS_RETURN_IF_ERROR(AtomicWriteFile(blocks_path_, BlocksHeaderPage(dims_, block_size_, static_cast<uint32_t>(bpc))));
+    return Status::Corruption(blocks_path_ + " is missing (every store has one from its creation)");
   }
   TS_RETURN_IF_ERROR(File::Open(blocks_path_, read_only_ ? O_RDONLY : O_RDWR, &blocks_));
   uint64_t size = 0;
@@ -636,18 +693,22 @@ Status WarmTierImpl::OpenFiles() {
     return Status::Corruption(blocks_path_ + ": file is " + std::to_string(size) +
                               " bytes, shorter than its 4096-byte header page (truncated)");
   }
-  uint8_t h[32];
+  uint8_t h[kHeaderReadBytes];
   TS_RETURN_IF_ERROR(blocks_.ReadAt(0, h, sizeof h));
   if (std::memcmp(h, kBlocksMagic, 8) != 0) return Status::Corruption(blocks_path_ + ": bad magic (not a warm block file)");
-  if (Load<uint32_t>(h + 28) != Crc32c(h, 28)) return Status::Corruption(blocks_path_ + ": header checksum mismatch");
+  if (Load<uint32_t>(h + kOffHeaderFixedCrc) != Crc32c(h, kOffHeaderFixedCrc)) {
+    return Status::Corruption(blocks_path_ + ": header checksum mismatch");
+  }
   uint32_t version = Load<uint32_t>(h + 8);
-  if (version != kFormatVersion) {
+  if (version != kBlocksFormatVersion) {
     return Status::Corruption(blocks_path_ + ": unsupported format version " + std::to_string(version));
   }
   uint32_t file_dims = Load<uint32_t>(h + 12);
   if (file_dims != dims_) {
-    return Status::DimensionMismatch("the warm tier in " + blocks_path_ + " has " + std::to_string(file_dims) +
-                                     " dimensions, but " + std::to_string(dims_) + " were requested");
+    // The store's dimensions come from its manifest: a block file that
+    // disagrees was copied in from elsewhere, not asked for by the user.
+    return Status::Corruption(blocks_path_ + " has " + std::to_string(file_dims) + " dimensions, the store has " +
+                              std::to_string(dims_) + ": the file belongs to another store");
   }
   uint32_t bs = Load<uint32_t>(h + 16);
   uint32_t bpc = Load<uint32_t>(h + 20);
@@ -655,6 +716,10 @@ Status WarmTierImpl::OpenFiles() {
   uint64_t chunk_bytes = uint64_t{bpc} * bs;
   if (bs != block_size_ || emb_off != kBlockHeaderBytes || bpc == 0 || chunk_bytes % kHeaderPage != 0) {
     return Status::Corruption(blocks_path_ + ": inconsistent block geometry in the header");
+  }
+  uint32_t mark = 0;
+  if (!UnpackMark(h + kOffMark, &mark)) {
+    return Status::Corruption(blocks_path_ + ": high-water mark checksum mismatch in the header");
   }
   bpc_ = bpc;
   if ((size - kHeaderPage) % chunk_bytes != 0) {
@@ -666,6 +731,13 @@ Status WarmTierImpl::OpenFiles() {
   if (n_chunks * bpc > std::numeric_limits<uint32_t>::max()) {
     return Status::Corruption(blocks_path_ + ": more slots than the format allows");
   }
+  if (mark > n_chunks * bpc) {
+    return Status::Corruption(blocks_path_ + ": the header says " + std::to_string(mark) +
+                              " slots were used, but the file holds only " + std::to_string(n_chunks * bpc) +
+                              " (truncated)");
+  }
+  mark_ = mark;
+  if (!read_only_) TS_RETURN_IF_ERROR(MapRange(blocks_, 0, kHeaderPage, true, &header_));
   blocks_size_ = kHeaderPage;
   for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
 
@@ -675,11 +747,14 @@ Status WarmTierImpl::OpenFiles() {
   for (uint32_t slot = 0; slot < limit; ++slot) {
     uint8_t* b = BlockPtr(slot);
     uint32_t state = LoadState(b);
+    if (state == kStateFree && slot < mark_) {
+      // Below the mark every block was written once; a zero state means the
+      // block (and the record it held, if live) was destroyed.
+      return Status::Corruption(SlotCorruption(slot, "block is zeroed (never-written state) below the high-water mark " +
+                                                         std::to_string(mark_) + "; its record is lost"));
+    }
     if (state == kStateFree || state == kStateFreed || state == kStateWriting) {
-      if (state == kStateWriting && !read_only_) {
-        PublishState(b, kStateFreed);  // an insert that never published
-        MarkBlockDirty(slot);
-      }
+      if (state == kStateWriting && !read_only_) pending_freed_.push_back(slot);  // an insert that never published
       SetFree(slot, true);
       continue;
     }
@@ -688,6 +763,7 @@ Status WarmTierImpl::OpenFiles() {
       std::snprintf(buf, sizeof buf, "0x%08x", state);
       return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
     }
+    // A live block at/above the mark: killed between publishing and raising.
     Parsed p;
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
     uint64_t end = p.var_offset + p.var_len();
@@ -720,49 +796,66 @@ Status WarmTierImpl::OpenFiles() {
     vf.tail = std::max<uint64_t>(end, kHeaderPage);
     var_files_.emplace(gen, std::move(vf));
   }
-  if (!gen_end.empty()) {
-    cur_gen_ = gen_end.rbegin()->first;
-  } else if (!read_only_) {
-    // Nothing live: reuse the newest var file when it is intact, else start
-    // a new generation.
-    if (!existing.empty()) {
-      uint32_t gen = *existing.rbegin();
-      VarFile vf;
-      if (OpenVarFile(gen, &vf).ok()) {
-        var_files_.emplace(gen, std::move(vf));
-        cur_gen_ = gen;
-      }
-    }
-  }
-  if (cur_gen_ == 0 && !read_only_) {
-    uint32_t gen = existing.empty() ? 1 : *existing.rbegin() + 1;
-    if (gen == 0) gen = 1;  // wrapped; every existing file is unreferenced and removed below
-    existing.erase(gen);
+  if (!gen_end.empty()) cur_gen_ = gen_end.rbegin()->first;
+  if (read_only_) return Status::OK();  // nothing to defer: a reader never writes
+
+  if (cur_gen_ == 0 && !existing.empty()) {
+    // Nothing live: reuse the newest var file when it is intact, else
+    // FinishOpen starts a new generation.
+    uint32_t gen = *existing.rbegin();
     VarFile vf;
-    TS_RETURN_IF_ERROR(CreateVarFile(gen, &vf));
-    var_files_.emplace(gen, std::move(vf));
-    cur_gen_ = gen;
-  }
-  if (!read_only_) {
-    bool removed = false;
-    for (uint32_t gen : existing) {
-      if (var_files_.count(gen)) continue;
-      TS_RETURN_IF_ERROR(RemoveFile(VarPath(gen)));
-      removed = true;
+    if (OpenVarFile(gen, &vf).ok()) {
+      var_files_.emplace(gen, std::move(vf));
+      cur_gen_ = gen;
     }
-    for (const auto& name : names) {
-      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("warm", 0) == 0) {
-        TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
-        removed = true;
-      }
-    }
-    if (removed) TS_RETURN_IF_ERROR(SyncDirectory(dir_));
   }
+  if (cur_gen_ == 0) {
+    new_gen_ = existing.empty() ? 1 : *existing.rbegin() + 1;
+    if (new_gen_ == 0) new_gen_ = 1;  // wrapped; every existing file is unreferenced and removed first
+  }
+  for (uint32_t gen : existing) {
+    if (!var_files_.count(gen)) pending_remove_.push_back(VarPath(gen));
+  }
+  for (const auto& name : names) {
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("warm", 0) == 0) {
+      pending_remove_.push_back(JoinPath(dir_, name));
+    }
+  }
+  return Status::OK();
+}
+
+Status WarmTierImpl::FinishOpen() {
+  if (read_only_ || finished_) return Status::OK();
+  for (uint32_t slot : pending_freed_) {
+    uint8_t* b = BlockPtr(slot);
+    if (LoadState(b) != kStateWriting) continue;  // done by an earlier, failed attempt
+    PublishState(b, kStateFreed);
+    MarkBlockDirty(slot);
+  }
+  pending_freed_.clear();
+  // Blocks written just above the mark (a crash between publishing and
+  // raising) were written once: cover them so damage to them is detected.
+  uint32_t mark = mark_;
+  while (mark < SlotLimit() && LoadState(BlockPtr(mark)) != kStateFree) ++mark;
+  if (mark != mark_) RaiseMark(mark);
+  // Remove before creating: when generations wrapped, the new file reuses
+  // the name of an unreferenced one.
+  for (const std::string& path : pending_remove_) TS_RETURN_IF_ERROR(RemoveFile(path));  // ENOENT is fine: retry-safe
+  if (!pending_remove_.empty()) TS_RETURN_IF_ERROR(SyncDirectory(dir_));
+  pending_remove_.clear();
+  if (cur_gen_ == 0) {
+    VarFile vf;
+    TS_RETURN_IF_ERROR(CreateVarFile(new_gen_, &vf));  // durable, directory synced
+    var_files_.emplace(new_gen_, std::move(vf));
+    cur_gen_ = new_gen_;
+  }
+  finished_ = true;
   return Status::OK();
 }
 
 Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+  if (!finished_) return NotFinished("Insert");
   if (rec.id.empty() || rec.id.size() > kMaxIdBytes) {
     return Status::InvalidArgument("id must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
                                    std::to_string(rec.id.size()));
@@ -816,6 +909,10 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   std::memcpy(b + 4, h + 4, kBlockHeaderBytes - 4);
   std::memcpy(b + kBlockHeaderBytes, rec.embedding, uint64_t{4} * dims_);
   PublishState(b, kStateLiveA);
+  // Only now (block complete and published) may the mark cover the slot.
+  // Lowest-free allocation means every slot below `slot` is live, so the
+  // slots below the raised mark were all written.
+  if (slot >= mark_) RaiseMark(slot + 1);
 
   VarFile& vf = var_files_.at(cur_gen_);
   vf.tail = var_off + n;
@@ -830,6 +927,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
 
 Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+  if (!finished_) return NotFinished("Compact");
   *bytes_reclaimed = 0;
   uint32_t new_gen = var_files_.empty() ? 1 : var_files_.rbegin()->first + 1;
   if (new_gen == 0) return Status::IoError(dir_ + ": warm var file generations exhausted");
@@ -935,6 +1033,25 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
 }
 
 }  // namespace
+
+Status WarmTier::Create(const std::string& dir, uint32_t dimensions) {
+  if (dimensions == 0 || dimensions > kMaxDimensions) {
+    return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions) + ", got " +
+                                   std::to_string(dimensions));
+  }
+  std::string path = JoinPath(dir, kBlockFileName);
+  if (PathExists(path)) {
+    return Status::InvalidArgument(path + " already exists; WarmTier::Create is for a new store only");
+  }
+  TS_RETURN_IF_ERROR(CreateDirectories(dir));
+  uint32_t block_size = BlockSizeFor(dimensions);
+  uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
+  uint64_t unit = page / Gcd(block_size, page);  // blocks per page-multiple
+  uint64_t target = warm_testing::g_block_chunk_bytes.load();
+  if (target == 0) target = kDefaultChunkBytes;
+  uint64_t bpc = std::max<uint64_t>(unit, target / block_size / unit * unit);
+  return AtomicWriteFile(path, BlocksHeaderPage(dimensions, block_size, static_cast<uint32_t>(bpc)));
+}
 
 Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<WarmTier>* out) {
   if (dimensions == 0 || dimensions > kMaxDimensions) {

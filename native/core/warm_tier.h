@@ -7,11 +7,23 @@
 //                    number, the (var file generation, offset) of the record's
 //                    id/content/metadata bytes, their lengths, checksums, and
 //                    the embedding (float32, 64-byte aligned within the block).
+//                    The header page also holds the high-water mark: the
+//                    number of slots ever used. Every slot below it has been
+//                    written at least once, so its state is never the zero
+//                    "never written" value; a zero state there means the block
+//                    was destroyed (e.g. a zeroed page) and is CORRUPTION.
 //   warm-var-<gen>.dat  the variable-length section (a header page, then
 //                    record extents back to back). compact() writes generation
 //                    gen+1, repoints the blocks, then deletes generation gen.
 //
 // Guarantees:
+// - Open has no side effects: it reads and maps the files and reports every
+//   inconsistency, but never creates, writes, renames or removes anything,
+//   so an open that fails (here or later in the Store) leaves the directory
+//   exactly as it was. Mutations that recovery needs (retiring blocks left
+//   "writing" by a crash, creating the current var file, removing
+//   unreferenced var generations and stale tmp files) are deferred to
+//   FinishOpen(). A new store's warm.blocks is written by Create().
 // - Growth: files grow in fixed chunks, each mapped by its own MappedRegion;
 //   a mapping is never moved or unmapped while the tier is open, so every
 //   pointer handed out stays valid until Close()/destruction — except that
@@ -19,20 +31,28 @@
 //   the slot, or after Compact() (callers hold the store's exclusive lock
 //   across both, so no reader holds such pointers then).
 // - Crash safety: Insert writes the var bytes and the whole block with state
-//   "writing", then publishes it by one aligned 4-byte store of state "live";
-//   Free is one aligned store of state "free". A SIGKILL at any point leaves
-//   every block either free/writing (ignored on open) or live and complete.
+//   "writing", then publishes it by one aligned 4-byte store of state "live",
+//   then (for a slot at/above the high-water mark) raises the mark by one
+//   aligned 8-byte store into the header page. Free is one aligned store of
+//   state "free". A SIGKILL at any point leaves every block either
+//   free/writing (ignored on open) or live and complete; a live block just
+//   above the mark (killed between publish and raise) is accepted. Every
+//   acknowledged insert is below the mark. Against power loss the ordering
+//   holds only after Sync() (chunks are msync'd before the header page).
 // - Checksums: header_crc covers the block's fixed fields (not the access
 //   statistics, which change in place); data_crc covers id, content,
 //   metadata, scalars and seq; embedding_crc covers the embedding. Open
 //   verifies header_crc of live blocks; Read verifies data_crc always and
 //   embedding_crc when asked. Any mismatch, any offset outside its file, any
-//   file of the wrong size is CORRUPTION naming the file.
-// - Deleted slots are reused (lowest free slot first).
+//   file of the wrong size, a zeroed block below the high-water mark, a mark
+//   beyond the file's slots, a block file of other dimensions (another
+//   store's file) is CORRUPTION naming the file.
+// - Deleted slots are reused (lowest free slot first), so the slots ever
+//   used are always a prefix [0, mark).
 //
-// Synchronization: none inside. The Store serializes mutations (Insert, Free,
-// Compact, UpdateAccess) against each other and against readers with its own
-// lock; concurrent Read calls are safe with each other.
+// Synchronization: none inside. The Store serializes mutations (FinishOpen,
+// Insert, Free, Compact, UpdateAccess) against each other and against readers
+// with its own lock; concurrent Read calls are safe with each other.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +71,7 @@ struct WarmStats {
   uint64_t block_file_bytes = 0;
   uint64_t var_file_bytes = 0;
   uint64_t var_live_bytes = 0;    // bytes of var section referenced by live blocks
+  uint64_t high_water_mark = 0;   // slots ever used (persisted in the header page)
 };
 
 // The scalars of one warm slot, read without checks (see WarmTier::Scalars).
@@ -71,10 +92,30 @@ class WarmTier {
 
   virtual ~WarmTier() = default;
 
-  // Opens (creating when absent and !read_only) the warm files in dir.
-  // read_only maps the files read-only; UpdateAccess then keeps nothing.
+  // Writes a fresh, empty warm.blocks into dir (creating dir when absent)
+  // for a NEW store, atomically (write tmp, fsync, rename, fsync dir).
+  // INVALID_ARGUMENT when warm.blocks already exists (never overwrites a
+  // store's blocks) or for dimensions outside 1..kMaxDimensions.
+  static Status Create(const std::string& dir, uint32_t dimensions);
+
+  // Opens the warm files in dir without changing any file (see Guarantees).
+  // A missing warm.blocks is CORRUPTION (Create makes it for new stores);
+  // one with other dimensions is CORRUPTION too (it belongs to another
+  // store). read_only maps the files read-only; UpdateAccess then keeps
+  // nothing. A writable tier accepts no mutation until FinishOpen().
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only,
                      std::unique_ptr<WarmTier>* out);
+
+  // Performs the mutations Open deferred: publishes "free" for blocks left
+  // "writing" by a crash, raises the high-water mark over slots written
+  // just above it, creates the current var file when none is usable,
+  // removes unreferenced var generations and stale warm*.tmp files, and
+  // fsyncs the directory when it removed something. Call it once the whole
+  // store has opened and recovery's reads succeeded, before any Insert, Free,
+  // Compact or UpdateAccess (before it, those return INVALID_ARGUMENT or, for
+  // UpdateAccess, keep nothing). Idempotent; safe to retry after a failure;
+  // a no-op for read-only tiers (which never need it).
+  virtual Status FinishOpen() = 0;
 
   // Calls fn for every live block in slot order (used once, at open, to build
   // the store's index). Verifies each live block's header_crc.

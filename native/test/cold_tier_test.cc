@@ -2,6 +2,7 @@
 #include "../core/cold_tier.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../core/crc32c.h"
 #include "../core/file_util.h"
 #include "testing.h"
 
@@ -691,6 +693,8 @@ TEST(ReadOnlyMode) {
   std::unique_ptr<ColdTier> t;
   ASSERT_OK(ColdTier::Open(dir, dims, true, &t));
   CHECK(PathExists(tmp));  // read-only never deletes
+  CHECK_OK(t->FinishOpen());
+  CHECK(PathExists(tmp));
   CHECK(t->Append(Views(recs).data(), recs.size(), false, nullptr).code() == StatusCode::kReadOnly);
   CHECK(t->Delete(locs[0]).code() == StatusCode::kReadOnly);
   CHECK(t->MergeIfNeeded(1, false, nullptr).code() == StatusCode::kReadOnly);
@@ -727,13 +731,19 @@ TEST(LeftoverTmpIsRemoved) {
   { std::FILE* f = std::fopen(other.c_str(), "w"); std::fclose(f); }
   std::unique_ptr<ColdTier> t;
   ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
-  CHECK(!PathExists(tmp));
+  CHECK(PathExists(tmp));  // opening changes nothing ...
+  ASSERT_OK(t->FinishOpen());
+  CHECK(!PathExists(tmp));  // ... FinishOpen does
   CHECK(PathExists(other));
   CHECK_EQ(t->Stats().live_records, 1u);
+  CHECK_OK(t->FinishOpen());  // twice is harmless
   // A missing directory is an empty tier; Append creates it.
   std::string missing = JoinPath(dir, "sub/cold");
   std::unique_ptr<ColdTier> t2;
   ASSERT_OK(ColdTier::Open(missing, dims, false, &t2));
+  CHECK(!PathExists(missing));
+  ASSERT_OK(t2->FinishOpen());
+  CHECK(!PathExists(missing));
   CHECK_EQ(t2->Stats().segments, 0u);
   ASSERT_OK(AppendRecs(t2.get(), {MakeRec(1, dims)}, nullptr));
   CHECK_EQ(SegmentFiles(missing).size(), 1u);
@@ -1153,4 +1163,634 @@ TEST(ReadersAreReentrantFromScanCallbacks) {
   CHECK_EQ(calls, 10u);
   CHECK(!t->IsLive(locs[9]));
   CHECK_OK(t->Delete(locs[8]));  // outside any scan: fine again
+}
+
+// ---------------------------------------------------------------------------
+// Deletion bitmap copies, side-effect-free open, before_unlink.
+namespace {
+constexpr int kColDeleted = 17;
+
+uint64_t RowsOf(const std::string& seg) { return ReadU64(seg, 16); }
+uint64_t WordsOf(const std::string& seg) { return (RowsOf(seg) + 63) / 64; }
+// Bitmap copy `copy` of a segment file: {u64 generation, u32 crc, zeros to
+// 64, words}; copies are 64-byte aligned and adjacent.
+uint64_t BitmapCopyOffset(const std::string& seg, int copy) {
+  uint64_t size = (64 + WordsOf(seg) * 8 + 63) / 64 * 64;
+  return ColumnOffset(seg, kColDeleted) + static_cast<uint64_t>(copy) * size;
+}
+uint64_t GenerationOf(const std::string& seg, int copy) { return ReadU64(seg, BitmapCopyOffset(seg, copy)); }
+int ActiveCopy(const std::string& seg) { return GenerationOf(seg, 1) > GenerationOf(seg, 0) ? 1 : 0; }
+
+std::string ReadBytes(const std::string& path, uint64_t offset, size_t n) {
+  std::string out(n, '\0');
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (::pread(fd, out.data(), n, static_cast<off_t>(offset)) != static_cast<ssize_t>(n)) tstest::Fail(__FILE__, __LINE__, "pread");
+  ::close(fd);
+  return out;
+}
+void WriteBytes(const std::string& path, uint64_t offset, const void* p, size_t n) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  if (::pwrite(fd, p, n, static_cast<off_t>(offset)) != static_cast<ssize_t>(n)) tstest::Fail(__FILE__, __LINE__, "pwrite");
+  ::close(fd);
+}
+void WriteU64(const std::string& path, uint64_t offset, uint64_t v) { WriteBytes(path, offset, &v, 8); }
+void WriteU32(const std::string& path, uint64_t offset, uint32_t v) { WriteBytes(path, offset, &v, 4); }
+
+std::string CopyWords(const std::string& seg, int copy) {
+  return ReadBytes(seg, BitmapCopyOffset(seg, copy) + 64, WordsOf(seg) * 8);
+}
+uint32_t BitmapCrcOf(uint64_t generation, const std::string& words) {
+  return Crc32cExtend(Crc32c(&generation, 8), words.data(), words.size());
+}
+bool CopyValid(const std::string& seg, int copy) {
+  uint64_t off = BitmapCopyOffset(seg, copy);
+  uint32_t crc = 0;
+  std::string c = ReadBytes(seg, off + 8, 4);
+  std::memcpy(&crc, c.data(), 4);
+  return BitmapCrcOf(ReadU64(seg, off), CopyWords(seg, copy)) == crc;
+}
+void SetBit(std::string* words, uint64_t row) { (*words)[row / 8] = static_cast<char>((*words)[row / 8] | (1 << (row % 8))); }
+
+// Writes a whole bitmap copy as Delete would: words, crc, then (commit) the
+// generation; stop_before_generation simulates a process killed just before
+// the commit point, words_only one killed before the crc.
+void WriteCopy(const std::string& seg, int copy, uint64_t generation, const std::string& words, bool stop_before_generation,
+               bool words_only = false) {
+  uint64_t off = BitmapCopyOffset(seg, copy);
+  WriteBytes(seg, off + 64, words.data(), words.size());
+  if (words_only) return;
+  WriteU32(seg, off + 8, BitmapCrcOf(generation, words));
+  if (!stop_before_generation) WriteU64(seg, off, generation);
+}
+
+std::set<uint32_t> LiveRows(ColdTier* t) {
+  std::set<uint32_t> rows;
+  Status s = t->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView&) {
+    rows.insert(loc.row);
+    return Status::OK();
+  });
+  if (!s.ok()) tstest::Fail(__FILE__, __LINE__, s.ToString());
+  return rows;
+}
+std::set<uint32_t> AllBut(uint32_t n, std::set<uint32_t> dead) {
+  std::set<uint32_t> out;
+  for (uint32_t r = 0; r < n; ++r)
+    if (!dead.count(r)) out.insert(r);
+  return out;
+}
+
+bool Mentions(const Status& s, const std::string& text) { return s.message().find(text) != std::string::npos; }
+
+// Every entry of a directory: size, mtime (ns) and bytes.
+struct FileState {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  std::string bytes;
+  bool operator==(const FileState& o) const { return size == o.size && mtime_ns == o.mtime_ns && bytes == o.bytes; }
+};
+std::map<std::string, FileState> Snapshot(const std::string& dir) {
+  std::map<std::string, FileState> out;
+  for (auto& e : fs::directory_iterator(dir)) {
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0) tstest::Fail(__FILE__, __LINE__, "stat");
+    FileState f;
+    f.size = static_cast<uint64_t>(st.st_size);
+    f.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    if (S_ISREG(st.st_mode)) (void)ReadWholeFile(e.path().string(), &f.bytes);
+    out[e.path().filename().string()] = f;
+  }
+  return out;
+}
+
+std::vector<uint32_t> SegmentIdsOnDisk(const std::string& dir) {
+  std::vector<uint32_t> ids;
+  for (auto& f : SegmentFiles(dir)) ids.push_back(static_cast<uint32_t>(std::stoul(fs::path(f).filename().string().substr(5, 8), nullptr, 16)));
+  return ids;
+}
+
+// Appends segments of the given sizes; returns every location, by segment.
+std::vector<std::vector<ColdLoc>> AppendSegments(ColdTier* t, std::vector<int> sizes, uint32_t dims, int* next) {
+  std::vector<std::vector<ColdLoc>> out;
+  for (int n : sizes) {
+    std::vector<Rec> recs;
+    for (int i = 0; i < n; ++i) recs.push_back(MakeRec((*next)++, dims));
+    std::vector<ColdLoc> locs;
+    Status s = AppendRecs(t, recs, &locs);
+    if (!s.ok()) tstest::Fail(__FILE__, __LINE__, s.ToString());
+    out.push_back(locs);
+  }
+  return out;
+}
+}  // namespace
+
+TEST(NewSegmentHasTwoValidBitmapCopies) {
+  std::string dir = tstest::TempDir("bm-new");
+  for (int n : {1, 63, 64, 65, 150, 5000}) {
+    fs::remove_all(dir);
+    std::vector<ColdLoc> locs;
+    std::string seg = MakeOneSegment(dir, 3, &locs, n);
+    CHECK_EQ(GenerationOf(seg, 0), 1u);
+    CHECK_EQ(GenerationOf(seg, 1), 0u);
+    CHECK(CopyValid(seg, 0));
+    CHECK(CopyValid(seg, 1));
+    CHECK(CopyWords(seg, 0) == std::string(WordsOf(seg) * 8, '\0'));
+    CHECK_EQ(BitmapCopyOffset(seg, 0) % 64, 0u);
+    CHECK_EQ(BitmapCopyOffset(seg, 1) % 64, 0u);
+    // The bitmap copies end the file.
+    CHECK_EQ(BitmapCopyOffset(seg, 2), fs::file_size(seg));
+  }
+}
+
+TEST(BitmapDamageInActiveCopyIsCorruption) {
+  for (int variant = 0; variant < 5; ++variant) {
+    std::string dir = tstest::TempDir("bm-active");
+    std::vector<ColdLoc> locs;
+    std::string seg = MakeOneSegment(dir, 4, &locs, 150);
+    {
+      std::unique_ptr<ColdTier> t;
+      ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+      ASSERT_OK(t->Delete(locs[3]));
+      ASSERT_OK(t->Delete(locs[70]));
+    }
+    ASSERT_TRUE(ActiveCopy(seg) == 0);  // generations 1, 2, 3: copy 0 again
+    CHECK_EQ(GenerationOf(seg, 0), 3u);
+    CHECK_EQ(GenerationOf(seg, 1), 2u);
+    const uint64_t off = BitmapCopyOffset(seg, 0);
+    std::string words = CopyWords(seg, 0);
+    switch (variant) {
+      case 0: FlipByte(seg, off + 64 + 8 + 1); break;  // a bit of word 1: would delete/revive rows
+      case 1: FlipByte(seg, off + 8); break;           // the crc
+      case 2: words[0] = 0; WriteBytes(seg, off + 64, words.data(), words.size()); break;  // row 3 revived
+      case 3: WriteU64(seg, off, 9); break;            // a higher generation without a matching crc
+      case 4:  // a valid crc over bits past the last row (rows 150..191)
+        words[2 * 8 + 7] = 0x40;
+        WriteCopy(seg, 0, 3, words, false);
+        break;
+    }
+    std::unique_ptr<ColdTier> t;
+    Status s = ColdTier::Open(dir, 4, false, &t);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(MentionsFile(s, seg));
+    CHECK(Mentions(s, variant == 4 ? "past the last" : "deletion bitmap checksum mismatch"));
+    s = ColdTier::Open(dir, 4, true, &t);  // read-only too
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(MentionsFile(s, seg));
+  }
+}
+
+TEST(BitmapDamageInInactiveCopyIsIgnored) {
+  std::string dir = tstest::TempDir("bm-inactive");
+  std::vector<ColdLoc> locs;
+  std::string seg = MakeOneSegment(dir, 4, &locs, 150);
+  {
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+    ASSERT_OK(t->Delete(locs[10]));
+  }
+  ASSERT_TRUE(ActiveCopy(seg) == 1);
+  // Garbage over the whole inactive copy 0 except its (lower) generation.
+  const uint64_t off = BitmapCopyOffset(seg, 0);
+  std::string junk(WordsOf(seg) * 8, '\xff');
+  WriteBytes(seg, off + 64, junk.data(), junk.size());
+  WriteU32(seg, off + 8, 0xdeadbeef);
+  {
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+    CHECK(LiveRows(t.get()) == AllBut(150, {10}));
+    CHECK_EQ(t->Stats().live_records, 149u);
+    // The next delete rewrites copy 0 whole.
+    ASSERT_OK(t->Delete(locs[11]));
+  }
+  CHECK_EQ(ActiveCopy(seg), 0);
+  CHECK(CopyValid(seg, 0));
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+  CHECK(LiveRows(t.get()) == AllBut(150, {10, 11}));
+  t.reset();
+
+  // The damage fuzzer's case: the last 8 bytes of the file set to ones never
+  // silently deletes rows (here they are padding of copy 1, the active one
+  // holds the words before it; either way: same rows, or CORRUPTION).
+  const uint64_t size = fs::file_size(seg);
+  WriteU64(seg, size - 8, ~uint64_t{0});
+  Status s = ColdTier::Open(dir, 4, false, &t);
+  if (s.ok()) CHECK(LiveRows(t.get()) == AllBut(150, {10, 11}));
+  else CHECK(s.code() == StatusCode::kCorruption && MentionsFile(s, seg));
+}
+
+TEST(TornBitmapUpdateKeepsOldState) {
+  for (int variant = 0; variant < 3; ++variant) {
+    std::string dir = tstest::TempDir("bm-torn");
+    std::vector<ColdLoc> locs;
+    std::string seg = MakeOneSegment(dir, 4, &locs, 150);
+    {
+      std::unique_ptr<ColdTier> t;
+      ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+      ASSERT_OK(t->Delete(locs[5]));
+    }
+    ASSERT_TRUE(ActiveCopy(seg) == 1 && GenerationOf(seg, 1) == 2);
+    // Delete(row 6) as a process killed before its commit point would leave it.
+    std::string words = CopyWords(seg, 1);
+    SetBit(&words, 6);
+    WriteCopy(seg, 0, 3, words, /*stop_before_generation=*/variant != 2, /*words_only=*/variant == 1);
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+    if (variant == 2) {  // the same bytes with the generation: the delete happened
+      CHECK(LiveRows(t.get()) == AllBut(150, {5, 6}));
+      continue;
+    }
+    CHECK(LiveRows(t.get()) == AllBut(150, {5}));  // the old state, no error
+    CHECK(t->IsLive(locs[6]));
+    CHECK_EQ(t->Stats().live_records, 149u);
+    // Deleting goes on from the old state and overwrites the torn copy.
+    ASSERT_OK(t->Delete(locs[7]));
+    CHECK(LiveRows(t.get()) == AllBut(150, {5, 7}));
+    t.reset();
+    CHECK_EQ(GenerationOf(seg, 0), 3u);
+    ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+    CHECK(LiveRows(t.get()) == AllBut(150, {5, 7}));
+  }
+}
+
+TEST(ManyDeletesAlternateCopies) {
+  std::string dir = tstest::TempDir("bm-many");
+  const uint32_t n = 300;
+  std::vector<ColdLoc> locs;
+  std::string seg = MakeOneSegment(dir, 4, &locs, n);
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+  std::set<uint32_t> dead;
+  for (uint32_t k = 0; k < 140; ++k) {
+    const uint32_t row = (k * 37) % n;  // distinct rows, scattered over the words
+    ASSERT_OK(t->Delete(locs[row], /*durable=*/k % 3 == 0));
+    dead.insert(row);
+    // k+1 deletes: generation k+2 in copy (k+1) % 2, the other one below it.
+    const int active = static_cast<int>((k + 1) % 2);
+    CHECK_EQ(ActiveCopy(seg), active);
+    CHECK_EQ(GenerationOf(seg, active), uint64_t{k} + 2);
+    CHECK_EQ(GenerationOf(seg, 1 - active), uint64_t{k} + 1);
+    CHECK(CopyValid(seg, active));
+    CHECK(CopyValid(seg, 1 - active));  // the previous state, complete
+    CHECK_EQ(t->Stats().live_records, uint64_t{n} - dead.size());
+    if (k % 25 == 24) {  // reopen: exactly the same rows
+      t.reset();
+      ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+      CHECK(LiveRows(t.get()) == AllBut(n, dead));
+      CHECK_EQ(t->Stats().segment_live_records, std::vector<uint64_t>{uint64_t{n} - dead.size()});
+    }
+  }
+  // Deleting a deleted row writes nothing.
+  const uint64_t gen = GenerationOf(seg, ActiveCopy(seg));
+  ASSERT_OK(t->Delete(locs[0]));
+  ASSERT_OK(t->Delete(locs[0], true));
+  CHECK_EQ(GenerationOf(seg, ActiveCopy(seg)), gen);
+  ASSERT_OK(t->Sync());
+  // ScanSegments hands out the active copy.
+  ASSERT_OK(t->ScanSegments([&](const ColdSegmentView& v) {
+    for (uint32_t r = 0; r < n; ++r) CHECK_EQ(((v.deleted[r / 64] >> (r % 64)) & 1) != 0, dead.count(r) == 1);
+    return Status::OK();
+  }));
+  t.reset();
+  ASSERT_OK(ColdTier::Open(dir, 4, true, &t));
+  CHECK(LiveRows(t.get()) == AllBut(n, dead));
+}
+
+TEST(EqualBitmapGenerations) {
+  for (int variant = 0; variant < 3; ++variant) {
+    std::string dir = tstest::TempDir("bm-equal");
+    std::vector<ColdLoc> locs;
+    std::string seg = MakeOneSegment(dir, 4, &locs, 150);
+    {
+      std::unique_ptr<ColdTier> t;
+      ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+      ASSERT_OK(t->Delete(locs[3]));
+    }
+    ASSERT_TRUE(ActiveCopy(seg) == 1 && GenerationOf(seg, 1) == 2);
+    const std::string empty = CopyWords(seg, 0), one = CopyWords(seg, 1);
+    if (variant == 0) WriteCopy(seg, 0, 2, one, false);  // identical valid copies
+    if (variant == 1) WriteCopy(seg, 0, 2, empty, false);  // valid, but they differ
+    if (variant == 2) WriteU64(seg, BitmapCopyOffset(seg, 0), 2);  // copy 0's crc is for generation 1
+    std::unique_ptr<ColdTier> t;
+    Status s = ColdTier::Open(dir, 4, false, &t);
+    if (variant == 0) {
+      ASSERT_OK(s);
+      CHECK(LiveRows(t.get()) == AllBut(150, {3}));
+      ASSERT_OK(t->Delete(locs[4]));  // goes above both
+      t.reset();
+      CHECK_EQ(GenerationOf(seg, ActiveCopy(seg)), 3u);
+      ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+      CHECK(LiveRows(t.get()) == AllBut(150, {3, 4}));
+      continue;
+    }
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(MentionsFile(s, seg));
+    CHECK(Mentions(s, variant == 1 ? "differ" : "deletion bitmap checksum mismatch"));
+  }
+}
+
+TEST(OldFormatVersionIsRejected) {
+  std::string dir = tstest::TempDir("oldversion");
+  std::vector<ColdLoc> locs;
+  std::string seg = MakeOneSegment(dir, 4, &locs);
+  WriteU32(seg, 8, 1);
+  std::string header = ReadBytes(seg, 0, 496);
+  WriteU32(seg, 496, Crc32c(header.data(), header.size()));  // a well-formed version 1 header
+  std::unique_ptr<ColdTier> t;
+  Status s = ColdTier::Open(dir, 4, false, &t);
+  CHECK(s.code() == StatusCode::kCorruption);
+  CHECK(MentionsFile(s, seg));
+  CHECK(Mentions(s, "unsupported format version 1"));
+}
+
+TEST(DeleteManyChecksFirstOneGenerationPerSegment) {
+  std::string dir = tstest::TempDir("deletemany");
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+  int next = 0;
+  auto segs = AppendSegments(t.get(), {100, 100}, 4, &next);
+  auto files = SegmentFiles(dir);
+  std::vector<ColdLoc> bad = {segs[0][1], segs[1][2], ColdLoc{segs[1][0].segment, 100}};
+  CHECK(t->DeleteMany(bad.data(), bad.size(), false).code() == StatusCode::kInvalidArgument);
+  CHECK_EQ(t->Stats().live_records, 200u);  // nothing changed
+  CHECK_EQ(GenerationOf(files[0], 0), 1u);
+  CHECK_OK(t->DeleteMany(nullptr, 0, true));
+  ASSERT_OK(t->Delete(segs[0][7]));
+  std::vector<ColdLoc> many = {segs[0][1], segs[1][2], segs[0][1], segs[0][7], segs[0][99], segs[1][64]};
+  ASSERT_OK(t->DeleteMany(many.data(), many.size(), true));
+  CHECK_EQ(GenerationOf(files[0], ActiveCopy(files[0])), 3u);  // one delete, then one DeleteMany
+  CHECK_EQ(GenerationOf(files[1], ActiveCopy(files[1])), 2u);
+  ColdStats st = t->Stats();
+  CHECK_EQ(st.live_records, 200u - 5);
+  CHECK(st.segment_live_records == (std::vector<uint64_t>{97, 98}));
+  t.reset();
+  ASSERT_OK(ColdTier::Open(dir, 4, false, &t));
+  CHECK(!t->IsLive(segs[0][99]) && !t->IsLive(segs[1][64]) && t->IsLive(segs[1][63]));
+  CHECK_EQ(t->Stats().live_records, 195u);
+  ASSERT_OK(t->Sync());
+}
+
+// Opening changes no file, whether it fails late or succeeds; FinishOpen
+// then only removes the stale .tmp.
+TEST(OpenChangesNoFile) {
+  std::string dir = tstest::TempDir("sideeffects");
+  const uint32_t dims = 4;
+  std::vector<std::vector<ColdLoc>> segs;
+  {
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+    int next = 0;
+    segs = AppendSegments(t.get(), {70, 30}, dims, &next);
+    ASSERT_OK(t->Delete(segs[0][1]));
+    ASSERT_OK(t->Delete(segs[0][2]));
+    ASSERT_OK(t->Delete(segs[1][0]));
+    ASSERT_OK(t->Sync());
+  }
+  auto files = SegmentFiles(dir);
+  // A torn update left in segment 1 (must not be "repaired" by opening), a
+  // stale tmp sorting before segment 2, and segment 2's active bitmap damaged.
+  std::string words = CopyWords(files[0], 0);
+  SetBit(&words, 40);
+  WriteCopy(files[0], 1, 4, words, /*stop_before_generation=*/true);
+  std::string tmp = JoinPath(dir, "cold-00000001.seg.tmp");
+  { std::FILE* f = std::fopen(tmp.c_str(), "w"); std::fputs("half a segment", f); std::fclose(f); }
+  const uint64_t off = BitmapCopyOffset(files[1], ActiveCopy(files[1]));
+  FlipByte(files[1], off + 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // mtimes would differ
+
+  auto before = Snapshot(dir);
+  std::unique_ptr<ColdTier> t;
+  for (bool ro : {false, true}) {
+    Status s = ColdTier::Open(dir, dims, ro, &t);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(MentionsFile(s, files[1]));
+    CHECK(Snapshot(dir) == before);
+  }
+  // Without the damaged segment the open succeeds and still changes nothing,
+  // through every reader, until FinishOpen.
+  FlipByte(files[1], off + 64);
+  before = Snapshot(dir);
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  CHECK_EQ(t->Stats().live_records, 97u);
+  CHECK(LiveRows(t.get()).count(40) == 1);
+  RecordView v;
+  CHECK_OK(t->Read(segs[0][40], true, &v));
+  CHECK_EQ(ScanAll(t.get(), 10).size(), 97u);
+  CHECK_OK(t->ScanSegments([](const ColdSegmentView&) { return Status::OK(); }));
+  uint64_t k = 0;
+  CHECK(t->NthLiveKey(50, &k));
+  CHECK(Snapshot(dir) == before);
+  ASSERT_OK(t->FinishOpen());
+  auto after = Snapshot(dir);
+  CHECK(after.count("cold-00000001.seg.tmp") == 0);
+  before.erase("cold-00000001.seg.tmp");
+  CHECK(after == before);
+}
+
+TEST(BeforeUnlinkSeesTheIdsAfter) {
+  std::string dir = tstest::TempDir("beforeunlink");
+  const uint32_t dims = 4;
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  int next = 0;
+  auto segs = AppendSegments(t.get(), {10, 3, 4, 2, 20, 5}, dims, &next);
+  ASSERT_OK(t->Delete(segs[1][0]));
+  std::map<std::pair<uint32_t, uint32_t>, ColdLoc> moved;
+  auto relocate = [&](ColdLoc from, ColdLoc to) { moved[{from.segment, from.row}] = to; };
+  int calls = 0;
+  std::vector<uint32_t> seen, ids_before;
+  auto before_unlink = [&](const std::vector<uint32_t>& after) -> Status {
+    ++calls;
+    seen = after;
+    CHECK(std::is_sorted(after.begin(), after.end()));
+    // Sealed, nothing unlinked yet: every old file and every new one is there.
+    std::vector<uint32_t> disk = SegmentIdsOnDisk(dir);
+    for (uint32_t id : t->Stats().segment_ids) CHECK(std::binary_search(disk.begin(), disk.end(), id));
+    for (uint32_t id : after) CHECK(std::binary_search(disk.begin(), disk.end(), id));
+    CHECK(t->Delete(segs[0][0]).code() == StatusCode::kInvalidArgument);  // no mutation from here
+    CHECK(t->Stats().segment_ids == ids_before);  // readers see the state before the merge
+    return Status::OK();
+  };
+  ASSERT_OK(t->MergeIfNeeded(6, false, relocate, before_unlink));  // nothing to do
+  CHECK_EQ(calls, 0);
+  ids_before = t->Stats().segment_ids;
+  ASSERT_OK(t->MergeIfNeeded(3, true, relocate, before_unlink));
+  CHECK_EQ(calls, 1);
+  CHECK(seen == t->Stats().segment_ids);
+  CHECK(SegmentIdsOnDisk(dir) == seen);
+  CHECK_EQ(seen.size(), 3u);
+  CHECK_EQ(t->Stats().live_records, 43u);
+  CHECK(t->Stats().orphan_segment_ids.empty());
+  for (auto& [from, to] : moved) CHECK(std::binary_search(seen.begin(), seen.end(), to.segment));
+
+  // Compact: one segment after; then nothing to do (not called).
+  ColdLoc first{};
+  CHECK_OK(t->ScanFrom(0, 1, false, [&](ColdLoc loc, uint64_t, const RecordView&) {
+    first = loc;
+    return Status::OK();
+  }, nullptr));
+  ASSERT_OK(t->Delete(first));
+  uint64_t reclaimed = 0;
+  ids_before = t->Stats().segment_ids;
+  ASSERT_OK(t->Compact(false, relocate, &reclaimed, before_unlink));
+  CHECK_EQ(calls, 2);
+  CHECK_EQ(seen.size(), 1u);
+  CHECK(seen == t->Stats().segment_ids);
+  CHECK(SegmentIdsOnDisk(dir) == seen);
+  ASSERT_OK(t->Compact(false, relocate, &reclaimed, before_unlink));
+  CHECK_EQ(calls, 2);
+  // Everything deleted: the segment goes, the list after is empty.
+  std::vector<ColdLoc> all;
+  CHECK_OK(t->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView&) {
+    all.push_back(loc);
+    return Status::OK();
+  }));
+  ASSERT_OK(t->DeleteMany(all.data(), all.size(), false));
+  ids_before = t->Stats().segment_ids;
+  ASSERT_OK(t->Compact(false, relocate, &reclaimed, before_unlink));
+  CHECK_EQ(calls, 3);
+  CHECK(seen.empty());
+  CHECK(t->Stats().segment_ids.empty());
+  CHECK(SegmentFiles(dir).empty());
+}
+
+TEST(BeforeUnlinkFailureLeavesTheSources) {
+  std::string dir = tstest::TempDir("unlinkfail");
+  const uint32_t dims = 4;
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  int next = 0;
+  auto segs = AppendSegments(t.get(), {10, 10, 30}, dims, &next);  // ids 1, 2, 3
+  ASSERT_OK(t->Delete(segs[0][0]));
+  std::map<uint64_t, ColdLoc> index;  // key -> location, the caller's index
+  for (auto& s : segs)
+    for (auto& l : s)
+      if (t->IsLive(l)) index[t->KeyOf(l)] = l;
+  auto relocate = [&](ColdLoc from, ColdLoc to) {
+    for (auto& [key, loc] : index)
+      if (loc == from) loc = to;
+  };
+  std::vector<uint32_t> seen;
+  auto fail = [&](const std::vector<uint32_t>& after) {
+    seen = after;
+    return Status::IoError("manifest not written");
+  };
+  Status s = t->MergeIfNeeded(2, false, relocate, fail);
+  CHECK(s.code() == StatusCode::kIoError && Mentions(s, "manifest not written"));
+  // Applied in memory (index relocated), the sources left on disk as orphans.
+  CHECK(seen == (std::vector<uint32_t>{3, 4}));
+  ColdStats st = t->Stats();
+  CHECK(st.segment_ids == seen);
+  CHECK(st.orphan_segment_ids == (std::vector<uint32_t>{1, 2}));
+  CHECK_EQ(st.live_records, 49u);
+  CHECK(SegmentIdsOnDisk(dir) == (std::vector<uint32_t>{1, 2, 3, 4}));
+  for (auto& [key, loc] : index) {
+    CHECK(loc.segment == 3 || loc.segment == 4);
+    CHECK(t->IsLive(loc));
+    CHECK_EQ(t->KeyOf(loc), key);
+  }
+  // A process that died now: its files reopen with the duplicates, which the
+  // Store's recovery resolves by sequence number.
+  {
+    std::string copy = tstest::TempDir("unlinkfail-crash");
+    for (auto& f : SegmentFiles(dir)) fs::copy_file(f, JoinPath(copy, fs::path(f).filename().string()));
+    std::unique_ptr<ColdTier> c;
+    ASSERT_OK(ColdTier::Open(copy, dims, false, &c));
+    CHECK_EQ(c->Stats().segments, 4u);
+    CHECK_EQ(AllLiveKeys(c.get()).size(), 19u * 2 + 30);
+  }
+  // Nothing to merge, but orphans wait: before_unlink is called with the
+  // current ids; once it succeeds they are unlinked.
+  int calls = 0;
+  auto ok = [&](const std::vector<uint32_t>& after) {
+    ++calls;
+    seen = after;
+    return Status::OK();
+  };
+  ASSERT_OK(t->MergeIfNeeded(2, false, relocate, ok));
+  CHECK_EQ(calls, 1);
+  CHECK(seen == (std::vector<uint32_t>{3, 4}));
+  CHECK(t->Stats().orphan_segment_ids.empty());
+  CHECK(SegmentIdsOnDisk(dir) == seen);
+  ASSERT_OK(t->MergeIfNeeded(2, false, relocate, ok));
+  CHECK_EQ(calls, 1);  // nothing left to do
+  // Compact fails the same way; the overload without before_unlink then
+  // unlinks the orphans directly.
+  uint64_t reclaimed = 0;
+  s = t->Compact(true, relocate, &reclaimed, fail);
+  CHECK(s.code() == StatusCode::kIoError);
+  CHECK(seen == (std::vector<uint32_t>{5}));
+  CHECK(t->Stats().segment_ids == seen);
+  CHECK(t->Stats().orphan_segment_ids == (std::vector<uint32_t>{3, 4}));
+  CHECK(SegmentIdsOnDisk(dir) == (std::vector<uint32_t>{3, 4, 5}));
+  ASSERT_OK(t->MergeIfNeeded(5, false, relocate));
+  CHECK(t->Stats().orphan_segment_ids.empty());
+  CHECK(SegmentIdsOnDisk(dir) == (std::vector<uint32_t>{5}));
+  for (auto& [key, loc] : index) {
+    RecordView v;
+    CHECK(loc.segment == 5);
+    CHECK_OK(t->Read(loc, true, &v));
+    CHECK_EQ(t->KeyOf(loc), key);
+  }
+  t.reset();
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  CHECK_EQ(t->Stats().live_records, 49u);
+}
+
+// A merge whose second seal fails undoes the first: memory and disk as before.
+TEST(MergeSealFailureChangesNothing) {
+  std::string dir = tstest::TempDir("sealfail");
+  const uint32_t dims = 4;
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  int next = 0;
+  AppendSegments(t.get(), {5, 5, 100, 5, 5}, dims, &next);  // ids 1..5; merges {1,2} -> 6, {4,5} -> 7
+  std::vector<uint64_t> keys = AllLiveKeys(t.get());
+  fs::create_directory(JoinPath(dir, "cold-00000007.seg.tmp"));  // the second seal cannot write its file
+  auto before = Snapshot(dir);
+  int relocations = 0, calls = 0;
+  Status s = t->MergeIfNeeded(3, true, [&](ColdLoc, ColdLoc) { ++relocations; },
+                              [&](const std::vector<uint32_t>&) { ++calls; return Status::OK(); });
+  CHECK(!s.ok());
+  CHECK_EQ(relocations, 0);
+  CHECK_EQ(calls, 0);
+  CHECK(t->Stats().segment_ids == (std::vector<uint32_t>{1, 2, 3, 4, 5}));
+  CHECK(SegmentIdsOnDisk(dir) == t->Stats().segment_ids);
+  CHECK(Snapshot(dir) == before);
+  CHECK(AllLiveKeys(t.get()) == keys);
+  fs::remove(JoinPath(dir, "cold-00000007.seg.tmp"));
+  ASSERT_OK(t->MergeIfNeeded(3, true, [&](ColdLoc, ColdLoc) { ++relocations; }, nullptr));
+  CHECK_EQ(relocations, 20);
+  CHECK(SegmentIdsOnDisk(dir) == t->Stats().segment_ids);
+  CHECK_EQ(t->Stats().segments, 3u);
+  CHECK(AllLiveKeys(t.get()) == keys);
+}
+
+// Bitmap copies of several pages each (70000 rows: 8.75 KB per copy, not
+// page aligned): durable and relaxed deletes mixed, every state reopens.
+TEST(DurableDeletesOnMultiPageBitmap) {
+  std::string dir = tstest::TempDir("bm-large");
+  const uint32_t n = 70000;
+  std::vector<ColdLoc> locs;
+  std::string seg = MakeOneSegment(dir, 3, &locs, static_cast<int>(n));
+  CHECK(BitmapCopyOffset(seg, 1) - BitmapCopyOffset(seg, 0) > 2 * 4096);
+  std::set<uint32_t> dead;
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, 3, false, &t));
+  const uint32_t rows[] = {0, 65535, 69999, 4096 * 8, 12345, 1, 64};
+  for (size_t i = 0; i < std::size(rows); ++i) {
+    ASSERT_OK(t->Delete(locs[rows[i]], /*durable=*/i != 3));
+    dead.insert(rows[i]);
+    CHECK(CopyValid(seg, ActiveCopy(seg)));
+    CHECK(CopyValid(seg, 1 - ActiveCopy(seg)));
+  }
+  std::vector<ColdLoc> more = {locs[2], locs[40000], locs[69998]};
+  ASSERT_OK(t->DeleteMany(more.data(), more.size(), true));
+  dead.insert({2, 40000, 69998});
+  CHECK_EQ(GenerationOf(seg, ActiveCopy(seg)), 1u + std::size(rows) + 1);
+  CHECK_EQ(t->Stats().live_records, n - dead.size());
+  t.reset();
+  ASSERT_OK(ColdTier::Open(dir, 3, false, &t));
+  CHECK(LiveRows(t.get()) == AllBut(n, dead));
+  t.reset();
+  fs::remove_all(dir);
 }

@@ -156,6 +156,7 @@ TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
     // the seq the log gave it (the first sequence number, 1).
     std::unique_ptr<WarmTier> warm;
     ASSERT_OK(WarmTier::Open(dir, kDims, false, &warm));
+    ASSERT_OK(warm->FinishOpen());
     RecordView v = r.View();
     v.seq = 1;
     v.norm = 1.0f;

@@ -1,5 +1,6 @@
 // Tests of WarmTier: bit-exact round trips, reopen, slot reuse, chunked growth
-// with stable pointers, compaction, access statistics, read-only mode, and
+// with stable pointers, compaction, access statistics, read-only mode, the
+// high-water mark, side-effect-free Open with deferred FinishOpen, and
 // damaged files (CORRUPTION naming the file, never a crash).
 #include "../core/warm_tier.h"
 
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/crc32c.h"
 #include "../core/file_util.h"
 #include "testing.h"
 
@@ -124,9 +126,12 @@ bool Same(const RecordView& v, const Rec& r, uint32_t dims, bool check_access = 
   return v.seq == r.seq;
 }
 
+// Opens an existing tier; a writable one is finished (FinishOpen), as the
+// Store does once the whole store has opened.
 std::unique_ptr<WarmTier> MustOpen(const std::string& dir, uint32_t dims, bool ro = false) {
   std::unique_ptr<WarmTier> t;
   Status s = WarmTier::Open(dir, dims, ro, &t);
+  if (s.ok() && !ro) s = t->FinishOpen();
   if (!s.ok()) {
     tstest::Fail(__FILE__, __LINE__, "Open -> " + s.ToString());
     return nullptr;
@@ -134,10 +139,22 @@ std::unique_ptr<WarmTier> MustOpen(const std::string& dir, uint32_t dims, bool r
   return t;
 }
 
+// Creates the tier of a new store in dir, then opens it writable.
+std::unique_ptr<WarmTier> NewTier(const std::string& dir, uint32_t dims) {
+  Status s = WarmTier::Create(dir, dims);
+  if (!s.ok()) {
+    tstest::Fail(__FILE__, __LINE__, "Create -> " + s.ToString());
+    return nullptr;
+  }
+  return MustOpen(dir, dims);
+}
+
 // White-box layout knowledge (see warm_tier.cc).
 uint64_t BlockSize(uint32_t dims) { return (128 + 4 * uint64_t{dims} + 63) / 64 * 64; }
 uint64_t BlockOffset(uint32_t dims, uint32_t slot) { return 4096 + slot * BlockSize(dims); }
 constexpr uint32_t kStateWriting = 0x54495257u;
+constexpr uint32_t kStateFreed = 0x45455246u;
+constexpr uint64_t kMarkOffset = 32;  // u32 mark, u32 crc32c(mark) in the header page
 
 uint64_t FileSize(const std::string& path) { return std::filesystem::file_size(path); }
 
@@ -157,6 +174,68 @@ void WriteU32(const std::string& path, uint64_t off, uint32_t v) {
   int fd = ::open(path.c_str(), O_RDWR);
   if (fd < 0 || ::pwrite(fd, &v, 4, static_cast<off_t>(off)) != 4) tstest::Fail(__FILE__, __LINE__, "WriteU32");
   if (fd >= 0) ::close(fd);
+}
+
+uint32_t ReadU32(const std::string& path, uint64_t off) {
+  uint32_t v = 0;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0 || ::pread(fd, &v, 4, static_cast<off_t>(off)) != 4) tstest::Fail(__FILE__, __LINE__, "ReadU32");
+  if (fd >= 0) ::close(fd);
+  return v;
+}
+
+// Writes the high-water mark with a valid check, as a crash before the mark
+// was raised would leave it.
+void WriteMark(const std::string& blocks, uint32_t mark) {
+  WriteU32(blocks, kMarkOffset, mark);
+  WriteU32(blocks, kMarkOffset + 4, tierstore::Crc32c(&mark, 4));
+}
+
+uint32_t ReadMark(const std::string& blocks) {
+  uint32_t mark = ReadU32(blocks, kMarkOffset);
+  CHECK_EQ(ReadU32(blocks, kMarkOffset + 4), tierstore::Crc32c(&mark, 4));
+  return mark;
+}
+
+void ZeroRange(const std::string& path, uint64_t off, uint64_t n) {
+  std::string zeros(n, '\0');
+  int fd = ::open(path.c_str(), O_RDWR);
+  if (fd < 0 || ::pwrite(fd, zeros.data(), n, static_cast<off_t>(off)) != static_cast<ssize_t>(n)) {
+    tstest::Fail(__FILE__, __LINE__, "ZeroRange " + path);
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+// Everything an open could change in a directory: names, inodes, sizes,
+// mtimes, contents of every entry, and the directory's own mtime.
+struct DirSnapshot {
+  std::map<std::string, std::string> entries;  // name -> "ino size mtime" + content
+  std::string dir_stat;
+  bool operator==(const DirSnapshot& o) const { return entries == o.entries && dir_stat == o.dir_stat; }
+};
+
+std::string StatLine(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "missing";
+  return std::to_string(st.st_ino) + " " + std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) +
+         "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+DirSnapshot Snapshot(const std::string& dir) {
+  DirSnapshot snap;
+  snap.dir_stat = StatLine(dir);
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string path = e.path().string(), content;
+    CHECK_OK(tierstore::ReadWholeFile(path, &content));
+    snap.entries[e.path().filename().string()] = StatLine(path) + "\n" + content;
+  }
+  return snap;
+}
+
+std::string Names(const DirSnapshot& s) {
+  std::string out;
+  for (const auto& [name, v] : s.entries) out += name + " ";
+  return out;
 }
 
 void TruncateTo(const std::string& path, uint64_t size) {
@@ -277,7 +356,7 @@ TEST(RoundTripEveryFieldBitExact) {
     maxid.id = std::string(1024, 'x');
     recs.push_back(maxid);
     {
-      auto t = MustOpen(dir, dims);
+      auto t = NewTier(dir, dims);
       ASSERT_TRUE(t != nullptr);
       for (const Rec& r : recs) {
         uint32_t slot = 0;
@@ -299,7 +378,7 @@ TEST(RoundTripEveryFieldBitExact) {
 
 TEST(InsertRejectsBadRecords) {
   std::string dir = NewDir("badrec");
-  auto t = MustOpen(dir, 4);
+  auto t = NewTier(dir, 4);
   ASSERT_TRUE(t != nullptr);
   Rec r = MakeRec(4, 1, 10);
   uint32_t slot;
@@ -315,6 +394,10 @@ TEST(InsertRejectsBadRecords) {
   std::unique_ptr<WarmTier> bad;
   CHECK_EQ(WarmTier::Open(dir, 0, false, &bad).code(), StatusCode::kInvalidArgument);
   CHECK_EQ(WarmTier::Open(dir, 65537, false, &bad).code(), StatusCode::kInvalidArgument);
+  std::string other = NewDir("badrec-create");
+  CHECK_EQ(WarmTier::Create(other, 0).code(), StatusCode::kInvalidArgument);
+  CHECK_EQ(WarmTier::Create(other, 65537).code(), StatusCode::kInvalidArgument);
+  CHECK(!tierstore::PathExists(other + "/warm.blocks"));
 }
 
 TEST(ReopenRebuildsEverything) {
@@ -322,7 +405,7 @@ TEST(ReopenRebuildsEverything) {
   std::string dir = NewDir("reopen");
   std::map<uint32_t, Rec> expected;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     expected = InsertMany(t.get(), dims, 0, 300, 200);
     for (uint32_t s = 0; s < 300; s += 3) {
@@ -350,20 +433,30 @@ TEST(ReopenRebuildsEverything) {
   CHECK_EQ(slot, 3u);
 }
 
-TEST(DimensionMismatchNamesBothNumbers) {
+// The store's dimensions come from its manifest: a warm.blocks of other
+// dimensions is another store's file, not the user's DIMENSION_MISMATCH.
+TEST(ForeignDimensionsAreCorruption) {
   std::string dir = NewDir("dims");
-  { auto t = MustOpen(dir, 3); }
-  std::unique_ptr<WarmTier> t;
-  Status s = WarmTier::Open(dir, 768, false, &t);
-  CHECK_EQ(s.code(), StatusCode::kDimensionMismatch);
-  CHECK(Contains(s.message(), "3"));
-  CHECK(Contains(s.message(), "768"));
+  {
+    auto t = NewTier(dir, 3);
+    ASSERT_TRUE(t != nullptr);
+    InsertMany(t.get(), 3, 0, 4, 10);
+  }
+  DirSnapshot before = Snapshot(dir);
+  for (bool ro : {false, true}) {
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, 768, ro, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), dir + "/warm.blocks has 3 dimensions, the store has 768"));
+    CHECK(Contains(s.message(), "belongs to another store"));
+  }
+  CHECK(Snapshot(dir) == before);
 }
 
 TEST(FreeAndLowestSlotReuse) {
   const uint32_t dims = 8;
   std::string dir = NewDir("free");
-  auto t = MustOpen(dir, dims);
+  auto t = NewTier(dir, dims);
   ASSERT_TRUE(t != nullptr);
   auto recs = InsertMany(t.get(), dims, 0, 10, 30);
   for (uint32_t s = 0; s < 10; ++s) CHECK(recs.count(s) == 1);
@@ -409,7 +502,7 @@ TEST(GrowthAcrossChunksKeepsPointersValid) {
   std::string dir = NewDir("growth");
   std::map<uint32_t, Rec> expected;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     auto first = InsertMany(t.get(), dims, 0, 10, 3000);
     // Hold pointers into the first chunks.
@@ -459,7 +552,7 @@ TEST(CompactReclaimsAndPreserves) {
   std::string dir = NewDir("compact");
   std::map<uint32_t, Rec> expected;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     expected = InsertMany(t.get(), dims, 0, 400, 5000);
     for (uint32_t s = 0; s < 400; ++s) {
@@ -520,7 +613,7 @@ TEST(UpdateAccessPersists) {
   std::string dir = NewDir("access");
   std::map<uint32_t, Rec> expected;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     expected = InsertMany(t.get(), dims, 0, 20, 10);
     for (auto& [slot, r] : expected) {
@@ -544,16 +637,16 @@ TEST(ReadOnlyMode) {
   const uint32_t dims = 6;
   std::string dir = NewDir("ro");
   {
-    // Read-only open of a directory with no warm files: an empty tier.
-    auto t = MustOpen(dir, dims, true);
-    ASSERT_TRUE(t != nullptr);
-    CHECK_EQ(t->SlotLimit(), 0u);
-    CHECK_EQ(t->Stats().live_records, 0u);
+    // Every store has warm.blocks from its creation: missing is CORRUPTION.
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, dims, true, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), "warm.blocks"));
     CHECK(!tierstore::PathExists(dir + "/warm.blocks"));
   }
   std::map<uint32_t, Rec> expected;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     expected = InsertMany(t.get(), dims, 0, 30, 100);
     ASSERT_OK(t->Free(4));
@@ -591,7 +684,7 @@ TEST(TruncatedBlockFileIsCorruption) {
   const uint32_t dims = 768;
   std::string dir = NewDir("truncblocks");
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     InsertMany(t.get(), dims, 0, 5, 10);
   }
@@ -610,9 +703,9 @@ TEST(TruncatedBlockFileIsCorruption) {
 
 TEST(DamagedHeaderPageIsCorruption) {
   std::string dir = NewDir("hdrpage");
-  { auto t = MustOpen(dir, 3); }
+  { auto t = NewTier(dir, 3); }
   std::string path = dir + "/warm.blocks";
-  for (uint64_t off : {0u, 9u, 17u, 21u, 29u}) {
+  for (uint64_t off : {0u, 9u, 17u, 21u, 29u, 32u, 35u, 36u, 39u}) {
     FlipByte(path, off);
     std::unique_ptr<WarmTier> t;
     Status s = WarmTier::Open(dir, 3, false, &t);
@@ -641,7 +734,7 @@ TEST(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
   const uint32_t dims = 768;
   std::string dir = NewDir("flipheader");
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     InsertMany(t.get(), dims, 0, 5, 10);
   }
@@ -666,7 +759,7 @@ TEST(FlippedByteInContentIsCorruptionOnRead) {
   std::string dir = NewDir("flipcontent");
   std::map<uint32_t, Rec> recs;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     recs = InsertMany(t.get(), dims, 0, 3, 1000);
   }
@@ -699,7 +792,7 @@ TEST(TruncatedOrMissingVarFileIsCorruption) {
   const uint32_t dims = 8;
   std::string dir = NewDir("truncvar");
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     InsertMany(t.get(), dims, 0, 20, 2000);
   }
@@ -725,7 +818,7 @@ TEST(BlockLeftWritingIsIgnored) {
   std::string dir = NewDir("writing");
   std::map<uint32_t, Rec> recs;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     recs = InsertMany(t.get(), dims, 0, 4, 100);
   }
@@ -763,7 +856,7 @@ TEST(UnreferencedVarFilesAreRemoved) {
   std::string dir = NewDir("unref");
   std::map<uint32_t, Rec> recs;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     recs = InsertMany(t.get(), dims, 0, 5, 100);
   }
@@ -792,7 +885,7 @@ TEST(CrashMidCompactionKeepsEveryRecord) {
   std::map<uint32_t, Rec> recs;
   std::string blocks_before, var1;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     recs = InsertMany(t.get(), dims, 0, 40, 300);
     for (uint32_t s = 0; s < 40; s += 2) {
@@ -834,7 +927,7 @@ TEST(FullDiskIsIoErrorAndChangesNothing) {
   const uint32_t dims = 768;
   ChunkOverride chunks(2 << 20, 1 << 20);  // 640 blocks (2048000 bytes) per block chunk
   std::string dir = NewDir("fulldisk");
-  auto t = MustOpen(dir, dims);
+  auto t = NewTier(dir, dims);
   ASSERT_TRUE(t != nullptr);
   auto recs = InsertMany(t.get(), dims, 0, 5, 100);
   std::string blocks = dir + "/warm.blocks", var = OnlyVarFile(dir);
@@ -889,7 +982,7 @@ TEST(DamageFuzzNeverCrashes) {
   std::string dir = NewDir("fuzz");
   std::map<uint32_t, Rec> recs;
   {
-    auto t = MustOpen(dir, dims);
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
     recs = InsertMany(t.get(), dims, 0, 6, 700);
     ASSERT_OK(t->Free(4));
@@ -913,6 +1006,10 @@ TEST(DamageFuzzNeverCrashes) {
       return Status::OK();
     });
     if (!fs.ok() && fs.code() != StatusCode::kCorruption) tstest::Fail(__FILE__, __LINE__, fs.ToString());
+    // An open that succeeds lost no record silently.
+    for (const auto& [slot, r] : recs) {
+      if (!t->IsLive(slot)) tstest::Fail(__FILE__, __LINE__, std::string(what) + ": slot " + std::to_string(slot) + " vanished");
+    }
     for (uint32_t slot = 0; slot < t->SlotLimit() && slot < 8; ++slot) {
       RecordView v;
       Status rs = t->Read(slot, true, &v);
@@ -959,4 +1056,437 @@ TEST(DamageFuzzNeverCrashes) {
   auto t = MustOpen(dir, dims);
   ASSERT_TRUE(t != nullptr);
   CheckAll(t.get(), recs, dims);
+}
+
+// The slots ever used form a prefix [0, mark); the mark is in the header and
+// survives reopen; freed slots below it are reused first.
+TEST(HighWaterMarkTracksSlotsEverUsed) {
+  const uint32_t dims = 8;
+  std::string dir = NewDir("mark");
+  std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CHECK_EQ(t->Stats().high_water_mark, 0u);
+    recs = InsertMany(t.get(), dims, 0, 10, 20);
+    CHECK_EQ(t->Stats().high_water_mark, 10u);
+    CHECK_EQ(ReadMark(blocks), 10u);  // raised in the header page at once (MAP_SHARED), no Sync needed
+    ASSERT_OK(t->Free(3));
+    ASSERT_OK(t->Free(7));
+    recs.erase(3);
+    recs.erase(7);
+    CHECK_EQ(t->Stats().high_water_mark, 10u);
+  }
+  CHECK_EQ(ReadMark(blocks), 10u);
+  CHECK_EQ(ReadU32(blocks, BlockOffset(dims, 3)), kStateFreed);
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CHECK_EQ(t->Stats().high_water_mark, 10u);
+  CheckAll(t.get(), recs, dims);
+  // Freed slots below the mark are reused (the mark stays), then the mark grows.
+  uint32_t slot = 0;
+  Rec a = MakeRec(dims, 100, 5), b = MakeRec(dims, 101, 5), c = MakeRec(dims, 102, 5);
+  ASSERT_OK(t->Insert(a.View(), &slot));
+  CHECK_EQ(slot, 3u);
+  recs[slot] = a;
+  CHECK_EQ(t->Stats().high_water_mark, 10u);
+  ASSERT_OK(t->Insert(b.View(), &slot));
+  CHECK_EQ(slot, 7u);
+  recs[slot] = b;
+  CHECK_EQ(t->Stats().high_water_mark, 10u);
+  ASSERT_OK(t->Insert(c.View(), &slot));
+  CHECK_EQ(slot, 10u);
+  recs[slot] = c;
+  CHECK_EQ(t->Stats().high_water_mark, 11u);
+  CHECK_EQ(ReadMark(blocks), 11u);
+  ASSERT_OK(t->Sync());
+  CheckAll(t.get(), recs, dims);
+  t.reset();
+  t = MustOpen(dir, dims, true);
+  ASSERT_TRUE(t != nullptr);
+  CHECK_EQ(t->Stats().high_water_mark, 11u);
+  CheckAll(t.get(), recs, dims);
+}
+
+// The fuzzer's case: after a crash the Store cannot check record counts, so
+// a zeroed page of blocks must not read as never-written free slots.
+TEST(ZeroedBlocksBelowMarkAreCorruption) {
+  const uint32_t dims = 3;  // 192-byte blocks: ~21 per 4 KiB page
+  ChunkOverride small(64 * 1024, 64 * 1024);
+  std::string dir = NewDir("zeroed");
+  std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    recs = InsertMany(t.get(), dims, 0, 60, 30);
+    for (uint32_t s : {5u, 30u, 59u}) {  // freed slots below the mark count too
+      ASSERT_OK(t->Free(s));
+      recs.erase(s);
+    }
+    CHECK_EQ(t->Stats().high_water_mark, 60u);
+  }
+  const uint64_t size = FileSize(blocks);
+  // Zero each 4 KiB page in turn (page 0 is the header).
+  for (uint64_t page = 0; page * 4096 < size; ++page) {
+    std::string saved(4096, '\0');
+    {
+      tierstore::File f;
+      CHECK_OK(tierstore::File::Open(blocks, O_RDONLY, &f));
+      CHECK_OK(f.ReadAt(page * 4096, saved.data(), saved.size()));
+    }
+    ZeroRange(blocks, page * 4096, 4096);
+    // Does the page hold the state word of a slot below the mark?
+    bool below = page == 0;
+    uint32_t first_slot = 0;
+    for (uint32_t slot = 0; slot < 60; ++slot) {
+      uint64_t off = BlockOffset(dims, slot);
+      if (off / 4096 == page) {
+        if (!below) first_slot = slot;
+        below = true;
+      }
+    }
+    DirSnapshot snap = Snapshot(dir);
+    for (bool ro : {true, false}) {
+      std::unique_ptr<WarmTier> t;
+      Status s = WarmTier::Open(dir, dims, ro, &t);
+      if (below) {
+        if (s.code() != StatusCode::kCorruption) {
+          tstest::Fail(__FILE__, __LINE__, "page " + std::to_string(page) + ": " + s.ToString());
+        }
+        CHECK(Contains(s.message(), blocks));
+        // The first slot whose state word the page holds, or the one before
+        // it when that block's fixed part reaches into the page.
+        if (page > 0 && !Contains(s.message(), "slot " + std::to_string(first_slot) + ":") &&
+            !Contains(s.message(), "slot " + std::to_string(first_slot - 1) + ": block header checksum mismatch")) {
+          tstest::Fail(__FILE__, __LINE__, "page " + std::to_string(page) + ": " + s.ToString());
+        }
+      } else {
+        // Only never-written slots were zeroed: nothing is lost.
+        if (!s.ok()) {
+          tstest::Fail(__FILE__, __LINE__, "page " + std::to_string(page) + ": " + s.ToString());
+          continue;
+        }
+        CheckAll(t.get(), recs, dims);
+      }
+    }
+    CHECK(Snapshot(dir) == snap);  // open, failed or not, changed nothing
+    tierstore::File f;
+    CHECK_OK(tierstore::File::Open(blocks, O_RDWR, &f));
+    CHECK_OK(f.WriteAt(page * 4096, saved.data(), saved.size()));
+  }
+  // Just the state word of a live or of a freed slot below the mark.
+  for (uint32_t slot : {0u, 30u, 58u}) {
+    uint32_t state = ReadU32(blocks, BlockOffset(dims, slot));
+    WriteU32(blocks, BlockOffset(dims, slot), 0);
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, dims, false, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), blocks + ": slot " + std::to_string(slot) + ":"));
+    WriteU32(blocks, BlockOffset(dims, slot), state);
+  }
+  // A damaged state word with an intact header_crc stays CORRUPTION.
+  {
+    FlipByte(blocks, BlockOffset(dims, 10) + 1, 0x01);
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, dims, true, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), "invalid block state"));
+    FlipByte(blocks, BlockOffset(dims, 10) + 1, 0x01);
+  }
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
+}
+
+// A SIGKILL between publishing a block and raising the mark leaves a live
+// block at the mark; likewise a block left "writing" there. Both are accepted,
+// and FinishOpen raises the mark over them.
+TEST(BlockAboveMarkFromCrashWindowIsAccepted) {
+  const uint32_t dims = 16;
+  std::string dir = NewDir("abovemark");
+  std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    recs = InsertMany(t.get(), dims, 0, 6, 40);
+  }
+  WriteMark(blocks, 5);  // slot 5 published, mark not yet raised
+  {
+    auto t = MustOpen(dir, dims, true);
+    ASSERT_TRUE(t != nullptr);
+    CHECK_EQ(t->Stats().high_water_mark, 5u);
+    CheckAll(t.get(), recs, dims);
+  }
+  {
+    std::unique_ptr<WarmTier> t;
+    ASSERT_OK(WarmTier::Open(dir, dims, false, &t));
+    CHECK_EQ(ReadMark(blocks), 5u);  // Open does not raise it
+    CheckAll(t.get(), recs, dims);
+    ASSERT_OK(t->FinishOpen());
+    CHECK_EQ(t->Stats().high_water_mark, 6u);
+    CHECK_EQ(ReadMark(blocks), 6u);
+    CheckAll(t.get(), recs, dims);
+  }
+  // Killed mid-insert at the mark: slot 6 written, state still "writing".
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    auto more = InsertMany(t.get(), dims, 10, 1, 40);
+    CHECK(more.count(6) == 1);
+  }
+  WriteU32(blocks, BlockOffset(dims, 6), kStateWriting);
+  WriteMark(blocks, 6);
+  {
+    std::unique_ptr<WarmTier> t;
+    ASSERT_OK(WarmTier::Open(dir, dims, false, &t));
+    CheckAll(t.get(), recs, dims);
+    CHECK_EQ(ReadU32(blocks, BlockOffset(dims, 6)), kStateWriting);
+    ASSERT_OK(t->FinishOpen());
+    CHECK_EQ(ReadU32(blocks, BlockOffset(dims, 6)), kStateFreed);
+    CHECK_EQ(ReadMark(blocks), 7u);  // the slot was written once: covered now
+    Rec r = MakeRec(dims, 20, 40);
+    uint32_t slot = 0;
+    ASSERT_OK(t->Insert(r.View(), &slot));
+    CHECK_EQ(slot, 6u);
+    recs[slot] = r;
+    CHECK_EQ(t->Stats().high_water_mark, 7u);
+    CheckAll(t.get(), recs, dims);
+  }
+  // The mark above the file's slots (a file cut by whole chunks) is CORRUPTION.
+  WriteMark(blocks, 1u << 30);
+  std::unique_ptr<WarmTier> t;
+  Status s = WarmTier::Open(dir, dims, true, &t);
+  CHECK_EQ(s.code(), StatusCode::kCorruption);
+  CHECK(Contains(s.message(), blocks));
+  WriteMark(blocks, 7);
+  t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
+}
+
+// Before the mark, a file cut by exactly one chunk lost its records silently.
+TEST(BlockFileCutByWholeChunksIsCorruption) {
+  const uint32_t dims = 8;  // 192-byte blocks, 320 per 64 KiB-target chunk
+  ChunkOverride small(64 * 1024, 64 * 1024);
+  std::string dir = NewDir("cutchunk");
+  std::string blocks = dir + "/warm.blocks";
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    InsertMany(t.get(), dims, 0, 400, 10);
+    CHECK(t->Stats().slots == 640u);
+  }
+  TruncateTo(blocks, 4096 + 320 * 192);
+  for (bool ro : {true, false}) {
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, dims, ro, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), blocks));
+    CHECK(Contains(s.message(), "400"));
+  }
+}
+
+TEST(OldFormatVersionIsCorruption) {
+  std::string dir = NewDir("v1");
+  { auto t = NewTier(dir, 4); }
+  std::string blocks = dir + "/warm.blocks";
+  WriteU32(blocks, 8, 1);
+  std::string h(28, '\0');
+  {
+    tierstore::File f;
+    CHECK_OK(tierstore::File::Open(blocks, O_RDONLY, &f));
+    CHECK_OK(f.ReadAt(0, h.data(), h.size()));
+  }
+  WriteU32(blocks, 28, tierstore::Crc32c(h));
+  std::unique_ptr<WarmTier> t;
+  Status s = WarmTier::Open(dir, 4, false, &t);
+  CHECK_EQ(s.code(), StatusCode::kCorruption);
+  CHECK(Contains(s.message(), "warm.blocks: unsupported format version 1"));
+}
+
+TEST(CreateThenOpenNewTier) {
+  const uint32_t dims = 5;
+  std::string dir = NewDir("create") + "/sub";  // Create makes the directory
+  std::string blocks = dir + "/warm.blocks";
+  ASSERT_OK(WarmTier::Create(dir, dims));
+  CHECK_EQ(FileSize(blocks), 4096u);
+  CHECK_EQ(ReadMark(blocks), 0u);
+  DirSnapshot created = Snapshot(dir);
+  CHECK_EQ(Names(created), std::string("warm.blocks "));  // no var file, no tmp left
+  // Never over an existing tier.
+  CHECK_EQ(WarmTier::Create(dir, dims).code(), StatusCode::kInvalidArgument);
+  CHECK_EQ(WarmTier::Create(dir, dims + 1).code(), StatusCode::kInvalidArgument);
+  CHECK(Snapshot(dir) == created);
+  {
+    auto t = MustOpen(dir, dims, true);
+    ASSERT_TRUE(t != nullptr);
+    CHECK_EQ(t->SlotLimit(), 0u);
+    CHECK_EQ(t->Stats().live_records, 0u);
+    CHECK_OK(t->FinishOpen());  // a no-op for readers
+  }
+  CHECK(Snapshot(dir) == created);
+  std::map<uint32_t, Rec> recs;
+  {
+    std::unique_ptr<WarmTier> t;
+    ASSERT_OK(WarmTier::Open(dir, dims, false, &t));
+    CHECK(Snapshot(dir) == created);  // the var file waits for FinishOpen
+    ASSERT_OK(t->FinishOpen());
+    CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-1.dat"});
+    recs = InsertMany(t.get(), dims, 0, 3, 10);
+  }
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
+  // A missing warm.blocks is CORRUPTION, and the open creates nothing.
+  std::string empty = NewDir("create-missing");
+  for (bool ro : {false, true}) {
+    std::unique_ptr<WarmTier> w;
+    Status s = WarmTier::Open(empty, dims, ro, &w);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+    CHECK(Contains(s.message(), empty + "/warm.blocks"));
+  }
+  CHECK(std::filesystem::is_empty(empty));
+}
+
+namespace {
+
+// A tier as a crash leaves it: live records, a block left "writing", an
+// unreferenced var generation and stale tmp files. Returns the live records.
+std::map<uint32_t, Rec> CrashedTier(const std::string& dir, uint32_t dims) {
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
+    if (t == nullptr) return recs;
+    recs = InsertMany(t.get(), dims, 0, 10, 50);
+    if (!t->Free(2).ok()) tstest::Fail(__FILE__, __LINE__, "Free");
+    recs.erase(2);
+  }
+  WriteU32(dir + "/warm.blocks", BlockOffset(dims, 6), kStateWriting);
+  recs.erase(6);
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm-var-7.dat", std::string(4096, 'j')));
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm-var-9.dat", "junk"));
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm.blocks.tmp.keep", "x"));
+  CHECK_OK(tierstore::RenameFile(dir + "/warm.blocks.tmp.keep", dir + "/warm.blocks.tmp"));
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm-var-3.dat.tmp.keep", "y"));
+  CHECK_OK(tierstore::RenameFile(dir + "/warm-var-3.dat.tmp.keep", dir + "/warm-var-3.dat.tmp"));
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/other.tmp.keep", "z"));  // not the warm tier's
+  CHECK_OK(tierstore::RenameFile(dir + "/other.tmp.keep", dir + "/other.tmp"));
+  return recs;
+}
+
+}  // namespace
+
+// Open never changes a file, whether it succeeds or fails; Insert, Free,
+// Compact and UpdateAccess wait for FinishOpen.
+TEST(OpenHasNoSideEffects) {
+  const uint32_t dims = 8;
+  ChunkOverride small(64 * 1024, 64 * 1024);
+  std::string dir = NewDir("noeffects");
+  std::map<uint32_t, Rec> recs = CrashedTier(dir, dims);
+  DirSnapshot before = Snapshot(dir);
+  CHECK_EQ(Names(before), std::string("other.tmp warm-var-1.dat warm-var-3.dat.tmp warm-var-7.dat warm-var-9.dat "
+                                      "warm.blocks warm.blocks.tmp "));
+  for (bool ro : {false, true}) {
+    std::unique_ptr<WarmTier> t;
+    ASSERT_OK(WarmTier::Open(dir, dims, ro, &t));
+    CheckAll(t.get(), recs, dims);
+    CHECK(!t->IsLive(6));
+    Rec r = MakeRec(dims, 500, 10);
+    uint32_t slot = 99;
+    StatusCode want = ro ? StatusCode::kReadOnly : StatusCode::kInvalidArgument;
+    CHECK_EQ(t->Insert(r.View(), &slot).code(), want);
+    CHECK_EQ(slot, 99u);
+    CHECK_EQ(t->Free(0).code(), want);
+    uint64_t reclaimed = 0;
+    CHECK_EQ(t->Compact(&reclaimed).code(), want);
+    t->UpdateAccess(0, 1.0, 2.0);  // keeps nothing yet
+    CHECK_OK(t->Sync());
+    CheckAll(t.get(), recs, dims);
+    t.reset();
+    if (!(Snapshot(dir) == before)) tstest::Fail(__FILE__, __LINE__, ro ? "read-only open changed files" : "open changed files");
+  }
+  // An open that fails (a live block damaged after the writing one) changes nothing either.
+  FlipByte(dir + "/warm.blocks", BlockOffset(dims, 8) + 40);
+  before = Snapshot(dir);
+  {
+    std::unique_ptr<WarmTier> t;
+    Status s = WarmTier::Open(dir, dims, false, &t);
+    CHECK_EQ(s.code(), StatusCode::kCorruption);
+  }
+  CHECK(Snapshot(dir) == before);
+  FlipByte(dir + "/warm.blocks", BlockOffset(dims, 8) + 40);
+  // Nothing live and no usable var file: Open still creates none.
+  std::string empty = NewDir("noeffects-empty");
+  ASSERT_OK(WarmTier::Create(empty, dims));
+  CHECK_OK(tierstore::AtomicWriteFile(empty + "/warm-var-4.dat", "cut"));
+  before = Snapshot(empty);
+  {
+    std::unique_ptr<WarmTier> t;
+    ASSERT_OK(WarmTier::Open(empty, dims, false, &t));
+    CHECK_EQ(t->Stats().live_records, 0u);
+  }
+  CHECK(Snapshot(empty) == before);
+}
+
+TEST(FinishOpenDoesTheDeferredWork) {
+  const uint32_t dims = 8;
+  ChunkOverride small(64 * 1024, 64 * 1024);
+  std::string dir = NewDir("finish");
+  std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs = CrashedTier(dir, dims);
+  std::unique_ptr<WarmTier> t;
+  ASSERT_OK(WarmTier::Open(dir, dims, false, &t));
+  ASSERT_OK(t->FinishOpen());
+  CHECK_EQ(ReadU32(blocks, BlockOffset(dims, 6)), kStateFreed);
+  CHECK_EQ(Names(Snapshot(dir)), std::string("other.tmp warm-var-1.dat warm.blocks "));
+  DirSnapshot after = Snapshot(dir);
+  ASSERT_OK(t->FinishOpen());  // idempotent
+  CHECK(Snapshot(dir) == after);
+  CheckAll(t.get(), recs, dims);
+  // Now writable: the freed slots are reused lowest first.
+  uint32_t slot = 0;
+  Rec a = MakeRec(dims, 100, 5), b = MakeRec(dims, 101, 5);
+  ASSERT_OK(t->Insert(a.View(), &slot));
+  CHECK_EQ(slot, 2u);
+  recs[slot] = a;
+  ASSERT_OK(t->Insert(b.View(), &slot));
+  CHECK_EQ(slot, 6u);
+  recs[slot] = b;
+  recs[0].access_count = 77;
+  t->UpdateAccess(0, recs[0].last_access_at, 77);
+  CheckAll(t.get(), recs, dims);
+  t.reset();
+  t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
+  // Nothing live and only a damaged var file: FinishOpen replaces it with
+  // the next generation.
+  std::string empty = NewDir("finish-empty");
+  ASSERT_OK(WarmTier::Create(empty, dims));
+  CHECK_OK(tierstore::AtomicWriteFile(empty + "/warm-var-4.dat", "cut"));
+  {
+    std::unique_ptr<WarmTier> w;
+    ASSERT_OK(WarmTier::Open(empty, dims, false, &w));
+    ASSERT_OK(w->FinishOpen());
+    CHECK_EQ(VarFiles(empty), std::vector<std::string>{"warm-var-5.dat"});
+    Rec r = MakeRec(dims, 1, 10);
+    ASSERT_OK(w->Insert(r.View(), &slot));
+    CheckAll(w.get(), {{slot, r}}, dims);
+  }
+  // Nothing live and an intact var file: it is reused, not replaced.
+  std::string reuse = NewDir("finish-reuse");
+  {
+    auto w = NewTier(reuse, dims);
+    ASSERT_TRUE(w != nullptr);
+    InsertMany(w.get(), dims, 0, 3, 10);
+    for (uint32_t s = 0; s < 3; ++s) ASSERT_OK(w->Free(s));
+  }
+  {
+    auto w = MustOpen(reuse, dims);
+    ASSERT_TRUE(w != nullptr);
+    CHECK_EQ(VarFiles(reuse), std::vector<std::string>{"warm-var-1.dat"});
+  }
 }
