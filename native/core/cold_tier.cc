@@ -529,7 +529,7 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
     uint64_t prev_key = 0;
     for (uint64_t r = 0; r < n; ++r) {
       uint64_t k = seg->Key(r);
-      if (k == 0 || k < prev_key) return seg->Corrupt("cold keys are not ascending at row " + std::to_string(r));
+      if (k == 0 || k <= prev_key) return seg->Corrupt("cold keys are not strictly ascending at row " + std::to_string(r));
       prev_key = k;
     }
     if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) return seg->Corrupt("key range does not match the header");
@@ -1024,18 +1024,32 @@ class ColdTierImpl final : public ColdTier {
                                    [&](const Group& g) { return g.max_key <= after_key; });
     RecordView v;
     Status st;
-    for (; it != groups_.end() && seen < max; ++it) {
+    // A batch never ends inside a run of equal keys (copies of one record
+    // that a crash mid-merge left in two segments, or damage): the next call
+    // resumes after the last key, and would skip the rest of the run.
+    bool have_last = false;
+    uint64_t last_key = 0;
+    bool full = false;
+    for (; it != groups_.end() && !full; ++it) {
       Walker walk(ptrs_.data() + it->begin, it->end - it->begin, false, after_key);
       const Segment* s;
       uint64_t r;
-      while (seen < max && walk.Next(&s, &r)) {
+      while (walk.Next(&s, &r)) {
+        const uint64_t key = s->Key(r);
+        if (seen >= max && !(have_last && key == last_key)) {
+          full = true;  // this row (key > last_key) is the next call's first
+          break;
+        }
+        have_last = true;
+        last_key = key;
         s->Fill(r, &v);
         st = s->VerifyRow(r, v, verify_embedding);
-        if (st.ok()) st = fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, s->Key(r), v);
+        if (st.ok()) st = fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, key, v);
         if (!st.ok()) break;
         ++seen;
       }
       if (!st.ok()) break;
+      if (seen >= max) full = true;  // groups hold disjoint key ranges: no run crosses them
     }
     if (visited) *visited = seen;
     return st;

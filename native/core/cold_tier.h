@@ -195,8 +195,10 @@ class ColdTier {
   virtual void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) = 0;
 
   // Calls fn for up to max live rows with key > after_key, in key order,
-  // holding the shared lock once for the whole call. Returns how many rows fn saw
-  // through *visited. fn returning non-OK stops the scan with that status.
+  // holding the shared lock once for the whole call — more than max only to
+  // finish a run of equal keys (copies of one record a crash mid-merge left
+  // in two segments), so that resuming after the last key skips nothing.
+  // Returns how many rows fn saw through *visited. fn returning non-OK stops the scan with that status.
   // Every row's data_crc is verified (CORRUPTION, naming the file, on a
   // mismatch); its embedding_crc too when verify_embedding.
   virtual Status ScanFrom(uint64_t after_key, size_t max, bool verify_embedding,
