@@ -254,10 +254,6 @@ export class LineChild {
     }
   }
 
-  send(line) {
-    if (this.running && this.child.stdin.writable) this.child.stdin.write(line + '\n');
-  }
-
   async kill(signal = 'SIGKILL') {
     if (this.running) this.child.kill(signal);
     return this.exited;
