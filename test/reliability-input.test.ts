@@ -25,11 +25,10 @@
 // - Views over detached buffers are INVALID_ARGUMENT; views whose resizable
 //   buffer shrank under them have fewer (or 0) values: DIMENSION_MISMATCH.
 //
-// Known bugs found here and reported (not asserted, see the report):
-// - putMany(new Array(2 ** 32 - 1)) throws a RangeError (lib/store.ts
-//   allocates the batch columns before validating any record).
-// - recall({ minConfidence }) reads the option three times; a getter that
-//   returns a finite number first and NaN later gets NaN past validation.
+// Two bugs found here are fixed and asserted at the end: putMany of a batch
+// too large for one JS array threw a RangeError (now INVALID_ARGUMENT before
+// anything is allocated), and recall read options.minConfidence several times
+// (a getter could pass the check with one value and hand over NaN).
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, TierStoreError } from '../lib/index.js';
@@ -780,5 +779,41 @@ describe('getters that act on the store during validation', () => {
       expect(snapshot(check), `${name}: nothing written`).toEqual(reference);
       check.close();
     }
+  });
+});
+
+describe('fixed: oversized batches and options read once', () => {
+  const scratch = useScratch();
+
+  it('putMany of more records than one batch can hold is INVALID_ARGUMENT, and the store is unchanged', () => {
+    const store = scratch.open(scratch.storePath(), { dimensions: 4 });
+    store.put({ id: 'kept', content: 'c', embedding: [1, 2, 3, 4] });
+    for (const n of [2 ** 32 - 1, 2 ** 31]) {
+      let error: unknown;
+      try {
+        store.putMany(new Array(n));
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(TierStoreError);
+      expect((error as TierStoreError).code).toBe('INVALID_ARGUMENT');
+      expect((error as TierStoreError).message).toMatch(/split them into smaller batches/);
+    }
+    expect(store.counts().total).toBe(1);
+  });
+
+  it('recall reads options.minConfidence once: a getter turning NaN after the check is not used', () => {
+    const store = scratch.open(scratch.storePath(), { dimensions: 4 });
+    store.put({ id: 'a', content: 'c', embedding: [1, 2, 3, 4], confidence: 0.9 });
+    let reads = 0;
+    const options = {
+      get minConfidence() {
+        reads++;
+        return reads === 1 ? 0.1 : Number.NaN;
+      },
+    };
+    const hits = store.recall([1, 2, 3, 4], options);
+    expect(reads).toBe(1);
+    expect(hits.map((h) => h.id)).toEqual(['a']);
   });
 });
