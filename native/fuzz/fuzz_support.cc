@@ -49,6 +49,7 @@ constexpr const char* kScratchPrefix = "tierstore-fuzz-";
 constexpr uint64_t kMaxRecordsVisited = 20000;
 constexpr size_t kMaxIdsKept = 24;
 constexpr double kNowMs = 1700000100000.0;
+constexpr uint64_t kSeedStoreId = 0x5EED5EED5EED5EEDull;
 
 [[noreturn]] void Broken(const std::string& what) {
   std::fprintf(stderr, "\ntierstore fuzz: INVARIANT BROKEN: %s\n", what.c_str());
@@ -411,7 +412,7 @@ uint32_t WarmHeaderCrc(const std::string& s, uint64_t b) {
 constexpr uint64_t kColdHeader = 512;
 constexpr int kColdColumns = 18;
 enum ColdCol { kKey = 0, kSeq, kConf, kAct, kCreated, kNorm, kDataCrc, kEmbCrc, kEmb, kIdOff, kIdBytes, kContentOff,
-               kContentBytes, kMetaOff, kMetaBytes };
+               kContentBytes, kMetaOff, kMetaBytes, kLastAccess, kAccessCount, kDeleted };
 bool ColdColHasCrc(int c) { return c <= kEmbCrc || c == kIdOff || c == kContentOff || c == kMetaOff; }
 
 }  // namespace
@@ -434,16 +435,12 @@ void Init() {
   const std::string seed_dir = g_scratch_base + "/seed";
   auto clean = std::make_unique<StoreFiles>();
   if (!BuildSeedStore(seed_dir, clean.get())) std::exit(2);
-  // The same store as if the process had crashed: manifest not clean.
-  tierstore::Manifest m;
-  if (!Check(tierstore::Manifest::Read(seed_dir, &m), "Manifest::Read")) std::exit(2);
-  m.clean = false;
-  if (!Check(m.Write(seed_dir), "Manifest::Write")) std::exit(2);
-  auto dirty = std::make_unique<StoreFiles>(*clean);
-  StoreFiles reread;
-  if (!ReadDirFiles(seed_dir, &reread) || !reread.count(tierstore::Manifest::kFileName)) std::exit(2);
-  (*dirty)[tierstore::Manifest::kFileName] = reread[tierstore::Manifest::kFileName];
   RemoveTree(seed_dir);
+  // The same store as if the process had crashed: manifest not clean.
+  auto dirty = std::make_unique<StoreFiles>(*clean);
+  std::string& manifest = (*dirty)[tierstore::Manifest::kFileName];
+  St<uint32_t>(&manifest, 16, 0);
+  RepairManifest(&manifest);
   g_seed_clean = clean.release();
   g_seed_dirty = dirty.release();
 }
@@ -513,6 +510,18 @@ bool BuildSeedStore(const std::string& dir, StoreFiles* out) {
     std::fprintf(stderr, "tierstore fuzz: cannot read the seed store back from %s\n", dir.c_str());
     return false;
   }
+  // The store id is random at creation; a fixed one makes the seed store the
+  // same on every run, so that a saved input means the same store later.
+  auto manifest = out->find(tierstore::Manifest::kFileName);
+  auto log = out->find("hot.log");
+  if (manifest == out->end() || log == out->end() || manifest->second.size() < 64 || log->second.size() < 24) {
+    std::fprintf(stderr, "tierstore fuzz: the seed store lacks its manifest or log\n");
+    return false;
+  }
+  St<uint64_t>(&manifest->second, 56, kSeedStoreId);
+  St<uint64_t>(&log->second, 16, kSeedStoreId);
+  RepairManifest(&manifest->second);
+  RepairHotLog(&log->second);
   return true;
 }
 
@@ -612,20 +621,28 @@ void ExerciseStore(const std::string& dir, bool read_only, uint32_t dimensions) 
 // Checksum repair.
 
 void RepairManifest(std::string* m) {
-  // magic 8, version, dims, clean, segment count @20, ..., ids @56, crc last.
-  if (m->size() < 60) return;
-  if ((m->size() - 60) % 4 == 0) St<uint32_t>(m, 20, static_cast<uint32_t>((m->size() - 60) / 4));
+  // magic 8, version, dims, clean, segment count @20, log size, seq, warm
+  // and cold records, store id @56, segment ids @64, crc of the rest last.
+  if (m->size() < 68) return;
+  if ((m->size() - 68) % 4 == 0) St<uint32_t>(m, 20, static_cast<uint32_t>((m->size() - 68) / 4));
   St<uint32_t>(m, m->size() - 4, CrcOf(*m, 0, m->size() - 4));
 }
 
 void RepairHotLog(std::string* log) {
-  // Header: magic 8, version 4, dims 4, crc of [0,16) @16, pad to 24.
-  if (log->size() < 24) return;
-  St<uint32_t>(log, 16, CrcOf(*log, 0, 16));
-  // Entries: crc @0 of [4, 16+len), type @4, length u64 @8.
-  uint64_t pos = 24;
+  // Header (32 bytes): magic 8, version, dims @12, store id @16, crc of
+  // [0,24) @24, pad.
+  if (log->size() < 32) return;
+  St<uint32_t>(log, 24, CrcOf(*log, 0, 24));
+  // Entries: crc @0 of [4, 16+len), type @4, header check @5 (24 bits of the
+  // crc of type and length), length u64 @8.
+  uint64_t pos = 32;
   while (InRange(*log, pos, 16)) {
-    uint64_t len = Ld<uint64_t>(*log, pos + 8);
+    const uint64_t len = Ld<uint64_t>(*log, pos + 8);
+    char type_and_len[9];
+    std::memcpy(type_and_len, log->data() + pos + 4, 1);
+    std::memcpy(type_and_len + 1, log->data() + pos + 8, 8);
+    const uint32_t check = tierstore::Crc32c(type_and_len, 9) & 0xFFFFFFu;
+    std::memcpy(log->data() + pos + 5, &check, 3);
     if (!InRange(*log, pos + 16, len)) break;
     St<uint32_t>(log, pos, CrcOf(*log, pos + 4, 12 + len));
     pos += 16 + len;
@@ -634,9 +651,11 @@ void RepairHotLog(std::string* log) {
 
 void RepairWarmBlocks(std::string* blocks, const std::map<uint32_t, std::string>& var_files) {
   // Header page: magic 8, version, dims @12, block size @16, blocks per
-  // chunk @20, embedding offset @24, crc of [0,28) @28.
+  // chunk @20, embedding offset @24, crc of [0,28) @28, high-water mark @32,
+  // crc of [32,36) @36.
   if (blocks->size() < kWarmHeaderPage) return;
   St<uint32_t>(blocks, 28, CrcOf(*blocks, 0, 28));
+  St<uint32_t>(blocks, 36, CrcOf(*blocks, 32, 4));
   const uint64_t dims = Ld<uint32_t>(*blocks, 12);
   const uint64_t block_size = Ld<uint32_t>(*blocks, 16);
   if (block_size < kWarmBlockHeader || block_size > blocks->size()) return;
@@ -726,6 +745,18 @@ void RepairColdSegment(std::string* seg, uint32_t segment_id) {
     if (fits(kKey, n * 8)) {
       St<uint64_t>(seg, 40, Ld<uint64_t>(*seg, off[kKey]));
       St<uint64_t>(seg, 48, Ld<uint64_t>(*seg, off[kKey] + (n - 1) * 8));
+    }
+  }
+  // The deletion bitmap's two copies: {u64 generation, u32 crc of the
+  // generation then the words, pad to 64, words}.
+  if (n > 0 && n <= seg->size() && ok[kDeleted]) {
+    const uint64_t words = (n + 63) / 64;
+    const uint64_t copy_size = (64 + words * 8 + 63) / 64 * 64;
+    for (uint64_t i = 0; i < 2; ++i) {
+      const uint64_t copy = off[kDeleted] + i * copy_size;
+      if ((i + 1) * copy_size > size[kDeleted]) break;
+      uint32_t c = tierstore::Crc32cExtend(0, seg->data() + copy, 8);
+      St<uint32_t>(seg, copy + 8, tierstore::Crc32cExtend(c, seg->data() + copy + 64, words * 8));
     }
   }
   for (int c = 0; c < kColdColumns; ++c) {
