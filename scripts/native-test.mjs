@@ -1,10 +1,20 @@
 #!/usr/bin/env node
-// npm run test:native — builds and runs the C++ tests of native/core twice:
+// npm run test:native — builds and runs the C++ tests of native/core three
+// times, with CMake + CTest:
 //   1. build-native/       (RelWithDebInfo)
 //   2. build-native-asan/  (AddressSanitizer + UBSan, leak detection on)
-// with CMake + CTest. Exits non-zero on the first failure (configure, build
-// or any test), printing which step failed.
+//   3. build-native-tsan/  (ThreadSanitizer, halting on the first report)
+// then builds the addon with cmake-js and loads it, and finally runs a short
+// libFuzzer smoke of the file parsers (scripts/fuzz-native.sh, ~10 s per
+// target) when a clang++ with libFuzzer is installed; without one it prints
+// a notice saying how to get it (and fails if TIERSTORE_REQUIRE_FUZZ=1, as in
+// CI). Exits non-zero on the first failure (configure, build, any test, any
+// fuzz finding), printing which step failed.
+//
+// `node scripts/native-test.mjs <step>` runs one step: release, asan+ubsan,
+// tsan, cmake-js or fuzz. TIERSTORE_FUZZ_SMOKE_SECONDS sets the smoke's total.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +36,31 @@ function run(step, cmd, args, env = process.env) {
   }
 }
 
+function runCaptured(cmd, args, env = process.env) {
+  return spawnSync(cmd, args, { cwd: root, env, encoding: 'utf8', maxBuffer: 64 << 20 });
+}
+
+// ThreadSanitizer's runtime (gcc 12's libtsan) aborts at start-up with
+// "unexpected memory mapping" on kernels that randomise mmap with more bits
+// than it expects. Probe one test binary; if that is what happens, run the
+// tests with address-space randomisation off (setarch -R), which TSan
+// handles. Returns the command prefix to run ctest with.
+function tsanLauncher(dir, env) {
+  const probe = path.join(root, dir, 'similarity_test');
+  if (!fs.existsSync(probe)) return [];
+  const direct = runCaptured(probe, [], env);
+  const output = `${direct.stdout}${direct.stderr}`;
+  if (direct.status === 0 || !/unexpected memory mapping|FATAL: ThreadSanitizer/.test(output)) return [];
+  const arch = os.machine ? os.machine() : process.arch === 'arm64' ? 'aarch64' : 'x86_64';
+  const viaSetarch = runCaptured('setarch', [arch, '-R', probe], env);
+  if (viaSetarch.status === 0) {
+    console.log(`[test:native] tsan: the TSan runtime rejects this kernel's address-space layout; running under setarch ${arch} -R`);
+    return ['setarch', arch, '-R'];
+  }
+  console.error(`[test:native] tsan: the TSan runtime cannot start here, even under setarch -R:\n${output}`);
+  return [];
+}
+
 const variants = [
   { name: 'release', dir: 'build-native', cmakeArgs: ['-DCMAKE_BUILD_TYPE=RelWithDebInfo'], env: {} },
   {
@@ -39,19 +74,43 @@ const variants = [
       UBSAN_OPTIONS: ['print_stacktrace=1', 'halt_on_error=1', process.env.UBSAN_OPTIONS].filter(Boolean).join(':'),
     },
   },
+  {
+    name: 'tsan',
+    dir: 'build-native-tsan',
+    // Optimised: TSan slows the tests 5-15x, and -O2 with debug info still
+    // gives exact stacks in its reports.
+    cmakeArgs: ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DTIERSTORE_TSAN=ON'],
+    env: {
+      TSAN_OPTIONS: ['halt_on_error=1', 'second_deadlock_stack=1', process.env.TSAN_OPTIONS].filter(Boolean).join(':'),
+    },
+    launcher: tsanLauncher,
+  },
 ];
 
-const only = process.argv[2]; // optional: 'release' or 'asan+ubsan'
+const steps = [...variants.map((v) => v.name), 'cmake-js', 'fuzz'];
+const only = process.argv[2]; // optional: one step
+if (only && !steps.includes(only) && !variants.some((v) => v.dir === only)) {
+  console.error(`[test:native] unknown step '${only}'; steps: ${steps.join(', ')}`);
+  process.exit(2);
+}
+const started = Date.now();
+const timings = [];
 for (const v of variants) {
   if (only && only !== v.name && only !== v.dir) continue;
+  const t0 = Date.now();
   const env = { ...process.env, ...v.env };
   run(`${v.name} configure`, 'cmake', ['-S', '.', '-B', v.dir, ...v.cmakeArgs]);
   run(`${v.name} build`, 'cmake', ['--build', v.dir, '--parallel', jobs]);
-  run(`${v.name} ctest`, 'ctest', ['--test-dir', v.dir, '--output-on-failure', '--no-tests=error', '--parallel', jobs], env);
+  const launcher = v.launcher ? v.launcher(v.dir, env) : [];
+  const ctestArgs = ['--test-dir', v.dir, '--output-on-failure', '--no-tests=error', '--parallel', jobs];
+  if (launcher.length > 0) run(`${v.name} ctest`, launcher[0], [...launcher.slice(1), 'ctest', ...ctestArgs], env);
+  else run(`${v.name} ctest`, 'ctest', ctestArgs, env);
+  timings.push(`${v.name} ${Math.round((Date.now() - t0) / 1000)} s`);
 }
 // The developer build of the addon: cmake-js drives the same CMakeLists.txt
 // (same sources as binding.gyp); the result must load and work.
 if (!only || only === 'cmake-js') {
+  const t0 = Date.now();
   const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
   run('cmake-js addon build', process.execPath, [cmakeJs, 'build', '--out', 'build-cmake-js', '--target', 'tierstore_addon']);
   const smoke = `
@@ -66,5 +125,33 @@ if (!only || only === 'cmake-js') {
     fs.rmSync(d, { recursive: true, force: true });
     if (!ok) { console.error('the cmake-js addon returned wrong data'); process.exit(1); }`;
   run('cmake-js addon loads', process.execPath, ['-e', smoke]);
+  timings.push(`cmake-js ${Math.round((Date.now() - t0) / 1000)} s`);
 }
-console.log('\n[test:native] all native tests passed');
+// The libFuzzer smoke: every fuzz target for a few seconds (the long run is
+// `npm run fuzz:native` / `npm run stress`). Needs clang++ with libFuzzer.
+if (!only || only === 'fuzz') {
+  const t0 = Date.now();
+  const fuzzScript = path.join(root, 'scripts', 'fuzz-native.sh');
+  const check = spawnSync('bash', [fuzzScript, '--check'], { cwd: root, stdio: 'ignore' });
+  if (check.status === 0) {
+    const seconds = process.env.TIERSTORE_FUZZ_SMOKE_SECONDS || '60';
+    run('libFuzzer smoke', 'bash', [fuzzScript, seconds]);
+    timings.push(`fuzz ${Math.round((Date.now() - t0) / 1000)} s`);
+  } else {
+    const lines = [
+      'NOTICE: the libFuzzer smoke of the native file parsers was SKIPPED:',
+      'no clang++ (16, 15, 14) that links -fsanitize=fuzzer is installed.',
+      'Install it with:  sudo apt-get install clang-16 libclang-rt-16-dev',
+      'or run `npm run fuzz:native`, which installs it and fuzzes for 60 s.',
+      'CI always runs the smoke (.ci/run installs clang first).',
+    ];
+    const width = Math.max(...lines.map((l) => l.length));
+    const bar = '!'.repeat(width + 4);
+    console.error(`\n${bar}\n${lines.map((l) => `! ${l.padEnd(width)} !`).join('\n')}\n${bar}\n`);
+    if (process.env.TIERSTORE_REQUIRE_FUZZ === '1') {
+      console.error('[test:native] FAILED (libFuzzer smoke): TIERSTORE_REQUIRE_FUZZ=1 but clang++ with libFuzzer is missing');
+      process.exit(1);
+    }
+  }
+}
+console.log(`\n[test:native] all native tests passed in ${Math.round((Date.now() - started) / 1000)} s (${timings.join(', ')})`);
