@@ -1,8 +1,11 @@
-// Minimal reproducers of the engine issues the damage fuzzer found
-// (KNOWN_ISSUES in damage.mjs). Each builds a tiny store, damages one file
-// the way the fuzzer did, opens it and says whether the issue still shows:
+// Minimal reproducers of the engine issues the damage fuzzer found (all
+// fixed since; see the README, "Crash consistency and damaged files"). Each
+// builds a tiny store, damages one file the way the fuzzer did, opens it and
+// returns what went wrong ([] when the store behaves: exact data or an
+// error). npm test runs them as regression checks
+// (test/reliability-damage.test.ts); by hand:
 //
-//   node scripts/stress/damage-repros.mjs            # all; exit 1 if any still reproduces
+//   node scripts/stress/damage-repros.mjs            # all; exit 1 if any reproduces
 //   node scripts/stress/damage-repros.mjs --only failed-open-changes-files
 //
 // "Unclean" stores are made by a child process that writes and is SIGKILLed
@@ -12,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadTierstore, parseArgs } from './common.mjs';
+import { isMain, loadTierstore, parseArgs } from './common.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const DIMS = 4;
@@ -75,10 +78,20 @@ function readStore(dir) {
   }
 }
 
+/** The size of a new store's hot.log: its file header, where the first entry starts. */
+export function logHeaderBytes(dir) {
+  const { open } = loadTierstore();
+  const s = open(dir, { dimensions: DIMS });
+  const bytes = s.stats().hotLogBytes;
+  s.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+  return bytes;
+}
+
 const files = (dir) => fs.readdirSync(dir).filter((f) => f !== 'LOCK').sort();
 const segmentOf = (dir) => files(dir).find((f) => /^cold-.*\.seg$/.test(f));
 
-const REPROS = {
+export const REPROS = {
   async 'unclean-open-ignores-missing-files'(dir) {
     const out = [];
     for (const target of ['hot.log', 'warm.blocks', 'segment']) {
@@ -163,13 +176,19 @@ const REPROS = {
     return r.error && r.error.startsWith('DIMENSION_MISMATCH') ? [`open(path) without dimensions of a store whose warm.blocks came from another store gives ${r.error.slice(0, 160)}`] : [];
   },
   async 'unclean-log-length-flip-drops-later-entries'(dir) {
-    await crashedStore(dir);
-    const file = path.join(dir, 'hot.log');
+    const header = logHeaderBytes(path.join(dir, 'probe'));
+    await crashedStore(path.join(dir, 'db'));
+    const file = path.join(dir, 'db', 'hot.log');
     const log = fs.readFileSync(file);
-    log[24 + 8 + 6] ^= 0x01; // bit 48 of the length of the first entry (file header 24 bytes; entry: crc, type, pad, length)
+    log[header + 8 + 6] ^= 0x01; // bit 48 of the first entry's length (an entry starts: crc u32, type u8, pad, length u64)
     fs.writeFileSync(file, log);
     const { open } = loadTierstore();
-    const s = open(dir);
+    let s;
+    try {
+      s = open(path.join(dir, 'db'));
+    } catch (e) {
+      return []; // reported as damage: fixed
+    }
     const ids = [...s.iterate()].map((m) => m.id);
     const torn = s.stats().tornLogBytes;
     s.close();
@@ -186,8 +205,10 @@ const REPROS = {
   },
 };
 
-const args = parseArgs(process.argv.slice(2), { only: '', hold: '', prefix: 'r', dims: DIMS });
-if (args.hold) {
+const args = isMain(import.meta.url) ? parseArgs(process.argv.slice(2), { only: '', hold: '', prefix: 'r', dims: DIMS }) : undefined;
+if (!args) {
+  // imported (by the tests): nothing to run
+} else if (args.hold) {
   hold(args.hold, args.prefix, args.dims);
 } else {
   let reproduced = 0;
@@ -197,7 +218,7 @@ if (args.hold) {
     try {
       const shown = await repro(dir);
       reproduced += shown.length > 0 ? 1 : 0;
-      process.stdout.write(`${shown.length > 0 ? 'REPRODUCED' : 'not reproduced (fixed?)'} ${name}\n${shown.map((s) => `  ${s}\n`).join('')}`);
+      process.stdout.write(`${shown.length > 0 ? 'REPRODUCED' : 'ok (does not reproduce)'} ${name}\n${shown.map((s) => `  ${s}\n`).join('')}`);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

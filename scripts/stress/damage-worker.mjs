@@ -127,7 +127,12 @@ function buildReference(kind, dir) {
     s.compact();
     const tierOf = new Map([...s.iterate()].map((m) => [m.id, m.tier]));
     const inTier = (t) => [...tierOf].filter(([, x]) => x === t).map(([id]) => id);
-    const log = { hot0: inTier('hot'), offsets: [s.stats().hotLogBytes], ops: [] };
+    // The first entry starts after the log's file header: the size of a new store's log.
+    const probe = open(`${dir}-probe`, { dimensions: 8 });
+    const header = probe.stats().hotLogBytes;
+    probe.close();
+    fs.rmSync(`${dir}-probe`, { recursive: true, force: true });
+    const log = { header, hot0: inTier('hot'), offsets: [s.stats().hotLogBytes], ops: [] };
     const [hot, warm, cold] = [inTier('hot'), inTier('warm'), inTier('cold')];
     const byId = new Map(recs.map((r) => [r.id, r]));
     const plan = [
