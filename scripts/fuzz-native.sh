@@ -169,7 +169,7 @@ json_escape() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' <<<"$1" | tr -d '\n'; }
 failure_kind() {
   local f=$1
   if grep -q 'file descriptors leaked' "$f"; then echo "fd leak"
-  elif grep -q 'INVARIANT BROKEN' "$f"; then echo "broken invariant ($(grep -m1 -oE 'INVARIANT BROKEN: .*' "$f" | cut -c19-160))"
+  elif grep -q 'INVARIANT BROKEN' "$f"; then echo "broken invariant ($(grep -m1 -oE 'INVARIANT BROKEN: .*' "$f" | cut -c19-300))"
   elif grep -q 'ERROR: LeakSanitizer' "$f"; then echo "memory leak"
   elif grep -qE 'runtime error:' "$f"; then echo "undefined behaviour ($(grep -m1 -oE 'runtime error: [^:]*' "$f" | cut -c16- | cut -c1-80))"
   elif grep -qE 'ERROR: AddressSanitizer: [a-z-]+' "$f"; then echo "$(grep -m1 -oE 'AddressSanitizer: [a-z-]+' "$f")"
