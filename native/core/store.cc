@@ -111,9 +111,11 @@ struct HotRecord {
     const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
     r->data.reset(new char[string_bytes == 0 ? 1 : string_bytes]);
     char* p = r->data.get();
-    std::memcpy(p, v.id.data(), v.id.size());
-    std::memcpy(p + v.id.size(), v.metadata.data(), v.metadata.size());
-    std::memcpy(p + v.id.size() + v.metadata.size(), v.content.data(), v.content.size());
+    // memcpy from a null pointer is undefined even for 0 bytes (an empty
+    // string_view may hold one).
+    if (!v.id.empty()) std::memcpy(p, v.id.data(), v.id.size());
+    if (!v.metadata.empty()) std::memcpy(p + v.id.size(), v.metadata.data(), v.metadata.size());
+    if (!v.content.empty()) std::memcpy(p + v.id.size() + v.metadata.size(), v.content.data(), v.content.size());
     r->row = arena->Allocate();
     r->arena = arena;  // from here on the destructor releases the row
     std::memcpy(arena->Row(r->row), v.embedding, size_t{dims} * sizeof(float));
@@ -1472,6 +1474,9 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     // is scored again in double, so huge and tiny values score exactly too.
     auto offer = [&](float dot, float norm, const float* row, const Loc& loc) {
       float score = (norm >= kFloatSafeMin && norm <= kFloatSafeMax && std::isfinite(dot)) ? dot / norm : ExactCosine(row);
+      // Only a damaged file can hold a non-finite value; NaN would break the
+      // heap's ordering, so such a row ranks last.
+      if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
       Scored s{score, loc};
       if (heap->size() < k) {
         heap->push_back(s);
