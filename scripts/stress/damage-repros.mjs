@@ -129,15 +129,30 @@ export const REPROS = {
     return r.ids && r.ids.length < 9 ? [`after a crash, setting the last 8 bytes of ${path.basename(file)} (its deletion bitmap) silently deletes ${9 - r.ids.length} cold records`] : [];
   },
   async 'cold-count-mismatch-names-no-file'(dir) {
-    cleanStore(dir);
+    // A clean store with a deleted cold row; then the active deletion bitmap
+    // copy's generation is zeroed, so the older copy (without the deletion)
+    // wins and the row count disagrees with the manifest.
+    const { open } = loadTierstore();
+    const s = open(dir, { dimensions: DIMS, hotCapacity: 1000, warmCapacity: 1000 });
+    const recs = recordsFor('r', 6);
+    s.putMany(recs);
+    for (let i = 3; i < 6; i++) s.move(recs[i].id, 'cold');
+    s.compact();
+    s.delete(recs[4].id);
+    s.close();
     const seg = segmentOf(dir);
     const file = path.join(dir, seg);
-    const size = fs.statSync(file).size;
-    const fd = fs.openSync(file, 'r+');
-    fs.writeSync(fd, Buffer.alloc(8, 0xff), 0, 8, size - 8);
-    fs.closeSync(fd);
+    const b = fs.readFileSync(file);
+    // The two bitmap copies are the segment's last two 64-byte-aligned blocks
+    // here (6 rows: a 64-byte header and one 64-byte word block each); the
+    // generation is a copy's first 8 bytes.
+    const copy0 = b.length - 256;
+    const copy1 = b.length - 128;
+    const active = b.readBigUInt64LE(copy1) > b.readBigUInt64LE(copy0) ? copy1 : copy0;
+    b.fill(0, active, active + 8);
+    fs.writeFileSync(file, b);
     const r = readStore(dir);
-    return r.error && !r.error.includes(seg) ? [`a damaged deletion bitmap of ${seg} gives "${r.error}", which does not name ${seg}`] : [];
+    return r.error && !r.error.includes(seg) ? [`the active deletion bitmap of ${seg} with its generation zeroed gives "${r.error}", which does not name ${seg}`] : [];
   },
   async 'failed-open-changes-files'(dir) {
     const out = [];
