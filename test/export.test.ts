@@ -6,7 +6,6 @@
 // placement on import, streaming to a slow stream, bounded memory on a large
 // tier (child process), and every error path with what it leaves behind.
 // Budget: about 30 s, most of it the bounded-memory child.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { exportStore, formatFromPath, importFile, type ExportFormat } from '../lib/export.js';
 import type { Memory, MemoryInput, MemoryStore, Tier, TierSelector } from '../lib/index.js';
-import { REPO_ROOT } from './helpers/child.js';
+import { REPO_ROOT, spawnAsync } from './helpers/child.js';
 import { contentOfBytes, mulberry32, randomEmbedding } from './helpers/random.js';
 import {
   expectRejection,
@@ -702,12 +701,9 @@ describe('export and import', () => {
     });
   });
 
-  test('bounded memory: exporting and importing 16k records (~68 MB of content) grows heap + external by a bounded few MB', () => {
+  test('bounded memory: exporting and importing 16k records (~68 MB of content) grows heap + external by a bounded few MB', async () => {
     const work = scratch.dir();
-    const r = spawnSync(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/helpers/export-memory.cjs'), work, '16000'], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    const r = await spawnAsync(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/helpers/export-memory.cjs'), work, '16000'], { timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     interface Growth {
       samples: number;

@@ -2,7 +2,7 @@
 // iteration and paging agree with counts() in every tier, misuse errors, and
 // memory bounded by the batch size while iterating a million cold records
 // (measured in a child process, so this test's own heap does not count).
-import { spawnSync } from 'node:child_process';
+import { spawnAsync } from './helpers/child.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -115,13 +115,10 @@ describe('iteration contract', () => {
     await expect(async.next()).rejects.toMatchObject({ code: 'STORE_CLOSED' });
   });
 
-  it('iterating 1,000,000 cold records without embeddings grows memory by less than 64 MB', () => {
+  it('iterating 1,000,000 cold records without embeddings grows memory by less than 64 MB', async () => {
     const dir = storePath();
     const script = path.join(__dirname, 'helpers', 'iterate-memory.cjs');
-    const result = spawnSync(process.execPath, ['--expose-gc', script, dir, '1000000'], {
-      encoding: 'utf8',
-      timeout: 600_000,
-    });
+    const result = await spawnAsync(process.execPath, ['--expose-gc', script, dir, '1000000'], { timeout: 600_000 });
     expect(result.signal, result.stderr).toBeNull();
     expect(result.status, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout.trim().split('\n').pop()!) as {

@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from '../lib/index.js';
-import { REPO_ROOT } from './helpers/child.js';
+import { REPO_ROOT, spawnAsync } from './helpers/child.js';
 import { iterateAll } from './helpers/store.js';
 
 const CHILD = path.join(REPO_ROOT, 'test', 'helpers', 'reliability-io-diskfull.cjs');
@@ -90,7 +90,7 @@ interface Run {
   output: string;
 }
 
-function runScenario(sc: Scenario): Run {
+async function runScenario(sc: Scenario): Promise<Run> {
   let mode: 'tmpfs' | 'fsize' = sc.tmpfsMiB !== undefined ? 'tmpfs' : 'fsize';
   let base: string | undefined;
   let fsizeMiB = sc.fsizeMiB;
@@ -117,7 +117,7 @@ function runScenario(sc: Scenario): Run {
   const node = [process.execPath, CHILD, REPO_ROOT, storePath, scenario].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   // dash's ulimit -f counts 512-byte blocks; the child reports the limit it got in bytes
   const shell = mode === 'fsize' ? `trap '' XFSZ; ulimit -f ${fsizeMiB! * 2048}; exec ${node}` : `exec ${node}`;
-  const r = spawnSync('sh', ['-c', shell], { encoding: 'utf8', timeout: 120_000, maxBuffer: 1 << 28 });
+  const r = await spawnAsync('sh', ['-c', shell], { timeout: 120_000 });
   const output = `status=${r.status} signal=${r.signal}\nstderr: ${(r.stderr ?? '').slice(-3000)}\nstdout (end): ${(r.stdout ?? '').slice(-2000)}`;
   expect(r.signal, `${sc.name}: the writer was not killed by a signal (SIGBUS, SIGXFSZ, abort)\n${output}`).toBeNull();
   expect(r.status, `${sc.name}: the writer exited cleanly\n${output}`).toBe(0);
@@ -235,8 +235,8 @@ const SCENARIOS: Scenario[] = [
 ];
 
 describe('a full disk or a file-size limit: IO_ERROR, no crash, every acknowledged write kept', () => {
-  it.each(SCENARIOS)('$name', (sc) => {
-    const run = runScenario(sc);
+  it.each(SCENARIOS)('$name', async (sc) => {
+    const run = await runScenario(sc);
     try {
       checkRun(sc, run);
     } finally {

@@ -16,12 +16,11 @@
 // 1 MiB per 1,000 cycles and slowing); the bound is 16 MiB: a leak of 16 KiB
 // per cycle — one cycle's 21 records with their embeddings, or one 64 KiB
 // buffer every 4 cycles — would cross it.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from './helpers/child.js';
+import { REPO_ROOT, spawnAsync } from './helpers/child.js';
 
 const CHILD = path.join(REPO_ROOT, 'test', 'helpers', 'reliability-io-resources.cjs');
 const RSS_GROWTH_BOUND_MIB = 16;
@@ -57,9 +56,9 @@ describe('resources over many cycles and after dropping handles without close()'
   let result: Result | undefined;
   let output = '';
 
-  const run = (): Result => {
+  const run = async (): Promise<Result> => {
     if (result !== undefined) return result;
-    const r = spawnSync(process.execPath, ['--expose-gc', CHILD, REPO_ROOT, dir, '1000', '100'], { encoding: 'utf8', timeout: 300_000, maxBuffer: 1 << 24 });
+    const r = await spawnAsync(process.execPath, ['--expose-gc', CHILD, REPO_ROOT, dir, '1000', '100'], { timeout: 300_000 });
     output = `status=${r.status} signal=${r.signal}\nstdout: ${(r.stdout ?? '').slice(-3000)}\nstderr: ${(r.stderr ?? '').slice(-3000)}`;
     expect(r.status === 0 && r.signal === null, `the child ran cleanly\n${output}`).toBe(true);
     const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
@@ -69,8 +68,8 @@ describe('resources over many cycles and after dropping handles without close()'
     return result;
   };
 
-  it('1,000 open/put/iterate/close cycles: file descriptors and store mappings back to baseline exactly, RSS growth bounded', () => {
-    const c = run().cycles;
+  it('1,000 open/put/iterate/close cycles: file descriptors and store mappings back to baseline exactly, RSS growth bounded', async () => {
+    const c = (await run()).cycles;
     expect(c.count).toBe(1000);
     expect(c.leakedFds, 'no descriptor opened during the cycles is still open').toEqual([]);
     expect(c.endFds, 'open file descriptors').toBe(c.baseFds);
@@ -79,8 +78,8 @@ describe('resources over many cycles and after dropping handles without close()'
     expect(c.endRssMiB - c.baseRssMiB, `RSS growth in MiB (samples every 100 cycles: ${c.rssSamplesMiB.join(', ')})`).toBeLessThan(RSS_GROWTH_BOUND_MIB);
   }, 300_000);
 
-  it('stores with open iterators dropped without close(): finalised by gc, descriptors and mappings gone, locks released', () => {
-    const d = run().dropped;
+  it('stores with open iterators dropped without close(): finalised by gc, descriptors and mappings gone, locks released', async () => {
+    const d = (await run()).dropped;
     expect(d.openFds, 'the 12 stores held descriptors while referenced').toBeGreaterThan(d.beforeFds);
     expect(d.openMaps, 'and mappings').toBeGreaterThan(d.beforeMaps);
     expect(d.afterFds, 'descriptors after gc').toBe(d.beforeFds);
@@ -88,8 +87,8 @@ describe('resources over many cycles and after dropping handles without close()'
     expect(d.otherProcess, 'another process opens each dropped store (its lock was released) and sees its 40 records').toEqual(new Array(12).fill(40));
   }, 300_000);
 
-  it('iterators dropped unfinished while their store stays open are finalised: openIterators back to 0', () => {
-    const it = run().iterators;
+  it('iterators dropped unfinished while their store stays open are finalised: openIterators back to 0', async () => {
+    const it = (await run()).iterators;
     expect(it.openBeforeGc, 'some of the 300 dropped iterators were still registered before the forced gc').toBeGreaterThan(0);
     expect(it.openAfterGc).toBe(0);
     expect(it.fdsAfter, 'iterators hold no descriptors of their own after gc').toBe(it.fdsWithStore);

@@ -19,11 +19,10 @@
 // iterate, recall, recallAsync, migrate, compact): the addon is built with
 // NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, so an error that can no longer be
 // thrown into a terminating thread is dropped instead of aborting the process.
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { open } from '../lib/index.js';
-import { REPO_ROOT, ScriptChild } from './helpers/child.js';
+import { REPO_ROOT, ScriptChild, spawnAsync } from './helpers/child.js';
 import { iterateAll, useScratch } from './helpers/store.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'stress', 'threads.mjs');
@@ -45,8 +44,8 @@ interface ThreadsSummary {
   finalRecords: number;
 }
 
-function runThreads(args: string[]): { status: number | null; signal: string | null; summary: ThreadsSummary; lastLine: string; output: string } {
-  const r = spawnSync(process.execPath, [SCRIPT, ...args], { encoding: 'utf8', timeout: 240_000, maxBuffer: 1 << 26 });
+async function runThreads(args: string[]): Promise<{ status: number | null; signal: string | null; summary: ThreadsSummary; lastLine: string; output: string }> {
+  const r = await spawnAsync(process.execPath, [SCRIPT, ...args], { timeout: 240_000 });
   const lines = (r.stdout ?? '').trimEnd().split('\n');
   const lastLine = lines[lines.length - 1] ?? '';
   const output = `status=${r.status} signal=${r.signal}\nstdout:\n${(r.stdout ?? '').slice(-3000)}\nstderr:\n${(r.stderr ?? '').slice(-3000)}`;
@@ -55,8 +54,8 @@ function runThreads(args: string[]): { status: number | null; signal: string | n
 }
 
 describe('worker threads sharing one store (scripts/stress/threads.mjs, short run)', () => {
-  it('8 s of every operation from 4 threads, with terminations mid-putMany: no crash, nothing lost, counts consistent', () => {
-    const r = runThreads(['--seconds', '8', '--terminations', '3', '--seed', '7', '--quiet']);
+  it('8 s of every operation from 4 threads, with terminations mid-putMany: no crash, nothing lost, counts consistent', async () => {
+    const r = await runThreads(['--seconds', '8', '--terminations', '3', '--seed', '7', '--quiet']);
     expect(r.signal, r.output).toBeNull();
     expect(r.summary.findings, r.output).toEqual([]);
     expect(r.status, r.output).toBe(0);
@@ -75,8 +74,8 @@ describe('worker threads sharing one store (scripts/stress/threads.mjs, short ru
     expect(s.finalRecords, 'the reopened store holds at least the stable records').toBeGreaterThanOrEqual(400);
   }, 240_000);
 
-  it('its checker reports planted faults: a lost write, an undone delete, superseded and out-of-order shared writes, an intruder, altered content', () => {
-    const r = runThreads(['--seconds', '5', '--terminations', '0', '--inject-faults', '--seed', '3', '--quiet']);
+  it('its checker reports planted faults: a lost write, an undone delete, superseded and out-of-order shared writes, an intruder, altered content', async () => {
+    const r = await runThreads(['--seconds', '5', '--terminations', '0', '--inject-faults', '--seed', '3', '--quiet']);
     expect(r.signal, r.output).toBeNull();
     expect(r.status, 'findings make the exit status 1').toBe(1);
     const f = r.summary.findings.join('\n');

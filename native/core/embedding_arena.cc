@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -22,13 +23,13 @@ EmbeddingArena::EmbeddingArena(uint32_t dims) : dims_(dims == 0 ? 1 : dims) {
   rows_per_chunk_ = static_cast<uint32_t>(
       std::clamp<size_t>(kTargetChunkBytes / row_bytes, kMinRowsPerChunk, kMaxRowsPerChunk));
   const size_t bytes = row_bytes * rows_per_chunk_;
-  // aligned_alloc wants a multiple of the alignment.
-  const size_t align = bytes >= kHugePage ? kHugePage : 64;
+  // Whole pages; whole huge pages once a chunk is that large.
+  const size_t align = bytes >= kHugePage ? kHugePage : 4096;
   chunk_bytes_ = (bytes + align - 1) / align * align;
 }
 
 EmbeddingArena::~EmbeddingArena() {
-  for (ChunkData& c : chunks_) std::free(c.rows);
+  for (ChunkData& c : chunks_) ::munmap(c.rows, chunk_bytes_);
 }
 
 uint32_t EmbeddingArena::Allocate() {
@@ -38,21 +39,33 @@ uint32_t EmbeddingArena::Allocate() {
     free_.pop_back();
   } else {
     if (chunks_.empty() || chunks_.back().used == rows_per_chunk_) {
-      const size_t align = chunk_bytes_ % kHugePage == 0 ? kHugePage : 64;
-      void* p = std::aligned_alloc(align, chunk_bytes_);
-      if (p == nullptr) throw std::bad_alloc();
+      // Mapped directly, not from malloc: closing a store returns its hot
+      // embeddings to the system at once (malloc would keep multi-MiB
+      // blocks cached in the process), and huge-page chunks can be aligned.
+      const size_t align = chunk_bytes_ % kHugePage == 0 ? kHugePage : 0;
+      const size_t span = chunk_bytes_ + align;
+      void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (raw == MAP_FAILED) throw std::bad_alloc();
+      auto* base = static_cast<char*>(raw);
+      char* p = base;
+      if (align != 0) {
+        p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + align - 1) / align * align);
+        if (p > base) ::munmap(base, static_cast<size_t>(p - base));
+        char* end = base + span;
+        if (end > p + chunk_bytes_) ::munmap(p + chunk_bytes_, static_cast<size_t>(end - (p + chunk_bytes_)));
 #ifdef MADV_HUGEPAGE
-      if (align == kHugePage) (void)madvise(p, chunk_bytes_, MADV_HUGEPAGE);  // advice only
+        (void)madvise(p, chunk_bytes_, MADV_HUGEPAGE);  // advice only
 #endif
+      }
       ChunkData c;
-      c.rows = static_cast<float*>(p);
+      c.rows = reinterpret_cast<float*>(p);
       try {
         c.info.resize(rows_per_chunk_);
         // Room for every row to be free at once, so Release never allocates.
         free_.reserve((chunks_.size() + 1) * size_t{rows_per_chunk_});
         chunks_.push_back(std::move(c));
       } catch (...) {
-        std::free(p);
+        ::munmap(p, chunk_bytes_);
         throw;
       }
     }

@@ -43,6 +43,34 @@ export interface ChildResult {
  * package and `args` = the given JSON args) in a new node process and waits.
  * The body reports with emit('RESULT', value).
  */
+/** What a finished child process printed and how it ended. */
+export interface SpawnResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * spawnSync without blocking the test worker: a long synchronous wait keeps
+ * vitest's worker from answering its own RPC, which vitest then reports as an
+ * unhandled "Timeout calling onTaskUpdate" error on a busy machine.
+ */
+export function spawnAsync(
+  command: string, args: readonly string[], options: { timeout: number; env?: NodeJS.ProcessEnv; cwd?: string },
+): Promise<SpawnResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeout);
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (status, signal) => { clearTimeout(timer); resolve({ status, signal, stdout, stderr }); });
+  });
+}
+
 export function runChild(body: string, args: unknown, timeoutMs = 120_000): ChildResult {
   const script = `${PRELUDE}
 (async () => {
