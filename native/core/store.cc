@@ -458,7 +458,11 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
     }
   }
   if (cold.live_records != manifest.cold_records) {
-    return Status::Corruption("the cold segments in " + path_ + " hold " + std::to_string(cold.live_records) +
+    // The manifest keeps no per-segment counts: name every segment, one of
+    // which was damaged.
+    std::string files;
+    for (uint32_t id : cold.segment_ids) files += (files.empty() ? "" : ", ") + JoinPath(path_, ColdSegmentFileName(id));
+    return Status::Corruption("the cold segments " + files + " hold " + std::to_string(cold.live_records) +
                               " records; the store was closed with " + std::to_string(manifest.cold_records));
   }
   const WarmStats warm = warm_->Stats();

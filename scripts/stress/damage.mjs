@@ -484,17 +484,12 @@ export function judgeCase(ref, m, result) {
 //   { id, what, matches(ref, mutation, problem) → boolean }
 // with a minimal reproducer in damage-repros.mjs; remove it once fixed.
 // Of the eight issues this fuzzer found (README, "Crash consistency and
-// damaged files") seven are fixed; their reproducers run in npm test as
-// regression checks, and the one still open is checked to still reproduce.
+// damaged files") all eight are fixed; their reproducers run in npm test as
+// regression checks (an issue listed here must still reproduce).
 
 const partsOf = (m) => (m.kind === 'double' ? m.parts : [m]);
 
 export const KNOWN_ISSUES = [
-  {
-    id: 'cold-count-mismatch-names-no-file',
-    what: "CORRUPTION 'the cold segments in DIR hold N records; the store was closed with M' names the directory, not the damaged segment (e.g. when the active deletion bitmap copy's generation is damaged and the older copy wins)",
-    matches: (ref, m, p) => /does not name the damaged file/.test(p) && /the cold segments in .* hold \d+ records/.test(p),
-  },
 ];
 
 /**
