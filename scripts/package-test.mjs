@@ -104,7 +104,14 @@ try {
   for (const f of ['esm-consumer.mts', 'cjs-consumer.cts']) {
     fs.copyFileSync(path.join(root, 'test', 'fixtures', f), path.join(project, f));
   }
-  fs.symlinkSync(path.join(root, 'node_modules', '@types'), path.join(project, 'node_modules', '@types'), 'dir');
+  // @types/node for tsc: the consumer may already have it (a dependency of
+  // apache-arrow); otherwise borrow the repository's.
+  const types = path.join(project, 'node_modules', '@types');
+  if (!fs.existsSync(types)) {
+    fs.symlinkSync(path.join(root, 'node_modules', '@types'), types, 'dir');
+  } else if (!fs.existsSync(path.join(types, 'node'))) {
+    fs.symlinkSync(path.join(root, 'node_modules', '@types', 'node'), path.join(types, 'node'), 'dir');
+  }
   run('types', process.execPath, [
     path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--target', 'ES2022',
     '--module', 'node16', '--moduleResolution', 'node16', '--types', 'node', 'esm-consumer.mts', 'cjs-consumer.cts',
