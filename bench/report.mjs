@@ -91,10 +91,48 @@ export function renderMarkdown(data) {
   return out.join('\n');
 }
 
+// tierstore's recall (1 thread) and recallAsync (the scan split across every
+// core) against scan_bench's plain C AVX2 loop on the same N, in the same run.
+// The C loop reads one contiguous matrix; it is compared on huge pages (what
+// hot records and large anonymous matrices get) and on 4 KiB pages (what file
+// mappings usually get), each with the number of threads tierstore used.
+export function referenceRatios(scanBench, figures) {
+  const c = (pages, threads) =>
+    scanBench.results.find((r) => r.kernel === 'dot-avx2 top-10' && r.pages === pages && r.threads === threads)?.median_ms;
+  const out = [];
+  for (const [key, threads] of [['recall', 1], ['recall-async', 2]]) {
+    for (const ts of TS_COLUMNS) {
+      const v = figures[ts]?.[key];
+      if (v === undefined) continue;
+      const huge = c('huge', threads), small = c('4k', threads);
+      out.push({ store: ts, op: key, threads, ms: v, cHuge: huge, c4k: small,
+        ratioHuge: huge ? v / huge : undefined, ratio4k: small ? v / small : undefined });
+    }
+  }
+  return out;
+}
+
+export function renderReferenceTable(reference) {
+  const header = ['operation', 'store', 'ms/query', 'C loop huge', 'ratio', 'C loop 4k', 'ratio'];
+  const f = (x) => (x === undefined ? 'n/a' : x.toFixed(2));
+  const body = reference.map((r) => [
+    r.op === 'recall' ? 'recall (1 thread)' : `recallAsync (${r.threads} threads)`, SHORT[r.store] ?? r.store,
+    f(r.ms), f(r.cHuge), r.ratioHuge === undefined ? 'n/a' : `${r.ratioHuge.toFixed(2)}×`, f(r.c4k),
+    r.ratio4k === undefined ? 'n/a' : `${r.ratio4k.toFixed(2)}×`,
+  ]);
+  const w = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (row) => row.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
+  return [
+    'against the C reference loop (native/bench/scan_bench, plain AVX2, same N, this run; issue 4 target: ratio <= 1.3)',
+    line(header), w.map((x) => '-'.repeat(x)).join('  '), ...body.map(line),
+  ].join('\n');
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const file = process.argv[2] ?? new URL('../.tmp/bench/latest.json', import.meta.url);
   const d = JSON.parse(readFileSync(file, 'utf8'));
   const m = d.machine;
   console.log(`N = ${d.n.toLocaleString('en-US')}, ${d.config.repeat} run(s) per store (medians), ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, commit ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, load ${m.loadavgStart.join(' ')} → ${m.loadavgEnd?.join(' ')}\n`);
   console.log(renderMarkdown({ ...d, stores: d.config.stores }));
+  if (d.reference) console.log('\n' + renderReferenceTable(d.reference));
 }

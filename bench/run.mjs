@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STORES, PEERS } from './stores.mjs';
-import { OPS_INFO, OP_ALIASES, TS_COLUMNS, ratioOf, renderTable } from './report.mjs';
+import { OPS_INFO, OP_ALIASES, TS_COLUMNS, ratioOf, referenceRatios, renderReferenceTable, renderTable } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -26,7 +26,7 @@ const ROOT = path.resolve(HERE, '..');
 // ---- flags -----------------------------------------------------------------
 
 function parseArgs(argv) {
-  const a = { n: undefined, only: [], json: undefined, repeat: 1, smoke: false, keep: false };
+  const a = { n: undefined, only: [], json: undefined, repeat: 1, smoke: false, keep: false, native: undefined };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const val = () => (inline !== undefined ? inline : argv[++i]);
@@ -42,6 +42,8 @@ function parseArgs(argv) {
       case '--dir': a.dir = val(); break;
       case '--keep': a.keep = true; break;
       case '--smoke': a.smoke = true; break;
+      case '--native': a.native = true; break;
+      case '--no-native': a.native = false; break;
       case '-h': case '--help': usage(0); break;
       default: console.error(`unknown flag ${argv[i]}`); usage(2);
     }
@@ -63,6 +65,8 @@ function usage(code) {
   --repeat R     run each store R times; figures are medians (default 1)
   --smoke        tiny and quick (CI): N 2000, 3 queries, 500 gets, 200 puts; exits 0 only
                  if every correctness cross-check passes
+  --native / --no-native  build and run the C reference loop (native/bench/scan_bench, CMake)
+                 on the same N and compare recall with it (default: on when recall runs, off with --smoke)
   --queries Q  --gets G  --puts P  --seed S  --dir DIR (where stores are created)  --keep`);
   process.exit(code);
 }
@@ -236,6 +240,33 @@ for (const store of stores) {
 showProgress('');
 if (tty) process.stderr.write('\r\x1b[K');
 
+// ---- the C reference loop (issue 4), in the same run -------------------------
+
+// Builds native/bench/scan_bench (CMake, Release) and runs it over an N x 768
+// matrix: the plain AVX2 loop of issue 4 on 1 and 2 threads, on huge and on
+// 4 KiB pages, next to the memory bandwidth. Returns its JSON, or undefined
+// with a note when CMake or a compiler is missing.
+function runScanBench() {
+  const build = path.join(ROOT, 'build-bench');
+  const out = path.join(path.dirname(jsonPath), 'scan_bench.json');
+  try {
+    log('  C reference loop: building native/bench/scan_bench (cmake, Release)');
+    execFileSync('cmake', ['-S', ROOT, '-B', build, '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('cmake', ['--build', build, '-j2', '--target', 'scan_bench'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    mkdirSync(path.dirname(out), { recursive: true });
+    const t0 = Date.now();
+    execFileSync(path.join(build, 'scan_bench'), ['--n', String(n), '--dims', '768', '--reps', '9', '--threads', '1,2', '--json', out],
+      { stdio: ['ignore', 'ignore', 'inherit'] });
+    log(`  C reference loop: done in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    return JSON.parse(readFileSync(out, 'utf8'));
+  } catch (e) {
+    warnings.push(`C reference loop not run (${e.message.split('\n')[0]}); install cmake and a C++ compiler, or pass --no-native`);
+    return undefined;
+  }
+}
+const wantsRecall = opsArg === 'all' || opsArg.split(',').some((o) => o.startsWith('recall'));
+const scanBench = (args.native ?? (!args.smoke && wantsRecall)) ? runScanBench() : undefined;
+
 // medians over repeats
 const median = (xs) => {
   const a = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q);
@@ -269,8 +300,10 @@ for (const x of notes) console.error(`note: ${x}`);
 machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 const seconds = (Date.now() - began) / 1000;
 
+const reference = scanBench ? referenceRatios(scanBench, figures) : undefined;
 const out = {
   machine, n, dimensions: 768, config: { ...childOpts, repeat: args.repeat, smoke: args.smoke, stores, ops: opsArg },
+  ...(scanBench ? { scanBench, reference } : {}),
   reference: { logicalBytes: ref.checks.logicalBytes, iter: ref.checks.iter },
   figures, ratios, runs, checks: { ok: failures.length === 0, failures, warnings, notes }, seconds,
 };
@@ -286,6 +319,10 @@ if (failures.length) {
 }
 console.log('');
 console.log(renderTable({ figures, ratios, stores, n, machine }));
+if (reference) {
+  console.log('');
+  console.log(renderReferenceTable(reference));
+}
 console.log('');
 console.log(`all cross-checks passed: iteration counts and digests, gets, and top-10 ids of every store agree with the JS brute-force reference. ${seconds.toFixed(0)}s. JSON: ${rel}`);
 if (machine.loadavgStart[0] > 0.7 || machine.loadavgEnd[0] > 1.5) console.log(`load average ${machine.loadavgStart.join(' ')} → ${machine.loadavgEnd.join(' ')}: other work shared the machine; figures are noisy.`);

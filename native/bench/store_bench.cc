@@ -128,6 +128,17 @@ void Check(const Status& st, const char* what) {
   }
 }
 
+// A tier on its own, as a new store would make it (create, open, finish).
+void OpenNewWarm(const std::string& dir, std::unique_ptr<WarmTier>* warm) {
+  Check(WarmTier::Create(dir, kDims), "WarmTier::Create");
+  Check(WarmTier::Open(dir, kDims, false, warm), "WarmTier::Open");
+  Check((*warm)->FinishOpen(), "WarmTier::FinishOpen");
+}
+void OpenNewCold(const std::string& dir, std::unique_ptr<ColdTier>* cold) {
+  Check(ColdTier::Open(dir, kDims, false, cold), "ColdTier::Open");
+  Check((*cold)->FinishOpen(), "ColdTier::FinishOpen");
+}
+
 struct Row {
   std::string name;
   double seconds;  // median
@@ -273,7 +284,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) {
       fs::path d = FreshDir(base, "warm");
       std::unique_ptr<WarmTier> warm;
-      Check(WarmTier::Open(d.string(), kDims, false, &warm), "WarmTier::Open");
+      OpenNewWarm(d.string(), &warm);
       double a = NowS();
       for (size_t i = 0; i < n; ++i) {
         uint32_t slot;
@@ -291,7 +302,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) {
       fs::path d = FreshDir(base, "cold");
       std::unique_ptr<ColdTier> cold;
-      Check(ColdTier::Open(d.string(), kDims, false, &cold), "ColdTier::Open");
+      OpenNewCold(d.string(), &cold);
       std::vector<ColdLoc> locs;
       double a = NowS();
       for (size_t b = 0; b < n; b += 10000) {
@@ -309,7 +320,7 @@ int main(int argc, char** argv) {
     std::shuffle(order.begin(), order.end(), std::mt19937(7));
     fs::path d = FreshDir(base, "warmread");
     std::unique_ptr<WarmTier> warm;
-    Check(WarmTier::Open(d.string(), kDims, false, &warm), "WarmTier::Open");
+    OpenNewWarm(d.string(), &warm);
     std::vector<uint32_t> slots(n);
     for (size_t i = 0; i < n; ++i) Check(warm->Insert(w.View(i), &slots[i]), "WarmTier::Insert");
     std::vector<double> secs;
@@ -328,7 +339,7 @@ int main(int argc, char** argv) {
 
     fs::path dc = FreshDir(base, "coldread");
     std::unique_ptr<ColdTier> cold;
-    Check(ColdTier::Open(dc.string(), kDims, false, &cold), "ColdTier::Open");
+    OpenNewCold(dc.string(), &cold);
     std::vector<RecordView> views;
     for (size_t i = 0; i < n; ++i) views.push_back(w.View(i));
     std::vector<ColdLoc> locs, all;

@@ -14,6 +14,11 @@
 namespace tierstore {
 
 void DotRows(const float* q, const float* rows, size_t count, size_t dims, float* out);
+// The same over rows that start stride_bytes apart (first_row, first_row +
+// stride_bytes, ...): out[i] = dot(q, row i), as Dot computes it. Each row
+// must be float-aligned (warm blocks: the embedding at a fixed offset).
+void DotRowsStrided(const float* q, const void* first_row, size_t stride_bytes, size_t count, size_t dims,
+                    float* out);
 float Dot(const float* a, const float* b, size_t dims);
 // "avx512", "avx2" or "scalar": the kernel DotRows uses on this CPU.
 const char* SimdKernelName();

@@ -1388,7 +1388,7 @@ struct ScanRange {
   const EmbeddingArena::RowInfo* info = nullptr;       // hot
   size_t count = 0;
   uint32_t segment = 0;                                // cold
-  uint32_t first_slot = 0;                             // warm
+  WarmRun warm;                                        // warm
 };
 
 }  // namespace
@@ -1434,11 +1434,15 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     }
   }
   if (in_scope(Tier::kWarm) && warm_count_ > 0) {
-    ScanRange r;
-    r.kind = ScanRange::Kind::kWarm;
-    r.first_slot = 0;
-    r.count = warm_->SlotLimit();
-    ranges.push_back(r);
+    std::vector<WarmRun> runs;
+    warm_->ScanRuns(&runs);
+    for (const WarmRun& run : runs) {
+      ScanRange r;
+      r.kind = ScanRange::Kind::kWarm;
+      r.warm = run;
+      r.count = run.count;
+      ranges.push_back(r);
+    }
   }
   if (in_scope(Tier::kCold) && cold_count_ > 0) {
     TS_RETURN_IF_ERROR(cold_->ScanSegments([&](const ColdSegmentView& seg) {
@@ -1472,7 +1476,6 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   // bounded heap whose top is the worst kept hit.
   auto scan = [&](size_t begin, size_t end, std::vector<Scored>* heap) {
     size_t base = 0;
-    std::vector<float> dots;
     // Cosine against the unit query: dot / |row|. A row whose norm is
     // outside float's comfortable range (or zero), or whose dot overflowed,
     // is scored again in double, so huge and tiny values score exactly too.
@@ -1491,14 +1494,17 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
         std::push_heap(heap->begin(), heap->end(), better);
       }
     };
+    // Rows go through DotRows a block at a time, then are filtered and
+    // offered while their scalars (warm: the block header) are still cached.
+    constexpr size_t kScanBlock = 256;
+    float dots[kScanBlock];
     for (const ScanRange& r : ranges) {
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
-      if (lo < hi) {
-        size_t from = lo - base, to = hi - base;
+      for (size_t block_lo = lo; block_lo < hi; block_lo += kScanBlock) {
+        size_t from = block_lo - base, to = std::min(hi, block_lo + kScanBlock) - base;
         switch (r.kind) {
           case ScanRange::Kind::kCold:
-            dots.resize(to - from);
-            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots);
             for (size_t i = from; i < to; ++i) {
               if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
               if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
@@ -1507,8 +1513,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
             }
             break;
           case ScanRange::Kind::kHot:
-            dots.resize(to - from);
-            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots.data());
+            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots);
             for (size_t i = from; i < to; ++i) {
               const EmbeddingArena::RowInfo& info = r.info[i];
               if (info.key == 0) continue;  // a free row
@@ -1516,18 +1521,23 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
               offer(dots[i - from], info.norm, r.matrix + i * dims_, Loc::Hot(info.key));
             }
             break;
-          case ScanRange::Kind::kWarm:
-            // One pass: each live block's header, then its embedding right
-            // after it (no list of rows gathered first).
+          case ScanRange::Kind::kWarm: {
+            // The embeddings sit block_size apart; a free block's stale
+            // embedding is scored too (free blocks are rare: they are
+            // reused first) and then skipped.
+            const size_t stride = r.warm.block_size;
+            const uint8_t* first_block = r.warm.base + from * stride;
+            DotRowsStrided(unit.data(), first_block + warm_block::kEmbeddingOffset, stride, to - from, dims_, dots);
             for (size_t i = from; i < to; ++i) {
-              const uint32_t slot = r.first_slot + static_cast<uint32_t>(i);
-              if (!warm_->IsLive(slot) || Masked(Tier::kWarm, slot)) continue;
-              WarmScalars sc = warm_->Scalars(slot);
-              if (options.has_min_confidence && !(sc.confidence >= options.min_confidence)) continue;
-              const float* row = warm_->Embedding(slot);
-              offer(Dot(unit.data(), row, dims_), sc.norm, row, Loc::Warm(slot));
+              const uint8_t* block = r.warm.base + i * stride;
+              const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
+              if (!warm_block::IsLive(block) || Masked(Tier::kWarm, slot)) continue;
+              if (options.has_min_confidence && !(warm_block::Confidence(block) >= options.min_confidence)) continue;
+              offer(dots[i - from], warm_block::Norm(block),
+                    reinterpret_cast<const float*>(block + warm_block::kEmbeddingOffset), Loc::Warm(slot));
             }
             break;
+          }
         }
       }
       base += r.count;

@@ -102,11 +102,11 @@ constexpr uint64_t kDefaultChunkBytes = uint64_t{64} << 20;
 constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
 constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
 constexpr uint32_t kStateWriting = 0x54495257u;  // "WRIT"
-constexpr uint32_t kStateLiveA = 0x41564C4Cu;  // "LLVA"
-constexpr uint32_t kStateLiveB = 0x42564C4Cu;  // "LLVB"
+constexpr uint32_t kStateLiveA = warm_block::kStateLiveA;
+constexpr uint32_t kStateLiveB = warm_block::kStateLiveB;
 
-constexpr size_t kBlockHeaderBytes = 128;
-constexpr size_t kOffState = 0;
+constexpr size_t kBlockHeaderBytes = warm_block::kEmbeddingOffset;
+constexpr size_t kOffState = warm_block::kStateOffset;
 constexpr size_t kOffHeaderCrc = 4;
 constexpr size_t kOffSeq = 8;
 constexpr size_t kOffCreatedAt = 16;
@@ -115,9 +115,9 @@ constexpr size_t kOffAccessCount = 32;
 constexpr size_t kOffIdLen = 40;
 constexpr size_t kOffContentLen = 44;
 constexpr size_t kOffMetadataLen = 48;
-constexpr size_t kOffConfidence = 52;
+constexpr size_t kOffConfidence = warm_block::kConfidenceOffset;
 constexpr size_t kOffActivation = 56;
-constexpr size_t kOffNorm = 60;
+constexpr size_t kOffNorm = warm_block::kNormOffset;
 constexpr size_t kOffDataCrc = 64;
 constexpr size_t kOffEmbeddingCrc = 68;
 constexpr size_t kOffLoc0 = 72;
@@ -375,6 +375,19 @@ class WarmTierImpl final : public WarmTier {
   bool IsLive(uint32_t slot) const override { return slot < SlotLimit() && IsLiveState(LoadState(BlockPtr(slot))); }
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
+
+  void ScanRuns(std::vector<WarmRun>* out) const override {
+    for (size_t c = 0; c < chunks_.size(); ++c) {
+      const uint64_t first = uint64_t{c} * bpc_;
+      if (first >= scan_limit_) break;
+      WarmRun run;
+      run.base = chunks_[c].base;
+      run.first_slot = static_cast<uint32_t>(first);
+      run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
+      run.block_size = block_size_;
+      out->push_back(run);
+    }
+  }
 
   Status Free(uint32_t slot) override {
     if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
@@ -666,6 +679,9 @@ class WarmTierImpl final : public WarmTier {
   File blocks_;
   Region header_;        // the header page, mapped for writable tiers only
   uint32_t mark_ = 0;    // high-water mark: every slot below it was written
+  // Every live slot is below it: the mark, or one past a live block found
+  // above the mark at open (a read-only tier never raises the mark).
+  uint32_t scan_limit_ = 0;
   bool finished_ = false;  // FinishOpen done (always false for read-only)
   // Deferred by Open, done by FinishOpen:
   std::vector<uint32_t> pending_freed_;      // slots left "writing" by a crash
@@ -772,7 +788,9 @@ Status WarmTierImpl::OpenFiles() {
     e = std::max(e, end);
     ++live_;
     var_live_bytes_ += p.var_len();
+    scan_limit_ = slot + 1;
   }
+  scan_limit_ = std::max(scan_limit_, mark_);
   free_hint_ = 0;
 
   std::vector<std::string> names;
@@ -913,6 +931,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   // Lowest-free allocation means every slot below `slot` is live, so the
   // slots below the raised mark were all written.
   if (slot >= mark_) RaiseMark(slot + 1);
+  scan_limit_ = std::max(scan_limit_, slot + 1);
 
   VarFile& vf = var_files_.at(cur_gen_);
   vf.tail = var_off + n;

@@ -56,9 +56,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "record.h"
 #include "status.h"
@@ -83,6 +85,40 @@ struct WarmScalars {
   double last_access_at = 0.0;
   double access_count = 0.0;
   uint64_t seq = 0;
+};
+
+// The block fields a similarity scan reads in place (the full layout is in
+// warm_tier.cc, which takes these constants from here). Accessors take a
+// pointer to the start of a block inside a WarmRun.
+namespace warm_block {
+constexpr size_t kStateOffset = 0;
+constexpr size_t kConfidenceOffset = 52;
+constexpr size_t kNormOffset = 60;
+constexpr size_t kEmbeddingOffset = 128;  // also the header size; 64-byte aligned
+constexpr uint32_t kStateLiveA = 0x41564C4Cu;  // "LLVA"
+constexpr uint32_t kStateLiveB = 0x42564C4Cu;  // "LLVB"
+
+inline bool IsLive(const uint8_t* block) {
+  uint32_t s = __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kStateOffset), __ATOMIC_ACQUIRE);
+  return s == kStateLiveA || s == kStateLiveB;
+}
+inline float LoadFloat(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline float Norm(const uint8_t* block) { return LoadFloat(block + kNormOffset); }
+inline float Confidence(const uint8_t* block) { return LoadFloat(block + kConfidenceOffset); }
+}  // namespace warm_block
+
+// Consecutive slots [first_slot, first_slot + count) of one mapped chunk:
+// block i of the run starts at base + i * block_size. For scans; valid while
+// the tier is open and the caller holds off mutations (the Store's lock).
+struct WarmRun {
+  const uint8_t* base = nullptr;
+  uint32_t first_slot = 0;
+  uint32_t count = 0;
+  uint32_t block_size = 0;
 };
 
 class WarmTier {
@@ -137,6 +173,11 @@ class WarmTier {
 
   virtual bool IsLive(uint32_t slot) const = 0;
   virtual uint32_t SlotLimit() const = 0;  // every live slot is < SlotLimit()
+
+  // Appends runs covering every slot that may be live, in slot order (the
+  // slots ever used; free slots among them are skipped by the caller with
+  // warm_block::IsLive). No checks: for similarity scans.
+  virtual void ScanRuns(std::vector<WarmRun>* out) const = 0;
 
   // Marks a live slot free (reusable).
   virtual Status Free(uint32_t slot) = 0;

@@ -59,6 +59,28 @@ TEST(DotRowsScoresEveryRow) {
   }
 }
 
+TEST(DotRowsStridedScoresRowsAtAnyStride) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (size_t dims : {size_t{1}, size_t{17}, size_t{768}}) {
+    // Rows inside blocks with a header in front, as warm blocks are; the
+    // stride is a multiple of 4 bytes but not of the row.
+    for (size_t pad : {size_t{0}, size_t{4}, size_t{128}}) {
+      const size_t rows = 41, stride_floats = dims + pad / 4 + 1;
+      std::vector<float> blocks(rows * stride_floats + 1, 12345.0f), q(dims), out(rows, -99.0f);
+      for (size_t r = 0; r < rows; ++r) {
+        for (size_t j = 0; j < dims; ++j) blocks[r * stride_floats + pad / 4 + j] = u(rng);
+      }
+      for (float& x : q) x = u(rng);
+      DotRowsStrided(q.data(), blocks.data() + pad / 4, stride_floats * sizeof(float), rows, dims, out.data());
+      for (size_t r = 0; r < rows; ++r) {
+        CHECK(Close(out[r], Reference(q.data(), blocks.data() + r * stride_floats + pad / 4, dims), dims));
+      }
+      DotRowsStrided(q.data(), blocks.data(), stride_floats * sizeof(float), 0, dims, nullptr);  // no rows
+    }
+  }
+}
+
 TEST(KernelNameMatchesCpu) {
   std::string name = SimdKernelName();
   if (kernels::CpuHasAvx512()) CHECK(name == "avx512");

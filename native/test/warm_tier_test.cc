@@ -280,6 +280,35 @@ std::map<uint32_t, Rec> InsertMany(WarmTier* t, uint32_t dims, uint64_t first, u
 }
 
 // Checks that exactly `expected` is live, via ForEachLive (slot order) and Read.
+// ScanRuns (what recall scans) covers slots in order without gaps or
+// overlaps, reaches every live slot, and warm_block reads the same state,
+// norm, confidence and embedding as the checked accessors.
+void CheckScanRuns(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_t dims) {
+  std::vector<tierstore::WarmRun> runs;
+  t->ScanRuns(&runs);
+  uint32_t next = 0;
+  size_t live = 0;
+  for (const tierstore::WarmRun& run : runs) {
+    CHECK_EQ(run.first_slot, next);
+    CHECK(run.count > 0);
+    next = run.first_slot + run.count;
+    for (uint32_t i = 0; i < run.count; ++i) {
+      const uint32_t slot = run.first_slot + i;
+      const uint8_t* block = run.base + uint64_t{i} * run.block_size;
+      auto it = expected.find(slot);
+      CHECK_EQ(tierstore::warm_block::IsLive(block), it != expected.end());
+      if (it == expected.end()) continue;
+      ++live;
+      const float norm = tierstore::warm_block::Norm(block), conf = tierstore::warm_block::Confidence(block);
+      CHECK(BitEq(&norm, &it->second.norm, 4) && BitEq(&conf, &it->second.confidence, 4));
+      CHECK(BitEq(block + tierstore::warm_block::kEmbeddingOffset, it->second.emb.data(), 4 * dims));
+    }
+  }
+  CHECK_EQ(live, expected.size());
+  if (!expected.empty()) CHECK(next > expected.rbegin()->first);
+  CHECK(next <= t->SlotLimit());
+}
+
 void CheckAll(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_t dims) {
   std::vector<uint32_t> seen;
   Status s = t->ForEachLive([&](uint32_t slot, const RecordView& v) -> Status {
@@ -312,6 +341,7 @@ void CheckAll(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_t dim
     CHECK_EQ(sc.seq, r.seq);
   }
   CHECK_EQ(t->Stats().live_records, expected.size());
+  CheckScanRuns(t, expected, dims);
 }
 
 uint64_t LiveBytes(const std::map<uint32_t, Rec>& m) {
