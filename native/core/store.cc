@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -1551,12 +1552,20 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   if (threads == 1) {
     scan(0, total, &heaps[0]);
   } else {
+    // Threads take slices from a shared counter rather than one fixed share
+    // each: rows cost differently (hot rows on huge pages, warm ones on
+    // 4 KiB file pages), and a thread the machine runs slower does less.
+    // About 16 slices per thread, none under 1024 rows.
+    const size_t slice = std::max<size_t>(1024, total / (size_t{threads} * 16));
+    std::atomic<size_t> next{0};
+    auto worker = [&](std::vector<Scored>* heap) {
+      for (size_t from = next.fetch_add(slice); from < total; from = next.fetch_add(slice)) {
+        scan(from, std::min(total, from + slice), heap);
+      }
+    };
     std::vector<std::thread> workers;
-    size_t per = (total + threads - 1) / threads;
-    for (unsigned t = 1; t < threads; ++t) {
-      workers.emplace_back(scan, std::min(total, t * per), std::min(total, (t + 1) * per), &heaps[t]);
-    }
-    scan(0, std::min(total, per), &heaps[0]);
+    for (unsigned t = 1; t < threads; ++t) workers.emplace_back(worker, &heaps[t]);
+    worker(&heaps[0]);
     for (std::thread& w : workers) w.join();
   }
   std::vector<Scored> all;
