@@ -1,5 +1,8 @@
 #include "similarity.h"
 
+#include <cstdlib>
+#include <string>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -100,11 +103,21 @@ bool CpuHasAvx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");
 }
+bool CpuIsAmd() {
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd");
+}
+// AMD's Zen 4 runs each 512-bit operation as two 256-bit halves: for this
+// memory-bound scan its AVX-512 kernel measured 5-15% slower than AVX2
+// (native/bench/scan_bench, BENCHMARKS.md). Elsewhere AVX-512 is used.
+bool PreferAvx512() { return CpuHasAvx512() && !CpuIsAmd(); }
 #else
 float DotAvx2(const float* a, const float* b, size_t n) { return DotScalar(a, b, n); }
 float DotAvx512(const float* a, const float* b, size_t n) { return DotScalar(a, b, n); }
 bool CpuHasAvx2Fma() { return false; }
 bool CpuHasAvx512() { return false; }
+bool CpuIsAmd() { return false; }
+bool PreferAvx512() { return false; }
 #endif
 
 }  // namespace kernels
@@ -127,10 +140,25 @@ struct Kernel {
 };
 Kernel Choose() {
 #if defined(__x86_64__)
-  if (kernels::CpuHasAvx512()) return {&kernels::DotAvx512, &kernels::DotRowsStridedAvx512, "avx512"};
-  if (kernels::CpuHasAvx2Fma()) return {&kernels::DotAvx2, &kernels::DotRowsStridedAvx2, "avx2"};
+  const Kernel avx512{&kernels::DotAvx512, &kernels::DotRowsStridedAvx512, "avx512"};
+  const Kernel avx2{&kernels::DotAvx2, &kernels::DotRowsStridedAvx2, "avx2"};
 #endif
-  return {&kernels::DotScalar, &DotRowsStridedScalar, "scalar"};
+  const Kernel scalar{&kernels::DotScalar, &DotRowsStridedScalar, "scalar"};
+  // TIERSTORE_SIMD=avx512|avx2|scalar forces a kernel this CPU can run (for
+  // benchmarks and for ruling a kernel out); anything else is ignored.
+  if (const char* want = std::getenv("TIERSTORE_SIMD")) {
+    const std::string w(want);
+    if (w == "scalar") return scalar;
+#if defined(__x86_64__)
+    if (w == "avx2" && kernels::CpuHasAvx2Fma()) return avx2;
+    if (w == "avx512" && kernels::CpuHasAvx512()) return avx512;
+#endif
+  }
+#if defined(__x86_64__)
+  if (kernels::PreferAvx512()) return avx512;
+  if (kernels::CpuHasAvx2Fma()) return avx2;
+#endif
+  return scalar;
 }
 const Kernel& Active() {
   static const Kernel k = Choose();

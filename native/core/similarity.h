@@ -4,8 +4,8 @@
 // every row, with float32 multiply-adds in a fixed order per kernel (results
 // differ from a double-precision reference by rounding only: well within
 // 1e-5 relative for unit-scale data). The kernel (AVX-512F, AVX2+FMA, or
-// portable C++) is chosen once at run time from the CPU's features, so one
-// binary runs on any x86-64. No alignment is required of any pointer.
+// portable C++) is chosen once at run time from the CPU (see SimdKernelName),
+// so one binary runs on any x86-64. No alignment is required of any pointer.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -20,7 +20,10 @@ void DotRows(const float* q, const float* rows, size_t count, size_t dims, float
 void DotRowsStrided(const float* q, const void* first_row, size_t stride_bytes, size_t count, size_t dims,
                     float* out);
 float Dot(const float* a, const float* b, size_t dims);
-// "avx512", "avx2" or "scalar": the kernel DotRows uses on this CPU.
+// "avx512", "avx2" or "scalar": the kernel Dot and DotRows use. Chosen once:
+// the environment variable TIERSTORE_SIMD (avx512, avx2 or scalar) forces one
+// the CPU supports; otherwise AVX-512 where present (except on AMD, where
+// AVX2 scans faster), else AVX2+FMA, else portable C++.
 const char* SimdKernelName();
 
 namespace kernels {
@@ -30,6 +33,9 @@ float DotAvx2(const float* a, const float* b, size_t n);
 float DotAvx512(const float* a, const float* b, size_t n);
 bool CpuHasAvx2Fma();
 bool CpuHasAvx512();
+bool CpuIsAmd();
+// Whether the row kernel is AVX-512 when nothing overrides it.
+bool PreferAvx512();
 }  // namespace kernels
 
 }  // namespace tierstore

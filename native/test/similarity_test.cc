@@ -4,6 +4,8 @@
 #include "../core/similarity.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -83,7 +85,15 @@ TEST(DotRowsStridedScoresRowsAtAnyStride) {
 
 TEST(KernelNameMatchesCpu) {
   std::string name = SimdKernelName();
-  if (kernels::CpuHasAvx512()) CHECK(name == "avx512");
-  else if (kernels::CpuHasAvx2Fma()) CHECK(name == "avx2");
-  else CHECK(name == "scalar");
+  const char* forced = std::getenv("TIERSTORE_SIMD");
+  if (forced != nullptr && std::string(forced) == "scalar") {
+    CHECK(name == "scalar");
+  } else if (forced != nullptr && std::string(forced) == "avx2") {
+    if (kernels::CpuHasAvx2Fma()) CHECK(name == "avx2");
+  } else if (forced == nullptr) {
+    if (kernels::PreferAvx512()) CHECK(name == "avx512");
+    else if (kernels::CpuHasAvx2Fma()) CHECK(name == "avx2");
+    else CHECK(name == "scalar");
+  }
+  CHECK_EQ(kernels::PreferAvx512(), kernels::CpuHasAvx512() && !kernels::CpuIsAmd());
 }
