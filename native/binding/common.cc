@@ -129,13 +129,23 @@ static size_t DecodeUtf8(const unsigned char* p, size_t n, char16_t* out, char16
   auto cont = [&](size_t k) { return i + k < n && (p[i + k] & 0xC0) == 0x80; };
   while (i < n) {
 #if defined(__SSE2__)
-    // Runs of ASCII, 16 bytes at a time.
+    // Runs of ASCII, 16 bytes at a time. A block with a non-ASCII byte still
+    // widens all 16 but keeps only the ASCII prefix before that byte, so
+    // mostly-ASCII text decodes scalar only at its multi-byte sequences.
+    // (The 16-unit store fits: o <= i always, since no sequence makes more
+    // UTF-16 units than UTF-8 bytes, and i + 16 <= n.)
     while (i + 16 <= n) {
       __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-      if (_mm_movemask_epi8(v) != 0) break;
       const __m128i zero = _mm_setzero_si128();
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + o), _mm_unpacklo_epi8(v, zero));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + o + 8), _mm_unpackhi_epi8(v, zero));
+      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(v));
+      if (mask != 0) {
+        const unsigned ascii = static_cast<unsigned>(__builtin_ctz(mask));
+        i += ascii;
+        o += ascii;
+        break;
+      }
       i += 16;
       o += 16;
     }

@@ -30,9 +30,73 @@ uint32_t ExtendPortable(uint32_t crc, const uint8_t* p, size_t n) {
   return ~c;
 }
 
+// The CRC register (no inversions) after `Stripe` more zero bytes, as four
+// byte-indexed tables: the CRC is linear over GF(2), so the shift of a
+// register is the XOR of the shifts of its bytes. Lets three independent
+// crc32 streams over consecutive stripes be joined into one CRC.
+struct ShiftTables {
+  uint32_t t[4][256];
+};
+
+template <size_t Stripe>
+const ShiftTables& StripeShift() {
+  static const ShiftTables tables = [] {
+    static const std::array<uint32_t, 256> table = MakeTable();
+    ShiftTables st{};
+    for (int b = 0; b < 4; ++b) {
+      for (uint32_t v = 0; v < 256; ++v) {
+        uint32_t c = v << (8 * b);
+        for (size_t k = 0; k < Stripe; ++k) c = table[c & 0xFF] ^ (c >> 8);  // one zero byte
+        st.t[b][v] = c;
+      }
+    }
+    return st;
+  }();
+  return tables;
+}
+
+inline uint32_t Shift(const ShiftTables& st, uint32_t c) {
+  return st.t[0][c & 0xFF] ^ st.t[1][(c >> 8) & 0xFF] ^ st.t[2][(c >> 16) & 0xFF] ^ st.t[3][c >> 24];
+}
+
 #ifdef TS_HAVE_X86
+// Consumes whole groups of three Stripe-byte stripes from *p; returns the
+// register after them.
+template <size_t Stripe>
+__attribute__((target("sse4.2"))) uint64_t ExtendStripes(uint64_t c, const uint8_t** pp, size_t* pn) {
+  const uint8_t* p = *pp;
+  size_t n = *pn;
+  if (n < 3 * Stripe) return c;
+  const ShiftTables& st = StripeShift<Stripe>();
+  do {
+    uint64_t a = c, b = 0, d = 0;
+    for (size_t k = 0; k < Stripe; k += 8) {
+      uint64_t va, vb, vd;
+      std::memcpy(&va, p + k, 8);
+      std::memcpy(&vb, p + Stripe + k, 8);
+      std::memcpy(&vd, p + 2 * Stripe + k, 8);
+      a = _mm_crc32_u64(a, va);
+      b = _mm_crc32_u64(b, vb);
+      d = _mm_crc32_u64(d, vd);
+    }
+    const uint32_t joined = Shift(st, static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b);
+    c = Shift(st, joined) ^ static_cast<uint32_t>(d);
+    p += 3 * Stripe;
+    n -= 3 * Stripe;
+  } while (n >= 3 * Stripe);
+  *pp = p;
+  *pn = n;
+  return c;
+}
+
 __attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c = ~crc;
+  // Three stripes at a time: the crc32 instruction has a latency of three
+  // cycles but a throughput of one, so one dependent stream runs at a third
+  // of the speed three independent ones do. Long stripes first, then short
+  // ones (a record's text is often a few hundred bytes).
+  c = ExtendStripes<256>(c, &p, &n);
+  c = ExtendStripes<64>(c, &p, &n);
   while (n >= 8) {
     uint64_t v;
     std::memcpy(&v, p, 8);  // unaligned-safe load
