@@ -11,6 +11,8 @@ export const OPS_INFO = {
   insert: { label: 'bulk insert', unit: 'records/s', better: 'higher' },
   'insert-mb': { label: 'bulk insert', unit: 'MB/s', better: 'higher', runs: ['insert'] },
   migrate: { label: 'migrate all to the tier', unit: 'records/s', better: 'higher', tsOnly: true },
+  'warm-disk': { label: 'warm overhead on disk', unit: 'B/record', better: 'lower', tsOnly: true, runs: ['migrate'] },
+  'warm-ram': { label: 'warm overhead in RAM', unit: 'B/record', better: 'lower', tsOnly: true, runs: ['migrate'] },
   'put-p50': { label: 'single put, median', unit: 'µs', better: 'lower', runs: ['put'] },
   'put-p99': { label: 'single put, p99', unit: 'µs', better: 'lower', runs: ['put'] },
   get: { label: 'get by id (random)', unit: 'ops/s', better: 'higher' },

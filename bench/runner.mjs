@@ -143,6 +143,14 @@ async function bench() {
         f.migrate = n / (m.us / 1e6);
         c.migrate = { report: m.report, options: m.options };
         if (m.options.hotCapacity !== 0) notes.push(`hotCapacity 0 refused; used ${m.options.hotCapacity}`);
+        if (variant === 'warm' && a.warmOverhead) {
+          const w = a.warmOverhead(bytes);
+          if (w) {
+            f['warm-disk'] = w.disk;
+            if (w.ram !== undefined) f['warm-ram'] = w.ram;
+            c.warmOverhead = w;
+          }
+        }
       }
       c.counts = a.counts();
     }

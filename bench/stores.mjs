@@ -10,6 +10,7 @@
 //   classic-level sync:false (its default).
 
 import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -44,6 +45,18 @@ export class Digest {
 
 const now = () => process.hrtime.bigint();
 const us = (t0, t1) => Number(t1 - t0) / 1e3;
+
+// Anonymous memory of this process (Linux), or undefined elsewhere.
+// Self-contained: warmOverhead() runs its source in a child process.
+function anonymousBytes() {
+  try {
+    const text = require('node:fs').readFileSync('/proc/self/smaps_rollup', 'utf8');
+    const m = /^Anonymous:\s+(\d+) kB/m.exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 // ---------------------------------------------------------------------------
 // tierstore
@@ -124,6 +137,36 @@ export function tierstoreAdapter(variant) {
       return { us: us(t0, t1), report, counts: store.counts(), options: opts };
     },
     counts() { return store.counts(); },
+    // Issue 2's warm overhead: bytes a warm record costs beyond its logical
+    // bytes (id, content, metadata JSON, embedding), on disk (its block and
+    // its var-section extent) and in RAM (anonymous memory the open takes,
+    // mostly the id index), per record. Reopens the store to measure RAM.
+    warmOverhead(logicalBytes) {
+      const st = store.stats();
+      const count = st.counts.warm;
+      if (count === 0) return undefined;
+      const blockBytes = (st.warmBlockFileBytes - 4096) / Math.max(1, st.warmSlots); // less the header page
+      // The five scalars (confidence, activation, createdAt, lastAccessAt,
+      // accessCount: 32 bytes) are the record's own bytes too.
+      const disk = (blockBytes * count + st.warmVarLiveBytes - logicalBytes) / count - 32;
+      // RAM in a fresh process: here, malloc would hand the reopen the memory
+      // the close just freed, and the anonymous total would not move.
+      store.close();
+      store = undefined;
+      const probe = `const f = ${anonymousBytes.toString()};
+        const { open } = require(${JSON.stringify(ROOT)});
+        const before = f(); const s = open(${JSON.stringify(dir)}); const after = f(); s.close();
+        process.stdout.write(JSON.stringify({ before, after }));`;
+      let ram;
+      try {
+        const { before, after } = JSON.parse(execFileSync(process.execPath, ['-e', probe], { encoding: 'utf8' }));
+        if (before !== undefined && after !== undefined) ram = (after - before) / count;
+      } catch {
+        ram = undefined;  // not Linux, or the probe failed: no RAM figure
+      }
+      store = ts.open(dir, opts);
+      return { disk, ram, blockBytes };
+    },
     putEach(recs) {
       const lat = new Float64Array(recs.length);
       for (let i = 0; i < recs.length; i++) {
