@@ -136,5 +136,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const m = d.machine;
   console.log(`N = ${d.n.toLocaleString('en-US')}, ${d.config.repeat} run(s) per store (medians), ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, commit ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, load ${m.loadavgStart.join(' ')} → ${m.loadavgEnd?.join(' ')}\n`);
   console.log(renderMarkdown({ ...d, stores: d.config.stores }));
-  if (d.reference) console.log('\n' + renderReferenceTable(d.reference));
+  if (d.cReference) console.log('\n' + renderReferenceTable(d.cReference));
 }

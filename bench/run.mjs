@@ -300,10 +300,10 @@ for (const x of notes) console.error(`note: ${x}`);
 machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
 const seconds = (Date.now() - began) / 1000;
 
-const reference = scanBench ? referenceRatios(scanBench, figures) : undefined;
+const cReference = scanBench ? referenceRatios(scanBench, figures) : undefined;
 const out = {
   machine, n, dimensions: 768, config: { ...childOpts, repeat: args.repeat, smoke: args.smoke, stores, ops: opsArg },
-  ...(scanBench ? { scanBench, reference } : {}),
+  ...(scanBench ? { scanBench, cReference } : {}),
   reference: { logicalBytes: ref.checks.logicalBytes, iter: ref.checks.iter },
   figures, ratios, runs, checks: { ok: failures.length === 0, failures, warnings, notes }, seconds,
 };
@@ -319,9 +319,9 @@ if (failures.length) {
 }
 console.log('');
 console.log(renderTable({ figures, ratios, stores, n, machine }));
-if (reference) {
+if (cReference) {
   console.log('');
-  console.log(renderReferenceTable(reference));
+  console.log(renderReferenceTable(cReference));
 }
 console.log('');
 console.log(`all cross-checks passed: iteration counts and digests, gets, and top-10 ids of every store agree with the JS brute-force reference. ${seconds.toFixed(0)}s. JSON: ${rel}`);
