@@ -35,7 +35,7 @@ import { open, TierStoreError } from '../lib/index.js';
 import type { MemoryInput, MemoryStore, OpenOptions, Tier } from '../lib/index.js';
 import { fingerprint, type StoreFingerprint } from './helpers/reliability-io-fingerprint.js';
 import { mulberry32, randomEmbedding } from './helpers/random.js';
-import { firstBitDifference, iterateAll, Scratch, snapshot, TIERS, useScratch } from './helpers/store.js';
+import { firstBitDifference, iterateAll, Scratch, seedEachTier, snapshot, useScratch } from './helpers/store.js';
 
 const DIMS = 5;
 const MAX_CONTENT = 4096;
@@ -491,14 +491,7 @@ describe('bad input: every entry point, its documented error, and a byte-for-byt
 
   beforeAll(() => {
     store = scratch.open(scratch.storePath(), { dimensions: DIMS, maxContentBytes: MAX_CONTENT });
-    let seed = 100;
-    for (const tier of TIERS) {
-      for (let i = 0; i < 3; i++) {
-        const id = `${tier[0]}-${i}`;
-        store.put(good(id, seed++));
-        expect(store.move(id, tier)).toBe(true);
-      }
-    }
+    seedEachTier(store, good);
     // access statistics that a bad get() must not touch
     for (const id of ['h-1', 'w-1', 'c-1']) store.get(id);
     start = fingerprint(store, { hashLarge: true, flush: true });

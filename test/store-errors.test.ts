@@ -16,8 +16,8 @@ import {
   iterateAll,
   pickCounts,
   Scratch,
+  seedEachTier,
   snapshot,
-  TIERS,
   useScratch,
   type Snapshot,
 } from './helpers/store.js';
@@ -255,14 +255,7 @@ describe('a bad call throws its TierStoreError and changes nothing', () => {
 
   beforeAll(() => {
     store = scratch.open(scratch.storePath(), { dimensions: DIMS, maxContentBytes: MAX_CONTENT });
-    let seed = 100;
-    for (const tier of TIERS) {
-      for (let i = 0; i < 3; i++) {
-        const id = `${tier[0]}-${i}`;
-        store.put(good(id, seed++));
-        expect(store.move(id, tier)).toBe(true);
-      }
-    }
+    seedEachTier(store, good);
     before = snapshot(store);
     expect(before.counts).toEqual({ hot: 3, warm: 3, cold: 3, total: 9 });
   });

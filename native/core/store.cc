@@ -14,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <shared_mutex>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -1564,7 +1565,12 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       }
     };
     std::vector<std::thread> workers;
-    for (unsigned t = 1; t < threads; ++t) workers.emplace_back(worker, &heaps[t]);
+    try {
+      for (unsigned t = 1; t < threads; ++t) workers.emplace_back(worker, &heaps[t]);
+    } catch (const std::system_error&) {
+      // No thread to be had (resource limits): the slices the missing
+      // threads would have taken are left on the counter for this one.
+    }
     worker(&heaps[0]);
     for (std::thread& w : workers) w.join();
   }

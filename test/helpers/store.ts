@@ -364,6 +364,23 @@ export async function expectRejection(fn: () => Promise<unknown>, code: string, 
 // Small record builders
 
 /** A simple valid record; `i` makes id, content and embedding distinct. */
+/**
+ * Puts `perTier` records in each tier, ids `h-0`, `w-0`, `c-0`, … (made by
+ * `make(id, seed)`, seeds counting up from `firstSeed`), moving each to its tier.
+ */
+export function seedEachTier(
+  store: MemoryStore, make: (id: string, seed: number) => MemoryInput, perTier = 3, firstSeed = 100,
+): void {
+  let seed = firstSeed;
+  for (const tier of TIERS) {
+    for (let i = 0; i < perTier; i++) {
+      const id = `${tier[0]}-${i}`;
+      store.put(make(id, seed++));
+      expect(store.move(id, tier), `move(${id}, ${tier})`).toBe(true);
+    }
+  }
+}
+
 export function simpleRecord(i: number, dims: number, extra: Partial<MemoryInput> = {}): MemoryInput {
   const embedding = new Float32Array(dims);
   for (let d = 0; d < dims; d++) embedding[d] = Math.sin(i * 31 + d * 7 + 1);
