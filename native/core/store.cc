@@ -23,6 +23,7 @@
 #include "embedding_arena.h"
 #include "file_util.h"
 #include "hot_log.h"
+#include "id_index.h"
 #include "manifest.h"
 #include "similarity.h"
 #include "warm_tier.h"
@@ -351,7 +352,7 @@ class StoreImpl final : public Store {
   // Declared before hot_: records release their rows into it as they die.
   std::unique_ptr<EmbeddingArena> hot_embeddings_;
   std::map<uint64_t, std::unique_ptr<HotRecord>> hot_;
-  std::unordered_map<std::string, Loc, StringHash, std::equal_to<>> index_;
+  IdIndex<Loc> index_;
   uint64_t seq_ = 0;
   uint64_t hot_key_ = 0;
   uint64_t hot_bytes_ = 0;
@@ -485,30 +486,28 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   handler.on_put = [&](const RecordView& rec) -> Status {
     seq_ = std::max(seq_, rec.seq);
     if (killed(rec.id, rec.seq)) return Status::OK();
-    auto it = index_.find(rec.id);
-    if (it != index_.end()) {
-      if (HotAt(it->second)->seq > rec.seq) return Status::OK();
-      TakeHot(it->second);
-      index_.erase(it);
+    if (const Loc* found = index_.Find(rec.id)) {
+      if (HotAt(*found)->seq > rec.seq) return Status::OK();
+      TakeHot(*found);
+      index_.Erase(rec.id);
     }
     InsertHot(HotRecord::CopyOf(rec, dims_, hot_embeddings_.get()));
     return Status::OK();
   };
   handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
     seq_ = std::max(seq_, seq);
-    auto it = index_.find(id);
-    if (it != index_.end() && HotAt(it->second)->seq < seq) {
-      TakeHot(it->second);
-      index_.erase(it);
+    const Loc* found = index_.Find(id);
+    if (found != nullptr && HotAt(*found)->seq < seq) {
+      TakeHot(*found);
+      index_.Erase(id);
     }
     auto [t, inserted] = tombstones.try_emplace(std::string(id), seq);
     if (!inserted) t->second = std::max(t->second, seq);
     return Status::OK();
   };
   handler.on_access = [&](const LogAccessUpdate& u) -> Status {
-    auto it = index_.find(u.id);
-    if (it != index_.end()) {
-      HotRecord* r = HotAt(it->second);
+    if (const Loc* found = index_.Find(u.id)) {
+      HotRecord* r = HotAt(*found);
       if (r->seq == u.seq) {
         r->last_access_at = u.last_access_at;
         r->access_count = u.access_count;
@@ -527,25 +526,24 @@ Status StoreImpl::Recover(const Manifest& manifest) {
       losers.push_back(loc);
       return Status::OK();
     }
-    auto it = index_.find(id);
-    if (it == index_.end()) {
-      index_.emplace(std::string(id), loc);
+    auto [existing, inserted] = index_.TryEmplace(id, loc);
+    if (inserted) {
       (loc.tier == Tier::kWarm ? warm_count_ : cold_count_)++;
       return Status::OK();
     }
     ++recovered_duplicates_;
-    if (SeqAt(it->second) > seq) {
+    if (SeqAt(*existing) > seq) {
       losers.push_back(loc);
       return Status::OK();
     }
-    Loc old = it->second;
+    Loc old = *existing;
     if (old.tier == Tier::kHot) {
       TakeHot(old);
     } else {
       losers.push_back(old);
       (old.tier == Tier::kWarm ? warm_count_ : cold_count_)--;
     }
-    it->second = loc;
+    *existing = loc;  // TakeHot above leaves the index alone: the pointer holds
     (loc.tier == Tier::kWarm ? warm_count_ : cold_count_)++;
     return Status::OK();
   };
@@ -713,7 +711,7 @@ void StoreImpl::CloseFiles() {
     if (s.ok()) s = WriteCleanManifest();
   }
   hot_.clear();
-  index_.clear();
+  index_.Clear();
   cold_.reset();
   warm_.reset();
   log_.reset();
@@ -727,8 +725,8 @@ void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
   rec->key = ++hot_key_;
   hot_bytes_ += rec->Bytes();
   uint64_t key = rec->key;
-  auto [it, inserted] = index_.try_emplace(std::string(rec->id()), Loc::Hot(key));
-  if (!inserted) it->second = Loc::Hot(key);
+  auto [loc, inserted] = index_.TryEmplace(rec->id(), Loc::Hot(key));
+  if (!inserted) *loc = Loc::Hot(key);
   EmbeddingArena::RowInfo& info = hot_embeddings_->Info(rec->row);
   info.key = key;
   info.norm = rec->norm;
@@ -783,11 +781,11 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
     moved.emplace(ColdKey(from), to);
   }));
   if (moved.empty()) return Status::OK();
-  for (auto& [id, loc] : index_) {
-    if (loc.tier != Tier::kCold) continue;
+  index_.ForEach([&](std::string_view, Loc& loc) {
+    if (loc.tier != Tier::kCold) return;
     auto m = moved.find(ColdKey(loc.cold()));
     if (m != moved.end()) loc = Loc::Cold(m->second);
-  }
+  });
   return Status::OK();
 }
 
@@ -851,9 +849,8 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
   seq_ += keep.size();
   for (size_t k = 0; k < keep.size(); ++k) {
-    auto it = index_.find(views[k].id);
-    if (it != index_.end()) {
-      Loc old = it->second;
+    if (const Loc* found = index_.Find(views[k].id)) {
+      Loc old = *found;
       (void)RemoveFromTier(old);  // an older version; recovery drops it anyway
       if (old.tier == Tier::kWarm) --warm_count_;
       if (old.tier == Tier::kCold) --cold_count_;
@@ -872,13 +869,13 @@ Status StoreImpl::Delete(std::string_view id, const WriteOptions& opts, bool* ex
   *existed = false;
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckWritable());
-  auto it = index_.find(id);
-  if (it == index_.end()) return Status::OK();
+  const Loc* found = index_.Find(id);
+  if (found == nullptr) return Status::OK();
   TS_RETURN_IF_ERROR(log_->AppendDelete(id, seq_ + 1));
   if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
   ++seq_;
-  Loc loc = it->second;
-  index_.erase(it);
+  const Loc loc = *found;
+  index_.Erase(id);
   (void)RemoveFromTier(loc);  // the tombstone in the log already decides
   if (loc.tier == Tier::kWarm) --warm_count_;
   if (loc.tier == Tier::kCold) --cold_count_;
@@ -890,10 +887,10 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   *found = false;
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckWritable());
-  auto it = index_.find(id);
-  if (it == index_.end()) return Status::OK();
+  const Loc* at = index_.Find(id);
+  if (at == nullptr) return Status::OK();
   *found = true;
-  const Loc from = it->second;
+  const Loc from = *at;
   if (from.tier == tier) return Status::OK();
   RecordView v;
   TS_RETURN_IF_ERROR(ReadAt(from, true, &v));  // verified before it is copied anywhere
@@ -934,9 +931,9 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   }
   if (copy) {
     InsertHot(std::move(copy));
-    to = index_.find(id_copy)->second;
+    to = *index_.Find(id_copy);
   } else {
-    index_.find(id_copy)->second = to;
+    *index_.Find(id_copy) = to;
   }
   NotifyMove(seq, id_copy, from, to);
   if (tier == Tier::kCold) {
@@ -1007,7 +1004,7 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         uint32_t slot = 0;
         TS_RETURN_IF_ERROR(warm_->Insert(rec->View(), &slot));  // destination first
         Loc to = Loc::Warm(slot);
-        index_.find(rec->id())->second = to;
+        *index_.Find(rec->id()) = to;
         ++warm_count_;
         ++report->hot_to_warm;
         NotifyMove(rec->seq, rec->id(), from, to);
@@ -1023,7 +1020,7 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         Loc from = Loc::Hot(cand[i].position);
         HotRecord* rec = HotAt(from);
         Loc to = Loc::Cold(locs[i - start]);
-        index_.find(rec->id())->second = to;
+        *index_.Find(rec->id()) = to;
         ++cold_count_;
         ++report->hot_to_cold;
         NotifyMove(rec->seq, rec->id(), from, to);
@@ -1060,7 +1057,7 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
       Loc from = Loc::Warm(static_cast<uint32_t>(cand[i].position));
       Loc to = Loc::Cold(locs[i - start]);
       const RecordView& v = views[i - start];
-      index_.find(v.id)->second = to;
+      *index_.Find(v.id) = to;
       NotifyMove(v.seq, v.id, from, to);
       ++cold_count_;
       ++report->warm_to_cold;
@@ -1143,9 +1140,9 @@ Status StoreImpl::Get(std::string_view id, bool include_embedding, double now_ms
   // Exclusive: get updates the access statistics in place.
   std::unique_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
-  auto it = index_.find(id);
-  if (it == index_.end()) return Status::OK();
-  const Loc loc = it->second;
+  const Loc* at = index_.Find(id);
+  if (at == nullptr) return Status::OK();
+  const Loc loc = *at;
   RecordView v;
   TS_RETURN_IF_ERROR(ReadAt(loc, include_embedding, &v));
   v.last_access_at = now_ms;
@@ -1168,7 +1165,7 @@ Status StoreImpl::Get(std::string_view id, bool include_embedding, double now_ms
 Status StoreImpl::Has(std::string_view id, bool* found) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
-  *found = index_.find(id) != index_.end();
+  *found = index_.Find(id) != nullptr;
   return Status::OK();
 }
 
@@ -1249,11 +1246,11 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
 }
 
 Status StoreImpl::AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out) {
-  auto it = index_.find(id);
-  if (it == index_.end()) return Status::OK();
+  const Loc* loc = index_.Find(id);
+  if (loc == nullptr) return Status::OK();
   RecordView v;
-  TS_RETURN_IF_ERROR(ReadAt(it->second, emb, &v));
-  if (v.seq == seq) out->Append(it->second.tier, v, emb, dims_);
+  TS_RETURN_IF_ERROR(ReadAt(*loc, emb, &v));
+  if (v.seq == seq) out->Append(loc->tier, v, emb, dims_);
   return Status::OK();
 }
 

@@ -1,0 +1,259 @@
+// IdIndex<Value>: a map from id (a byte string) to a small trivially copyable
+// Value, built to cost little RAM per entry at millions of entries.
+//
+// The store used std::unordered_map<std::string, Loc>: a heap node per id
+// (next pointer, std::string, the value, the cached hash), rounded up by
+// malloc, plus the bucket array — about 125 bytes per record at 17-byte ids.
+// Here an entry is one 8-byte id reference next to its Value in a flat array
+// (open addressing, linear probing, at most 80% full), and the id bytes are
+// packed back to back in 1 MiB chunks: about 24/load + the id's own bytes,
+// 45-60 bytes per record in all.
+//
+// Guarantees:
+// - Find/TryEmplace/Erase behave as on a map keyed by the id's bytes.
+// - Erase leaves no tombstone (backward-shift deletion), so lookups never
+//   slow down under churn; the id bytes of erased entries are reclaimed by
+//   repacking the chunks once they are more garbage than live.
+// - A Value* handed out stays valid until the next TryEmplace, Erase or
+//   Clear (any of them may move entries), like an iterator into a vector.
+// - Allocation failure throws std::bad_alloc and leaves the index as it was.
+//
+// Synchronization: none inside. Const members (Find, ForEach reading, size)
+// may run concurrently with each other; anything else needs exclusive access
+// (the Store holds its shared_mutex exclusively to write).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace tierstore {
+
+template <class Value>
+class IdIndex {
+  static_assert(std::is_trivially_copyable_v<Value>, "IdIndex values are moved with memcpy");
+
+ public:
+  IdIndex() = default;
+  IdIndex(const IdIndex&) = delete;
+  IdIndex& operator=(const IdIndex&) = delete;
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // The value stored for id, or nullptr.
+  const Value* Find(std::string_view id) const {
+    const size_t i = FindSlot(id, Hash(id));
+    return i == kNone ? nullptr : &slots_[i].value;
+  }
+  Value* Find(std::string_view id) {
+    const size_t i = FindSlot(id, Hash(id));
+    return i == kNone ? nullptr : &slots_[i].value;
+  }
+
+  // Inserts (id, value) unless id is present. Returns the entry's value and
+  // whether it was inserted; an existing value is left unchanged.
+  std::pair<Value*, bool> TryEmplace(std::string_view id, const Value& value) {
+    const uint64_t h = Hash(id);
+    if (size_t found = FindSlot(id, h); found != kNone) return {&slots_[found].value, false};
+    // Both may throw; neither changes what the index holds.
+    if ((size_ + 1) * 5 > capacity_ * 4) Rehash(capacity_ == 0 ? 16 : capacity_ * 2);
+    const uint64_t ref = StoreId(id) | TagOf(h) | kOccupied;
+    size_t i = h & mask_;
+    while (slots_[i].ref != 0) i = (i + 1) & mask_;
+    slots_[i].ref = ref;
+    slots_[i].value = value;
+    ++size_;
+    live_bytes_ += StoredBytes(id.size());
+    return {&slots_[i].value, true};
+  }
+
+  // Removes id; returns whether it was there.
+  bool Erase(std::string_view id) {
+    size_t i = FindSlot(id, Hash(id));
+    if (i == kNone) return false;
+    const size_t freed = StoredBytes(id.size());
+    live_bytes_ -= freed;
+    garbage_bytes_ += freed;
+    // Backward-shift deletion: pull later members of the probe run into the
+    // hole when their home bucket is not after it, so no run has a gap.
+    for (size_t j = (i + 1) & mask_; slots_[j].ref != 0; j = (j + 1) & mask_) {
+      const size_t home = Hash(IdOf(slots_[j].ref)) & mask_;
+      // Slot j may move to i only if its home is cyclically outside (i, j].
+      const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      if (movable) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i].ref = 0;
+    --size_;
+    if (size_ == 0) {
+      Clear();
+    } else if (garbage_bytes_ > live_bytes_ && garbage_bytes_ > kChunkBytes) {
+      RepackIds();
+    }
+    return true;
+  }
+
+  void Clear() {
+    slots_.reset();
+    capacity_ = 0;
+    mask_ = 0;
+    size_ = 0;
+    chunks_.clear();
+    chunk_used_ = 0;
+    live_bytes_ = 0;
+    garbage_bytes_ = 0;
+  }
+
+  // f(std::string_view id, Value& value) for every entry, in no set order.
+  // f must not insert or erase.
+  template <class F>
+  void ForEach(F&& f) {
+    for (size_t i = 0; i < capacity_; ++i) {
+      if (slots_[i].ref != 0) f(IdOf(slots_[i].ref), slots_[i].value);
+    }
+  }
+
+  // Bytes held: the slot array and the id chunks.
+  size_t MemoryBytes() const {
+    size_t bytes = capacity_ * sizeof(Slot);
+    for (const Chunk& c : chunks_) bytes += c.size;
+    return bytes;
+  }
+
+ private:
+  // ref: bit 63 occupied | bits 52..62 hash tag | bits 40..51 id length
+  // (4095 = a longer id whose u32 length precedes its bytes) | bits 0..39 the
+  // id's position: chunk index << 20 | offset in the chunk.
+  static constexpr uint64_t kOccupied = uint64_t{1} << 63;
+  static constexpr uint64_t kTagMask = uint64_t{0x7FF} << 52;
+  static constexpr unsigned kLenShift = 40;
+  static constexpr uint64_t kLongId = 0xFFF;
+  static constexpr size_t kChunkBytes = size_t{1} << 20;
+  static constexpr size_t kMaxChunks = size_t{1} << 20;
+
+  struct Slot {
+    uint64_t ref;  // 0: empty
+    Value value;
+  };
+  struct Chunk {
+    std::unique_ptr<char[]> bytes;
+    size_t size;
+  };
+
+  static constexpr size_t kNone = ~size_t{0};
+
+  size_t FindSlot(std::string_view id, uint64_t h) const {
+    if (size_ == 0) return kNone;
+    const uint64_t tag = TagOf(h);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const uint64_t ref = slots_[i].ref;
+      if (ref == 0) return kNone;
+      if ((ref & kTagMask) == tag && IdOf(ref) == id) return i;
+    }
+  }
+
+  static uint64_t Hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
+  // The top bits: independent of the low bits that pick the bucket.
+  static uint64_t TagOf(uint64_t h) { return (h >> 53) << 52 & kTagMask; }
+  static size_t StoredBytes(size_t len) { return len < kLongId ? len : len + 4; }
+
+  std::string_view IdOf(uint64_t ref) const { return IdIn(chunks_, ref); }
+  static std::string_view IdIn(const std::vector<Chunk>& chunks, uint64_t ref) {
+    const uint64_t pos = ref & ((uint64_t{1} << kLenShift) - 1);
+    const char* p = chunks[pos >> 20].bytes.get() + (pos & (kChunkBytes - 1));
+    uint64_t len = (ref >> kLenShift) & 0xFFF;
+    if (len == kLongId) {
+      uint32_t long_len;
+      std::memcpy(&long_len, p, 4);
+      return std::string_view(p + 4, long_len);
+    }
+    return std::string_view(p, len);
+  }
+
+  // Copies id into the chunks; returns its position and length bits.
+  uint64_t StoreId(std::string_view id) {
+    const size_t need = StoredBytes(id.size());
+    if (chunks_.empty() || chunk_used_ + need > chunks_.back().size) {
+      if (chunks_.size() >= kMaxChunks) throw std::bad_alloc();
+      chunks_.reserve(chunks_.size() + 1);  // so the push below cannot throw after the allocation
+      const size_t size = need > kChunkBytes ? need : kChunkBytes;
+      chunks_.push_back(Chunk{std::make_unique<char[]>(size), size});
+      chunk_used_ = 0;
+    }
+    char* p = chunks_.back().bytes.get() + chunk_used_;
+    uint64_t len_bits;
+    if (id.size() < kLongId) {
+      std::memcpy(p, id.data(), id.size());
+      len_bits = id.size();
+    } else {
+      const uint32_t long_len = static_cast<uint32_t>(id.size());
+      std::memcpy(p, &long_len, 4);
+      std::memcpy(p + 4, id.data(), id.size());
+      len_bits = kLongId;
+    }
+    const uint64_t pos = (uint64_t{chunks_.size() - 1} << 20) | chunk_used_;
+    chunk_used_ += need;
+    return pos | (len_bits << kLenShift);
+  }
+
+  void Rehash(size_t new_capacity) {
+    std::unique_ptr<Slot[]> fresh(new Slot[new_capacity]);  // may throw: nothing changed yet
+    for (size_t i = 0; i < new_capacity; ++i) fresh[i].ref = 0;
+    const size_t new_mask = new_capacity - 1;
+    for (size_t i = 0; i < capacity_; ++i) {
+      if (slots_[i].ref == 0) continue;
+      size_t j = Hash(IdOf(slots_[i].ref)) & new_mask;
+      while (fresh[j].ref != 0) j = (j + 1) & new_mask;
+      fresh[j] = slots_[i];
+    }
+    slots_ = std::move(fresh);
+    capacity_ = new_capacity;
+    mask_ = new_mask;
+  }
+
+  // Copies the live ids into fresh chunks and drops the old ones. Best
+  // effort: on allocation failure the index keeps its garbage, unchanged.
+  void RepackIds() noexcept {
+    std::vector<Chunk> old = std::move(chunks_);
+    chunks_.clear();
+    const size_t old_used = chunk_used_;
+    chunk_used_ = 0;
+    std::vector<uint64_t> refs;
+    try {
+      refs.reserve(size_);
+      for (size_t i = 0; i < capacity_; ++i) {
+        const uint64_t ref = slots_[i].ref;
+        if (ref != 0) refs.push_back(StoreId(IdIn(old, ref)) | (ref & (kOccupied | kTagMask)));
+      }
+    } catch (...) {
+      chunks_ = std::move(old);
+      chunk_used_ = old_used;
+      return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < capacity_; ++i) {
+      if (slots_[i].ref != 0) slots_[i].ref = refs[k++];
+    }
+    garbage_bytes_ = 0;
+  }
+
+  std::unique_ptr<Slot[]> slots_;
+  size_t capacity_ = 0;  // a power of two, or 0
+  size_t mask_ = 0;
+  size_t size_ = 0;
+  std::vector<Chunk> chunks_;
+  size_t chunk_used_ = 0;  // bytes used in chunks_.back()
+  size_t live_bytes_ = 0;
+  size_t garbage_bytes_ = 0;
+};
+
+}  // namespace tierstore
