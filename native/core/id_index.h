@@ -5,9 +5,9 @@
 // (next pointer, std::string, the value, the cached hash), rounded up by
 // malloc, plus the bucket array — about 125 bytes per record at 17-byte ids.
 // Here an entry is one 8-byte id reference next to its Value in a flat array
-// (open addressing, linear probing, at most 80% full), and the id bytes are
-// packed back to back in 1 MiB chunks: about 24/load + the id's own bytes,
-// 45-60 bytes per record in all.
+// (open addressing, linear probing, 53-80% full), and the id bytes are packed
+// back to back in 1 MiB chunks: 30-45 bytes per entry plus the id's own
+// bytes (47-62 bytes in all for 17-byte ids).
 //
 // Guarantees:
 // - Find/TryEmplace/Erase behave as on a map keyed by the id's bytes.
@@ -16,6 +16,8 @@
 //   repacking the chunks once they are more garbage than live.
 // - A Value* handed out stays valid until the next TryEmplace, Erase or
 //   Clear (any of them may move entries), like an iterator into a vector.
+// - The slot array grows by half when 80% full and never shrinks (except to
+//   nothing when the last entry goes), like std::unordered_map's buckets.
 // - Allocation failure throws std::bad_alloc and leaves the index as it was.
 //
 // Synchronization: none inside. Const members (Find, ForEach reading, size)
@@ -45,6 +47,7 @@ class IdIndex {
   IdIndex& operator=(const IdIndex&) = delete;
 
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }  // slots
   bool empty() const { return size_ == 0; }
 
   // The value stored for id, or nullptr.
@@ -63,10 +66,10 @@ class IdIndex {
     const uint64_t h = Hash(id);
     if (size_t found = FindSlot(id, h); found != kNone) return {&slots_[found].value, false};
     // Both may throw; neither changes what the index holds.
-    if ((size_ + 1) * 5 > capacity_ * 4) Rehash(capacity_ == 0 ? 16 : capacity_ * 2);
+    if ((size_ + 1) * 5 > capacity_ * 4) Rehash(capacity_ < 16 ? 16 : capacity_ + capacity_ / 2);
     const uint64_t ref = StoreId(id) | TagOf(h) | kOccupied;
-    size_t i = h & mask_;
-    while (slots_[i].ref != 0) i = (i + 1) & mask_;
+    size_t i = Home(h, capacity_);
+    while (slots_[i].ref != 0) i = Next(i);
     slots_[i].ref = ref;
     slots_[i].value = value;
     ++size_;
@@ -83,8 +86,8 @@ class IdIndex {
     garbage_bytes_ += freed;
     // Backward-shift deletion: pull later members of the probe run into the
     // hole when their home bucket is not after it, so no run has a gap.
-    for (size_t j = (i + 1) & mask_; slots_[j].ref != 0; j = (j + 1) & mask_) {
-      const size_t home = Hash(IdOf(slots_[j].ref)) & mask_;
+    for (size_t j = Next(i); slots_[j].ref != 0; j = Next(j)) {
+      const size_t home = Home(Hash(IdOf(slots_[j].ref)), capacity_);
       // Slot j may move to i only if its home is cyclically outside (i, j].
       const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
       if (movable) {
@@ -105,7 +108,6 @@ class IdIndex {
   void Clear() {
     slots_.reset();
     capacity_ = 0;
-    mask_ = 0;
     size_ = 0;
     chunks_.clear();
     chunk_used_ = 0;
@@ -139,6 +141,7 @@ class IdIndex {
   static constexpr uint64_t kLongId = 0xFFF;
   static constexpr size_t kChunkBytes = size_t{1} << 20;
   static constexpr size_t kMaxChunks = size_t{1} << 20;
+  static constexpr size_t kMaxCapacity = size_t{1} << 32;  // Home() multiplies 32 x 32 bits
 
   struct Slot {
     uint64_t ref;  // 0: empty
@@ -154,7 +157,7 @@ class IdIndex {
   size_t FindSlot(std::string_view id, uint64_t h) const {
     if (size_ == 0) return kNone;
     const uint64_t tag = TagOf(h);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = Home(h, capacity_);; i = Next(i)) {
       const uint64_t ref = slots_[i].ref;
       if (ref == 0) return kNone;
       if ((ref & kTagMask) == tag && IdOf(ref) == id) return i;
@@ -163,7 +166,14 @@ class IdIndex {
 
   static uint64_t Hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
   // The top bits: independent of the low bits that pick the bucket.
-  static uint64_t TagOf(uint64_t h) { return (h >> 53) << 52 & kTagMask; }
+  // The home bucket comes from the hash's high bits (multiply-shift, so any
+  // capacity works and the table grows by half, not double: 53-80% full);
+  // the tag from its low bits, independent of the bucket.
+  static size_t Home(uint64_t h, size_t capacity) {
+    return static_cast<size_t>(((h >> 32) * capacity) >> 32);  // capacity <= 2^32
+  }
+  size_t Next(size_t i) const { return i + 1 == capacity_ ? 0 : i + 1; }
+  static uint64_t TagOf(uint64_t h) { return (h & 0x7FF) << 52; }
   static size_t StoredBytes(size_t len) { return len < kLongId ? len : len + 4; }
 
   std::string_view IdOf(uint64_t ref) const { return IdIn(chunks_, ref); }
@@ -186,7 +196,8 @@ class IdIndex {
       if (chunks_.size() >= kMaxChunks) throw std::bad_alloc();
       chunks_.reserve(chunks_.size() + 1);  // so the push below cannot throw after the allocation
       const size_t size = need > kChunkBytes ? need : kChunkBytes;
-      chunks_.push_back(Chunk{std::make_unique<char[]>(size), size});
+      // Not zeroed: a fresh chunk's untouched pages cost no RAM until ids fill them.
+      chunks_.push_back(Chunk{std::unique_ptr<char[]>(new char[size]), size});
       chunk_used_ = 0;
     }
     char* p = chunks_.back().bytes.get() + chunk_used_;
@@ -206,18 +217,17 @@ class IdIndex {
   }
 
   void Rehash(size_t new_capacity) {
+    if (new_capacity > kMaxCapacity) throw std::bad_alloc();
     std::unique_ptr<Slot[]> fresh(new Slot[new_capacity]);  // may throw: nothing changed yet
     for (size_t i = 0; i < new_capacity; ++i) fresh[i].ref = 0;
-    const size_t new_mask = new_capacity - 1;
     for (size_t i = 0; i < capacity_; ++i) {
       if (slots_[i].ref == 0) continue;
-      size_t j = Hash(IdOf(slots_[i].ref)) & new_mask;
-      while (fresh[j].ref != 0) j = (j + 1) & new_mask;
+      size_t j = Home(Hash(IdOf(slots_[i].ref)), new_capacity);
+      while (fresh[j].ref != 0) j = j + 1 == new_capacity ? 0 : j + 1;
       fresh[j] = slots_[i];
     }
     slots_ = std::move(fresh);
     capacity_ = new_capacity;
-    mask_ = new_mask;
   }
 
   // Copies the live ids into fresh chunks and drops the old ones. Best
@@ -247,8 +257,7 @@ class IdIndex {
   }
 
   std::unique_ptr<Slot[]> slots_;
-  size_t capacity_ = 0;  // a power of two, or 0
-  size_t mask_ = 0;
+  size_t capacity_ = 0;  // slots; 0 before the first insert
   size_t size_ = 0;
   std::vector<Chunk> chunks_;
   size_t chunk_used_ = 0;  // bytes used in chunks_.back()

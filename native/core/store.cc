@@ -321,7 +321,7 @@ class StoreImpl final : public Store {
   Status RemoveFromTier(const Loc& loc);
   Status RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op);
   // Keeping the manifest's list of cold segments current (see Manifest).
-  void NoteNewSegments(const WriteOptions& opts);
+  Status ListNewSegments(const WriteOptions& opts);
   std::function<Status(const std::vector<uint32_t>&)> ListSegmentsBeforeUnlink(const WriteOptions& opts);
   Status MergeColdIfNeeded(const WriteOptions& opts);
 
@@ -789,10 +789,24 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
   return Status::OK();
 }
 
-void StoreImpl::NoteNewSegments(const WriteOptions& opts) {
-  // Best effort: the sealed segment is already in use; unlisted, it is
-  // merely not yet protected against going missing after a crash.
-  (void)WriteDirtyManifest(opts.sync);
+Status StoreImpl::ListNewSegments(const WriteOptions& opts) {
+  // A merge, when one is due, lists the final segment set itself (before it
+  // unlinks its sources); otherwise the manifest is written here. Either way
+  // one write per sealed batch. Listing is best effort: the sealed segment
+  // is already in use; unlisted, it is merely not yet protected against
+  // going missing after a crash.
+  bool listed = false;
+  Status merged = RelocateCold([&](const auto& relocate) {
+    auto list = ListSegmentsBeforeUnlink(opts);
+    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate,
+                                [&](const std::vector<uint32_t>& after) {
+                                  Status s = list(after);
+                                  listed = listed || s.ok();
+                                  return s;
+                                });
+  });
+  if (!listed) (void)WriteDirtyManifest(opts.sync);
+  return merged;
 }
 
 std::function<Status(const std::vector<uint32_t>&)> StoreImpl::ListSegmentsBeforeUnlink(const WriteOptions& opts) {
@@ -937,8 +951,7 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   }
   NotifyMove(seq, id_copy, from, to);
   if (tier == Tier::kCold) {
-    NoteNewSegments(opts);
-    (void)MergeColdIfNeeded(opts);
+    (void)ListNewSegments(opts);
   }
   return Status::OK();
 }
@@ -1026,8 +1039,7 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         NotifyMove(rec->seq, rec->id(), from, to);
         TakeHot(from);
       }
-      NoteNewSegments(opts);
-      TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
+      TS_RETURN_IF_ERROR(ListNewSegments(opts));
     }
   }
   return Status::OK();
@@ -1066,8 +1078,7 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
       (void)warm_->Free(static_cast<uint32_t>(cand[i].position));
       --warm_count_;
     }
-    NoteNewSegments(opts);
-    TS_RETURN_IF_ERROR(MergeColdIfNeeded(opts));
+    TS_RETURN_IF_ERROR(ListNewSegments(opts));
   }
   return Status::OK();
 }

@@ -133,9 +133,20 @@ TEST(ChurnRepacksIdsAndKeepsMemoryBounded) {
     }
   }
   CheckSame(index, model);
-  // 20,000 entries: 32768 slots of 24 bytes, ids ~40 bytes in a few chunks
+  // 20,000 entries: at most 37,500 slots of 24 bytes, ids ~40 bytes in a few chunks
   // (at most 1 MiB live + 1 MiB garbage + the chunk being filled).
-  CHECK(index.MemoryBytes() < 32768 * 24 + 3 * (1u << 20) + (1u << 20));
+  CHECK(index.MemoryBytes() < 37500 * 24 + 3 * (1u << 20) + (1u << 20));
+}
+
+TEST(TableStaysBetween53And80PercentFull) {
+  // Growth by half keeps RAM per entry within 24/0.8..24/0.53 bytes of slots.
+  IdIndex<Pos> index;
+  for (uint64_t i = 0; i < 300000; ++i) {
+    index.TryEmplace(std::to_string(i), Pos{0, i});
+    const size_t size = index.size(), cap = index.capacity();
+    CHECK(size * 5 <= cap * 4);
+    if (cap > 16) CHECK(size * 1000 >= cap * 533);
+  }
 }
 
 TEST(ClearEmptiesAndStaysUsable) {
