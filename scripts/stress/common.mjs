@@ -27,16 +27,14 @@ export function loadTierstore() {
 // ---------------------------------------------------------------------------
 // Seeded randomness
 
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
+/** mulberry32, the package's own seeded PRNG (lib/cli/data.ts, built into dist/): floats in [0, 1). */
 export function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return builtData().seededRandom(seed);
+}
+let data;
+function builtData() {
+  data ??= createRequire(path.join(REPO_ROOT, 'package.json'))(path.join(REPO_ROOT, 'dist', 'cli', 'data.js'));
+  return data;
 }
 
 /** A 32-bit seed derived from several integers (so op i of round r has its own stream). */

@@ -48,6 +48,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
+import { mulberry32 } from './common.mjs';
+
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The package (its root, or its dist/index.js) loaded like a dependency. */
@@ -108,17 +110,6 @@ function views(shared) {
   const v = {};
   for (const [k, buf] of Object.entries(shared)) v[k] = new Int32Array(buf);
   return v;
-}
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hashString(s, h = 0x811c9dc5) {

@@ -3,17 +3,8 @@
 // Everything here is driven by a seeded PRNG (mulberry32) so a failing case
 // can be reproduced exactly from its seed.
 
-/** mulberry32: a tiny, fast, seeded 32-bit PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the package's own seeded PRNG (lib/cli/data.ts), returning floats in [0, 1). */
+export { seededRandom as mulberry32 } from '../../lib/cli/data.js';
 
 /** An integer in [lo, hi] (inclusive). */
 export function randInt(rng: () => number, lo: number, hi: number): number {
