@@ -175,6 +175,12 @@ export interface StoreStats {
   recoveredDuplicates: number;
   /** Unacknowledged log tail dropped at open. */
   tornLogBytes: number;
+  /**
+   * Warm copies found torn at open after a crash (a power cut can leave
+   * pages of a migration unwritten) while the hot log still held that exact
+   * version: dropped, the log's copy kept. Damage elsewhere is CORRUPTION.
+   */
+  tornWarmCopies: number;
   /** This handle was opened read-only. */
   readOnly: boolean;
 }

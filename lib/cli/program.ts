@@ -456,8 +456,8 @@ function statsText(dir: string, s: StoreStats): string {
     ['cold', `${s.coldSegments} segment${s.coldSegments === 1 ? '' : 's'}, ${formatBytes(s.coldFileBytes)}, ${formatCount(s.coldDeletedRows)} deleted rows`],
     ['sequence', String(s.sequence)],
   ];
-  if (s.recoveredDuplicates > 0 || s.tornLogBytes > 0) {
-    rows.push(['at open', `${formatCount(s.recoveredDuplicates)} older copies of moved records dropped, ${s.tornLogBytes} torn log bytes dropped`]);
+  if (s.recoveredDuplicates > 0 || s.tornLogBytes > 0 || s.tornWarmCopies > 0) {
+    rows.push(['at open', `${formatCount(s.recoveredDuplicates)} older copies of moved records dropped, ${s.tornLogBytes} torn log bytes dropped, ${formatCount(s.tornWarmCopies)} torn warm copies dropped (the log held them)`]);
   }
   return rows.map(([k, v]) => `${k.padEnd(9)} ${v}`).join('\n');
 }

@@ -282,6 +282,7 @@ Napi::Value NativeStore::Stats(const Napi::CallbackInfo& info) {
   out.Set("openIterators", static_cast<double>(s.open_iterators));
   out.Set("recoveredDuplicates", static_cast<double>(s.recovered_duplicates));
   out.Set("tornLogBytes", static_cast<double>(s.torn_log_bytes));
+  out.Set("tornWarmCopies", static_cast<double>(s.torn_warm_copies));
   out.Set("readOnly", Napi::Boolean::New(env, state_->read_only));
   return out;
 }

@@ -359,6 +359,7 @@ class StoreImpl final : public Store {
   uint64_t warm_count_ = 0;
   uint64_t cold_count_ = 0;
   uint64_t recovered_duplicates_ = 0;
+  uint64_t torn_warm_copies_ = 0;
   uint64_t torn_log_bytes_ = 0;
   std::mutex iter_mu_;
   std::vector<IteratorImpl*> iterators_;
@@ -483,8 +484,13 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     return t != tombstones.end() && t->second > seq;
   };
   LogReplayHandler handler;
+  // After an unclean shutdown, the versions the log still holds: a warm copy
+  // of one of them may have been torn by a power loss before its pages
+  // reached the disk (see WarmTier::TornCopyPolicy); the log's copy stands.
+  std::unordered_set<uint64_t> log_seqs;
   handler.on_put = [&](const RecordView& rec) -> Status {
     seq_ = std::max(seq_, rec.seq);
+    if (!manifest.clean) log_seqs.insert(rec.seq);
     if (killed(rec.id, rec.seq)) return Status::OK();
     if (const Loc* found = index_.Find(rec.id)) {
       if (HotAt(*found)->seq > rec.seq) return Status::OK();
@@ -547,9 +553,15 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     (loc.tier == Tier::kWarm ? warm_count_ : cold_count_)++;
     return Status::OK();
   };
-  TS_RETURN_IF_ERROR(warm_->ForEachLive([&](uint32_t slot, const RecordView& rec) {
-    return offer(rec.id, rec.seq, Loc::Warm(slot));
-  }));
+  WarmTier::TornCopyPolicy torn{
+      [&](uint64_t seq) { return log_seqs.count(seq) > 0; },
+      [&](uint32_t slot) {
+        losers.push_back(Loc::Warm(slot));
+        ++torn_warm_copies_;
+      }};
+  TS_RETURN_IF_ERROR(warm_->ForEachLive(
+      [&](uint32_t slot, const RecordView& rec) { return offer(rec.id, rec.seq, Loc::Warm(slot)); },
+      manifest.clean ? nullptr : &torn));
   TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) {
     return offer(rec.id, rec.seq, Loc::Cold(loc));
   }));
@@ -1209,6 +1221,7 @@ Status StoreImpl::Stats(StoreStats* stats) {
     stats->open_iterators = iterators_.size();
   }
   stats->recovered_duplicates = recovered_duplicates_;
+  stats->torn_warm_copies = torn_warm_copies_;
   stats->torn_log_bytes = torn_log_bytes_;
   stats->read_only = read_only_;
   return Status::OK();

@@ -105,6 +105,10 @@ struct StoreStats {
   uint64_t cold_segments = 0, cold_file_bytes = 0, cold_deleted_rows = 0;
   uint64_t open_iterators = 0;
   uint64_t recovered_duplicates = 0;  // copies removed by recovery at open
+  // Warm copies torn by a crash (found at open after an unclean shutdown,
+  // failing their checksums while the hot log still held that exact
+  // version): dropped, the log's copy kept.
+  uint64_t torn_warm_copies = 0;
   uint64_t torn_log_bytes = 0;        // unacknowledged tail dropped from the log at open
   bool read_only = false;
 };

@@ -316,7 +316,8 @@ class WarmTierImpl final : public WarmTier {
   Status OpenFiles();
   Status FinishOpen() override;
 
-  Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn) override {
+  Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn,
+                     const TornCopyPolicy* torn) override {
     uint32_t limit = SlotLimit();
     for (uint32_t slot = 0; slot < limit; ++slot) {
       const uint8_t* b = BlockPtr(slot);
@@ -324,7 +325,14 @@ class WarmTierImpl final : public WarmTier {
       RecordView v;
       Parsed p;
       TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-      TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+      if (torn != nullptr && torn->source_survives(p.seq)) {
+        if (!FillView(slot, b, p, &v).ok() || !VerifyChecksums(slot, b, p, v, true).ok()) {
+          torn->on_torn(slot);
+          continue;
+        }
+      } else {
+        TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+      }
       TS_RETURN_IF_ERROR(fn(slot, v));
     }
     return Status::OK();
@@ -340,6 +348,14 @@ class WarmTierImpl final : public WarmTier {
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
     RecordView v;
     TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+    TS_RETURN_IF_ERROR(VerifyChecksums(slot, b, p, v, verify_embedding));
+    *out = v;
+    return Status::OK();
+  }
+
+  // data_crc always, embedding_crc when asked, of a block FillView read.
+  Status VerifyChecksums(uint32_t slot, const uint8_t* b, const Parsed& p, const RecordView& v,
+                         bool verify_embedding) const {
     uint32_t c = Crc32cExtend(0, v.id.data(), p.var_len());
     c = ExtendDataCrc(c, b);
     if (c != p.data_crc) {
@@ -349,7 +365,6 @@ class WarmTierImpl final : public WarmTier {
     if (verify_embedding && Crc32c(v.embedding, uint64_t{4} * dims_) != p.embedding_crc) {
       return Status::Corruption(blocks_path_ + ": embedding checksum mismatch in slot " + std::to_string(slot));
     }
-    *out = v;
     return Status::OK();
   }
 

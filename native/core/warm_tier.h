@@ -153,10 +153,24 @@ class WarmTier {
   // a no-op for read-only tiers (which never need it).
   virtual Status FinishOpen() = 0;
 
+  // Recovery after a crash that may have been a power loss: blocks written
+  // since the last Sync() may be torn (their pages reach the disk in any
+  // order). A live block whose header verifies and whose seq
+  // source_survives() vouches for (another durable copy of that exact
+  // version exists, e.g. in the hot log) is verified in full -- var extent,
+  // data and embedding checksums -- and when that fails it goes to on_torn
+  // instead of fn, for the caller to drop, rather than failing the scan.
+  struct TornCopyPolicy {
+    std::function<bool(uint64_t seq)> source_survives;
+    std::function<void(uint32_t slot)> on_torn;
+  };
+
   // Calls fn for every live block in slot order (used once, at open, to build
-  // the store's index). Verifies each live block's header_crc.
+  // the store's index). Verifies each live block's header_crc (and, for
+  // blocks `torn` vouches for, everything; see TornCopyPolicy).
   // The view's string_views and embedding point into the mapping.
-  virtual Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn) = 0;
+  virtual Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn,
+                             const TornCopyPolicy* torn = nullptr) = 0;
 
   // Stores a copy of rec (including its seq and access statistics) in a free
   // or new slot. rec.norm is stored as given.
