@@ -93,6 +93,15 @@ std::map<std::string, Tier> Snapshot(Store* s) {
   return out;
 }
 
+// Opens (creating) the store at dir, puts recs, migrates to w's capacities and closes.
+Status PutMigrateClose(const std::string& dir, const std::vector<OwnedRecord>& recs, const WriteOptions& w) {
+  StoreHandle h;
+  TS_RETURN_IF_ERROR(OpenStore(dir, &h));
+  TS_RETURN_IF_ERROR(PutAll(h.store.get(), recs, w));
+  MigrationReport rep;
+  return h->Migrate(w, &rep);
+}
+
 uint64_t Total(Store* s) {
   TierCounts c;
   if (!s->Counts(&c).ok()) return ~0ull;
@@ -298,13 +307,7 @@ TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
     std::string dir = tstest::TempDir("store-warm-clean");
     WriteOptions w;
     w.hot_capacity = 2;
-    {
-      StoreHandle h;
-      ASSERT_OK(OpenStore(dir, &h));
-      ASSERT_OK(PutAll(h.store.get(), recs, w));
-      MigrationReport rep;
-      ASSERT_OK(h->Migrate(w, &rep));
-    }
+    ASSERT_OK(PutMigrateClose(dir, recs, w));
     FlipByte(dir + "/warm.blocks", offset);
     StoreHandle h;
     ASSERT_OK(OpenStore(dir, &h));
