@@ -193,13 +193,25 @@ const char* SelectorName(TierSelector s) {
   return s == TierSelector::kAll ? "all" : TierName(static_cast<Tier>(s));
 }
 
+// The Euclidean norm in double. Eight independent partial sums, so the adds
+// pipeline (and vectorize) instead of each waiting ~4 cycles on the last one:
+// this runs once per put, and took a microsecond at 768 dimensions. It is
+// non-finite for any NaN or infinite value (squares of finite floats cannot
+// overflow a double).
 double NormOf(const float* v, uint32_t dims) {
-  double sum = 0;
-  for (uint32_t i = 0; i < dims; ++i) sum += static_cast<double>(v[i]) * v[i];
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  uint32_t i = 0;
+  for (; i + 8 <= dims; i += 8) {
+    for (uint32_t k = 0; k < 8; ++k) acc[k] += static_cast<double>(v[i + k]) * v[i + k];
+  }
+  double sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < dims; ++i) sum += static_cast<double>(v[i]) * v[i];
   return std::sqrt(sum);
 }
 
-Status ValidateRecord(const RecordView& r, uint32_t dims) {
+// Checks r; on success *norm is its embedding's norm (computed here, outside
+// the store's lock: the finiteness check needs the same pass).
+Status ValidateRecord(const RecordView& r, uint32_t dims, float* norm) {
   if (r.id.empty() || r.id.size() > kMaxIdBytes) {
     return Status::InvalidArgument("id must be 1.." + std::to_string(kMaxIdBytes) + " UTF-8 bytes, got " +
                                    std::to_string(r.id.size()));
@@ -207,9 +219,9 @@ Status ValidateRecord(const RecordView& r, uint32_t dims) {
   if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("content exceeds the format limit of 2 GiB");
   if (r.metadata.size() > kMaxMetadataBytes) return Status::InvalidArgument("metadata exceeds the format limit of 2 GiB");
   if (r.embedding == nullptr) return Status::InvalidArgument("embedding is missing");
-  for (uint32_t i = 0; i < dims; ++i) {
-    if (!std::isfinite(r.embedding[i])) return Status::InvalidArgument("embedding values must be finite");
-  }
+  const double n = NormOf(r.embedding, dims);
+  if (!std::isfinite(n)) return Status::InvalidArgument("embedding values must be finite");
+  *norm = static_cast<float>(n);
   if (!(r.confidence >= 0.0f && r.confidence <= 1.0f)) return Status::InvalidArgument("confidence must be in [0, 1]");
   if (!(r.activation >= 0.0f && r.activation <= 1.0f)) return Status::InvalidArgument("activation must be in [0, 1]");
   if (!std::isfinite(r.created_at) || !std::isfinite(r.last_access_at) || !std::isfinite(r.access_count)) {
@@ -842,8 +854,9 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
     std::shared_lock<std::shared_mutex> lock(mu_);
     return CheckWritable();
   }
+  std::vector<float> norms(n);
   for (size_t i = 0; i < n; ++i) {
-    TS_RETURN_IF_ERROR(ValidateRecord(recs[i], dims_));
+    TS_RETURN_IF_ERROR(ValidateRecord(recs[i], dims_, &norms[i]));
   }
   // Within one batch a repeated id: the last wins.
   std::vector<size_t> keep;
@@ -866,7 +879,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
     const RecordView& in = recs[keep[k]];
     views[k] = in;
     views[k].seq = seq_ + 1 + k;
-    views[k].norm = static_cast<float>(NormOf(in.embedding, dims_));
+    views[k].norm = norms[keep[k]];
     ptrs[k] = &views[k];
   }
   // The log append is the commit point: before it nothing changed; after it
