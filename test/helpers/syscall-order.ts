@@ -136,9 +136,8 @@ export interface OrderReport {
 }
 
 /**
- * Checks the rules above on `events`. `createOp` names the operation that
- * created the store (its hot.log rename is the log's creation, not a
- * checkpoint).
+ * Checks the rules above on `events`. The operation marked "create" makes the
+ * store: its rename of hot.log is the log's creation, not a checkpoint.
  */
 export function checkPowerLossOrder(events: Event[], storeDir: string): OrderReport {
   const violations: string[] = [];
@@ -152,19 +151,10 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
   let pendingDirSync: Array<{ rename: string; line: number }> = [];
   const hotLog = path.join(storeDir, 'hot.log');
   const isData = (p: string) => /^(cold-\d+\.seg|warm\.blocks|warm-var-\d+\.dat)$/.test(base(p));
-  const syncedSince = (p: string, since: number, before: number) => {
-    const s = lastSyncBefore(p, before);
-    return s !== undefined && s > since;
-  };
   // All sync lines per path, for "synced within this operation, before line L".
   const syncLines = new Map<string, number[]>();
-  const lastSyncBefore = (p: string, before: number) => {
-    const lines = syncLines.get(p);
-    if (!lines) return undefined;
-    let best: number | undefined;
-    for (const l of lines) if (l < before) best = l;
-    return best;
-  };
+  const syncedSince = (p: string, since: number, before: number) =>
+    (syncLines.get(p) ?? []).some((l) => l > since && l < before);
   let manifestListedAt = -1;  // a MANIFEST rename in this operation, followed by a dir sync
 
   const endOp = (line: number) => {
@@ -216,7 +206,7 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
         if (w !== undefined && (s === undefined || s < w)) {
           violations.push(`replace: ${op} renamed ${base(e.from)} to ${base(e.to)} (trace line ${e.line + 1}) before syncing it`);
         }
-        if (e.to === hotLog && op !== 'create' && op !== 'open') {
+        if (e.to === hotLog && op !== 'create') {
           exercised.checkpoint++;
           for (const p of live) {
             if (!fileExists(p)) continue;
