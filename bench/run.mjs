@@ -248,7 +248,10 @@ if (tty) process.stderr.write('\r\x1b[K');
 // with a note when CMake or a compiler is missing.
 function runScanBench() {
   const build = path.join(ROOT, 'build-bench');
-  const out = path.join(path.dirname(jsonPath), 'scan_bench.json');
+  // Beside the build, not the results: a --json path inside the repository
+  // would otherwise leave a stray scan_bench.json there (its figures go into
+  // the results JSON as cReference anyway).
+  const out = path.join(build, 'scan_bench.json');
   try {
     log('  C reference loop: building native/bench/scan_bench (cmake, Release)');
     execFileSync('cmake', ['-S', ROOT, '-B', build, '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
