@@ -335,7 +335,8 @@ class StoreImpl final : public Store {
   // Keeping the manifest's list of cold segments current (see Manifest).
   Status ListNewSegments(const WriteOptions& opts);
   std::function<Status(const std::vector<uint32_t>&)> ListSegmentsBeforeUnlink(const WriteOptions& opts);
-  Status MergeColdIfNeeded(const WriteOptions& opts);
+  // *listed (when given) becomes true once a merge wrote the manifest.
+  Status MergeColdIfNeeded(const WriteOptions& opts, bool* listed = nullptr);
 
   Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report);
   Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report);
@@ -820,15 +821,7 @@ Status StoreImpl::ListNewSegments(const WriteOptions& opts) {
   // is already in use; unlisted, it is merely not yet protected against
   // going missing after a crash.
   bool listed = false;
-  Status merged = RelocateCold([&](const auto& relocate) {
-    auto list = ListSegmentsBeforeUnlink(opts);
-    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate,
-                                [&](const std::vector<uint32_t>& after) {
-                                  Status s = list(after);
-                                  listed = listed || s.ok();
-                                  return s;
-                                });
-  });
+  Status merged = MergeColdIfNeeded(opts, &listed);
   if (!listed) (void)WriteDirtyManifest(opts.sync);
   return merged;
 }
@@ -840,9 +833,14 @@ std::function<Status(const std::vector<uint32_t>&)> StoreImpl::ListSegmentsBefor
   return [this, sync = opts.sync](const std::vector<uint32_t>& after) { return WriteDirtyManifest(after, sync); };
 }
 
-Status StoreImpl::MergeColdIfNeeded(const WriteOptions& opts) {
+Status StoreImpl::MergeColdIfNeeded(const WriteOptions& opts, bool* listed) {
   return RelocateCold([&](const auto& relocate) {
-    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, ListSegmentsBeforeUnlink(opts));
+    auto list = ListSegmentsBeforeUnlink(opts);
+    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, [&](const std::vector<uint32_t>& after) {
+      Status s = list(after);
+      if (s.ok() && listed != nullptr) *listed = true;
+      return s;
+    });
   });
 }
 

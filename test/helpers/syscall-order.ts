@@ -159,7 +159,6 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
 
   const endOp = (line: number) => {
     for (const [p, w] of lastWrite) {
-      if (!fileExists(p)) continue;
       exercised.commit++;
       const s = lastSync.get(p);
       if (s === undefined || s < w) violations.push(`commit: ${op} returned with ${base(p)} written (trace line ${w + 1}) but not synced`);
@@ -172,9 +171,6 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
     opStart = line;
     manifestListedAt = -1;
   };
-  const gone = new Set<string>();
-  const fileExists = (p: string) => !gone.has(p);
-
   for (const e of events) {
     switch (e.kind) {
       case 'marker':
@@ -182,7 +178,6 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
         op = e.name;
         break;
       case 'open':
-        gone.delete(e.path);
         if (isData(e.path)) live.add(e.path);
         break;
       case 'write':
@@ -209,7 +204,6 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
         if (e.to === hotLog && op !== 'create') {
           exercised.checkpoint++;
           for (const p of live) {
-            if (!fileExists(p)) continue;
             if (!syncedSince(p, opStart, e.line)) {
               violations.push(`checkpoint: ${op} replaced hot.log (trace line ${e.line + 1}) before syncing ${base(p)}`);
             }
@@ -219,8 +213,7 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
         if (w !== undefined) lastWrite.set(e.to, w);
         lastWrite.delete(e.from);
         if (s !== undefined) lastSync.set(e.to, s);
-        gone.add(e.from);
-        gone.delete(e.to);
+        live.delete(e.from);
         if (isData(e.to)) live.add(e.to);
         pendingDirSync.push({ rename: e.to, line: e.line });
         break;
@@ -237,7 +230,6 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
             violations.push(`unlink: ${op} unlinked ${base(e.path)} (trace line ${e.line + 1}) before syncing warm.blocks`);
           }
         }
-        gone.add(e.path);
         live.delete(e.path);
         lastWrite.delete(e.path);
         break;
