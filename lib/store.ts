@@ -1,7 +1,6 @@
 // MemoryStore: the public API over one native handle. Validates and
 // normalises every argument here, then makes one native call per operation
 // (one per batch for putMany and iteration).
-import { constants as bufferConstants } from 'node:buffer';
 import * as nodePath from 'node:path';
 
 import { memoriesOf, memoryOfRecord } from './convert.js';
@@ -28,16 +27,12 @@ import type {
 } from './types.js';
 import {
   checkBoolean,
-  checkContent,
   checkId,
   checkInteger,
   checkOptions,
   checkPath,
-  checkTimestamp,
-  checkUnit,
   DEFAULT_MAX_CONTENT_BYTES,
   describe,
-  encodeMetadata,
   MAX_BATCH_SIZE,
   MAX_RECALL_K,
   DEFAULT_RECALL_K,
@@ -47,10 +42,10 @@ import {
   tierIndex,
   writeEmbedding,
 } from './validate.js';
+import { Columns, nonFiniteError, prepareRecord, Utf8Sink } from './write-batch.js';
 
 const DEFAULT_HOT_CAPACITY = 10_000;
 const DEFAULT_WARM_CAPACITY = 1_000_000;
-const DEFAULT_CONFIDENCE = 0.5;
 const DEFAULT_BATCH_SIZE = 1024;
 const DEFAULT_LIST_LIMIT = 100;
 /** Embedding values one putMany may carry: the length limit of a Float32Array. */
@@ -59,75 +54,6 @@ const MAX_BATCH_FLOATS = 2 ** 32 - 1;
 const MAX_BATCH_RECORDS = Math.floor((2 ** 32 - 1) / 3);
 /** Scratch byte buffers larger than this are not kept between puts. */
 const MAX_KEPT_SCRATCH = 1 << 20;
-
-/** The columns of a write batch, in the layout NativeStore.putMany takes. */
-class Columns {
-  readonly lengths: Uint32Array;
-  readonly embeddings: Float32Array;
-  readonly confidence: Float32Array;
-  readonly activation: Float32Array;
-  readonly createdAt: Float64Array;
-  readonly lastAccessAt: Float64Array;
-  /** id, content and metadata JSON of each record. */
-  readonly strings: string[];
-
-  constructor(n: number, dims: number) {
-    this.lengths = new Uint32Array(3 * n);
-    this.embeddings = new Float32Array(n * dims);
-    this.confidence = new Float32Array(n);
-    this.activation = new Float32Array(n);
-    this.createdAt = new Float64Array(n);
-    this.lastAccessAt = new Float64Array(n);
-    this.strings = new Array<string>(3 * n).fill('');
-  }
-}
-
-/**
- * Validates record `memory` into row i of `cols`; returns its UTF-8 byte count.
- * Reads each field of `memory` once. Messages name fields as `memory.<field>`
- * (putMany relabels them `memories[i].<field>`).
- */
-function prepareRecord(memory: unknown, cols: Columns, i: number, dims: number, maxContent: number, now: number): number {
-  if (typeof memory !== 'object' || memory === null) {
-    fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`);
-  }
-  const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
-  const idBytes = checkId(id, 'memory.id');
-  const contentBytes = checkContent(content, 'memory.content', maxContent);
-  if (embedding === undefined) {
-    fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
-  }
-  writeEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims);
-  const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
-  const act = activation === undefined ? conf : checkUnit(activation, 'memory.activation');
-  const created = createdAt === undefined ? now : checkTimestamp(createdAt, 'memory.createdAt');
-  const meta = encodeMetadata(metadata, 'memory.metadata');
-  const metaBytes = meta.length === 2 ? 2 : Buffer.byteLength(meta, 'utf8');
-
-  cols.confidence[i] = conf;
-  cols.activation[i] = act;
-  cols.createdAt[i] = created;
-  cols.lastAccessAt[i] = now;
-  const k = 3 * i;
-  cols.lengths[k] = idBytes;
-  cols.lengths[k + 1] = contentBytes;
-  cols.lengths[k + 2] = metaBytes;
-  cols.strings[k] = id as string;
-  cols.strings[k + 1] = content as string;
-  cols.strings[k + 2] = meta;
-  return idBytes + contentBytes + metaBytes;
-}
-
-/** Writes the strings of `cols` back to back into bytes (UTF-8). */
-function encodeStrings(cols: Columns, count: number, bytes: Buffer): void {
-  const { strings, lengths } = cols;
-  let offset = 0;
-  for (let k = 0; k < count; k++) {
-    const len = lengths[k]!;
-    if (len !== 0) bytes.write(strings[k]!, offset, len, 'utf8');
-    offset += len;
-  }
-}
 
 function relabel(error: unknown, i: number): unknown {
   if (error instanceof TierStoreError && error.message.startsWith('memory')) {
@@ -151,7 +77,7 @@ export class MemoryStore implements IterationSource {
   #closed = false;
   #putDepth = 0;
   #scratch: Columns | undefined;
-  #scratchBytes: Buffer = Buffer.allocUnsafeSlow(4096);
+  #scratchSink = new Utf8Sink(4096, 1);
 
   constructor(path: string, options?: OpenOptions) {
     checkPath(path);
@@ -198,23 +124,18 @@ export class MemoryStore implements IterationSource {
   put(memory: MemoryInput): void {
     const native = this.#writable('put()');
     const dims = this.dimensions;
-    // A getter of `memory` may call put() again: only the outermost call uses the scratch columns.
-    const cols = this.#putDepth === 0 ? (this.#scratch ??= new Columns(1, dims)) : new Columns(1, dims);
+    // A getter of `memory` may call put() again: only the outermost call uses the scratch.
+    const outermost = this.#putDepth === 0;
+    const cols = outermost ? (this.#scratch ??= new Columns(1, dims)) : new Columns(1, dims);
+    const sink = outermost ? this.#scratchSink : new Utf8Sink(4096, 1);
+    sink.reset();
     this.#putDepth++;
     try {
-      const total = prepareRecord(memory, cols, 0, dims, this.maxContentBytes, Date.now());
-      let bytes = this.#scratchBytes;
-      if (this.#putDepth !== 1 || bytes.length < total) {
-        bytes = Buffer.allocUnsafeSlow(Math.max(total, 64));
-        if (this.#putDepth === 1 && total <= MAX_KEPT_SCRATCH) this.#scratchBytes = bytes;
-      }
-      encodeStrings(cols, 3, bytes);
-      native.putMany(
-        bytes, cols.lengths, cols.embeddings, cols.confidence, cols.activation, cols.createdAt, cols.lastAccessAt);
+      prepareRecord(memory, cols, 0, dims, this.maxContentBytes, Date.now(), sink);
+      this.#writeBatch(native, cols, sink, 1, false);
     } finally {
       this.#putDepth--;
-      // Do not keep the caller's (possibly large) strings alive.
-      cols.strings[0] = cols.strings[1] = cols.strings[2] = '';
+      if (outermost && sink.bytes.length > MAX_KEPT_SCRATCH) this.#scratchSink = new Utf8Sink(4096, 1);
     }
   }
 
@@ -245,23 +166,32 @@ export class MemoryStore implements IterationSource {
         `putMany(): ${n} memories of ${dims} dimensions do not fit one batch (at most ${Math.min(MAX_BATCH_RECORDS, Math.floor(MAX_BATCH_FLOATS / dims))}); split them into smaller batches`);
     }
     const cols = new Columns(n, dims);
+    const sink = new Utf8Sink(Math.min(n, 16) * 4096, n);
     const now = Date.now();
-    let total = 0;
     for (let i = 0; i < n; i++) {
       try {
-        total += prepareRecord(list[i], cols, i, dims, this.maxContentBytes, now);
+        prepareRecord(list[i], cols, i, dims, this.maxContentBytes, now, sink);
       } catch (error) {
         throw relabel(error, i);
       }
     }
-    if (total > bufferConstants.MAX_LENGTH) {
-      fail('INVALID_ARGUMENT', `putMany(): the batch holds ${total} bytes of strings; split it into smaller batches`);
-    }
-    const bytes = Buffer.allocUnsafeSlow(total);
-    encodeStrings(cols, 3 * n, bytes);
-    native.putMany(
-      bytes, cols.lengths, cols.embeddings, cols.confidence, cols.activation, cols.createdAt, cols.lastAccessAt);
+    this.#writeBatch(native, cols, sink, n, true);
     return n;
+  }
+
+  /** Hands a validated batch to the native layer (which checks embedding finiteness). */
+  #writeBatch(native: NativeStore, cols: Columns, sink: Utf8Sink, n: number, batch: boolean): void {
+    try {
+      native.putMany(
+        sink.bytes.subarray(0, sink.length), cols.lengths, cols.embeddings, cols.confidence, cols.activation,
+        cols.createdAt, cols.lastAccessAt);
+    } catch (error) {
+      const named =
+        error instanceof TierStoreError && error.code === 'INVALID_ARGUMENT'
+          ? nonFiniteError(cols, n, this.dimensions, batch)
+          : undefined;
+      throw named ?? error;
+    }
   }
 
   /** The memory with this id, or undefined. Updates its lastAccessAt and accessCount. */

@@ -118,24 +118,6 @@ export function checkId(id: unknown, field: string): number {
   return bytes;
 }
 
-/** Content: a well-formed string of at most maxBytes UTF-8 bytes. Returns its byte length. */
-export function checkContent(content: unknown, field: string, maxBytes: number): number {
-  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `${field} must be a string, got ${describe(content)}`);
-  if (content.length === 0) return 0;
-  if (!content.isWellFormed()) {
-    fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`);
-  }
-  // UTF-8 takes at least one byte per UTF-16 unit: skip the count when clearly too large
-  if (content.length > maxBytes) {
-    fail('CONTENT_TOO_LARGE', `${field} is more than ${maxBytes} UTF-8 bytes (maxContentBytes)`);
-  }
-  const bytes = Buffer.byteLength(content, 'utf8');
-  if (bytes > maxBytes) {
-    fail('CONTENT_TOO_LARGE', `${field} is ${bytes} UTF-8 bytes; maxContentBytes is ${maxBytes}`);
-  }
-  return bytes;
-}
-
 /** A number in [0, 1]. */
 export function checkUnit(value: unknown, field: string): number {
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
@@ -170,9 +152,12 @@ function isDetached(view: ArrayBufferView): boolean {
 /**
  * Checks an embedding and writes its float32 values to dest[offset..offset+dims).
  * Order: wrong type (INVALID_ARGUMENT) before wrong length (DIMENSION_MISMATCH)
- * before non-finite values (INVALID_ARGUMENT).
+ * before non-finite values (INVALID_ARGUMENT), which `checkFinite` false
+ * leaves to the caller (the write path lets the native layer find them).
  */
-export function writeEmbedding(value: unknown, field: string, dims: number, dest: Float32Array, offset: number): void {
+export function writeEmbedding(
+  value: unknown, field: string, dims: number, dest: Float32Array, offset: number, checkFinite = true,
+): void {
   if (Array.isArray(value)) {
     const n = value.length;
     for (let i = 0; i < n; i++) {
@@ -215,21 +200,28 @@ export function writeEmbedding(value: unknown, field: string, dims: number, dest
       `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
     );
   }
-  const end = offset + dims;
-  // x * 0 is 0 for finite x and NaN for NaN or ±Infinity: one branch-free pass,
-  // then a second pass only to name the bad value.
-  let acc = 0;
-  for (let i = offset; i < end; i++) acc += dest[i]! * 0;
-  if (acc === 0) return;
-  for (let i = offset; i < end; i++) {
-    const f = dest[i]!;
-    if (f - f !== 0) {
-      fail(
-        'INVALID_ARGUMENT',
-        `${field}[${i - offset}] is ${f} as float32; embedding values must be finite after conversion to float32`,
-      );
-    }
+  if (!checkFinite) return;
+  const at = findNonFinite(dest, offset, offset + dims);
+  if (at >= 0) {
+    fail(
+      'INVALID_ARGUMENT',
+      `${field}[${at - offset}] is ${dest[at]} as float32; embedding values must be finite after conversion to float32`,
+    );
   }
+}
+
+/** The index of the first NaN or ±Infinity in values[start..end), or -1. */
+export function findNonFinite(values: Float32Array, start: number, end: number): number {
+  // x * 0 is 0 for finite x and NaN for NaN or ±Infinity: one branch-free
+  // pass, then a second only to find the bad value.
+  let acc = 0;
+  for (let i = start; i < end; i++) acc += values[i]! * 0;
+  if (acc === 0) return -1;
+  for (let i = start; i < end; i++) {
+    const f = values[i]!;
+    if (f - f !== 0) return i;
+  }
+  return -1;
 }
 
 function isPlainObject(value: object): boolean {

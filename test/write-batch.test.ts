@@ -1,0 +1,98 @@
+// The write path's encoding (lib/write-batch.ts): strings are encoded once,
+// straight into a growable buffer, with lone surrogates found from the
+// encoder's U+FFFD; non-finite embedding values are found by the native
+// layer and named by the TS layer. These check the edges of those shortcuts.
+import { describe, expect, it } from 'vitest';
+import { open } from '../lib/index.js';
+import type { MemoryInput } from '../lib/index.js';
+import { mulberry32, randomEmbedding } from './helpers/random.js';
+import { expectTierStoreError, snapshot, useScratch } from './helpers/store.js';
+
+const DIMS = 6;
+
+function rec(id: string, over: Partial<Record<keyof MemoryInput, unknown>> = {}): MemoryInput {
+  const rng = mulberry32(id.length * 7919 + id.charCodeAt(0));
+  return { id, content: `content of ${id}`, embedding: randomEmbedding(rng, DIMS, 'float32'), ...over } as MemoryInput;
+}
+
+describe('write batch encoding', () => {
+  const scratch = useScratch();
+
+  it('names the first non-finite embedding value: memory.embedding[j] for put, memories[i].embedding[j] for putMany', () => {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    s.put(rec('kept'));
+    const before = snapshot(s);
+    const nan = Float32Array.of(0, 1, NaN, 0, Infinity, 0);
+    let e = expectTierStoreError(() => s.put(rec('a', { embedding: nan })), 'INVALID_ARGUMENT', 'put NaN');
+    expect(e.message).toMatch(/^memory\.embedding\[2\] is NaN as float32; embedding values must be finite/);
+    e = expectTierStoreError(
+      () => s.putMany([rec('b'), rec('c'), rec('d', { embedding: [0, 0, 0, 0, -3.5e38, 0] }), rec('e', { embedding: nan })]),
+      'INVALID_ARGUMENT', 'putMany -Infinity as float32');
+    expect(e.message).toMatch(/^memories\[2\]\.embedding\[4\] is -Infinity as float32/);
+    e = expectTierStoreError(
+      () => s.putMany([rec('b'), rec('c', { embedding: Float64Array.of(0, 0, 0, 0, 0, 1e39) })]),
+      'INVALID_ARGUMENT', 'putMany Float64 overflow');
+    expect(e.message).toMatch(/^memories\[1\]\.embedding\[5\] is Infinity as float32/);
+    expect(snapshot(s)).toEqual(before);
+  });
+
+  it('keeps U+FFFD and other U+F000..U+FFFF characters exactly, and refuses lone surrogates beside them', () => {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    const tricky = [
+      '\uFFFD',
+      'replacement \uFFFD in the middle',
+      '\uF000\uFB01\uFEFF\uFF21\uFFEE\uFFFF',
+      '🚀\uFFFD🚀',
+      'x'.repeat(5000) + '\uFFFD',
+    ];
+    s.putMany(tricky.map((content, i) => rec(`t${i}`, { content })));
+    for (let i = 0; i < tricky.length; i++) s.put(rec(`p${i}`, { content: tricky[i] }));
+    for (let i = 0; i < tricky.length; i++) {
+      expect(s.get(`t${i}`)?.content).toBe(tricky[i]);
+      expect(s.get(`p${i}`)?.content).toBe(tricky[i]);
+    }
+    const before = snapshot(s);
+    const lone = ['\uFFFD\ud800', '\ud800\uFFFD', 'a\udc00' + '\uFFFD'.repeat(100), 'é'.repeat(3000) + '\ud83d'];
+    for (const content of lone) {
+      expectTierStoreError(() => s.put(rec('bad', { content })), 'INVALID_ARGUMENT', `put ${JSON.stringify(content.slice(0, 8))}`);
+      const e = expectTierStoreError(() => s.putMany([rec('ok'), rec('bad', { content })]), 'INVALID_ARGUMENT', 'putMany');
+      expect(e.message).toMatch(/^memories\[1\]\.content contains a lone UTF-16 surrogate/);
+    }
+    expect(snapshot(s)).toEqual(before);
+  });
+
+  it('a batch whose strings outgrow the first guesses many times over comes back byte for byte', () => {
+    const dir = scratch.storePath();
+    const s = scratch.open(dir, { dimensions: DIMS });
+    // Small records first (the buffer is sized from them), then ever larger ones.
+    const batch: MemoryInput[] = [];
+    for (let i = 0; i < 30; i++) {
+      const size = i < 20 ? 3 : 1000 * 2 ** (i - 20);
+      batch.push(rec(`g${i}`, { content: `${i}:` + 'ab€🚀'.repeat(size), metadata: { i, pad: 'm'.repeat(i * 50) } }));
+    }
+    expect(s.putMany(batch)).toBe(30);
+    const check = (store: typeof s) => {
+      for (const r of batch) {
+        const m = store.get(r.id)!;
+        expect(m.content === r.content, `${r.id} content`).toBe(true);
+        expect(m.metadata).toEqual(r.metadata);
+      }
+    };
+    check(s);
+    // A bad record after the growth leaves the store as it was.
+    const before = snapshot(s);
+    expectTierStoreError(() => s.putMany([...batch.slice(20), rec('late', { confidence: 2 })]), 'INVALID_ARGUMENT', 'late bad');
+    expect(snapshot(s)).toEqual(before);
+    s.close();
+    check(open(dir));
+  }, 60_000);
+
+  it('put after a put of several MiB still writes small records exactly', () => {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    const big = 'ü'.repeat(3 << 20);
+    s.put(rec('big', { content: big }));
+    s.put(rec('small', { content: 'small €' }));
+    expect(s.get('big')?.content === big).toBe(true);
+    expect(s.get('small')?.content).toBe('small €');
+  });
+});
