@@ -256,7 +256,7 @@ function jsonOf(value: unknown, base: string, at: Array<string | number>, ancest
   switch (typeof value) {
     case 'string':
       if (!value.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} contains a lone UTF-16 surrogate`);
-      return JSON.stringify(value);
+      return quoteJson(value);
     case 'number':
       if (!Number.isFinite(value)) {
         fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is ${value}, which JSON cannot represent (metadata must be JSON)`);
@@ -300,7 +300,7 @@ function jsonOf(value: unknown, base: string, at: Array<string | number>, ancest
         for (const key of Object.keys(record)) {
           if (!key.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has a key with a lone UTF-16 surrogate`);
           at.push(key);
-          text += (text.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + jsonOf(record[key], base, at, ancestors);
+          text += (text.length === 1 ? '' : ',') + quoteJson(key) + ':' + jsonOf(record[key], base, at, ancestors);
           at.pop();
         }
         text += '}';
@@ -314,6 +314,14 @@ function jsonOf(value: unknown, base: string, at: Array<string | number>, ancest
         `${jsonPath(base, at)} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
       );
   }
+}
+
+/** Characters JSON.stringify escapes in a well-formed string. */
+const JSON_ESCAPED = /["\\\u0000-\u001f]/;
+
+/** JSON.stringify(s) for a well-formed string, without its cost when nothing needs escaping. */
+function quoteJson(s: string): string {
+  return JSON_ESCAPED.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
 function isPlainObjectLikeArray(value: unknown[]): boolean {

@@ -96,3 +96,26 @@ describe('write batch encoding', () => {
     expect(s.get('small')?.content).toBe('small €');
   });
 });
+
+describe('metadata text', () => {
+  const scratch = useScratch();
+
+  it('keys and strings that JSON must escape, and ones it must not, come back exactly', () => {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    let every = '';
+    for (let c = 0; c < 0x80; c++) every += String.fromCharCode(c);
+    const metadata = {
+      every,
+      [every]: 'key with every ASCII character',
+      quote: 'say "hi"',
+      backslash: 'a\\b\\\\c',
+      separators: '\u2028\u2029\u007f',
+      plain: 'nothing to escape: é 日本 🚀',
+      nested: [{ 'k"': ['\n', '\t', '\u0000'] }],
+    };
+    s.put(rec('m', { metadata }));
+    s.putMany([rec('m2', { metadata })]);
+    expect(s.get('m')?.metadata).toEqual(metadata);
+    expect(s.get('m2')?.metadata).toEqual(metadata);
+  });
+});

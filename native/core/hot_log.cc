@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 
 #include "crc32c.h"
 
@@ -405,9 +406,25 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
     return s;
   }
   TS_RETURN_IF_ERROR(SyncDirectory(dir_));
+  File replaced = std::move(file_);
   file_ = std::move(out);  // the renamed file, already open
   size_ = written;
+  CloseInBackground(std::move(replaced));
   return Status::OK();
+}
+
+void HotLog::CloseInBackground(File replaced) {
+  if (closer_.joinable()) closer_.join();
+  try {
+    closer_ = std::thread([f = std::move(replaced)]() mutable { f.Close(); });
+  } catch (const std::system_error&) {
+    // No thread to be had: the lambda holding the fd is destroyed here,
+    // which closes it on this thread instead.
+  }
+}
+
+HotLog::~HotLog() {
+  if (closer_.joinable()) closer_.join();
 }
 
 }  // namespace tierstore
