@@ -448,7 +448,7 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   seq_ = manifest.sequence_floor;
-  TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, &warm_));
+  TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, !manifest.clean, &warm_));
   TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
   TS_RETURN_IF_ERROR(CheckInventory(manifest));
   TS_RETURN_IF_ERROR(Recover(manifest));
@@ -947,6 +947,19 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
       TS_RETURN_IF_ERROR(warm_->Insert(v, &slot));
       to = Loc::Warm(slot);
       ++warm_count_;
+      if (from.tier == Tier::kCold) {
+        // The cold copy goes next: the warm block must stand on its own.
+        if (opts.sync) {
+          Status synced = warm_->Sync();
+          if (!synced.ok()) {
+            (void)warm_->Free(slot);  // the cold copy stays the record
+            --warm_count_;
+            return synced;
+          }
+        } else {
+          warm_->CoverAll();
+        }
+      }
       break;
     }
     case Tier::kCold: {
@@ -1113,7 +1126,11 @@ Status StoreImpl::SyncLowerTiers() {
 
 Status StoreImpl::CheckpointLog(bool durable) {
   // Tombstones and records that moved down leave the log.
-  if (durable) TS_RETURN_IF_ERROR(SyncLowerTiers());
+  if (durable) {
+    TS_RETURN_IF_ERROR(SyncLowerTiers());
+  } else {
+    warm_->CoverAll();  // their warm blocks become their only copies
+  }
   std::vector<RecordView> views;
   views.reserve(hot_.size());
   for (auto& [key, rec] : hot_) {

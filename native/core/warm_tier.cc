@@ -14,12 +14,25 @@
 //               28 u32 crc32c of bytes [0, 28)  (the fixed header)
 //               32 u32 high-water mark: slots ever used
 //               36 u32 crc32c of bytes [32, 36)
-//               zeros after.
+//               40 u32 covered mark: slots below it hold records whose
+//                  other copies (hot log, source tier) may be gone
+//               44 u32 crc32c of bytes [40, 44)
+//               zeros after. Files written before the covered mark have
+//               zeros at [40, 48): read as covered = mark (strict).
 //               The mark changes in place, so it lies outside the fixed
 //               header's checksum and carries its own; mark and check form
 //               one aligned u64 written by a single 8-byte store through a
 //               mapping of the header page, so a crash leaves the old or the
 //               new pair, never a mix. Version 1 files (no mark) are rejected.
+//               The covered mark is one such pair too. Sync() raises it to
+//               the mark once the blocks are on disk; CoverAll() raises it
+//               without syncing. The Store calls one of them before it drops
+//               another copy of warm records (log checkpoint, a move out of
+//               cold), so a block at or above it always has a copy elsewhere.
+//               After an unclean shutdown a zeroed block at or above it is a
+//               block a power cut kept from the disk: treated as never
+//               written (its record comes back from the log). Below it, or
+//               after a clean close, a zeroed block is CORRUPTION.
 //   then chunks of blocks_per_chunk blocks each (chunk bytes are a multiple
 //   of 4096 and of the page size at creation). Each chunk is mapped by its own
 //   region. The file size must be exactly 4096 + k * chunk_bytes.
@@ -126,8 +139,9 @@ constexpr size_t kOffReserved = 104;
 
 // Header page fields (see the format above).
 constexpr size_t kOffHeaderFixedCrc = 28;
-constexpr size_t kOffMark = 32;  // u32 mark, u32 crc32c(mark): one aligned u64
-constexpr size_t kHeaderReadBytes = 40;
+constexpr size_t kOffMark = 32;     // u32 mark, u32 crc32c(mark): one aligned u64
+constexpr size_t kOffCovered = 40;  // u32 covered mark, u32 crc32c: one aligned u64
+constexpr size_t kHeaderReadBytes = 48;
 
 bool IsLiveState(uint32_t s) { return s == kStateLiveA || s == kStateLiveB; }
 
@@ -229,6 +243,7 @@ std::string BlocksHeaderPage(uint32_t dims, uint32_t block_size, uint32_t bpc) {
   Store<uint32_t>(p + 24, static_cast<uint32_t>(kBlockHeaderBytes));
   Store<uint32_t>(p + kOffHeaderFixedCrc, Crc32c(p, kOffHeaderFixedCrc));
   Store<uint64_t>(p + kOffMark, PackMark(0));
+  Store<uint64_t>(p + kOffCovered, PackMark(0));
   return page;
 }
 
@@ -306,11 +321,12 @@ struct Parsed {
 
 class WarmTierImpl final : public WarmTier {
  public:
-  WarmTierImpl(std::string dir, uint32_t dims, bool read_only)
+  WarmTierImpl(std::string dir, uint32_t dims, bool read_only, bool after_crash)
       : dir_(std::move(dir)),
         blocks_path_(JoinPath(dir_, WarmTier::kBlockFileName)),
         dims_(dims),
         read_only_(read_only),
+        after_crash_(after_crash),
         block_size_(BlockSizeFor(dims)) {}
 
   Status OpenFiles();
@@ -436,11 +452,6 @@ class WarmTierImpl final : public WarmTier {
       r.dirty = false;
       blocks_dirty = true;
     }
-    // After the blocks: on disk the mark never covers a block that is not.
-    if (header_.dirty) {
-      TS_RETURN_IF_ERROR(header_.map.Sync(blocks_path_));
-      header_.dirty = false;
-    }
     for (auto& [gen, vf] : var_files_) {
       bool dirty = false;
       for (auto& r : vf.regions) {
@@ -452,6 +463,13 @@ class WarmTierImpl final : public WarmTier {
       if (dirty || vf.gen == cur_gen_) TS_RETURN_IF_ERROR(vf.file.Sync());
     }
     (void)blocks_dirty;
+    // After the blocks and their var bytes: on disk neither mark covers a
+    // block that is not.
+    CoverAll();
+    if (header_.dirty) {
+      TS_RETURN_IF_ERROR(header_.map.Sync(blocks_path_));
+      header_.dirty = false;
+    }
     if (blocks_.is_open()) TS_RETURN_IF_ERROR(blocks_.Sync());
     return Status::OK();
   }
@@ -475,6 +493,13 @@ class WarmTierImpl final : public WarmTier {
     return r.base + uint64_t{slot % bpc_} * block_size_;
   }
   void MarkBlockDirty(uint32_t slot) { chunks_[slot / bpc_].dirty = true; }
+
+  void CoverAll() override {
+    if (read_only_ || !finished_ || covered_ == mark_) return;
+    __atomic_store_n(reinterpret_cast<uint64_t*>(header_.base + kOffCovered), PackMark(mark_), __ATOMIC_RELEASE);
+    header_.dirty = true;
+    covered_ = mark_;
+  }
 
   // One aligned 8-byte store of mark and check into the header mapping.
   void RaiseMark(uint32_t mark) {
@@ -689,17 +714,20 @@ class WarmTierImpl final : public WarmTier {
   std::string blocks_path_;
   uint32_t dims_;
   bool read_only_;
+  bool after_crash_;  // the store was not closed cleanly: see the covered mark
   uint32_t block_size_;
   uint32_t bpc_ = 1;
   File blocks_;
   Region header_;        // the header page, mapped for writable tiers only
   uint32_t mark_ = 0;    // high-water mark: every slot below it was written
+  uint32_t covered_ = 0;  // covered mark (see the format); <= mark_
   // Every live slot is below it: the mark, or one past a live block found
   // above the mark at open (a read-only tier never raises the mark).
   uint32_t scan_limit_ = 0;
   bool finished_ = false;  // FinishOpen done (always false for read-only)
   // Deferred by Open, done by FinishOpen:
   std::vector<uint32_t> pending_freed_;      // slots left "writing" by a crash
+  std::vector<uint32_t> pending_zeroed_;     // zeroed slots at/above the covered mark after a crash
   std::vector<std::string> pending_remove_;  // unreferenced var files, stale tmp files
   uint32_t new_gen_ = 0;                     // var generation to create when cur_gen_ == 0
   uint64_t blocks_size_ = 0;
@@ -767,7 +795,18 @@ Status WarmTierImpl::OpenFiles() {
                               " slots were used, but the file holds only " + std::to_string(n_chunks * bpc) +
                               " (truncated)");
   }
+  uint32_t covered = mark;  // absent (zeros, an older file): strict
+  if (Load<uint64_t>(h + kOffCovered) != 0) {
+    if (!UnpackMark(h + kOffCovered, &covered)) {
+      return Status::Corruption(blocks_path_ + ": covered mark checksum mismatch in the header");
+    }
+    if (covered > mark) {
+      return Status::Corruption(blocks_path_ + ": the covered mark " + std::to_string(covered) +
+                                " is above the high-water mark " + std::to_string(mark));
+    }
+  }
   mark_ = mark;
+  covered_ = covered;
   if (!read_only_) TS_RETURN_IF_ERROR(MapRange(blocks_, 0, kHeaderPage, true, &header_));
   blocks_size_ = kHeaderPage;
   for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
@@ -778,6 +817,13 @@ Status WarmTierImpl::OpenFiles() {
   for (uint32_t slot = 0; slot < limit; ++slot) {
     uint8_t* b = BlockPtr(slot);
     uint32_t state = LoadState(b);
+    if (state == kStateFree && slot < mark_ && after_crash_ && slot >= covered_) {
+      // Written since the blocks were last covered, and lost to a power cut
+      // before its page reached the disk: its record's other copy stands.
+      if (!read_only_) pending_zeroed_.push_back(slot);
+      SetFree(slot, true);
+      continue;
+    }
     if (state == kStateFree && slot < mark_) {
       // Below the mark every block was written once; a zero state means the
       // block (and the record it held, if live) was destroyed.
@@ -866,6 +912,15 @@ Status WarmTierImpl::FinishOpen() {
     MarkBlockDirty(slot);
   }
   pending_freed_.clear();
+  // Below the mark no block may read as never written: the next open
+  // could not tell these from damage.
+  for (uint32_t slot : pending_zeroed_) {
+    uint8_t* b = BlockPtr(slot);
+    if (LoadState(b) != kStateFree) continue;
+    PublishState(b, kStateFreed);
+    MarkBlockDirty(slot);
+  }
+  pending_zeroed_.clear();
   // Blocks written just above the mark (a crash between publishing and
   // raising) were written once: cover them so damage to them is detected.
   uint32_t mark = mark_;
@@ -1088,11 +1143,16 @@ Status WarmTier::Create(const std::string& dir, uint32_t dimensions) {
 }
 
 Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<WarmTier>* out) {
+  return Open(dir, dimensions, read_only, /*after_crash=*/false, out);
+}
+
+Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
+                      std::unique_ptr<WarmTier>* out) {
   if (dimensions == 0 || dimensions > kMaxDimensions) {
     return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions) + ", got " +
                                    std::to_string(dimensions));
   }
-  auto t = std::make_unique<WarmTierImpl>(dir, dimensions, read_only);
+  auto t = std::make_unique<WarmTierImpl>(dir, dimensions, read_only, after_crash);
   TS_RETURN_IF_ERROR(t->OpenFiles());
   *out = std::move(t);
   return Status::OK();

@@ -38,7 +38,10 @@
 //   free/writing (ignored on open) or live and complete; a live block just
 //   above the mark (killed between publish and raise) is accepted. Every
 //   acknowledged insert is below the mark. Against power loss the ordering
-//   holds only after Sync() (chunks are msync'd before the header page).
+//   holds only after Sync() (chunks are msync'd before the header page);
+//   a block written since may reach the disk as zeros while the raised mark
+//   does, which an open after a crash excuses at or above the covered mark
+//   (see CoverAll).
 // - Checksums: header_crc covers the block's fixed fields (not the access
 //   statistics, which change in place); data_crc covers id, content,
 //   metadata, scalars and seq; embedding_crc covers the embedding. Open
@@ -141,6 +144,11 @@ class WarmTier {
   // nothing. A writable tier accepts no mutation until FinishOpen().
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only,
                      std::unique_ptr<WarmTier>* out);
+  // after_crash: the store was not closed cleanly, so a zeroed block at or
+  // above the covered mark (see CoverAll) is one a power cut kept from the
+  // disk, and reads as never written instead of CORRUPTION.
+  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
+                     std::unique_ptr<WarmTier>* out);
 
   // Performs the mutations Open deferred: publishes "free" for blocks left
   // "writing" by a crash, raises the high-water mark over slots written
@@ -198,8 +206,16 @@ class WarmTier {
 
   virtual void UpdateAccess(uint32_t slot, double last_access_at, double access_count) = 0;
 
-  // msync of every dirty mapping and fdatasync of the files.
+  // msync of every dirty mapping and fdatasync of the files; then raises
+  // the covered mark to the high-water mark, durably.
   virtual Status Sync() = 0;
+
+  // Raises the covered mark to the high-water mark without syncing. The
+  // Store calls this (or Sync) before it drops the other copy of records
+  // it put in warm -- a log checkpoint, the source of a move -- so that a
+  // zeroed block after a crash is excused only while its record has a copy
+  // elsewhere.
+  virtual void CoverAll() = 0;
 
   // Rewrites the var section without the bytes of freed records. Returns the
   // bytes reclaimed.

@@ -320,6 +320,98 @@ TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
   }
 }
 
+namespace {
+
+void ZeroRange(const std::string& path, uint64_t offset, uint64_t n) {
+  File f;
+  if (!File::Open(path, O_RDWR, &f).ok()) return;
+  std::string zeros(n, '\0');
+  (void)f.WriteAt(offset, zeros.data(), zeros.size());
+}
+
+uint64_t WarmSlots(const std::string& dir) {
+  uint64_t size = std::filesystem::file_size(dir + "/warm.blocks");
+  return (size - kWarmHeaderPage) / kWarmBlockBytes;
+}
+
+}  // namespace
+
+TEST(ZeroedWarmBlockAfterPowerCutComesBackFromTheLog) {
+  // A power cut can persist the header page (the raised high-water mark)
+  // while a block written since the last sync is still zeros on disk. Its
+  // record is still in the log: recovery takes it from there.
+  std::mt19937 rng(23);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::string dir = WarmCopiesStillInLog("store-zeroed-warm", recs, false);
+  ASSERT_TRUE(!dir.empty());
+  ZeroRange(dir + "/warm.blocks", kWarmHeaderPage + 3 * kWarmBlockBytes, kWarmBlockBytes);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    CHECK_EQ(Total(h.store.get()), recs.size());
+    ExpectAllExact(h.store.get(), recs);
+  }
+  // The block now reads as freed, so a clean reopen has nothing to excuse.
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK_EQ(Total(h.store.get()), recs.size());
+  ExpectAllExact(h.store.get(), recs);
+}
+
+TEST(ZeroedWarmBlockIsCorruptionOnceItIsTheOnlyCopy) {
+  std::mt19937 rng(24);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  auto expect_corrupt_open = [](const std::string& dir, const char* why) {
+    StoreHandle h;
+    Status s = OpenStore(dir, &h);
+    if (s.code() != StatusCode::kCorruption || s.message().find("warm.blocks") == std::string::npos) {
+      std::fprintf(stderr, "%s: expected CORRUPTION naming warm.blocks, got %s\n", why, s.ToString().c_str());
+      CHECK(false);
+    }
+  };
+  // compact() synced every tier and checkpointed the log: the warm blocks
+  // are the only copies, so a zeroed one is a lost record, after a crash too.
+  {
+    std::string dir = WarmCopiesStillInLog("store-zeroed-only-copy", recs, true);
+    ASSERT_TRUE(!dir.empty());
+    ZeroRange(dir + "/warm.blocks", kWarmHeaderPage + 3 * kWarmBlockBytes, kWarmBlockBytes);
+    expect_corrupt_open(dir, "after a durable checkpoint");
+  }
+  // A move out of cold drops the cold copy (relaxed: without a sync). Every
+  // warm block is zeroed in the crashed copy: none may be excused.
+  for (bool sync : {false, true}) {
+    std::string dir = tstest::TempDir(sync ? "store-zeroed-moved-sync" : "store-zeroed-moved");
+    WriteOptions w;
+    w.hot_capacity = 2;
+    w.warm_capacity = 2;
+    w.sync = sync;
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    auto before = Snapshot(h.store.get());
+    std::string moved;
+    for (const auto& [id, tier] : before) {
+      if (tier == Tier::kCold) {
+        moved = id;
+        break;
+      }
+    }
+    ASSERT_TRUE(!moved.empty());
+    bool found = false;
+    ASSERT_OK(h->Move(moved, Tier::kWarm, w, &found));
+    CHECK(found);
+    std::string crashed = tstest::TempDir(std::string(sync ? "store-zeroed-moved-sync" : "store-zeroed-moved") + "-crash");
+    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
+    std::filesystem::remove(crashed + "/LOCK");
+    ZeroRange(crashed + "/warm.blocks", kWarmHeaderPage, WarmSlots(crashed) * kWarmBlockBytes);
+    expect_corrupt_open(crashed, sync ? "after a sync move out of cold" : "after a relaxed move out of cold");
+  }
+}
+
 TEST(TornLogTailDroppedAfterCrash) {
   std::string dir = tstest::TempDir("store-torn");
   std::string crashed;
