@@ -1,6 +1,7 @@
 #include "hot_log.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,9 +13,19 @@ namespace tierstore {
 namespace {
 
 constexpr char kMagic[8] = {'T', 'S', 'H', 'O', 'T', 'L', 'G', '1'};
-constexpr uint32_t kFormatVersion = 2;
-// magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before it), pad 4
+constexpr uint32_t kFormatVersion = 3;     // 3: the end mark
+constexpr uint32_t kV2FormatVersion = 2;   // read, and appended to, never created
+// magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before
+// it), pad 4, then (version 3) the end mark u64
 constexpr size_t kFileHeaderSize = HotLog::kHeaderBytes;
+constexpr size_t kV2HeaderSize = 32;
+constexpr size_t kOffEndMark = 32;
+constexpr uint64_t kMapWindow = 8u << 20;       // the file is mapped in pieces of this size
+constexpr uint64_t kPopulateAhead = 2u << 20;   // prefaulted past the append point
+constexpr uint64_t kMaxMappedPiece = 1u << 20;  // larger pieces go by pwrite (no gain mapped)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
 constexpr size_t kEntryHeaderSize = 16;  // crc, type, pad[3], length
 constexpr size_t kRecordFixedSize = 64;
 constexpr size_t kFlushThreshold = 8u << 20;  // write(2) in pieces of about 8 MiB
@@ -47,6 +58,21 @@ size_t BeginEntry(std::string* buf, uint8_t type) {
 // write short), while a damaged header anywhere is CORRUPTION — without it a
 // flipped length bit would look like a torn tail and silently drop every
 // entry after it.
+// The end mark word: the end in the low 48 bits, 16 bits of CRC-32C of
+// them above, so one aligned 8-byte store replaces both at once.
+uint64_t PackEndMark(uint64_t end) {
+  uint8_t b[6];
+  std::memcpy(b, &end, 6);
+  return (end & ((uint64_t{1} << 48) - 1)) | (uint64_t{Crc32c(b, 6) & 0xFFFFu} << 48);
+}
+
+bool UnpackEndMark(uint64_t word, uint64_t* end) {
+  const uint64_t e = word & ((uint64_t{1} << 48) - 1);
+  if (PackEndMark(e) != word) return false;
+  *end = e;
+  return true;
+}
+
 uint32_t HeaderCheck(uint8_t type, uint64_t len) {
   char b[9];
   b[0] = static_cast<char>(type);
@@ -121,7 +147,8 @@ Status HotLog::Open(const std::string& dir, uint32_t dimensions, uint64_t store_
   if (!PathExists(path)) return Status::Corruption(path + " is missing (every store has a log from its creation on)");
   TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &log->file_));
   TS_RETURN_IF_ERROR(log->file_.Size(&log->size_));
-  if (log->size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
+  log->file_size_ = log->size_;
+  if (log->size_ < kV2HeaderSize) return Status::Corruption(path + ": file shorter than its header");
   *out = std::move(log);
   return Status::OK();
 }
@@ -134,19 +161,28 @@ void HotLog::EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t st
   std::memcpy(buf->data() + 16, &store_id, 8);
   uint32_t crc = Crc32c(buf->data(), 24);
   std::memcpy(buf->data() + 24, &crc, 4);
+  const uint64_t mark = PackEndMark(0);
+  std::memcpy(buf->data() + kOffEndMark, &mark, 8);
 }
 
 Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes) {
   *torn_bytes = 0;
   if (!file_.is_open()) return Status::OK();
   const std::string& path = file_.path();
-  if (size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
+  if (size_ < kV2HeaderSize) return Status::Corruption(path + ": file shorter than its header");
   LogReader reader(file_, size_);
   const char* p = nullptr;
-  TS_RETURN_IF_ERROR(reader.Read(0, kFileHeaderSize, &p));
+  TS_RETURN_IF_ERROR(reader.Read(0, kV2HeaderSize, &p));
   if (std::memcmp(p, kMagic, 8) != 0) return Status::Corruption(path + ": not a tierstore hot log (bad magic)");
-  if (Get<uint32_t>(p + 8) != kFormatVersion) return Status::Corruption(path + ": unsupported log format version");
+  const uint32_t version = Get<uint32_t>(p + 8);
+  if (version != kFormatVersion && version != kV2FormatVersion) {
+    return Status::Corruption(path + ": unsupported log format version");
+  }
   if (Get<uint32_t>(p + 24) != Crc32c(p, 24)) return Status::Corruption(path + ": header checksum mismatch");
+  version_ = version;
+  header_bytes_ = version == kFormatVersion ? kFileHeaderSize : kV2HeaderSize;
+  if (size_ < header_bytes_) return Status::Corruption(path + ": file shorter than its header");
+  TS_RETURN_IF_ERROR(reader.Read(0, header_bytes_, &p));
   if (Get<uint64_t>(p + 16) != store_id_) {
     return Status::Corruption(path + ": the log belongs to another store (its store id does not match MANIFEST)");
   }
@@ -180,7 +216,25 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     return Status::OK();
   };
 
-  uint64_t pos = kFileHeaderSize;
+  if (version == kFormatVersion) {
+    uint64_t end = 0;
+    if (!UnpackEndMark(Get<uint64_t>(p + kOffEndMark), &end)) {
+      return Status::Corruption(path + ": end mark checksum mismatch in the header");
+    }
+    disk_mark_on_ = end != 0;
+    if (end != 0) {
+      if (end < header_bytes_) return Status::Corruption(path + ": the end mark points into the header");
+      if (end <= size_) {
+        size_ = end;  // what follows was never acknowledged: zeros, or an append cut short
+      } else if (!tail_may_be_torn) {
+        return Status::Corruption(path + ": the end mark says " + std::to_string(end) + " bytes, but the file has " +
+                                  std::to_string(size_) + " (truncated)");
+      }
+      // else: cut short after a crash; what is there is replayed, the rest is a torn tail
+    }
+  }
+
+  uint64_t pos = header_bytes_;
   uint64_t good_end = pos;          // end of the last entry that took effect
   std::vector<std::string> batch;   // payloads of an uncommitted batch
   uint64_t batch_start = 0;
@@ -275,9 +329,112 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
 }
 
 Status HotLog::FinishOpen() {
-  if (read_only_ || !file_.is_open() || replayed_end_ == 0 || replayed_end_ == size_) return Status::OK();
-  TS_RETURN_IF_ERROR(file_.Truncate(replayed_end_));
+  if (read_only_ || !file_.is_open() || replayed_end_ == 0) return Status::OK();
+  // Cut first: a crash before the mark goes off leaves a mark at or past the
+  // file's end, which replay reads as a (torn or exact) end.
+  if (file_size_ != replayed_end_) {
+    TS_RETURN_IF_ERROR(file_.Truncate(replayed_end_));
+    file_size_ = replayed_end_;
+  }
   size_ = replayed_end_;
+  if (disk_mark_on_) TS_RETURN_IF_ERROR(StoreEndMark(0));
+  return Status::OK();
+}
+
+Status HotLog::StoreEndMark(uint64_t end) {
+  const uint64_t word = PackEndMark(end);
+  if (header_map_.data() != nullptr) {
+    // One aligned 8-byte store: after the entries it covers (release), so a
+    // process killed at any point leaves the old mark or the new one.
+    __atomic_store_n(reinterpret_cast<uint64_t*>(header_map_.data() + kOffEndMark), word, __ATOMIC_RELEASE);
+  } else {
+    TS_RETURN_IF_ERROR(file_.WriteAt(kOffEndMark, &word, sizeof word));
+  }
+  disk_mark_on_ = end != 0;
+  return Status::OK();
+}
+
+void HotLog::DropMapping() {
+  windows_.clear();
+  window_base_ = window_end_ = populated_end_ = 0;
+}
+
+Status HotLog::PrepareMapped(uint64_t pos, uint64_t n) {
+  if (version_ != kFormatVersion || mapping_broken_) return Status::IoError("mapped appends are unavailable");
+  if (!disk_mark_on_) {
+    // The mark goes on before the file grows past the entries.
+    if (header_map_.data() == nullptr) {
+      TS_RETURN_IF_ERROR(MappedRegion::Map(file_, 0, PageSize(), /*writable=*/true, &header_map_));
+    }
+    TS_RETURN_IF_ERROR(StoreEndMark(size_));
+  }
+  if (windows_.empty() || pos < window_base_ || pos > window_end_) {
+    DropMapping();
+    window_base_ = window_end_ = pos / kMapWindow * kMapWindow;
+    populated_end_ = pos;
+  }
+  while (window_end_ < pos + n) {
+    if (file_size_ < window_end_ + kMapWindow) {
+      TS_RETURN_IF_ERROR(file_.Truncate(window_end_ + kMapWindow));  // sparse: nothing is written yet
+      file_size_ = window_end_ + kMapWindow;
+    }
+    MappedRegion r;
+    TS_RETURN_IF_ERROR(MappedRegion::Map(file_, window_end_, kMapWindow, /*writable=*/true, &r));
+    windows_.push_back(std::move(r));
+    window_end_ += kMapWindow;
+  }
+  // Windows wholly behind the append point are done with.
+  while (windows_.size() > 1 && window_base_ + kMapWindow <= pos) {
+    windows_.pop_front();
+    window_base_ += kMapWindow;
+  }
+  if (populated_end_ < pos + n) {
+    // Prefault (and, on ext4, reserve blocks for) the pages about to be
+    // written, so the copy neither faults nor meets a full disk as SIGBUS:
+    // a full disk fails here, and the append goes by pwrite instead.
+    const uint64_t page = PageSize();
+    uint64_t from = std::max(populated_end_, pos) / page * page;
+    const uint64_t to = std::min(window_end_, (pos + n + kPopulateAhead + page - 1) / page * page);
+    while (from < to) {
+      const size_t w = static_cast<size_t>((from - window_base_) / kMapWindow);
+      const uint64_t wend = window_base_ + (w + 1) * kMapWindow;
+      const uint64_t upto = std::min(to, wend);
+      uint8_t* addr = windows_[w].data() + (from - windows_[w].file_offset());
+      if (::madvise(addr, upto - from, MADV_POPULATE_WRITE) != 0) {
+        const int err = errno;
+        if (err == EINVAL) mapping_broken_ = true;  // an older kernel: never again
+        populated_end_ = from;
+        return ErrnoStatus("madvise", file_.path(), err);
+      }
+      from = upto;
+    }
+    populated_end_ = to;
+  }
+  return Status::OK();
+}
+
+void HotLog::CopyMapped(uint64_t pos, const char* data, uint64_t n) {
+  while (n > 0) {
+    const size_t w = static_cast<size_t>((pos - window_base_) / kMapWindow);
+    const uint64_t in_window = pos - windows_[w].file_offset();
+    const uint64_t take = std::min<uint64_t>(n, kMapWindow - in_window);
+    std::memcpy(windows_[w].data() + in_window, data, take);
+    pos += take;
+    data += take;
+    n -= take;
+  }
+}
+
+Status HotLog::Trim() {
+  if (read_only_ || !file_.is_open()) return Status::OK();
+  DropMapping();
+  // By the file itself: a failed pwrite may have left part of its bytes.
+  TS_RETURN_IF_ERROR(file_.Size(&file_size_));
+  if (file_size_ != size_) {
+    TS_RETURN_IF_ERROR(file_.Truncate(size_));
+    file_size_ = size_;
+  }
+  if (disk_mark_on_) TS_RETURN_IF_ERROR(StoreEndMark(0));
   return Status::OK();
 }
 
@@ -303,31 +460,54 @@ void HotLog::EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf)
 
 Status HotLog::WriteBuffered(std::string* buf, bool final_flush) {
   if (buf->empty() || (!final_flush && buf->size() < kFlushThreshold)) return Status::OK();
-  TS_RETURN_IF_ERROR(file_.WriteAt(size_, buf->data(), buf->size()));
-  size_ += buf->size();
+  const uint64_t n = buf->size();
+  if (mapped_ok_ && n <= kMaxMappedPiece && PrepareMapped(size_, n).ok()) {
+    CopyMapped(size_, buf->data(), n);
+  } else {
+    // Also the way out when mapping fails (a full disk, a file size limit):
+    // pwrite reports the error itself, or succeeds where the mapping's
+    // extension ahead could not.
+    TS_RETURN_IF_ERROR(file_.WriteAt(size_, buf->data(), n));
+    file_size_ = std::max(file_size_, size_ + n);
+  }
+  size_ += n;
   buf->clear();
   return Status::OK();
 }
 
-Status HotLog::AppendAtomically(const std::function<Status(std::string*)>& fill) {
+Status HotLog::AppendAtomically(const std::function<Status(std::string*)>& fill, bool durable) {
   if (read_only_ || !file_.is_open()) return Status::ReadOnly("the store is open read-only");
   const uint64_t start = size_;
   std::string& buf = scratch_;
   buf.clear();
   if (buf.capacity() < kFlushThreshold + (1u << 20)) buf.reserve(kFlushThreshold + (1u << 20));
+  mapped_ok_ = !durable;
   Status s = fill(&buf);
   if (s.ok()) s = WriteBuffered(&buf, true);
+  mapped_ok_ = false;
   if (buf.capacity() > 4 * kFlushThreshold) std::string().swap(buf);  // after a huge record
+  // With the end mark on, the entries count once the mark covers them; a
+  // durable append syncs them first, so a power cut never leaves the mark
+  // past bytes that are not on disk.
+  if (s.ok() && disk_mark_on_ && durable) s = file_.Sync();
+  if (s.ok() && disk_mark_on_) s = StoreEndMark(size_);
   if (!s.ok()) {
-    // Take back whatever part reached the file, so the log never keeps half
-    // an entry or a batch that was reported as failed.
-    if (file_.Truncate(start).ok()) size_ = start;
-    else file_.Close();  // unusable: later appends fail rather than write after garbage
+    if (disk_mark_on_) {
+      size_ = start;  // bytes past the end mark do not count; the next append overwrites them
+      (void)file_.Size(&file_size_);  // a failed pwrite may have extended the file
+    } else if (file_.Truncate(start).ok()) {
+      // Take back whatever part reached the file, so the log never keeps
+      // half an entry or a batch that was reported as failed.
+      size_ = start;
+      file_size_ = start;
+    } else {
+      file_.Close();  // unusable: later appends fail rather than write after garbage
+    }
   }
   return s;
 }
 
-Status HotLog::AppendPuts(const RecordView* const* recs, size_t n) {
+Status HotLog::AppendPuts(const RecordView* const* recs, size_t n, bool durable) {
   return AppendAtomically([&](std::string* buf) -> Status {
     if (n == 1) {
       EncodeRecord(kPut, *recs[0], buf);
@@ -341,20 +521,20 @@ Status HotLog::AppendPuts(const RecordView* const* recs, size_t n) {
     Put<uint64_t>(buf, n);
     FinishEntry(buf, start);
     return Status::OK();
-  });
+  }, durable);
 }
 
-Status HotLog::AppendDelete(std::string_view id, uint64_t seq) {
+Status HotLog::AppendDelete(std::string_view id, uint64_t seq, bool durable) {
   return AppendAtomically([&](std::string* buf) -> Status {
     size_t start = BeginEntry(buf, kDelete);
     Put<uint64_t>(buf, seq);
     buf->append(id);
     FinishEntry(buf, start);
     return Status::OK();
-  });
+  }, durable);
 }
 
-Status HotLog::AppendAccess(const std::vector<LogAccessUpdate>& updates) {
+Status HotLog::AppendAccess(const std::vector<LogAccessUpdate>& updates, bool durable) {
   if (updates.empty()) return Status::OK();
   return AppendAtomically([&](std::string* buf) -> Status {
     size_t start = BeginEntry(buf, kAccess);
@@ -367,7 +547,7 @@ Status HotLog::AppendAccess(const std::vector<LogAccessUpdate>& updates) {
     }
     FinishEntry(buf, start);
     return Status::OK();
-  });
+  }, durable);
 }
 
 Status HotLog::Sync() {
@@ -406,20 +586,32 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
     return s;
   }
   TS_RETURN_IF_ERROR(SyncDirectory(dir_));
-  File replaced = std::move(file_);
-  file_ = std::move(out);  // the renamed file, already open
+  Retired retired;
+  retired.file = std::move(file_);
+  retired.windows = std::move(windows_);
+  retired.header = std::move(header_map_);
+  DropMapping();
+  file_ = std::move(out);  // the renamed file, already open; its end mark is off
   size_ = written;
-  CloseInBackground(std::move(replaced));
+  file_size_ = written;
+  version_ = kFormatVersion;
+  header_bytes_ = kFileHeaderSize;
+  disk_mark_on_ = false;
+  CloseInBackground(std::move(retired));
   return Status::OK();
 }
 
-void HotLog::CloseInBackground(File replaced) {
+void HotLog::CloseInBackground(Retired retired) {
   if (closer_.joinable()) closer_.join();
   try {
-    closer_ = std::thread([f = std::move(replaced)]() mutable { f.Close(); });
+    closer_ = std::thread([r = std::move(retired)]() mutable {
+      r.windows.clear();
+      r.header.Unmap();
+      r.file.Close();
+    });
   } catch (const std::system_error&) {
-    // No thread to be had: the lambda holding the fd is destroyed here,
-    // which closes it on this thread instead.
+    // No thread to be had: the lambda holding them is destroyed here, which
+    // unmaps and closes on this thread instead.
   }
 }
 

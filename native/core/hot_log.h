@@ -1,8 +1,12 @@
 // HotLog: the hot tier's write-ahead log (hot.log), an append-only sequence
 // of checksummed entries.
 //
-// File: a 32-byte header (magic, version, dimensions, the store id of its
-// MANIFEST, checksum), then entries.
+// File: a 40-byte header (magic, version, dimensions, the store id of its
+// MANIFEST, checksum, end mark), then entries. Version 2 files (a 32-byte
+// header without the end mark) are still read, and appended to as such.
+// The end mark: 0 means the entries end where the file ends; otherwise it is
+// the end of the last acknowledged entry, and the file may run on past it
+// (zeros, or an append that never returned), which replay ignores.
 // Entry: u32 crc | u8 type | u24 header check | u64 payload length | payload.
 // The crc (CRC-32C) covers type, header check, length and payload; the
 // header check (24 bits of CRC-32C of type and length) makes the length
@@ -11,9 +15,19 @@
 // only once the batch's kCommit follows), kCommit, kDelete (a tombstone with
 // its own sequence number), kAccess (access statistics of hot records).
 //
+// Appends: a durable append (durability 'sync') is a pwrite. Other appends
+// of up to 1 MiB are copied into a shared mapping of the file, ahead of
+// which the file is extended and its pages prefaulted: a 5 KB put costs a
+// memcpy instead of a pwrite into fresh page-cache pages (~4 us here). The
+// first such append turns the end mark on; a clean close (Trim), a Rewrite
+// and FinishOpen turn it off again, leaving a file that ends at its entries.
+//
 // Guarantees:
-// - Append* return only after write(2) has handed every byte to the kernel
-//   (so the entry survives SIGKILL); Sync() adds fdatasync.
+// - Append* return only once every byte is in the page cache (by write(2),
+//   or copied into the mapping and the end mark stored after it), so the
+//   entry survives SIGKILL; durable appends and Sync() add fdatasync. With
+//   the end mark on, a durable append syncs its bytes before the mark
+//   covers them.
 // - A failed append truncates the file back to where the call began, so the
 //   log never holds half an entry it acknowledged or a batch without commit.
 // - Replay applies complete entries in order. A torn tail (an entry with an
@@ -26,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -55,9 +70,9 @@ struct LogReplayHandler {
 class HotLog {
  public:
   static constexpr const char* kFileName = "hot.log";
-  static constexpr uint64_t kHeaderBytes = 32;  // the size of an empty log
+  static constexpr uint64_t kHeaderBytes = 40;  // the size of an empty log
 
-  // Writes an empty log (just its header) for a new store, atomically.
+  // Writes an empty log (just its header, end mark off) for a new store, atomically.
   // store_id ties the log to its store's manifest: a log copied from
   // another store is CORRUPTION on replay, not someone else's records.
   static Status Create(const std::string& dir, uint32_t dimensions, uint64_t store_id);
@@ -74,14 +89,20 @@ class HotLog {
   Status Replay(const LogReplayHandler& handler, bool tail_may_be_torn, uint64_t* torn_bytes);
 
   // After the whole store opened and recovered (read-write only): truncates
-  // the torn tail Replay found, so new entries follow the last good one.
+  // the torn tail Replay found (and whatever ran past the end mark), so new
+  // entries follow the last good one, and turns the end mark off.
   Status FinishOpen();
 
-  // One record (batch=false) or a batch committed atomically.
-  Status AppendPuts(const RecordView* const* recs, size_t n);
-  Status AppendDelete(std::string_view id, uint64_t seq);
-  Status AppendAccess(const std::vector<LogAccessUpdate>& updates);
+  // One record (n == 1) or a batch committed atomically. `durable`: the
+  // caller syncs next (durability 'sync'), so the bytes go by pwrite.
+  Status AppendPuts(const RecordView* const* recs, size_t n, bool durable);
+  Status AppendDelete(std::string_view id, uint64_t seq, bool durable);
+  Status AppendAccess(const std::vector<LogAccessUpdate>& updates, bool durable);
   Status Sync();
+
+  // Before a clean close: cuts the file to its entries and turns the end
+  // mark off, so the file's size is the size a clean MANIFEST records.
+  Status Trim();
 
   // Replaces the log with one holding just `recs` (write-then-rename; the
   // caller has made every lower tier durable first, since tombstones go).
@@ -99,16 +120,42 @@ class HotLog {
   static void EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t store_id);
   void EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf) const;
   Status WriteBuffered(std::string* buf, bool final_flush);
-  Status AppendAtomically(const std::function<Status(std::string*)>& fill);
-  void CloseInBackground(File replaced);
+  Status AppendAtomically(const std::function<Status(std::string*)>& fill, bool durable);
+  // Maps, extends and prefaults the file so [pos, pos+n) can be copied in.
+  Status PrepareMapped(uint64_t pos, uint64_t n);
+  void CopyMapped(uint64_t pos, const char* data, uint64_t n);
+  Status StoreEndMark(uint64_t end);
+  void DropMapping();
+  // A file replaced by Rewrite: closing it and unmapping its pages happen on
+  // a thread (see closer_).
+  struct Retired {
+    File file;
+    std::deque<MappedRegion> windows;
+    MappedRegion header;
+  };
+  void CloseInBackground(Retired retired);
 
   std::string dir_;
   uint32_t dimensions_;
   uint64_t store_id_;
   bool read_only_;
   File file_;
-  uint64_t size_ = 0;
+  uint64_t size_ = 0;           // end of the entries (the logical size)
+  uint64_t file_size_ = 0;      // the file's size (past size_ while mapped)
+  uint32_t version_ = 0;        // of the open file: 2 or 3 (only 3 has the end mark)
+  uint64_t header_bytes_ = kHeaderBytes;
   uint64_t replayed_end_ = 0;  // end of the last good entry, once replayed
+  bool disk_mark_on_ = false;  // the file's end mark is not 0
+  // Mapped appends: windows_ map [window_base_, window_end_) of the file in
+  // kMapWindow pieces; [.., populated_end_) is prefaulted; header_map_ maps
+  // the first page, for end mark stores.
+  bool mapped_ok_ = false;      // the current append may use the mapping
+  bool mapping_broken_ = false; // the kernel refused (e.g. no MADV_POPULATE_WRITE): pwrite only
+  MappedRegion header_map_;
+  std::deque<MappedRegion> windows_;
+  uint64_t window_base_ = 0;
+  uint64_t window_end_ = 0;
+  uint64_t populated_end_ = 0;
   // Reused encode buffer: a fresh one per append cost a reallocation chain
   // and fresh page faults for every batch.
   std::string scratch_;

@@ -732,6 +732,7 @@ void StoreImpl::CloseFiles() {
     // failed) go now; a clean manifest must list exactly the segments.
     if (s.ok() && !cold_->Stats().orphan_segment_ids.empty()) s = MergeColdIfNeeded(WriteOptions{});
     if (s.ok()) s = SyncLowerTiers();
+    if (s.ok()) s = log_->Trim();  // the clean manifest records the file's size
     if (s.ok()) s = log_->Sync();
     if (s.ok()) s = WriteCleanManifest();
   }
@@ -882,7 +883,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   }
   // The log append is the commit point: before it nothing changed; after it
   // the batch survives a crash, and recovery would redo what follows.
-  TS_RETURN_IF_ERROR(log_->AppendPuts(ptrs.data(), ptrs.size()));
+  TS_RETURN_IF_ERROR(log_->AppendPuts(ptrs.data(), ptrs.size(), opts.sync));
   if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
   seq_ += keep.size();
   for (size_t k = 0; k < keep.size(); ++k) {
@@ -908,7 +909,7 @@ Status StoreImpl::Delete(std::string_view id, const WriteOptions& opts, bool* ex
   TS_RETURN_IF_ERROR(CheckWritable());
   const Loc* found = index_.Find(id);
   if (found == nullptr) return Status::OK();
-  TS_RETURN_IF_ERROR(log_->AppendDelete(id, seq_ + 1));
+  TS_RETURN_IF_ERROR(log_->AppendDelete(id, seq_ + 1, opts.sync));
   if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
   ++seq_;
   const Loc loc = *found;
@@ -937,7 +938,7 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   switch (tier) {
     case Tier::kHot: {
       const RecordView* p = &v;
-      TS_RETURN_IF_ERROR(log_->AppendPuts(&p, 1));
+      TS_RETURN_IF_ERROR(log_->AppendPuts(&p, 1, opts.sync));
       if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
       copy = HotRecord::CopyOf(v, dims_, hot_embeddings_.get());
       break;
@@ -1155,7 +1156,7 @@ Status StoreImpl::LogDirtyAccess() {
   for (auto& [key, rec] : hot_) {
     if (rec->access_dirty) updates.push_back({rec->id(), rec->seq, rec->last_access_at, rec->access_count});
   }
-  TS_RETURN_IF_ERROR(log_->AppendAccess(updates));
+  TS_RETURN_IF_ERROR(log_->AppendAccess(updates, /*durable=*/true));  // flush and close sync next
   for (auto& [key, rec] : hot_) rec->access_dirty = false;
   return Status::OK();
 }

@@ -629,13 +629,19 @@ void RepairManifest(std::string* m) {
 }
 
 void RepairHotLog(std::string* log) {
-  // Header (32 bytes): magic 8, version, dims @12, store id @16, crc of
-  // [0,24) @24, pad.
+  // Header (32 bytes, version 2; 40, version 3): magic 8, version, dims @12,
+  // store id @16, crc of [0,24) @24, pad, then (version 3) the end mark @32:
+  // the end in the low 48 bits, 16 bits of the crc of those 6 bytes above.
   if (log->size() < 32) return;
   St<uint32_t>(log, 24, CrcOf(*log, 0, 24));
+  uint64_t pos = 32;
+  if (Ld<uint32_t>(*log, 8) == 3 && log->size() >= 40) {
+    const uint64_t end = Ld<uint64_t>(*log, 32) & ((uint64_t{1} << 48) - 1);
+    St<uint64_t>(log, 32, end | (uint64_t{CrcOf(*log, 32, 6) & 0xFFFFu} << 48));
+    pos = 40;
+  }
   // Entries: crc @0 of [4, 16+len), type @4, header check @5 (24 bits of the
   // crc of type and length), length u64 @8.
-  uint64_t pos = 32;
   while (InRange(*log, pos, 16)) {
     const uint64_t len = Ld<uint64_t>(*log, pos + 8);
     char type_and_len[9];
@@ -656,6 +662,8 @@ void RepairWarmBlocks(std::string* blocks, const std::map<uint32_t, std::string>
   if (blocks->size() < kWarmHeaderPage) return;
   St<uint32_t>(blocks, 28, CrcOf(*blocks, 0, 28));
   St<uint32_t>(blocks, 36, CrcOf(*blocks, 32, 4));
+  // The covered mark @40 and its crc @44; all zeros means absent (strict).
+  if (Ld<uint64_t>(*blocks, 40) != 0) St<uint32_t>(blocks, 44, CrcOf(*blocks, 40, 4));
   const uint64_t dims = Ld<uint32_t>(*blocks, 12);
   const uint64_t block_size = Ld<uint32_t>(*blocks, 16);
   if (block_size < kWarmBlockHeader || block_size > blocks->size()) return;

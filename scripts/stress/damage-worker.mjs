@@ -34,7 +34,8 @@ import {
   textOfBytes,
   writeLineSync,
 } from './common.mjs';
-import { chooseMutation, applyMutation, loadImage, materialize } from './damage.mjs';
+import { chooseMutation, applyMutation, loadImage, logEnd, materialize } from './damage.mjs';
+
 
 const args = parseArgs(process.argv.slice(2), { build: '', dir: '', cases: '' });
 const { open } = loadTierstore();
@@ -274,7 +275,7 @@ async function runCases(jobFile) {
     materialize(ref.image, dir);
     applyMutation(dir, mutation, refs);
     const logFile = path.join(dir, 'hot.log');
-    const logSizeBefore = fs.existsSync(logFile) ? fs.statSync(logFile).size : null;
+    const logSizeBefore = fs.existsSync(logFile) ? logEnd(logFile) : null;
     const fingerprintBefore = statFingerprint(dir);
     const plant = job.plant && job.plant.case === i ? job.plant.kind : undefined;
     if (plant === 'signal') process.kill(process.pid, 'SIGSEGV');
