@@ -52,12 +52,6 @@ size_t BeginEntry(std::string* buf, uint8_t type) {
   return start;
 }
 
-// 24 bits of CRC-32C over an entry's type and length, kept in the header's
-// pad bytes. An intact header makes its length trustworthy, so an entry that
-// claims to run past the end of the file is a torn tail (a crash cut the
-// write short), while a damaged header anywhere is CORRUPTION — without it a
-// flipped length bit would look like a torn tail and silently drop every
-// entry after it.
 // The end mark word: the end in the low 48 bits, 16 bits of CRC-32C of
 // them above, so one aligned 8-byte store replaces both at once.
 uint64_t PackEndMark(uint64_t end) {
@@ -73,6 +67,12 @@ bool UnpackEndMark(uint64_t word, uint64_t* end) {
   return true;
 }
 
+// 24 bits of CRC-32C over an entry's type and length, kept in the header's
+// pad bytes. An intact header makes its length trustworthy, so an entry that
+// claims to run past the end of the file is a torn tail (a crash cut the
+// write short), while a damaged header anywhere is CORRUPTION — without it a
+// flipped length bit would look like a torn tail and silently drop every
+// entry after it.
 uint32_t HeaderCheck(uint8_t type, uint64_t len) {
   char b[9];
   b[0] = static_cast<char>(type);
@@ -366,7 +366,9 @@ Status HotLog::PrepareMapped(uint64_t pos, uint64_t n) {
     if (header_map_.data() == nullptr) {
       TS_RETURN_IF_ERROR(MappedRegion::Map(file_, 0, PageSize(), /*writable=*/true, &header_map_));
     }
-    TS_RETURN_IF_ERROR(StoreEndMark(size_));
+    // It covers the appends before this one: pieces of this one that went
+    // by pwrite count only once its own mark store covers them.
+    TS_RETURN_IF_ERROR(StoreEndMark(append_start_));
   }
   if (windows_.empty() || pos < window_base_ || pos > window_end_) {
     DropMapping();
@@ -478,6 +480,7 @@ Status HotLog::WriteBuffered(std::string* buf, bool final_flush) {
 Status HotLog::AppendAtomically(const std::function<Status(std::string*)>& fill, bool durable) {
   if (read_only_ || !file_.is_open()) return Status::ReadOnly("the store is open read-only");
   const uint64_t start = size_;
+  append_start_ = start;
   std::string& buf = scratch_;
   buf.clear();
   if (buf.capacity() < kFlushThreshold + (1u << 20)) buf.reserve(kFlushThreshold + (1u << 20));

@@ -150,6 +150,7 @@ class HotLog {
   // kMapWindow pieces; [.., populated_end_) is prefaulted; header_map_ maps
   // the first page, for end mark stores.
   bool mapped_ok_ = false;      // the current append may use the mapping
+  uint64_t append_start_ = 0;   // where the current append began
   bool mapping_broken_ = false; // the kernel refused (e.g. no MADV_POPULATE_WRITE): pwrite only
   MappedRegion header_map_;
   std::deque<MappedRegion> windows_;
