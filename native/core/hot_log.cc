@@ -337,7 +337,13 @@ Status HotLog::FinishOpen() {
     file_size_ = replayed_end_;
   }
   size_ = replayed_end_;
-  if (disk_mark_on_) TS_RETURN_IF_ERROR(StoreEndMark(0));
+  if (disk_mark_on_) {
+    // Durably: a 'sync' append next goes by pwrite with the mark off, and a
+    // power cut must not bring back an older mark that would end the log
+    // before that append.
+    TS_RETURN_IF_ERROR(StoreEndMark(0));
+    TS_RETURN_IF_ERROR(file_.Sync());
+  }
   return Status::OK();
 }
 
