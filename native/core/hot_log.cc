@@ -224,13 +224,14 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     disk_mark_on_ = end != 0;
     if (end != 0) {
       if (end < header_bytes_) return Status::Corruption(path + ": the end mark points into the header");
-      if (end <= size_) {
-        size_ = end;  // what follows was never acknowledged: zeros, or an append cut short
-      } else if (!tail_may_be_torn) {
-        return Status::Corruption(path + ": the end mark says " + std::to_string(end) + " bytes, but the file has " +
-                                  std::to_string(size_) + " (truncated)");
+      if (!tail_may_be_torn) {
+        // A clean close turns the mark off (Trim) before the clean MANIFEST.
+        return Status::Corruption(path + ": the end mark is on, yet the store was closed cleanly");
       }
-      // else: cut short after a crash; what is there is replayed, the rest is a torn tail
+      // Past the mark lies what was never acknowledged: zeros, or an append
+      // cut short. A file shorter than the mark was cut short after a crash:
+      // what is there is replayed, the rest is a torn tail.
+      if (end <= size_) size_ = end;
     }
   }
 

@@ -546,6 +546,31 @@ TEST(MappedLogDamagedEndMarkIsCorruption) {
   CHECK(s.message().find("hot.log") != std::string::npos);
 }
 
+TEST(EndMarkOnAfterACleanCloseIsCorruption) {
+  std::string dir = tstest::TempDir("store-mark-clean");
+  std::mt19937 rng(37);
+  uint64_t size = 0;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(1, &rng), MakeRecord(2, &rng)}, WriteOptions{}));
+  }
+  size = FileSize(dir + "/hot.log");
+  // Turn the mark on (valid check) in the cleanly closed log.
+  uint8_t b[8];
+  std::memcpy(b, &size, 8);
+  const uint64_t word = (size & ((uint64_t{1} << 48) - 1)) | (uint64_t{Crc32c(b, 6) & 0xFFFFu} << 48);
+  {
+    File f;
+    ASSERT_OK(File::Open(dir + "/hot.log", O_RDWR, &f));
+    ASSERT_OK(f.WriteAt(32, &word, 8));
+  }
+  StoreHandle h;
+  Status s = OpenStore(dir, &h);
+  CHECK(s.code() == StatusCode::kCorruption);
+  CHECK(s.message().find("hot.log") != std::string::npos);
+}
+
 TEST(VersionTwoLogIsReadAndAppendedTo) {
   // A log written before the end mark (format version 2: a 32-byte header,
   // the same entries), left by a crash.
