@@ -28,15 +28,20 @@
 //   entry survives SIGKILL; durable appends and Sync() add fdatasync. With
 //   the end mark on, a durable append syncs its bytes before the mark
 //   covers them.
-// - A failed append truncates the file back to where the call began, so the
-//   log never holds half an entry it acknowledged or a batch without commit.
-// - Replay applies complete entries in order. A torn tail (an entry with an
-//   intact header cut short by a crash, a batch without its commit at the
-//   end, or zeros) is dropped and reported; a damaged entry header, a
-//   complete entry whose checksum fails, or an unknown type, is CORRUPTION
-//   naming hot.log and the offset.
+// - A failed append truncates the file back to where the call began (with
+//   the end mark on it leaves the mark where it was, so its bytes do not
+//   count), so the log never holds half an entry it acknowledged or a batch
+//   without commit.
+// - Replay applies complete entries in order, up to the end mark when it is
+//   on. A torn tail (an entry with an intact header cut short by a crash, a
+//   batch without its commit at the end, zeros, or a file shorter than its
+//   end mark) is dropped and reported; a damaged entry header, a complete
+//   entry whose checksum fails, an unknown type, or an end mark still on
+//   after a clean close, is CORRUPTION naming hot.log.
 //
-// Synchronization: none; the Store serializes all calls.
+// Synchronization: none; the Store serializes all calls. No pointer into the
+// mapping is handed out; a Rewrite hands the old file and its mappings to a
+// thread that only unmaps and closes them.
 #pragma once
 
 #include <cstdint>
