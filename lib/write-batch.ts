@@ -110,6 +110,7 @@ export class Columns {
  * Embedding values are checked for finiteness by the native layer (which
  * needs the same pass for the norm); see nonFiniteError. Messages name
  * fields as `memory.<field>` (putMany relabels them `memories[i].<field>`).
+ * A failure leaves part of the record in `sink`: callers drop or reset it.
  */
 export function prepareRecord(
   memory: unknown, cols: Columns, i: number, dims: number, maxContent: number, now: number, sink: Utf8Sink,
@@ -118,34 +119,28 @@ export function prepareRecord(
     fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`);
   }
   const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
-  const start = sink.length;
-  try {
-    const idBytes = checkId(id, 'memory.id');
-    sink.writeWellFormed(id as string);
-    const contentBytes = writeContent(content, maxContent, sink);
-    if (embedding === undefined) {
-      fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
-    }
-    writeEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims, false);
-    const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
-    const act = activation === undefined ? conf : checkUnit(activation, 'memory.activation');
-    const created = createdAt === undefined ? now : checkTimestamp(createdAt, 'memory.createdAt');
-    const meta = encodeMetadata(metadata, 'memory.metadata');
-    const metaBytes = sink.writeWellFormed(meta);
-    sink.endRecord();
-
-    cols.confidence[i] = conf;
-    cols.activation[i] = act;
-    cols.createdAt[i] = created;
-    cols.lastAccessAt[i] = now;
-    const k = 3 * i;
-    cols.lengths[k] = idBytes;
-    cols.lengths[k + 1] = contentBytes;
-    cols.lengths[k + 2] = metaBytes;
-  } catch (error) {
-    sink.length = start;
-    throw error;
+  const idBytes = checkId(id, 'memory.id');
+  sink.writeWellFormed(id as string);
+  const contentBytes = writeContent(content, maxContent, sink);
+  if (embedding === undefined) {
+    fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
   }
+  writeEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims, false);
+  const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
+  const act = activation === undefined ? conf : checkUnit(activation, 'memory.activation');
+  const created = createdAt === undefined ? now : checkTimestamp(createdAt, 'memory.createdAt');
+  const meta = encodeMetadata(metadata, 'memory.metadata');
+  const metaBytes = sink.writeWellFormed(meta);
+  sink.endRecord();
+
+  cols.confidence[i] = conf;
+  cols.activation[i] = act;
+  cols.createdAt[i] = created;
+  cols.lastAccessAt[i] = now;
+  const k = 3 * i;
+  cols.lengths[k] = idBytes;
+  cols.lengths[k + 1] = contentBytes;
+  cols.lengths[k + 2] = metaBytes;
 }
 
 /** Content: a well-formed string of at most maxBytes UTF-8 bytes, appended to sink. */

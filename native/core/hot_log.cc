@@ -180,9 +180,9 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
   }
   if (Get<uint32_t>(p + 24) != Crc32c(p, 24)) return Status::Corruption(path + ": header checksum mismatch");
   version_ = version;
-  header_bytes_ = version == kFormatVersion ? kFileHeaderSize : kV2HeaderSize;
-  if (size_ < header_bytes_) return Status::Corruption(path + ": file shorter than its header");
-  TS_RETURN_IF_ERROR(reader.Read(0, header_bytes_, &p));
+  const uint64_t header_bytes = version == kFormatVersion ? kFileHeaderSize : kV2HeaderSize;
+  if (size_ < header_bytes) return Status::Corruption(path + ": file shorter than its header");
+  TS_RETURN_IF_ERROR(reader.Read(0, header_bytes, &p));
   if (Get<uint64_t>(p + 16) != store_id_) {
     return Status::Corruption(path + ": the log belongs to another store (its store id does not match MANIFEST)");
   }
@@ -223,7 +223,7 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     }
     disk_mark_on_ = end != 0;
     if (end != 0) {
-      if (end < header_bytes_) return Status::Corruption(path + ": the end mark points into the header");
+      if (end < header_bytes) return Status::Corruption(path + ": the end mark points into the header");
       if (!tail_may_be_torn) {
         // A clean close turns the mark off (Trim) before the clean MANIFEST.
         return Status::Corruption(path + ": the end mark is on, yet the store was closed cleanly");
@@ -235,7 +235,7 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     }
   }
 
-  uint64_t pos = header_bytes_;
+  uint64_t pos = header_bytes;
   uint64_t good_end = pos;          // end of the last entry that took effect
   std::vector<std::string> batch;   // payloads of an uncommitted batch
   uint64_t batch_start = 0;
@@ -605,7 +605,6 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
   size_ = written;
   file_size_ = written;
   version_ = kFormatVersion;
-  header_bytes_ = kFileHeaderSize;
   disk_mark_on_ = false;
   CloseInBackground(std::move(retired));
   return Status::OK();

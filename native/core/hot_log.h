@@ -148,7 +148,6 @@ class HotLog {
   uint64_t size_ = 0;           // end of the entries (the logical size)
   uint64_t file_size_ = 0;      // the file's size (past size_ while mapped)
   uint32_t version_ = 0;        // of the open file: 2 or 3 (only 3 has the end mark)
-  uint64_t header_bytes_ = kHeaderBytes;
   uint64_t replayed_end_ = 0;  // end of the last good entry, once replayed
   bool disk_mark_on_ = false;  // the file's end mark is not 0
   // Mapped appends: windows_ map [window_base_, window_end_) of the file in

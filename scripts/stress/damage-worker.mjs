@@ -36,7 +36,6 @@ import {
 } from './common.mjs';
 import { chooseMutation, applyMutation, loadImage, logEnd, materialize } from './damage.mjs';
 
-
 const args = parseArgs(process.argv.slice(2), { build: '', dir: '', cases: '' });
 const { open } = loadTierstore();
 const TIERS = ['hot', 'warm', 'cold'];
