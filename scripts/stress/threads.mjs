@@ -77,7 +77,7 @@ const STOP = 1;
 const SLOT_BASE = 8;
 const SLOT_WORDS = 8;
 const F_OPS = 0;
-const F_IN_CALL = 1;
+const F_IN_CALL = 1; // 0 before a heavy call, 1 in it, 2 after it (waiting to be terminated)
 const F_CMD = 2;
 const F_CLOSES = 3;
 const F_ITERATIONS = 4;
@@ -439,7 +439,9 @@ async function workerMain() {
       store.migrate();
       store.compact();
     }
-    Atomics.store(v.ctl, base + F_IN_CALL, 0);
+    // 2, not 0: a call that ends before the main thread looked must still
+    // count as started, or the main thread waits for a start that happened.
+    Atomics.store(v.ctl, base + F_IN_CALL, 2);
     // The main thread terminates this worker next: wait for it outside any call.
     while (Atomics.load(v.ctl, STOP) === 0) await new Promise((resolve) => setTimeout(resolve, 5));
   };
