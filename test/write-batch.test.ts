@@ -87,6 +87,60 @@ describe('write batch encoding', () => {
     check(open(dir));
   }, 60_000);
 
+  it('putMany batches of changing sizes, a failed one and a nested one leave no rows or bytes of one in another', () => {
+    const dir = scratch.storePath();
+    const s = scratch.open(dir, { dimensions: DIMS });
+    const rng = mulberry32(99);
+    const version = (id: string, v: number) =>
+      rec(id, {
+        content: `${id} v${v} ` + 'xé'.repeat(Math.floor(rng() * 300)),
+        embedding: randomEmbedding(rng, DIMS, 'float32'),
+        confidence: Math.fround(rng()),
+        activation: Math.fround(rng()),
+        createdAt: 1_000 + v,
+        metadata: { v, tags: v % 2 === 0 ? ['even'] : [] },
+      });
+    const expected = new Map<string, MemoryInput>();
+    // Large, then smaller (rows past the batch are stale), then a failed batch
+    // (its rows and bytes half-written), then larger than any before.
+    const sizes = [40, 7, 1, 25, 0, 60];
+    let v = 0;
+    for (const n of sizes) {
+      const batch = Array.from({ length: n }, (_, i) => version(`id${(i * 7 + v) % 70}`, ++v));
+      if (n === 0) {
+        const bad = Array.from({ length: 30 }, (_, i) => version(`bad${i}`, ++v));
+        bad[29] = rec('bad29', { content: 'é'.repeat(5000), confidence: -1 });
+        expectTierStoreError(() => s.putMany(bad), 'INVALID_ARGUMENT', 'bad batch');
+        continue;
+      }
+      expect(s.putMany(batch)).toBe(n);
+      for (const r of batch) expected.set(r.id, r);
+    }
+    // A getter that calls putMany inside an outer putMany.
+    const outer = [version('outer0', ++v), version('outer1', ++v)];
+    const inner = version('inner', ++v);
+    Object.defineProperty(outer[1], 'content', { get: () => { s.putMany([inner]); return 'outer1 content'; } });
+    s.putMany(outer);
+    expected.set('outer0', outer[0]);
+    expected.set('outer1', { ...version('outer1', 0), ...outer[1], content: 'outer1 content' });
+    expected.set('inner', inner);
+    const check = (store: typeof s) => {
+      expect(store.counts().total).toBe(expected.size);
+      for (const [id, r] of expected) {
+        const m = store.get(id, { includeEmbedding: true })!;
+        expect(m.content === r.content, `${id} content`).toBe(true);
+        expect(m.metadata).toEqual(r.metadata);
+        expect(m.createdAt).toBe(r.createdAt);
+        expect(m.confidence).toBe(r.confidence);
+        expect(m.activation).toBe(r.activation);
+        expect(Array.from(m.embedding!)).toEqual(Array.from(r.embedding as Float32Array));
+      }
+    };
+    check(s);
+    s.close();
+    check(open(dir));
+  });
+
   it('put after a put of several MiB still writes small records exactly', () => {
     const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
     const big = 'ü'.repeat(3 << 20);
