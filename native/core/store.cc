@@ -493,6 +493,7 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
 Status StoreImpl::Recover(const Manifest& manifest) {
   std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> tombstones;
   auto killed = [&](std::string_view id, uint64_t seq) {
+    if (tombstones.empty()) return false;  // the usual case: no id hashed for nothing
     auto t = tombstones.find(id);
     return t != tombstones.end() && t->second > seq;
   };

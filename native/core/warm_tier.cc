@@ -334,7 +334,7 @@ class WarmTierImpl final : public WarmTier {
 
   Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn,
                      const TornCopyPolicy* torn) override {
-    uint32_t limit = SlotLimit();
+    uint32_t limit = scan_limit_;
     for (uint32_t slot = 0; slot < limit; ++slot) {
       const uint8_t* b = BlockPtr(slot);
       if (!IsLiveState(LoadState(b))) continue;
@@ -357,7 +357,7 @@ class WarmTierImpl final : public WarmTier {
   Status Insert(const RecordView& rec, uint32_t* slot_out) override;
 
   Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const override {
-    if (slot >= SlotLimit()) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
+    if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
     const uint8_t* b = BlockPtr(slot);
     if (!IsLiveState(LoadState(b))) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
     Parsed p;
@@ -403,7 +403,7 @@ class WarmTierImpl final : public WarmTier {
     return s;
   }
 
-  bool IsLive(uint32_t slot) const override { return slot < SlotLimit() && IsLiveState(LoadState(BlockPtr(slot))); }
+  bool IsLive(uint32_t slot) const override { return slot < scan_limit_ && IsLiveState(LoadState(BlockPtr(slot))); }
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
 
@@ -811,12 +811,21 @@ Status WarmTierImpl::OpenFiles() {
   blocks_size_ = kHeaderPage;
   for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
 
-  // Scan every slot: free list, live count, per-generation extent ends.
+  // Scan the slots ever written: free list, live count, per-generation
+  // extent ends.
   std::map<uint32_t, uint64_t> gen_end;  // referenced generation -> max extent end
   uint32_t limit = SlotLimit();
   for (uint32_t slot = 0; slot < limit; ++slot) {
     uint8_t* b = BlockPtr(slot);
     uint32_t state = LoadState(b);
+    if (state == kStateFree && slot >= mark_) {
+      // Never written, and (the mark only rises; a kill leaves at most the
+      // slot at the mark written above it) neither is any slot past it.
+      // Their pages stay unread: reading unwritten blocks filled the page
+      // cache with zeros, a fifth of a reopen.
+      for (uint32_t rest = slot; rest < limit; ++rest) SetFree(rest, true);
+      break;
+    }
     if (state == kStateFree && slot < mark_ && after_crash_ && slot >= covered_) {
       // Written since the blocks were last covered, and lost to a power cut
       // before its page reached the disk: its record's other copy stands.
@@ -1053,7 +1062,7 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
       nv.size = kHeaderPage + len;
     }
     uint64_t cursor = 0;
-    uint32_t limit = SlotLimit();
+    uint32_t limit = scan_limit_;
     for (uint32_t slot = 0; slot < limit; ++slot) {
       const uint8_t* b = BlockPtr(slot);
       if (!IsLiveState(LoadState(b))) continue;

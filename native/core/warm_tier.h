@@ -37,11 +37,16 @@
 //   state "free". A SIGKILL at any point leaves every block either
 //   free/writing (ignored on open) or live and complete; a live block just
 //   above the mark (killed between publish and raise) is accepted. Every
-//   acknowledged insert is below the mark. Against power loss the ordering
+//   acknowledged insert is below the mark. Open reads no block past the
+//   first never-written one at or above the mark (nothing past it was ever
+//   written), so a large, mostly empty file costs no page cache. Against power loss the ordering
 //   holds only after Sync() (chunks are msync'd before the header page);
 //   a block written since may reach the disk as zeros while the raised mark
 //   does, which an open after a crash excuses at or above the covered mark
-//   (see CoverAll).
+//   (see CoverAll); and a block above the mark may reach it while the mark
+//   does not, which is ignored when a never-written block precedes it (its
+//   record has a copy elsewhere: the mark covers a block before the Store
+//   drops another copy).
 // - Checksums: header_crc covers the block's fixed fields (not the access
 //   statistics, which change in place); data_crc covers id, content,
 //   metadata, scalars and seq; embedding_crc covers the embedding. Open
