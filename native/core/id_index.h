@@ -77,6 +77,16 @@ class IdIndex {
     return {&slots_[i].value, true};
   }
 
+  // Makes room for n entries in all without growing (a hint: an open knows
+  // how many records its files hold; growing there rehashed every id about
+  // three times over). Throws std::bad_alloc like an insert; then nothing
+  // changed.
+  void Reserve(size_t n) {
+    if (n <= size_) return;
+    const size_t needed = n + n / 4 + 1;  // at most 80% full, as inserts keep it
+    if (needed > capacity_) Rehash(needed < 16 ? 16 : needed);
+  }
+
   // Removes id; returns whether it was there.
   bool Erase(std::string_view id) {
     size_t i = FindSlot(id, Hash(id));

@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <new>
 #include <random>
 #include <shared_mutex>
 #include <system_error>
@@ -491,6 +492,18 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
 }
 
 Status StoreImpl::Recover(const Manifest& manifest) {
+  // Room for the lower tiers' records and a quarter more (the hot ones,
+  // later puts): the index then does not rehash every id as it fills, and
+  // stays about as full as growth leaves it. Only a hint: a manifest left
+  // by a crash may be behind.
+  const uint64_t lower = manifest.warm_records + manifest.cold_records;
+  if (lower > 0 && lower < (uint64_t{1} << 30)) {
+    try {
+      index_.Reserve(static_cast<size_t>(lower + lower / 4));
+    } catch (const std::bad_alloc&) {
+      // The index grows as records come instead.
+    }
+  }
   std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> tombstones;
   auto killed = [&](std::string_view id, uint64_t seq) {
     if (tombstones.empty()) return false;  // the usual case: no id hashed for nothing

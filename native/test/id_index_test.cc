@@ -149,6 +149,24 @@ TEST(TableStaysBetween53And80PercentFull) {
   }
 }
 
+TEST(ReserveMakesRoomWithoutGrowingLater) {
+  IdIndex<Pos> index;
+  index.TryEmplace("before", Pos{1, 1});
+  index.Reserve(10'000);
+  const size_t capacity = index.capacity();
+  CHECK(capacity * 4 >= 10'000u * 5);  // 10,000 entries stay within 80% full
+  for (uint32_t i = 0; i < 9'999; ++i) index.TryEmplace(std::to_string(i), Pos{i, i});
+  CHECK_EQ(index.capacity(), capacity);  // no growth: the reservation held
+  CHECK_EQ(index.size(), 10'000u);
+  for (uint32_t i = 0; i < 9'999; ++i) {
+    const Pos* p = index.Find(std::to_string(i));
+    CHECK(p != nullptr && p->a == i);
+  }
+  CHECK(index.Find("before") != nullptr);
+  index.Reserve(5);  // below the size: nothing changes
+  CHECK_EQ(index.capacity(), capacity);
+}
+
 TEST(ClearEmptiesAndStaysUsable) {
   IdIndex<Pos> index;
   for (int i = 0; i < 1000; ++i) index.TryEmplace(std::to_string(i), Pos{0, uint64_t(i)});
