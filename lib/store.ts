@@ -31,6 +31,7 @@ import {
   checkInteger,
   checkOptions,
   checkPath,
+  checkWholeNumber,
   DEFAULT_MAX_CONTENT_BYTES,
   describe,
   MAX_BATCH_SIZE,
@@ -262,11 +263,11 @@ export class MemoryStore implements IterationSource {
     const native = this.#open('list()');
     const opts = checkOptions(options, 'list()');
     const tier = opts?.tier === undefined ? 0 : tierIndex(opts.tier, 'list(): options.tier', true);
-    const offset = checkInteger(opts?.offset, 'list(): options.offset', 0, Number.MAX_SAFE_INTEGER, 0);
-    const limit = Math.min(
-      checkInteger(opts?.limit, 'list(): options.limit', 1, Number.MAX_SAFE_INTEGER, DEFAULT_LIST_LIMIT),
-      MAX_LIST_LIMIT,
-    );
+    // Any integer is a valid offset or limit (DESIGN: limit an integer >= 1,
+    // capped; offset an integer >= 0), 1e20 too: an offset past every record
+    // is an empty page, so the native layer gets at most MAX_SAFE_INTEGER.
+    const offset = checkWholeNumber(opts?.offset, 'list(): options.offset', 0, 0);
+    const limit = Math.min(checkWholeNumber(opts?.limit, 'list(): options.limit', 1, DEFAULT_LIST_LIMIT), MAX_LIST_LIMIT);
     const cursor = opts?.cursor;
     if (cursor !== undefined) {
       if (typeof cursor !== 'string' || cursor.length === 0) {
@@ -277,7 +278,7 @@ export class MemoryStore implements IterationSource {
       }
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'list(): options.includeEmbeddings', false);
-    const result = native.list(tier, offset, limit, cursor ?? '', includeEmbeddings);
+    const result = native.list(tier, Math.min(offset, Number.MAX_SAFE_INTEGER), limit, cursor ?? '', includeEmbeddings);
     const memories = memoriesOf(result, this.dimensions);
     const returned = memories.length;
     const pagination: ListPage['pagination'] = { offset, limit, returned };

@@ -75,6 +75,15 @@ export function checkInteger(value: unknown, field: string, min: number, max: nu
   return value;
 }
 
+/** An integer (of any size: Number.isInteger) >= min, or dflt when undefined. */
+export function checkWholeNumber(value: unknown, field: string, min: number, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    fail('INVALID_ARGUMENT', `${field} must be an integer >= ${min}, got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** A tier name: 0 hot, 1 warm, 2 cold, 3 all (when allowed). */
 export function tierIndex(value: unknown, field: string, allowAll: boolean): number {
   switch (value) {
@@ -153,11 +162,32 @@ function isDetached(view: ArrayBufferView): boolean {
  * Checks an embedding and writes its float32 values to dest[offset..offset+dims).
  * Order: wrong type (INVALID_ARGUMENT) before wrong length (DIMENSION_MISMATCH)
  * before non-finite values (INVALID_ARGUMENT), which `checkFinite` false
- * leaves to the caller (the write path lets the native layer find them).
+ * leaves to the caller.
  */
 export function writeEmbedding(
   value: unknown, field: string, dims: number, dest: Float32Array, offset: number, checkFinite = true,
 ): void {
+  const n = checkEmbeddingType(value, field, dims, dest, offset);
+  finishEmbedding(value, field, dims, dest, offset, n);
+  if (!checkFinite) return;
+  const at = findNonFinite(dest, offset, offset + dims);
+  if (at >= 0) {
+    fail(
+      'INVALID_ARGUMENT',
+      `${field}[${at - offset}] is ${dest[at]} as float32; embedding values must be finite after conversion to float32`,
+    );
+  }
+}
+
+/**
+ * The type half of writeEmbedding: INVALID_ARGUMENT unless `value` is a
+ * Float32Array, a Float64Array or an array of numbers. An array's values are
+ * copied to dest here (each element is read once; at most `dims` are
+ * written), a typed array's by finishEmbedding. Returns the value count,
+ * which finishEmbedding checks: a caller may check other fields' types
+ * between the two (DESIGN: a wrong type comes before any length check).
+ */
+export function checkEmbeddingType(value: unknown, field: string, dims: number, dest: Float32Array, offset: number): number {
   if (Array.isArray(value)) {
     const n = value.length;
     for (let i = 0; i < n; i++) {
@@ -170,10 +200,9 @@ export function writeEmbedding(
       }
       if (i < dims) dest[offset + i] = v;
     }
-    if (n !== dims) {
-      fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`);
-    }
-  } else if (ArrayBuffer.isView(value)) {
+    return n;
+  }
+  if (ArrayBuffer.isView(value)) {
     // The kind comes from the array's internal slots, not Symbol.toStringTag,
     // which an own property can fake (a DataView or BigInt64Array posing as a
     // Float32Array would otherwise reach dest.set()).
@@ -185,29 +214,34 @@ export function writeEmbedding(
       );
     }
     if (isDetached(value)) fail('INVALID_ARGUMENT', `${field} is a ${tag} over a detached ArrayBuffer`);
-    const arr = value as Float32Array | Float64Array;
-    if (arr.length !== dims) {
-      fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
-    }
-    // Copies, also out of a SharedArrayBuffer: the store keeps this snapshot,
-    // and the finiteness check below runs on the copy, so another thread
-    // writing the shared memory meanwhile cannot slip a NaN past it.
-    // Float64 values round as Math.fround does.
-    dest.set(arr, offset);
-  } else {
-    fail(
-      'INVALID_ARGUMENT',
-      `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
-    );
+    return (value as Float32Array | Float64Array).length;
   }
-  if (!checkFinite) return;
-  const at = findNonFinite(dest, offset, offset + dims);
-  if (at >= 0) {
-    fail(
-      'INVALID_ARGUMENT',
-      `${field}[${at - offset}] is ${dest[at]} as float32; embedding values must be finite after conversion to float32`,
-    );
+  fail(
+    'INVALID_ARGUMENT',
+    `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
+  );
+}
+
+/**
+ * The length half of writeEmbedding, for a value checkEmbeddingType passed
+ * (an array of `n` values): DIMENSION_MISMATCH unless it has dims values;
+ * then copies a typed array's values (also out of a SharedArrayBuffer: the
+ * store keeps this snapshot, and the finiteness check runs on the copy, so
+ * another thread writing the shared memory meanwhile cannot slip a NaN past
+ * it; Float64 values round as Math.fround does). A typed array is measured
+ * again here: a getter run since may have shrunk or detached its buffer.
+ */
+export function finishEmbedding(value: unknown, field: string, dims: number, dest: Float32Array, offset: number, n: number): void {
+  if (Array.isArray(value)) {
+    if (n !== dims) fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`);
+    return;
   }
+  const arr = value as Float32Array | Float64Array;
+  if (isDetached(arr)) {
+    fail('INVALID_ARGUMENT', `${field} is a ${utilTypes.isFloat32Array(arr) ? 'Float32Array' : 'Float64Array'} over a detached ArrayBuffer`);
+  }
+  if (arr.length !== dims) fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
+  dest.set(arr, offset);
 }
 
 /** The index of the first NaN or ±Infinity in values[start..end), or -1. */

@@ -9,11 +9,12 @@ import type { MemoryInput } from './types.js';
 import {
   checkId,
   checkTimestamp,
+  checkEmbeddingType,
   checkUnit,
   describe,
   encodeMetadata,
   findNonFinite,
-  writeEmbedding,
+  finishEmbedding,
 } from './validate.js';
 
 const DEFAULT_CONFIDENCE = 0.5;
@@ -119,17 +120,24 @@ export function prepareRecord(
     fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`);
   }
   const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
+  // DESIGN: a wrong type is INVALID_ARGUMENT before any length check. Every
+  // check that can only fail with INVALID_ARGUMENT comes first, so a wrong
+  // type in one field wins over CONTENT_TOO_LARGE or DIMENSION_MISMATCH in
+  // another.
   const idBytes = checkId(id, 'memory.id');
-  sink.writeWellFormed(id as string);
-  const contentBytes = writeContent(content, maxContent, sink);
+  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `memory.content must be a string, got ${describe(content)}`);
   if (embedding === undefined) {
     fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
   }
-  writeEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims, false);
+  const values = checkEmbeddingType(embedding, 'memory.embedding', dims, cols.embeddings, i * dims);
   const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
   const act = activation === undefined ? conf : checkUnit(activation, 'memory.activation');
   const created = createdAt === undefined ? now : checkTimestamp(createdAt, 'memory.createdAt');
   const meta = encodeMetadata(metadata, 'memory.metadata');
+  // Then the lengths.
+  sink.writeWellFormed(id as string);
+  const contentBytes = writeContent(content, maxContent, sink);
+  finishEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims, values);
   const metaBytes = sink.writeWellFormed(meta);
   sink.endRecord();
 
@@ -143,9 +151,8 @@ export function prepareRecord(
   cols.lengths[k + 2] = metaBytes;
 }
 
-/** Content: a well-formed string of at most maxBytes UTF-8 bytes, appended to sink. */
-function writeContent(content: unknown, maxBytes: number, sink: Utf8Sink): number {
-  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `memory.content must be a string, got ${describe(content)}`);
+/** Content (a string): well-formed, at most maxBytes UTF-8 bytes, appended to sink. */
+function writeContent(content: string, maxBytes: number, sink: Utf8Sink): number {
   const surrogate = 'memory.content contains a lone UTF-16 surrogate, which UTF-8 cannot encode';
   // UTF-8 takes at least one byte per UTF-16 unit: refuse without encoding when clearly too large
   if (content.length > maxBytes) {

@@ -98,6 +98,15 @@ const putCases: Array<[string, Code, MemoryInput]> = [
   ['embedding number[] with a hole', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, , 4, 5] })], // eslint-disable-line no-sparse-arrays
   ['embedding string[] of wrong length', 'INVALID_ARGUMENT', bad({ embedding: ['a'] })],
   ['embedding number[] containing a bigint', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3n, 4, 5] })],
+  // a wrong type in one field comes before a length check of another (DESIGN: "before any length check")
+  ["embedding of 4 values and confidence 'x'", 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], confidence: 'x' })],
+  ["embedding of 6 values and activation '1'", 'INVALID_ARGUMENT', bad({ embedding: new Float32Array(6), activation: '1' })],
+  ['embedding of 4 values and createdAt a string', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], createdAt: '1' })],
+  ['embedding of 4 values and metadata a Date', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], metadata: new Date() })],
+  ['embedding of 4 values and content a number', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], content: 7 })],
+  ['content too large and embedding a string', 'INVALID_ARGUMENT', bad({ content: 'a'.repeat(MAX_CONTENT + 1), embedding: 'bad' })],
+  ['content too large and embedding [1, "x"] (a string element)', 'INVALID_ARGUMENT', bad({ content: 'a'.repeat(MAX_CONTENT + 1), embedding: [1, 'x'] })],
+  ['content too large and metadata with a BigInt', 'INVALID_ARGUMENT', bad({ content: 'a'.repeat(MAX_CONTENT + 1), metadata: { n: 1n } })],
   // id
   ['empty id', 'INVALID_ARGUMENT', bad({ id: '' })],
   ['id of 1025 ASCII bytes', 'INVALID_ARGUMENT', bad({ id: 'a'.repeat(1025) })],
