@@ -312,10 +312,9 @@ export class MemoryStore implements IterationSource {
   ): [Float32Array, number, number, number | null, boolean] {
     const dims = this.dimensions;
     const q = new Float32Array(dims);
+    // An all-zero query is valid: its cosine with anything is 0 (DESIGN's
+    // rule for a stored all-zero embedding), so every hit scores 0, by id.
     writeEmbedding(query, `${where}: query`, dims, q, 0);
-    let zero = true;
-    for (let i = 0; i < dims; i++) if (q[i] !== 0) zero = false;
-    if (zero) fail('INVALID_ARGUMENT', `${where}: the query vector is all zeros; cosine similarity needs a non-zero vector`);
     const opts = checkOptions(options, where);
     // Each option is read once: a getter must not pass the check with one
     // value and hand the store another.

@@ -125,6 +125,24 @@ describe('recall', () => {
     expect(zero !== undefined && zero.score === 0, 'an all-zero embedding scores 0').toBe(true);
   });
 
+  it('an all-zero query scores every record 0 (its cosine with anything is 0): the first k by UTF-8 id, in every tier', async () => {
+    const { store, placed } = build();
+    const byId = [...placed.values()].sort((a, b) => byUtf8(a.id, b.id));
+    const underflow = new Float64Array(DIMS).fill(1e-50); // all 0 as float32
+    underflow[1] = -1e-60;
+    for (const query of [new Float32Array(DIMS), new Array<number>(DIMS).fill(0), underflow]) {
+      for (const k of [1, 7, placed.size]) {
+        for (const hits of [store.recall(query, { k }), await store.recallAsync(query, { k })]) {
+          expect(hits.map((h) => h.id), `k ${k}`).toEqual(byId.slice(0, k).map((p) => p.id));
+          for (const h of hits) expect(Object.is(h.score, 0), `${h.id} scores 0`).toBe(true);
+        }
+      }
+      const cold = store.recall(query, { k: 5, tier: 'cold', minConfidence: 0.5 });
+      expect(cold.map((h) => h.id)).toEqual(
+        byId.filter((p) => p.tier === 'cold' && p.confidence >= 0.5).slice(0, 5).map((p) => p.id));
+    }
+  });
+
   it.each(['hot', 'warm', 'cold', 'all'] as TierSelector[])('tier %s and minConfidence filter the candidates', (tier) => {
     const { store, placed } = build();
     const query = randomEmbedding(mulberry32(11), DIMS, 'float32');

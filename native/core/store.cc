@@ -1464,12 +1464,14 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   result->scores.clear();
   if (options.k == 0) return Status::InvalidArgument("k must be >= 1");
   const double qnorm_d = NormOf(query, dims_);
-  if (!(qnorm_d > 0) || !std::isfinite(qnorm_d)) {
-    return Status::InvalidArgument("the query vector must have finite values and a non-zero norm");
+  if (!std::isfinite(qnorm_d)) return Status::InvalidArgument("the query vector must have finite values");
+  // The query scaled to unit length (in double, then rounded once). An
+  // all-zero vector's cosine with anything is 0 (DESIGN), the query's too:
+  // every record scores 0 and ties go by id.
+  std::vector<float> unit(dims_, 0.0f);
+  if (qnorm_d > 0) {
+    for (uint32_t j = 0; j < dims_; ++j) unit[j] = static_cast<float>(query[j] / qnorm_d);
   }
-  // The query scaled to unit length (in double, then rounded once).
-  std::vector<float> unit(dims_);
-  for (uint32_t j = 0; j < dims_; ++j) unit[j] = static_cast<float>(query[j] / qnorm_d);
   constexpr float kFloatSafeMin = 1e-30f, kFloatSafeMax = 1e30f;
   auto ExactCosine = [&](const float* row) -> float {
     double dot = 0, nn = 0;
@@ -1477,7 +1479,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       dot += static_cast<double>(query[j]) * row[j];
       nn += static_cast<double>(row[j]) * row[j];
     }
-    return nn > 0 ? static_cast<float>(dot / (qnorm_d * std::sqrt(nn))) : 0.0f;
+    return nn > 0 && qnorm_d > 0 ? static_cast<float>(dot / (qnorm_d * std::sqrt(nn))) : 0.0f;
   };
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());

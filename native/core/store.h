@@ -186,7 +186,8 @@ class Store : public std::enable_shared_from_this<Store> {
   virtual Status Stats(StoreStats* stats) = 0;
   // Exact cosine top-k over the selected tiers (every tier scored the same
   // way, on the stored float32 embeddings); ties by ascending id bytes.
-  // query has dimensions() finite values and a non-zero norm.
+  // query has dimensions() finite values; an all-zero one scores every
+  // record 0 (DESIGN: an all-zero vector's cosine with anything is 0).
   virtual Status Recall(const float* query, const RecallOptions& options, RecallResult* result) = 0;
 };
 
