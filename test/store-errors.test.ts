@@ -5,6 +5,8 @@
 // Also: closed stores, read-only stores, dimension checks on reopen, and the
 // directory lock between processes (stale locks of dead processes are taken
 // over).
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, TierStoreError } from '../lib/index.js';
 import type { MemoryInput, MemoryStore, OpenOptions, Tier } from '../lib/index.js';
@@ -584,6 +586,26 @@ describe('read-only stores', () => {
     expect(ro.recall(new Float32Array(DIMS).fill(1), { k: 6 }).length).toBe(6);
     expect((await ro.recallAsync(new Float32Array(DIMS).fill(1), { k: 6 })).length).toBe(6);
     expect(ro.stats().readOnly).toBe(true);
+  });
+
+  it('get on a read-only store updates access statistics in memory in every tier, and never the files', () => {
+    const p = populated();
+    const files = () => fs.readdirSync(p).sort().map((f) => `${f}:${fs.readFileSync(path.join(p, f)).toString('base64')}`);
+    const before = files();
+    const ro = scratch.open(p, { readOnly: true });
+    for (const id of ['ro-0', 'ro-2', 'ro-4']) {
+      const tier = ro.get(id)!.tier;
+      const first = ro.get(id)!;  // the second get
+      expect(first.accessCount, `${id} (${tier}): two gets`).toBe(2);
+      const listed = ro.list({ tier: 'all' }).memories.find((m) => m.id === id)!;
+      expect(listed.accessCount, `${id} (${tier}): list sees the count`).toBe(2);
+      expect(listed.lastAccessAt).toBe(first.lastAccessAt);
+      expect(iterateAll(ro, tier).find((m) => m.id === id)?.accessCount, `${id}: iterate sees it`).toBe(2);
+    }
+    ro.close();
+    expect(files(), 'no file changed').toEqual(before);
+    const again = scratch.open(p, { readOnly: true });
+    expect(again.list({ tier: 'all' }).memories.map((m) => m.accessCount), 'kept in memory only').toEqual([0, 0, 0, 0, 0, 0]);
   });
 
   it('a read-only handle next to a writable one in this process rejects writes but sees the data', () => {

@@ -222,6 +222,9 @@ struct Segment {
   uint64_t rows = 0, dims = 0, file_size = 0;
   uint64_t min_key = 0, max_key = 0;
   uint64_t live = 0;  // maintained under the exclusive lock
+  // The access columns may be stored to (a shared writable mapping, or a
+  // read-only tier's private one); set at open.
+  bool access_writable = false;
   // The active bitmap copy (0 or 1) and its generation: set at open, then
   // changed only by CommitDeletes under the exclusive lock. Readers use
   // these, never the generations stored in the file.
@@ -493,7 +496,16 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   if (prev_end != file_size) return seg->Corrupt("columns do not end at the end of the file");
 
   // Everything checks out against the real size: map it.
-  TS_RETURN_IF_ERROR(MappedRegion::Map(seg->file, 0, static_cast<size_t>(file_size), !read_only, &seg->map));
+  // A read-only tier maps segments privately (copy-on-write), so get() keeps
+  // access statistics in memory as it does for hot records, never in the
+  // file; read-only when the kernel will not commit the private pages.
+  seg->access_writable = true;
+  if (!read_only) {
+    TS_RETURN_IF_ERROR(MappedRegion::Map(seg->file, 0, static_cast<size_t>(file_size), true, &seg->map));
+  } else if (!MappedRegion::MapPrivate(seg->file, 0, static_cast<size_t>(file_size), &seg->map).ok()) {
+    seg->access_writable = false;
+    TS_RETURN_IF_ERROR(MappedRegion::Map(seg->file, 0, static_cast<size_t>(file_size), false, &seg->map));
+  }
   seg->base = seg->map.data();
   seg->rows = n;
   seg->dims = dims;
@@ -1032,10 +1044,9 @@ class ColdTierImpl final : public ColdTier {
   }
 
   void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) override {
-    if (read_only_) return;
     ReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
-    if (s == nullptr) return;
+    if (s == nullptr || !s->access_writable) return;
     s->AccessWord(kLastAccess, loc.row).store(BitsToU64(last_access_at), std::memory_order_relaxed);
     s->AccessWord(kAccessCount, loc.row).store(BitsToU64(access_count), std::memory_order_relaxed);
   }

@@ -67,7 +67,8 @@
 // ranges and are kept in key order.
 //
 // Opening writes nothing: Open only reads and maps (read-write mappings when
-// not read_only, but nothing is stored through them). The one mutation a
+// not read_only, but nothing is stored through them; read_only maps privately,
+// copy-on-write, so UpdateAccess keeps statistics in this process only). The one mutation a
 // crash leaves for later (removing stale cold-*.tmp files of an interrupted
 // seal) is done by FinishOpen(), which the Store calls once every tier has
 // opened and recovery's reads succeeded, before any mutation.

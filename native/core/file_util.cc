@@ -128,6 +128,17 @@ MappedRegion& MappedRegion::operator=(MappedRegion&& other) noexcept {
   return *this;
 }
 
+Status MappedRegion::MapPrivate(const File& file, uint64_t offset, size_t length, MappedRegion* out) {
+  if (length == 0) return Status::InvalidArgument("cannot map an empty range of " + file.path());
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd(), static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return ErrnoStatus("mmap", file.path(), errno);
+  *out = MappedRegion();
+  out->data_ = static_cast<uint8_t*>(p);
+  out->size_ = length;
+  out->offset_ = offset;
+  return Status::OK();
+}
+
 Status MappedRegion::Map(const File& file, uint64_t offset, size_t length, bool writable, MappedRegion* out) {
   if (length == 0) return Status::InvalidArgument("cannot map an empty range of " + file.path());
   int prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ;

@@ -66,6 +66,9 @@ class MappedRegion {
   // Maps [offset, offset+length) of file. offset must be page aligned.
   // writable=false maps PROT_READ; writable=true maps read-write MAP_SHARED.
   static Status Map(const File& file, uint64_t offset, size_t length, bool writable, MappedRegion* out);
+  // Maps it read-write MAP_PRIVATE (the fd may be read-only): stores land in
+  // copy-on-write pages of this process, never in the file.
+  static Status MapPrivate(const File& file, uint64_t offset, size_t length, MappedRegion* out);
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }

@@ -280,24 +280,36 @@ struct Region {
   uint64_t file_off = 0;
   uint64_t len = 0;
   bool dirty = false;
+  bool writable = false;  // stores allowed (into the file, or private copies)
 };
+
+// How MapRange maps: read-only, read-write shared (stores reach the file),
+// or read-write private (stores stay in this process's copy-on-write pages;
+// falls back to read-only when the kernel will not commit the memory).
+enum class MapMode { kReadOnly, kShared, kPrivate };
 
 // Maps [off, off+len) of f; off need only be 4096-aligned (the mapping starts
 // at the page boundary below it, so any page size works).
-Status MapRange(const File& f, uint64_t off, uint64_t len, bool writable, Region* r) {
+Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region* r) {
   uint64_t page = PageSize();
   uint64_t aligned = off / page * page;
   uint64_t delta = off - aligned;
   if (len + delta > std::numeric_limits<size_t>::max()) return Status::IoError("mapping too large in " + f.path());
   MappedRegion m;
-  TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, static_cast<size_t>(len + delta), writable, &m));
+  const size_t n = static_cast<size_t>(len + delta);
+  bool writable = mode != MapMode::kReadOnly;
+  if (mode == MapMode::kPrivate && !MappedRegion::MapPrivate(f, aligned, n, &m).ok()) writable = false;
+  if (m.data() == nullptr) TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, n, mode == MapMode::kShared, &m));
   r->base = m.data() + delta;
   r->map = std::move(m);
   r->file_off = off;
   r->len = len;
   r->dirty = false;
+  r->writable = writable;
   return Status::OK();
 }
+
+MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
 
 struct VarFile {
   uint32_t gen = 0;
@@ -436,11 +448,12 @@ class WarmTierImpl final : public WarmTier {
   }
 
   void UpdateAccess(uint32_t slot, double last_access_at, double access_count) override {
-    if (read_only_ || !finished_ || !IsLive(slot)) return;  // Open changes no file
+    if ((!read_only_ && !finished_) || !IsLive(slot)) return;  // Open changes no file
+    if (!chunks_[slot / bpc_].writable) return;  // read-only, and no private copy to be had
     uint8_t* b = BlockPtr(slot);
     Store<double>(b + kOffLastAccess, last_access_at);
     Store<double>(b + kOffAccessCount, access_count);
-    MarkBlockDirty(slot);
+    if (!read_only_) MarkBlockDirty(slot);
   }
 
   Status Sync() override {
@@ -624,7 +637,9 @@ class WarmTierImpl final : public WarmTier {
     uint64_t off = kHeaderPage + chunks_.size() * chunk_bytes;
     if (grow) TS_RETURN_IF_ERROR(GrowFile(&blocks_, off, off + chunk_bytes));
     Region r;
-    Status s = MapRange(blocks_, off, chunk_bytes, !read_only_, &r);
+    // A read-only tier maps its blocks privately, so get() keeps access
+    // statistics in memory as it does for hot records (never in the file).
+    Status s = MapRange(blocks_, off, chunk_bytes, read_only_ ? MapMode::kPrivate : MapMode::kShared, &r);
     if (!s.ok()) {
       if (grow && ::ftruncate(blocks_.fd(), static_cast<off_t>(off)) != 0) {
         // The failure to map is what gets reported.
@@ -657,7 +672,7 @@ class WarmTierImpl final : public WarmTier {
     uint64_t start = RoundUp(vf.size, page);
     TS_RETURN_IF_ERROR(GrowFile(&vf.file, vf.size, start + chunk));
     Region r;
-    Status s = MapRange(vf.file, start, chunk, true, &r);
+    Status s = MapRange(vf.file, start, chunk, MapMode::kShared, &r);
     if (!s.ok()) {
       if (::ftruncate(vf.file.fd(), static_cast<off_t>(vf.size)) != 0) {
         // The failure to map is what gets reported.
@@ -704,7 +719,7 @@ class WarmTierImpl final : public WarmTier {
     vf->tail = kHeaderPage;
     if (vf->size > kHeaderPage) {
       Region r;
-      TS_RETURN_IF_ERROR(MapRange(vf->file, kHeaderPage, vf->size - kHeaderPage, !read_only_, &r));
+      TS_RETURN_IF_ERROR(MapRange(vf->file, kHeaderPage, vf->size - kHeaderPage, ModeFor(read_only_), &r));
       vf->regions.push_back(std::move(r));
     }
     return Status::OK();
@@ -807,7 +822,7 @@ Status WarmTierImpl::OpenFiles() {
   }
   mark_ = mark;
   covered_ = covered;
-  if (!read_only_) TS_RETURN_IF_ERROR(MapRange(blocks_, 0, kHeaderPage, true, &header_));
+  if (!read_only_) TS_RETURN_IF_ERROR(MapRange(blocks_, 0, kHeaderPage, MapMode::kShared, &header_));
   blocks_size_ = kHeaderPage;
   for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
 
@@ -1055,7 +1070,7 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
       s = GrowFile(&nv.file, kHeaderPage, kHeaderPage + len);
       if (!s.ok()) return fail(s);
       Region r;
-      s = MapRange(nv.file, kHeaderPage, len, true, &r);
+      s = MapRange(nv.file, kHeaderPage, len, MapMode::kShared, &r);
       if (!s.ok()) return fail(s);
       dst = r.base;
       nv.regions.push_back(std::move(r));

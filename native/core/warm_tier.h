@@ -145,8 +145,10 @@ class WarmTier {
   // Opens the warm files in dir without changing any file (see Guarantees).
   // A missing warm.blocks is CORRUPTION (Create makes it for new stores);
   // one with other dimensions is CORRUPTION too (it belongs to another
-  // store). read_only maps the files read-only; UpdateAccess then keeps
-  // nothing. A writable tier accepts no mutation until FinishOpen().
+  // store). read_only never writes a file: the blocks are mapped privately
+  // (copy-on-write), so UpdateAccess keeps the statistics in this process's
+  // memory only (or, when the kernel will not commit private pages, not at
+  // all). A writable tier accepts no mutation until FinishOpen().
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only,
                      std::unique_ptr<WarmTier>* out);
   // after_crash: the store was not closed cleanly, so a zeroed block at or

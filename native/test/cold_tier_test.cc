@@ -687,6 +687,8 @@ TEST(ReadOnlyMode) {
     ASSERT_OK(AppendRecs(t.get(), recs, &locs));
     ASSERT_OK(AppendRecs(t.get(), recs, nullptr));
   }
+  std::map<std::string, std::string> segments_before;
+  for (const std::string& f : SegmentFiles(dir)) CHECK_OK(ReadWholeFile(f, &segments_before[f]));
   std::string tmp = JoinPath(dir, "cold-00000009.seg.tmp");
   ASSERT_OK(AtomicWriteFile(JoinPath(dir, "cold-00000009.seg"), "x"));  // junk, then renamed below
   fs::rename(JoinPath(dir, "cold-00000009.seg"), tmp);
@@ -700,9 +702,13 @@ TEST(ReadOnlyMode) {
   CHECK(t->MergeIfNeeded(1, false, nullptr).code() == StatusCode::kReadOnly);
   uint64_t r = 0;
   CHECK(t->Compact(false, nullptr, &r).code() == StatusCode::kReadOnly);
-  t->UpdateAccess(locs[1], 5, 6);  // no effect, no crash (the mapping is read-only)
+  t->UpdateAccess(locs[1], 5, 6);  // kept in this process's private copy, never in the file
   RecordView v;
   ASSERT_OK(t->Read(locs[1], true, &v));
+  CHECK_EQ(v.last_access_at, 5.0);
+  CHECK_EQ(v.access_count, 6.0);
+  v.last_access_at = recs[1].last_access_at;
+  v.access_count = recs[1].access_count;
   CHECK(SameRecord(recs[1], v, dims));
   CHECK(t->IsLive(locs[0]));
   CHECK_OK(t->Sync());
@@ -712,6 +718,15 @@ TEST(ReadOnlyMode) {
   std::unique_ptr<ColdTier> t2;
   ASSERT_OK(ColdTier::Open(dir, dims, true, &t2));
   CHECK_EQ(t2->Stats().live_records, 10u);
+  ASSERT_OK(t2->Read(locs[1], true, &v));
+  CHECK(SameRecord(recs[1], v, dims));  // its own copy: the first reader's statistics are not here
+  t.reset();
+  t2.reset();
+  for (const auto& [f, bytes] : segments_before) {
+    std::string after;
+    CHECK_OK(ReadWholeFile(f, &after));
+    CHECK(after == bytes);  // nothing reached the files
+  }
 }
 
 TEST(LeftoverTmpIsRemoved) {
