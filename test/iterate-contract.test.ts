@@ -55,6 +55,39 @@ describe('iteration contract', () => {
     store.close();
   });
 
+  it('a loop that writes a new record (or upserts one) for every record it reads ends: versions written after the iterator began are not yielded', async () => {
+    const rng = mulberry32(77);
+    for (const tier of ['all', 'hot', 'warm', 'cold'] as TierSelector[]) {
+      for (const mode of ['sync', 'async', 'batches'] as const) {
+        // Small capacities: the new records demote into warm and cold, ahead of the scan too.
+        const store = open(storePath(), { dimensions: DIMS, hotCapacity: 40, warmCapacity: 120 });
+        store.putMany(records(0, 300, rng));
+        const start = store.counts();
+        const inScope = tier === 'all' ? start.total : start[tier];
+        let next = 1000;
+        const seen = new Map<string, number>();
+        const body = (id: string) => {
+          seen.set(id, (seen.get(id) ?? 0) + 1);
+          // a derived record, and an upsert of a record the scan may not have reached
+          store.put({ ...records(next, next + 1, rng)[0]!, id: `derived-${next++}` });
+          store.put({ ...records(0, 1, rng)[0]!, id: `m-${(next * 7) % 300}` });
+          if (seen.size > 10 * inScope) throw new Error(`${tier}/${mode}: the loop does not end`);
+        };
+        const it = store.iterate({ tier, batchSize: 16 });
+        if (mode === 'sync') for (const m of it) body(m.id);
+        else if (mode === 'async') for await (const m of it) body(m.id);
+        else for (const b of it.batches()) for (const id of b.ids) body(id);
+        for (const [id, n] of seen) {
+          expect(id.startsWith('derived-'), `${tier}/${mode}: ${id} was written after the iterator began`).toBe(false);
+          expect(n, `${tier}/${mode}: ${id} yielded once`).toBe(1);
+        }
+        expect(seen.size, `${tier}/${mode}: at most the records there were`).toBeLessThanOrEqual(inScope);
+        expect(store.counts().total).toBe(300 + (next - 1000));
+        store.close();
+      }
+    }
+  });
+
   it('iteration, offset paging and cursor paging return exactly the records counts() reports, per tier and all', () => {
     const rng = mulberry32(7);
     const store = open(storePath(), { dimensions: DIMS, hotCapacity: 300, warmCapacity: 700 });

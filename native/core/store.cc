@@ -235,7 +235,9 @@ class StoreImpl;
 
 class IteratorImpl final : public StoreIterator {
  public:
-  IteratorImpl(std::shared_ptr<StoreImpl> store, TierSelector sel) : store_(std::move(store)), state_(ScanState::Start(sel)) {}
+  // max_seq: the store's sequence number when the iterator began.
+  IteratorImpl(std::shared_ptr<StoreImpl> store, TierSelector sel, uint64_t max_seq)
+      : store_(std::move(store)), state_(ScanState::Start(sel)), max_seq_(max_seq) {}
   ~IteratorImpl() override { Close(); }
   Status Next(size_t max, bool include_embeddings, RecordBatch* out) override;
   void Close() override;
@@ -249,6 +251,10 @@ class IteratorImpl final : public StoreIterator {
   std::mutex mu_;
   std::shared_ptr<StoreImpl> store_;
   ScanState state_;
+  // Versions written after the iterator began (a higher sequence number:
+  // new records, upserts) are not yielded, so a loop that writes a record
+  // per record it reads ends, as over a snapshot.
+  const uint64_t max_seq_;
   bool closed_ = false;
   // Records already yielded that will be met again where they moved to.
   std::unordered_set<uint64_t> skip_;
@@ -1273,7 +1279,9 @@ Status StoreImpl::Stats(StoreStats* stats) {
 // Reads up to `max` records from st's position on, advancing it. With an
 // iterator, records it already yielded elsewhere are skipped.
 Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* iter) {
-  auto skip = [&](uint64_t seq) { return iter != nullptr && iter->skip_.erase(seq) > 0; };
+  auto skip = [&](uint64_t seq) {
+    return iter != nullptr && (seq > iter->max_seq_ || iter->skip_.erase(seq) > 0);
+  };
   while (out->size() < max && st->phase < 3) {
     if (st->phase == 0) {
       auto it = hot_.upper_bound(st->after);
@@ -1325,7 +1333,7 @@ Status StoreImpl::NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>*
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
   auto self = std::static_pointer_cast<StoreImpl>(shared_from_this());
-  auto it = std::make_unique<IteratorImpl>(self, tier);
+  auto it = std::make_unique<IteratorImpl>(self, tier, seq_);
   {
     std::lock_guard<std::mutex> g(iter_mu_);
     iterators_.push_back(it.get());
@@ -1684,6 +1692,7 @@ void IteratorImpl::Close() {
 }
 
 void IteratorImpl::OnMove(uint64_t seq, std::string_view id, Tier from, uint64_t from_key, Tier to, uint64_t to_key) {
+  if (seq > max_seq_) return;  // written after this iterator began: never yielded
   bool yielded;
   if (skip_.count(seq)) {
     yielded = true;

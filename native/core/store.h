@@ -13,6 +13,8 @@
 // - Iterators yield, in 'all' mode, hot then warm then cold, and yield a
 //   record that stays unchanged for the iterator's whole life exactly once,
 //   whatever puts, deletes, moves, migrations and compactions happen meanwhile.
+//   Versions written after the iterator began (new records, upserts) are
+//   never yielded by it, so a loop that writes while it reads ends.
 //
 // Synchronization: every public method is thread-safe. One shared_mutex
 // guards the index and the hot and warm tiers (readers shared, writers
