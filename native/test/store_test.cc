@@ -237,7 +237,11 @@ void ExpectAllExact(Store* s, const std::vector<OwnedRecord>& recs) {
 }
 
 constexpr uint64_t kWarmHeaderPage = 4096;
-constexpr uint64_t kWarmBlockBytes = 192;  // 128-byte header + 8 floats, rounded up to 64
+// Warm block format version 3 (what new stores get): a 64-byte block header,
+// then the embedding; each var extent starts with a 20-byte prefix.
+constexpr uint64_t kWarmBlockHeader = 64;
+constexpr uint64_t kWarmBlockBytes = 128;  // 64-byte header + 8 floats, rounded up to 64
+constexpr uint64_t kWarmVarPrefix = 20;
 
 }  // namespace
 
@@ -245,11 +249,13 @@ TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
   std::mt19937 rng(21);
   std::vector<OwnedRecord> recs;
   for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
-  // Slot 0's embedding, or the first var extent's id bytes (slot 0's record):
-  // pages a power cut kept at an older state.
+  // Slot 0's embedding, or the first var extent's prefix (its id length,
+  // checked at open) or id bytes (slot 0's record): pages a power cut kept
+  // at an older state.
   const std::pair<const char*, uint64_t> damages[] = {
-      {"warm.blocks", kWarmHeaderPage + 0 * kWarmBlockBytes + 128 + 5},
+      {"warm.blocks", kWarmHeaderPage + 0 * kWarmBlockBytes + kWarmBlockHeader + 5},
       {"warm-var-1.dat", kWarmHeaderPage + 1},
+      {"warm-var-1.dat", kWarmHeaderPage + kWarmVarPrefix + 1},
   };
   for (const auto& [file, offset] : damages) {
     std::string dir = WarmCopiesStillInLog(std::string("store-torn-warm-") + file, recs, false);
@@ -278,7 +284,7 @@ TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
   std::mt19937 rng(22);
   std::vector<OwnedRecord> recs;
   for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
-  const uint64_t offset = kWarmHeaderPage + 128 + 5;  // slot 0's embedding
+  const uint64_t offset = kWarmHeaderPage + kWarmBlockHeader + 5;  // slot 0's embedding
   // After a crash, but the log was checkpointed (compact): the warm copy is
   // the only one, so its damage is reported, never papered over.
   {

@@ -27,6 +27,9 @@ namespace tierstore::warm_testing {
 // Test hook defined in warm_tier.cc: chunk sizes for files created/grown
 // from now on (0 = the 64 MiB default).
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes);
+// Test hook defined in warm_tier.cc: the block format version Create()
+// writes from now on (0 = the default, 3).
+void SetCreateVersion(uint32_t version);
 }  // namespace tierstore::warm_testing
 
 using tierstore::RecordView;
@@ -53,6 +56,28 @@ std::string NewDir(const std::string& name) {
   g_dirs.dirs.push_back(d);
   return d;
 }
+
+// The block format version the running case creates. TEST_BOTH_VERSIONS
+// registers a case twice, once per version, so the layout-sensitive cases
+// cover version 2 (still read and written) as well as version 3.
+uint32_t g_version = 3;
+struct VersionScope {
+  explicit VersionScope(uint32_t v) {
+    g_version = v;
+    tierstore::warm_testing::SetCreateVersion(v);
+  }
+  ~VersionScope() {
+    g_version = 3;
+    tierstore::warm_testing::SetCreateVersion(0);
+  }
+};
+
+// Registers name/v2 and name/v3.
+#define TEST_BOTH_VERSIONS(name)                                                         \
+  static void name();                                                                    \
+  static ::tstest::Registrar name##_v2_registrar(#name "/v2", [] { VersionScope v(2); name(); }); \
+  static ::tstest::Registrar name##_v3_registrar(#name "/v3", [] { VersionScope v(3); name(); }); \
+  static void name()
 
 struct ChunkOverride {
   ChunkOverride(uint64_t b, uint64_t v) { tierstore::warm_testing::SetChunkBytes(b, v); }
@@ -149,8 +174,21 @@ std::unique_ptr<WarmTier> NewTier(const std::string& dir, uint32_t dims) {
   return MustOpen(dir, dims);
 }
 
-// White-box layout knowledge (see warm_tier.cc).
-uint64_t BlockSize(uint32_t dims) { return (128 + 4 * uint64_t{dims} + 63) / 64 * 64; }
+// White-box layout knowledge (see warm_tier.cc), for the running version.
+uint64_t HeaderBytes() { return g_version == 2 ? 128 : 64; }  // = embedding offset
+uint64_t PrefixBytes() { return g_version == 2 ? 0 : 20; }    // of each var extent
+uint64_t BlockSize(uint32_t dims) { return (HeaderBytes() + 4 * uint64_t{dims} + 63) / 64 * 64; }
+// Blocks per chunk for a chunk-size target (as Create computes it).
+uint64_t BlocksPerChunk(uint32_t dims, uint64_t target) {
+  uint64_t bs = BlockSize(dims), a = bs, b = 4096;
+  while (b != 0) {
+    uint64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  uint64_t unit = 4096 / a;
+  return std::max<uint64_t>(unit, target / bs / unit * unit);
+}
 uint64_t BlockOffset(uint32_t dims, uint32_t slot) { return 4096 + slot * BlockSize(dims); }
 constexpr uint32_t kStateWriting = 0x54495257u;
 constexpr uint32_t kStateFreed = 0x45455246u;
@@ -301,7 +339,8 @@ void CheckScanRuns(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_
       ++live;
       const float norm = tierstore::warm_block::Norm(block), conf = tierstore::warm_block::Confidence(block);
       CHECK(BitEq(&norm, &it->second.norm, 4) && BitEq(&conf, &it->second.confidence, 4));
-      CHECK(BitEq(block + tierstore::warm_block::kEmbeddingOffset, it->second.emb.data(), 4 * dims));
+      CHECK_EQ(run.embedding_offset, HeaderBytes());
+      CHECK(BitEq(block + run.embedding_offset, it->second.emb.data(), 4 * dims));
     }
   }
   CHECK_EQ(live, expected.size());
@@ -346,13 +385,13 @@ void CheckAll(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_t dim
 
 uint64_t LiveBytes(const std::map<uint32_t, Rec>& m) {
   uint64_t n = 0;
-  for (const auto& [slot, r] : m) n += r.id.size() + r.content.size() + r.metadata.size();
+  for (const auto& [slot, r] : m) n += PrefixBytes() + r.id.size() + r.content.size() + r.metadata.size();
   return n;
 }
 
 }  // namespace
 
-TEST(RoundTripEveryFieldBitExact) {
+TEST_BOTH_VERSIONS(RoundTripEveryFieldBitExact) {
   for (uint32_t dims : {3u, 768u}) {
     std::string dir = NewDir("roundtrip");
     std::map<uint32_t, Rec> expected;
@@ -406,7 +445,7 @@ TEST(RoundTripEveryFieldBitExact) {
   }
 }
 
-TEST(InsertRejectsBadRecords) {
+TEST_BOTH_VERSIONS(InsertRejectsBadRecords) {
   std::string dir = NewDir("badrec");
   auto t = NewTier(dir, 4);
   ASSERT_TRUE(t != nullptr);
@@ -430,7 +469,7 @@ TEST(InsertRejectsBadRecords) {
   CHECK(!tierstore::PathExists(other + "/warm.blocks"));
 }
 
-TEST(ReopenRebuildsEverything) {
+TEST_BOTH_VERSIONS(ReopenRebuildsEverything) {
   const uint32_t dims = 16;
   std::string dir = NewDir("reopen");
   std::map<uint32_t, Rec> expected;
@@ -465,7 +504,7 @@ TEST(ReopenRebuildsEverything) {
 
 // The store's dimensions come from its manifest: a warm.blocks of other
 // dimensions is another store's file, not the user's DIMENSION_MISMATCH.
-TEST(ForeignDimensionsAreCorruption) {
+TEST_BOTH_VERSIONS(ForeignDimensionsAreCorruption) {
   std::string dir = NewDir("dims");
   {
     auto t = NewTier(dir, 3);
@@ -483,7 +522,7 @@ TEST(ForeignDimensionsAreCorruption) {
   CHECK(Snapshot(dir) == before);
 }
 
-TEST(FreeAndLowestSlotReuse) {
+TEST_BOTH_VERSIONS(FreeAndLowestSlotReuse) {
   const uint32_t dims = 8;
   std::string dir = NewDir("free");
   auto t = NewTier(dir, dims);
@@ -502,8 +541,8 @@ TEST(FreeAndLowestSlotReuse) {
   CHECK(!t->Read(4000000000u, false, &v).ok());
   CHECK_EQ(t->Stats().live_records, 8u);
   CHECK_EQ(t->Stats().var_live_bytes,
-           bytes_before - (recs[3].id.size() + recs[3].content.size() + recs[3].metadata.size()) -
-               (recs[7].id.size() + recs[7].content.size() + recs[7].metadata.size()));
+           bytes_before - (PrefixBytes() + recs[3].id.size() + recs[3].content.size() + recs[3].metadata.size()) -
+               (PrefixBytes() + recs[7].id.size() + recs[7].content.size() + recs[7].metadata.size()));
   recs.erase(3);
   recs.erase(7);
   uint32_t slot;
@@ -526,9 +565,10 @@ TEST(FreeAndLowestSlotReuse) {
   CheckAll(t.get(), recs, dims);
 }
 
-TEST(GrowthAcrossChunksKeepsPointersValid) {
+TEST_BOTH_VERSIONS(GrowthAcrossChunksKeepsPointersValid) {
   const uint32_t dims = 768;
-  ChunkOverride small(64 * 1024, 64 * 1024);  // 32 blocks of 3200 bytes per chunk; 64 KiB var chunks
+  ChunkOverride small(64 * 1024, 64 * 1024);  // v2: 32 blocks of 3200 bytes per chunk, v3: 64 of 3136; 64 KiB var chunks
+  const uint64_t bpc = BlocksPerChunk(dims, 64 * 1024);
   std::string dir = NewDir("growth");
   std::map<uint32_t, Rec> expected;
   {
@@ -555,9 +595,9 @@ TEST(GrowthAcrossChunksKeepsPointersValid) {
     expected.insert(after.begin(), after.end());
     auto st = t->Stats();
     CHECK(st.slots >= 341);
-    CHECK(st.slots / 32 >= 10);  // several block chunks
+    CHECK(st.slots / bpc >= 5);  // several block chunks
     CHECK(st.var_file_bytes > 10 * 64 * 1024);
-    CHECK_EQ(st.block_file_bytes, 4096 + (st.slots / 32) * 32 * 3200);
+    CHECK_EQ(st.block_file_bytes, 4096 + (st.slots / bpc) * bpc * BlockSize(dims));
     CHECK_EQ(st.block_file_bytes, FileSize(dir + "/warm.blocks"));
     // Earlier pointers still see the same bytes.
     CHECK(t->Embedding(0) == emb0);
@@ -577,7 +617,7 @@ TEST(GrowthAcrossChunksKeepsPointersValid) {
   CheckAll(t.get(), expected, dims);
 }
 
-TEST(CompactReclaimsAndPreserves) {
+TEST_BOTH_VERSIONS(CompactReclaimsAndPreserves) {
   const uint32_t dims = 32;
   std::string dir = NewDir("compact");
   std::map<uint32_t, Rec> expected;
@@ -638,7 +678,7 @@ TEST(CompactReclaimsAndPreserves) {
   CheckAll(t.get(), {{slot, r}}, dims);
 }
 
-TEST(UpdateAccessPersists) {
+TEST_BOTH_VERSIONS(UpdateAccessPersists) {
   const uint32_t dims = 5;
   std::string dir = NewDir("access");
   std::map<uint32_t, Rec> expected;
@@ -663,7 +703,7 @@ TEST(UpdateAccessPersists) {
   CheckAll(t.get(), expected, dims);
 }
 
-TEST(ReadOnlyMode) {
+TEST_BOTH_VERSIONS(ReadOnlyMode) {
   const uint32_t dims = 6;
   std::string dir = NewDir("ro");
   {
@@ -710,7 +750,7 @@ TEST(ReadOnlyMode) {
   CHECK(var_before == var_after);
 }
 
-TEST(TruncatedBlockFileIsCorruption) {
+TEST_BOTH_VERSIONS(TruncatedBlockFileIsCorruption) {
   const uint32_t dims = 768;
   std::string dir = NewDir("truncblocks");
   {
@@ -720,7 +760,7 @@ TEST(TruncatedBlockFileIsCorruption) {
   }
   std::string path = dir + "/warm.blocks";
   uint64_t size = FileSize(path);
-  for (uint64_t cut : {size - 1, size - 3200, uint64_t{4096} + 100, uint64_t{4000}, uint64_t{0}}) {
+  for (uint64_t cut : {size - 1, size - BlockSize(dims), uint64_t{4096} + 100, uint64_t{4000}, uint64_t{0}}) {
     TruncateTo(path, cut);
     for (bool ro : {false, true}) {
       std::unique_ptr<WarmTier> t;
@@ -731,7 +771,7 @@ TEST(TruncatedBlockFileIsCorruption) {
   }
 }
 
-TEST(DamagedHeaderPageIsCorruption) {
+TEST_BOTH_VERSIONS(DamagedHeaderPageIsCorruption) {
   std::string dir = NewDir("hdrpage");
   { auto t = NewTier(dir, 3); }
   std::string path = dir + "/warm.blocks";
@@ -760,7 +800,7 @@ TEST(DamagedHeaderPageIsCorruption) {
   CHECK(Contains(s.message(), "warm-var-"));
 }
 
-TEST(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
+TEST_BOTH_VERSIONS(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
   const uint32_t dims = 768;
   std::string dir = NewDir("flipheader");
   {
@@ -769,9 +809,13 @@ TEST(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
     InsertMany(t.get(), dims, 0, 5, 10);
   }
   std::string path = dir + "/warm.blocks";
-  // seq, created_at, id_len, content_len, data_crc, var offset, var gen,
-  // reserved bytes, and the state word.
-  for (uint64_t field : {8u, 17u, 40u, 45u, 64u, 72u, 80u, 110u, 0u, 4u}) {
+  // v2: seq, created_at, id_len, content_len, data_crc, var offset, var gen,
+  // reserved bytes, and the state word. v3: seq, created_at, the location
+  // word's offset and generation bytes (checked through key_crc),
+  // embedding_crc, confidence, activation, norm, and the state word.
+  const std::vector<uint64_t> v2_fields = {8, 17, 40, 45, 64, 72, 80, 110, 0, 4};
+  const std::vector<uint64_t> v3_fields = {8, 17, 40, 42, 44, 45, 47, 48, 53, 58, 63, 0, 4};
+  for (uint64_t field : g_version == 2 ? v2_fields : v3_fields) {
     uint64_t off = BlockOffset(dims, 2) + field;
     FlipByte(path, off);
     std::unique_ptr<WarmTier> t;
@@ -784,7 +828,7 @@ TEST(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
   CHECK(t != nullptr);
 }
 
-TEST(FlippedByteInContentIsCorruptionOnRead) {
+TEST_BOTH_VERSIONS(FlippedByteInContentIsCorruptionOnRead) {
   const uint32_t dims = 8;
   std::string dir = NewDir("flipcontent");
   std::map<uint32_t, Rec> recs;
@@ -795,7 +839,8 @@ TEST(FlippedByteInContentIsCorruptionOnRead) {
   }
   std::string var = OnlyVarFile(dir);
   // Record 1's extent follows record 0's.
-  uint64_t off = 4096 + recs[0].id.size() + recs[0].content.size() + recs[0].metadata.size() + recs[1].id.size() + 500;
+  uint64_t off = 4096 + PrefixBytes() + recs[0].id.size() + recs[0].content.size() + recs[0].metadata.size() +
+                 PrefixBytes() + recs[1].id.size() + 500;
   FlipByte(var, off);
   auto t = MustOpen(dir, dims);
   ASSERT_TRUE(t != nullptr);
@@ -807,7 +852,7 @@ TEST(FlippedByteInContentIsCorruptionOnRead) {
   CHECK_OK(t->Read(2, true, &v));
   // Embedding damage: only caught when asked to verify it.
   t.reset();
-  FlipByte(dir + "/warm.blocks", BlockOffset(dims, 2) + 128 + 5);
+  FlipByte(dir + "/warm.blocks", BlockOffset(dims, 2) + HeaderBytes() + 5);
   t = MustOpen(dir, dims);
   ASSERT_TRUE(t != nullptr);
   CHECK_OK(t->Read(2, false, &v));
@@ -818,7 +863,7 @@ TEST(FlippedByteInContentIsCorruptionOnRead) {
   // (access stats are not covered by design: they change in place.)
 }
 
-TEST(TruncatedOrMissingVarFileIsCorruption) {
+TEST_BOTH_VERSIONS(TruncatedOrMissingVarFileIsCorruption) {
   const uint32_t dims = 8;
   std::string dir = NewDir("truncvar");
   {
@@ -843,7 +888,7 @@ TEST(TruncatedOrMissingVarFileIsCorruption) {
   CHECK(Contains(s.message(), "warm-var-1.dat"));
 }
 
-TEST(BlockLeftWritingIsIgnored) {
+TEST_BOTH_VERSIONS(BlockLeftWritingIsIgnored) {
   const uint32_t dims = 768;
   std::string dir = NewDir("writing");
   std::map<uint32_t, Rec> recs;
@@ -881,7 +926,7 @@ TEST(BlockLeftWritingIsIgnored) {
   CheckAll(t.get(), recs, dims);
 }
 
-TEST(UnreferencedVarFilesAreRemoved) {
+TEST_BOTH_VERSIONS(UnreferencedVarFilesAreRemoved) {
   const uint32_t dims = 4;
   std::string dir = NewDir("unref");
   std::map<uint32_t, Rec> recs;
@@ -905,7 +950,7 @@ TEST(UnreferencedVarFilesAreRemoved) {
   CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-1.dat"});
 }
 
-TEST(CrashMidCompactionKeepsEveryRecord) {
+TEST_BOTH_VERSIONS(CrashMidCompactionKeepsEveryRecord) {
   // Simulate a compaction that repointed some blocks and crashed before
   // deleting the old generation: the blocks of a finished compaction are
   // combined with the blocks of the pre-compaction state.
@@ -953,7 +998,7 @@ TEST(CrashMidCompactionKeepsEveryRecord) {
   CheckAll(t.get(), recs, dims);
 }
 
-TEST(FullDiskIsIoErrorAndChangesNothing) {
+TEST_BOTH_VERSIONS(FullDiskIsIoErrorAndChangesNothing) {
   const uint32_t dims = 768;
   ChunkOverride chunks(2 << 20, 1 << 20);  // 640 blocks (2048000 bytes) per block chunk
   std::string dir = NewDir("fulldisk");
@@ -1006,7 +1051,7 @@ TEST(FullDiskIsIoErrorAndChangesNothing) {
 // Flips every byte of a live block's fixed part and of the var header, one at
 // a time, and truncates the var file at many sizes: every outcome must be OK
 // or CORRUPTION, never a crash (run under ASan/UBSan).
-TEST(DamageFuzzNeverCrashes) {
+TEST_BOTH_VERSIONS(DamageFuzzNeverCrashes) {
   const uint32_t dims = 3;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("fuzz");
@@ -1054,7 +1099,7 @@ TEST(DamageFuzzNeverCrashes) {
     }
   };
   for (uint32_t slot : {0u, 4u, 5u}) {
-    for (uint64_t i = 0; i < 128; ++i) {
+    for (uint64_t i = 0; i < HeaderBytes(); ++i) {
       for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xFF}}) {
         FlipByte(blocks, BlockOffset(dims, slot) + i, mask);
         exercise("block byte");
@@ -1075,7 +1120,7 @@ TEST(DamageFuzzNeverCrashes) {
     CHECK_OK(tierstore::File::Open(var, O_RDONLY, &f));
     CHECK_OK(f.ReadAt(0, prefix.data(), prefix.size()));
   }
-  for (uint64_t cut = 0; cut < 4096 + 6 * 720; cut += 97) {
+  for (uint64_t cut = 0; cut < 4096 + 6 * (720 + PrefixBytes()); cut += 97) {
     TruncateTo(var, cut);
     exercise("var truncation");
     TruncateTo(var, var_size);
@@ -1090,7 +1135,7 @@ TEST(DamageFuzzNeverCrashes) {
 
 // The slots ever used form a prefix [0, mark); the mark is in the header and
 // survives reopen; freed slots below it are reused first.
-TEST(HighWaterMarkTracksSlotsEverUsed) {
+TEST_BOTH_VERSIONS(HighWaterMarkTracksSlotsEverUsed) {
   const uint32_t dims = 8;
   std::string dir = NewDir("mark");
   std::string blocks = dir + "/warm.blocks";
@@ -1141,8 +1186,8 @@ TEST(HighWaterMarkTracksSlotsEverUsed) {
 
 // The fuzzer's case: after a crash the Store cannot check record counts, so
 // a zeroed page of blocks must not read as never-written free slots.
-TEST(ZeroedBlocksBelowMarkAreCorruption) {
-  const uint32_t dims = 3;  // 192-byte blocks: ~21 per 4 KiB page
+TEST_BOTH_VERSIONS(ZeroedBlocksBelowMarkAreCorruption) {
+  const uint32_t dims = 3;  // v2: 192-byte blocks, ~21 per 4 KiB page; v3: 128-byte blocks, 32
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("zeroed");
   std::string blocks = dir + "/warm.blocks";
@@ -1233,7 +1278,7 @@ TEST(ZeroedBlocksBelowMarkAreCorruption) {
 // A SIGKILL between publishing a block and raising the mark leaves a live
 // block at the mark; likewise a block left "writing" there. Both are accepted,
 // and FinishOpen raises the mark over them.
-TEST(BlockAboveMarkFromCrashWindowIsAccepted) {
+TEST_BOTH_VERSIONS(BlockAboveMarkFromCrashWindowIsAccepted) {
   const uint32_t dims = 16;
   std::string dir = NewDir("abovemark");
   std::string blocks = dir + "/warm.blocks";
@@ -1298,28 +1343,30 @@ TEST(BlockAboveMarkFromCrashWindowIsAccepted) {
 }
 
 // Before the mark, a file cut by exactly one chunk lost its records silently.
-TEST(BlockFileCutByWholeChunksIsCorruption) {
-  const uint32_t dims = 8;  // 192-byte blocks, 320 per 64 KiB-target chunk
+TEST_BOTH_VERSIONS(BlockFileCutByWholeChunksIsCorruption) {
+  const uint32_t dims = 8;  // v2: 192-byte blocks, 320 per 64 KiB-target chunk; v3: 128-byte, 512
   ChunkOverride small(64 * 1024, 64 * 1024);
+  const uint64_t bpc = BlocksPerChunk(dims, 64 * 1024);
+  const uint64_t n = bpc + 80;  // into the second chunk
   std::string dir = NewDir("cutchunk");
   std::string blocks = dir + "/warm.blocks";
   {
     auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
-    InsertMany(t.get(), dims, 0, 400, 10);
-    CHECK(t->Stats().slots == 640u);
+    InsertMany(t.get(), dims, 0, n, 10);
+    CHECK(t->Stats().slots == 2 * bpc);
   }
-  TruncateTo(blocks, 4096 + 320 * 192);
+  TruncateTo(blocks, 4096 + bpc * BlockSize(dims));
   for (bool ro : {true, false}) {
     std::unique_ptr<WarmTier> t;
     Status s = WarmTier::Open(dir, dims, ro, &t);
     CHECK_EQ(s.code(), StatusCode::kCorruption);
     CHECK(Contains(s.message(), blocks));
-    CHECK(Contains(s.message(), "400"));
+    CHECK(Contains(s.message(), std::to_string(n)));
   }
 }
 
-TEST(OldFormatVersionIsCorruption) {
+TEST_BOTH_VERSIONS(OldFormatVersionIsCorruption) {
   std::string dir = NewDir("v1");
   { auto t = NewTier(dir, 4); }
   std::string blocks = dir + "/warm.blocks";
@@ -1337,7 +1384,7 @@ TEST(OldFormatVersionIsCorruption) {
   CHECK(Contains(s.message(), "warm.blocks: unsupported format version 1"));
 }
 
-TEST(CreateThenOpenNewTier) {
+TEST_BOTH_VERSIONS(CreateThenOpenNewTier) {
   const uint32_t dims = 5;
   std::string dir = NewDir("create") + "/sub";  // Create makes the directory
   std::string blocks = dir + "/warm.blocks";
@@ -1411,7 +1458,7 @@ std::map<uint32_t, Rec> CrashedTier(const std::string& dir, uint32_t dims) {
 
 // Open never changes a file, whether it succeeds or fails; Insert, Free,
 // Compact and UpdateAccess wait for FinishOpen.
-TEST(OpenHasNoSideEffects) {
+TEST_BOTH_VERSIONS(OpenHasNoSideEffects) {
   const uint32_t dims = 8;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("noeffects");
@@ -1461,7 +1508,7 @@ TEST(OpenHasNoSideEffects) {
   CHECK(Snapshot(empty) == before);
 }
 
-TEST(FinishOpenDoesTheDeferredWork) {
+TEST_BOTH_VERSIONS(FinishOpenDoesTheDeferredWork) {
   const uint32_t dims = 8;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("finish");
