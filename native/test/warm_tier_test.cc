@@ -1567,3 +1567,360 @@ TEST_BOTH_VERSIONS(FinishOpenDoesTheDeferredWork) {
     CHECK_EQ(VarFiles(reuse), std::vector<std::string>{"warm-var-1.dat"});
   }
 }
+
+namespace {
+
+// Offset in the var file of the extent of `slot`, for records inserted in
+// slot order into one var chunk (extents are back to back).
+uint64_t ExtentOffset(const std::map<uint32_t, Rec>& recs, uint32_t slot) {
+  uint64_t off = 4096;
+  for (const auto& [s, r] : recs) {
+    if (s == slot) break;
+    off += PrefixBytes() + r.id.size() + r.content.size() + r.metadata.size();
+  }
+  return off;
+}
+
+void WriteU64(const std::string& path, uint64_t off, uint64_t v) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  if (fd < 0 || ::pwrite(fd, &v, 8, static_cast<off_t>(off)) != 8) tstest::Fail(__FILE__, __LINE__, "WriteU64");
+  if (fd >= 0) ::close(fd);
+}
+
+uint64_t ReadU64(const std::string& path, uint64_t off) {
+  uint64_t v = 0;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0 || ::pread(fd, &v, 8, static_cast<off_t>(off)) != 8) tstest::Fail(__FILE__, __LINE__, "ReadU64");
+  if (fd >= 0) ::close(fd);
+  return v;
+}
+
+// Rewrites header fields [8,28) of warm.blocks and fixes its checksum.
+void RewriteBlocksHeader(const std::string& blocks, uint32_t version, uint32_t embedding_offset) {
+  WriteU32(blocks, 8, version);
+  WriteU32(blocks, 24, embedding_offset);
+  std::string h(28, '\0');
+  tierstore::File f;
+  CHECK_OK(tierstore::File::Open(blocks, O_RDONLY, &f));
+  CHECK_OK(f.ReadAt(0, h.data(), h.size()));
+  WriteU32(blocks, 28, tierstore::Crc32c(h));
+}
+
+}  // namespace
+
+// Version 3: the extent prefix. Damage to a length, key_crc or the id is
+// CORRUPTION at open (key_crc); damage to data_crc (or content) at Read.
+// After a crash, a damaged extent of a block whose record has another copy
+// goes to the TornCopyPolicy instead, and can then be freed.
+TEST(V3FlippedPrefixByteIsCorruption) {
+  const uint32_t dims = 8;
+  struct Damage {
+    const char* what;
+    uint64_t at;  // within slot 1's extent
+    bool at_open;
+  };
+  const Damage damages[] = {
+      {"id_len", 0, true},       {"id_len high byte", 3, true}, {"content_len", 4, true},
+      {"metadata_len", 8, true}, {"key_crc", 12, true},         {"id byte", 21, true},
+      {"data_crc", 16, false},   {"content byte", 20 + 10 + 5, false},
+  };
+  int n = 0;
+  for (const Damage& d : damages) {
+    const std::string what = std::string(d.what) + ": ";
+    std::string dir = NewDir("v3prefix-" + std::to_string(n++));
+    std::map<uint32_t, Rec> recs;
+    {
+      auto t = NewTier(dir, dims);
+      ASSERT_TRUE(t != nullptr);
+      recs = InsertMany(t.get(), dims, 0, 4, 100);
+    }
+    CHECK_EQ(ReadU32(dir + "/warm.blocks", 8), 3u);
+    const std::string var = OnlyVarFile(dir);
+    FlipByte(var, ExtentOffset(recs, 1) + d.at, 0x01);
+    for (bool ro : {true, false}) {
+      std::unique_ptr<WarmTier> t;
+      Status s = WarmTier::Open(dir, dims, ro, &t);
+      if (d.at_open) {
+        if (s.code() != StatusCode::kCorruption || !Contains(s.message(), "warm-var-1.dat") ||
+            !Contains(s.message(), "slot 1 ")) {
+          tstest::Fail(__FILE__, __LINE__, what + s.ToString());
+        }
+        continue;
+      }
+      if (!s.ok()) {
+        tstest::Fail(__FILE__, __LINE__, what + s.ToString());
+        continue;
+      }
+      RecordView v;
+      Status rs = t->Read(1, false, &v);
+      if (rs.code() != StatusCode::kCorruption || !Contains(rs.message(), "warm-var-1.dat")) {
+        tstest::Fail(__FILE__, __LINE__, what + rs.ToString());
+      }
+      CHECK_OK(t->Read(0, true, &v));
+      CHECK_OK(t->Read(2, true, &v));
+    }
+    // After a crash: the same unless another copy vouches for the record;
+    // then everything is verified, the damaged copy goes to on_torn, and
+    // freeing it keeps the byte counts right.
+    for (bool vouched : {false, true}) {
+      DirSnapshot before = Snapshot(dir);
+      std::unique_ptr<WarmTier> t;
+      ASSERT_OK(WarmTier::Open(dir, dims, false, /*after_crash=*/true, &t));
+      CHECK(Snapshot(dir) == before);
+      std::vector<uint32_t> torn_slots, seen;
+      WarmTier::TornCopyPolicy policy{[&](uint64_t seq) { return vouched && seq == recs[1].seq; },
+                                      [&](uint32_t slot) { torn_slots.push_back(slot); }};
+      Status fs = t->ForEachLive(
+          [&](uint32_t slot, const RecordView&) -> Status {
+            seen.push_back(slot);
+            return Status::OK();
+          },
+          &policy);
+      if (!vouched) {
+        // As at a clean open: the prefix is checked here, data_crc by Read.
+        if (d.at_open ? fs.code() != StatusCode::kCorruption : !fs.ok()) {
+          tstest::Fail(__FILE__, __LINE__, what + fs.ToString());
+        }
+        continue;
+      }
+      CHECK_OK(fs);
+      CHECK(torn_slots == std::vector<uint32_t>{1});
+      CHECK((seen == std::vector<uint32_t>{0, 2, 3}));
+      ASSERT_OK(t->FinishOpen());
+      ASSERT_OK(t->Free(1));
+      std::map<uint32_t, Rec> rest = recs;
+      rest.erase(1);
+      CheckAll(t.get(), rest, dims);
+      CHECK_EQ(t->Stats().var_live_bytes, LiveBytes(rest));
+      uint64_t reclaimed = 0;
+      ASSERT_OK(t->Compact(&reclaimed));
+      CheckAll(t.get(), rest, dims);
+      t.reset();
+      t = MustOpen(dir, dims);
+      ASSERT_TRUE(t != nullptr);
+      CheckAll(t.get(), rest, dims);
+    }
+  }
+}
+
+// Version 3 compaction repoints block by block: a crash may leave any mix
+// of blocks on the old and the new generation; every record survives.
+TEST(V3TornCompactionAnyMixReopensIntact) {
+  const uint32_t dims = 8;
+  std::string dir = NewDir("v3torn");
+  std::map<uint32_t, Rec> recs;
+  std::string blocks_before, var1;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    recs = InsertMany(t.get(), dims, 0, 30, 200);
+    for (uint32_t s = 0; s < 30; s += 3) {
+      ASSERT_OK(t->Free(s));
+      recs.erase(s);
+    }
+    ASSERT_OK(t->Sync());
+    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_before));
+    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm-var-1.dat", &var1));
+    uint64_t reclaimed;
+    ASSERT_OK(t->Compact(&reclaimed));
+  }
+  std::string blocks_after;
+  CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_after));
+  ASSERT_TRUE(blocks_after.size() == blocks_before.size());
+  // Only the location words differ, and they point at generation 2 now.
+  for (uint32_t slot = 0; slot < 30; ++slot) {
+    const uint64_t b = BlockOffset(dims, slot);
+    CHECK(blocks_before.compare(b, 40, blocks_after, b, 40) == 0);
+    CHECK(blocks_before.compare(b + 48, BlockSize(dims) - 48, blocks_after, b + 48, BlockSize(dims) - 48) == 0);
+    if (recs.count(slot)) {
+      uint64_t loc;
+      std::memcpy(&loc, blocks_after.data() + b + 40, 8);
+      CHECK_EQ(loc >> 40, 2u);
+    }
+  }
+  // Odd live slots on the new generation, even ones still on the old.
+  std::string mixed = blocks_after;
+  for (uint32_t slot = 0; slot < 30; slot += 2) {
+    const uint64_t b = BlockOffset(dims, slot);
+    mixed.replace(b + 40, 8, blocks_before, b + 40, 8);
+  }
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm.blocks", mixed));
+  CHECK_OK(tierstore::AtomicWriteFile(dir + "/warm-var-1.dat", var1));
+  {
+    auto t = MustOpen(dir, dims, true);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+    CHECK_EQ(t->Stats().var_live_bytes, LiveBytes(recs));
+  }
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+    CHECK_EQ(VarFiles(dir), (std::vector<std::string>{"warm-var-1.dat", "warm-var-2.dat"}));
+    auto more = InsertMany(t.get(), dims, 100, 5, 50);  // appended to generation 2
+    recs.insert(more.begin(), more.end());
+    CheckAll(t.get(), recs, dims);
+  }
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+    uint64_t reclaimed;
+    ASSERT_OK(t->Compact(&reclaimed));
+    CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-3.dat"});
+    CHECK_EQ(t->Stats().var_live_bytes, LiveBytes(recs));
+  }
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
+}
+
+// A version-2 store (created through the hook) stays version 2 under the
+// default (version-3) code: insert, free, compact and reopen round-trip
+// exactly, and new stores are version 3.
+TEST(V2StoreKeepsWorkingAsV2) {
+  const uint32_t dims = 16;
+  std::string dir = NewDir("v2compat");
+  const std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs;
+  {
+    VersionScope v2(2);
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    recs = InsertMany(t.get(), dims, 0, 20, 300);
+    ASSERT_OK(t->Free(4));
+    recs.erase(4);
+  }
+  // From here on the code runs with its defaults (Create would write version
+  // 3); the test's layout knowledge (CheckAll) follows the file's version.
+  VersionScope layout(2);
+  tierstore::warm_testing::SetCreateVersion(0);
+  CHECK_EQ(ReadU32(blocks, 8), 2u);
+  CHECK_EQ(ReadU32(blocks, 24), 128u);
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    std::vector<tierstore::WarmRun> runs;
+    t->ScanRuns(&runs);
+    ASSERT_TRUE(!runs.empty());
+    CHECK_EQ(runs[0].embedding_offset, 128u);
+    CHECK_EQ(runs[0].block_size, (128u + 4 * dims + 63) / 64 * 64);
+    auto more = InsertMany(t.get(), dims, 100, 10, 50);
+    recs.insert(more.begin(), more.end());
+    for (uint32_t s : {0u, 7u, 21u}) {
+      ASSERT_OK(t->Free(s));
+      recs.erase(s);
+    }
+    uint64_t live = 0;
+    for (const auto& [slot, r] : recs) live += r.id.size() + r.content.size() + r.metadata.size();
+    CHECK_EQ(t->Stats().var_live_bytes, live);  // no prefixes in version 2
+    uint64_t reclaimed = 0;
+    ASSERT_OK(t->Compact(&reclaimed));
+    CHECK(reclaimed > 0);
+    CHECK_EQ(t->Stats().var_live_bytes, live);
+    recs[0] = MakeRec(dims, 500, 70);
+    uint32_t slot = 99;
+    ASSERT_OK(t->Insert(recs[0].View(), &slot));
+    CHECK_EQ(slot, 0u);
+    CheckAll(t.get(), recs, dims);
+  }
+  CHECK_EQ(ReadU32(blocks, 8), 2u);  // never converted
+  {
+    auto t = MustOpen(dir, dims, true);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+  }
+  std::string fresh = NewDir("v2compat-new");
+  ASSERT_OK(WarmTier::Create(fresh, dims));
+  CHECK_EQ(ReadU32(fresh + "/warm.blocks", 8), 3u);
+  CHECK_EQ(ReadU32(fresh + "/warm.blocks", 24), 64u);
+}
+
+// The header's version and embedding offset must agree (2 with 128, 3 with
+// 64), even when its checksum is intact.
+TEST(VersionAndEmbeddingOffsetMustAgree) {
+  const uint32_t dims = 4;
+  for (uint32_t version : {2u, 3u}) {
+    std::string dir = NewDir("verpair" + std::to_string(version));
+    std::map<uint32_t, Rec> recs;
+    {
+      VersionScope v(version);
+      auto t = NewTier(dir, dims);
+      ASSERT_TRUE(t != nullptr);
+      recs = InsertMany(t.get(), dims, 0, 3, 10);
+    }
+    const std::string blocks = dir + "/warm.blocks";
+    const uint32_t other = version == 2 ? 3 : 2;
+    for (auto [v, off] : {std::pair<uint32_t, uint32_t>{version, version == 2 ? 64u : 128u}, {other, version == 2 ? 128u : 64u},
+                          {other, version == 2 ? 64u : 128u}}) {
+      RewriteBlocksHeader(blocks, v, off);
+      for (bool ro : {true, false}) {
+        std::unique_ptr<WarmTier> t;
+        Status s = WarmTier::Open(dir, dims, ro, &t);
+        if (s.code() != StatusCode::kCorruption || !Contains(s.message(), "warm.blocks")) {
+          tstest::Fail(__FILE__, __LINE__, "version " + std::to_string(v) + " offset " + std::to_string(off) + ": " + s.ToString());
+        }
+      }
+    }
+    RewriteBlocksHeader(blocks, version, version == 2 ? 128 : 64);
+    VersionScope v(version);
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+  }
+}
+
+// Version 3 generations have 24 bits: past 2^24-1 compaction wraps to the
+// smallest generation not in use. A liveB state is never written in v3.
+TEST(V3GenerationsWrapAndLiveBIsCorruption) {
+  const uint32_t dims = 4;
+  std::string dir = NewDir("v3wrap");
+  const std::string blocks = dir + "/warm.blocks";
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    recs = InsertMany(t.get(), dims, 0, 6, 30);
+  }
+  // Move everything to the last generation: rename the file, fix its
+  // header's generation, repoint every block.
+  const uint32_t last = (1u << 24) - 1;
+  const std::string var_last = dir + "/warm-var-" + std::to_string(last) + ".dat";
+  CHECK_OK(tierstore::RenameFile(dir + "/warm-var-1.dat", var_last));
+  WriteU32(var_last, 12, last);
+  {
+    std::string h(20, '\0');
+    tierstore::File f;
+    CHECK_OK(tierstore::File::Open(var_last, O_RDONLY, &f));
+    CHECK_OK(f.ReadAt(0, h.data(), h.size()));
+    WriteU32(var_last, 20, tierstore::Crc32c(h));
+  }
+  for (const auto& [slot, r] : recs) {
+    uint64_t loc = ReadU64(blocks, BlockOffset(dims, slot) + 40);
+    WriteU64(blocks, BlockOffset(dims, slot) + 40, (loc & ((uint64_t{1} << 40) - 1)) | (uint64_t{last} << 40));
+  }
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+    ASSERT_OK(t->Free(2));
+    recs.erase(2);
+    uint64_t reclaimed;
+    ASSERT_OK(t->Compact(&reclaimed));
+    CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-1.dat"});
+    CheckAll(t.get(), recs, dims);
+    ASSERT_OK(t->Compact(&reclaimed));
+    CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-2.dat"});
+  }
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+  }
+  // liveB in a v3 block: CORRUPTION at open.
+  WriteU32(blocks, BlockOffset(dims, 3), 0x42564C4Cu);
+  std::unique_ptr<WarmTier> t;
+  Status s = WarmTier::Open(dir, dims, true, &t);
+  CHECK_EQ(s.code(), StatusCode::kCorruption);
+  CHECK(Contains(s.message(), "slot 3"));
+}
