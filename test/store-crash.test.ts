@@ -286,14 +286,15 @@ describe('a warm copy torn by a crash while the log still holds the record', () 
     expect(ready, `child got ready: ${child.stderr}`).toBe(true);
     await child.kill('SIGKILL');
     expect(JSON.parse(child.lines.find((x) => x.startsWith('READY '))!.slice(6))).toEqual({ hot: 2, warm: 10, cold: 0, total: 12 });
-    // Slot 0's embedding (a 4096-byte header page, then 192-byte blocks whose
-    // embedding starts at byte 128) as if its page never reached the disk.
+    // Slot 0's embedding (a 4096-byte header page, then blocks whose
+    // embedding starts at byte 64 in block format version 3) as if its page
+    // never reached the disk.
     const blocks = path.join(p, 'warm.blocks');
     const fd = fs.openSync(blocks, 'r+');
     const byte = Buffer.alloc(1);
-    fs.readSync(fd, byte, 0, 1, 4096 + 128 + 3);
+    fs.readSync(fd, byte, 0, 1, 4096 + 64 + 3);
     byte[0] ^= 0xff;
-    fs.writeSync(fd, byte, 0, 1, 4096 + 128 + 3);
+    fs.writeSync(fd, byte, 0, 1, 4096 + 64 + 3);
     fs.closeSync(fd);
 
     const s = scratch.open(p);

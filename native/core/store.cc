@@ -1603,14 +1603,14 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
             // reused first) and then skipped.
             const size_t stride = r.warm.block_size;
             const uint8_t* first_block = r.warm.base + from * stride;
-            DotRowsStrided(unit.data(), first_block + warm_block::kEmbeddingOffset, stride, to - from, dims_, dots);
+            DotRowsStrided(unit.data(), first_block + r.warm.embedding_offset, stride, to - from, dims_, dots);
             for (size_t i = from; i < to; ++i) {
               const uint8_t* block = r.warm.base + i * stride;
               const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
               if (!warm_block::IsLive(block) || Masked(Tier::kWarm, slot)) continue;
               if (options.has_min_confidence && !(warm_block::Confidence(block) >= options.min_confidence)) continue;
               offer(dots[i - from], warm_block::Norm(block),
-                    reinterpret_cast<const float*>(block + warm_block::kEmbeddingOffset), Loc::Warm(slot));
+                    reinterpret_cast<const float*>(block + r.warm.embedding_offset), Loc::Warm(slot));
             }
             break;
           }

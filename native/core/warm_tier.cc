@@ -6,11 +6,12 @@
 // warm.blocks
 //   [0, 4096)   header page:
 //               0  "TSWARMBK" magic
-//               8  u32 version (2)
+//               8  u32 version (2 or 3: the block format below)
 //               12 u32 dimensions
 //               16 u32 block_size
 //               20 u32 blocks_per_chunk
-//               24 u32 embedding_offset
+//               24 u32 embedding_offset (128 for version 2, 64 for 3;
+//                  any other pairing is CORRUPTION)
 //               28 u32 crc32c of bytes [0, 28)  (the fixed header)
 //               32 u32 high-water mark: slots ever used
 //               36 u32 crc32c of bytes [32, 36)
@@ -37,7 +38,7 @@
 //   of 4096 and of the page size at creation). Each chunk is mapped by its own
 //   region. The file size must be exactly 4096 + k * chunk_bytes.
 //
-// Block (block_size = round_up(128 + 4 * dimensions, 64) bytes):
+// Block, version 2 (block_size = round_up(128 + 4 * dimensions, 64) bytes):
 //   0   u32 state           never written (0) / freed / writing / liveA / liveB
 //                            (0 only at or above the high-water mark)
 //   4   u32 header_crc      crc32c of [8,24) + [40,72) + [104,128)
@@ -64,6 +65,45 @@
 //   liveB uses loc[1]: Compact writes the new location into the inactive loc
 //   and then flips the state with one aligned 4-byte store, so a crash leaves
 //   every block pointing at the old or the new (complete) var file.
+//   The var extent of a version-2 block is the bare id, content, metadata.
+//
+// Block, version 3 (block_size = round_up(64 + 4 * dimensions, 64) bytes):
+//   0   u32 state           as in version 2, but only liveA is ever written
+//                            (liveB in a version-3 file is CORRUPTION)
+//   4   u32 header_crc      crc32c of [8,24) + [48,64)
+//   8   u64 seq
+//   16  f64 created_at
+//   24  f64 last_access_at  updated in place, not covered by header_crc
+//   32  f64 access_count    updated in place, not covered by header_crc
+//   40  u64 loc             var offset in the low 40 bits, var generation in
+//                            the high 24; not covered by header_crc (key_crc
+//                            checks it): Compact rewrites it in place with
+//                            one aligned 8-byte store
+//   48  u32 embedding_crc   crc32c of the embedding bytes
+//   52  f32 confidence
+//   56  f32 activation
+//   60  f32 norm
+//   64  embedding, dimensions float32 (64-byte aligned)
+//
+//   Var extent, version 3: a 20-byte prefix, then id, content, metadata:
+//   0   u32 id_len
+//   4   u32 content_len
+//   8   u32 metadata_len
+//   12  u32 key_crc         crc32c of prefix [0,12) + id + the block's seq
+//                            (8 bytes): verified at open for every live
+//                            block, so damage to a length, the id or the
+//                            block's location is found there
+//   16  u32 data_crc        crc32c of id+content+metadata, then block bytes
+//                            [8,24) and [48,64) (binds the extent to its
+//                            block's scalars); verified by Read
+//   Nothing in an extent depends on where it lies, so Compact copies extents
+//   verbatim to generation gen+1, syncs it, then repoints each block with one
+//   aligned 8-byte store of loc: a crash leaves every block on the old or the
+//   new (complete) file, and open accepts blocks spread over several
+//   generations. Offsets must fit 40 bits (the var file refuses to grow past
+//   1 TiB) and generations 24 bits (past 2^24-1 they wrap to the smallest
+//   generation >= 1 not in use).
+//   Overhead per record: 64 - 32 bytes of scalars + 20 = 52 bytes (v2: 96).
 //
 // warm-var-<gen>.dat
 //   [0, 4096)   header page: "TSWARMVR" magic, u32 version, u32 gen,
@@ -97,16 +137,20 @@ namespace tierstore {
 namespace warm_testing {
 std::atomic<uint64_t> g_block_chunk_bytes{0};
 std::atomic<uint64_t> g_var_chunk_bytes{0};
+std::atomic<uint32_t> g_create_version{0};
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes) {
   g_block_chunk_bytes.store(block_chunk_bytes);
   g_var_chunk_bytes.store(var_chunk_bytes);
 }
+// The block format version Create() writes (2 or 3); 0 = the default (3).
+void SetCreateVersion(uint32_t version) { g_create_version.store(version); }
 }  // namespace warm_testing
 
 namespace {
 
 constexpr uint64_t kHeaderPage = 4096;
-constexpr uint32_t kBlocksFormatVersion = 2;  // 2: the high-water mark
+constexpr uint32_t kBlocksV2 = 2;  // the high-water mark, 128-byte block header
+constexpr uint32_t kBlocksV3 = 3;  // 64-byte block header, lengths in the var prefix
 constexpr uint32_t kVarFormatVersion = 1;
 constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
 constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
@@ -118,24 +162,41 @@ constexpr uint32_t kStateWriting = 0x54495257u;  // "WRIT"
 constexpr uint32_t kStateLiveA = warm_block::kStateLiveA;
 constexpr uint32_t kStateLiveB = warm_block::kStateLiveB;
 
-constexpr size_t kBlockHeaderBytes = warm_block::kEmbeddingOffset;
+// Fields at the same offset in both versions.
 constexpr size_t kOffState = warm_block::kStateOffset;
 constexpr size_t kOffHeaderCrc = 4;
 constexpr size_t kOffSeq = 8;
 constexpr size_t kOffCreatedAt = 16;
 constexpr size_t kOffLastAccess = 24;
 constexpr size_t kOffAccessCount = 32;
-constexpr size_t kOffIdLen = 40;
-constexpr size_t kOffContentLen = 44;
-constexpr size_t kOffMetadataLen = 48;
 constexpr size_t kOffConfidence = warm_block::kConfidenceOffset;
 constexpr size_t kOffActivation = 56;
 constexpr size_t kOffNorm = warm_block::kNormOffset;
+
+// Version 2 only.
+constexpr size_t kV2HeaderBytes = 128;
+constexpr size_t kOffIdLen = 40;
+constexpr size_t kOffContentLen = 44;
+constexpr size_t kOffMetadataLen = 48;
 constexpr size_t kOffDataCrc = 64;
 constexpr size_t kOffEmbeddingCrc = 68;
 constexpr size_t kOffLoc0 = 72;
 constexpr size_t kLocBytes = 16;  // u64 offset, u32 gen, u32 crc
 constexpr size_t kOffReserved = 104;
+
+// Version 3 only.
+constexpr size_t kV3HeaderBytes = 64;
+constexpr size_t kV3OffLoc = 40;           // u64: offset (low 40 bits), generation (high 24)
+constexpr size_t kV3OffEmbeddingCrc = 48;
+constexpr size_t kV3PrefixBytes = 20;      // var extent prefix
+constexpr size_t kPrefixKeyCrc = 12;
+constexpr size_t kPrefixDataCrc = 16;
+constexpr unsigned kV3OffsetBits = 40;
+constexpr uint64_t kV3MaxOffset = (uint64_t{1} << kV3OffsetBits) - 1;
+constexpr uint32_t kV3MaxGen = (uint32_t{1} << 24) - 1;
+
+static_assert(kV3HeaderBytes % 64 == 0 && kV2HeaderBytes % 64 == 0, "embeddings are 64-byte aligned");
+static_assert(kV3OffLoc % 8 == 0, "loc is stored by one aligned 8-byte store");
 
 // Header page fields (see the format above).
 constexpr size_t kOffHeaderFixedCrc = 28;
@@ -191,16 +252,37 @@ uint64_t Gcd(uint64_t a, uint64_t b) {
   return a;
 }
 
-uint32_t BlockSizeFor(uint32_t dims) {
-  return static_cast<uint32_t>(RoundUp(kBlockHeaderBytes + uint64_t{4} * dims, 64));
+size_t HeaderBytesFor(uint32_t version) { return version == kBlocksV2 ? kV2HeaderBytes : kV3HeaderBytes; }
+
+uint32_t BlockSizeFor(uint32_t version, uint32_t dims) {
+  return static_cast<uint32_t>(RoundUp(HeaderBytesFor(version) + uint64_t{4} * dims, 64));
 }
 
 uint32_t ComputeHeaderCrc(const uint8_t* h) {
   uint32_t c = Crc32cExtend(0, h + kOffSeq, kOffLastAccess - kOffSeq);
   c = Crc32cExtend(c, h + kOffIdLen, kOffLoc0 - kOffIdLen);
-  c = Crc32cExtend(c, h + kOffReserved, kBlockHeaderBytes - kOffReserved);
+  c = Crc32cExtend(c, h + kOffReserved, kV2HeaderBytes - kOffReserved);
   return c;
 }
+
+// Version 3: the block's fixed fields, [8,24) and [48,64). data_crc extends
+// the crc of the var bytes with exactly these, too.
+uint32_t ExtendV3Fixed(uint32_t c, const uint8_t* h) {
+  c = Crc32cExtend(c, h + kOffSeq, kOffLastAccess - kOffSeq);
+  c = Crc32cExtend(c, h + kV3OffEmbeddingCrc, kV3HeaderBytes - kV3OffEmbeddingCrc);
+  return c;
+}
+
+// Version 3: prefix [0,12), the id, then the block's seq.
+uint32_t ComputeKeyCrc(const uint8_t* prefix, const uint8_t* id, uint32_t id_len, uint64_t seq) {
+  uint8_t s[8];
+  std::memcpy(s, &seq, 8);
+  uint32_t c = Crc32cExtend(0, prefix, kPrefixKeyCrc);
+  c = Crc32cExtend(c, id, id_len);
+  return Crc32cExtend(c, s, 8);
+}
+
+uint64_t PackLoc(uint32_t gen, uint64_t off) { return off | (uint64_t{gen} << kV3OffsetBits); }
 
 uint32_t ComputeLocCrc(uint32_t header_crc, const uint8_t* loc) { return Crc32cExtend(header_crc, loc, 12); }
 
@@ -232,15 +314,15 @@ bool ParseVarFileName(const std::string& name, uint32_t* gen) {
   return true;
 }
 
-std::string BlocksHeaderPage(uint32_t dims, uint32_t block_size, uint32_t bpc) {
+std::string BlocksHeaderPage(uint32_t version, uint32_t dims, uint32_t block_size, uint32_t bpc) {
   std::string page(kHeaderPage, '\0');
   auto* p = reinterpret_cast<uint8_t*>(page.data());
   std::memcpy(p, kBlocksMagic, 8);
-  Store<uint32_t>(p + 8, kBlocksFormatVersion);
+  Store<uint32_t>(p + 8, version);
   Store<uint32_t>(p + 12, dims);
   Store<uint32_t>(p + 16, block_size);
   Store<uint32_t>(p + 20, bpc);
-  Store<uint32_t>(p + 24, static_cast<uint32_t>(kBlockHeaderBytes));
+  Store<uint32_t>(p + 24, static_cast<uint32_t>(HeaderBytesFor(version)));
   Store<uint32_t>(p + kOffHeaderFixedCrc, Crc32c(p, kOffHeaderFixedCrc));
   Store<uint64_t>(p + kOffMark, PackMark(0));
   Store<uint64_t>(p + kOffCovered, PackMark(0));
@@ -320,15 +402,20 @@ struct VarFile {
   uint64_t tail = kHeaderPage;  // next free byte (current generation only)
 };
 
-// A live block's decoded fixed fields.
+// A live block's decoded fields. ParseLive fills those in the block; the
+// lengths and data_crc of a version-3 block come from its var prefix
+// (ParseExtent).
 struct Parsed {
   uint32_t state = 0;
   uint64_t seq = 0;
   uint32_t id_len = 0, content_len = 0, metadata_len = 0;
   uint32_t data_crc = 0, embedding_crc = 0;
   uint32_t var_gen = 0;
-  uint64_t var_offset = 0;
+  uint64_t var_offset = 0;  // start of the extent (version 3: of its prefix)
+  uint64_t prefix = 0;      // bytes of prefix before id (0 in version 2)
+  const uint8_t* bytes = nullptr;  // id, content, metadata (set by ParseExtent)
   uint64_t var_len() const { return uint64_t{id_len} + content_len + metadata_len; }
+  uint64_t extent_len() const { return prefix + var_len(); }
 };
 
 class WarmTierImpl final : public WarmTier {
@@ -338,8 +425,7 @@ class WarmTierImpl final : public WarmTier {
         blocks_path_(JoinPath(dir_, WarmTier::kBlockFileName)),
         dims_(dims),
         read_only_(read_only),
-        after_crash_(after_crash),
-        block_size_(BlockSizeFor(dims)) {}
+        after_crash_(after_crash) {}
 
   Status OpenFiles();
   Status FinishOpen() override;
@@ -354,12 +440,13 @@ class WarmTierImpl final : public WarmTier {
       Parsed p;
       TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
       if (torn != nullptr && torn->source_survives(p.seq)) {
-        if (!FillView(slot, b, p, &v).ok() || !VerifyChecksums(slot, b, p, v, true).ok()) {
+        // Everything, the version-3 prefix included (FillView checks it).
+        if (!FillView(slot, b, &p, &v).ok() || !VerifyChecksums(slot, b, p, v, true).ok()) {
           torn->on_torn(slot);
           continue;
         }
       } else {
-        TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+        TS_RETURN_IF_ERROR(FillView(slot, b, &p, &v));
       }
       TS_RETURN_IF_ERROR(fn(slot, v));
     }
@@ -375,7 +462,7 @@ class WarmTierImpl final : public WarmTier {
     Parsed p;
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
     RecordView v;
-    TS_RETURN_IF_ERROR(FillView(slot, b, p, &v));
+    TS_RETURN_IF_ERROR(FillView(slot, b, &p, &v));
     TS_RETURN_IF_ERROR(VerifyChecksums(slot, b, p, v, verify_embedding));
     *out = v;
     return Status::OK();
@@ -384,8 +471,8 @@ class WarmTierImpl final : public WarmTier {
   // data_crc always, embedding_crc when asked, of a block FillView read.
   Status VerifyChecksums(uint32_t slot, const uint8_t* b, const Parsed& p, const RecordView& v,
                          bool verify_embedding) const {
-    uint32_t c = Crc32cExtend(0, v.id.data(), p.var_len());
-    c = ExtendDataCrc(c, b);
+    uint32_t c = Crc32cExtend(0, p.bytes, p.var_len());
+    c = version_ == kBlocksV2 ? ExtendDataCrc(c, b) : ExtendV3Fixed(c, b);
     if (c != p.data_crc) {
       return Status::Corruption(VarPath(p.var_gen) + ": data checksum mismatch for slot " + std::to_string(slot) +
                                 " of " + blocks_path_ + " (id, content, metadata or scalars damaged)");
@@ -398,7 +485,7 @@ class WarmTierImpl final : public WarmTier {
 
   const float* Embedding(uint32_t slot) const override {
     if (slot >= SlotLimit()) return nullptr;
-    return reinterpret_cast<const float*>(BlockPtr(slot) + kBlockHeaderBytes);
+    return reinterpret_cast<const float*>(BlockPtr(slot) + hdr_bytes_);
   }
 
   WarmScalars Scalars(uint32_t slot) const override {
@@ -428,6 +515,7 @@ class WarmTierImpl final : public WarmTier {
       run.first_slot = static_cast<uint32_t>(first);
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
+      run.embedding_offset = hdr_bytes_;
       out->push_back(run);
     }
   }
@@ -437,8 +525,8 @@ class WarmTierImpl final : public WarmTier {
     if (!finished_) return NotFinished("Free");
     if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
     uint8_t* b = BlockPtr(slot);
-    uint64_t n = uint64_t{Load<uint32_t>(b + kOffIdLen)} + Load<uint32_t>(b + kOffContentLen) +
-                 Load<uint32_t>(b + kOffMetadataLen);
+    uint64_t n = CountedExtentBytes(slot, b);
+    unverified_.erase(slot);
     PublishState(b, kStateFreed);
     MarkBlockDirty(slot);
     SetFree(slot, true);
@@ -534,9 +622,25 @@ class WarmTierImpl final : public WarmTier {
 
   // Decodes and verifies a live block's fixed fields (header_crc, lengths,
   // the active location's crc). Touches only the block's own bytes.
+  // Version 3: the block holds no lengths; ParseExtent reads them.
   Status ParseLive(uint32_t slot, const uint8_t* b, Parsed* p) const {
     p->state = LoadState(b);
     if (!IsLiveState(p->state)) return Status::Corruption(SlotCorruption(slot, "block is not live"));
+    if (version_ == kBlocksV3) {
+      if (p->state != kStateLiveA) return Status::Corruption(SlotCorruption(slot, "state liveB in a version-3 block"));
+      if (ExtendV3Fixed(0, b) != Load<uint32_t>(b + kOffHeaderCrc)) {
+        return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
+      }
+      p->seq = Load<uint64_t>(b + kOffSeq);
+      p->embedding_crc = Load<uint32_t>(b + kV3OffEmbeddingCrc);
+      const uint64_t loc = LoadLoc(b);
+      p->var_offset = loc & kV3MaxOffset;
+      p->var_gen = static_cast<uint32_t>(loc >> kV3OffsetBits);
+      p->prefix = kV3PrefixBytes;
+      if (p->var_gen == 0) return Status::Corruption(SlotCorruption(slot, "var location names generation 0"));
+      if (p->var_offset < kHeaderPage) return Status::Corruption(SlotCorruption(slot, "var offset inside the header page"));
+      return Status::OK();
+    }
     uint32_t hcrc = Load<uint32_t>(b + kOffHeaderCrc);
     if (ComputeHeaderCrc(b) != hcrc) return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
     p->seq = Load<uint64_t>(b + kOffSeq);
@@ -581,23 +685,77 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
-  Status FillView(uint32_t slot, const uint8_t* b, const Parsed& p, RecordView* v) const {
+  // The location word of a version-3 block: Compact changes it in place.
+  static uint64_t LoadLoc(const uint8_t* b) {
+    return __atomic_load_n(reinterpret_cast<const uint64_t*>(b + kV3OffLoc), __ATOMIC_ACQUIRE);
+  }
+
+  // Resolves a parsed block's var extent into p->bytes. Version 3: reads
+  // the lengths and data_crc from the prefix and verifies key_crc (which
+  // also catches a damaged location). Never reads outside a mapping.
+  Status ParseExtent(uint32_t slot, Parsed* p) const {
+    auto where = [&](const Status& s) {
+      return Status::Corruption(s.message() + " (slot " + std::to_string(slot) + " of " + blocks_path_ + ")");
+    };
     const uint8_t* var = nullptr;
-    uint64_t n = p.var_len();
-    Status s = ResolveVar(p.var_gen, p.var_offset, n, &var);
-    if (!s.ok()) return Status::Corruption(s.message() + " (slot " + std::to_string(slot) + " of " + blocks_path_ + ")");
-    const char* c = reinterpret_cast<const char*>(var);
-    v->id = std::string_view(c, p.id_len);
-    v->content = std::string_view(c + p.id_len, p.content_len);
-    v->metadata = std::string_view(c + p.id_len + p.content_len, p.metadata_len);
-    v->embedding = reinterpret_cast<const float*>(b + kBlockHeaderBytes);
+    if (version_ == kBlocksV2) {
+      Status s = ResolveVar(p->var_gen, p->var_offset, p->var_len(), &var);
+      if (!s.ok()) return where(s);
+      p->bytes = var;
+      return Status::OK();
+    }
+    Status s = ResolveVar(p->var_gen, p->var_offset, kV3PrefixBytes, &var);
+    if (!s.ok()) return where(s);
+    p->id_len = Load<uint32_t>(var);
+    p->content_len = Load<uint32_t>(var + 4);
+    p->metadata_len = Load<uint32_t>(var + 8);
+    p->data_crc = Load<uint32_t>(var + kPrefixDataCrc);
+    if (p->id_len == 0 || p->id_len > kMaxIdBytes || p->content_len > kMaxContentBytes ||
+        p->metadata_len > kMaxMetadataBytes) {
+      return Status::Corruption(VarPath(p->var_gen) + ": impossible id/content/metadata length in the extent of slot " +
+                                std::to_string(slot) + " of " + blocks_path_);
+    }
+    s = ResolveVar(p->var_gen, p->var_offset, p->extent_len(), &var);
+    if (!s.ok()) return where(s);
+    if (ComputeKeyCrc(var, var + kV3PrefixBytes, p->id_len, p->seq) != Load<uint32_t>(var + kPrefixKeyCrc)) {
+      return Status::Corruption(VarPath(p->var_gen) + ": key checksum mismatch for slot " + std::to_string(slot) +
+                                " of " + blocks_path_ + " (its lengths, id or location damaged)");
+    }
+    p->bytes = var + kV3PrefixBytes;
+    return Status::OK();
+  }
+
+  // The var bytes a live slot adds to var_live_bytes_ (for Free): in
+  // version 3 read from its prefix, through the mapping; 0 for a slot whose
+  // extent did not verify at open (it was never counted).
+  uint64_t CountedExtentBytes(uint32_t slot, const uint8_t* b) const {
+    if (version_ == kBlocksV2) {
+      return uint64_t{Load<uint32_t>(b + kOffIdLen)} + Load<uint32_t>(b + kOffContentLen) +
+             Load<uint32_t>(b + kOffMetadataLen);
+    }
+    if (unverified_.count(slot)) return 0;
+    const uint64_t loc = LoadLoc(b);
+    const uint8_t* pre = nullptr;
+    if (!ResolveVar(static_cast<uint32_t>(loc >> kV3OffsetBits), loc & kV3MaxOffset, kV3PrefixBytes, &pre).ok()) return 0;
+    return kV3PrefixBytes + uint64_t{Load<uint32_t>(pre)} + Load<uint32_t>(pre + 4) + Load<uint32_t>(pre + 8);
+  }
+
+  uint32_t MaxGen() const { return version_ == kBlocksV3 ? kV3MaxGen : std::numeric_limits<uint32_t>::max(); }
+
+  Status FillView(uint32_t slot, const uint8_t* b, Parsed* p, RecordView* v) const {
+    TS_RETURN_IF_ERROR(ParseExtent(slot, p));
+    const char* c = reinterpret_cast<const char*>(p->bytes);
+    v->id = std::string_view(c, p->id_len);
+    v->content = std::string_view(c + p->id_len, p->content_len);
+    v->metadata = std::string_view(c + p->id_len + p->content_len, p->metadata_len);
+    v->embedding = reinterpret_cast<const float*>(b + hdr_bytes_);
     v->norm = Load<float>(b + kOffNorm);
     v->confidence = Load<float>(b + kOffConfidence);
     v->activation = Load<float>(b + kOffActivation);
     v->created_at = Load<double>(b + kOffCreatedAt);
     v->last_access_at = Load<double>(b + kOffLastAccess);
     v->access_count = Load<double>(b + kOffAccessCount);
-    v->seq = p.seq;
+    v->seq = p->seq;
     return Status::OK();
   }
 
@@ -660,6 +818,7 @@ class WarmTierImpl final : public WarmTier {
       const Region& last = vf.regions.back();
       uint64_t end = last.file_off + last.len;
       if (vf.tail >= last.file_off && vf.tail <= end && n <= end - vf.tail) {
+        if (version_ == kBlocksV3 && vf.tail > kV3MaxOffset) return VarFull(vf);
         *off = vf.tail;
         *ptr = last.base + (vf.tail - last.file_off);
         return Status::OK();
@@ -670,6 +829,8 @@ class WarmTierImpl final : public WarmTier {
     if (chunk == 0) chunk = kDefaultChunkBytes;
     chunk = std::max(RoundUp(chunk, page), RoundUp(std::max<uint64_t>(n, 1), page));
     uint64_t start = RoundUp(vf.size, page);
+    // Refuse rather than let a version-3 location wrap.
+    if (version_ == kBlocksV3 && start + chunk - 1 > kV3MaxOffset) return VarFull(vf);
     TS_RETURN_IF_ERROR(GrowFile(&vf.file, vf.size, start + chunk));
     Region r;
     Status s = MapRange(vf.file, start, chunk, MapMode::kShared, &r);
@@ -685,6 +846,11 @@ class WarmTierImpl final : public WarmTier {
     *off = start;
     *ptr = vf.regions.back().base;
     return Status::OK();
+  }
+
+  Status VarFull(const VarFile& vf) const {
+    return Status::IoError(vf.path + ": the warm var file would grow past 2^40 bytes, the most a version-3 block "
+                           "can address; compact() the store to reclaim freed space");
   }
 
   Status CreateVarFile(uint32_t gen, VarFile* vf) {
@@ -730,7 +896,9 @@ class WarmTierImpl final : public WarmTier {
   uint32_t dims_;
   bool read_only_;
   bool after_crash_;  // the store was not closed cleanly: see the covered mark
-  uint32_t block_size_;
+  uint32_t version_ = 0;     // block format (2 or 3), from the header page
+  uint32_t hdr_bytes_ = 0;   // block header bytes = embedding offset (128 or 64)
+  uint32_t block_size_ = 0;
   uint32_t bpc_ = 1;
   File blocks_;
   Region header_;        // the header page, mapped for writable tiers only
@@ -753,6 +921,10 @@ class WarmTierImpl final : public WarmTier {
   uint32_t cur_gen_ = 0;  // 0 = no var file (read-only, nothing live)
   uint64_t live_ = 0;
   uint64_t var_live_bytes_ = 0;
+  // Version 3, after a crash: live slots whose var extent did not verify at
+  // open (not counted in var_live_bytes_); ForEachLive hands them to
+  // TornCopyPolicy or reports them.
+  std::set<uint32_t> unverified_;
 };
 
 Status WarmTierImpl::OpenFiles() {
@@ -774,7 +946,7 @@ Status WarmTierImpl::OpenFiles() {
     return Status::Corruption(blocks_path_ + ": header checksum mismatch");
   }
   uint32_t version = Load<uint32_t>(h + 8);
-  if (version != kBlocksFormatVersion) {
+  if (version != kBlocksV2 && version != kBlocksV3) {
     return Status::Corruption(blocks_path_ + ": unsupported format version " + std::to_string(version));
   }
   uint32_t file_dims = Load<uint32_t>(h + 12);
@@ -788,7 +960,14 @@ Status WarmTierImpl::OpenFiles() {
   uint32_t bpc = Load<uint32_t>(h + 20);
   uint32_t emb_off = Load<uint32_t>(h + 24);
   uint64_t chunk_bytes = uint64_t{bpc} * bs;
-  if (bs != block_size_ || emb_off != kBlockHeaderBytes || bpc == 0 || chunk_bytes % kHeaderPage != 0) {
+  if (emb_off != HeaderBytesFor(version)) {
+    return Status::Corruption(blocks_path_ + ": embedding offset " + std::to_string(emb_off) +
+                              " does not match format version " + std::to_string(version));
+  }
+  version_ = version;
+  hdr_bytes_ = static_cast<uint32_t>(HeaderBytesFor(version));
+  block_size_ = BlockSizeFor(version, dims_);
+  if (bs != block_size_ || bpc == 0 || chunk_bytes % kHeaderPage != 0) {
     return Status::Corruption(blocks_path_ + ": inconsistent block geometry in the header");
   }
   uint32_t mark = 0;
@@ -859,7 +1038,7 @@ Status WarmTierImpl::OpenFiles() {
       SetFree(slot, true);
       continue;
     }
-    if (!IsLiveState(state)) {
+    if (!IsLiveState(state) || (version_ == kBlocksV3 && state != kStateLiveA)) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "0x%08x", state);
       return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
@@ -867,12 +1046,15 @@ Status WarmTierImpl::OpenFiles() {
     // A live block at/above the mark: killed between publishing and raising.
     Parsed p;
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-    uint64_t end = p.var_offset + p.var_len();
-    if (end < p.var_offset) return Status::Corruption(SlotCorruption(slot, "var extent overflows"));
     uint64_t& e = gen_end[p.var_gen];
-    e = std::max(e, end);
+    if (version_ == kBlocksV2) {
+      // Version 3 learns extent ends from the var prefixes, below.
+      uint64_t end = p.var_offset + p.var_len();
+      if (end < p.var_offset) return Status::Corruption(SlotCorruption(slot, "var extent overflows"));
+      e = std::max(e, end);
+      var_live_bytes_ += p.var_len();
+    }
     ++live_;
-    var_live_bytes_ += p.var_len();
     scan_limit_ = slot + 1;
   }
   scan_limit_ = std::max(scan_limit_, mark_);
@@ -899,6 +1081,28 @@ Status WarmTierImpl::OpenFiles() {
     vf.tail = std::max<uint64_t>(end, kHeaderPage);
     var_files_.emplace(gen, std::move(vf));
   }
+  if (version_ == kBlocksV3) {
+    // Every referenced var file is open: verify each live block's extent
+    // prefix (key_crc) and learn the extent ends and live bytes from it.
+    for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+      const uint8_t* b = BlockPtr(slot);
+      if (LoadState(b) != kStateLiveA) continue;
+      Parsed p;
+      TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+      Status s = ParseExtent(slot, &p);
+      if (!s.ok()) {
+        // After a crash this may be an extent a power cut kept from the
+        // disk while its block got there: ForEachLive decides, with the
+        // caller's TornCopyPolicy. Otherwise it is damage.
+        if (!after_crash_) return s;
+        unverified_.insert(slot);
+        continue;
+      }
+      VarFile& vf = var_files_.at(p.var_gen);
+      vf.tail = std::max(vf.tail, p.var_offset + p.extent_len());
+      var_live_bytes_ += p.extent_len();
+    }
+  }
   if (!gen_end.empty()) cur_gen_ = gen_end.rbegin()->first;
   if (read_only_) return Status::OK();  // nothing to defer: a reader never writes
 
@@ -907,14 +1111,16 @@ Status WarmTierImpl::OpenFiles() {
     // FinishOpen starts a new generation.
     uint32_t gen = *existing.rbegin();
     VarFile vf;
-    if (OpenVarFile(gen, &vf).ok()) {
+    if (gen <= MaxGen() && OpenVarFile(gen, &vf).ok()) {
       var_files_.emplace(gen, std::move(vf));
       cur_gen_ = gen;
     }
   }
   if (cur_gen_ == 0) {
     new_gen_ = existing.empty() ? 1 : *existing.rbegin() + 1;
-    if (new_gen_ == 0) new_gen_ = 1;  // wrapped; every existing file is unreferenced and removed first
+    // Wrapped (u32, or version 3's 24 bits): every existing file is
+    // unreferenced and removed first.
+    if (new_gen_ == 0 || new_gen_ > MaxGen()) new_gen_ = 1;
   }
   for (uint32_t gen : existing) {
     if (!var_files_.count(gen)) pending_remove_.push_back(VarPath(gen));
@@ -980,10 +1186,11 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   }
   if (rec.embedding == nullptr) return Status::InvalidArgument("record has no embedding");
 
-  uint64_t n = uint64_t{rec.id.size()} + rec.content.size() + rec.metadata.size();
+  const uint64_t n = uint64_t{rec.id.size()} + rec.content.size() + rec.metadata.size();
+  const uint64_t prefix = version_ == kBlocksV3 ? kV3PrefixBytes : 0;
   uint64_t var_off = 0;
   uint8_t* var = nullptr;
-  TS_RETURN_IF_ERROR(ReserveVar(n, &var_off, &var));
+  TS_RETURN_IF_ERROR(ReserveVar(prefix + n, &var_off, &var));
   uint32_t slot = 0;
   if (!LowestFree(&slot)) {
     TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/true));
@@ -991,35 +1198,48 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
     if (!LowestFree(&slot)) return Status::IoError(blocks_path_ + ": no free slot after growth");
   }
   // Nothing can fail from here on.
-  std::memcpy(var, rec.id.data(), rec.id.size());
-  if (!rec.content.empty()) std::memcpy(var + rec.id.size(), rec.content.data(), rec.content.size());
+  uint8_t* bytes = var + prefix;
+  std::memcpy(bytes, rec.id.data(), rec.id.size());
+  if (!rec.content.empty()) std::memcpy(bytes + rec.id.size(), rec.content.data(), rec.content.size());
   if (!rec.metadata.empty()) {
-    std::memcpy(var + rec.id.size() + rec.content.size(), rec.metadata.data(), rec.metadata.size());
+    std::memcpy(bytes + rec.id.size() + rec.content.size(), rec.metadata.data(), rec.metadata.size());
   }
 
-  uint8_t h[kBlockHeaderBytes] = {};
+  uint8_t h[kV2HeaderBytes] = {};  // the larger header
   Store<uint64_t>(h + kOffSeq, rec.seq);
   Store<double>(h + kOffCreatedAt, rec.created_at);
   Store<double>(h + kOffLastAccess, rec.last_access_at);
   Store<double>(h + kOffAccessCount, rec.access_count);
-  Store<uint32_t>(h + kOffIdLen, static_cast<uint32_t>(rec.id.size()));
-  Store<uint32_t>(h + kOffContentLen, static_cast<uint32_t>(rec.content.size()));
-  Store<uint32_t>(h + kOffMetadataLen, static_cast<uint32_t>(rec.metadata.size()));
   Store<float>(h + kOffConfidence, rec.confidence);
   Store<float>(h + kOffActivation, rec.activation);
   Store<float>(h + kOffNorm, rec.norm);
-  Store<uint32_t>(h + kOffDataCrc, ExtendDataCrc(Crc32cExtend(0, var, n), h));
-  Store<uint32_t>(h + kOffEmbeddingCrc, Crc32c(rec.embedding, uint64_t{4} * dims_));
-  uint32_t hcrc = ComputeHeaderCrc(h);
-  Store<uint32_t>(h + kOffHeaderCrc, hcrc);
-  Store<uint64_t>(h + kOffLoc0, var_off);
-  Store<uint32_t>(h + kOffLoc0 + 8, cur_gen_);
-  Store<uint32_t>(h + kOffLoc0 + 12, ComputeLocCrc(hcrc, h + kOffLoc0));
+  const uint32_t embedding_crc = Crc32c(rec.embedding, uint64_t{4} * dims_);
+  if (version_ == kBlocksV2) {
+    Store<uint32_t>(h + kOffIdLen, static_cast<uint32_t>(rec.id.size()));
+    Store<uint32_t>(h + kOffContentLen, static_cast<uint32_t>(rec.content.size()));
+    Store<uint32_t>(h + kOffMetadataLen, static_cast<uint32_t>(rec.metadata.size()));
+    Store<uint32_t>(h + kOffDataCrc, ExtendDataCrc(Crc32cExtend(0, bytes, n), h));
+    Store<uint32_t>(h + kOffEmbeddingCrc, embedding_crc);
+    uint32_t hcrc = ComputeHeaderCrc(h);
+    Store<uint32_t>(h + kOffHeaderCrc, hcrc);
+    Store<uint64_t>(h + kOffLoc0, var_off);
+    Store<uint32_t>(h + kOffLoc0 + 8, cur_gen_);
+    Store<uint32_t>(h + kOffLoc0 + 12, ComputeLocCrc(hcrc, h + kOffLoc0));
+  } else {
+    Store<uint64_t>(h + kV3OffLoc, PackLoc(cur_gen_, var_off));
+    Store<uint32_t>(h + kV3OffEmbeddingCrc, embedding_crc);
+    Store<uint32_t>(h + kOffHeaderCrc, ExtendV3Fixed(0, h));
+    Store<uint32_t>(var, static_cast<uint32_t>(rec.id.size()));
+    Store<uint32_t>(var + 4, static_cast<uint32_t>(rec.content.size()));
+    Store<uint32_t>(var + 8, static_cast<uint32_t>(rec.metadata.size()));
+    Store<uint32_t>(var + kPrefixKeyCrc, ComputeKeyCrc(var, bytes, static_cast<uint32_t>(rec.id.size()), rec.seq));
+    Store<uint32_t>(var + kPrefixDataCrc, ExtendV3Fixed(Crc32cExtend(0, bytes, n), h));
+  }
 
   uint8_t* b = BlockPtr(slot);
   PublishState(b, kStateWriting);
-  std::memcpy(b + 4, h + 4, kBlockHeaderBytes - 4);
-  std::memcpy(b + kBlockHeaderBytes, rec.embedding, uint64_t{4} * dims_);
+  std::memcpy(b + 4, h + 4, hdr_bytes_ - 4);
+  std::memcpy(b + hdr_bytes_, rec.embedding, uint64_t{4} * dims_);
   PublishState(b, kStateLiveA);
   // Only now (block complete and published) may the mark cover the slot.
   // Lowest-free allocation means every slot below `slot` is live, so the
@@ -1028,12 +1248,12 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   scan_limit_ = std::max(scan_limit_, slot + 1);
 
   VarFile& vf = var_files_.at(cur_gen_);
-  vf.tail = var_off + n;
+  vf.tail = var_off + prefix + n;
   vf.regions.back().dirty = true;
   MarkBlockDirty(slot);
   SetFree(slot, false);
   ++live_;
-  var_live_bytes_ += n;
+  var_live_bytes_ += prefix + n;
   *slot_out = slot;
   return Status::OK();
 }
@@ -1043,7 +1263,16 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   if (!finished_) return NotFinished("Compact");
   *bytes_reclaimed = 0;
   uint32_t new_gen = var_files_.empty() ? 1 : var_files_.rbegin()->first + 1;
+  if (version_ == kBlocksV3 && new_gen > kV3MaxGen) {
+    // 24 bits of generation: wrap to the smallest one not in use (every
+    // generation in use is in var_files_; unreferenced files were removed).
+    new_gen = 1;
+    while (var_files_.count(new_gen)) ++new_gen;
+  }
   if (new_gen == 0) return Status::IoError(dir_ + ": warm var file generations exhausted");
+  if (version_ == kBlocksV3 && kHeaderPage + var_live_bytes_ - 1 > kV3MaxOffset) {
+    return Status::IoError(dir_ + ": live warm var bytes exceed what a version-3 location can address (2^40)");
+  }
 
   // 1. Write the new generation with every live extent, and make it durable.
   struct Move {
@@ -1083,13 +1312,13 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
       if (!IsLiveState(LoadState(b))) continue;
       Parsed p;
       s = ParseLive(slot, b, &p);
+      if (s.ok()) s = ParseExtent(slot, &p);
       if (!s.ok()) return fail(s);
-      uint64_t n = p.var_len();
-      const uint8_t* src = nullptr;
-      s = ResolveVar(p.var_gen, p.var_offset, n, &src);
-      if (!s.ok()) return fail(s);
+      // The whole extent, version 3's prefix included: nothing in it
+      // depends on where it lies.
+      uint64_t n = p.extent_len();
       if (cursor + n > total) return fail(Status::Corruption(blocks_path_ + ": live byte count changed during compaction"));
-      std::memcpy(dst + cursor, src, n);
+      std::memcpy(dst + cursor, p.bytes - p.prefix, n);
       moves.push_back({slot, kHeaderPage + cursor});
       cursor += n;
     }
@@ -1102,9 +1331,10 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
     if (!s.ok()) return fail(s);
   }
 
-  // 2. Repoint each block: write the inactive location, then flip the state
-  //    with one aligned store. A crash leaves each block on the old or the
-  //    new (complete, synced) file.
+  // 2. Repoint each block with one aligned store (version 2: write the
+  //    inactive location, then flip the state; version 3: the location
+  //    word). A crash leaves each block on the old or the new (complete,
+  //    synced) file.
   std::vector<uint32_t> old_gens;
   uint64_t old_bytes = 0;
   for (const auto& [gen, vf] : var_files_) {
@@ -1116,6 +1346,11 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   cur_gen_ = new_gen;
   for (const Move& m : moves) {
     uint8_t* b = BlockPtr(m.slot);
+    if (version_ == kBlocksV3) {
+      __atomic_store_n(reinterpret_cast<uint64_t*>(b + kV3OffLoc), PackLoc(new_gen, m.off), __ATOMIC_RELEASE);
+      MarkBlockDirty(m.slot);
+      continue;
+    }
     uint32_t state = LoadState(b);
     uint32_t next = state == kStateLiveA ? kStateLiveB : kStateLiveA;
     uint8_t* loc = b + kOffLoc0 + (next == kStateLiveB ? kLocBytes : 0);
@@ -1156,14 +1391,19 @@ Status WarmTier::Create(const std::string& dir, uint32_t dimensions) {
   if (PathExists(path)) {
     return Status::InvalidArgument(path + " already exists; WarmTier::Create is for a new store only");
   }
+  uint32_t version = warm_testing::g_create_version.load();
+  if (version == 0) version = kBlocksV3;
+  if (version != kBlocksV2 && version != kBlocksV3) {
+    return Status::InvalidArgument("warm block format version " + std::to_string(version) + " cannot be created");
+  }
   TS_RETURN_IF_ERROR(CreateDirectories(dir));
-  uint32_t block_size = BlockSizeFor(dimensions);
+  uint32_t block_size = BlockSizeFor(version, dimensions);
   uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
   uint64_t unit = page / Gcd(block_size, page);  // blocks per page-multiple
   uint64_t target = warm_testing::g_block_chunk_bytes.load();
   if (target == 0) target = kDefaultChunkBytes;
   uint64_t bpc = std::max<uint64_t>(unit, target / block_size / unit * unit);
-  return AtomicWriteFile(path, BlocksHeaderPage(dimensions, block_size, static_cast<uint32_t>(bpc)));
+  return AtomicWriteFile(path, BlocksHeaderPage(version, dimensions, block_size, static_cast<uint32_t>(bpc)));
 }
 
 Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<WarmTier>* out) {

@@ -5,16 +5,23 @@
 //   warm.blocks      a 4096-byte header page, then fixed-size blocks, one per
 //                    record slot. A block holds the scalars, the sequence
 //                    number, the (var file generation, offset) of the record's
-//                    id/content/metadata bytes, their lengths, checksums, and
-//                    the embedding (float32, 64-byte aligned within the block).
-//                    The header page also holds the high-water mark: the
-//                    number of slots ever used. Every slot below it has been
-//                    written at least once, so its state is never the zero
-//                    "never written" value; a zero state there means the block
-//                    was destroyed (e.g. a zeroed page) and is CORRUPTION.
+//                    id/content/metadata bytes, checksums, and the embedding
+//                    (float32, 64-byte aligned within the block). The header
+//                    page also holds the format version and the high-water
+//                    mark: the number of slots ever used. Every slot below it
+//                    has been written at least once, so its state is never
+//                    the zero "never written" value; a zero state there means
+//                    the block was destroyed (e.g. a zeroed page) and is
+//                    CORRUPTION.
 //   warm-var-<gen>.dat  the variable-length section (a header page, then
 //                    record extents back to back). compact() writes generation
 //                    gen+1, repoints the blocks, then deletes generation gen.
+//
+// Two block formats (details in warm_tier.cc): version 2 (128-byte block
+// header; lengths in the block, two A/B var locations) and version 3 (64-byte
+// block header; lengths in a 20-byte prefix of the var extent, one location
+// word). Create() writes version 3; a version-2 store stays version 2 for its
+// whole life (opened, read, inserted into, freed and compacted as version 2).
 //
 // Guarantees:
 // - Open has no side effects: it reads and maps the files and reports every
@@ -26,41 +33,54 @@
 //   FinishOpen(). A new store's warm.blocks is written by Create().
 // - Growth: files grow in fixed chunks, each mapped by its own MappedRegion;
 //   a mapping is never moved or unmapped while the tier is open, so every
-//   pointer handed out stays valid until Close()/destruction — except that
+//   pointer handed out stays valid until Close()/destruction -- except that
 //   var bytes of a slot are invalid after Free(slot) is followed by reuse of
-//   the slot, or after Compact() (callers hold the store's exclusive lock
-//   across both, so no reader holds such pointers then).
+//   the slot, or after Compact() (which also rewrites the location word of
+//   every live version-3 block in place); callers hold the store's
+//   exclusive lock across both, so no reader holds such pointers then.
 // - Crash safety: Insert writes the var bytes and the whole block with state
 //   "writing", then publishes it by one aligned 4-byte store of state "live",
 //   then (for a slot at/above the high-water mark) raises the mark by one
 //   aligned 8-byte store into the header page. Free is one aligned store of
-//   state "free". A SIGKILL at any point leaves every block either
-//   free/writing (ignored on open) or live and complete; a live block just
-//   above the mark (killed between publish and raise) is accepted. Every
-//   acknowledged insert is below the mark. Open reads no block past the
-//   first never-written one at or above the mark (nothing past it was ever
-//   written), so a large, mostly empty file costs no page cache. Against power loss the ordering
-//   holds only after Sync() (chunks are msync'd before the header page);
-//   a block written since may reach the disk as zeros while the raised mark
-//   does, which an open after a crash excuses at or above the covered mark
-//   (see CoverAll); and a block above the mark may reach it while the mark
-//   does not, which is ignored when a never-written block precedes it (its
-//   record has a copy elsewhere: the mark covers a block before the Store
-//   drops another copy).
+//   state "free". Compact repoints a block by one aligned store (version 2:
+//   the state selecting the other location; version 3: the 8-byte location
+//   word) after the new var file is durable. A SIGKILL at any point leaves
+//   every block either free/writing (ignored on open) or live and complete,
+//   on the old or the new var file; a live block just above the mark
+//   (killed between publish and raise) is accepted. Every acknowledged
+//   insert is below the mark. Open reads no block past the first
+//   never-written one at or above the mark (nothing past it was ever
+//   written), so a large, mostly empty file costs no page cache. Against
+//   power loss the ordering holds only after Sync() (chunks are msync'd
+//   before the header page); a block written since may reach the disk as
+//   zeros while the raised mark does, which an open after a crash excuses
+//   at or above the covered mark (see CoverAll), and its var extent may be
+//   lost, which ForEachLive hands to TornCopyPolicy when the record has
+//   another copy; and a block above the mark may reach the disk while the
+//   mark does not, which is ignored when a never-written block precedes it
+//   (its record has a copy elsewhere: the mark covers a block before the
+//   Store drops another copy).
 // - Checksums: header_crc covers the block's fixed fields (not the access
-//   statistics, which change in place); data_crc covers id, content,
-//   metadata, scalars and seq; embedding_crc covers the embedding. Open
-//   verifies header_crc of live blocks; Read verifies data_crc always and
-//   embedding_crc when asked. Any mismatch, any offset outside its file, any
-//   file of the wrong size, a zeroed block below the high-water mark, a mark
-//   beyond the file's slots, a block file of other dimensions (another
-//   store's file) is CORRUPTION naming the file.
+//   statistics, nor the version-3 location word, which change in place);
+//   data_crc covers id, content, metadata, scalars and seq; embedding_crc
+//   covers the embedding; version 3's key_crc covers the extent's lengths,
+//   the id and the block's seq (so it also checks the location). Open
+//   verifies header_crc of live blocks (version 3: and key_crc, which needs
+//   the var files); Read verifies data_crc always (version 3: key_crc too)
+//   and embedding_crc when asked. Any mismatch, any offset outside its
+//   file, any file of the wrong size, a zeroed block below the high-water
+//   mark, a mark beyond the file's slots, a block file of other dimensions
+//   (another store's file) or of an unknown version is CORRUPTION naming the
+//   file.
 // - Deleted slots are reused (lowest free slot first), so the slots ever
 //   used are always a prefix [0, mark).
 //
 // Synchronization: none inside. The Store serializes mutations (FinishOpen,
 // Insert, Free, Compact, UpdateAccess) against each other and against readers
-// with its own lock; concurrent Read calls are safe with each other.
+// with its own lock; concurrent Read calls and scans are safe with each
+// other. Compact's in-place location stores are atomic so that even a racing
+// reader would see the old or the new location, never a mix, but the Store
+// does not rely on it (it holds readers off).
 #pragma once
 
 #include <cstdint>
@@ -81,6 +101,7 @@ struct WarmStats {
   uint64_t block_file_bytes = 0;
   uint64_t var_file_bytes = 0;
   uint64_t var_live_bytes = 0;    // bytes of var section referenced by live blocks
+                                  // (version 3: each extent's 20-byte prefix included)
   uint64_t high_water_mark = 0;   // slots ever used (persisted in the header page)
 };
 
@@ -96,13 +117,14 @@ struct WarmScalars {
 };
 
 // The block fields a similarity scan reads in place (the full layout is in
-// warm_tier.cc, which takes these constants from here). Accessors take a
-// pointer to the start of a block inside a WarmRun.
+// warm_tier.cc, which takes these constants from here); they sit at the same
+// offsets in both block versions. The embedding's offset differs by version:
+// see WarmRun::embedding_offset. Accessors take a pointer to the start of a
+// block inside a WarmRun.
 namespace warm_block {
 constexpr size_t kStateOffset = 0;
 constexpr size_t kConfidenceOffset = 52;
 constexpr size_t kNormOffset = 60;
-constexpr size_t kEmbeddingOffset = 128;  // also the header size; 64-byte aligned
 constexpr uint32_t kStateLiveA = 0x41564C4Cu;  // "LLVA"
 constexpr uint32_t kStateLiveB = 0x42564C4Cu;  // "LLVB"
 
@@ -127,6 +149,7 @@ struct WarmRun {
   uint32_t first_slot = 0;
   uint32_t count = 0;
   uint32_t block_size = 0;
+  uint32_t embedding_offset = 0;  // of the embedding within a block (64-byte aligned)
 };
 
 class WarmTier {

@@ -29,8 +29,10 @@
 // The warm tier's test hook (defined in warm_tier.cc, declared by its users):
 // the smallest chunk sizes keep every store file a few KiB, so each fuzz
 // iteration writes and maps little.
+// SetCreateVersion picks the warm block format new stores get (0 = default).
 namespace tierstore::warm_testing {
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes);
+void SetCreateVersion(uint32_t version);
 }
 
 namespace tsfuzz {
@@ -400,12 +402,21 @@ void WriteSome(Store* s, const std::vector<std::string>& ids) {
 constexpr uint64_t kWarmHeaderPage = 4096;
 constexpr uint32_t kWarmLiveA = 0x41564C4Cu;
 constexpr uint32_t kWarmLiveB = 0x42564C4Cu;
-constexpr uint64_t kWarmBlockHeader = 128;
+constexpr uint64_t kWarmV2BlockHeader = 128;
+constexpr uint64_t kWarmV3BlockHeader = 64;
+constexpr uint64_t kWarmV3Prefix = 20;  // var extent prefix: 3 lengths, key_crc, data_crc
 
 uint32_t WarmHeaderCrc(const std::string& s, uint64_t b) {
   uint32_t c = tierstore::Crc32cExtend(0, s.data() + b + 8, 16);
   c = tierstore::Crc32cExtend(c, s.data() + b + 40, 32);
   return tierstore::Crc32cExtend(c, s.data() + b + 104, 24);
+}
+
+// Version 3: block bytes [8,24) + [48,64), extending c (header_crc with
+// c = 0, and the tail of data_crc).
+uint32_t WarmV3Fixed(uint32_t c, const std::string& s, uint64_t b) {
+  c = tierstore::Crc32cExtend(c, s.data() + b + 8, 16);
+  return tierstore::Crc32cExtend(c, s.data() + b + 48, 16);
 }
 
 // Cold segment layout (see cold_tier.cc).
@@ -450,14 +461,17 @@ const StoreFiles& SeedFiles(bool clean) {
   return clean ? *g_seed_clean : *g_seed_dirty;
 }
 
-bool BuildSeedStore(const std::string& dir, StoreFiles* out) {
+bool BuildSeedStore(const std::string& dir, StoreFiles* out, uint32_t warm_version) {
   tierstore::warm_testing::SetChunkBytes(1, 1);
   RemoveTree(dir);
   {
     Handle h;
     tierstore::StoreOptions o;
     o.dimensions = kSeedDimensions;
-    if (!Check(Store::Open(dir, o, &h.store), "Store::Open")) return false;
+    tierstore::warm_testing::SetCreateVersion(warm_version);
+    Status opened = Store::Open(dir, o, &h.store);
+    tierstore::warm_testing::SetCreateVersion(0);
+    if (!Check(opened, "Store::Open")) return false;
     Store* s = h.store.get();
     tierstore::WriteOptions w;
     w.hot_capacity = 4;
@@ -655,7 +669,7 @@ void RepairHotLog(std::string* log) {
   }
 }
 
-void RepairWarmBlocks(std::string* blocks, const std::map<uint32_t, std::string>& var_files) {
+void RepairWarmBlocks(std::string* blocks, std::map<uint32_t, std::string>* var_files) {
   // Header page: magic 8, version, dims @12, block size @16, blocks per
   // chunk @20, embedding offset @24, crc of [0,28) @28, high-water mark @32,
   // crc of [32,36) @36.
@@ -664,25 +678,48 @@ void RepairWarmBlocks(std::string* blocks, const std::map<uint32_t, std::string>
   St<uint32_t>(blocks, 36, CrcOf(*blocks, 32, 4));
   // The covered mark @40 and its crc @44; all zeros means absent (strict).
   if (Ld<uint64_t>(*blocks, 40) != 0) St<uint32_t>(blocks, 44, CrcOf(*blocks, 40, 4));
+  const bool v3 = Ld<uint32_t>(*blocks, 8) == 3;
+  const uint64_t header_bytes = v3 ? kWarmV3BlockHeader : kWarmV2BlockHeader;
   const uint64_t dims = Ld<uint32_t>(*blocks, 12);
   const uint64_t block_size = Ld<uint32_t>(*blocks, 16);
-  if (block_size < kWarmBlockHeader || block_size > blocks->size()) return;
+  if (block_size < header_bytes || block_size > blocks->size()) return;
   const uint64_t emb_bytes = dims * 4;
   for (uint64_t b = kWarmHeaderPage; InRange(*blocks, b, block_size); b += block_size) {
     const uint32_t state = Ld<uint32_t>(*blocks, b);
     if (state != kWarmLiveA && state != kWarmLiveB) continue;
+    if (v3) {
+      // Block: embedding_crc @48, header_crc @4. Extent prefix at the
+      // location word @40 (offset: low 40 bits, generation: high 24):
+      // key_crc @12 over prefix [0,12) + id + seq, data_crc @16 over the
+      // bytes + block [8,24) + [48,64).
+      if (header_bytes + emb_bytes <= block_size) St<uint32_t>(blocks, b + 48, CrcOf(*blocks, b + header_bytes, emb_bytes));
+      St<uint32_t>(blocks, b + 4, WarmV3Fixed(0, *blocks, b));
+      const uint64_t loc = Ld<uint64_t>(*blocks, b + 40);
+      const uint64_t var_off = loc & ((uint64_t{1} << 40) - 1);
+      auto var = var_files->find(static_cast<uint32_t>(loc >> 40));
+      if (var == var_files->end() || !InRange(var->second, var_off, kWarmV3Prefix)) continue;
+      std::string& v = var->second;
+      const uint64_t id_len = Ld<uint32_t>(v, var_off);
+      const uint64_t var_len = id_len + Ld<uint32_t>(v, var_off + 4) + Ld<uint32_t>(v, var_off + 8);
+      if (!InRange(v, var_off + kWarmV3Prefix, var_len)) continue;
+      uint32_t k = CrcOf(v, var_off, 12);
+      k = tierstore::Crc32cExtend(k, v.data() + var_off + kWarmV3Prefix, id_len);
+      St<uint32_t>(&v, var_off + 12, tierstore::Crc32cExtend(k, blocks->data() + b + 8, 8));
+      St<uint32_t>(&v, var_off + 16, WarmV3Fixed(CrcOf(v, var_off + kWarmV3Prefix, var_len), *blocks, b));
+      continue;
+    }
     const uint64_t loc = b + 72 + (state == kWarmLiveB ? 16 : 0);
     const uint64_t var_len =
         uint64_t{Ld<uint32_t>(*blocks, b + 40)} + Ld<uint32_t>(*blocks, b + 44) + Ld<uint32_t>(*blocks, b + 48);
     const uint64_t var_off = Ld<uint64_t>(*blocks, loc);
-    auto var = var_files.find(Ld<uint32_t>(*blocks, loc + 8));
-    if (var != var_files.end() && InRange(var->second, var_off, var_len)) {
+    auto var = var_files->find(Ld<uint32_t>(*blocks, loc + 8));
+    if (var != var_files->end() && InRange(var->second, var_off, var_len)) {
       uint32_t c = CrcOf(var->second, var_off, var_len);
       c = tierstore::Crc32cExtend(c, blocks->data() + b + 8, 16);
       c = tierstore::Crc32cExtend(c, blocks->data() + b + 40, 24);
       St<uint32_t>(blocks, b + 64, c);
     }
-    if (kWarmBlockHeader + emb_bytes <= block_size) St<uint32_t>(blocks, b + 68, CrcOf(*blocks, b + kWarmBlockHeader, emb_bytes));
+    if (header_bytes + emb_bytes <= block_size) St<uint32_t>(blocks, b + 68, CrcOf(*blocks, b + header_bytes, emb_bytes));
     const uint32_t header_crc = WarmHeaderCrc(*blocks, b);
     St<uint32_t>(blocks, b + 4, header_crc);
     for (uint64_t l : {b + 72, b + 88}) {
@@ -799,6 +836,7 @@ FileKind KindOf(const std::string& name, uint32_t* number) {
 
 void RepairAll(StoreFiles* files) {
   std::map<uint32_t, std::string> vars;
+  std::map<uint32_t, std::string> var_names;
   for (auto& [name, bytes] : *files) {
     uint32_t number;
     switch (KindOf(name, &number)) {
@@ -807,13 +845,17 @@ void RepairAll(StoreFiles* files) {
       case FileKind::kWarmVar:
         RepairWarmVar(&bytes, number);
         vars[number] = bytes;
+        var_names[number] = name;
         break;
       case FileKind::kColdSegment: RepairColdSegment(&bytes, number); break;
       default: break;
     }
   }
   auto blocks = files->find("warm.blocks");
-  if (blocks != files->end()) RepairWarmBlocks(&blocks->second, vars);
+  if (blocks == files->end()) return;
+  RepairWarmBlocks(&blocks->second, &vars);
+  // Version 3 keeps checksums in the var extents' prefixes: write them back.
+  for (const auto& [number, bytes] : vars) (*files)[var_names[number]] = bytes;
 }
 
 const std::vector<std::string>& FileSetNames() {

@@ -53,8 +53,9 @@ const StoreFiles& SeedFiles(bool clean);
 
 // Writes the seed store into dir (which must not exist or be empty) and
 // reads every file back into *out. Deterministic: same bytes every run.
-// Returns false (after printing why) if the engine failed.
-bool BuildSeedStore(const std::string& dir, StoreFiles* out);
+// Returns false (after printing why) if the engine failed. warm_version:
+// the warm block format to create (0 = the default, 3; 2 for the old one).
+bool BuildSeedStore(const std::string& dir, StoreFiles* out, uint32_t warm_version = 0);
 
 // One input's store directory: created fresh by the constructor, removed
 // with everything in it by the destructor, which also checks that no file
@@ -91,8 +92,10 @@ void ExerciseStore(const std::string& dir, bool read_only, uint32_t dimensions =
 void RepairManifest(std::string* manifest);
 void RepairHotLog(std::string* log);
 // var_files: generation -> content of warm-var-<gen>.dat, used to recompute
-// each live block's data checksum (blocks whose extent is not there keep theirs).
-void RepairWarmBlocks(std::string* blocks, const std::map<uint32_t, std::string>& var_files);
+// each live block's data checksum (blocks whose extent is not there keep
+// theirs). Version 3 keeps key_crc and data_crc in each extent's prefix:
+// those are recomputed in *var_files.
+void RepairWarmBlocks(std::string* blocks, std::map<uint32_t, std::string>* var_files);
 void RepairWarmVar(std::string* var, uint32_t generation);
 void RepairColdSegment(std::string* segment, uint32_t segment_id);
 

@@ -25,6 +25,12 @@
 
 using namespace tierstore;
 
+namespace tierstore::warm_testing {
+// Test hook defined in warm_tier.cc: the warm block format version stores
+// created from now on get (0 = the default, 3).
+void SetCreateVersion(uint32_t version);
+}  // namespace tierstore::warm_testing
+
 namespace {
 
 constexpr uint32_t kDims = 8;
@@ -237,7 +243,11 @@ void ExpectAllExact(Store* s, const std::vector<OwnedRecord>& recs) {
 }
 
 constexpr uint64_t kWarmHeaderPage = 4096;
-constexpr uint64_t kWarmBlockBytes = 192;  // 128-byte header + 8 floats, rounded up to 64
+// Warm block format version 3 (what new stores get): a 64-byte block header,
+// then the embedding; each var extent starts with a 20-byte prefix.
+constexpr uint64_t kWarmBlockHeader = 64;
+constexpr uint64_t kWarmBlockBytes = 128;  // 64-byte header + 8 floats, rounded up to 64
+constexpr uint64_t kWarmVarPrefix = 20;
 
 }  // namespace
 
@@ -245,11 +255,13 @@ TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
   std::mt19937 rng(21);
   std::vector<OwnedRecord> recs;
   for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
-  // Slot 0's embedding, or the first var extent's id bytes (slot 0's record):
-  // pages a power cut kept at an older state.
+  // Slot 0's embedding, or the first var extent's prefix (its id length,
+  // checked at open) or id bytes (slot 0's record): pages a power cut kept
+  // at an older state.
   const std::pair<const char*, uint64_t> damages[] = {
-      {"warm.blocks", kWarmHeaderPage + 0 * kWarmBlockBytes + 128 + 5},
+      {"warm.blocks", kWarmHeaderPage + 0 * kWarmBlockBytes + kWarmBlockHeader + 5},
       {"warm-var-1.dat", kWarmHeaderPage + 1},
+      {"warm-var-1.dat", kWarmHeaderPage + kWarmVarPrefix + 1},
   };
   for (const auto& [file, offset] : damages) {
     std::string dir = WarmCopiesStillInLog(std::string("store-torn-warm-") + file, recs, false);
@@ -278,7 +290,7 @@ TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
   std::mt19937 rng(22);
   std::vector<OwnedRecord> recs;
   for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
-  const uint64_t offset = kWarmHeaderPage + 128 + 5;  // slot 0's embedding
+  const uint64_t offset = kWarmHeaderPage + kWarmBlockHeader + 5;  // slot 0's embedding
   // After a crash, but the log was checkpointed (compact): the warm copy is
   // the only one, so its damage is reported, never papered over.
   {
@@ -790,12 +802,20 @@ TEST(ListCursorAndOffsetPageEverything) {
   CHECK(h->List(wrong, &res).code() == StatusCode::kInvalidArgument);
 }
 
-TEST(RecallMatchesBruteForce) {
-  std::string dir = tstest::TempDir("store-recall");
+namespace {
+
+// Recall over all three tiers equals a brute-force scan. warm_version: the
+// warm block format of the store (the scan reads embeddings at a
+// per-version offset).
+void CheckRecallMatchesBruteForce(uint32_t warm_version) {
+  std::string dir = tstest::TempDir("store-recall-v" + std::to_string(warm_version));
   std::mt19937 rng(8);
   constexpr uint32_t dims = 37;  // not a multiple of 8 or 16: exercises kernel tails
   StoreHandle h;
-  ASSERT_OK(OpenStore(dir, &h, dims));
+  warm_testing::SetCreateVersion(warm_version);
+  Status opened = OpenStore(dir, &h, dims);
+  warm_testing::SetCreateVersion(0);
+  ASSERT_OK(opened);
   std::vector<OwnedRecord> recs;
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int i = 0; i < 6000; ++i) {
@@ -843,6 +863,64 @@ TEST(RecallMatchesBruteForce) {
       CHECK(std::fabs(res.scores[i] + ref[i].first) < 1e-5);
     }
   }
+}
+
+uint32_t WarmBlocksVersion(const std::string& dir) {
+  std::string bytes;
+  if (!ReadWholeFile(dir + "/warm.blocks", &bytes).ok() || bytes.size() < 12) return 0;
+  uint32_t v;
+  std::memcpy(&v, bytes.data() + 8, 4);
+  return v;
+}
+
+}  // namespace
+
+TEST(RecallMatchesBruteForce) { CheckRecallMatchesBruteForce(0); }
+TEST(RecallMatchesBruteForceOnWarmFormatTwo) { CheckRecallMatchesBruteForce(2); }
+
+// A store whose warm tier is block format 2 (created before format 3) keeps
+// working as format 2: puts that migrate, deletes, compaction and reopen
+// round-trip exactly.
+TEST(WarmFormatTwoStoreKeepsWorking) {
+  std::string dir = tstest::TempDir("store-warm-v2");
+  std::mt19937 rng(31);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 40; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 5;
+  w.warm_capacity = 100;
+  warm_testing::SetCreateVersion(2);
+  Status created = PutMigrateClose(dir, {recs.begin(), recs.begin() + 20}, w);
+  warm_testing::SetCreateVersion(0);
+  ASSERT_OK(created);
+  CHECK_EQ(WarmBlocksVersion(dir), 2u);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ExpectAllExact(h.store.get(), {recs.begin(), recs.begin() + 20});
+    ASSERT_OK(PutAll(h.store.get(), {recs.begin() + 20, recs.end()}, w));
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    TierCounts c;
+    ASSERT_OK(h->Counts(&c));
+    CHECK_EQ(c.warm, 35u);
+    for (int i = 0; i < 40; i += 4) {
+      bool existed = false;
+      ASSERT_OK(h->Delete(recs[static_cast<size_t>(i)].id, w, &existed));
+      CHECK(existed);
+    }
+    CompactionReport cr;
+    ASSERT_OK(h->Compact(w, &cr));
+  }
+  std::vector<OwnedRecord> kept;
+  for (int i = 0; i < 40; ++i) {
+    if (i % 4 != 0) kept.push_back(recs[static_cast<size_t>(i)]);
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK_EQ(WarmBlocksVersion(dir), 2u);  // never converted
+  CHECK_EQ(Total(h.store.get()), kept.size());
+  ExpectAllExact(h.store.get(), kept);
 }
 
 TEST(ReadOnlyRefusesWritesAndSecondWriterIsLockedOut) {
