@@ -238,7 +238,7 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     return null;
   }
 
-  function runAll(damagesFor: (file: string, bytes: Buffer) => Damage[]): void {
+  async function runAll(damagesFor: (file: string, bytes: Buffer) => Damage[]): Promise<void> {
     const problems: string[] = [];
     let cases = 0;
     for (const file of files) {
@@ -247,26 +247,30 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
         cases++;
         const p = tryDamage(file, d);
         if (p) problems.push(p);
+        // Each case runs a child process synchronously: let the test worker's
+        // event loop breathe between them, or a run of 30+ s starves vitest's
+        // RPC ("Timeout calling onTaskUpdate") on a loaded machine.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
     expect(cases, 'damage cases were generated').toBeGreaterThan(0);
     expect(problems, `${problems.length} of ${cases} damage cases misbehaved`).toEqual([]);
   }
 
-  it('truncated to half', () => {
-    runAll((_file, bytes) => [
+  it('truncated to half', async () => {
+    await runAll((_file, bytes) => [
       { name: `truncate ${bytes.length} → ${Math.floor(bytes.length / 2)} bytes`, apply: (f) => fs.truncateSync(f, Math.floor(bytes.length / 2)) },
     ]);
   }, 300_000);
 
-  it('a byte flipped in the middle of the file', () => {
-    runAll((_file, bytes) =>
+  it('a byte flipped in the middle of the file', async () => {
+    await runAll((_file, bytes) =>
       bytes.length === 0 ? [] : [{ name: `flip byte ${Math.floor(bytes.length / 2)} of ${bytes.length}`, apply: (f) => flipByteAt(f, Math.floor(bytes.length / 2)) }],
     );
   }, 300_000);
 
-  it('a byte flipped inside a stored content, id or metadata', () => {
-    runAll((_file, bytes) => {
+  it('a byte flipped inside a stored content, id or metadata', async () => {
+    await runAll((_file, bytes) => {
       const out: Damage[] = [];
       const markers = findAll(bytes, Buffer.from(`${MARKER}-`));
       if (markers.length > 0) {
@@ -282,8 +286,8 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     });
   }, 300_000);
 
-  it('a byte flipped inside a stored embedding', () => {
-    runAll((_file, bytes) => {
+  it('a byte flipped inside a stored embedding', async () => {
+    await runAll((_file, bytes) => {
       const out: Damage[] = [];
       for (let i = 0; i < N && out.length < 2; i++) {
         const e = record(i).embedding as Float32Array;
@@ -294,16 +298,16 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     });
   }, 300_000);
 
-  it('a byte flipped in the file header (magic, sizes, offsets, checksums)', () => {
-    runAll((_file, bytes) =>
+  it('a byte flipped in the file header (magic, sizes, offsets, checksums)', async () => {
+    await runAll((_file, bytes) =>
       [0, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 100, 200]
         .filter((at) => at < bytes.length)
         .map((at): Damage => ({ name: `flip header byte ${at}`, apply: (f) => flipByteAt(f, at) })),
     );
   }, 300_000);
 
-  it('a byte flipped next to a stored embedding (block fields, column data around it)', () => {
-    runAll((_file, bytes) => {
+  it('a byte flipped next to a stored embedding (block fields, column data around it)', async () => {
+    await runAll((_file, bytes) => {
       for (let i = 0; i < N; i++) {
         const e = record(i).embedding as Float32Array;
         const at = bytes.indexOf(Buffer.from(e.buffer, e.byteOffset, e.byteLength));
@@ -317,18 +321,18 @@ describe('damaged files give CORRUPTION naming the file, never a crash', () => {
     });
   }, 300_000);
 
-  it('garbage appended', () => {
+  it('garbage appended', async () => {
     const garbage = Buffer.alloc(4099);
     const rng = mulberry32(666);
     for (let i = 0; i < garbage.length; i++) garbage[i] = Math.floor(rng() * 256);
-    runAll(() => [{ name: `append ${garbage.length} random bytes`, apply: (f) => fs.appendFileSync(f, garbage) }]);
+    await runAll(() => [{ name: `append ${garbage.length} random bytes`, apply: (f) => fs.appendFileSync(f, garbage) }]);
   }, 300_000);
 
-  it('deleted', () => {
-    runAll(() => [{ name: 'delete the file', apply: (f) => fs.rmSync(f) }]);
+  it('deleted', async () => {
+    await runAll(() => [{ name: 'delete the file', apply: (f) => fs.rmSync(f) }]);
   }, 300_000);
 
-  it('truncated to zero bytes', () => {
-    runAll((_file, bytes) => [{ name: `truncate ${bytes.length} → 0 bytes`, apply: (f) => fs.truncateSync(f, 0) }]);
+  it('truncated to zero bytes', async () => {
+    await runAll((_file, bytes) => [{ name: `truncate ${bytes.length} → 0 bytes`, apply: (f) => fs.truncateSync(f, 0) }]);
   }, 300_000);
 });
