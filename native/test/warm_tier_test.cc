@@ -954,6 +954,32 @@ TEST_BOTH_VERSIONS(UnreferencedVarFilesAreRemoved) {
   CHECK_EQ(VarFiles(dir), std::vector<std::string>{"warm-var-1.dat"});
 }
 
+// A new tier of n records, every stride-th freed, synced and then compacted:
+// *recs gets the records left, *blocks_before and *var1 warm.blocks and
+// warm-var-1.dat as they were just before the compaction. False on failure
+// (already reported).
+bool CompactAfterFrees(const std::string& dir, uint32_t dims, uint32_t n, uint32_t stride, size_t content_len,
+                       std::map<uint32_t, Rec>* recs, std::string* blocks_before, std::string* var1) {
+  auto t = NewTier(dir, dims);
+  if (t == nullptr) return false;
+  *recs = InsertMany(t.get(), dims, 0, n, content_len);
+  for (uint32_t s = 0; s < n; s += stride) {
+    Status st = t->Free(s);
+    if (!st.ok()) {
+      tstest::Fail(__FILE__, __LINE__, "Free -> " + st.ToString());
+      return false;
+    }
+    recs->erase(s);
+  }
+  uint64_t reclaimed = 0;
+  Status st = t->Sync();
+  if (st.ok()) st = tierstore::ReadWholeFile(dir + "/warm.blocks", blocks_before);
+  if (st.ok()) st = tierstore::ReadWholeFile(dir + "/warm-var-1.dat", var1);
+  if (st.ok()) st = t->Compact(&reclaimed);
+  if (!st.ok()) tstest::Fail(__FILE__, __LINE__, "sync, read or compact -> " + st.ToString());
+  return st.ok();
+}
+
 TEST_BOTH_VERSIONS(CrashMidCompactionKeepsEveryRecord) {
   // Simulate a compaction that repointed some blocks and crashed before
   // deleting the old generation: the blocks of a finished compaction are
@@ -963,20 +989,7 @@ TEST_BOTH_VERSIONS(CrashMidCompactionKeepsEveryRecord) {
   std::string dir = NewDir("midcompact");
   std::map<uint32_t, Rec> recs;
   std::string blocks_before, var1;
-  {
-    auto t = NewTier(dir, dims);
-    ASSERT_TRUE(t != nullptr);
-    recs = InsertMany(t.get(), dims, 0, 40, 300);
-    for (uint32_t s = 0; s < 40; s += 2) {
-      ASSERT_OK(t->Free(s));
-      recs.erase(s);
-    }
-    ASSERT_OK(t->Sync());
-    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_before));
-    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm-var-1.dat", &var1));
-    uint64_t reclaimed;
-    ASSERT_OK(t->Compact(&reclaimed));
-  }
+  if (!CompactAfterFrees(dir, dims, 40, 2, 300, &recs, &blocks_before, &var1)) return;
   std::string blocks_after;
   CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_after));
   ASSERT_TRUE(blocks_after.size() == blocks_before.size());
@@ -1777,20 +1790,7 @@ TEST(V3TornCompactionAnyMixReopensIntact) {
   std::string dir = NewDir("v3torn");
   std::map<uint32_t, Rec> recs;
   std::string blocks_before, var1;
-  {
-    auto t = NewTier(dir, dims);
-    ASSERT_TRUE(t != nullptr);
-    recs = InsertMany(t.get(), dims, 0, 30, 200);
-    for (uint32_t s = 0; s < 30; s += 3) {
-      ASSERT_OK(t->Free(s));
-      recs.erase(s);
-    }
-    ASSERT_OK(t->Sync());
-    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_before));
-    CHECK_OK(tierstore::ReadWholeFile(dir + "/warm-var-1.dat", &var1));
-    uint64_t reclaimed;
-    ASSERT_OK(t->Compact(&reclaimed));
-  }
+  if (!CompactAfterFrees(dir, dims, 30, 3, 200, &recs, &blocks_before, &var1)) return;
   std::string blocks_after;
   CHECK_OK(tierstore::ReadWholeFile(dir + "/warm.blocks", &blocks_after));
   ASSERT_TRUE(blocks_after.size() == blocks_before.size());
