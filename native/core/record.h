@@ -28,6 +28,12 @@ constexpr size_t kMaxIdBytes = 1024;
 constexpr uint64_t kMaxContentBytes = (uint64_t{1} << 31) - 1;  // 2 GiB - 1
 constexpr uint64_t kMaxMetadataBytes = (uint64_t{1} << 31) - 1;
 constexpr uint32_t kMaxDimensions = 65536;
+// Sequence numbers stay below this: a billion writes a second would take 146
+// years to reach it. A file claiming more is damaged: left in, the next
+// writes would wrap around to small numbers, and recovery (highest seq
+// wins) and iterators (which skip versions newer than they are) would go
+// wrong.
+constexpr uint64_t kMaxSequence = uint64_t{1} << 62;
 
 // One record. `embedding` points at `dimensions` floats; `norm` is its
 // Euclidean norm (stored so cosine needs no second pass).

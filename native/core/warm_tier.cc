@@ -1259,6 +1259,18 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
     Store<uint32_t>(var + kPrefixDataCrc, ExtendV3Fixed(Crc32cExtend(0, bytes, n), h));
   }
 
+  if (slot >= mark_ && slot + 1 < SlotLimit()) {
+    // This store never wrote above the mark, but a damaged file may hold
+    // garbage there that open never read (it stops at the first
+    // never-written block). The mark is about to pass this slot: clear the
+    // next block's state first, so the next open stops there whatever a
+    // crash leaves, instead of reading the garbage as a block.
+    uint8_t* next = BlockPtr(slot + 1);
+    if (LoadState(next) != kStateFree) {
+      PublishState(next, kStateFree);
+      MarkBlockDirty(slot + 1);
+    }
+  }
   uint8_t* b = BlockPtr(slot);
   PublishState(b, kStateWriting);
   std::memcpy(b + 4, h + 4, hdr_bytes_ - 4);
