@@ -504,9 +504,10 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
 Status StoreImpl::Recover(const Manifest& manifest) {
   // Room for the lower tiers' records and a quarter more (the hot ones,
   // later puts): the index then does not rehash every id as it fills, and
-  // stays about as full as growth leaves it. Only a hint: a manifest left
-  // by a crash may be behind.
-  const uint64_t lower = manifest.warm_records + manifest.cold_records;
+  // stays about as full as growth leaves it. The counts come from the tiers'
+  // own opens (blocks and segments that exist), not from the manifest, whose
+  // numbers a damaged file could make huge (manifest_fuzz: a 30 GB table).
+  const uint64_t lower = warm_->Stats().live_records + cold_->Stats().live_records;
   if (lower > 0 && lower < (uint64_t{1} << 30)) {
     try {
       index_.Reserve(static_cast<size_t>(lower + lower / 4));
