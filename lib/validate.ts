@@ -206,7 +206,7 @@ export function checkEmbeddingType(value: unknown, field: string, dims: number, 
     // The kind comes from the array's internal slots, not Symbol.toStringTag,
     // which an own property can fake (a DataView or BigInt64Array posing as a
     // Float32Array would otherwise reach dest.set()).
-    const tag = utilTypes.isFloat32Array(value) ? 'Float32Array' : utilTypes.isFloat64Array(value) ? 'Float64Array' : undefined;
+    const tag = floatArrayKind(value);
     if (tag === undefined) {
       fail(
         'INVALID_ARGUMENT',
@@ -220,6 +220,14 @@ export function checkEmbeddingType(value: unknown, field: string, dims: number, 
     'INVALID_ARGUMENT',
     `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
   );
+}
+
+/**
+ * 'Float32Array' or 'Float64Array' by the view's internal slots (not
+ * Symbol.toStringTag, which an own property can fake), else undefined.
+ */
+function floatArrayKind(value: ArrayBufferView): 'Float32Array' | 'Float64Array' | undefined {
+  return utilTypes.isFloat32Array(value) ? 'Float32Array' : utilTypes.isFloat64Array(value) ? 'Float64Array' : undefined;
 }
 
 /**
@@ -238,7 +246,7 @@ export function finishEmbedding(value: unknown, field: string, dims: number, des
   }
   const arr = value as Float32Array | Float64Array;
   if (isDetached(arr)) {
-    fail('INVALID_ARGUMENT', `${field} is a ${utilTypes.isFloat32Array(arr) ? 'Float32Array' : 'Float64Array'} over a detached ArrayBuffer`);
+    fail('INVALID_ARGUMENT', `${field} is a ${floatArrayKind(arr)} over a detached ArrayBuffer`);
   }
   if (arr.length !== dims) fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
   dest.set(arr, offset);

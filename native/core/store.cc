@@ -416,6 +416,11 @@ uint64_t NewStoreId() {
   return id;
 }
 
+// A file's sequence number above kMaxSequence: damage (see record.h).
+Status ImpossibleSequence(uint64_t seq, const std::string& file) {
+  return Status::Corruption(file + ": sequence number " + std::to_string(seq) + " is beyond any a store reaches");
+}
+
 Status StoreImpl::OpenFiles(uint32_t dimensions) {
   TS_RETURN_IF_ERROR(lock_.Acquire(path_, !read_only_));
   Manifest manifest;
@@ -455,8 +460,7 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
                               std::to_string(manifest.hot_log_size) + " (the file was truncated or extended)");
   }
   if (manifest.sequence_floor > kMaxSequence) {
-    return Status::Corruption(JoinPath(path_, Manifest::kFileName) + ": sequence number " +
-                              std::to_string(manifest.sequence_floor) + " is beyond any a store reaches");
+    return ImpossibleSequence(manifest.sequence_floor, JoinPath(path_, Manifest::kFileName));
   }
   seq_ = manifest.sequence_floor;
   TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, !manifest.clean, &warm_));
@@ -526,11 +530,8 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   // of one of them may have been torn by a power loss before its pages
   // reached the disk (see WarmTier::TornCopyPolicy); the log's copy stands.
   std::unordered_set<uint64_t> log_seqs;
-  auto impossible = [&](uint64_t seq, const std::string& file) {
-    return Status::Corruption(file + ": sequence number " + std::to_string(seq) + " is beyond any a store reaches");
-  };
   handler.on_put = [&](const RecordView& rec) -> Status {
-    if (rec.seq > kMaxSequence) return impossible(rec.seq, log_->path());
+    if (rec.seq > kMaxSequence) return ImpossibleSequence(rec.seq, log_->path());
     seq_ = std::max(seq_, rec.seq);
     if (!manifest.clean) log_seqs.insert(rec.seq);
     if (killed(rec.id, rec.seq)) return Status::OK();
@@ -543,7 +544,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     return Status::OK();
   };
   handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
-    if (seq > kMaxSequence) return impossible(seq, log_->path());
+    if (seq > kMaxSequence) return ImpossibleSequence(seq, log_->path());
     seq_ = std::max(seq_, seq);
     const Loc* found = index_.Find(id);
     if (found != nullptr && HotAt(*found)->seq < seq) {
@@ -571,7 +572,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   std::vector<Loc> losers;
   auto offer = [&](std::string_view id, uint64_t seq, const Loc& loc) -> Status {
     if (seq > kMaxSequence) {
-      return impossible(seq, loc.tier == Tier::kWarm ? JoinPath(path_, WarmTier::kBlockFileName)
+      return ImpossibleSequence(seq, loc.tier == Tier::kWarm ? JoinPath(path_, WarmTier::kBlockFileName)
                                                      : JoinPath(path_, ColdSegmentFileName(loc.cold().segment)));
     }
     seq_ = std::max(seq_, seq);

@@ -283,6 +283,8 @@ uint32_t ComputeKeyCrc(const uint8_t* prefix, const uint8_t* id, uint32_t id_len
 }
 
 uint64_t PackLoc(uint32_t gen, uint64_t off) { return off | (uint64_t{gen} << kV3OffsetBits); }
+uint32_t LocGen(uint64_t loc) { return static_cast<uint32_t>(loc >> kV3OffsetBits); }
+uint64_t LocOffset(uint64_t loc) { return loc & kV3MaxOffset; }
 
 uint32_t ComputeLocCrc(uint32_t header_crc, const uint8_t* loc) { return Crc32cExtend(header_crc, loc, 12); }
 
@@ -392,6 +394,14 @@ Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region*
 }
 
 MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
+
+// The region of `regions` (sorted by file_off) that starts at or before
+// file offset `off`, or nullptr; the caller checks how far it reaches.
+const Region* RegionFrom(const std::vector<Region>& regions, uint64_t off) {
+  auto r = std::upper_bound(regions.begin(), regions.end(), off,
+                            [](uint64_t o, const Region& reg) { return o < reg.file_off; });
+  return r == regions.begin() ? nullptr : &*(r - 1);
+}
 
 struct VarFile {
   uint32_t gen = 0;
@@ -635,8 +645,8 @@ class WarmTierImpl final : public WarmTier {
       p->seq = Load<uint64_t>(b + kOffSeq);
       p->embedding_crc = Load<uint32_t>(b + kV3OffEmbeddingCrc);
       const uint64_t loc = LoadLoc(b);
-      p->var_offset = loc & kV3MaxOffset;
-      p->var_gen = static_cast<uint32_t>(loc >> kV3OffsetBits);
+      p->var_offset = LocOffset(loc);
+      p->var_gen = LocGen(loc);
       p->prefix = kV3PrefixBytes;
       if (p->var_gen == 0) return Status::Corruption(SlotCorruption(slot, "var location names generation 0"));
       if (p->var_offset < kHeaderPage) return Status::Corruption(SlotCorruption(slot, "var offset inside the header page"));
@@ -675,10 +685,8 @@ class WarmTierImpl final : public WarmTier {
                                 ") lies beyond the end of the file (" + std::to_string(vf.size) +
                                 " bytes; truncated?)");
     }
-    auto r = std::upper_bound(vf.regions.begin(), vf.regions.end(), off,
-                              [](uint64_t o, const Region& reg) { return o < reg.file_off; });
-    if (r == vf.regions.begin()) return Status::Corruption(vf.path + ": extent outside any mapped chunk");
-    --r;
+    const Region* r = RegionFrom(vf.regions, off);
+    if (r == nullptr) return Status::Corruption(vf.path + ": extent outside any mapped chunk");
     if (off - r->file_off > r->len || n > r->len - (off - r->file_off)) {
       return Status::Corruption(vf.path + ": extent crosses a chunk boundary");
     }
@@ -686,7 +694,6 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
-  // The location word of a version-3 block: Compact changes it in place.
   // Open reads every live record's extent (prefix and id) in slot order;
   // they lie on pages of their own, so a cache and TLB miss per record was
   // most of a reopen. Touching the extent a few slots ahead overlaps them.
@@ -696,18 +703,14 @@ class WarmTierImpl final : public WarmTier {
     const uint8_t* b = BlockPtr(slot);
     if (LoadState(b) != kStateLiveA) return;
     const uint64_t loc = LoadLoc(b);
-    const uint32_t gen = static_cast<uint32_t>(loc >> kV3OffsetBits);
-    const uint64_t off = loc & kV3MaxOffset;
-    auto it = var_files_.find(gen);
+    auto it = var_files_.find(LocGen(loc));
     if (it == var_files_.end()) return;
-    const std::vector<Region>& regions = it->second.regions;
-    auto r = std::upper_bound(regions.begin(), regions.end(), off,
-                              [](uint64_t o, const Region& reg) { return o < reg.file_off; });
-    if (r == regions.begin()) return;
-    --r;
-    if (off - r->file_off < r->len) __builtin_prefetch(r->base + (off - r->file_off));
+    const uint64_t off = LocOffset(loc);
+    const Region* r = RegionFrom(it->second.regions, off);
+    if (r != nullptr && off - r->file_off < r->len) __builtin_prefetch(r->base + (off - r->file_off));
   }
 
+  // The location word of a version-3 block: Compact changes it in place.
   static uint64_t LoadLoc(const uint8_t* b) {
     return __atomic_load_n(reinterpret_cast<const uint64_t*>(b + kV3OffLoc), __ATOMIC_ACQUIRE);
   }
@@ -758,7 +761,7 @@ class WarmTierImpl final : public WarmTier {
     if (unverified_.count(slot)) return 0;
     const uint64_t loc = LoadLoc(b);
     const uint8_t* pre = nullptr;
-    if (!ResolveVar(static_cast<uint32_t>(loc >> kV3OffsetBits), loc & kV3MaxOffset, kV3PrefixBytes, &pre).ok()) return 0;
+    if (!ResolveVar(LocGen(loc), LocOffset(loc), kV3PrefixBytes, &pre).ok()) return 0;
     return kV3PrefixBytes + uint64_t{Load<uint32_t>(pre)} + Load<uint32_t>(pre + 4) + Load<uint32_t>(pre + 8);
   }
 
