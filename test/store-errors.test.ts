@@ -620,6 +620,41 @@ describe('read-only stores', () => {
     expect(w.has('by-ro')).toBe(false);
   });
 
+  it('a writable open after read-only handles in this process shares the store with them', () => {
+    const p = populated();
+    const before = snapshot(scratch.open(p, { readOnly: true }));
+    const ro = scratch.open(p, { readOnly: true });
+    const w = scratch.open(p);
+    expect(snapshot(w)).toEqual(before);
+    w.put(good('after-upgrade'));
+    expect(ro.get('after-upgrade')?.content, 'the read-only handles see the writer').toBe(good('after-upgrade').content);
+    expectTierStoreError(() => ro.put(good('by-ro')), 'READ_ONLY', 'put through a read-only handle after the writer opened');
+    expect(ro.stats().readOnly).toBe(true);
+    expect(w.stats().readOnly).toBe(false);
+    ro.close();
+    w.put(good('after-ro-closed'));
+    w.close();
+    const again = scratch.open(p);
+    expect(again.counts().total).toBe(before.counts.total + 2);
+    expect(again.get('after-ro-closed')?.content).toBe(good('after-ro-closed').content);
+  });
+
+  it('a writable open while a read-only handle of this process iterates is STORE_LOCKED until the iteration ends', () => {
+    const p = populated();
+    const ro = scratch.open(p, { readOnly: true });
+    const seen: string[] = [];
+    for (const m of ro.iterate({ batchSize: 1 })) {
+      seen.push(m.id);
+      if (seen.length === 2) {
+        expectTierStoreError(() => open(p), 'STORE_LOCKED', 'writable open during a read-only iteration');
+      }
+    }
+    expect(seen.length, 'the iteration went on to the end').toBe(6);
+    const w = scratch.open(p);
+    w.put(good('after-iteration'));
+    expect(ro.has('after-iteration')).toBe(true);
+  });
+
   it('opening a missing store read-only fails with a TierStoreError', () => {
     let err: unknown;
     try {
@@ -728,6 +763,11 @@ describe('one process at a time owns a store directory', () => {
       const ro = open(p, { readOnly: true });
       try {
         expect(snapshot(ro), 'a second reader sees the data').toEqual(before);
+        // Sharing a read-only store of this process with a writer needs the
+        // store to itself: another process's reader keeps it out.
+        expectTierStoreError(() => open(p), 'STORE_LOCKED', 'writer next to this process\'s reader while another process reads');
+        expect(snapshot(ro), 'this process\'s reader is undisturbed').toEqual(before);
+        expect(ro.stats().readOnly).toBe(true);
       } finally {
         ro.close();
       }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "status.h"
@@ -110,6 +111,8 @@ class DirectoryLock {
   // STORE_LOCKED when another process holds a conflicting lock.
   Status Acquire(const std::string& dir, bool exclusive);
   void Release();
+  // Exchanges the locks two objects hold.
+  void Swap(DirectoryLock& other) noexcept { std::swap(fd_, other.fd_); }
 
  private:
   int fd_ = -1;

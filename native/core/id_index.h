@@ -46,6 +46,18 @@ class IdIndex {
   IdIndex(const IdIndex&) = delete;
   IdIndex& operator=(const IdIndex&) = delete;
 
+  // Exchanges the contents of two indexes (pointers into either stay valid
+  // and now belong to the other).
+  void Swap(IdIndex& other) noexcept {
+    std::swap(slots_, other.slots_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(size_, other.size_);
+    std::swap(chunks_, other.chunks_);
+    std::swap(chunk_used_, other.chunk_used_);
+    std::swap(live_bytes_, other.live_bytes_);
+    std::swap(garbage_bytes_, other.garbage_bytes_);
+  }
+
   size_t size() const { return size_; }
   size_t capacity() const { return capacity_; }  // slots
   bool empty() const { return size_ == 0; }

@@ -268,13 +268,23 @@ class StoreImpl final : public Store {
   ~StoreImpl() override { CloseFiles(); }
 
   Status OpenFiles(uint32_t dimensions);
+  // Makes this read-only store writable in place, for a writable open of its
+  // path in this process (DESIGN: a second open in one process shares the
+  // store). A writable store is opened from the same files (taking the lock
+  // exclusively, recovering as any writable open does) and its state swapped
+  // into this object under the exclusive store mutex, so every handle
+  // already holding this object reads the writer's state from then on.
+  // STORE_LOCKED, changing nothing, while an iteration of this store is in
+  // progress (its position belongs to the read-only state) or when another
+  // process holds the store. Call with the registry mutex held.
+  Status UpgradeToWritable(uint32_t dimensions);
   void AddRef() { ++open_refs_; }
   bool IsOpen() const { return !closed_; }
 
   void Release() override;
   const std::string& path() const override { return path_; }
   uint32_t dimensions() const override { return dims_; }
-  bool read_only() const override { return read_only_; }
+  bool read_only() const override { return read_only_.load(std::memory_order_acquire); }
 
   Status Put(const RecordView* recs, size_t n, const WriteOptions& opts) override;
   Status Get(std::string_view id, bool include_embedding, double now_ms, RecordBatch* out) override;
@@ -315,6 +325,10 @@ class StoreImpl final : public Store {
   Status Recover(const Manifest& manifest);
   Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
+  // Exchanges everything opened from the files (not the path, the handle
+  // count or the iterator list) with `other`. Both exclusive mutexes held,
+  // or `other` not yet shared.
+  void SwapOpenState(StoreImpl& other) noexcept;
   Status WriteCleanManifest();
   // The manifest of an open store: dirty, listing the cold segments that
   // must exist (the current ones, or `segments` during a merge).
@@ -358,7 +372,10 @@ class StoreImpl final : public Store {
   Status SeekOffset(ScanState* st, uint64_t offset);
 
   const std::string path_;
-  const bool read_only_;
+  // Changes once at most, false to true, under the exclusive store mutex and
+  // the registry mutex (UpgradeToWritable); atomic for read_only() callers
+  // holding neither.
+  std::atomic<bool> read_only_;
   uint32_t dims_ = 0;
   uint64_t store_id_ = 0;
   mutable std::shared_mutex mu_;
@@ -684,8 +701,7 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
                                          " dimensions, but " + std::to_string(options.dimensions) + " were asked for");
       }
       if (!options.read_only && existing->read_only()) {
-        return Status::StoreLocked("the store at " + canonical +
-                                   " is open read-only in this process; close those handles before opening it for writing");
+        TS_RETURN_IF_ERROR(existing->UpgradeToWritable(options.dimensions));
       }
       existing->AddRef();
       *out = existing;
@@ -700,6 +716,63 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
 }
 
 namespace {
+
+Status StoreImpl::UpgradeToWritable(uint32_t dimensions) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  if (!read_only_) return Status::OK();
+  {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    if (!iterators_.empty()) {
+      return Status::StoreLocked("the store at " + path_ +
+                                 " is open read-only in this process and being iterated; finish or close those "
+                                 "iterations before opening it for writing");
+    }
+  }
+  // This object's shared lock would block the writer's exclusive one (flock
+  // locks belong to the open file, not the process).
+  lock_.Release();
+  auto writer = std::make_unique<StoreImpl>(path_, /*read_only=*/false);
+  Status s = writer->OpenFiles(dimensions);
+  if (!s.ok()) {
+    writer.reset();  // a failed open writes nothing; it releases what it took
+    // Back to where it was. Should a writer of another process have taken
+    // the store in the instant between, this store reads on unlocked, as a
+    // read-only open of a store without a lock file could.
+    (void)lock_.Acquire(path_, /*exclusive=*/false);
+    return s;
+  }
+  SwapOpenState(*writer);
+  read_only_.store(false, std::memory_order_release);
+  writer->read_only_.store(true, std::memory_order_release);
+  // `writer` now holds the read-only state: closing it writes nothing.
+  writer.reset();
+  return Status::OK();
+}
+
+void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
+  using std::swap;
+  swap(dims_, other.dims_);
+  swap(store_id_, other.store_id_);
+  swap(opened_, other.opened_);
+  lock_.Swap(other.lock_);
+  swap(log_, other.log_);
+  swap(warm_, other.warm_);
+  swap(cold_, other.cold_);
+  swap(hot_embeddings_, other.hot_embeddings_);
+  swap(hot_, other.hot_);
+  index_.Swap(other.index_);
+  swap(seq_, other.seq_);
+  swap(hot_key_, other.hot_key_);
+  swap(hot_bytes_, other.hot_bytes_);
+  swap(warm_count_, other.warm_count_);
+  swap(cold_count_, other.cold_count_);
+  swap(recovered_duplicates_, other.recovered_duplicates_);
+  swap(torn_warm_copies_, other.torn_warm_copies_);
+  swap(torn_log_bytes_, other.torn_log_bytes_);
+  swap(masked_warm_, other.masked_warm_);
+  swap(masked_cold_, other.masked_cold_);
+}
 
 void StoreImpl::Release() {
   {

@@ -6,6 +6,7 @@
 #include "../core/store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -960,7 +961,7 @@ TEST(WarmFormatTwoStoreKeepsWorking) {
   ExpectAllExact(h.store.get(), kept);
 }
 
-TEST(ReadOnlyRefusesWritesAndSecondWriterIsLockedOut) {
+TEST(ReadOnlyRefusesWritesAndOtherDimensions) {
   std::string dir = tstest::TempDir("store-ro");
   std::mt19937 rng(9);
   {
@@ -972,12 +973,101 @@ TEST(ReadOnlyRefusesWritesAndSecondWriterIsLockedOut) {
   ASSERT_OK(OpenStore(dir, &ro, 0, true));
   CHECK(PutAll(ro.store.get(), {MakeRecord(2, &rng)}, WriteOptions{}).code() == StatusCode::kReadOnly);
   CHECK_EQ(Total(ro.store.get()), 1u);
-  // The same process asking for a writer while a read-only handle is open.
-  StoreHandle rw;
-  CHECK(OpenStore(dir, &rw).code() == StatusCode::kStoreLocked);
   // Wrong dimensions on reopen.
   StoreHandle wrong;
   CHECK(OpenStore(dir, &wrong, kDims + 1, true).code() == StatusCode::kDimensionMismatch);
+}
+
+namespace {
+
+// Whether some open file description holds the store's lock file locked
+// (flock locks belong to the open file, so this process's own count).
+bool LockHeld(const std::string& dir, bool exclusive_probe) {
+  int fd = ::open((dir + "/LOCK").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, (exclusive_probe ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
+}  // namespace
+
+TEST(WritableOpenAfterReadOnlyInTheSameProcessSharesTheStore) {
+  std::mt19937 rng(91);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 10;
+  w.warm_capacity = 10;
+  // Left as after a crash (no clean close), with copies in every tier: the
+  // read-only open recovers in memory, the writable one on disk.
+  std::string dir = tstest::TempDir("store-upgrade");
+  ASSERT_OK(PutMigrateClose(dir, recs, w));
+  std::string crashed = WarmCopiesStillInLog("store-upgrade-crash", recs, false);
+  ASSERT_TRUE(!crashed.empty());
+  for (const std::string& d : {dir, crashed}) {
+    StoreHandle ro;
+    ASSERT_OK(OpenStore(d, &ro, 0, true));
+    CHECK(ro->read_only());
+    const auto before = Snapshot(ro.store.get());
+    CHECK_EQ(before.size(), recs.size());
+
+    // Refused, changing nothing, while a read-only iteration is under way.
+    {
+      std::unique_ptr<StoreIterator> it;
+      ASSERT_OK(ro->NewIterator(TierSelector::kAll, &it));
+      RecordBatch b;
+      ASSERT_OK(it->Next(5, false, &b));
+      StoreHandle rw;
+      Status s = OpenStore(d, &rw);
+      CHECK(s.code() == StatusCode::kStoreLocked);
+      CHECK(s.message().find("iterat") != std::string::npos);
+      CHECK(ro->read_only());
+      size_t seen = b.size();
+      while (it->Next(7, false, &b).ok() && b.size() > 0) seen += b.size();
+      CHECK_EQ(seen, recs.size());  // the iteration went on undisturbed
+    }
+    // Refused while another open file (as another process would) holds a
+    // shared lock; the read-only store keeps its own shared lock.
+    {
+      int other = ::open((d + "/LOCK").c_str(), O_RDWR | O_CLOEXEC);
+      CHECK(other >= 0);
+      CHECK(::flock(other, LOCK_SH | LOCK_NB) == 0);
+      StoreHandle rw;
+      CHECK(OpenStore(d, &rw).code() == StatusCode::kStoreLocked);
+      ::close(other);
+      CHECK(ro->read_only());
+      CHECK(LockHeld(d, /*exclusive_probe=*/true));    // ours, shared
+      CHECK(!LockHeld(d, /*exclusive_probe=*/false));  // not exclusive
+      CHECK_EQ(Total(ro.store.get()), recs.size());
+    }
+    // Shared: the writable open upgrades the read-only store in place.
+    StoreHandle rw;
+    ASSERT_OK(OpenStore(d, &rw));
+    CHECK(rw.store.get() == ro.store.get());
+    CHECK(!ro->read_only());
+    CHECK(LockHeld(d, /*exclusive_probe=*/false));  // now exclusive
+    CHECK(Snapshot(ro.store.get()) == before);
+    ExpectAllExact(ro.store.get(), recs);
+    OwnedRecord added = MakeRecord(100, &rng);
+    ASSERT_OK(PutAll(rw.store.get(), {added}, w));
+    RecordBatch got;
+    ASSERT_OK(ro->Get(added.id, false, 0, &got));
+    CHECK_EQ(got.size(), 1u);
+    // A dimension mismatch is still refused.
+    StoreHandle wrong;
+    CHECK(OpenStore(d, &wrong, kDims + 1).code() == StatusCode::kDimensionMismatch);
+  }
+  // Closed cleanly by the last handle: everything, the added record too.
+  for (const std::string& d : {dir, crashed}) {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(d, &h));
+    StoreStats st;
+    ASSERT_OK(h->Stats(&st));
+    CHECK_EQ(st.torn_warm_copies, 0u);
+    CHECK_EQ(Total(h.store.get()), recs.size() + 1);
+    ExpectAllExact(h.store.get(), recs);
+  }
 }
 
 TEST(DeleteAndRePutInEveryTierSurviveReopen) {
