@@ -121,6 +121,28 @@ describe('one store shared by worker threads', () => {
     }
   });
 
+  it('a writable open in this thread while only a worker holds the store read-only shares it with the worker', async () => {
+    try {
+      const p = scratch.storePath();
+      const created = scratch.open(p, { dimensions: DIMS });
+      created.put(rec('before', 0));
+      created.close();
+      const w = start(p);
+      await w.ok({ op: 'open', options: { readOnly: true } });
+      const s = scratch.open(p);
+      s.put(rec('from-main', 1));
+      const r = await w.ok({ op: 'read', id: 'from-main' });
+      expect(r.total, 'the read-only worker sees main’s write').toBe(2);
+      expect((r.got as { content: string }).content).toBe(rec('from-main', 1).content);
+      expect(await w.call({ op: 'put', prefix: 'ro-', from: 0, to: 1 }), 'the worker’s handle stays read-only').toMatchObject({ ok: false, code: 'READ_ONLY' });
+      await w.ok({ op: 'close' });
+      s.put(rec('after-worker-closed', 2));
+      expect(s.counts().total).toBe(3);
+    } finally {
+      await stopAll();
+    }
+  });
+
   it('concurrent writes from three threads lose nothing and duplicate nothing, also across migration', async () => {
     try {
       const p = scratch.storePath();
