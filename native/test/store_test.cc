@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/crc32c.h"
@@ -1068,6 +1071,78 @@ TEST(WritableOpenAfterReadOnlyInTheSameProcessSharesTheStore) {
     CHECK_EQ(Total(h.store.get()), recs.size() + 1);
     ExpectAllExact(h.store.get(), recs);
   }
+}
+
+// The upgrade swaps the store's state under reader threads (run under TSan
+// by the tsan suite): readers get, recall and iterate throughout; an
+// iteration in progress makes the upgrade STORE_LOCKED, so the writer
+// retries; every read sees a whole record, before and after.
+TEST(UpgradeToWritableWhileReaderThreadsRun) {
+  std::mt19937 rng(92);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 60; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 20;
+  w.warm_capacity = 20;
+  std::string dir = tstest::TempDir("store-upgrade-threads");
+  ASSERT_OK(PutMigrateClose(dir, recs, w));
+  StoreHandle ro;
+  ASSERT_OK(OpenStore(dir, &ro, 0, true));
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, reads{0}, iterations{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937 r(static_cast<unsigned>(t));
+      while (!stop.load()) {
+        const OwnedRecord& rec = recs[r() % recs.size()];
+        RecordBatch b;
+        if (!ro->Get(rec.id, true, 0, &b).ok() || b.size() != 1 || b.Content(0) != rec.content ||
+            std::memcmp(b.embeddings.data(), rec.embedding.data(), kDims * 4) != 0) {
+          bad.fetch_add(1);
+        }
+        RecallOptions o;
+        o.k = 3;
+        RecallResult res;
+        if (!ro->Recall(rec.embedding.data(), o, &res).ok() || res.records.size() != 3 || res.records.Id(0) != rec.id) {
+          bad.fetch_add(1);
+        }
+        if (t == 0 && r() % 8 == 0) {
+          std::unique_ptr<StoreIterator> it;
+          size_t n = 0;
+          RecordBatch ib;
+          if (ro->NewIterator(TierSelector::kAll, &it).ok()) {
+            while (it->Next(16, false, &ib).ok() && ib.size() > 0) n += ib.size();
+          }
+          if (n < recs.size()) bad.fetch_add(1);
+          iterations.fetch_add(1);
+        }
+        reads.fetch_add(1);
+      }
+    });
+  }
+  while (reads.load() < 50) std::this_thread::yield();
+  StoreHandle rw;
+  Status s;
+  int attempts = 0;
+  do {
+    s = OpenStore(dir, &rw);
+    ++attempts;
+    if (s.code() == StatusCode::kStoreLocked) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  } while (s.code() == StatusCode::kStoreLocked && attempts < 20000);
+  ASSERT_OK(s);
+  CHECK(!ro->read_only());
+  std::vector<OwnedRecord> more;
+  for (int i = 100; i < 120; ++i) more.push_back(MakeRecord(i, &rng));
+  ASSERT_OK(PutAll(rw.store.get(), more, w));
+  const int after = reads.load();
+  while (reads.load() < after + 50) std::this_thread::yield();
+  stop.store(true);
+  for (auto& th : readers) th.join();
+  CHECK_EQ(bad.load(), 0);
+  CHECK(iterations.load() > 0);
+  CHECK_EQ(Total(ro.store.get()), recs.size() + more.size());
+  ExpectAllExact(ro.store.get(), more);
 }
 
 TEST(DeleteAndRePutInEveryTierSurviveReopen) {
