@@ -122,6 +122,8 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
   #count = 0;
   /** Calls run one after another, so batches never arrive out of order. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** next() calls queued and not yet settled. */
+  #pending = 0;
 
   constructor(pass: Pass) {
     this.#cursor = new NativeCursor(pass);
@@ -144,11 +146,17 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
   }
 
   next(): Promise<IteratorResult<Memory<T>, undefined>> {
-    if (this.#index < this.#count) {
-      // Buffered: no native call needed (still in order: nothing is pending)
+    if (this.#pending === 0 && this.#index < this.#count) {
+      // Buffered and nothing queued before it: no native call needed.
       return Promise.resolve({ value: memoryAt<T>(this.#batch!, this.#index++, this.#dims), done: false });
     }
-    const result = this.#queue.then(() => this.#step());
+    // Behind the calls still pending, so results come in call order (the
+    // async iterator protocol's queue), also when next() is called again
+    // before earlier promises settled.
+    this.#pending++;
+    const result = this.#queue.then(() => this.#step()).finally(() => {
+      this.#pending--;
+    });
     this.#queue = result.catch(() => undefined);
     return result;
   }

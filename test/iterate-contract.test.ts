@@ -148,6 +148,36 @@ describe('iteration contract', () => {
     await expect(async.next()).rejects.toMatchObject({ code: 'STORE_CLOSED' });
   });
 
+  it('async next() calls made before earlier ones settled resolve in call order (the async iterator queue)', async () => {
+    const store = open(storePath(), { dimensions: DIMS });
+    const recs = records(0, 30, mulberry32(3));
+    store.putMany(recs);
+    const expected = [...store.iterate()].map((m) => m.id);
+    for (const batchSize of [1, 4, 64]) {
+      const it = store.iterate({ batchSize })[Symbol.asyncIterator]();
+      const got: Array<[number, string | undefined]> = [];
+      const calls: Array<Promise<unknown>> = [];
+      let call = 0;
+      const ask = (): Promise<unknown> => {
+        const n = call++;
+        const p = it.next().then((r) => {
+          got.push([n, r.done ? undefined : r.value.id]);
+          // Some calls made from inside a settled one, while others are pending.
+          if (call < 34) calls.push(ask());
+        });
+        calls.push(p);
+        return p;
+      };
+      for (let i = 0; i < 12; i++) ask();
+      for (let i = 0; i < calls.length; i++) await calls[i];
+      got.sort((a, b) => a[0] - b[0]);
+      const ids = got.map(([, id]) => id);
+      expect(ids.slice(0, 30), `batchSize ${batchSize}: call k gets record k`).toEqual(expected);
+      expect(ids.slice(30).every((id) => id === undefined), `batchSize ${batchSize}: later calls are done`).toBe(true);
+    }
+    store.close();
+  });
+
   it('iterating 1,000,000 cold records without embeddings grows memory by less than 64 MB', async () => {
     const dir = storePath();
     const script = path.join(__dirname, 'helpers', 'iterate-memory.cjs');
