@@ -89,7 +89,8 @@ export class MemoryStore implements IterationSource {
     const warmCapacity = checkInteger(
       opts?.warmCapacity, 'open(): options.warmCapacity', 0, Number.MAX_SAFE_INTEGER, DEFAULT_WARM_CAPACITY);
     const skipWarm = checkBoolean(opts?.skipWarm, 'open(): options.skipWarm', false);
-    const durability = opts?.durability ?? 'relaxed';
+    // Only undefined means the default: null is refused, as for every other option.
+    const durability = opts?.durability === undefined ? 'relaxed' : opts.durability;
     if (durability !== 'relaxed' && durability !== 'sync') {
       fail('INVALID_ARGUMENT', `open(): options.durability must be 'relaxed' or 'sync', got ${describe(durability)}`);
     }

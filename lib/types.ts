@@ -64,7 +64,7 @@ export interface GetOptions {
   includeEmbedding?: boolean;
 }
 
-export interface IterateOptions<S extends TierSelector = 'all'> {
+export interface IterateOptions<S extends TierSelector = TierSelector> {
   /** Default 'all': hot, then warm, then cold. */
   tier?: S;
   includeEmbeddings?: boolean;
@@ -123,11 +123,15 @@ export interface ListPage {
 }
 
 export interface RecallOptions {
-  /** Integer 1..10000, default 10. */
+  /** An integer >= 1 (at most 2^32 - 1), default 10; above the number of records, all of them. */
   k?: number;
   /** Default 'all'. */
   tier?: TierSelector;
-  /** Only records whose confidence is >= this finite number. */
+  /**
+   * Only records whose confidence is >= this finite number, compared at
+   * float32 precision as confidence is stored: a record put with confidence
+   * c passes minConfidence c.
+   */
   minConfidence?: number;
   includeEmbeddings?: boolean;
 }

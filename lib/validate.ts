@@ -12,7 +12,8 @@ export const MAX_CONTENT_BYTES_LIMIT = 2 ** 31 - 1;
 export const DEFAULT_MAX_CONTENT_BYTES = 64 * 1024 * 1024;
 export const MAX_DATE_MS = 8.64e15;
 export const MAX_BATCH_SIZE = 65536;
-export const MAX_RECALL_K = 10000;
+/** recall's k: any count a uint32 holds (the hits are bounded by the records anyway). */
+export const MAX_RECALL_K = 2 ** 32 - 1;
 export const DEFAULT_RECALL_K = 10;
 export const MAX_LIST_LIMIT = 1000;
 

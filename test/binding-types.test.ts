@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 
 import { open } from '../lib/index.js';
-import type { Memory, MemoryBatch, MemoryStore, Tier, TierIterable } from '../lib/index.js';
+import type { IterateOptions, Memory, MemoryBatch, MemoryStore, Tier, TierIterable } from '../lib/index.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-types-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -44,6 +44,10 @@ describe('iterate() types narrow by tier', () => {
     expectTypeOf<Memory>().toEqualTypeOf<Memory<Tier>>();
     // @ts-expect-error not a tier
     expect(() => store.iterate({ tier: 'lukewarm' })).toThrow(/'hot', 'warm', 'cold' or 'all'/);
+    // Options typed without a type argument take any selector.
+    const options: IterateOptions = { tier: 'warm', batchSize: 10 };
+    expectTypeOf(store.iterate(options)).toEqualTypeOf<TierIterable<Tier>>();
+    expect([...store.iterate(options)]).toEqual([]);
     store.close();
   });
 });

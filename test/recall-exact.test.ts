@@ -109,6 +109,32 @@ describe.each([768, 37])('recall over 20,000 records of %i dimensions', (dims) =
   it('a k larger than the store returns every record', () => {
     const q = rows[0]!.embedding;
     expect(store.recall(q, { k: 10000, tier: 'hot' })).toHaveLength(store.counts().hot);
+    // DESIGN sets no upper bound on k: any uint32 count.
+    expect(store.recall(q, { k: 2 ** 32 - 1 })).toHaveLength(store.counts().total);
+    expect(store.recall(q, { k: 10001, tier: 'cold' })).toHaveLength(store.counts().cold);
+    expect(() => store.recall(q, { k: 2 ** 32 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  it('minConfidence is compared at float32 precision, as confidence is stored', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-recall-'));
+    dirs.push(dir);
+    const s = open(path.join(dir, 'db'), { dimensions: 2 });
+    // 0.7 is stored as 0.699999988; the neighbours are the float32 values either side.
+    const below = 0.6999999284744263;
+    const above = 0.7000000476837158;
+    expect(Math.fround(0.7)).toBeLessThan(0.7);
+    s.putMany([
+      { id: 'exact', content: '', embedding: [1, 0], confidence: 0.7 },
+      { id: 'below', content: '', embedding: [1, 0], confidence: below },
+      { id: 'above', content: '', embedding: [1, 0], confidence: above },
+    ]);
+    for (const tier of ['hot', 'warm', 'cold'] as const) {
+      for (const id of ['exact', 'below', 'above']) s.move(id, tier);
+      const ids = s.recall([1, 0], { k: 10, minConfidence: 0.7 }).map((h) => h.id);
+      expect(ids, `${tier}: a record put with confidence 0.7 passes minConfidence 0.7`).toEqual(['above', 'exact']);
+      expect(s.recall([1, 0], { k: 10, minConfidence: above }).map((h) => h.id), tier).toEqual(['above']);
+    }
+    s.close();
   });
 });
 

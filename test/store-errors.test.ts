@@ -403,6 +403,8 @@ describe('open: creation, dimensions and options', () => {
     ['hotCapacity NaN', { hotCapacity: NaN }],
     ['warmCapacity -1', { warmCapacity: -1 }],
     ["durability 'fast'", { durability: 'fast' }],
+    ['durability null', { durability: null }],
+    ['hotCapacity null', { hotCapacity: null }],
     ['maxContentBytes -1', { maxContentBytes: -1 }],
     ['maxContentBytes 1.5', { maxContentBytes: 1.5 }],
     ["readOnly 'yes'", { readOnly: 'yes' }],

@@ -63,7 +63,7 @@ class RecallWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-// Arguments of both forms: (query: Float32Array (dims), k: 1..10000,
+// Arguments of both forms: (query: Float32Array (dims), k: 1..2^32-1,
 // tier: 0..3, minConfidence: number | null, includeEmbeddings: boolean).
 tierstore::RecallOptions NativeStore::RecallArgs(const Napi::CallbackInfo& info, const char* method,
                                                 std::vector<float>* query) {
@@ -77,7 +77,7 @@ tierstore::RecallOptions NativeStore::RecallArgs(const Napi::CallbackInfo& info,
   }
   query->assign(q.Data(), q.Data() + q.ElementLength());  // a copy: the scan may outlive this call
   tierstore::RecallOptions o;
-  o.k = static_cast<uint32_t>(ArgInteger(info, 1, (m + ": k").c_str(), 1, 10000));
+  o.k = static_cast<uint32_t>(ArgInteger(info, 1, (m + ": k").c_str(), 1, 4294967295.0));
   o.tier = ArgTierSelector(info, 2, (m + ": tier").c_str(), true);
   Napi::Value min_conf = Arg(info, 3);
   if (!min_conf.IsNull() && !min_conf.IsUndefined()) {
