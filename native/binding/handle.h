@@ -3,7 +3,7 @@
 // is touched from a worker thread (by NativeIterator.nextAsync), and only
 // while IteratorState::busy is set.
 //
-// Release(): HandleState::Close() calls Store::Release() exactly once — from
+// Release(): HandleState::Close() calls Store::Release(writable) exactly once — from
 // NativeStore.close(), or from the destructor when the handle and all its
 // iterators were garbage collected without close().
 #pragma once
@@ -56,7 +56,7 @@ struct HandleState {
       if (auto it = w.lock()) it->Close();
     }
     iterators.clear();
-    if (store) store->Release();
+    if (store) store->Release(/*writable=*/!read_only);
     store.reset();
   }
 

@@ -278,10 +278,24 @@ class StoreImpl final : public Store {
   // progress (its position belongs to the read-only state) or when another
   // process holds the store. Call with the registry mutex held.
   Status UpgradeToWritable(uint32_t dimensions);
-  void AddRef() { ++open_refs_; }
+  // The reverse, when the last writable reference is released while
+  // read-only ones remain: closes the writable state cleanly (releasing the
+  // exclusive lock) and reopens the files read-only in its place. Skipped
+  // (the store stays writable and locked exclusively) while an iteration is
+  // in progress. Should the read-only reopen fail, the files are reopened
+  // for writing; should that fail too, the store is closed. Call with the
+  // registry mutex held.
+  void DowngradeToReadOnly();
+  // Registry mutex held.
+  void AddRef(bool writable) {
+    ++open_refs_;
+    if (writable) ++writable_refs_;
+  }
+  void CountFirstOpenWritable() { writable_refs_ = 1; }
   bool IsOpen() const { return !closed_; }
 
-  void Release() override;
+  using Store::Release;
+  void Release(bool writable) override;
   const std::string& path() const override { return path_; }
   uint32_t dimensions() const override { return dims_; }
   bool read_only() const override { return read_only_.load(std::memory_order_acquire); }
@@ -382,6 +396,7 @@ class StoreImpl final : public Store {
   bool closed_ = false;
   bool opened_ = false;  // OpenFiles succeeded: only then does closing write anything
   int open_refs_ = 1;  // guarded by the registry mutex
+  int writable_refs_ = 0;  // of open_refs_, writable opens; guarded by the registry mutex
   DirectoryLock lock_;
   std::unique_ptr<HotLog> log_;
   std::unique_ptr<WarmTier> warm_;
@@ -703,13 +718,14 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
       if (!options.read_only && existing->read_only()) {
         TS_RETURN_IF_ERROR(existing->UpgradeToWritable(options.dimensions));
       }
-      existing->AddRef();
+      existing->AddRef(!options.read_only);
       *out = existing;
       return Status::OK();
     }
   }
   auto store = std::make_shared<StoreImpl>(canonical, options.read_only);
   TS_RETURN_IF_ERROR(store->OpenFiles(options.dimensions));
+  if (!options.read_only) store->CountFirstOpenWritable();
   reg[canonical] = store;
   *out = store;
   return Status::OK();
@@ -750,6 +766,38 @@ Status StoreImpl::UpgradeToWritable(uint32_t dimensions) {
   return Status::OK();
 }
 
+void StoreImpl::DowngradeToReadOnly() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  if (closed_ || read_only_) return;
+  {
+    std::lock_guard<std::mutex> g(iter_mu_);
+    if (!iterators_.empty()) return;
+  }
+  {
+    // Closed as at the last release: the clean manifest, the lock let go.
+    StoreImpl writer(path_, /*read_only=*/false);
+    SwapOpenState(writer);
+  }
+  auto reader = std::make_unique<StoreImpl>(path_, /*read_only=*/true);
+  if (reader->OpenFiles(0).ok()) {
+    SwapOpenState(*reader);
+    read_only_.store(true, std::memory_order_release);
+    return;  // `reader` now holds nothing opened: closing it writes nothing
+  }
+  // Another process took the store in between, or the files would not open
+  // read-only: keep writing rights rather than lose the store.
+  reader.reset();
+  auto writer = std::make_unique<StoreImpl>(path_, /*read_only=*/false);
+  if (writer->OpenFiles(0).ok()) {
+    SwapOpenState(*writer);
+    return;
+  }
+  CloseFiles();  // nothing left open: every later call is STORE_CLOSED
+  auto& reg = Registry();
+  auto it = reg.find(path_);
+  if (it != reg.end() && it->second.lock().get() == this) reg.erase(it);
+}
+
 void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
   using std::swap;
   swap(dims_, other.dims_);
@@ -774,10 +822,15 @@ void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
   swap(masked_cold_, other.masked_cold_);
 }
 
-void StoreImpl::Release() {
+void StoreImpl::Release(bool writable) {
   {
     std::lock_guard<std::mutex> g(RegistryMutex());
-    if (closed_ || --open_refs_ > 0) return;
+    if (closed_) return;
+    if (writable && writable_refs_ > 0) --writable_refs_;
+    if (--open_refs_ > 0) {
+      if (writable && writable_refs_ == 0 && !read_only_) DowngradeToReadOnly();
+      return;
+    }
     auto& reg = Registry();
     auto it = reg.find(path_);
     if (it != reg.end() && it->second.lock().get() == this) reg.erase(it);

@@ -23,7 +23,11 @@
 // Sharing: Open() of a path already open in this process returns the same
 // Store (reference counted by Open/Release pairs). The files stay open until
 // the last Release(); after that every method returns STORE_CLOSED, and the
-// object itself lives on while shared_ptrs to it remain.
+// object itself lives on while shared_ptrs to it remain. The directory lock
+// follows the opens: exclusive while a writable open is unreleased (a
+// writable Open of a store opened read-only here reopens it for writing in
+// place), shared once only read-only ones remain (the last writable Release
+// reopens it read-only in place), so other processes' readers get in.
 //
 // Memory handed out: RecordBatch owns copies; nothing returned points into
 // the store.
@@ -163,7 +167,10 @@ class Store : public std::enable_shared_from_this<Store> {
 
   static Status Open(const std::string& path, const StoreOptions& options, std::shared_ptr<Store>* out);
   // Drops the reference taken by one successful Open. The last one closes.
-  virtual void Release() = 0;
+  // `writable`: that Open was not read-only (so the lock can turn shared
+  // when the last such reference goes). Release() counts as read-only.
+  virtual void Release(bool writable) = 0;
+  void Release() { Release(false); }
 
   virtual const std::string& path() const = 0;
   virtual uint32_t dimensions() const = 0;

@@ -154,7 +154,15 @@ constexpr uint32_t kBlocksV3 = 3;  // 64-byte block header, lengths in the var p
 constexpr uint32_t kVarFormatVersion = 1;
 constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
 constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
-constexpr uint64_t kDefaultChunkBytes = uint64_t{64} << 20;
+// Growth is allocated on disk (posix_fallocate, so a full disk is an error,
+// not a SIGBUS), so it is kept small for small stores: a store with one warm
+// record takes about 5 MiB, not the 128 MiB of two 64 MiB chunks (a host
+// may keep a store per agent). Block chunks are fixed per store (the header
+// records them; stores created before keep their 64 MiB); var files double
+// from kMinVarChunkBytes up to kMaxVarChunkBytes per growth.
+constexpr uint64_t kDefaultBlockChunkBytes = uint64_t{4} << 20;
+constexpr uint64_t kMinVarChunkBytes = uint64_t{1} << 20;
+constexpr uint64_t kMaxVarChunkBytes = uint64_t{64} << 20;
 
 constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
 constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
@@ -851,7 +859,7 @@ class WarmTierImpl final : public WarmTier {
     }
     uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
     uint64_t chunk = warm_testing::g_var_chunk_bytes.load();
-    if (chunk == 0) chunk = kDefaultChunkBytes;
+    if (chunk == 0) chunk = std::clamp<uint64_t>(vf.size - kHeaderPage, kMinVarChunkBytes, kMaxVarChunkBytes);
     chunk = std::max(RoundUp(chunk, page), RoundUp(std::max<uint64_t>(n, 1), page));
     uint64_t start = RoundUp(vf.size, page);
     // Refuse rather than let a version-3 location wrap.
@@ -1439,7 +1447,7 @@ Status WarmTier::Create(const std::string& dir, uint32_t dimensions) {
   uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
   uint64_t unit = page / Gcd(block_size, page);  // blocks per page-multiple
   uint64_t target = warm_testing::g_block_chunk_bytes.load();
-  if (target == 0) target = kDefaultChunkBytes;
+  if (target == 0) target = kDefaultBlockChunkBytes;
   uint64_t bpc = std::max<uint64_t>(unit, target / block_size / unit * unit);
   return AtomicWriteFile(path, BlocksHeaderPage(version, dimensions, block_size, static_cast<uint32_t>(bpc)));
 }

@@ -72,10 +72,14 @@ OwnedRecord MakeRecord(int i, std::mt19937* rng) {
   return r;
 }
 
+// One open, released as the binding releases it (writable or not).
 struct StoreHandle {
   std::shared_ptr<Store> store;
-  ~StoreHandle() {
-    if (store) store->Release();
+  bool writable = false;
+  ~StoreHandle() { Close(); }
+  void Close() {
+    if (store) store->Release(writable);
+    store.reset();
   }
   Store* operator->() { return store.get(); }
 };
@@ -84,6 +88,7 @@ Status OpenStore(const std::string& dir, StoreHandle* h, uint32_t dims = kDims, 
   StoreOptions o;
   o.dimensions = dims;
   o.read_only = read_only;
+  h->writable = !read_only;
   return Store::Open(dir, o, &h->store);
 }
 
@@ -1073,6 +1078,75 @@ TEST(WritableOpenAfterReadOnlyInTheSameProcessSharesTheStore) {
   }
 }
 
+TEST(LastWritableReleaseTurnsTheLockSharedAndTheStoreReadOnly) {
+  std::mt19937 rng(93);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  WriteOptions w;
+  w.hot_capacity = 10;
+  w.warm_capacity = 10;
+  std::string dir = tstest::TempDir("store-downgrade");
+  StoreHandle rw, ro;
+  ASSERT_OK(OpenStore(dir, &rw));
+  ASSERT_OK(PutAll(rw.store.get(), recs, w));
+  MigrationReport rep;
+  ASSERT_OK(rw->Migrate(w, &rep));
+  ASSERT_OK(OpenStore(dir, &ro, 0, true));
+  CHECK(rw.store.get() == ro.store.get());
+  const auto before = Snapshot(ro.store.get());
+  CHECK(LockHeld(dir, /*exclusive_probe=*/false));  // exclusive
+
+  // While a read-only iteration is under way the store stays writable.
+  {
+    StoreHandle rw2;
+    ASSERT_OK(OpenStore(dir, &rw2));
+    std::unique_ptr<StoreIterator> it;
+    ASSERT_OK(ro->NewIterator(TierSelector::kAll, &it));
+    RecordBatch b;
+    ASSERT_OK(it->Next(4, false, &b));
+    rw2.Close();
+    rw.Close();
+    CHECK(!ro->read_only());
+    CHECK(LockHeld(dir, /*exclusive_probe=*/false));
+    size_t seen = b.size();
+    while (it->Next(7, false, &b).ok() && b.size() > 0) seen += b.size();
+    CHECK_EQ(seen, recs.size());
+  }
+  // A writable open and its release, nothing iterating: read-only again,
+  // the lock shared, so another process's reader gets in.
+  StoreHandle again;
+  ASSERT_OK(OpenStore(dir, &again));
+  OwnedRecord added = MakeRecord(50, &rng);
+  ASSERT_OK(PutAll(again.store.get(), {added}, w));
+  again.Close();
+  CHECK(ro->read_only());
+  CHECK(!LockHeld(dir, /*exclusive_probe=*/false));  // not exclusive
+  CHECK(LockHeld(dir, /*exclusive_probe=*/true));    // ours, shared
+  int other = ::open((dir + "/LOCK").c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(other >= 0);
+  CHECK(::flock(other, LOCK_SH | LOCK_NB) == 0);
+  ::close(other);
+  CHECK(PutAll(ro.store.get(), {MakeRecord(51, &rng)}, w).code() == StatusCode::kReadOnly);
+  auto after = Snapshot(ro.store.get());
+  CHECK_EQ(after.size(), before.size() + 1);
+  ExpectAllExact(ro.store.get(), recs);
+  ExpectAllExact(ro.store.get(), {added});
+  // The writable state was closed cleanly: the manifest says so.
+  Manifest m;
+  ASSERT_OK(Manifest::Read(dir, &m));
+  CHECK(m.clean);
+  // And writable again on demand.
+  StoreHandle third;
+  ASSERT_OK(OpenStore(dir, &third));
+  CHECK(!ro->read_only());
+  ASSERT_OK(PutAll(third.store.get(), {MakeRecord(52, &rng)}, w));
+  third.Close();
+  ro.Close();
+  StoreHandle last;
+  ASSERT_OK(OpenStore(dir, &last));
+  CHECK_EQ(Total(last.store.get()), recs.size() + 2);
+}
+
 // The upgrade swaps the store's state under reader threads (run under TSan
 // by the tsan suite): readers get, recall and iterate throughout; an
 // iteration in progress makes the upgrade STORE_LOCKED, so the writer
@@ -1121,7 +1195,7 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
       }
     });
   }
-  while (reads.load() < 50) std::this_thread::yield();
+  while (reads.load() < 50 || iterations.load() < 1) std::this_thread::yield();
   StoreHandle rw;
   Status s;
   int attempts = 0;
@@ -1135,8 +1209,8 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
   std::vector<OwnedRecord> more;
   for (int i = 100; i < 120; ++i) more.push_back(MakeRecord(i, &rng));
   ASSERT_OK(PutAll(rw.store.get(), more, w));
-  const int after = reads.load();
-  while (reads.load() < after + 50) std::this_thread::yield();
+  const int after = reads.load(), iterated = iterations.load();
+  while (reads.load() < after + 50 || iterations.load() < iterated + 1) std::this_thread::yield();
   stop.store(true);
   for (auto& th : readers) th.join();
   CHECK_EQ(bad.load(), 0);
