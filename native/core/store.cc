@@ -339,8 +339,8 @@ class StoreImpl final : public Store {
   Status Recover(const Manifest& manifest);
   Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
-  // Exchanges everything opened from the files (not the path, the handle
-  // count or the iterator list) with `other`. Both exclusive mutexes held,
+  // Exchanges everything opened from the files (not the path, the
+  // dimensions, the handle count or the iterator list) with `other`. Both exclusive mutexes held,
   // or `other` not yet shared.
   void SwapOpenState(StoreImpl& other) noexcept;
   Status WriteCleanManifest();
@@ -800,7 +800,10 @@ void StoreImpl::DowngradeToReadOnly() {
 
 void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
   using std::swap;
-  swap(dims_, other.dims_);
+  // Not swapped: the dimensions are the store's for life (read without the
+  // mutex by Recall and dimensions()); `other` either has the same or was
+  // never opened, and gets them so that closing it writes them.
+  other.dims_ = dims_;
   swap(store_id_, other.store_id_);
   swap(opened_, other.opened_);
   lock_.Swap(other.lock_);

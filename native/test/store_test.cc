@@ -1211,11 +1211,32 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
   ASSERT_OK(PutAll(rw.store.get(), more, w));
   const int after = reads.load(), iterated = iterations.load();
   while (reads.load() < after + 50 || iterations.load() < iterated + 1) std::this_thread::yield();
+  // Releases and reopens for writing under the readers: each release turns
+  // the store read-only unless an iteration is under way at that moment.
+  rw.Close();
+  for (int round = 0; round < 10; ++round) {
+    const int seen = reads.load();
+    while (reads.load() < seen + 10) std::this_thread::yield();
+    StoreHandle again;
+    do {
+      s = OpenStore(dir, &again);
+      if (s.code() == StatusCode::kStoreLocked) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    } while (s.code() == StatusCode::kStoreLocked);
+    ASSERT_OK(s);
+    again.Close();
+  }
   stop.store(true);
   for (auto& th : readers) th.join();
   CHECK_EQ(bad.load(), 0);
   CHECK(iterations.load() > 0);
   CHECK_EQ(Total(ro.store.get()), recs.size() + more.size());
+  {
+    // With no reader iterating, the last writable release always goes through.
+    StoreHandle last;
+    ASSERT_OK(OpenStore(dir, &last));
+    last.Close();
+    CHECK(ro->read_only());
+  }
   ExpectAllExact(ro.store.get(), more);
 }
 
