@@ -30,19 +30,20 @@ export function memoryAt<T extends Tier = Tier>(batch: NativeBatch, i: number, d
   return memory;
 }
 
-export function memoryOfRecord(record: NativeRecord): Memory {
+/** The memory get() found: `id` as asked, `record` and `scalars` as NativeStore.get filled them. */
+export function memoryOfRecord(id: string, record: NativeRecord, scalars: Float64Array): Memory {
   const memory: Memory = {
-    id: record.id,
-    content: record.content,
-    metadata: parseMetadata(record.metadata),
-    confidence: record.confidence,
-    activation: record.activation,
-    createdAt: record.createdAt,
-    lastAccessAt: record.lastAccessAt,
-    accessCount: record.accessCount,
-    tier: TIERS[record.tier] as Tier,
+    id,
+    content: record[0],
+    metadata: parseMetadata(record[1]),
+    confidence: scalars[0]!,
+    activation: scalars[1]!,
+    createdAt: scalars[2]!,
+    lastAccessAt: scalars[3]!,
+    accessCount: scalars[4]!,
+    tier: TIERS[scalars[5]!] as Tier,
   };
-  if (record.embedding !== undefined) memory.embedding = record.embedding;
+  if (record[2] !== undefined) memory.embedding = record[2];
   return memory;
 }
 

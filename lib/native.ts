@@ -24,20 +24,13 @@ export interface NativeBatch {
 }
 
 /** One record as get() returns it. */
-export interface NativeRecord {
-  id: string;
-  content: string;
-  /** JSON text. */
-  metadata: string;
-  confidence: number;
-  activation: number;
-  createdAt: number;
-  lastAccessAt: number;
-  accessCount: number;
-  /** 0 hot, 1 warm, 2 cold. */
-  tier: number;
-  embedding?: Float32Array;
-}
+/**
+ * What get() returns for a record found: content, metadata JSON text and
+ * (when asked) the embedding. Its scalars go into the Float64Array passed
+ * in: confidence, activation, createdAt, lastAccessAt, accessCount, tier
+ * (0 hot, 1 warm, 2 cold). The caller has the id.
+ */
+export type NativeRecord = [content: string, metadata: string, embedding?: Float32Array];
 
 export interface NativeListResult extends NativeBatch {
   /** '' on the last page. */
@@ -70,7 +63,7 @@ export interface NativeStore {
     createdAt: Float64Array,
     lastAccessAt: Float64Array,
   ): void;
-  get(id: string, includeEmbedding: boolean): NativeRecord | undefined;
+  get(id: string, includeEmbedding: boolean, scalars: Float64Array): NativeRecord | undefined;
   has(id: string): boolean;
   delete(id: string): boolean;
   move(id: string, tier: number): boolean;

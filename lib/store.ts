@@ -79,6 +79,8 @@ export class MemoryStore implements IterationSource {
   #putDepth = 0;
   #scratch: Columns | undefined;
   #scratchSink = new Utf8Sink(4096, 1);
+  /** get()'s scalars, filled by the native layer and read right after. */
+  readonly #getScalars = new Float64Array(6);
 
   constructor(path: string, options?: OpenOptions) {
     checkPath(path);
@@ -204,8 +206,10 @@ export class MemoryStore implements IterationSource {
       options === undefined
         ? false
         : checkBoolean(checkOptions(options, 'get()')?.includeEmbedding, 'get(): options.includeEmbedding', false);
-    const record = native.get(id, includeEmbedding);
-    return record === undefined ? undefined : memoryOfRecord(record);
+    // The id looked up is the id found (ids match byte for byte, and a
+    // well-formed string's UTF-8 decodes back to it).
+    const record = native.get(id, includeEmbedding, this.#getScalars);
+    return record === undefined ? undefined : memoryOfRecord(id, record, this.#getScalars);
   }
 
   has(id: string): boolean {

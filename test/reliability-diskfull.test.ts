@@ -205,8 +205,8 @@ const SCENARIOS: Scenario[] = [
     tmpfsMiB: 8, options: { hotCapacity: 1_000_000 }, large: 7, largeBytes: 200_000, batchEvery: 5, deleteEvery: 11, upsertEvery: 9,
   },
   {
-    name: 'tmpfs 136 MiB, hot → warm → cold: room for one warm chunk pair, the log and cold segments fill the rest, warm compaction cannot get a new chunk',
-    tmpfsMiB: 136, options: { hotCapacity: 20, warmCapacity: 40 }, large: 4, largeBytes: 150_000, batchEvery: 5, deleteEvery: 11, upsertEvery: 9,
+    name: 'tmpfs 24 MiB, hot → warm → cold: warm chunks, the log and cold segments fill it, compaction near the limit',
+    tmpfsMiB: 24, options: { hotCapacity: 20, warmCapacity: 40 }, large: 4, largeBytes: 150_000, batchEvery: 5, deleteEvery: 11, upsertEvery: 9,
     migrateEvery: 17, compactEvery: 41, expectTiers: ['warm', 'cold'],
   },
   {
@@ -215,8 +215,8 @@ const SCENARIOS: Scenario[] = [
     compactEvery: 37, expectTiers: ['cold'],
   },
   {
-    name: 'tmpfs 8 MiB, warm needs a 64 MiB chunk it cannot get: migrate() fails, puts go on until the log fills',
-    tmpfsMiB: 8, options: { hotCapacity: 20 }, large: 7, largeBytes: 100_000, batchEvery: 5, migrateEvery: 13, expectMaintenanceFailure: true,
+    name: 'tmpfs 4 MiB, warm cannot get its first chunks: migrate() fails, puts go on until the log fills',
+    tmpfsMiB: 4, options: { hotCapacity: 20 }, large: 7, largeBytes: 100_000, batchEvery: 5, migrateEvery: 13, expectMaintenanceFailure: true,
   },
   {
     name: 'file-size limit 4 MiB, hot tier only: EFBIG on the log',
@@ -229,8 +229,8 @@ const SCENARIOS: Scenario[] = [
     hugeAt: 80, hugeBytes: 9_000_000, expectMaintenanceFailure: true, expectTiers: ['cold'],
   },
   {
-    name: 'file-size limit 16 MiB, warm chunks of 64 MiB cannot be allocated: migrate() fails with EFBIG, puts go on until the log is at the limit',
-    fsizeMiB: 16, options: { hotCapacity: 20 }, large: 2, largeBytes: 300_000, batchEvery: 5, migrateEvery: 5, expectMaintenanceFailure: true,
+    name: 'file-size limit 3 MiB, warm block chunks of 4 MiB cannot be allocated: migrate() fails with EFBIG, puts go on until the log is at the limit',
+    fsizeMiB: 3, options: { hotCapacity: 2 }, large: 2, largeBytes: 300_000, batchEvery: 5, migrateEvery: 5, expectMaintenanceFailure: true,
   },
 ];
 

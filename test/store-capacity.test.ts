@@ -3,6 +3,8 @@
 // the lowest-activation records (ties: oldest lastAccessAt) are the ones
 // demoted, skipWarm demotes straight to cold, and capacities are per-open
 // options (not stored).
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Memory, MemoryInput, MemoryStore, Tier } from '../lib/index.js';
 import { contentOfBytes, mulberry32, randomEmbedding, sleep, waitPastMs } from './helpers/random.js';
@@ -395,6 +397,25 @@ describe('putMany semantics', () => {
     expect(s.putMany(new Set<MemoryInput>())).toBe(0);
     expect(s.putMany((function* () {})())).toBe(0);
     expect(pickCounts(s.counts())).toEqual({ hot: 1, warm: 0, cold: 0, total: 1 });
+  });
+});
+
+describe('disk footprint', () => {
+  const scratch = useScratch();
+
+  it('a store with one record in each tier takes a few MiB of disk, not whole 64 MiB chunks', () => {
+    const p = scratch.storePath();
+    const s = scratch.open(p, { dimensions: 768 });
+    for (const tier of TIERS) {
+      s.put({ id: tier, content: 'x'.repeat(100), embedding: new Float32Array(768).fill(0.5) });
+      s.move(tier, tier);
+    }
+    expect(pickCounts(s.counts())).toEqual({ hot: 1, warm: 1, cold: 1, total: 3 });
+    const allocated = (): number =>
+      fs.readdirSync(p).reduce((sum, f) => sum + fs.statSync(path.join(p, f)).blocks * 512, 0);
+    expect(allocated(), 'allocated bytes while open').toBeLessThan(16 * 1024 * 1024);
+    s.close();
+    expect(allocated(), 'allocated bytes after close').toBeLessThan(16 * 1024 * 1024);
   });
 });
 

@@ -710,6 +710,22 @@ describe('one process at a time owns a store directory', () => {
     expect(after, 'after close another process can open').toEqual({ ok: true, count: 4 });
   }, 60_000);
 
+  it('closing the writer while a read-only handle of this process stays open turns the lock shared: other processes may read, not write', () => {
+    const { p, before } = populated();
+    const w = scratch.open(p);
+    const ro = scratch.open(p, { readOnly: true });
+    w.put(good('last-write'));
+    expect(openInChild(p, { readOnly: true }).code, 'a reader elsewhere waits while the writer is open').toBe('STORE_LOCKED');
+    w.close();
+    expect(openInChild(p, { readOnly: true }), 'then a reader elsewhere gets in').toEqual({ ok: true, count: 5 });
+    expect(openInChild(p, {}).code, 'a writer elsewhere still waits for this process\'s reader').toBe('STORE_LOCKED');
+    expect(ro.get('last-write')?.content, 'the reader here reads on').toBe(good('last-write').content);
+    expect(snapshot(ro).counts.total).toBe(before.counts.total + 1);
+    expectTierStoreError(() => ro.put(good('by-ro')), 'READ_ONLY', 'the reader here still refuses writes');
+    ro.close();
+    expect(openInChild(p, {}), 'once it closes a writer gets in').toEqual({ ok: true, count: 5 });
+  }, 60_000);
+
   it('a writer in another process locks this one out until it exits', async () => {
     const { p, before } = populated();
     const holder = await StoreHolder.start(p, {});

@@ -264,26 +264,11 @@ Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t di
   return out;
 }
 
-Napi::Object RecordToJs(Napi::Env env, const tierstore::RecordBatch& batch, size_t i, uint32_t dimensions,
-                        bool include_embedding) {
-  Napi::Object out = Napi::Object::New(env);
-  std::string_view id = batch.Id(i), content = batch.Content(i), meta = batch.Metadata(i);
-  out.Set("id", StringFromUtf8(env, id));
-  out.Set("content", StringFromUtf8(env, content));
-  out.Set("metadata", StringFromUtf8(env, meta));
-  out.Set("confidence", Napi::Number::New(env, batch.confidence[i]));
-  out.Set("activation", Napi::Number::New(env, batch.activation[i]));
-  out.Set("createdAt", Napi::Number::New(env, batch.created_at[i]));
-  out.Set("lastAccessAt", Napi::Number::New(env, batch.last_access_at[i]));
-  out.Set("accessCount", Napi::Number::New(env, batch.access_count[i]));
-  out.Set("tier", Napi::Number::New(env, static_cast<double>(batch.tiers[i])));
-  if (include_embedding) {
-    if (batch.embeddings.size() < (i + 1) * size_t{dimensions}) {
-      ThrowError(env, "CORRUPTION", "native record holds no embedding");
-    }
-    out.Set("embedding", CopyToTypedArray(env, batch.embeddings.data() + i * size_t{dimensions}, dimensions));
+Napi::Value EmbeddingToJs(Napi::Env env, const tierstore::RecordBatch& batch, size_t i, uint32_t dimensions) {
+  if (batch.embeddings.size() < (i + 1) * size_t{dimensions}) {
+    ThrowError(env, "CORRUPTION", "native record holds no embedding");
   }
-  return out;
+  return CopyToTypedArray(env, batch.embeddings.data() + i * size_t{dimensions}, dimensions);
 }
 
 Napi::Object CountsToJs(Napi::Env env, const tierstore::TierCounts& counts) {

@@ -71,11 +71,11 @@ tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i
 //   Float64Array, embeddings?: Float32Array (n x dims) }.
 Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
                        bool include_embeddings);
-// One record as a plain object (get): { id, content, metadata (JSON text),
-// confidence, activation, createdAt, lastAccessAt, accessCount, tier (0..2),
-// embedding?: Float32Array } — no per-column typed arrays for a single record.
-Napi::Object RecordToJs(Napi::Env env, const tierstore::RecordBatch& batch, size_t i, uint32_t dimensions,
-                        bool include_embedding);
+// A JS string of well-formed UTF-8 bytes (one decoding pass; ASCII copied).
+napi_value StringFromUtf8(Napi::Env env, std::string_view s);
+// Record i's embedding as a Float32Array of its own (CORRUPTION when the
+// batch holds none).
+Napi::Value EmbeddingToJs(Napi::Env env, const tierstore::RecordBatch& batch, size_t i, uint32_t dimensions);
 Napi::Object CountsToJs(Napi::Env env, const tierstore::TierCounts& counts);
 
 double NowMs();
