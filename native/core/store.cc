@@ -340,8 +340,8 @@ class StoreImpl final : public Store {
   Status CheckInventory(const Manifest& manifest) const;
   void CloseFiles();
   // Exchanges everything opened from the files (not the path, the
-  // dimensions, the handle count or the iterator list) with `other`. Both exclusive mutexes held,
-  // or `other` not yet shared.
+  // dimensions, the handle count or the iterator list) with `other`. This
+  // store's mutex held exclusively; `other` not shared with anyone.
   void SwapOpenState(StoreImpl& other) noexcept;
   Status WriteCleanManifest();
   // The manifest of an open store: dirty, listing the cold segments that
@@ -386,9 +386,9 @@ class StoreImpl final : public Store {
   Status SeekOffset(ScanState* st, uint64_t offset);
 
   const std::string path_;
-  // Changes once at most, false to true, under the exclusive store mutex and
-  // the registry mutex (UpgradeToWritable); atomic for read_only() callers
-  // holding neither.
+  // Changes only under the registry mutex and the exclusive store mutex
+  // (UpgradeToWritable, DowngradeToReadOnly); atomic for read_only()
+  // callers holding neither.
   std::atomic<bool> read_only_;
   uint32_t dims_ = 0;
   uint64_t store_id_ = 0;
