@@ -25,7 +25,7 @@
 
 namespace tierstore::warm_testing {
 // Test hook defined in warm_tier.cc: chunk sizes for files created/grown
-// from now on (0 = the 64 MiB default).
+// from now on (0 = the defaults: 4 MiB block chunks, var files doubling from 1 MiB).
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes);
 // Test hook defined in warm_tier.cc: the block format version Create()
 // writes from now on (0 = the default, 3).
@@ -40,7 +40,7 @@ using tierstore::WarmTier;
 namespace {
 
 // Every directory a case uses; removed at exit (they hold preallocated
-// 64 MiB chunks) unless WARM_TEST_KEEP is set.
+// chunks) unless WARM_TEST_KEEP is set.
 struct DirCleaner {
   std::vector<std::string> dirs;
   ~DirCleaner() {

@@ -60,7 +60,7 @@ const TIERS = ['hot', 'warm', 'cold'];
 
 // ---------------------------------------------------------------------------
 // Store images: a store's files held in memory as their non-zero pages (the
-// warm block file is 64 MiB, mostly unwritten), written back sparsely.
+// warm block file is whole chunks, mostly unwritten), written back sparsely.
 
 export function loadImage(dir) {
   const files = [];

@@ -6,7 +6,7 @@
 // ends (access statistics held in memory are then on disk too) and a cheap
 // one between cases.
 //
-// Warm files are 64 MiB chunks: hashing them on every case would cost ~0.4 s
+// Warm files are whole chunks (4 MiB and more): hashing them on every case would cost up to ~0.4 s
 // each, so `hashLarge: false` hashes only files up to 1 MiB and relies on
 // size/inode/mtime/ctime for the rest — a write(2), ftruncate or a write
 // fault on a clean mmap'd page (flush() msyncs them clean) updates mtime and
