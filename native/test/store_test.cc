@@ -332,6 +332,47 @@ TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
   }
 }
 
+// A cold row whose id bytes were damaged into another record's id: the two
+// "copies" of that id meet at open. Dropping the older one (the damaged
+// row) lost its real record silently; both copies are verified first, so
+// it is CORRUPTION naming the segment (found by the damage stress run).
+TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
+  std::mt19937 rng(94);
+  OwnedRecord one = MakeRecord(1, &rng), two = MakeRecord(2, &rng);  // ids "id-1", "id-2"
+  std::string dir = tstest::TempDir("store-cold-id-damage");
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), {one}, WriteOptions{}));
+    bool found = false;
+    ASSERT_OK(h->Move(one.id, Tier::kCold, WriteOptions{}, &found));
+    CHECK(found);
+    ASSERT_OK(PutAll(h.store.get(), {two}, WriteOptions{}));  // in hot, a later sequence number
+  }
+  std::string seg;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("cold-", 0) == 0) seg = e.path().string();
+  }
+  ASSERT_TRUE(!seg.empty());
+  // The id column (directory entry 10: offset, size) holds "id-1"; make it "id-2".
+  File f;
+  ASSERT_OK(File::Open(seg, O_RDWR, &f));
+  uint64_t col = 0;
+  ASSERT_OK(f.ReadAt(64 + 24 * 10, &col, 8));
+  char id[4];
+  ASSERT_OK(f.ReadAt(col, id, 4));
+  CHECK(std::string(id, 4) == "id-1");
+  id[3] = '2';
+  ASSERT_OK(f.WriteAt(col, id, 4));
+  f.Close();
+  for (bool read_only : {true, false}) {
+    StoreHandle h;
+    Status s = OpenStore(dir, &h, kDims, read_only);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(s.message().find(seg.substr(seg.rfind('/') + 1)) != std::string::npos);
+  }
+}
+
 TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
   std::mt19937 rng(22);
   std::vector<OwnedRecord> recs;
