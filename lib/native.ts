@@ -23,7 +23,6 @@ export interface NativeBatch {
   embeddings?: Float32Array;
 }
 
-/** One record as get() returns it. */
 /**
  * What get() returns for a record found: content, metadata JSON text and
  * (when asked) the embedding. Its scalars go into the Float64Array passed
