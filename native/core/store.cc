@@ -628,7 +628,15 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     // can name another record; dropping on that claim lost the damaged
     // record silently (found by the damage stress run).
     TS_RETURN_IF_ERROR(VerifyCopyOf(id, *existing));
-    TS_RETURN_IF_ERROR(VerifyCopyOf(id, loc));
+    if (Status whole = VerifyCopyOf(id, loc); !whole.ok()) {
+      // A damaged copy of the very write the log holds (same sequence
+      // number: the log's copy of a record that moved down) is redundant:
+      // the log's copy stays and the damaged one goes.
+      if (existing->tier != Tier::kHot || HotAt(*existing)->seq != seq) return whole;
+      if (loc.tier == Tier::kWarm) ++torn_warm_copies_;
+      losers.push_back(loc);
+      return Status::OK();
+    }
     if (SeqAt(*existing) > seq) {
       losers.push_back(loc);
       return Status::OK();
