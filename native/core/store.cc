@@ -361,10 +361,12 @@ class StoreImpl final : public Store {
   void NotifyMove(uint64_t seq, std::string_view id, const Loc& from, const Loc& to);
   HotRecord* HotAt(const Loc& loc) const { return hot_.at(loc.b).get(); }
   Status ReadAt(const Loc& loc, bool verify_embedding, RecordView* out) const;
-  uint64_t SeqAt(const Loc& loc) const;
-  // OK when the copy at loc reads back whole (data checksum) as `id`;
-  // CORRUPTION naming its file otherwise. Hot copies are OK.
-  Status VerifyCopyOf(std::string_view id, const Loc& loc) const;
+  // The file holding a warm or cold copy (for error messages).
+  std::string FileOf(const Loc& loc) const;
+  // The sequence number of the copy at loc, once it reads back whole (data
+  // checksum, which covers the id) as `id`; CORRUPTION naming its file
+  // otherwise. Hot copies (log entries are checksummed whole) are not read.
+  Status VerifiedSeqOf(std::string_view id, const Loc& loc, uint64_t* seq) const;
   void InsertHot(std::unique_ptr<HotRecord> rec);
   std::unique_ptr<HotRecord> TakeHot(const Loc& loc);
   // Removes the copy at loc from its tier (not from the index).
@@ -607,12 +609,12 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   std::vector<Loc> losers;
   auto offer = [&](std::string_view id, uint64_t seq, const Loc& loc) -> Status {
     if (seq > kMaxSequence) {
-      return ImpossibleSequence(seq, loc.tier == Tier::kWarm ? JoinPath(path_, WarmTier::kBlockFileName)
-                                                     : JoinPath(path_, ColdSegmentFileName(loc.cold().segment)));
+      return ImpossibleSequence(seq, FileOf(loc));
     }
     seq_ = std::max(seq_, seq);
+    uint64_t checked_seq = 0;
     if (killed(id, seq)) {
-      TS_RETURN_IF_ERROR(VerifyCopyOf(id, loc));
+      TS_RETURN_IF_ERROR(VerifiedSeqOf(id, loc, &checked_seq));
       losers.push_back(loc);
       return Status::OK();
     }
@@ -627,17 +629,18 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     // format (a cold segment's id column, warm format 2), so a damaged id
     // can name another record; dropping on that claim lost the damaged
     // record silently (found by the damage stress run).
-    TS_RETURN_IF_ERROR(VerifyCopyOf(id, *existing));
-    if (Status whole = VerifyCopyOf(id, loc); !whole.ok()) {
+    uint64_t existing_seq = 0;
+    TS_RETURN_IF_ERROR(VerifiedSeqOf(id, *existing, &existing_seq));
+    if (Status whole = VerifiedSeqOf(id, loc, &checked_seq); !whole.ok()) {
       // A damaged copy of the very write the log holds (same sequence
       // number: the log's copy of a record that moved down) is redundant:
       // the log's copy stays and the damaged one goes.
-      if (existing->tier != Tier::kHot || HotAt(*existing)->seq != seq) return whole;
+      if (existing->tier != Tier::kHot || existing_seq != seq) return whole;
       if (loc.tier == Tier::kWarm) ++torn_warm_copies_;
       losers.push_back(loc);
       return Status::OK();
     }
-    if (SeqAt(*existing) > seq) {
+    if (existing_seq > seq) {
       losers.push_back(loc);
       return Status::OK();
     }
@@ -959,25 +962,21 @@ Status StoreImpl::ReadAt(const Loc& loc, bool verify_embedding, RecordView* out)
   return Status::OK();
 }
 
-Status StoreImpl::VerifyCopyOf(std::string_view id, const Loc& loc) const {
-  if (loc.tier == Tier::kHot) return Status::OK();  // log entries are checksummed whole
-  RecordView v;
-  TS_RETURN_IF_ERROR(ReadAt(loc, /*verify_embedding=*/false, &v));  // data checksum, which covers the id
-  if (v.id != id) {
-    return Status::Corruption(
-        (loc.tier == Tier::kWarm ? JoinPath(path_, WarmTier::kBlockFileName)
-                                 : JoinPath(path_, ColdSegmentFileName(loc.cold().segment))) +
-        ": a copy read as one id at open reads back as another");
-  }
-  return Status::OK();
+std::string StoreImpl::FileOf(const Loc& loc) const {
+  return loc.tier == Tier::kWarm ? JoinPath(path_, WarmTier::kBlockFileName)
+                                 : JoinPath(path_, ColdSegmentFileName(loc.cold().segment));
 }
 
-uint64_t StoreImpl::SeqAt(const Loc& loc) const {
+Status StoreImpl::VerifiedSeqOf(std::string_view id, const Loc& loc, uint64_t* seq) const {
+  if (loc.tier == Tier::kHot) {
+    *seq = HotAt(loc)->seq;
+    return Status::OK();
+  }
   RecordView v;
-  if (loc.tier == Tier::kHot) return HotAt(loc)->seq;
-  // Only recovery asks, and only for ids seen twice; an unreadable copy loses.
-  if (!ReadAt(loc, false, &v).ok()) return 0;
-  return v.seq;
+  TS_RETURN_IF_ERROR(ReadAt(loc, /*verify_embedding=*/false, &v));
+  if (v.id != id) return Status::Corruption(FileOf(loc) + ": a copy read as one id at open reads back as another");
+  *seq = v.seq;
+  return Status::OK();
 }
 
 Status StoreImpl::RemoveFromTier(const Loc& loc) {
