@@ -72,6 +72,13 @@ OwnedRecord MakeRecord(int i, std::mt19937* rng) {
   return r;
 }
 
+// Records 0..n-1 in order, drawing from rng as n MakeRecord calls would.
+std::vector<OwnedRecord> MakeRecords(int n, std::mt19937* rng) {
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < n; ++i) recs.push_back(MakeRecord(i, rng));
+  return recs;
+}
+
 // One open, released as the binding releases it (writable or not).
 struct StoreHandle {
   std::shared_ptr<Store> store;
@@ -130,8 +137,7 @@ uint64_t Total(Store* s) {
 TEST(PutGetReopenAcrossTiers) {
   std::string dir = tstest::TempDir("store-basic");
   std::mt19937 rng(1);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 300; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(300, &rng);
   WriteOptions w;
   w.hot_capacity = 50;
   w.warm_capacity = 100;
@@ -168,8 +174,7 @@ TEST(PutGetReopenAcrossTiers) {
 TEST(ImpossibleSequenceNumberIsCorruption) {
   std::string dir = tstest::TempDir("store-seq");
   std::mt19937 rng(7);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 5; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(5, &rng);
   WriteOptions w;
   ASSERT_OK(PutMigrateClose(dir, recs, w));
   Manifest m;
@@ -299,8 +304,7 @@ constexpr uint64_t kWarmVarPrefix = 20;
 
 TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
   std::mt19937 rng(21);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   // Slot 0's embedding, or the first var extent's prefix (its id length,
   // checked at open) or id bytes (slot 0's record): pages a power cut kept
   // at an older state.
@@ -378,8 +382,7 @@ TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
 // decides): the log's copy is kept, the damaged one dropped, nothing lost.
 TEST(DamagedWarmContentWithTheSameWriteInTheLogKeepsTheLogCopy) {
   std::mt19937 rng(95);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   std::string dir = tstest::TempDir("store-warm-content-damage");
   WriteOptions w;
   w.hot_capacity = 2;
@@ -405,8 +408,7 @@ TEST(DamagedWarmContentWithTheSameWriteInTheLogKeepsTheLogCopy) {
 
 TEST(DamagedWarmCopyWithoutLogCopyIsCorruption) {
   std::mt19937 rng(22);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   const uint64_t offset = kWarmHeaderPage + kWarmBlockHeader + 5;  // slot 0's embedding
   // After a crash, but the log was checkpointed (compact): the warm copy is
   // the only one, so its damage is reported, never papered over.
@@ -471,8 +473,7 @@ TEST(ZeroedWarmBlockAfterPowerCutComesBackFromTheLog) {
   // while a block written since the last sync is still zeros on disk. Its
   // record is still in the log: recovery takes it from there.
   std::mt19937 rng(23);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   std::string dir = WarmCopiesStillInLog("store-zeroed-warm", recs, false);
   ASSERT_TRUE(!dir.empty());
   ZeroRange(dir + "/warm.blocks", kWarmHeaderPage + 3 * kWarmBlockBytes, kWarmBlockBytes);
@@ -491,8 +492,7 @@ TEST(ZeroedWarmBlockAfterPowerCutComesBackFromTheLog) {
 
 TEST(ZeroedWarmBlockIsCorruptionOnceItIsTheOnlyCopy) {
   std::mt19937 rng(24);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 20; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   auto expect_corrupt_open = [](const std::string& dir, const char* why) {
     StoreHandle h;
     Status s = OpenStore(dir, &h);
@@ -607,8 +607,7 @@ std::string MappedLogCrashCopy(const std::string& name, const std::vector<OwnedR
 
 TEST(MappedLogAfterCrashReplaysUpToItsEndMark) {
   std::mt19937 rng(31);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 12; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(12, &rng);
   for (bool last_durable : {false, true}) {
     uint64_t logical = 0;
     std::string dir = MappedLogCrashCopy(last_durable ? "store-mapped-mixed" : "store-mapped", recs, &logical, last_durable);
@@ -647,8 +646,7 @@ TEST(MappedLogAfterCrashReplaysUpToItsEndMark) {
 
 TEST(MappedLogCutBelowItsEndMarkIsATornTailAfterACrashOnly) {
   std::mt19937 rng(33);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 6; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(6, &rng);
   uint64_t logical = 0;
   std::string dir = MappedLogCrashCopy("store-mapped-cut", recs, &logical);
   ASSERT_TRUE(!dir.empty());
@@ -663,8 +661,7 @@ TEST(MappedLogCutBelowItsEndMarkIsATornTailAfterACrashOnly) {
 
 TEST(MappedLogDamagedEndMarkIsCorruption) {
   std::mt19937 rng(34);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 4; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(4, &rng);
   uint64_t logical = 0;
   std::string dir = MappedLogCrashCopy("store-mapped-mark", recs, &logical);
   ASSERT_TRUE(!dir.empty());
@@ -704,8 +701,7 @@ TEST(VersionTwoLogIsReadAndAppendedTo) {
   // A log written before the end mark (format version 2: a 32-byte header,
   // the same entries), left by a crash.
   std::mt19937 rng(35);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 5; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(5, &rng);
   std::string dir = tstest::TempDir("store-log-v2");
   std::string crashed = tstest::TempDir("store-log-v2-crash");
   {
@@ -742,8 +738,7 @@ TEST(VersionTwoLogIsReadAndAppendedTo) {
 TEST(FileMissingAfterCleanCloseIsCorruption) {
   std::string dir = tstest::TempDir("store-missing");
   std::mt19937 rng(11);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(30, &rng);
   WriteOptions w;
   w.hot_capacity = 5;
   w.warm_capacity = 5;
@@ -819,8 +814,7 @@ TEST(IteratorExactlyOnceWhileEveryPutDemotes) {
   WriteOptions w;
   w.hot_capacity = 1000000;
   w.warm_capacity = 1000000;
-  std::vector<OwnedRecord> originals;
-  for (int i = 0; i < 3000; ++i) originals.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> originals = MakeRecords(3000, &rng);
   ASSERT_OK(PutAll(h.store.get(), originals, w));
   // Spread the originals over all tiers first.
   w.hot_capacity = 1000;
@@ -866,8 +860,7 @@ TEST(ListCursorAndOffsetPageEverything) {
   std::mt19937 rng(7);
   StoreHandle h;
   ASSERT_OK(OpenStore(dir, &h));
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 500; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(500, &rng);
   WriteOptions w;
   w.hot_capacity = 100;
   w.warm_capacity = 150;
@@ -1001,8 +994,7 @@ TEST(RecallMatchesBruteForceOnWarmFormatTwo) { CheckRecallMatchesBruteForce(2); 
 TEST(WarmFormatTwoStoreKeepsWorking) {
   std::string dir = tstest::TempDir("store-warm-v2");
   std::mt19937 rng(31);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 40; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(40, &rng);
   WriteOptions w;
   w.hot_capacity = 5;
   w.warm_capacity = 100;
@@ -1073,8 +1065,7 @@ bool LockHeld(const std::string& dir, bool exclusive_probe) {
 
 TEST(WritableOpenAfterReadOnlyInTheSameProcessSharesTheStore) {
   std::mt19937 rng(91);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(30, &rng);
   WriteOptions w;
   w.hot_capacity = 10;
   w.warm_capacity = 10;
@@ -1151,8 +1142,7 @@ TEST(WritableOpenAfterReadOnlyInTheSameProcessSharesTheStore) {
 
 TEST(LastWritableReleaseTurnsTheLockSharedAndTheStoreReadOnly) {
   std::mt19937 rng(93);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 30; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(30, &rng);
   WriteOptions w;
   w.hot_capacity = 10;
   w.warm_capacity = 10;
@@ -1224,8 +1214,7 @@ TEST(LastWritableReleaseTurnsTheLockSharedAndTheStoreReadOnly) {
 // retries; every read sees a whole record, before and after.
 TEST(UpgradeToWritableWhileReaderThreadsRun) {
   std::mt19937 rng(92);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 60; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(60, &rng);
   WriteOptions w;
   w.hot_capacity = 20;
   w.warm_capacity = 20;
@@ -1267,15 +1256,18 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
     });
   }
   while (reads.load() < 50 || iterations.load() < 1) std::this_thread::yield();
+  // A writable open, retried while a reader's iteration makes it STORE_LOCKED.
+  auto open_writable = [&](StoreHandle* h) {
+    Status st;
+    for (int attempt = 0; attempt < 20000; ++attempt) {
+      st = OpenStore(dir, h);
+      if (st.code() != StatusCode::kStoreLocked) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return st;
+  };
   StoreHandle rw;
-  Status s;
-  int attempts = 0;
-  do {
-    s = OpenStore(dir, &rw);
-    ++attempts;
-    if (s.code() == StatusCode::kStoreLocked) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  } while (s.code() == StatusCode::kStoreLocked && attempts < 20000);
-  ASSERT_OK(s);
+  ASSERT_OK(open_writable(&rw));
   CHECK(!ro->read_only());
   std::vector<OwnedRecord> more;
   for (int i = 100; i < 120; ++i) more.push_back(MakeRecord(i, &rng));
@@ -1289,11 +1281,7 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
     const int seen = reads.load();
     while (reads.load() < seen + 10) std::this_thread::yield();
     StoreHandle again;
-    do {
-      s = OpenStore(dir, &again);
-      if (s.code() == StatusCode::kStoreLocked) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    } while (s.code() == StatusCode::kStoreLocked);
-    ASSERT_OK(s);
+    ASSERT_OK(open_writable(&again));
     again.Close();
   }
   stop.store(true);
@@ -1314,8 +1302,7 @@ TEST(UpgradeToWritableWhileReaderThreadsRun) {
 TEST(DeleteAndRePutInEveryTierSurviveReopen) {
   std::string dir = tstest::TempDir("store-del");
   std::mt19937 rng(10);
-  std::vector<OwnedRecord> recs;
-  for (int i = 0; i < 60; ++i) recs.push_back(MakeRecord(i, &rng));
+  std::vector<OwnedRecord> recs = MakeRecords(60, &rng);
   WriteOptions w;
   w.hot_capacity = 20;
   w.warm_capacity = 20;
