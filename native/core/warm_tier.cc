@@ -115,6 +115,7 @@
 #include "warm_tier.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -163,6 +164,13 @@ constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
 constexpr uint64_t kDefaultBlockChunkBytes = uint64_t{4} << 20;
 constexpr uint64_t kMinVarChunkBytes = uint64_t{1} << 20;
 constexpr uint64_t kMaxVarChunkBytes = uint64_t{64} << 20;
+// Prefaulted past an append, in bytes of var file and in blocks (see
+// PopulateForWrite).
+constexpr uint64_t kVarPopulateAhead = uint64_t{512} << 10;
+constexpr uint32_t kBlockPopulateAhead = 128;
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
 
 constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
 constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
@@ -401,6 +409,24 @@ Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region*
   return Status::OK();
 }
 
+// A first store to a page of a freshly allocated chunk costs two faults (the
+// kernel reads the unwritten extent as zeros, then makes the page writable):
+// a third of a demotion into warm. MADV_POPULATE_WRITE (Linux 5.14) does
+// that for a whole range in one call. Only for bytes about to be written
+// for the first time: populating a page dirties it. A hint: when it fails
+// (an older kernel, no memory) the stores fault one page at a time as before.
+std::atomic<bool> g_populate_unsupported{false};
+
+void PopulateForWrite(uint8_t* from, uint8_t* to) {
+  if (to <= from || g_populate_unsupported.load(std::memory_order_relaxed)) return;
+  const uintptr_t page = PageSize();
+  const uintptr_t a = reinterpret_cast<uintptr_t>(from) / page * page;
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(to) + page - 1) / page * page;
+  if (::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+    g_populate_unsupported.store(true, std::memory_order_relaxed);
+  }
+}
+
 MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
 
 // The region of `regions` (sorted by file_off) that starts at or before
@@ -418,6 +444,7 @@ struct VarFile {
   uint64_t size = 0;            // file size
   std::vector<Region> regions;  // sorted by file_off, non-overlapping
   uint64_t tail = kHeaderPage;  // next free byte (current generation only)
+  uint64_t populated_end = 0;   // appends below it were prefaulted (PopulateForWrite)
 };
 
 // A live block's decoded fields. ParseLive fills those in the block; the
@@ -854,6 +881,12 @@ class WarmTierImpl final : public WarmTier {
         if (version_ == kBlocksV3 && vf.tail > kV3MaxOffset) return VarFull(vf);
         *off = vf.tail;
         *ptr = last.base + (vf.tail - last.file_off);
+        if (vf.tail + n > vf.populated_end) {
+          const uint64_t from = std::max(vf.populated_end, vf.tail);
+          const uint64_t to = std::min(end, vf.tail + n + kVarPopulateAhead);
+          PopulateForWrite(last.base + (from - last.file_off), last.base + (to - last.file_off));
+          vf.populated_end = to;
+        }
         return Status::OK();
       }
     }
@@ -878,6 +911,8 @@ class WarmTierImpl final : public WarmTier {
     vf.tail = start;
     *off = start;
     *ptr = vf.regions.back().base;
+    vf.populated_end = std::min(start + chunk, start + n + kVarPopulateAhead);
+    PopulateForWrite(*ptr, *ptr + (vf.populated_end - start));
     return Status::OK();
   }
 
@@ -950,6 +985,7 @@ class WarmTierImpl final : public WarmTier {
   std::vector<Region> chunks_;
   std::vector<uint64_t> free_bits_;
   uint32_t free_hint_ = 0;
+  uint32_t populated_slots_ = 0;  // fresh blocks below it were prefaulted (PopulateForWrite)
   std::map<uint32_t, VarFile> var_files_;
   uint32_t cur_gen_ = 0;  // 0 = no var file (read-only, nothing live)
   uint64_t live_ = 0;
@@ -1281,6 +1317,16 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
       PublishState(next, kStateFree);
       MarkBlockDirty(slot + 1);
     }
+  }
+  if (slot >= mark_ && slot + 2 > populated_slots_) {
+    // A first write here (and the read of the next block's state, above):
+    // prefault the blocks ahead, a chunk at most (chunks are mapped apart).
+    const uint32_t from = std::max(slot, populated_slots_);
+    const uint32_t chunk_end = (from / bpc_ + 1) * bpc_;
+    const uint32_t to = static_cast<uint32_t>(
+        std::min<uint64_t>({uint64_t{from} + kBlockPopulateAhead, chunk_end, SlotLimit()}));
+    PopulateForWrite(BlockPtr(from), BlockPtr(to - 1) + block_size_);
+    populated_slots_ = to;
   }
   uint8_t* b = BlockPtr(slot);
   PublishState(b, kStateWriting);
