@@ -662,8 +662,8 @@ Status StoreImpl::Recover(const Manifest& manifest) {
         losers.push_back(Loc::Warm(slot));
         ++torn_warm_copies_;
       }};
-  TS_RETURN_IF_ERROR(warm_->ForEachLive(
-      [&](uint32_t slot, const RecordView& rec) { return offer(rec.id, rec.seq, Loc::Warm(slot)); },
+  TS_RETURN_IF_ERROR(warm_->ForEachLiveKey(
+      [&](uint32_t slot, std::string_view id, uint64_t seq) { return offer(id, seq, Loc::Warm(slot)); },
       manifest.clean ? nullptr : &torn));
   TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) {
     return offer(rec.id, rec.seq, Loc::Cold(loc));

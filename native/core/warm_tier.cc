@@ -499,6 +499,18 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
+  Status ForEachLiveKey(const std::function<Status(uint32_t slot, std::string_view id, uint64_t seq)>& fn,
+                        const TornCopyPolicy* torn) override {
+    if (torn == nullptr && open_keys_valid_) {
+      std::vector<OpenKey> keys;
+      keys.swap(open_keys_);  // used once: its memory goes with it
+      open_keys_valid_ = false;
+      for (const OpenKey& k : keys) TS_RETURN_IF_ERROR(fn(k.slot, std::string_view(k.id, k.id_len), k.seq));
+      return Status::OK();
+    }
+    return ForEachLive([&](uint32_t slot, const RecordView& v) { return fn(slot, v.id, v.seq); }, torn);
+  }
+
   Status Insert(const RecordView& rec, uint32_t* slot_out) override;
 
   Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const override {
@@ -567,6 +579,7 @@ class WarmTierImpl final : public WarmTier {
   }
 
   Status Free(uint32_t slot) override {
+    DropOpenKeys();
     if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
     if (!finished_) return NotFinished("Free");
     if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
@@ -994,6 +1007,21 @@ class WarmTierImpl final : public WarmTier {
   // open (not counted in var_live_bytes_); ForEachLive hands them to
   // TornCopyPolicy or reports them.
   std::set<uint32_t> unverified_;
+  // A clean version-3 open's live blocks, as its extent pass verified them,
+  // for ForEachLiveKey (dropped by it and by any change to the tier).
+  struct OpenKey {
+    uint32_t slot;
+    uint32_t id_len;
+    uint64_t seq;
+    const char* id;  // into a var mapping
+  };
+  std::vector<OpenKey> open_keys_;
+  bool open_keys_valid_ = false;
+  void DropOpenKeys() {
+    if (!open_keys_valid_) return;
+    std::vector<OpenKey>().swap(open_keys_);
+    open_keys_valid_ = false;
+  }
 };
 
 Status WarmTierImpl::OpenFiles() {
@@ -1153,6 +1181,10 @@ Status WarmTierImpl::OpenFiles() {
   if (version_ == kBlocksV3) {
     // Every referenced var file is open: verify each live block's extent
     // prefix (key_crc) and learn the extent ends and live bytes from it.
+    // A clean open keeps each block's id and seq for ForEachLiveKey (after
+    // a crash ForEachLive decides on torn copies, so it reads them itself).
+    open_keys_valid_ = !after_crash_;
+    if (open_keys_valid_) open_keys_.reserve(live_);
     for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
       if (slot + kPrefetchAhead < scan_limit_) PrefetchExtent(slot + kPrefetchAhead);
       const uint8_t* b = BlockPtr(slot);
@@ -1171,6 +1203,7 @@ Status WarmTierImpl::OpenFiles() {
       VarFile& vf = var_files_.at(p.var_gen);
       vf.tail = std::max(vf.tail, p.var_offset + p.extent_len());
       var_live_bytes_ += p.extent_len();
+      if (open_keys_valid_) open_keys_.push_back({slot, p.id_len, p.seq, reinterpret_cast<const char*>(p.bytes)});
     }
   }
   if (!gen_end.empty()) cur_gen_ = gen_end.rbegin()->first;
@@ -1205,6 +1238,7 @@ Status WarmTierImpl::OpenFiles() {
 
 Status WarmTierImpl::FinishOpen() {
   if (read_only_ || finished_) return Status::OK();
+  DropOpenKeys();  // what follows changes blocks
   for (uint32_t slot : pending_freed_) {
     uint8_t* b = BlockPtr(slot);
     if (LoadState(b) != kStateWriting) continue;  // done by an earlier, failed attempt
@@ -1244,6 +1278,7 @@ Status WarmTierImpl::FinishOpen() {
 Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
   if (!finished_) return NotFinished("Insert");
+  DropOpenKeys();
   if (rec.id.empty() || rec.id.size() > kMaxIdBytes) {
     return Status::InvalidArgument("id must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
                                    std::to_string(rec.id.size()));
@@ -1351,6 +1386,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
 }
 
 Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
+  DropOpenKeys();
   if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
   if (!finished_) return NotFinished("Compact");
   *bytes_reclaimed = 0;
