@@ -1360,8 +1360,10 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
     const uint32_t chunk_end = (from / bpc_ + 1) * bpc_;
     const uint32_t to = static_cast<uint32_t>(
         std::min<uint64_t>({uint64_t{from} + kBlockPopulateAhead, chunk_end, SlotLimit()}));
-    PopulateForWrite(BlockPtr(from), BlockPtr(to - 1) + block_size_);
-    populated_slots_ = to;
+    if (from < to) {  // none when the next block lies in a chunk not yet added
+      PopulateForWrite(BlockPtr(from), BlockPtr(to - 1) + block_size_);
+      populated_slots_ = to;
+    }
   }
   uint8_t* b = BlockPtr(slot);
   PublishState(b, kStateWriting);
