@@ -259,6 +259,10 @@ class IteratorImpl final : public StoreIterator {
   bool closed_ = false;
   // Records already yielded that will be met again where they moved to.
   std::unordered_set<uint64_t> skip_;
+  // Records already yielded that moved out of a single-tier scan: should
+  // one move back in ahead of the scan, it goes to skip_ (found by a probe:
+  // out of hot and back in, a record was yielded twice).
+  std::unordered_set<uint64_t> left_;
   // Records not yet yielded that moved behind the scan: yielded at the end.
   std::map<uint64_t, std::string> pending_;
 };
@@ -1875,7 +1879,7 @@ void IteratorImpl::Close() {
 void IteratorImpl::OnMove(uint64_t seq, std::string_view id, Tier from, uint64_t from_key, Tier to, uint64_t to_key) {
   if (seq > max_seq_) return;  // written after this iterator began: never yielded
   bool yielded;
-  if (skip_.count(seq)) {
+  if (skip_.count(seq) || left_.count(seq)) {
     yielded = true;
   } else if (pending_.count(seq)) {
     yielded = false;
@@ -1887,6 +1891,11 @@ void IteratorImpl::OnMove(uint64_t seq, std::string_view id, Tier from, uint64_t
     skip_.insert(seq);
   } else {
     skip_.erase(seq);
+  }
+  if (yielded && !state_.InScope(to)) {
+    left_.insert(seq);
+  } else {
+    left_.erase(seq);
   }
   if (!yielded && !will_visit && state_.selector == TierSelector::kAll) {
     pending_.emplace(seq, std::string(id));

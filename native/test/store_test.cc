@@ -855,6 +855,69 @@ TEST(IteratorExactlyOnceWhileEveryPutDemotes) {
   CHECK_EQ(Total(h.store.get()), 3000u + static_cast<uint64_t>(next - 100000));
 }
 
+// A single-tier iterator and records moved out of its tier and back
+// (found by a probe: out of hot and back in, a record came twice). Records
+// the scan already yielded are never yielded again; a record moved out and
+// back before the scan reached it is yielded at most once.
+TEST(SingleTierIteratorYieldsARecordMovedOutAndBackOnce) {
+  std::mt19937 rng(21);
+  for (Tier tier : {Tier::kHot, Tier::kWarm, Tier::kCold}) {
+    std::string dir = tstest::TempDir(std::string("store-iter-out-back-") + TierName(tier));
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    WriteOptions w;
+    w.hot_capacity = 1000000;
+    w.warm_capacity = 1000000;
+    std::vector<OwnedRecord> recs = MakeRecords(200, &rng);
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    bool found = false;
+    for (const auto& r : recs) ASSERT_OK(h->Move(r.id, tier, w, &found));
+    const Tier elsewhere = tier == Tier::kHot ? Tier::kCold : Tier::kHot;
+    std::unique_ptr<StoreIterator> it;
+    ASSERT_OK(h->NewIterator(static_cast<TierSelector>(static_cast<int>(tier)), &it));
+    std::map<std::string, int> seen;
+    std::set<std::string> moved_before_seen;
+    RecordBatch b;
+    size_t ahead = 0, yielded = 0;
+    // Bounded: re-yielded records would each be moved ahead again, forever.
+    while (yielded < 3 * recs.size()) {
+      ASSERT_OK(it->Next(1 + rng() % 5, false, &b));
+      if (b.size() == 0) break;
+      yielded += b.size();
+      for (size_t i = 0; i < b.size(); ++i) {
+        std::string id(b.Id(i));
+        seen[id]++;
+        // Out of the tier and straight back, and once more through the third tier.
+        ASSERT_OK(h->Move(id, elsewhere, w, &found));
+        ASSERT_OK(h->Move(id, tier, w, &found));
+        const Tier third = tier == Tier::kWarm ? Tier::kCold : Tier::kWarm;
+        ASSERT_OK(h->Move(id, third, w, &found));
+        ASSERT_OK(h->Move(id, tier, w, &found));
+      }
+      // And one record the scan has not reached yet, if any.
+      for (; ahead < recs.size(); ++ahead) {
+        if (seen.count(recs[ahead].id)) continue;
+        moved_before_seen.insert(recs[ahead].id);
+        ASSERT_OK(h->Move(recs[ahead].id, elsewhere, w, &found));
+        ASSERT_OK(h->Move(recs[ahead].id, tier, w, &found));
+        ++ahead;
+        break;
+      }
+    }
+    int missing = 0, duplicated = 0;
+    for (const auto& r : recs) {
+      auto f = seen.find(r.id);
+      if (f == seen.end()) {
+        if (!moved_before_seen.count(r.id)) ++missing;
+      } else if (f->second != 1) {
+        ++duplicated;
+      }
+    }
+    CHECK_EQ(missing, 0);
+    CHECK_EQ(duplicated, 0);
+  }
+}
+
 TEST(ListCursorAndOffsetPageEverything) {
   std::string dir = tstest::TempDir("store-list");
   std::mt19937 rng(7);
