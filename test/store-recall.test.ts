@@ -4,7 +4,9 @@
 // gives the same. The replaced system scored tiers on incomparable scales:
 // here identical embeddings placed in different tiers must score identically.
 import { describe, expect, it } from 'vitest';
+import { open, TierStoreError } from '../lib/index.js';
 import type { MemoryInput, MemoryStore, RecallHit, Tier, TierSelector } from '../lib/index.js';
+import { describeChild, runChild } from './helpers/child.js';
 import { mulberry32, randomEmbedding, toFloat32 } from './helpers/random.js';
 import { TIERS, useScratch } from './helpers/store.js';
 
@@ -184,6 +186,31 @@ describe('recall', () => {
     const stale = store.recall(other, { k: 2 });
     expect(stale.map((h) => h.id).sort(byUtf8)).toEqual(['tie-a', 'tie-\uffff'].sort(byUtf8));
     for (const h of stale) expect(h.memory.content).toBe('overwritten');
+  });
+
+  it('recallAsync called before close() resolves with its hits, every time; the lock is free once it settles', async () => {
+    // Found by a probe: whether it resolved or rejected STORE_CLOSED depended
+    // on whether the thread pool had started it when close() came.
+    const { store: first, placed, tie } = build();
+    const p = first.path;
+    first.close();
+    const want = bruteForce([...placed.values()], tie, 5).map(([id]) => id);
+    for (let round = 0; round < 30; round++) {
+      const s = open(p);
+      const pending = [s.recallAsync(tie, { k: 5 }), s.recallAsync(tie, { k: 5, tier: 'cold' })];
+      s.close();
+      expect(() => s.counts(), 'the handle is closed at once').toThrow(TierStoreError);
+      await expect(s.recallAsync(tie, { k: 5 })).rejects.toMatchObject({ code: 'STORE_CLOSED' });
+      const [all, cold] = await Promise.all(pending);
+      expect(all!.map((h) => h.id), `round ${round}`).toEqual(want);
+      expect(cold!.every((h) => h.tier === 'cold')).toBe(true);
+    }
+    // Released: another process can take the store for writing.
+    const r = runChild(
+      `try { const s = ts.open(args.p); s.close(); emit('RESULT', { ok: true }); } catch (e) { emit('RESULT', { ok: false, code: e.code }); }`,
+      { p },
+    );
+    expect(r.result, describeChild(r)).toEqual({ ok: true });
   });
 
   it('the same answers after close and reopen', () => {

@@ -20,20 +20,26 @@ Napi::Object ResultToJs(Napi::Env env, tierstore::RecallResult& result, uint32_t
 
 class RecallWorker : public Napi::AsyncWorker {
  public:
-  RecallWorker(Napi::Env env, std::shared_ptr<tierstore::Store> store, std::vector<float> query,
+  RecallWorker(Napi::Env env, std::shared_ptr<HandleState> handle, std::vector<float> query,
                tierstore::RecallOptions options, uint32_t dimensions)
       : Napi::AsyncWorker(env, "tierstore.recall"),
         deferred_(Napi::Promise::Deferred::New(env)),
-        store_(std::move(store)),
+        handle_(std::move(handle)),
+        store_(handle_->store),
         query_(std::move(query)),
         options_(options),
-        dimensions_(dimensions) {}
+        dimensions_(dimensions) {
+    handle_->AsyncStarted();
+  }
+  // JS thread, after OnOK/OnError: a close() of the handle meanwhile
+  // released the store only now (see HandleState).
+  ~RecallWorker() override { handle_->AsyncSettled(); }
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  // Worker thread: core only. If the handle is closed meanwhile, Release()
-  // waits for this scan (it holds the store's shared lock), or this scan
-  // finds the store closed and reports STORE_CLOSED.
+  // Worker thread: core only. A close() of this handle meanwhile defers
+  // the store's release until this worker settles; another handle closing
+  // the store (its last) waits for this scan, which holds the shared lock.
   void Execute() override { status_ = store_->Recall(query_.data(), options_, &result_); }
 
   void OnOK() override {
@@ -53,6 +59,7 @@ class RecallWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
+  std::shared_ptr<HandleState> handle_;
   std::shared_ptr<tierstore::Store> store_;
   std::vector<float> query_;
   tierstore::RecallOptions options_;
@@ -107,9 +114,14 @@ Napi::Value NativeStore::RecallAsync(const Napi::CallbackInfo& info) {
     std::vector<float> query;
     tierstore::RecallOptions options = RecallArgs(info, "recallAsync()", &query);
     options.threads = std::max(1u, std::thread::hardware_concurrency());
-    auto* worker = new RecallWorker(env, state_->store, std::move(query), options, state_->dimensions);
+    auto* worker = new RecallWorker(env, state_, std::move(query), options, state_->dimensions);
     Napi::Promise promise = worker->Promise();
-    worker->Queue();
+    try {
+      worker->Queue();
+    } catch (...) {
+      delete worker;  // never queued: it must not hold off a close() (HandleState)
+      throw;
+    }
     return promise;
   } catch (const Napi::Error& e) {
     Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
