@@ -1222,7 +1222,7 @@ struct Candidate {
   float activation;
   double last_access_at;
   uint64_t position;
-  const void* record = nullptr;  // hot: its HotRecord (the loop prefetches ahead)
+  HotRecord* record = nullptr;  // hot: the record itself (valid until taken)
   bool operator<(const Candidate& o) const {
     if (activation != o.activation) return activation < o.activation;
     if (last_access_at != o.last_access_at) return last_access_at < o.last_access_at;
@@ -1253,12 +1253,11 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
         // memory: fetch a few ahead (a cache miss per record otherwise).
         if (i + 8 < end) __builtin_prefetch(cand[i + 8].record);
         if (i + 4 < end) {
-          const auto* ahead = static_cast<const HotRecord*>(cand[i + 4].record);
-          __builtin_prefetch(ahead->bytes());
-          __builtin_prefetch(ahead->embedding());
+          __builtin_prefetch(cand[i + 4].record->bytes());
+          __builtin_prefetch(cand[i + 4].record->embedding());
         }
         Loc from = Loc::Hot(cand[i].position);
-        HotRecord* rec = HotAt(from);
+        HotRecord* rec = cand[i].record;
         uint32_t slot = 0;
         TS_RETURN_IF_ERROR(warm_->Insert(rec->View(), &slot));  // destination first
         Loc to = Loc::Warm(slot);
@@ -1271,12 +1270,12 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
     } else {
       std::vector<RecordView> views;
       views.reserve(end - start);
-      for (size_t i = start; i < end; ++i) views.push_back(HotAt(Loc::Hot(cand[i].position))->View());
+      for (size_t i = start; i < end; ++i) views.push_back(cand[i].record->View());
       std::vector<ColdLoc> locs;
       TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
       for (size_t i = start; i < end; ++i) {
         Loc from = Loc::Hot(cand[i].position);
-        HotRecord* rec = HotAt(from);
+        HotRecord* rec = cand[i].record;
         Loc to = Loc::Cold(locs[i - start]);
         *index_.Find(rec->id()) = to;
         ++cold_count_;

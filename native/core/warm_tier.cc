@@ -501,10 +501,9 @@ class WarmTierImpl final : public WarmTier {
 
   Status ForEachLiveKey(const std::function<Status(uint32_t slot, std::string_view id, uint64_t seq)>& fn,
                         const TornCopyPolicy* torn) override {
-    if (torn == nullptr && open_keys_valid_) {
+    if (torn == nullptr && !open_keys_.empty()) {
       std::vector<OpenKey> keys;
       keys.swap(open_keys_);  // used once: its memory goes with it
-      open_keys_valid_ = false;
       for (const OpenKey& k : keys) TS_RETURN_IF_ERROR(fn(k.slot, std::string_view(k.id, k.id_len), k.seq));
       return Status::OK();
     }
@@ -894,12 +893,7 @@ class WarmTierImpl final : public WarmTier {
         if (version_ == kBlocksV3 && vf.tail > kV3MaxOffset) return VarFull(vf);
         *off = vf.tail;
         *ptr = last.base + (vf.tail - last.file_off);
-        if (vf.tail + n > vf.populated_end) {
-          const uint64_t from = std::max(vf.populated_end, vf.tail);
-          const uint64_t to = std::min(end, vf.tail + n + kVarPopulateAhead);
-          PopulateForWrite(last.base + (from - last.file_off), last.base + (to - last.file_off));
-          vf.populated_end = to;
-        }
+        PrefaultVar(&vf, last, n);
         return Status::OK();
       }
     }
@@ -924,9 +918,18 @@ class WarmTierImpl final : public WarmTier {
     vf.tail = start;
     *off = start;
     *ptr = vf.regions.back().base;
-    vf.populated_end = std::min(start + chunk, start + n + kVarPopulateAhead);
-    PopulateForWrite(*ptr, *ptr + (vf.populated_end - start));
+    PrefaultVar(&vf, vf.regions.back(), n);
     return Status::OK();
+  }
+
+  // Prefaults the n bytes about to be appended at vf's tail in region r,
+  // and kVarPopulateAhead past them, unless done already.
+  static void PrefaultVar(VarFile* vf, const Region& r, uint64_t n) {
+    if (vf->tail + n <= vf->populated_end) return;
+    const uint64_t from = std::max(vf->populated_end, vf->tail);
+    const uint64_t to = std::min(r.file_off + r.len, vf->tail + n + kVarPopulateAhead);
+    PopulateForWrite(r.base + (from - r.file_off), r.base + (to - r.file_off));
+    vf->populated_end = to;
   }
 
   Status VarFull(const VarFile& vf) const {
@@ -1008,7 +1011,8 @@ class WarmTierImpl final : public WarmTier {
   // TornCopyPolicy or reports them.
   std::set<uint32_t> unverified_;
   // A clean version-3 open's live blocks, as its extent pass verified them,
-  // for ForEachLiveKey (dropped by it and by any change to the tier).
+  // for ForEachLiveKey (dropped by it and by any change to the tier; empty
+  // otherwise, when ForEachLiveKey reads the blocks).
   struct OpenKey {
     uint32_t slot;
     uint32_t id_len;
@@ -1016,11 +1020,8 @@ class WarmTierImpl final : public WarmTier {
     const char* id;  // into a var mapping
   };
   std::vector<OpenKey> open_keys_;
-  bool open_keys_valid_ = false;
   void DropOpenKeys() {
-    if (!open_keys_valid_) return;
-    std::vector<OpenKey>().swap(open_keys_);
-    open_keys_valid_ = false;
+    if (open_keys_.capacity() != 0) std::vector<OpenKey>().swap(open_keys_);
   }
 };
 
@@ -1183,8 +1184,7 @@ Status WarmTierImpl::OpenFiles() {
     // prefix (key_crc) and learn the extent ends and live bytes from it.
     // A clean open keeps each block's id and seq for ForEachLiveKey (after
     // a crash ForEachLive decides on torn copies, so it reads them itself).
-    open_keys_valid_ = !after_crash_;
-    if (open_keys_valid_) open_keys_.reserve(live_);
+    if (!after_crash_) open_keys_.reserve(live_);
     for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
       if (slot + kPrefetchAhead < scan_limit_) PrefetchExtent(slot + kPrefetchAhead);
       const uint8_t* b = BlockPtr(slot);
@@ -1203,7 +1203,7 @@ Status WarmTierImpl::OpenFiles() {
       VarFile& vf = var_files_.at(p.var_gen);
       vf.tail = std::max(vf.tail, p.var_offset + p.extent_len());
       var_live_bytes_ += p.extent_len();
-      if (open_keys_valid_) open_keys_.push_back({slot, p.id_len, p.seq, reinterpret_cast<const char*>(p.bytes)});
+      if (!after_crash_) open_keys_.push_back({slot, p.id_len, p.seq, reinterpret_cast<const char*>(p.bytes)});
     }
   }
   if (!gen_end.empty()) cur_gen_ = gen_end.rbegin()->first;
