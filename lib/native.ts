@@ -53,15 +53,13 @@ export interface NativeStore {
   path(): string;
   dimensions(): number;
   isClosed(): boolean;
-  putMany(
-    bytes: Uint8Array,
-    lengths: Uint32Array,
-    embeddings: Float32Array,
-    confidence: Float32Array,
-    activation: Float32Array,
-    createdAt: Float64Array,
-    lastAccessAt: Float64Array,
-  ): void;
+  /**
+   * `units`: the strings as UTF-16LE; `lengths`: their UTF-16 lengths, 3 per
+   * record (id, content, metadata JSON); `scalars`: confidence, activation,
+   * createdAt, lastAccessAt, 4 per record. Errors about one record's strings
+   * carry its index as `recordIndex`.
+   */
+  putMany(units: Uint8Array, lengths: Uint32Array, embeddings: Float32Array, scalars: Float64Array, maxContentBytes: number): void;
   get(id: string, includeEmbedding: boolean, scalars: Float64Array): NativeRecord | undefined;
   has(id: string): boolean;
   delete(id: string): boolean;

@@ -43,7 +43,7 @@ import {
   tierIndex,
   writeEmbedding,
 } from './validate.js';
-import { Columns, nonFiniteError, prepareRecord, Utf8Sink } from './write-batch.js';
+import { Columns, earlierContentError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
 
 const DEFAULT_HOT_CAPACITY = 10_000;
 const DEFAULT_WARM_CAPACITY = 1_000_000;
@@ -78,7 +78,7 @@ export class MemoryStore implements IterationSource {
   #closed = false;
   #putDepth = 0;
   #scratch: Columns | undefined;
-  #scratchSink = new Utf8Sink(4096, 1);
+  #scratchSink = new Utf16Sink(4096, 1);
   /** get()'s scalars, filled by the native layer and read right after. */
   readonly #getScalars = new Float64Array(6);
 
@@ -131,7 +131,7 @@ export class MemoryStore implements IterationSource {
     // A getter of `memory` may call put() again: only the outermost call uses the scratch.
     const outermost = this.#putDepth === 0;
     const cols = outermost ? (this.#scratch ??= new Columns(1, dims)) : new Columns(1, dims);
-    const sink = outermost ? this.#scratchSink : new Utf8Sink(4096, 1);
+    const sink = outermost ? this.#scratchSink : new Utf16Sink(4096, 1);
     sink.reset();
     this.#putDepth++;
     try {
@@ -139,7 +139,7 @@ export class MemoryStore implements IterationSource {
       this.#writeBatch(native, cols, sink, 1, false);
     } finally {
       this.#putDepth--;
-      if (outermost && sink.bytes.length > MAX_KEPT_SCRATCH) this.#scratchSink = new Utf8Sink(4096, 1);
+      if (outermost && sink.bytes.length > MAX_KEPT_SCRATCH) this.#scratchSink = new Utf16Sink(4096, 1);
     }
   }
 
@@ -170,30 +170,37 @@ export class MemoryStore implements IterationSource {
         `putMany(): ${n} memories of ${dims} dimensions do not fit one batch (at most ${Math.min(MAX_BATCH_RECORDS, Math.floor(MAX_BATCH_FLOATS / dims))}); split them into smaller batches`);
     }
     const cols = new Columns(n, dims);
-    const sink = new Utf8Sink(Math.min(n, 16) * 4096, n);
+    const sink = new Utf16Sink(Math.min(n, 16) * 4096, n);
     const now = Date.now();
     for (let i = 0; i < n; i++) {
       try {
         prepareRecord(list[i], cols, i, dims, this.maxContentBytes, now, sink);
       } catch (error) {
-        throw relabel(error, i);
+        // Contents are checked natively: an earlier record's bad content is the first bad record.
+        const earlier = earlierContentError(sink, cols, i, this.maxContentBytes);
+        throw earlier ? relabel(earlier.error, earlier.index) : relabel(error, i);
       }
     }
     this.#writeBatch(native, cols, sink, n, true);
     return n;
   }
 
-  /** Hands a validated batch to the native layer (which checks embedding finiteness). */
-  #writeBatch(native: NativeStore, cols: Columns, sink: Utf8Sink, n: number, batch: boolean): void {
+  /**
+   * Hands a validated batch to the native layer, which converts its strings
+   * (refusing lone surrogates and content over maxContentBytes: errors that
+   * carry the record's index) and checks embedding finiteness.
+   */
+  #writeBatch(native: NativeStore, cols: Columns, sink: Utf16Sink, n: number, batch: boolean): void {
     try {
-      native.putMany(
-        sink.bytes.subarray(0, sink.length), cols.lengths, cols.embeddings, cols.confidence, cols.activation,
-        cols.createdAt, cols.lastAccessAt);
+      native.putMany(sink.bytes.subarray(0, sink.length), cols.lengths, cols.embeddings, cols.scalars, this.maxContentBytes);
     } catch (error) {
-      const named =
-        error instanceof TierStoreError && error.code === 'INVALID_ARGUMENT'
-          ? nonFiniteError(cols, n, this.dimensions, batch)
-          : undefined;
+      if (!(error instanceof TierStoreError)) throw error;
+      const index = (error as TierStoreError & { recordIndex?: unknown }).recordIndex;
+      if (typeof index === 'number') {
+        const clean = new TierStoreError(error.code, error.message);
+        throw batch ? relabel(clean, index) : clean;
+      }
+      const named = error.code === 'INVALID_ARGUMENT' ? nonFiniteError(cols, n, this.dimensions, batch) : undefined;
       throw named ?? error;
     }
   }

@@ -297,9 +297,11 @@ function jsonPath(base: string, segments: ReadonlyArray<string | number>): strin
  */
 function jsonOf(value: unknown, base: string, at: Array<string | number>, ancestors: object[]): string {
   switch (typeof value) {
-    case 'string':
-      if (!value.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} contains a lone UTF-16 surrogate`);
-      return quoteJson(value);
+    case 'string': {
+      const quoted = quoteJson(value);
+      if (quoted === undefined) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} contains a lone UTF-16 surrogate`);
+      return quoted;
+    }
     case 'number':
       if (!Number.isFinite(value)) {
         fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is ${value}, which JSON cannot represent (metadata must be JSON)`);
@@ -341,9 +343,10 @@ function jsonOf(value: unknown, base: string, at: Array<string | number>, ancest
         const record = value as Record<string, unknown>;
         text = '{';
         for (const key of Object.keys(record)) {
-          if (!key.isWellFormed()) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has a key with a lone UTF-16 surrogate`);
+          const quoted = quoteJson(key);
+          if (quoted === undefined) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has a key with a lone UTF-16 surrogate`);
           at.push(key);
-          text += (text.length === 1 ? '' : ',') + quoteJson(key) + ':' + jsonOf(record[key], base, at, ancestors);
+          text += (text.length === 1 ? '' : ',') + quoted + ':' + jsonOf(record[key], base, at, ancestors);
           at.pop();
         }
         text += '}';
@@ -361,10 +364,27 @@ function jsonOf(value: unknown, base: string, at: Array<string | number>, ancest
 
 /** Characters JSON.stringify escapes in a well-formed string. */
 const JSON_ESCAPED = /["\\\u0000-\u001f]/;
+/** Strings up to this length are checked by one loop instead of two builtin scans. */
+const SHORT_STRING = 32;
 
-/** JSON.stringify(s) for a well-formed string, without its cost when nothing needs escaping. */
-function quoteJson(s: string): string {
-  return JSON_ESCAPED.test(s) ? JSON.stringify(s) : `"${s}"`;
+/**
+ * JSON.stringify(s), without its cost when nothing needs escaping; undefined
+ * when s holds a lone surrogate. Metadata is mostly short keys and values,
+ * for which one loop checking both is cheaper than isWellFormed and a regex.
+ */
+function quoteJson(s: string): string | undefined {
+  const n = s.length;
+  if (n > SHORT_STRING) {
+    if (!s.isWellFormed()) return undefined;
+    return JSON_ESCAPED.test(s) ? JSON.stringify(s) : `"${s}"`;
+  }
+  let plain = true;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c) plain = false;
+    else if (c >= 0xd800 && c <= 0xdfff) return s.isWellFormed() ? JSON.stringify(s) : undefined;
+  }
+  return plain ? `"${s}"` : JSON.stringify(s);
 }
 
 function isPlainObjectLikeArray(value: unknown[]): boolean {

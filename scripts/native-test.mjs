@@ -118,8 +118,8 @@ if (!only || only === 'cmake-js') {
     const fs = require('fs'), os = require('os'), path = require('path');
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-cmake-js-'));
     const s = new a.NativeStore(d, 3, false, 10, 10, false, false);
-    s.putMany(Buffer.from('idcontent{}'), new Uint32Array([2, 7, 2]), new Float32Array([1, 2, 3]),
-      new Float32Array([0.5]), new Float32Array([0.5]), new Float64Array([1]), new Float64Array([1]));
+    s.putMany(Buffer.from('idcontent{}', 'utf16le'), new Uint32Array([2, 7, 2]), new Float32Array([1, 2, 3]),
+      new Float64Array([0.5, 0.5, 1, 1]), 1000);
     const scalars = new Float64Array(6);
     const ok = s.get('id', false, scalars)[0] === 'content' && scalars[0] === 0.5 && s.counts().total === 1;
     s.close();

@@ -1,9 +1,12 @@
-// The write path's encoding (lib/write-batch.ts): strings are encoded once,
-// straight into a growable buffer, with lone surrogates found from the
-// encoder's U+FFFD; non-finite embedding values are found by the native
-// layer and named by the TS layer. These check the edges of those shortcuts.
+// The write path's encoding (lib/write-batch.ts): strings are copied once,
+// as UTF-16, straight into a growable buffer; the native layer converts them
+// to UTF-8, refusing lone surrogates and content over maxContentBytes, and
+// finds non-finite embedding values; the TS layer names them. These check
+// the edges of those shortcuts, and that the errors come in the documented
+// order although the checks run in two places.
 import { describe, expect, it } from 'vitest';
 import { open } from '../lib/index.js';
+import { encodeMetadata } from '../lib/validate.js';
 import type { MemoryInput } from '../lib/index.js';
 import { mulberry32, randomEmbedding } from './helpers/random.js';
 import { expectTierStoreError, snapshot, useScratch } from './helpers/store.js';
@@ -34,6 +37,39 @@ describe('write batch encoding', () => {
       'INVALID_ARGUMENT', 'putMany Float64 overflow');
     expect(e.message).toMatch(/^memories\[1\]\.embedding\[5\] is Infinity as float32/);
     expect(snapshot(s)).toEqual(before);
+  });
+
+  it('content checked natively still comes in record order and before the lengths: the first bad record is reported', () => {
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS, maxContentBytes: 100 });
+    s.put(rec('kept'));
+    const before = snapshot(s);
+    const lone = 'fine text \ud800';
+    const wide = 'é'.repeat(60); // 60 UTF-16 units, 120 UTF-8 bytes: only the UTF-8 length is too large
+    const short = [1, 2, 3];
+    const cases: Array<[string, () => unknown, string, RegExp]> = [
+      ['put: lone surrogate before a wrong embedding length', () => s.put(rec('a', { content: lone, embedding: short })),
+        'INVALID_ARGUMENT', /^memory\.content contains a lone UTF-16 surrogate/],
+      ['put: UTF-8 length before a wrong embedding length', () => s.put(rec('a', { content: wide, embedding: short })),
+        'CONTENT_TOO_LARGE', /^memory\.content is 120 UTF-8 bytes; maxContentBytes is 100/],
+      ['put: UTF-8 length alone', () => s.put(rec('a', { content: wide })),
+        'CONTENT_TOO_LARGE', /^memory\.content is 120 UTF-8 bytes/],
+      ['putMany: an earlier lone surrogate before a later wrong length', () => s.putMany([rec('a'), rec('b', { content: lone }), rec('c', { embedding: short })]),
+        'INVALID_ARGUMENT', /^memories\[1\]\.content contains a lone UTF-16 surrogate/],
+      ['putMany: an earlier UTF-8 length before a later wrong type', () => s.putMany([rec('a', { content: wide }), rec('b', { confidence: 2 })]),
+        'CONTENT_TOO_LARGE', /^memories\[0\]\.content is 120 UTF-8 bytes/],
+      ['putMany: a later wrong type when the earlier contents are fine', () => s.putMany([rec('a'), rec('b', { confidence: 2 })]),
+        'INVALID_ARGUMENT', /^memories\[1\]\.confidence/],
+      ['putMany: a later bad content before an earlier non-finite value', () => s.putMany([rec('a', { embedding: [0, NaN, 0, 0, 0, 0] }), rec('b', { content: wide })]),
+        'CONTENT_TOO_LARGE', /^memories\[1\]\.content is 120 UTF-8 bytes/],
+      ['putMany: the first of two bad contents', () => s.putMany([rec('a'), rec('b', { content: wide }), rec('c', { content: lone })]),
+        'CONTENT_TOO_LARGE', /^memories\[1\]\.content/],
+    ];
+    for (const [what, call, code, message] of cases) {
+      const e = expectTierStoreError(call, code, what);
+      expect(e.message, what).toMatch(message);
+      expect(Object.keys(e), what).not.toContain('recordIndex');
+      expect(snapshot(s), what).toEqual(before);
+    }
   });
 
   it('keeps U+FFFD and other U+F000..U+FFFF characters exactly, and refuses lone surrogates beside them', () => {
@@ -171,5 +207,35 @@ describe('metadata text', () => {
     s.putMany([rec('m2', { metadata })]);
     expect(s.get('m')?.metadata).toEqual(metadata);
     expect(s.get('m2')?.metadata).toEqual(metadata);
+  });
+
+  it('the JSON text of random short and long keys and strings is what JSON.stringify gives; a lone surrogate anywhere is refused', () => {
+    // Strings around the length where quoting changes method (32 units),
+    // from an alphabet of characters JSON escapes, ones it does not,
+    // pairs, and lone surrogates of both kinds.
+    const alphabet = ['a', 'Z', ' ', '"', '\\', '\n', '\u0000', '\u001f', '\u007f', 'é', '日', '\u2028', '🚀', '\ud800', '\udfff'];
+    const random = mulberry32(17);
+    let refused = 0;
+    let accepted = 0;
+    for (let round = 0; round < 3000; round++) {
+      const len = Math.floor(random() * 48);
+      const lone = random() < 0.2;
+      let text = '';
+      while (text.length < len) {
+        const pick = alphabet[Math.floor(random() * (lone ? alphabet.length : alphabet.length - 2))]!;
+        text += pick;
+      }
+      const asKey = round % 2 === 0;
+      const metadata = asKey ? { [text]: 1 } : { v: [text] };
+      if (text.isWellFormed()) {
+        expect(encodeMetadata(metadata, 'memory.metadata')).toBe(JSON.stringify(metadata));
+        accepted++;
+      } else {
+        expectTierStoreError(() => encodeMetadata(metadata, 'memory.metadata'), 'INVALID_ARGUMENT', JSON.stringify(text));
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(100);
+    expect(accepted).toBeGreaterThan(1000);
   });
 });

@@ -4,6 +4,8 @@
 //
 // Rows (records/s and MB/s of logical bytes: id + content + metadata + embedding):
 //   store put (hot)      Store::Put in batches of 1,000, capacities above N
+//   utf16 -> utf8        Utf16LeToUtf8 over every content (as the binding
+//                        converts the strings a put hands it); MB/s of UTF-8
 //   warm append          WarmTier::Insert, one record at a time
 //   cold append          ColdTier::Append, segments of 10,000 rows
 //   migrate hot->warm    Store::Migrate with hot_capacity 0
@@ -39,6 +41,7 @@
 #include "record.h"
 #include "status.h"
 #include "store.h"
+#include "utf16.h"
 #include "warm_tier.h"
 
 namespace fs = std::filesystem;
@@ -163,6 +166,29 @@ fs::path FreshDir(const fs::path& base, const char* name) {
   return p;
 }
 
+// UTF-16LE bytes of valid UTF-8 text (the workload's own), as V8 hands them over.
+std::string Utf16LeOf(const std::string& utf8) {
+  std::string out;
+  for (size_t i = 0; i < utf8.size();) {
+    const auto b = static_cast<unsigned char>(utf8[i]);
+    const int len = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
+    for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(utf8[i + k]) & 0x3F);
+    i += len;
+    auto unit = [&](uint32_t u) {
+      out.push_back(static_cast<char>(u & 0xFF));
+      out.push_back(static_cast<char>(u >> 8));
+    };
+    if (cp < 0x10000) {
+      unit(cp);
+    } else {
+      unit(0xD800 + ((cp - 0x10000) >> 10));
+      unit(0xDC00 + ((cp - 0x10000) & 0x3FF));
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<Store> OpenStore(const fs::path& dir) {
   std::shared_ptr<Store> s;
   StoreOptions o;
@@ -277,6 +303,28 @@ int main(int argc, char** argv) {
       s->Release();
     }
     Report("store put (hot, batches of 1000)", secs, double(n), w.logical_bytes);
+  }
+  // utf16 -> utf8
+  {
+    std::vector<std::string> wide(n);
+    double utf8_bytes = 0;
+    for (size_t i = 0; i < n; ++i) {
+      wide[i] = Utf16LeOf(w.contents[i]);
+      utf8_bytes += double(w.contents[i].size());
+    }
+    std::vector<char> out(MaxUtf8BytesOfUtf16(2000 * 2));
+    std::vector<double> secs;
+    for (int r = 0; r < reps; ++r) {
+      double a = NowS();
+      size_t total = 0;
+      for (size_t i = 0; i < n; ++i) total += Utf16LeToUtf8(wide[i].data(), wide[i].size() / 2, out.data());
+      secs.push_back(NowS() - a);
+      if (total != static_cast<size_t>(utf8_bytes)) {
+        std::fprintf(stderr, "utf16 -> utf8 wrote %zu bytes, expected %.0f\n", total, utf8_bytes);
+        return 1;
+      }
+    }
+    Report("utf16 -> utf8 (every content)", secs, double(n), utf8_bytes);
   }
   // warm append
   {

@@ -47,6 +47,12 @@ void ThrowInvalid(Napi::Env env, const std::string& message) {
   throw MakeError(env, "INVALID_ARGUMENT", message);
 }
 
+void ThrowRecordError(Napi::Env env, const char* code, const std::string& message, size_t index) {
+  Napi::Error error = MakeError(env, code, message);
+  error.Set("recordIndex", Napi::Number::New(env, static_cast<double>(index)));
+  throw error;
+}
+
 Napi::Value Arg(const Napi::CallbackInfo& info, size_t i) { return info[i]; }
 
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what) {

@@ -35,6 +35,9 @@ Napi::Error MakeError(Napi::Env env, const tierstore::Status& status);
 [[noreturn]] void ThrowStatus(Napi::Env env, const tierstore::Status& status);
 [[noreturn]] void ThrowError(Napi::Env env, const char* code, const std::string& message);
 [[noreturn]] void ThrowInvalid(Napi::Env env, const std::string& message);
+// An error about record `index` of a batch: a TierStoreError carrying
+// `recordIndex`, whose message names the field as `memory.<field>`.
+[[noreturn]] void ThrowRecordError(Napi::Env env, const char* code, const std::string& message, size_t index);
 inline void Check(Napi::Env env, const tierstore::Status& status) {
   if (!status.ok()) ThrowStatus(env, status);
 }

@@ -1,9 +1,12 @@
 #include "native_store.h"
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "utf16.h"
 
 namespace tierstore_binding {
 
@@ -80,20 +83,25 @@ Napi::Value NativeStore::IsClosed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), !state_ || state_->closed);
 }
 
-// putMany(bytes: Uint8Array, lengths: Uint32Array (3 per record: id, content,
-//   metadata), embeddings: Float32Array (n x dims), confidence: Float32Array,
-//   activation: Float32Array, createdAt: Float64Array, lastAccessAt:
-//   Float64Array) -> undefined. The strings of record i follow those of i-1.
+// putMany(units: Uint8Array (UTF-16LE), lengths: Uint32Array (3 per record:
+//   the UTF-16 units of id, content and metadata JSON), embeddings:
+//   Float32Array (n x dims), scalars: Float64Array (4 per record: confidence,
+//   activation, createdAt, lastAccessAt), maxContentBytes) -> undefined.
+// The strings of record i follow those of i-1. They arrive as UTF-16 because
+// V8 copies a string out that way several times faster than it encodes
+// UTF-8; they are converted here, where a lone surrogate is refused and the
+// content's UTF-8 length checked. Those errors name `memory.<field>` and
+// carry the record's index as `recordIndex` (the JS layer relabels them for
+// putMany). Nothing is written unless every record converts.
 Napi::Value NativeStore::PutMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tierstore::Store& store = Writable(env, "putMany()");
-  auto bytes = ArgTypedArray<uint8_t>(info, 0, "putMany(): bytes", napi_uint8_array, "Uint8Array");
+  auto units = ArgTypedArray<uint8_t>(info, 0, "putMany(): units", napi_uint8_array, "Uint8Array");
   auto lengths = ArgTypedArray<uint32_t>(info, 1, "putMany(): lengths", napi_uint32_array, "Uint32Array");
   auto embeddings = ArgTypedArray<float>(info, 2, "putMany(): embeddings", napi_float32_array, "Float32Array");
-  auto confidence = ArgTypedArray<float>(info, 3, "putMany(): confidence", napi_float32_array, "Float32Array");
-  auto activation = ArgTypedArray<float>(info, 4, "putMany(): activation", napi_float32_array, "Float32Array");
-  auto created_at = ArgTypedArray<double>(info, 5, "putMany(): createdAt", napi_float64_array, "Float64Array");
-  auto last_access = ArgTypedArray<double>(info, 6, "putMany(): lastAccessAt", napi_float64_array, "Float64Array");
+  auto scalars = ArgTypedArray<double>(info, 3, "putMany(): scalars", napi_float64_array, "Float64Array");
+  const uint64_t max_content =
+      static_cast<uint64_t>(ArgInteger(info, 4, "putMany(): maxContentBytes", 0, tierstore::kMaxContentBytes));
 
   const size_t nlen = lengths.ElementLength();
   if (nlen % 3 != 0) ThrowInvalid(env, "putMany(): lengths must hold 3 entries per record");
@@ -103,17 +111,69 @@ Napi::Value NativeStore::PutMany(const Napi::CallbackInfo& info) {
     ThrowInvalid(env, "putMany(): embeddings must hold " + std::to_string(n) + " x " + std::to_string(dims) +
                           " values, got " + std::to_string(embeddings.ElementLength()));
   }
-  if (confidence.ElementLength() != n || activation.ElementLength() != n || created_at.ElementLength() != n ||
-      last_access.ElementLength() != n) {
-    ThrowInvalid(env, "putMany(): confidence, activation, createdAt and lastAccessAt must hold " +
-                          std::to_string(n) + " values each");
+  if (scalars.ElementLength() != 4 * n) {
+    ThrowInvalid(env, "putMany(): scalars must hold 4 values per record (" + std::to_string(4 * n) + "), got " +
+                          std::to_string(scalars.ElementLength()));
   }
   if (n == 0) return env.Undefined();
 
-  const char* base = reinterpret_cast<const char*>(bytes.Data());
-  const uint64_t nbytes = bytes.ByteLength();
+  const uint8_t* src = units.Data();
+  const uint64_t total_units = units.ByteLength() / 2;
   const uint32_t* len = lengths.Data();
-  const float* emb = embeddings.Data();
+  uint64_t given = 0;
+  for (size_t i = 0; i < nlen; ++i) given += len[i];
+  if (given > total_units) {
+    ThrowInvalid(env, "putMany(): lengths add up to " + std::to_string(given) + " UTF-16 units, more than the " +
+                          std::to_string(total_units) + " given");
+  }
+
+  // Mostly-ASCII text takes about a byte per unit; room for the worst case
+  // of each string is made before it is converted. A huge scratch is let go
+  // however the call ends.
+  size_t used = 0;
+  struct ShrinkAfter {
+    NativeStore* self;
+    ~ShrinkAfter() {
+      if (self->utf8_capacity_ > kKeptUtf8Scratch) {
+        self->utf8_scratch_.reset();
+        self->utf8_capacity_ = 0;
+      }
+    }
+  } shrink_after{this};
+  auto reserve = [&](size_t more) {
+    if (utf8_capacity_ - used >= more) return;
+    const size_t capacity = std::max({used + more, 2 * utf8_capacity_, static_cast<size_t>(given + given / 8 + 64)});
+    std::unique_ptr<char[]> grown(new char[capacity]);
+    if (used != 0) std::memcpy(grown.get(), utf8_scratch_.get(), used);
+    utf8_scratch_ = std::move(grown);
+    utf8_capacity_ = capacity;
+  };
+  static constexpr const char* kField[3] = {"id", "content", "metadata"};
+  // Offsets first (the scratch may grow), views once every string is in.
+  std::vector<uint64_t> ends(nlen);
+  uint64_t unit = 0;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t f = 0; f < 3; ++f) {
+      const uint32_t count = len[3 * i + f];
+      reserve(tierstore::MaxUtf8BytesOfUtf16(count));
+      const size_t bytes = tierstore::Utf16LeToUtf8(src + 2 * unit, count, utf8_scratch_.get() + used);
+      unit += count;
+      if (bytes == tierstore::kLoneSurrogate) {
+        ThrowRecordError(env, "INVALID_ARGUMENT",
+                         std::string("memory.") + kField[f] +
+                             " contains a lone UTF-16 surrogate, which UTF-8 cannot encode",
+                         i);
+      }
+      if (f == 1 && bytes > max_content) {
+        ThrowRecordError(env, "CONTENT_TOO_LARGE",
+                         "memory.content is " + std::to_string(bytes) + " UTF-8 bytes; maxContentBytes is " +
+                             std::to_string(max_content),
+                         i);
+      }
+      used += bytes;
+      ends[3 * i + f] = used;
+    }
+  }
 
   RecordView one;
   std::vector<RecordView> many;
@@ -122,24 +182,22 @@ Napi::Value NativeStore::PutMany(const Napi::CallbackInfo& info) {
     many.resize(n);
     recs = many.data();
   }
+  const char* base = utf8_scratch_.get();
+  const float* emb = embeddings.Data();
+  const double* sc = scalars.Data();
   uint64_t off = 0;
   for (size_t i = 0; i < n; ++i) {
-    const uint64_t id_len = len[3 * i], content_len = len[3 * i + 1], meta_len = len[3 * i + 2];
-    if (id_len + content_len + meta_len > nbytes - off) {
-      ThrowInvalid(env, "putMany(): lengths add up to more than the " + std::to_string(nbytes) + " bytes given");
-    }
     RecordView& r = recs[i];
-    r.id = std::string_view(base + off, id_len);
-    off += id_len;
-    r.content = std::string_view(base + off, content_len);
-    off += content_len;
-    r.metadata = std::string_view(base + off, meta_len);
-    off += meta_len;
+    r.id = std::string_view(base + off, ends[3 * i] - off);
+    r.content = std::string_view(base + ends[3 * i], ends[3 * i + 1] - ends[3 * i]);
+    r.metadata = std::string_view(base + ends[3 * i + 1], ends[3 * i + 2] - ends[3 * i + 1]);
+    off = ends[3 * i + 2];
     r.embedding = emb + i * dims;
-    r.confidence = confidence[i];
-    r.activation = activation[i];
-    r.created_at = created_at[i];
-    r.last_access_at = last_access[i];
+    // float32 like the Float32Array columns before them (round to nearest).
+    r.confidence = static_cast<float>(sc[4 * i]);
+    r.activation = static_cast<float>(sc[4 * i + 1]);
+    r.created_at = sc[4 * i + 2];
+    r.last_access_at = sc[4 * i + 3];
     r.access_count = 0;
   }
   Check(env, store.Put(recs, n, state_->write_options));

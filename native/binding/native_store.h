@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "handle.h"
@@ -49,6 +50,12 @@ class NativeStore : public Napi::ObjectWrap<NativeStore> {
 
   std::shared_ptr<HandleState> state_;
   std::string path_;
+  // The UTF-8 of the strings of the putMany in progress, kept between calls
+  // (up to kKeptUtf8Scratch bytes) so a single put allocates nothing. Only
+  // the thread that owns this object uses it, and PutMany never calls JS.
+  static constexpr size_t kKeptUtf8Scratch = size_t{4} << 20;
+  std::unique_ptr<char[]> utf8_scratch_;
+  size_t utf8_capacity_ = 0;
 };
 
 }  // namespace tierstore_binding
