@@ -375,7 +375,11 @@ class StoreImpl final : public Store {
   void InsertHot(std::unique_ptr<HotRecord> rec);
   std::unique_ptr<HotRecord> TakeHot(const Loc& loc);
   // Removes the copy at loc from its tier (not from the index).
-  Status RemoveFromTier(const Loc& loc);
+  // superseded_in_log: a log entry written since (an upsert's new version, a
+  // delete's tombstone) outranks the copy, so a warm block may be freed
+  // lazily (WarmTier::FreeLater; CheckpointLog publishes before that entry
+  // can go).
+  Status RemoveFromTier(const Loc& loc, bool superseded_in_log = false);
   Status RelocateCold(const std::function<Status(const std::function<void(ColdLoc, ColdLoc)>&)>& op);
   // Keeping the manifest's list of cold segments current (see Manifest).
   Status ListNewSegments(const WriteOptions& opts);
@@ -983,10 +987,10 @@ Status StoreImpl::VerifiedSeqOf(std::string_view id, const Loc& loc, uint64_t* s
   return Status::OK();
 }
 
-Status StoreImpl::RemoveFromTier(const Loc& loc) {
+Status StoreImpl::RemoveFromTier(const Loc& loc, bool superseded_in_log) {
   switch (loc.tier) {
     case Tier::kHot: TakeHot(loc); return Status::OK();
-    case Tier::kWarm: return warm_->Free(loc.a);
+    case Tier::kWarm: return superseded_in_log ? warm_->FreeLater(loc.a) : warm_->Free(loc.a);
     case Tier::kCold: return cold_->Delete(loc.cold());
   }
   return Status::OK();
@@ -1088,7 +1092,7 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   for (size_t k = 0; k < keep.size(); ++k) {
     if (const Loc* found = index_.Find(views[k].id)) {
       Loc old = *found;
-      (void)RemoveFromTier(old);  // an older version; recovery drops it anyway
+      (void)RemoveFromTier(old, /*superseded_in_log=*/true);  // an older version; recovery drops it anyway
       if (old.tier == Tier::kWarm) --warm_count_;
       if (old.tier == Tier::kCold) --cold_count_;
     }
@@ -1113,7 +1117,7 @@ Status StoreImpl::Delete(std::string_view id, const WriteOptions& opts, bool* ex
   ++seq_;
   const Loc loc = *found;
   index_.Erase(id);
-  (void)RemoveFromTier(loc);  // the tombstone in the log already decides
+  (void)RemoveFromTier(loc, /*superseded_in_log=*/true);  // the tombstone in the log already decides
   if (loc.tier == Tier::kWarm) --warm_count_;
   if (loc.tier == Tier::kCold) --cold_count_;
   *existed = true;
@@ -1206,13 +1210,20 @@ Status StoreImpl::MigrateLocked(const WriteOptions& opts, bool to_capacity, Migr
     uint64_t slack = to_capacity ? 0 : std::min<uint64_t>(capacity / 8, 4096);
     return capacity - slack;
   };
+  bool migrated = false;
   if (hot_.size() > opts.hot_capacity) {
     Tier dest = opts.skip_warm ? Tier::kCold : Tier::kWarm;
+    migrated = true;
     TS_RETURN_IF_ERROR(DemoteHot(hot_.size() - target(opts.hot_capacity), dest, opts, report));
   }
   if (warm_count_ > opts.warm_capacity) {
+    migrated = true;
     TS_RETURN_IF_ERROR(DemoteWarm(warm_count_ - target(opts.warm_capacity), opts, report));
   }
+  // The frees upserts and deletes left unpublished (WarmTier::FreeLater)
+  // are stored with the batch, a write that is slow anyway, rather than in
+  // one put each; after the demotion, so blocks it reused are skipped.
+  if (migrated) warm_->PublishFrees();
   return Status::OK();
 }
 
@@ -1333,7 +1344,10 @@ Status StoreImpl::SyncLowerTiers() {
 }
 
 Status StoreImpl::CheckpointLog(bool durable) {
-  // Tombstones and records that moved down leave the log.
+  // Tombstones and records that moved down leave the log. The warm blocks
+  // they superseded (see WarmTier::FreeLater) must read free first, or a
+  // crash would bring them back.
+  warm_->PublishFrees();
   if (durable) {
     TS_RETURN_IF_ERROR(SyncLowerTiers());
   } else {
@@ -1791,7 +1805,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
             for (size_t i = from; i < to; ++i) {
               const uint8_t* block = r.warm.base + i * stride;
               const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
-              if (!warm_block::IsLive(block) || Masked(Tier::kWarm, slot)) continue;
+              if (!warm_block::IsLive(block) || r.warm.PendingFree(slot) || Masked(Tier::kWarm, slot)) continue;
               if (options.has_min_confidence && !(warm_block::Confidence(block) >= options.min_confidence)) continue;
               offer(dots[i - from], warm_block::Norm(block),
                     reinterpret_cast<const float*>(block + r.warm.embedding_offset), Loc::Warm(slot));

@@ -481,7 +481,7 @@ class WarmTierImpl final : public WarmTier {
     for (uint32_t slot = 0; slot < limit; ++slot) {
       if (slot + kPrefetchAhead < limit) PrefetchExtent(slot + kPrefetchAhead);
       const uint8_t* b = BlockPtr(slot);
-      if (!IsLiveState(LoadState(b))) continue;
+      if (!IsLiveState(LoadState(b)) || Unpublished(slot)) continue;
       RecordView v;
       Parsed p;
       TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
@@ -515,7 +515,9 @@ class WarmTierImpl final : public WarmTier {
   Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const override {
     if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
     const uint8_t* b = BlockPtr(slot);
-    if (!IsLiveState(LoadState(b))) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    if (Unpublished(slot) || !IsLiveState(LoadState(b))) {
+      return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    }
     Parsed p;
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
     RecordView v;
@@ -559,7 +561,9 @@ class WarmTierImpl final : public WarmTier {
     return s;
   }
 
-  bool IsLive(uint32_t slot) const override { return slot < scan_limit_ && IsLiveState(LoadState(BlockPtr(slot))); }
+  bool IsLive(uint32_t slot) const override {
+    return slot < scan_limit_ && !Unpublished(slot) && IsLiveState(LoadState(BlockPtr(slot)));
+  }
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
 
@@ -573,6 +577,10 @@ class WarmTierImpl final : public WarmTier {
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
       run.embedding_offset = hdr_bytes_;
+      if (!unpublished_.empty()) {
+        run.pending = unpublished_bits_.data();
+        run.pending_words = unpublished_bits_.size();
+      }
       out->push_back(run);
     }
   }
@@ -593,6 +601,46 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
+  Status FreeLater(uint32_t slot) override {
+    DropOpenKeys();
+    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    if (!finished_) return NotFinished("FreeLater");
+    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    if (unpublished_.size() >= kMaxPendingFrees) PublishFrees();
+    // Not even the var extent's length is read now (its page may not be
+    // mapped in yet): Settle does it when the free is published or the
+    // slot reused, and Stats counts it meanwhile.
+    if (unpublished_bits_.size() < free_bits_.size()) unpublished_bits_.resize(free_bits_.size(), 0);
+    unpublished_bits_[slot / 64] |= uint64_t{1} << (slot % 64);
+    unpublished_.push_back(slot);
+    SetFree(slot, true);
+    --live_;
+    return Status::OK();
+  }
+
+  void PublishFrees() override {
+    if (unpublished_.empty()) return;
+    std::sort(unpublished_.begin(), unpublished_.end());  // in file order
+    for (uint32_t slot : unpublished_) {
+      if (!Unpublished(slot)) continue;  // reused by Insert since
+      Settle(slot);
+      PublishState(BlockPtr(slot), kStateFreed);
+      MarkBlockDirty(slot);
+    }
+    unpublished_.clear();
+  }
+
+  // The accounting FreeLater left for later, before slot's block is stored
+  // free or overwritten; clears its pending bit.
+  void Settle(uint32_t slot) {
+    const uint64_t n = CountedExtentBytes(slot, BlockPtr(slot));
+    unverified_.erase(slot);
+    var_live_bytes_ -= std::min(var_live_bytes_, n);
+    unpublished_bits_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
+  }
+
+  size_t PendingFrees() const override { return unpublished_.size(); }
+
   void UpdateAccess(uint32_t slot, double last_access_at, double access_count) override {
     if ((!read_only_ && !finished_) || !IsLive(slot)) return;  // Open changes no file
     if (!chunks_[slot / bpc_].writable) return;  // read-only, and no private copy to be had
@@ -604,6 +652,7 @@ class WarmTierImpl final : public WarmTier {
 
   Status Sync() override {
     if (read_only_) return Status::OK();
+    PublishFrees();
     bool blocks_dirty = false;
     for (auto& r : chunks_) {
       if (!r.dirty) continue;
@@ -642,6 +691,9 @@ class WarmTierImpl final : public WarmTier {
     s.block_file_bytes = blocks_size_;
     for (const auto& [gen, vf] : var_files_) s.var_file_bytes += vf.size;
     s.var_live_bytes = var_live_bytes_;
+    for (uint32_t slot : unpublished_) {
+      if (Unpublished(slot)) s.var_live_bytes -= std::min(s.var_live_bytes, CountedExtentBytes(slot, BlockPtr(slot)));
+    }
     s.high_water_mark = mark_;
     return s;
   }
@@ -1001,6 +1053,16 @@ class WarmTierImpl final : public WarmTier {
   std::vector<Region> chunks_;
   std::vector<uint64_t> free_bits_;
   uint32_t free_hint_ = 0;
+  // FreeLater's slots: free in memory, still "live" on disk until
+  // PublishFrees. unpublished_ may also list slots Insert has reused since
+  // (their bit is clear); unpublished_bits_ is empty or as long as free_bits_
+  // was at the last FreeLater (slots past it are not pending).
+  std::vector<uint32_t> unpublished_;
+  std::vector<uint64_t> unpublished_bits_;
+  bool Unpublished(uint32_t slot) const {
+    return !unpublished_.empty() && slot / 64 < unpublished_bits_.size() &&
+           ((unpublished_bits_[slot / 64] >> (slot % 64)) & 1) != 0;
+  }
   uint32_t populated_slots_ = 0;  // fresh blocks below it were prefaulted (PopulateForWrite)
   std::map<uint32_t, VarFile> var_files_;
   uint32_t cur_gen_ = 0;  // 0 = no var file (read-only, nothing live)
@@ -1302,7 +1364,9 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
     for (uint32_t s = SlotLimit() - bpc_; s < SlotLimit(); ++s) SetFree(s, true);
     if (!LowestFree(&slot)) return Status::IoError(blocks_path_ + ": no free slot after growth");
   }
-  // Nothing can fail from here on.
+  // Nothing can fail from here on. A slot FreeLater left unpublished is
+  // rewritten whole below: its stale block goes with it.
+  if (Unpublished(slot)) Settle(slot);
   uint8_t* bytes = var + prefix;
   std::memcpy(bytes, rec.id.data(), rec.id.size());
   if (!rec.content.empty()) std::memcpy(bytes + rec.id.size(), rec.content.data(), rec.content.size());
@@ -1391,6 +1455,7 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   DropOpenKeys();
   if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
   if (!finished_) return NotFinished("Compact");
+  PublishFrees();  // a block still reading live would point into the var file about to go
   *bytes_reclaimed = 0;
   uint32_t new_gen = var_files_.empty() ? 1 : var_files_.rbegin()->first + 1;
   if (version_ == kBlocksV3 && new_gen > kV3MaxGen) {

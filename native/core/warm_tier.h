@@ -46,7 +46,9 @@
 //   the state selecting the other location; version 3: the 8-byte location
 //   word) after the new var file is durable. A SIGKILL at any point leaves
 //   every block either free/writing (ignored on open) or live and complete,
-//   on the old or the new var file; a live block just above the mark
+//   on the old or the new var file (FreeLater defers the "free" store to
+//   PublishFrees: until then a crash leaves the block live, for the Store's
+//   recovery to drop); a live block just above the mark
 //   (killed between publish and raise) is accepted. Every acknowledged
 //   insert is below the mark. Open reads no block past the first
 //   never-written one at or above the mark (nothing past it was ever
@@ -150,6 +152,14 @@ struct WarmRun {
   uint32_t count = 0;
   uint32_t block_size = 0;
   uint32_t embedding_offset = 0;  // of the embedding within a block (64-byte aligned)
+  // Slots freed by FreeLater whose blocks still read as live: a bit per
+  // slot, `pending_words` words (null when there are none). Scans skip them.
+  const uint64_t* pending = nullptr;
+  size_t pending_words = 0;
+
+  bool PendingFree(uint32_t slot) const {
+    return pending != nullptr && slot / 64 < pending_words && ((pending[slot / 64] >> (slot % 64)) & 1) != 0;
+  }
 };
 
 class WarmTier {
@@ -236,16 +246,34 @@ class WarmTier {
 
   // Appends runs covering every slot that may be live, in slot order (the
   // slots ever used; free slots among them are skipped by the caller with
-  // warm_block::IsLive). No checks: for similarity scans.
+  // warm_block::IsLive and WarmRun::PendingFree). No checks: for similarity
+  // scans.
   virtual void ScanRuns(std::vector<WarmRun>* out) const = 0;
 
   // Marks a live slot free (reusable).
   virtual Status Free(uint32_t slot) = 0;
 
+  // Marks a live slot free (reusable) in memory at once -- IsLive, scans,
+  // counts and Insert see it free -- but leaves its block reading "live" on
+  // disk until PublishFrees, so the call touches no page of the file: the
+  // first store into a clean mapped page is a write fault, most of an
+  // upsert's time here. Only for a slot whose record a later entry in the
+  // hot log supersedes (an upsert's new version, a delete's tombstone):
+  // recovery then drops the stale block. The caller must PublishFrees
+  // before that entry can leave the log (a log checkpoint). Sync and
+  // Compact publish first themselves. At most kMaxPendingFrees wait; the
+  // call past that publishes them all.
+  virtual Status FreeLater(uint32_t slot) = 0;
+  static constexpr size_t kMaxPendingFrees = 4096;
+
+  // Stores the "free" state of every slot FreeLater left pending.
+  virtual void PublishFrees() = 0;
+  virtual size_t PendingFrees() const = 0;
+
   virtual void UpdateAccess(uint32_t slot, double last_access_at, double access_count) = 0;
 
-  // msync of every dirty mapping and fdatasync of the files; then raises
-  // the covered mark to the high-water mark, durably.
+  // PublishFrees, msync of every dirty mapping and fdatasync of the files;
+  // then raises the covered mark to the high-water mark, durably.
   virtual Status Sync() = 0;
 
   // Raises the covered mark to the high-water mark without syncing. The
@@ -255,8 +283,8 @@ class WarmTier {
   // elsewhere.
   virtual void CoverAll() = 0;
 
-  // Rewrites the var section without the bytes of freed records. Returns the
-  // bytes reclaimed.
+  // PublishFrees, then rewrites the var section without the bytes of freed
+  // records. Returns the bytes reclaimed.
   virtual Status Compact(uint64_t* bytes_reclaimed) = 0;
 
   virtual WarmStats Stats() const = 0;

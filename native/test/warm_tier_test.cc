@@ -335,7 +335,7 @@ void CheckScanRuns(WarmTier* t, const std::map<uint32_t, Rec>& expected, uint32_
       const uint32_t slot = run.first_slot + i;
       const uint8_t* block = run.base + uint64_t{i} * run.block_size;
       auto it = expected.find(slot);
-      CHECK_EQ(tierstore::warm_block::IsLive(block), it != expected.end());
+      CHECK_EQ(tierstore::warm_block::IsLive(block) && !run.PendingFree(slot), it != expected.end());
       if (it == expected.end()) continue;
       ++live;
       const float norm = tierstore::warm_block::Norm(block), conf = tierstore::warm_block::Confidence(block);
@@ -620,6 +620,91 @@ TEST_BOTH_VERSIONS(FreeAndLowestSlotReuse) {
   t->UpdateAccess(10, 5.0, 5.0);
   CHECK(!t->IsLive(10));
   CheckAll(t.get(), recs, dims);
+}
+
+// FreeLater: free at once in memory (IsLive, Read, scans, counts, reuse),
+// "live" on disk until PublishFrees -- which Sync and Compact do first -- so
+// a reopen without it finds the stale blocks (the Store's recovery drops
+// them: the hot log holds what superseded them), and one after it does not.
+TEST_BOTH_VERSIONS(FreeLaterIsFreeNowAndOnDiskOncePublished) {
+  const uint32_t dims = 8;
+  for (int ending = 0; ending < 3; ++ending) {  // PublishFrees, Sync, Compact
+    std::string dir = NewDir("free-later-" + std::to_string(ending));
+    std::map<uint32_t, Rec> recs;
+    {
+      auto t = NewTier(dir, dims);
+      ASSERT_TRUE(t != nullptr);
+      recs = InsertMany(t.get(), dims, 0, 40, 30);
+      ASSERT_OK(t->Sync());
+      const uint64_t bytes_before = t->Stats().var_live_bytes;
+      uint64_t freed_bytes = 0;
+      for (uint32_t s = 5; s < 40; s += 5) {
+        ASSERT_OK(t->FreeLater(s));
+        freed_bytes += PrefixBytes() + recs[s].id.size() + recs[s].content.size() + recs[s].metadata.size();
+        recs.erase(s);
+      }
+      CHECK_EQ(t->PendingFrees(), 7u);
+      CHECK(!t->IsLive(10));
+      RecordView v;
+      CHECK(!t->Read(10, false, &v).ok());
+      CHECK_EQ(t->Free(10).code(), StatusCode::kInvalidArgument);
+      CHECK_EQ(t->FreeLater(10).code(), StatusCode::kInvalidArgument);
+      CHECK_EQ(t->Stats().var_live_bytes, bytes_before - freed_bytes);
+      CheckAll(t.get(), recs, dims);  // ForEachLive, Read, Stats and ScanRuns all skip them
+      // The lowest pending slot is reused first, rewritten whole.
+      uint32_t slot = 0;
+      Rec again = MakeRec(dims, 500, 12);
+      ASSERT_OK(t->Insert(again.View(), &slot));
+      CHECK_EQ(slot, 5u);
+      recs[slot] = again;
+      CHECK(t->IsLive(5));
+      CheckAll(t.get(), recs, dims);
+      if (ending == 0) t->PublishFrees();
+      if (ending == 1) ASSERT_OK(t->Sync());
+      if (ending == 2) {
+        uint64_t reclaimed = 0;
+        ASSERT_OK(t->Compact(&reclaimed));
+        CHECK(reclaimed > 0);
+      }
+      CHECK_EQ(t->PendingFrees(), 0u);
+      CheckAll(t.get(), recs, dims);
+      ASSERT_OK(t->Sync());
+    }
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), recs, dims);
+  }
+}
+
+// A process killed with frees pending: the copy of its files shows the
+// blocks still live, as recovery will find them.
+TEST_BOTH_VERSIONS(FreeLaterLeavesBlocksLiveOnDiskUntilPublished) {
+  const uint32_t dims = 8;
+  std::string dir = NewDir("free-later-crash");
+  auto t = NewTier(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  auto recs = InsertMany(t.get(), dims, 0, 20, 30);
+  const auto all = recs;
+  for (uint32_t s = 0; s < 20; s += 4) {
+    ASSERT_OK(t->FreeLater(s));
+    recs.erase(s);
+  }
+  CheckAll(t.get(), recs, dims);
+  std::string crashed = NewDir("free-later-crash-copy");
+  std::filesystem::remove_all(crashed);
+  std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
+  {
+    auto c = MustOpen(crashed, dims);
+    ASSERT_TRUE(c != nullptr);
+    CheckAll(c.get(), all, dims);  // every block, the pending ones included
+  }
+  t->PublishFrees();
+  std::string published = NewDir("free-later-published-copy");
+  std::filesystem::remove_all(published);
+  std::filesystem::copy(dir, published, std::filesystem::copy_options::recursive);
+  auto p = MustOpen(published, dims);
+  ASSERT_TRUE(p != nullptr);
+  CheckAll(p.get(), recs, dims);
 }
 
 TEST_BOTH_VERSIONS(GrowthAcrossChunksKeepsPointersValid) {
