@@ -577,7 +577,7 @@ class WarmTierImpl final : public WarmTier {
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
       run.embedding_offset = hdr_bytes_;
-      if (!unpublished_.empty()) {
+      if (unpublished_count_ != 0) {
         run.pending = unpublished_bits_.data();
         run.pending_words = unpublished_bits_.size();
       }
@@ -586,60 +586,43 @@ class WarmTierImpl final : public WarmTier {
   }
 
   Status Free(uint32_t slot) override {
-    DropOpenKeys();
-    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
-    if (!finished_) return NotFinished("Free");
-    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
-    uint8_t* b = BlockPtr(slot);
-    uint64_t n = CountedExtentBytes(slot, b);
-    unverified_.erase(slot);
-    PublishState(b, kStateFreed);
+    TS_RETURN_IF_ERROR(BeginFree(slot, "Free"));
+    AccountFreed(slot);
+    PublishState(BlockPtr(slot), kStateFreed);
     MarkBlockDirty(slot);
     SetFree(slot, true);
     --live_;
-    var_live_bytes_ -= std::min(var_live_bytes_, n);
     return Status::OK();
   }
 
   Status FreeLater(uint32_t slot) override {
-    DropOpenKeys();
-    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
-    if (!finished_) return NotFinished("FreeLater");
-    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
-    if (unpublished_.size() >= kMaxPendingFrees) PublishFrees();
-    // Not even the var extent's length is read now (its page may not be
-    // mapped in yet): Settle does it when the free is published or the
-    // slot reused, and Stats counts it meanwhile.
+    TS_RETURN_IF_ERROR(BeginFree(slot, "FreeLater"));
+    if (unpublished_count_ >= kMaxPendingFrees) PublishFrees();
+    // The block is not touched now, not even its var extent's length (its
+    // page may not be mapped in yet): PublishFrees, or Insert reusing the
+    // slot, accounts for it; Stats counts it meanwhile.
     if (unpublished_bits_.size() < free_bits_.size()) unpublished_bits_.resize(free_bits_.size(), 0);
     unpublished_bits_[slot / 64] |= uint64_t{1} << (slot % 64);
-    unpublished_.push_back(slot);
+    ++unpublished_count_;
     SetFree(slot, true);
     --live_;
     return Status::OK();
   }
 
   void PublishFrees() override {
-    if (unpublished_.empty()) return;
-    std::sort(unpublished_.begin(), unpublished_.end());  // in file order
-    for (uint32_t slot : unpublished_) {
-      if (!Unpublished(slot)) continue;  // reused by Insert since
-      Settle(slot);
-      PublishState(BlockPtr(slot), kStateFreed);
-      MarkBlockDirty(slot);
+    if (unpublished_count_ == 0) return;
+    for (size_t w = 0; w < unpublished_bits_.size(); ++w) {  // in file order
+      while (unpublished_bits_[w] != 0) {
+        const uint32_t slot = static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(unpublished_bits_[w])));
+        ClearUnpublished(slot);
+        AccountFreed(slot);
+        PublishState(BlockPtr(slot), kStateFreed);
+        MarkBlockDirty(slot);
+      }
     }
-    unpublished_.clear();
   }
 
-  // The accounting FreeLater left for later, before slot's block is stored
-  // free or overwritten; clears its pending bit.
-  void Settle(uint32_t slot) {
-    const uint64_t n = CountedExtentBytes(slot, BlockPtr(slot));
-    unverified_.erase(slot);
-    var_live_bytes_ -= std::min(var_live_bytes_, n);
-    unpublished_bits_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
-  }
-
-  size_t PendingFrees() const override { return unpublished_.size(); }
+  size_t PendingFrees() const override { return unpublished_count_; }
 
   void UpdateAccess(uint32_t slot, double last_access_at, double access_count) override {
     if ((!read_only_ && !finished_) || !IsLive(slot)) return;  // Open changes no file
@@ -691,8 +674,11 @@ class WarmTierImpl final : public WarmTier {
     s.block_file_bytes = blocks_size_;
     for (const auto& [gen, vf] : var_files_) s.var_file_bytes += vf.size;
     s.var_live_bytes = var_live_bytes_;
-    for (uint32_t slot : unpublished_) {
-      if (Unpublished(slot)) s.var_live_bytes -= std::min(s.var_live_bytes, CountedExtentBytes(slot, BlockPtr(slot)));
+    for (size_t w = 0; unpublished_count_ != 0 && w < unpublished_bits_.size(); ++w) {
+      for (uint64_t bits = unpublished_bits_[w]; bits != 0; bits &= bits - 1) {
+        const uint32_t slot = static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits)));
+        s.var_live_bytes -= std::min(s.var_live_bytes, CountedExtentBytes(slot, BlockPtr(slot)));
+      }
     }
     s.high_water_mark = mark_;
     return s;
@@ -1053,15 +1039,34 @@ class WarmTierImpl final : public WarmTier {
   std::vector<Region> chunks_;
   std::vector<uint64_t> free_bits_;
   uint32_t free_hint_ = 0;
-  // FreeLater's slots: free in memory, still "live" on disk until
-  // PublishFrees. unpublished_ may also list slots Insert has reused since
-  // (their bit is clear); unpublished_bits_ is empty or as long as free_bits_
-  // was at the last FreeLater (slots past it are not pending).
-  std::vector<uint32_t> unpublished_;
+  // FreeLater's slots, a bit each: free in memory, still "live" on disk
+  // until PublishFrees (or Insert reusing the slot). unpublished_bits_ is
+  // empty or as long as free_bits_ was at the last FreeLater (slots past it
+  // are not pending).
   std::vector<uint64_t> unpublished_bits_;
+  size_t unpublished_count_ = 0;
   bool Unpublished(uint32_t slot) const {
-    return !unpublished_.empty() && slot / 64 < unpublished_bits_.size() &&
+    return unpublished_count_ != 0 && slot / 64 < unpublished_bits_.size() &&
            ((unpublished_bits_[slot / 64] >> (slot % 64)) & 1) != 0;
+  }
+  void ClearUnpublished(uint32_t slot) {
+    unpublished_bits_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
+    --unpublished_count_;
+  }
+  // The checks and bookkeeping Free and FreeLater share.
+  Status BeginFree(uint32_t slot, const char* op) {
+    DropOpenKeys();
+    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    if (!finished_) return NotFinished(op);
+    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    return Status::OK();
+  }
+  // A freed slot's var bytes leave the live count (its block is about to be
+  // stored free or overwritten).
+  void AccountFreed(uint32_t slot) {
+    const uint64_t n = CountedExtentBytes(slot, BlockPtr(slot));
+    unverified_.erase(slot);
+    var_live_bytes_ -= std::min(var_live_bytes_, n);
   }
   uint32_t populated_slots_ = 0;  // fresh blocks below it were prefaulted (PopulateForWrite)
   std::map<uint32_t, VarFile> var_files_;
@@ -1366,7 +1371,10 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   }
   // Nothing can fail from here on. A slot FreeLater left unpublished is
   // rewritten whole below: its stale block goes with it.
-  if (Unpublished(slot)) Settle(slot);
+  if (Unpublished(slot)) {
+    ClearUnpublished(slot);
+    AccountFreed(slot);
+  }
   uint8_t* bytes = var + prefix;
   std::memcpy(bytes, rec.id.data(), rec.id.size());
   if (!rec.content.empty()) std::memcpy(bytes + rec.id.size(), rec.content.data(), rec.content.size());
