@@ -246,6 +246,16 @@ TEST(RecoveryKeepsOneCopyPreferringColderOnTie) {
 
 namespace {
 
+// A copy of the store directory `dir` as a crash leaves it (taken while the
+// store is open; the lock file, which the dead process's flock no longer
+// holds, removed). Returns the copy's path.
+std::string CrashCopy(const std::string& dir, const std::string& name) {
+  std::string crashed = tstest::TempDir(name);
+  std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(crashed + "/LOCK");
+  return crashed;
+}
+
 // A store whose warm tier holds records the hot log still holds too (put,
 // then migrated; the log is not checkpointed yet), copied while open: the
 // files as a crash -- or a power cut -- leaves them. Returns the copy.
@@ -261,10 +271,7 @@ std::string WarmCopiesStillInLog(const std::string& name, const std::vector<Owne
   CompactionReport cr;
   // compact() checkpoints the log durably: afterwards the warm copies are the only ones.
   if (compact_first && !h->Compact(w, &cr).ok()) return "";
-  std::string crashed = tstest::TempDir(name + "-crash");
-  std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
-  std::filesystem::remove(crashed + "/LOCK");
-  return crashed;
+  return CrashCopy(dir, name + "-crash");
 }
 
 void FlipByte(const std::string& path, uint64_t offset) {
@@ -534,9 +541,7 @@ TEST(ZeroedWarmBlockIsCorruptionOnceItIsTheOnlyCopy) {
     bool found = false;
     ASSERT_OK(h->Move(moved, Tier::kWarm, w, &found));
     CHECK(found);
-    std::string crashed = tstest::TempDir(std::string(sync ? "store-zeroed-moved-sync" : "store-zeroed-moved") + "-crash");
-    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
-    std::filesystem::remove(crashed + "/LOCK");
+    std::string crashed = CrashCopy(dir, std::string(sync ? "store-zeroed-moved-sync" : "store-zeroed-moved") + "-crash");
     ZeroRange(crashed + "/warm.blocks", kWarmHeaderPage, WarmSlots(crashed) * kWarmBlockBytes);
     expect_corrupt_open(crashed, sync ? "after a sync move out of cold" : "after a relaxed move out of cold");
   }
@@ -597,10 +602,7 @@ std::string MappedLogCrashCopy(const std::string& name, const std::vector<OwnedR
     if (!PutAll(h.store.get(), {recs[i]}, w).ok()) return "";
   }
   *logical = LogBytes(h.store.get());
-  std::string crashed = tstest::TempDir(name + "-crash");
-  std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
-  std::filesystem::remove(crashed + "/LOCK");
-  return crashed;
+  return CrashCopy(dir, name + "-crash");
 }
 
 }  // namespace
@@ -1477,17 +1479,10 @@ TEST(WarmUpsertsAndDeletesSurviveCrashesBeforeAndAfterALogCheckpoint) {
     }
     CHECK_EQ(ids.size(), expected.size());
   };
-  auto crash_copy = [&](const std::string& name) {
-    std::string crashed = tstest::TempDir(name);
-    std::filesystem::remove_all(crashed);
-    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
-    std::filesystem::remove(crashed + "/LOCK");
-    return crashed;
-  };
   check(h.store.get(), "open");
   {
     StoreHandle c;
-    ASSERT_OK(OpenStore(crash_copy("store-free-later-crash"), &c));
+    ASSERT_OK(OpenStore(CrashCopy(dir, "store-free-later-crash"), &c));
     check(c.store.get(), "after a crash");
     StoreStats st;
     ASSERT_OK(c->Stats(&st));
@@ -1511,6 +1506,6 @@ TEST(WarmUpsertsAndDeletesSurviveCrashesBeforeAndAfterALogCheckpoint) {
   recs.push_back(filler);
   check(h.store.get(), "after the checkpoint");
   StoreHandle c;
-  ASSERT_OK(OpenStore(crash_copy("store-free-later-checkpoint-crash"), &c));
+  ASSERT_OK(OpenStore(CrashCopy(dir, "store-free-later-checkpoint-crash"), &c));
   check(c.store.get(), "after the checkpoint and a crash");
 }

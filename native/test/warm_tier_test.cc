@@ -690,19 +690,19 @@ TEST_BOTH_VERSIONS(FreeLaterLeavesBlocksLiveOnDiskUntilPublished) {
     recs.erase(s);
   }
   CheckAll(t.get(), recs, dims);
-  std::string crashed = NewDir("free-later-crash-copy");
-  std::filesystem::remove_all(crashed);
-  std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
+  // The files as they are now (a MAP_SHARED store is in them at once).
+  auto copy_of_files = [&](const std::string& name) {
+    std::string copy = NewDir(name);
+    std::filesystem::copy(dir, copy, std::filesystem::copy_options::recursive);
+    return copy;
+  };
   {
-    auto c = MustOpen(crashed, dims);
+    auto c = MustOpen(copy_of_files("free-later-crash-copy"), dims);
     ASSERT_TRUE(c != nullptr);
     CheckAll(c.get(), all, dims);  // every block, the pending ones included
   }
   t->PublishFrees();
-  std::string published = NewDir("free-later-published-copy");
-  std::filesystem::remove_all(published);
-  std::filesystem::copy(dir, published, std::filesystem::copy_options::recursive);
-  auto p = MustOpen(published, dims);
+  auto p = MustOpen(copy_of_files("free-later-published-copy"), dims);
   ASSERT_TRUE(p != nullptr);
   CheckAll(p.get(), recs, dims);
 }
