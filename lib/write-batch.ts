@@ -19,6 +19,8 @@ import {
 } from './validate.js';
 
 const DEFAULT_CONFIDENCE = 0.5;
+/** The native layer's message for the same (NativeStore::PutMany). */
+const CONTENT_SURROGATE = 'memory.content contains a lone UTF-16 surrogate, which UTF-8 cannot encode';
 
 /**
  * A growable byte buffer the strings of a batch are copied into as UTF-16LE,
@@ -120,7 +122,7 @@ export function prepareRecord(
   // UTF-8 takes at least one byte per UTF-16 unit: refuse without copying when clearly too large.
   if (content.length > maxContent) {
     if (!content.isWellFormed()) {
-      fail('INVALID_ARGUMENT', 'memory.content contains a lone UTF-16 surrogate, which UTF-8 cannot encode');
+      fail('INVALID_ARGUMENT', CONTENT_SURROGATE);
     }
     fail('CONTENT_TOO_LARGE', `memory.content is more than ${maxContent} UTF-8 bytes (maxContentBytes)`);
   }
@@ -150,7 +152,7 @@ export function prepareRecord(
  */
 function contentError(content: string, maxBytes: number): TierStoreError | undefined {
   if (!content.isWellFormed()) {
-    return new TierStoreError('INVALID_ARGUMENT', 'memory.content contains a lone UTF-16 surrogate, which UTF-8 cannot encode');
+    return new TierStoreError('INVALID_ARGUMENT', CONTENT_SURROGATE);
   }
   const bytes = Buffer.byteLength(content, 'utf8');
   if (bytes > maxBytes) {
