@@ -7,9 +7,10 @@
 // error; what it must never do is crash, leak memory or file descriptors,
 // or trip AddressSanitizer / UBSan. That is what each target checks.
 //
-// Input layout (all targets): byte 0 holds flags (kFlag* below), the rest
-// is the payload — the bytes of one store file, or for store_open_fuzz a
-// list of named files (see store_open_fuzz.cc).
+// Input layout (the store targets): byte 0 holds flags (kFlag* below), the
+// rest is the payload — the bytes of one store file, or for store_open_fuzz
+// a list of named files (see store_open_fuzz.cc). utf16_fuzz, which tests
+// the string converter and opens no store, reads its own layout.
 //
 // Guarantees:
 // - The "other" files of a store (those the input does not replace) come

@@ -121,6 +121,29 @@ int main(int argc, char** argv) {
     ok &= WriteSeed(out, "store_open_fuzz", "dirty-store-v2", R, tsfuzz::EncodeFileSet(v2_dirty));
   }
 
+  // utf16_fuzz: UTF-16LE text (no store files); the flags byte is the
+  // source's misalignment. ASCII runs longer than the SIMD step, 2-, 3- and
+  // 4-byte characters at run edges, and each lone-surrogate shape.
+  {
+    const auto utf16le = [](const std::u16string& text) {
+      std::string bytes;
+      for (char16_t u : text) {
+        bytes.push_back(static_cast<char>(u & 0xFF));
+        bytes.push_back(static_cast<char>(u >> 8));
+      }
+      return bytes;
+    };
+    const std::u16string mixed = u"memory of caf\u00e9 \u65e5\u672c plans \U0001F600 and a longer ASCII tail here.";
+    ok &= WriteSeed(out, "utf16_fuzz", "ascii", 0, utf16le(u"an agent remembered the user's preference for tea"));
+    ok &= WriteSeed(out, "utf16_fuzz", "mixed", 0, utf16le(mixed));
+    ok &= WriteSeed(out, "utf16_fuzz", "mixed", 1, utf16le(mixed));
+    ok &= WriteSeed(out, "utf16_fuzz", "mixed", 3, utf16le(mixed));
+    ok &= WriteSeed(out, "utf16_fuzz", "lone-high-last", 0, utf16le(u"abcdefgh\xD83D"));
+    ok &= WriteSeed(out, "utf16_fuzz", "lone-high-then-ascii", 0, utf16le(u"abcdefgh\xD83D" u"abcdefgh"));
+    ok &= WriteSeed(out, "utf16_fuzz", "lone-low", 0, utf16le(u"abcdefgh\xDE00" u"abcdefgh"));
+    ok &= WriteSeed(out, "utf16_fuzz", "high-high-low", 0, utf16le(u"\xD83D\xD83D\xDE00"));
+  }
+
   if (!ok) return 1;
   std::printf("fuzz_seed_corpus: %d seeds in %s (seed store: %zu files:", g_written, out.c_str(), clean.size());
   for (const auto& [name, bytes] : clean) std::printf(" %s=%zuB", name.c_str(), bytes.size());
