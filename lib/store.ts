@@ -41,7 +41,9 @@ import {
   MAX_DIMENSIONS,
   MAX_LIST_LIMIT,
   tierIndex,
-  writeEmbedding,
+  checkEmbeddingType,
+  finishEmbedding,
+  checkFiniteEmbedding,
 } from './validate.js';
 import { Columns, earlierContentError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
 
@@ -326,7 +328,11 @@ export class MemoryStore implements IterationSource {
     const q = new Float32Array(dims);
     // An all-zero query is valid: its cosine with anything is 0 (DESIGN's
     // rule for a stored all-zero embedding), so every hit scores 0, by id.
-    writeEmbedding(query, `${where}: query`, dims, q, 0);
+    // Every type is checked before the query's length (DESIGN: a wrong type
+    // is INVALID_ARGUMENT before any length check), so the options' types
+    // come between the two halves of the query's check.
+    const queryField = `${where}: query`;
+    const queryLength = checkEmbeddingType(query, queryField, dims, q, 0);
     const opts = checkOptions(options, where);
     // Each option is read once: a getter must not pass the check with one
     // value and hand the store another.
@@ -342,6 +348,8 @@ export class MemoryStore implements IterationSource {
       minConfidence = minOption;
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, `${where}: options.includeEmbeddings`, false);
+    finishEmbedding(query, queryField, dims, q, 0, queryLength);
+    checkFiniteEmbedding(queryField, dims, q, 0);
     return [q, k, tier, minConfidence, includeEmbeddings];
   }
 

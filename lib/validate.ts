@@ -159,29 +159,19 @@ function isDetached(view: ArrayBufferView): boolean {
   }
 }
 
-/**
- * Checks an embedding and writes its float32 values to dest[offset..offset+dims).
- * Order: wrong type (INVALID_ARGUMENT) before wrong length (DIMENSION_MISMATCH)
- * before non-finite values (INVALID_ARGUMENT), which `checkFinite` false
- * leaves to the caller.
- */
-export function writeEmbedding(
-  value: unknown, field: string, dims: number, dest: Float32Array, offset: number, checkFinite = true,
-): void {
-  const n = checkEmbeddingType(value, field, dims, dest, offset);
-  finishEmbedding(value, field, dims, dest, offset, n);
-  if (!checkFinite) return;
+/** INVALID_ARGUMENT unless the float32 values dest[offset..offset+dims) are all finite. */
+export function checkFiniteEmbedding(field: string, dims: number, dest: Float32Array, offset: number): void {
   const at = findNonFinite(dest, offset, offset + dims);
-  if (at >= 0) {
-    fail(
-      'INVALID_ARGUMENT',
-      `${field}[${at - offset}] is ${dest[at]} as float32; embedding values must be finite after conversion to float32`,
-    );
-  }
+  if (at >= 0) fail('INVALID_ARGUMENT', nonFiniteMessage(field, at - offset, dest[at]!));
+}
+
+/** The message for an embedding value that is not finite as float32. */
+export function nonFiniteMessage(field: string, index: number, value: number): string {
+  return `${field}[${index}] is ${value} as float32; embedding values must be finite after conversion to float32`;
 }
 
 /**
- * The type half of writeEmbedding: INVALID_ARGUMENT unless `value` is a
+ * The type half of an embedding's check: INVALID_ARGUMENT unless `value` is a
  * Float32Array, a Float64Array or an array of numbers. An array's values are
  * copied to dest here (each element is read once; at most `dims` are
  * written), a typed array's by finishEmbedding. Returns the value count,
@@ -232,7 +222,7 @@ function floatArrayKind(value: ArrayBufferView): 'Float32Array' | 'Float64Array'
 }
 
 /**
- * The length half of writeEmbedding, for a value checkEmbeddingType passed
+ * The length half of an embedding's check, for a value checkEmbeddingType passed
  * (an array of `n` values): DIMENSION_MISMATCH unless it has dims values;
  * then copies a typed array's values (also out of a SharedArrayBuffer: the
  * store keeps this snapshot, and the finiteness check runs on the copy, so

@@ -16,6 +16,7 @@ import {
   encodeMetadata,
   findNonFinite,
   finishEmbedding,
+  nonFiniteMessage,
 } from './validate.js';
 
 const DEFAULT_CONFIDENCE = 0.5;
@@ -192,8 +193,5 @@ export function nonFiniteError(cols: Columns, count: number, dims: number, batch
   if (at < 0) return undefined;
   const i = Math.floor(at / dims);
   const field = batch ? `memories[${i}].embedding` : 'memory.embedding';
-  return new TierStoreError(
-    'INVALID_ARGUMENT',
-    `${field}[${at - i * dims}] is ${cols.embeddings[at]} as float32; embedding values must be finite after conversion to float32`,
-  );
+  return new TierStoreError('INVALID_ARGUMENT', nonFiniteMessage(field, at - i * dims, cols.embeddings[at]!));
 }

@@ -256,6 +256,13 @@ const CASES: Case[] = [
   { name: 'recall with k 1.5', code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { k: 1.5 }) },
   { name: 'recall with k -1', code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { k: -1 }) },
   { name: "recall with tier 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { tier: 'x' as Tier }) },
+  // a wrong option type comes before the query's length (DESIGN: "before any length check")
+  { name: "recall with a query of 4 values and k 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], { k: 'x' as unknown as number }) },
+  { name: 'recall with a query of 6 values and tier 5', code: 'INVALID_ARGUMENT', call: (s) => s.recall(new Float32Array(6), { tier: 5 as unknown as Tier }) },
+  { name: "recall with a query of 4 values and minConfidence 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], { minConfidence: 'x' as unknown as number }) },
+  { name: 'recall with a query of 4 values and includeEmbeddings 1', code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], { includeEmbeddings: 1 as unknown as boolean }) },
+  { name: "recall with a query of 4 values and options 'opts'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], 'opts' as unknown as { k: number }) },
+  { name: 'recall with a NaN query of 4 values', code: 'DIMENSION_MISMATCH', call: (s) => s.recall([1, NaN, 1, 1]) },
 ];
 
 describe('a bad call throws its TierStoreError and changes nothing', () => {
@@ -315,6 +322,11 @@ describe('a bad call throws its TierStoreError and changes nothing', () => {
     await expectRejection(() => store.recallAsync([1, NaN, 1, 1, 1]), 'INVALID_ARGUMENT', 'recallAsync(NaN)');
     await expectRejection(() => store.recallAsync('12345' as unknown as number[]), 'INVALID_ARGUMENT', 'recallAsync(string)');
     await expectRejection(() => store.recallAsync([1, 1, 1, 1, 1], { tier: 'x' as Tier }), 'INVALID_ARGUMENT', "recallAsync(tier 'x')");
+    await expectRejection(
+      () => store.recallAsync([1, 1, 1, 1], { k: 'x' as unknown as number }),
+      'INVALID_ARGUMENT',
+      "recallAsync(4 values, k 'x')",
+    );
     expect(snapshot(store)).toEqual(s0);
   });
 });
