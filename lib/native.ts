@@ -39,7 +39,7 @@ export interface NativeListResult extends NativeBatch {
 
 export interface NativeRecallResult extends NativeBatch {
   /** Cosine similarity of each record, best first. */
-  scores: Float32Array;
+  scores: Float64Array;
 }
 
 export interface NativeIterator {

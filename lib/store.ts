@@ -304,14 +304,14 @@ export class MemoryStore implements IterationSource {
    * The k memories most similar to `query` by cosine similarity, best first
    * (ties by ascending id bytes): exact, every tier scored the same way.
    */
-  recall(query: Float32Array | readonly number[], options?: RecallOptions): RecallHit[] {
+  recall(query: Float32Array | Float64Array | readonly number[], options?: RecallOptions): RecallHit[] {
     const native = this.#open('recall()');
     const args = this.#recallArgs(query, options, 'recall()');
     return this.#hits(native.recall(...args));
   }
 
   /** recall() computed on native worker threads; every error rejects the promise. */
-  recallAsync(query: Float32Array | readonly number[], options?: RecallOptions): Promise<RecallHit[]> {
+  recallAsync(query: Float32Array | Float64Array | readonly number[], options?: RecallOptions): Promise<RecallHit[]> {
     try {
       const native = this.#open('recallAsync()');
       const args = this.#recallArgs(query, options, 'recallAsync()');

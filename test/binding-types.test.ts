@@ -51,3 +51,20 @@ describe('iterate() types narrow by tier', () => {
     store.close();
   });
 });
+
+describe('recall() takes a query of the kinds an embedding may be', () => {
+  it('a Float32Array, a Float64Array or an array of numbers, each scored alike', async () => {
+    const store = open(path.join(dir, 'recall'), { dimensions: 2 });
+    store.putMany([
+      { id: 'x', content: '', embedding: [1, 0] },
+      { id: 'y', content: '', embedding: [0, 1] },
+    ]);
+    expectTypeOf(store.recall).toBeCallableWith(new Float64Array(2));
+    expectTypeOf(store.recallAsync).toBeCallableWith(new Float64Array(2));
+    for (const query of [new Float32Array([0.2, 1]), new Float64Array([0.2, 1]), [0.2, 1]]) {
+      expect(store.recall(query, { k: 1 }).map((h) => h.id)).toEqual(['y']);
+      expect((await store.recallAsync(query, { k: 1 })).map((h) => h.id)).toEqual(['y']);
+    }
+    store.close();
+  });
+});

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, type MemoryStore, type RecallHit, type TierSelector } from '../lib/index.js';
 import { mulberry32 } from './helpers/random.js';
 
@@ -186,6 +186,87 @@ describe('recallAsync while the JS thread writes', () => {
     }
     expect(seen).toEqual(new Set(byId.keys()));
     expectSame(store.recall(q, { k: 25 }), bruteForce([...byId.values()].map((r) => ({ ...r, tier: 'x' })), q, 25, 'all'));
+    store.close();
+  });
+});
+
+describe('scores closer together than float32 can tell apart', () => {
+  // Perturbations of one vector: their cosines with it fall short of 1 by
+  // 1e-11 .. 1e-6, mostly below float32's resolution near 1 (6e-8), so a
+  // float scan ties most of them and would rank them by id; a brute-force
+  // scan in double (as a user writes one) ranks them by score.
+  const dims = 768;
+  const rng = mulberry32(4242);
+  const base = new Float32Array(dims);
+  for (let j = 0; j < dims; j++) base[j] = rng() * 2 - 1;
+  const rows: Row[] = [];
+  const order = Array.from({ length: 60 }, (_, i) => i).sort(() => rng() - 0.5); // ids unrelated to scores
+  for (let i = 0; i < 60; i++) {
+    const embedding = base.slice();
+    if (i > 0) {
+      const j = Math.floor(rng() * dims);
+      embedding[j] = embedding[j]! + (i % 2 === 0 ? 1 : -1) * 10 ** (-4 + (3 * i) / 60);
+    }
+    rows.push({ id: `near-${String(order[i]).padStart(2, '0')}`, embedding, confidence: 0.5, tier: '' });
+  }
+  let store: MemoryStore;
+  beforeAll(() => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-recall-'));
+    dirs.push(dir);
+    store = open(path.join(dir, 'db'), { dimensions: dims, hotCapacity: 20, warmCapacity: 20 });
+    store.putMany(rows.map((r) => ({ id: r.id, content: '', embedding: r.embedding })));
+    store.migrate();
+  });
+  afterAll(() => store.close());
+
+  it('rank as a double-precision brute-force scan ranks them, in every tier and across tiers', async () => {
+    const c = store.counts();
+    for (const n of [c.hot, c.warm, c.cold]) expect(n).toBeGreaterThan(10);
+    const distinct = new Set(rows.map((r) => cosine(base, r.embedding)));
+    expect(distinct.size, 'the test needs distinct exact scores').toBe(60);
+    const floatTies = new Set(rows.map((r) => Math.fround(cosine(base, r.embedding))));
+    expect(floatTies.size, 'and most of them equal in float32').toBeLessThan(30);
+    for (const tier of ['all', 'hot', 'warm', 'cold'] as const) {
+      const tierOf = new Map([...store.iterate()].map((m) => [m.id, m.tier]));
+      const inTier = rows.map((r) => ({ ...r, tier: tierOf.get(r.id)! }));
+      const want = bruteForce(inTier, base, 60, tier);
+      for (const hits of [store.recall(base, { k: 60, tier }), await store.recallAsync(base, { k: 60, tier })]) {
+        expect(hits.map((h) => h.id), tier).toEqual(want.map((w) => w.id));
+        hits.forEach((h, i) => expect(Math.abs(h.score - want[i]!.score)).toBeLessThan(1e-12));
+      }
+    }
+  });
+
+  it('the query itself scores exactly 1, as the record holding it', () => {
+    const hits = store.recall(base, { k: 2 });
+    expect(hits[0]!.id).toBe(rows[0]!.id);
+    expect(hits[0]!.score).toBe(1);
+    expect(hits[1]!.score).toBeLessThan(1);
+  });
+});
+
+describe('a record queried by its own embedding', () => {
+  it('scores exactly 1 in every tier (the score is computed in double)', () => {
+    const dims = 768;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-recall-'));
+    dirs.push(dir);
+    const store = open(path.join(dir, 'db'), { dimensions: dims, hotCapacity: 30, warmCapacity: 30 });
+    const rng = mulberry32(99);
+    const recs = Array.from({ length: 90 }, (_, i) => {
+      const embedding = new Float32Array(dims);
+      for (let j = 0; j < dims; j++) embedding[j] = (rng() * 2 - 1) * 10 ** ((i % 7) - 3);
+      return { id: `self-${i}`, content: '', embedding };
+    });
+    store.putMany(recs);
+    store.migrate();
+    const tiers = new Set<string>();
+    for (const r of recs) {
+      const [hit] = store.recall(r.embedding, { k: 1 });
+      expect(hit!.id).toBe(r.id);
+      expect(hit!.score, r.id).toBe(1);
+      tiers.add(hit!.tier);
+    }
+    expect(tiers).toEqual(new Set(['hot', 'warm', 'cold']));
     store.close();
   });
 });

@@ -12,7 +12,7 @@ namespace {
 
 Napi::Object ResultToJs(Napi::Env env, tierstore::RecallResult& result, uint32_t dimensions, bool include_embeddings) {
   Napi::Object out = BatchToJs(env, result.records, dimensions, include_embeddings);
-  Napi::Float32Array scores = Napi::Float32Array::New(env, result.scores.size());
+  Napi::Float64Array scores = Napi::Float64Array::New(env, result.scores.size());
   for (size_t i = 0; i < result.scores.size(); ++i) scores[i] = result.scores[i];
   out.Set("scores", scores);
   return out;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -1640,11 +1641,41 @@ Status StoreImpl::List(const ListRequest& request, ListResult* result) {
 
 namespace {
 
-// One scored candidate; `loc` finds it again, the id only on a score tie.
+// One candidate of a recall: its float score from the scan, then its exact
+// score; `row` is its embedding (valid while the store lock is held), `loc`
+// finds it again (the id only on an exact-score tie).
 struct Scored {
   float score;
+  double exact;
+  const float* row;
   Loc loc;
 };
+
+// The dot product of a and b and the squared norm of b, in double, with
+// four partial sums in a fixed order. Recall's exact scores come from these:
+// dot(q, x) / sqrt(dot(q, q) * dot(x, x)), each term summed the same way, so
+// a record whose embedding equals the query scores exactly 1 (sqrt(s * s) is
+// s in IEEE arithmetic), and any two computations of one cosine agree.
+struct DotAndNorm {
+  double dot;
+  double nn;
+};
+DotAndNorm ExactTerms(const float* a, const float* b, uint32_t dims) {
+  double d[4] = {0, 0, 0, 0}, n[4] = {0, 0, 0, 0};
+  uint32_t j = 0;
+  for (; j + 4 <= dims; j += 4) {
+    for (uint32_t t = 0; t < 4; ++t) {
+      d[t] += static_cast<double>(a[j + t]) * b[j + t];
+      n[t] += static_cast<double>(b[j + t]) * b[j + t];
+    }
+  }
+  double dot = (d[0] + d[1]) + (d[2] + d[3]), nn = (n[0] + n[1]) + (n[2] + n[3]);
+  for (; j < dims; ++j) {
+    dot += static_cast<double>(a[j]) * b[j];
+    nn += static_cast<double>(b[j]) * b[j];
+  }
+  return {dot, nn};
+}
 
 // Rows to score, `count` of them, in one of three shapes:
 // - cold: a contiguous matrix (stride = dims) with norms, confidence and a
@@ -1733,22 +1764,28 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     }));
   }
 
-  // Tie-break reads the ids (rare: exactly equal float scores).
-  auto id_of = [&](const Loc& loc, std::string* scratch) -> std::string_view {
-    RecordView v;
-    if (!ReadAt(loc, false, &v).ok()) return {};
-    scratch->assign(v.id);
-    return *scratch;
-  };
-  auto better = [&](const Scored& a, const Scored& b) {
-    if (a.score != b.score) return a.score > b.score;
-    std::string sa, sb;
-    return id_of(a.loc, &sa) < id_of(b.loc, &sb);
+  // Two steps, so the hits are those of an exact scan:
+  // 1. The scan scores every row in float (SIMD) and keeps each row that
+  //    could be in the top k: the k best float scores, and every row within
+  //    kSlack of the k-th of them. A float cosine here is within
+  //    (dims + 4) * 2^-24 of the exact one (rounding of the unit query, a dot
+  //    product of dims terms in any order, the stored norm and the division),
+  //    so a row whose exact score reaches the true k-th has a float score at
+  //    least the k-th float score minus twice that; kSlack is twice that
+  //    again.
+  // 2. The rows kept are scored again in double (ExactTerms) and ranked by
+  //    that score, ties by id in byte order. Scores near a tie therefore
+  //    rank as a double-precision brute-force scan ranks them, not by float
+  //    rounding noise, and the score returned is the double one.
+  const double kSlack = (static_cast<double>(dims_) + 8) * std::ldexp(1.0, -23);
+  struct Kept {
+    std::vector<float> best;   // min-heap of the k best float scores
+    std::vector<Scored> rows;  // every row at or above best.front() - kSlack (and some below)
+    size_t prune_at = 0;
   };
   const size_t k = options.k;
-  // Scores rows [begin, end) of the concatenation of all ranges into a
-  // bounded heap whose top is the worst kept hit.
-  auto scan = [&](size_t begin, size_t end, std::vector<Scored>* heap) {
+  // Scores rows [begin, end) of the concatenation of all ranges into `kept`.
+  auto scan = [&](size_t begin, size_t end, Kept* kept) {
     size_t base = 0;
     // Cosine against the unit query: dot / |row|. A row whose norm is
     // outside float's comfortable range (or zero), or whose dot overflowed,
@@ -1758,14 +1795,25 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       // Only a damaged file can hold a non-finite value; NaN would break the
       // heap's ordering, so such a row ranks last.
       if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
-      Scored s{score, loc};
-      if (heap->size() < k) {
-        heap->push_back(s);
-        std::push_heap(heap->begin(), heap->end(), better);
-      } else if (better(s, heap->front())) {
-        std::pop_heap(heap->begin(), heap->end(), better);
-        heap->back() = s;
-        std::push_heap(heap->begin(), heap->end(), better);
+      std::vector<float>& best = kept->best;
+      if (best.size() < k) {
+        best.push_back(score);
+        std::push_heap(best.begin(), best.end(), std::greater<float>());
+      } else if (score > best.front()) {
+        std::pop_heap(best.begin(), best.end(), std::greater<float>());
+        best.back() = score;
+        std::push_heap(best.begin(), best.end(), std::greater<float>());
+      } else if (static_cast<double>(score) < static_cast<double>(best.front()) - kSlack) {
+        return;
+      }
+      kept->rows.push_back(Scored{score, 0.0, row, loc});
+      if (kept->rows.size() >= kept->prune_at) {
+        // Rows that fell below the bar since they were kept leave; if most
+        // stay (many rows score alike), the next prune waits for twice as many.
+        const double bar = best.size() < k ? -std::numeric_limits<double>::infinity()
+                                           : static_cast<double>(best.front()) - kSlack;
+        std::erase_if(kept->rows, [&](const Scored& r) { return static_cast<double>(r.score) < bar; });
+        kept->prune_at = std::max<size_t>(2 * kept->rows.size(), 2 * k + 1024);
       }
     };
     // Rows go through DotRows a block at a time, then are filtered and
@@ -1821,7 +1869,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   for (const ScanRange& r : ranges) total += r.count;
   unsigned threads = std::max(1u, options.threads);
   if (total < 4096) threads = 1;  // not worth a thread
-  std::vector<std::vector<Scored>> heaps(threads);
+  std::vector<Kept> heaps(threads);
   if (threads == 1) {
     scan(0, total, &heaps[0]);
   } else {
@@ -1831,7 +1879,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     // About 16 slices per thread, none under 1024 rows.
     const size_t slice = std::max<size_t>(1024, total / (size_t{threads} * 16));
     std::atomic<size_t> next{0};
-    auto worker = [&](std::vector<Scored>* heap) {
+    auto worker = [&](Kept* heap) {
       for (size_t from = next.fetch_add(slice); from < total; from = next.fetch_add(slice)) {
         scan(from, std::min(total, from + slice), heap);
       }
@@ -1847,14 +1895,65 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     for (std::thread& w : workers) w.join();
   }
   std::vector<Scored> all;
-  for (auto& h : heaps) all.insert(all.end(), h.begin(), h.end());
-  std::sort(all.begin(), all.end(), better);
-  if (all.size() > k) all.resize(k);
-  for (const Scored& s : all) {
+  for (Kept& h : heaps) all.insert(all.end(), h.rows.begin(), h.rows.end());
+  // Each thread kept rows against its own k-th score; the bar is the k-th
+  // float score of them all.
+  if (all.size() > k) {
+    std::vector<float> scores;
+    scores.reserve(all.size());
+    for (const Scored& c : all) scores.push_back(c.score);
+    std::nth_element(scores.begin(), scores.begin() + static_cast<std::ptrdiff_t>(k - 1), scores.end(),
+                     std::greater<float>());
+    const double bar = static_cast<double>(scores[k - 1]) - kSlack;
+    std::erase_if(all, [&](const Scored& c) { return static_cast<double>(c.score) < bar; });
+  }
+  // Step 2: exact scores. An all-zero query scores 0 against everything.
+  if (qnorm_d > 0) {
+    const double qq = ExactTerms(query, query, dims_).nn;
+    for (Scored& c : all) {
+      const DotAndNorm t = ExactTerms(query, c.row, dims_);
+      c.exact = t.nn > 0 ? t.dot / std::sqrt(qq * t.nn) : 0.0;
+      // Only a damaged file holds a non-finite value (see offer): last.
+      if (std::isnan(c.exact)) c.exact = -std::numeric_limits<double>::infinity();
+    }
+  }
+  // The k best by exact score, ties by id. Ids are read once each, and only
+  // for the rows returned and the rows tied with the k-th (an all-zero
+  // query ties every row).
+  auto id_of = [&](const Loc& loc) -> std::string {
+    RecordView v;
+    if (!ReadAt(loc, false, &v).ok()) return {};
+    return std::string(v.id);
+  };
+  const size_t n = std::min(k, all.size());
+  if (all.size() > n) {
+    std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n - 1), all.end(),
+                     [](const Scored& a, const Scored& b) { return a.exact > b.exact; });
+    const double kth = all[n - 1].exact;
+    auto tied = std::partition(all.begin(), all.end(), [&](const Scored& c) { return c.exact > kth; });
+    auto tied_end = std::partition(tied, all.end(), [&](const Scored& c) { return c.exact == kth; });
+    const size_t need = n - static_cast<size_t>(tied - all.begin());
+    if (static_cast<size_t>(tied_end - tied) > need) {
+      std::vector<std::pair<std::string, Scored>> group;
+      group.reserve(static_cast<size_t>(tied_end - tied));
+      for (auto it = tied; it != tied_end; ++it) group.emplace_back(id_of(it->loc), *it);
+      std::partial_sort(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(need), group.end(),
+                        [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (size_t i = 0; i < need; ++i) tied[static_cast<std::ptrdiff_t>(i)] = group[i].second;
+    }
+    all.resize(n);
+  }
+  std::vector<std::pair<std::string, Scored>> ranked;
+  ranked.reserve(n);
+  for (const Scored& c : all) ranked.emplace_back(id_of(c.loc), c);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.second.exact != b.second.exact ? a.second.exact > b.second.exact : a.first < b.first;
+  });
+  for (const auto& [id, s] : ranked) {
     RecordView v;
     TS_RETURN_IF_ERROR(ReadAt(s.loc, options.include_embeddings, &v));
     result->records.Append(s.loc.tier, v, options.include_embeddings, dims_);
-    result->scores.push_back(s.score);
+    result->scores.push_back(s.exact);
   }
   return Status::OK();
 }

@@ -142,10 +142,11 @@ struct RecallOptions {
   unsigned threads = 1;  // >1 splits the scan across that many threads
 };
 
-// The top k, best first: records[i] scored scores[i].
+// The top k, best first: records[i] scored scores[i], the cosine computed
+// in double from the float32 embeddings (0 for an all-zero vector).
 struct RecallResult {
   RecordBatch records;
-  std::vector<float> scores;
+  std::vector<double> scores;
 };
 
 class Store;

@@ -1053,6 +1053,67 @@ uint32_t WarmBlocksVersion(const std::string& dir) {
 TEST(RecallMatchesBruteForce) { CheckRecallMatchesBruteForce(0); }
 TEST(RecallMatchesBruteForceOnWarmFormatTwo) { CheckRecallMatchesBruteForce(2); }
 
+// Rows whose cosines with the query differ by less than float32 can tell
+// apart (perturbations of the query; exact copies too) rank as a scan in
+// double ranks them, ties by id, with one or several threads, among many
+// rows far below them that the scan keeps and prunes; the query's own copy
+// scores exactly 1.
+TEST(RecallRanksNearTiesByTheirExactScores) {
+  std::string dir = tstest::TempDir("store-recall-near");
+  std::mt19937 rng(21);
+  constexpr uint32_t dims = 37;
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h, dims));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> base(dims);
+  for (float& x : base) x = u(rng);
+  std::vector<OwnedRecord> recs;
+  for (int i = 0; i < 3300; ++i) {
+    OwnedRecord r = MakeRecord(i, &rng);
+    r.embedding.resize(dims);
+    if (i < 300) {
+      r.embedding = base;
+      // Every tenth an exact copy (ties broken by id); the rest moved by
+      // 1e-4 .. 1e-2 along one axis (cosines 1e-10 .. 1e-5 below 1).
+      if (i % 10 != 0) r.embedding[static_cast<size_t>(i) % dims] += std::pow(10.0f, -4.0f + 2.0f * static_cast<float>(i) / 300.0f);
+    } else {
+      for (float& x : r.embedding) x = u(rng);
+    }
+    recs.push_back(std::move(r));
+  }
+  std::shuffle(recs.begin(), recs.end(), rng);  // the near rows land in every tier
+  WriteOptions w;
+  w.hot_capacity = 1000;
+  w.warm_capacity = 1000;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  MigrationReport rep;
+  ASSERT_OK(h->Migrate(w, &rep));
+  std::vector<std::pair<double, std::string>> ref;
+  for (const auto& r : recs) {
+    double dot = 0, qq = 0, nn = 0;
+    for (uint32_t j = 0; j < dims; ++j) {
+      dot += double{base[j]} * r.embedding[j];
+      qq += double{base[j]} * base[j];
+      nn += double{r.embedding[j]} * r.embedding[j];
+    }
+    ref.push_back({-(dot / std::sqrt(qq * nn)), r.id});
+  }
+  std::sort(ref.begin(), ref.end());
+  for (unsigned threads : {1u, 2u, 3u}) {
+    RecallOptions ro;
+    ro.k = 200;
+    ro.threads = threads;
+    RecallResult res;
+    ASSERT_OK(h->Recall(base.data(), ro, &res));
+    ASSERT_TRUE(res.records.size() == 200);
+    CHECK(res.scores[0] == 1.0);
+    for (size_t i = 0; i < 200; ++i) {
+      CHECK(res.records.Id(i) == ref[i].second);
+      CHECK(std::fabs(res.scores[i] + ref[i].first) < 1e-12);
+    }
+  }
+}
+
 // A store whose warm tier is block format 2 (created before format 3) keeps
 // working as format 2: puts that migrate, deletes, compaction and reopen
 // round-trip exactly.
