@@ -117,6 +117,16 @@ std::map<std::string, Tier> Snapshot(Store* s) {
   return out;
 }
 
+// Puts recs, then migrates to these capacities: the records spread over the tiers.
+Status PutAndSpread(Store* s, const std::vector<OwnedRecord>& recs, uint64_t hot_capacity, uint64_t warm_capacity) {
+  WriteOptions w;
+  w.hot_capacity = hot_capacity;
+  w.warm_capacity = warm_capacity;
+  TS_RETURN_IF_ERROR(PutAll(s, recs, w));
+  MigrationReport rep;
+  return s->Migrate(w, &rep);
+}
+
 // Opens (creating) the store at dir, puts recs, migrates to w's capacities and closes.
 Status PutMigrateClose(const std::string& dir, const std::vector<OwnedRecord>& recs, const WriteOptions& w) {
   StoreHandle h;
@@ -926,12 +936,7 @@ TEST(ListCursorAndOffsetPageEverything) {
   StoreHandle h;
   ASSERT_OK(OpenStore(dir, &h));
   std::vector<OwnedRecord> recs = MakeRecords(500, &rng);
-  WriteOptions w;
-  w.hot_capacity = 100;
-  w.warm_capacity = 150;
-  ASSERT_OK(PutAll(h.store.get(), recs, w));
-  MigrationReport rep;
-  ASSERT_OK(h->Migrate(w, &rep));
+  ASSERT_OK(PutAndSpread(h.store.get(), recs, 100, 150));
   for (TierSelector sel : {TierSelector::kHot, TierSelector::kWarm, TierSelector::kCold, TierSelector::kAll}) {
     std::set<std::string> by_cursor, by_offset;
     ListRequest req;
@@ -1000,12 +1005,7 @@ void CheckRecallMatchesBruteForce(uint32_t warm_version) {
     r.confidence = static_cast<float>(i % 10) / 10.0f;
     recs.push_back(std::move(r));
   }
-  WriteOptions w;
-  w.hot_capacity = 1500;
-  w.warm_capacity = 2000;
-  ASSERT_OK(PutAll(h.store.get(), recs, w));
-  MigrationReport rep;
-  ASSERT_OK(h->Migrate(w, &rep));
+  ASSERT_OK(PutAndSpread(h.store.get(), recs, 1500, 2000));
   for (int q = 0; q < 10; ++q) {
     std::vector<float> query(dims);
     for (float& x : query) x = u(rng);
@@ -1082,12 +1082,7 @@ TEST(RecallRanksNearTiesByTheirExactScores) {
     recs.push_back(std::move(r));
   }
   std::shuffle(recs.begin(), recs.end(), rng);  // the near rows land in every tier
-  WriteOptions w;
-  w.hot_capacity = 1000;
-  w.warm_capacity = 1000;
-  ASSERT_OK(PutAll(h.store.get(), recs, w));
-  MigrationReport rep;
-  ASSERT_OK(h->Migrate(w, &rep));
+  ASSERT_OK(PutAndSpread(h.store.get(), recs, 1000, 1000));
   std::vector<std::pair<double, std::string>> ref;
   for (const auto& r : recs) {
     double dot = 0, qq = 0, nn = 0;
