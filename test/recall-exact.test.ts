@@ -269,4 +269,23 @@ describe('a record queried by its own embedding', () => {
     expect(tiers).toEqual(new Set(['hot', 'warm', 'cold']));
     store.close();
   });
+
+  it('never scores above 1, though the double formula can round to 1.0000000000000002', () => {
+    // Found by a search: the cosine of these float32 vectors, computed in
+    // double as dot / sqrt(qq * nn), is one ulp above 1; the true value is not.
+    const a = [0.7830777168273926, -0.06526068598031998, -0.6108606457710266];
+    const b = [5.106514930725098, -0.4255703389644623, -3.983473062515259];
+    expect(cosine(Float32Array.from(a), Float32Array.from(b))).toBeGreaterThan(1);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-recall-'));
+    dirs.push(dir);
+    const store = open(path.join(dir, 'db'), { dimensions: 3 });
+    store.put({ id: 'b', content: '', embedding: b });
+    for (const tier of ['hot', 'warm', 'cold'] as const) {
+      store.move('b', tier);
+      const [hit] = store.recall(a, { k: 1 });
+      expect(hit!.score, tier).toBe(1);
+      expect(store.recall(a.map((x) => -x), { k: 1 })[0]!.score, tier).toBe(-1);
+    }
+    store.close();
+  });
 });

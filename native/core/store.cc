@@ -1912,7 +1912,8 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     const double qq = ExactTerms(query, query, dims_).nn;
     for (Scored& c : all) {
       const DotAndNorm t = ExactTerms(query, c.row, dims_);
-      c.exact = t.nn > 0 ? t.dot / std::sqrt(qq * t.nn) : 0.0;
+      // A true cosine lies in [-1, 1]; rounding can overshoot by an ulp.
+      c.exact = t.nn > 0 ? std::clamp(t.dot / std::sqrt(qq * t.nn), -1.0, 1.0) : 0.0;
       // Only a damaged file holds a non-finite value (see offer): last.
       if (std::isnan(c.exact)) c.exact = -std::numeric_limits<double>::infinity();
     }
