@@ -197,6 +197,8 @@ export class MemoryStore implements IterationSource {
       native.putMany(sink.bytes.subarray(0, sink.length), cols.lengths, cols.embeddings, cols.scalars, this.maxContentBytes);
     } catch (error) {
       if (!(error instanceof TierStoreError)) throw error;
+      // Closed meanwhile (by a getter of the memory): named after the caller's method.
+      if (error.code === 'STORE_CLOSED') fail('STORE_CLOSED', `${batch ? 'putMany()' : 'put()'}: the store is closed`);
       const index = (error as TierStoreError & { recordIndex?: unknown }).recordIndex;
       if (typeof index === 'number') {
         const clean = new TierStoreError(error.code, error.message);

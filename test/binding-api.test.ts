@@ -242,6 +242,25 @@ describe('putMany()', () => {
   });
 });
 
+describe('a store closed by a getter of the memory being written', () => {
+  it.each([
+    ['put()', (store: MemoryStore, m: MemoryInput) => store.put(m)],
+    ['putMany()', (store: MemoryStore, m: MemoryInput) => store.putMany([m])],
+  ])('%s throws STORE_CLOSED naming itself', (method, write) => {
+    const store = fresh();
+    const closing = {
+      id: 'x',
+      get content() {
+        store.close();
+        return 'c';
+      },
+      embedding: [1, 1, 1],
+    };
+    expect(() => write(store, closing)).toThrow(expect.objectContaining({ code: 'STORE_CLOSED', message: `${method}: the store is closed` }));
+    expect(store.closed).toBe(true);
+  });
+});
+
 describe('handle state', () => {
   it('every method after close() throws STORE_CLOSED; close() twice is a no-op', () => {
     const store = fresh();
