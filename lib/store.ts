@@ -27,6 +27,8 @@ import type {
 } from './types.js';
 import {
   checkBoolean,
+  checkEmbeddingType,
+  checkFiniteEmbedding,
   checkId,
   checkInteger,
   checkOptions,
@@ -34,6 +36,7 @@ import {
   checkWholeNumber,
   DEFAULT_MAX_CONTENT_BYTES,
   describe,
+  finishEmbedding,
   MAX_BATCH_SIZE,
   MAX_RECALL_K,
   DEFAULT_RECALL_K,
@@ -41,9 +44,6 @@ import {
   MAX_DIMENSIONS,
   MAX_LIST_LIMIT,
   tierIndex,
-  checkEmbeddingType,
-  finishEmbedding,
-  checkFiniteEmbedding,
 } from './validate.js';
 import { Columns, earlierContentError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
 
