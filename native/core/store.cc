@@ -1711,12 +1711,8 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   }
   constexpr float kFloatSafeMin = 1e-30f, kFloatSafeMax = 1e30f;
   auto ExactCosine = [&](const float* row) -> float {
-    double dot = 0, nn = 0;
-    for (uint32_t j = 0; j < dims_; ++j) {
-      dot += static_cast<double>(query[j]) * row[j];
-      nn += static_cast<double>(row[j]) * row[j];
-    }
-    return nn > 0 && qnorm_d > 0 ? static_cast<float>(dot / (qnorm_d * std::sqrt(nn))) : 0.0f;
+    const DotAndNorm t = ExactTerms(query, row, dims_);
+    return t.nn > 0 && qnorm_d > 0 ? static_cast<float>(t.dot / (qnorm_d * std::sqrt(t.nn))) : 0.0f;
   };
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
