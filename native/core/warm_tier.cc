@@ -610,16 +610,13 @@ class WarmTierImpl final : public WarmTier {
   }
 
   void PublishFrees() override {
-    if (unpublished_count_ == 0) return;
-    for (size_t w = 0; w < unpublished_bits_.size(); ++w) {  // in file order
-      while (unpublished_bits_[w] != 0) {
-        const uint32_t slot = static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(unpublished_bits_[w])));
-        ClearUnpublished(slot);
-        AccountFreed(slot);
-        PublishState(BlockPtr(slot), kStateFreed);
-        MarkBlockDirty(slot);
-      }
-    }
+    ForEachUnpublished([&](uint32_t slot) {  // in file order
+      AccountFreed(slot);
+      PublishState(BlockPtr(slot), kStateFreed);
+      MarkBlockDirty(slot);
+    });
+    std::fill(unpublished_bits_.begin(), unpublished_bits_.end(), 0);
+    unpublished_count_ = 0;
   }
 
   size_t PendingFrees() const override { return unpublished_count_; }
@@ -674,12 +671,9 @@ class WarmTierImpl final : public WarmTier {
     s.block_file_bytes = blocks_size_;
     for (const auto& [gen, vf] : var_files_) s.var_file_bytes += vf.size;
     s.var_live_bytes = var_live_bytes_;
-    for (size_t w = 0; unpublished_count_ != 0 && w < unpublished_bits_.size(); ++w) {
-      for (uint64_t bits = unpublished_bits_[w]; bits != 0; bits &= bits - 1) {
-        const uint32_t slot = static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits)));
-        s.var_live_bytes -= std::min(s.var_live_bytes, CountedExtentBytes(slot, BlockPtr(slot)));
-      }
-    }
+    ForEachUnpublished([&](uint32_t slot) {
+      s.var_live_bytes -= std::min(s.var_live_bytes, CountedExtentBytes(slot, BlockPtr(slot)));
+    });
     s.high_water_mark = mark_;
     return s;
   }
@@ -1048,6 +1042,16 @@ class WarmTierImpl final : public WarmTier {
   bool Unpublished(uint32_t slot) const {
     return unpublished_count_ != 0 && slot / 64 < unpublished_bits_.size() &&
            ((unpublished_bits_[slot / 64] >> (slot % 64)) & 1) != 0;
+  }
+  // Calls fn(slot) for each unpublished slot, in slot order.
+  template <typename Fn>
+  void ForEachUnpublished(const Fn& fn) const {
+    if (unpublished_count_ == 0) return;
+    for (size_t w = 0; w < unpublished_bits_.size(); ++w) {
+      for (uint64_t bits = unpublished_bits_[w]; bits != 0; bits &= bits - 1) {
+        fn(static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits))));
+      }
+    }
   }
   void ClearUnpublished(uint32_t slot) {
     unpublished_bits_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
