@@ -1914,13 +1914,14 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
       if (std::isnan(c.exact)) c.exact = -std::numeric_limits<double>::infinity();
     }
   }
-  // The k best by exact score, ties by id. Ids are read once each, and only
-  // for the rows returned and the rows tied with the k-th (an all-zero
-  // query ties every row).
-  auto id_of = [&](const Loc& loc) -> std::string {
+  // The k best by exact score, ties by id. The views ReadAt gives stay valid
+  // while the lock is held, so each row returned is read once (its id and
+  // record together); only rows tied with the k-th, when there are more of
+  // them than places left (an all-zero query ties every row), are read for
+  // their ids first.
+  auto id_of = [&](const Loc& loc) -> std::string_view {
     RecordView v;
-    if (!ReadAt(loc, false, &v).ok()) return {};
-    return std::string(v.id);
+    return ReadAt(loc, false, &v).ok() ? v.id : std::string_view();
   };
   const size_t n = std::min(k, all.size());
   if (all.size() > n) {
@@ -1931,7 +1932,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     auto tied_end = std::partition(tied, all.end(), [&](const Scored& c) { return c.exact == kth; });
     const size_t need = n - static_cast<size_t>(tied - all.begin());
     if (static_cast<size_t>(tied_end - tied) > need) {
-      std::vector<std::pair<std::string, Scored>> group;
+      std::vector<std::pair<std::string_view, Scored>> group;
       group.reserve(static_cast<size_t>(tied_end - tied));
       for (auto it = tied; it != tied_end; ++it) group.emplace_back(id_of(it->loc), *it);
       std::partial_sort(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(need), group.end(),
@@ -1940,17 +1941,24 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     }
     all.resize(n);
   }
-  std::vector<std::pair<std::string, Scored>> ranked;
-  ranked.reserve(n);
-  for (const Scored& c : all) ranked.emplace_back(id_of(c.loc), c);
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-    return a.second.exact != b.second.exact ? a.second.exact > b.second.exact : a.first < b.first;
+  struct Hit {
+    RecordView view;
+    double exact;
+    Tier tier;
+  };
+  std::vector<Hit> hits;
+  hits.reserve(n);
+  for (const Scored& c : all) {
+    Hit h{RecordView(), c.exact, c.loc.tier};
+    TS_RETURN_IF_ERROR(ReadAt(c.loc, options.include_embeddings, &h.view));
+    hits.push_back(h);
+  }
+  std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
+    return a.exact != b.exact ? a.exact > b.exact : a.view.id < b.view.id;
   });
-  for (const auto& [id, s] : ranked) {
-    RecordView v;
-    TS_RETURN_IF_ERROR(ReadAt(s.loc, options.include_embeddings, &v));
-    result->records.Append(s.loc.tier, v, options.include_embeddings, dims_);
-    result->scores.push_back(s.exact);
+  for (const Hit& h : hits) {
+    result->records.Append(h.tier, h.view, options.include_embeddings, dims_);
+    result->scores.push_back(h.exact);
   }
   return Status::OK();
 }
