@@ -984,6 +984,18 @@ TEST(ListCursorAndOffsetPageEverything) {
 
 namespace {
 
+// The cosine of q and x by a plain sequential scan in double, as a user's
+// brute force computes it: the reference recall is compared with.
+double ReferenceCosine(const std::vector<float>& q, const std::vector<float>& x) {
+  double dot = 0, qq = 0, nn = 0;
+  for (size_t j = 0; j < q.size(); ++j) {
+    dot += double{q[j]} * x[j];
+    qq += double{q[j]} * q[j];
+    nn += double{x[j]} * x[j];
+  }
+  return dot / std::sqrt(qq * nn);
+}
+
 // Recall over all three tiers equals a brute-force scan. warm_version: the
 // warm block format of the store (the scan reads embeddings at a
 // per-version offset).
@@ -1009,18 +1021,10 @@ void CheckRecallMatchesBruteForce(uint32_t warm_version) {
   for (int q = 0; q < 10; ++q) {
     std::vector<float> query(dims);
     for (float& x : query) x = u(rng);
-    double qn = 0;
-    for (float x : query) qn += double{x} * x;
-    qn = std::sqrt(qn);
     std::vector<std::pair<double, std::string>> ref;
     for (const auto& r : recs) {
       if (q % 2 == 1 && r.confidence < 0.5f) continue;
-      double dot = 0, n = 0;
-      for (uint32_t j = 0; j < dims; ++j) {
-        dot += double{query[j]} * r.embedding[j];
-        n += double{r.embedding[j]} * r.embedding[j];
-      }
-      ref.push_back({-(dot / (qn * std::sqrt(n))), r.id});
+      ref.push_back({-ReferenceCosine(query, r.embedding), r.id});
     }
     std::sort(ref.begin(), ref.end());
     RecallOptions ro;
@@ -1084,15 +1088,7 @@ TEST(RecallRanksNearTiesByTheirExactScores) {
   std::shuffle(recs.begin(), recs.end(), rng);  // the near rows land in every tier
   ASSERT_OK(PutAndSpread(h.store.get(), recs, 1000, 1000));
   std::vector<std::pair<double, std::string>> ref;
-  for (const auto& r : recs) {
-    double dot = 0, qq = 0, nn = 0;
-    for (uint32_t j = 0; j < dims; ++j) {
-      dot += double{base[j]} * r.embedding[j];
-      qq += double{base[j]} * base[j];
-      nn += double{r.embedding[j]} * r.embedding[j];
-    }
-    ref.push_back({-(dot / std::sqrt(qq * nn)), r.id});
-  }
+  for (const auto& r : recs) ref.push_back({-ReferenceCosine(base, r.embedding), r.id});
   std::sort(ref.begin(), ref.end());
   for (unsigned threads : {1u, 2u, 3u}) {
     RecallOptions ro;
