@@ -108,8 +108,8 @@ export function tierSelectorIndex(value: TierSelector | undefined, field: string
   return value === undefined ? dflt : tierIndex(value, field, true);
 }
 
-/** A record id: a well-formed string of 1..1024 UTF-8 bytes. Returns its byte length. */
-export function checkId(id: unknown, field: string): number {
+/** A record id: a well-formed string of 1..1024 UTF-8 bytes. */
+export function checkId(id: unknown, field: string): asserts id is string {
   if (typeof id !== 'string') {
     fail('INVALID_ARGUMENT', `${field} must be a string of 1..${MAX_ID_BYTES} UTF-8 bytes, got ${describe(id)}`);
   }
@@ -121,11 +121,13 @@ export function checkId(id: unknown, field: string): number {
   if (!id.isWellFormed()) {
     fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`);
   }
-  const bytes = Buffer.byteLength(id, 'utf8');
-  if (bytes > MAX_ID_BYTES) {
-    fail('INVALID_ARGUMENT', `${field} is ${bytes} UTF-8 bytes; at most ${MAX_ID_BYTES} are allowed`);
+  // A UTF-16 unit takes at most 3 UTF-8 bytes: only longer ids need measuring.
+  if (id.length > MAX_ID_BYTES / 3) {
+    const bytes = Buffer.byteLength(id, 'utf8');
+    if (bytes > MAX_ID_BYTES) {
+      fail('INVALID_ARGUMENT', `${field} is ${bytes} UTF-8 bytes; at most ${MAX_ID_BYTES} are allowed`);
+    }
   }
-  return bytes;
 }
 
 /** A number in [0, 1]. */
@@ -255,154 +257,6 @@ export function findNonFinite(values: Float32Array, start: number, end: number):
     if (f - f !== 0) return i;
   }
   return -1;
-}
-
-function isPlainObject(value: object): boolean {
-  const proto = Object.getPrototypeOf(value) as object | null;
-  if (proto === null || proto === Object.prototype) return true;
-  // An object of another realm (vm context): its Object.prototype
-  if (Object.getPrototypeOf(proto) !== null) return false;
-  const ctor = (proto as { constructor?: unknown }).constructor;
-  return typeof ctor === 'function' && ctor.name === 'Object' && !Array.isArray(value);
-}
-
-/** The path of the value at `segments` below `base`, for messages (built only on failure). */
-function jsonPath(base: string, segments: ReadonlyArray<string | number>): string {
-  let path = base;
-  for (const seg of segments) {
-    if (typeof seg === 'number') path += `[${seg}]`;
-    else path += /^[A-Za-z_$][\w$]*$/.test(seg) ? `.${seg}` : `[${JSON.stringify(seg)}]`;
-  }
-  return path;
-}
-
-/**
- * Validates a metadata value and returns its JSON text in the same pass, so
- * every property is read exactly once: a getter or Proxy that answers
- * differently on a second read cannot make the stored text differ from what
- * was checked (JSON.stringify after a separate check would read it again).
- * The output is what JSON.stringify gives for the values read. `at` is the
- * path below `base` (keys and indexes), kept as a stack so that valid input
- * builds no path strings.
- */
-function jsonOf(value: unknown, base: string, at: Array<string | number>, ancestors: object[]): string {
-  switch (typeof value) {
-    case 'string': {
-      const quoted = quoteJson(value);
-      if (quoted === undefined) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} contains a lone UTF-16 surrogate`);
-      return quoted;
-    }
-    case 'number':
-      if (!Number.isFinite(value)) {
-        fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is ${value}, which JSON cannot represent (metadata must be JSON)`);
-      }
-      if (value === 0 && 1 / value < 0) {
-        fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`);
-      }
-      return String(value); // JSON's number format for finite numbers
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'object': {
-      if (value === null) return 'null';
-      if (ancestors.includes(value)) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} refers back to itself (a cycle)`);
-      ancestors.push(value);
-      let text: string;
-      if (Array.isArray(value)) {
-        if (Object.getPrototypeOf(value) !== Array.prototype && !isPlainObjectLikeArray(value)) {
-          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} must be a plain array, got ${describe(value)}`);
-        }
-        const n = value.length;
-        text = '[';
-        for (let i = 0; i < n; i++) {
-          if (!(i in value)) fail('INVALID_ARGUMENT', `${jsonPath(base, at)}[${i}] is a hole, which JSON turns into null`);
-          at.push(i);
-          text += (i === 0 ? '' : ',') + jsonOf(value[i], base, at, ancestors);
-          at.pop();
-        }
-        text += ']';
-        if (Object.keys(value).length !== n) {
-          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} is an array with non-index properties, which JSON drops`);
-        }
-      } else {
-        if (!isPlainObject(value)) {
-          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} must be a plain object, array or JSON primitive, got ${describe(value)}`);
-        }
-        if (Object.getOwnPropertySymbols(value).length !== 0) {
-          fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has symbol keys, which JSON drops`);
-        }
-        const record = value as Record<string, unknown>;
-        text = '{';
-        for (const key of Object.keys(record)) {
-          const quoted = quoteJson(key);
-          if (quoted === undefined) fail('INVALID_ARGUMENT', `${jsonPath(base, at)} has a key with a lone UTF-16 surrogate`);
-          at.push(key);
-          text += (text.length === 1 ? '' : ',') + quoted + ':' + jsonOf(record[key], base, at, ancestors);
-          at.pop();
-        }
-        text += '}';
-      }
-      ancestors.pop();
-      return text;
-    }
-    default:
-      fail(
-        'INVALID_ARGUMENT',
-        `${jsonPath(base, at)} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
-      );
-  }
-}
-
-/** Characters JSON.stringify escapes in a well-formed string. */
-const JSON_ESCAPED = /["\\\u0000-\u001f]/;
-/** Strings up to this length are checked by one loop instead of two builtin scans. */
-const SHORT_STRING = 32;
-
-/**
- * JSON.stringify(s), without its cost when nothing needs escaping; undefined
- * when s holds a lone surrogate. Metadata is mostly short keys and values,
- * for which one loop checking both is cheaper than isWellFormed and a regex.
- */
-function quoteJson(s: string): string | undefined {
-  const n = s.length;
-  if (n > SHORT_STRING) {
-    if (!s.isWellFormed()) return undefined;
-    return JSON_ESCAPED.test(s) ? JSON.stringify(s) : `"${s}"`;
-  }
-  let plain = true;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c) plain = false;
-    else if (c >= 0xd800 && c <= 0xdfff) return s.isWellFormed() ? JSON.stringify(s) : undefined;
-  }
-  return plain ? `"${s}"` : JSON.stringify(s);
-}
-
-function isPlainObjectLikeArray(value: unknown[]): boolean {
-  // An array of another realm
-  const proto = Object.getPrototypeOf(value) as { constructor?: unknown } | null;
-  return proto !== null && typeof proto.constructor === 'function' && proto.constructor.name === 'Array';
-}
-
-/** Metadata: a plain object that survives JSON.parse(JSON.stringify(x)). Returns its JSON text. */
-export function encodeMetadata(value: unknown, field: string): string {
-  if (value === undefined) return '{}';
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainObject(value)) {
-    fail('INVALID_ARGUMENT', `${field} must be a plain object (JSON-serialisable), got ${describe(value)}`);
-  }
-  try {
-    return jsonOf(value, field, [], []);
-  } catch (error) {
-    // Stack overflow (deep nesting) or a JSON text longer than a string can be.
-    if (error instanceof RangeError) {
-      fail(
-        'INVALID_ARGUMENT',
-        /string length/i.test(error.message)
-          ? `${field} is too large: its JSON text exceeds the longest string JavaScript allows`
-          : `${field} is nested too deeply`,
-      );
-    }
-    throw error;
-  }
 }
 
 /** A store path: a non-empty, well-formed string without NUL characters. */

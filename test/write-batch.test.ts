@@ -6,7 +6,7 @@
 // order although the checks run in two places.
 import { describe, expect, it } from 'vitest';
 import { open } from '../lib/index.js';
-import { encodeMetadata } from '../lib/validate.js';
+import { encodeMetadata } from '../lib/metadata-json.js';
 import type { MemoryInput } from '../lib/index.js';
 import { mulberry32, randomEmbedding } from './helpers/random.js';
 import { expectTierStoreError, snapshot, useScratch } from './helpers/store.js';
@@ -237,5 +237,86 @@ describe('metadata text', () => {
     }
     expect(refused).toBeGreaterThan(100);
     expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+describe('metadata written into the batch as it is checked', () => {
+  const scratch = useScratch();
+
+  it('metadata that outgrows the buffer mid-text, with a getter that puts into the same store meanwhile, comes back exactly', () => {
+    const dir = scratch.storePath();
+    const s = scratch.open(dir, { dimensions: DIMS });
+    // 600 short keys and values (copied unit by unit) and a few long or
+    // escaped ones: far more text than the first buffer of a put holds.
+    const build = (tag: string): Record<string, unknown> => {
+      const m: Record<string, unknown> = {};
+      for (let i = 0; i < 600; i++) m[`k${i}`] = i % 3 === 0 ? `${tag}-${'v'.repeat(i % 40)}` : i % 3 === 1 ? i * 1.5 : [i, `é${i}`, null];
+      m.long = `${tag} ` + 'long text 日本 '.repeat(20);
+      m.escaped = `${tag}\n"quoted"\\\u0001`;
+      return m;
+    };
+    const plain = build('outer');
+    const withGetter = { ...build('outer') };
+    // Mid-object: its key is already in the buffer when the getter runs.
+    Object.defineProperty(withGetter, 'k300', {
+      enumerable: true,
+      get: () => {
+        s.put(rec('inner-put', { metadata: build('inner-put') }));
+        s.putMany([rec('inner-many', { metadata: build('inner-many') })]);
+        return plain.k300;
+      },
+    });
+    s.put(rec('outer-put', { metadata: withGetter }));
+    s.putMany([rec('outer-many-0', { metadata: plain }), rec('outer-many-1', { metadata: withGetter })]);
+    const check = (store: typeof s) => {
+      expect(store.counts().total).toBe(5);
+      for (const id of ['outer-put', 'outer-many-0', 'outer-many-1']) {
+        expect(JSON.stringify(store.get(id)!.metadata), id).toBe(JSON.stringify(plain));
+      }
+      expect(store.get('inner-put')!.metadata).toEqual(build('inner-put'));
+      expect(store.get('inner-many')!.metadata).toEqual(build('inner-many'));
+    };
+    check(s);
+    s.close();
+    check(open(dir));
+  });
+
+  it('the JSON text of random nested metadata is what JSON.stringify gives, and comes back from the store equal', () => {
+    const random = mulberry32(2024);
+    const alphabet = ['a', 'Z', ' ', '"', '\\', '\n', '\u0000', '\u001f', '\u007f', 'é', '日', '\u2028', '🚀'];
+    const text = (max: number) => {
+      let t = '';
+      const len = Math.floor(random() * max);
+      while (t.length < len) t += alphabet[Math.floor(random() * alphabet.length)]!;
+      return t;
+    };
+    const numbers = [0, 1, -1, 0.1, 1e21, 1e-7, 5e-324, -1.7976931348623157e308, 123456789012345680000, 2 ** 53 + 2];
+    const value = (depth: number): unknown => {
+      const pick = random();
+      if (depth > 3 || pick < 0.3) {
+        const kind = Math.floor(random() * 5);
+        if (kind === 0) {
+          const n = numbers[Math.floor(random() * numbers.length)]!;
+          return n !== 0 && random() < 0.5 ? -n : n;  // never -0, which metadata refuses
+        }
+        if (kind === 1) return random() < 0.5;
+        if (kind === 2) return null;
+        return text(random() < 0.8 ? 12 : 80);
+      }
+      if (pick < 0.6) return Array.from({ length: Math.floor(random() * 5) }, () => value(depth + 1));
+      const o: Record<string, unknown> = {};
+      const keys = Math.floor(random() * 5);
+      for (let i = 0; i < keys; i++) o[text(random() < 0.9 ? 8 : 50)] = value(depth + 1);
+      return o;
+    };
+    const s = scratch.open(scratch.storePath(), { dimensions: DIMS });
+    const stored: Array<[string, Record<string, unknown>]> = [];
+    for (let round = 0; round < 2000; round++) {
+      const metadata: Record<string, unknown> = { root: value(0), [text(10)]: value(1) };
+      expect(encodeMetadata(metadata, 'memory.metadata')).toBe(JSON.stringify(metadata));
+      if (round % 10 === 0) stored.push([`r${round}`, metadata]);
+    }
+    s.putMany(stored.map(([id, metadata]) => rec(id, { metadata })));
+    for (const [id, metadata] of stored) expect(s.get(id)!.metadata).toEqual(metadata);
   });
 });
