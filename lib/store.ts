@@ -194,7 +194,9 @@ export class MemoryStore implements IterationSource {
    */
   #writeBatch(native: NativeStore, cols: Columns, sink: Utf16Sink, n: number, batch: boolean): void {
     try {
-      native.putMany(sink.bytes.subarray(0, sink.length), cols.lengths, cols.embeddings, cols.scalars, this.maxContentBytes);
+      // The whole buffer, not a subarray (a Buffer view costs an allocation
+      // per put): the lengths say how much of it the records take.
+      native.putMany(sink.bytes, cols.lengths, cols.embeddings, cols.scalars, this.maxContentBytes);
     } catch (error) {
       if (!(error instanceof TierStoreError)) throw error;
       // Closed meanwhile (by a getter of the memory): named after the caller's method.
