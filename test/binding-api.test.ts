@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { MemoryStore, open, TierStoreError } from '../lib/index.js';
 import type { ErrorCode, MemoryInput } from '../lib/index.js';
+import { loadAddon } from '../lib/native.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-api-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -258,6 +259,40 @@ describe('a store closed by a getter of the memory being written', () => {
     };
     expect(() => write(store, closing)).toThrow(expect.objectContaining({ code: 'STORE_CLOSED', message: `${method}: the store is closed` }));
     expect(store.closed).toBe(true);
+  });
+});
+
+describe('the native layer checks its own arguments', () => {
+  it('each typed array of putMany, get and recall must be of its exact kind; a bad call changes nothing', () => {
+    const native = new (loadAddon().NativeStore)(path.join(root, `s${seq++}`), 2, false, 10, 10, false, false);
+    // One record: id "a", content "bc", metadata "{}", as UTF-16LE.
+    const units = Buffer.from('abc{}', 'utf16le');
+    const lengths = Uint32Array.of(1, 2, 2);
+    const embeddings = Float32Array.of(1, 0);
+    const scalars = Float64Array.of(0.5, 0.5, 1, 1);
+    const bad: Array<[string, unknown[], RegExp]> = [
+      ['units as a Uint16Array', [new Uint16Array(5), lengths, embeddings, scalars], /putMany\(\): units must be a Uint8Array/],
+      ['units as an array', [[...units], lengths, embeddings, scalars], /putMany\(\): units must be a Uint8Array/],
+      ['lengths as an Int32Array', [units, Int32Array.of(1, 2, 2), embeddings, scalars], /putMany\(\): lengths must be a Uint32Array/],
+      ['embeddings as a Float64Array', [units, lengths, Float64Array.of(1, 0), scalars], /putMany\(\): embeddings must be a Float32Array/],
+      ['embeddings as a DataView', [units, lengths, new DataView(new ArrayBuffer(8)), scalars], /putMany\(\): embeddings must be a Float32Array/],
+      ['scalars as a Float32Array', [units, lengths, embeddings, Float32Array.of(0.5, 0.5, 1, 1)], /putMany\(\): scalars must be a Float64Array/],
+      ['scalars missing', [units, lengths, embeddings], /putMany\(\): scalars/],
+    ];
+    for (const [what, args, message] of bad) {
+      expectCode(() => (native.putMany as (...a: unknown[]) => void)(...args, 100), 'INVALID_ARGUMENT', message);
+      expect(native.counts().total, what).toBe(0);
+    }
+    // The buffer may run past the records' units (the TypeScript layer passes its whole scratch buffer).
+    native.putMany(Buffer.concat([units, Buffer.alloc(64, 0xff)]), lengths, embeddings, scalars, 100);
+    expect(native.counts().total).toBe(1);
+    expectCode(() => native.get('a', false, new Float32Array(6) as unknown as Float64Array), 'INVALID_ARGUMENT', /get\(\): scalars must be a Float64Array/);
+    const out = new Float64Array(6);
+    expect(native.get('a', false, out)).toEqual(['bc', '{}']);
+    expect(Array.from(out.subarray(0, 3))).toEqual([0.5, 0.5, 1]);
+    expectCode(() => native.recall(Float64Array.of(1, 0) as unknown as Float32Array, 1, 3, null, false), 'INVALID_ARGUMENT', /query must be a Float32Array/);
+    expect(native.recall(Float32Array.of(1, 0), 1, 3, null, false).ids).toEqual(['a']);
+    native.close();
   });
 });
 

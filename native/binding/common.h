@@ -54,14 +54,32 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what
 constexpr size_t kIdBufferSize = tierstore::kMaxIdBytes + 4;
 size_t ArgId(const Napi::CallbackInfo& info, size_t i, const char* what, char (&buf)[kIdBufferSize]);
 
+// A typed array argument's elements, valid while the call runs (nothing
+// here calls into JS, so the buffer cannot be detached meanwhile).
 template <typename T>
-Napi::TypedArrayOf<T> ArgTypedArray(const Napi::CallbackInfo& info, size_t i, const char* what,
-                                    napi_typedarray_type type, const char* type_name) {
+struct TypedArrayArg {
+  T* data = nullptr;
+  size_t length = 0;  // elements
+  T* Data() const { return data; }
+  size_t ElementLength() const { return length; }
+  size_t ByteLength() const { return length * sizeof(T); }
+};
+
+// One napi_get_typedarray_info per argument: Napi::TypedArrayOf asks for
+// the same information twice more, a measurable part of a single put.
+template <typename T>
+TypedArrayArg<T> ArgTypedArray(const Napi::CallbackInfo& info, size_t i, const char* what,
+                               napi_typedarray_type type, const char* type_name) {
   Napi::Value v = Arg(info, i);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+  napi_typedarray_type found = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  // Anything but a typed array is napi_invalid_arg (no exception pending).
+  if (napi_get_typedarray_info(info.Env(), v, &found, &length, &data, nullptr, nullptr) != napi_ok ||
+      found != type) {
     ThrowInvalid(info.Env(), std::string(what) + " must be a " + type_name);
   }
-  return v.As<Napi::TypedArrayOf<T>>();
+  return {static_cast<T*>(data), length};
 }
 
 // 0..3 (hot, warm, cold, all); allow_all=false rejects 3.
