@@ -417,6 +417,41 @@ describe('disk footprint', () => {
     s.close();
     expect(allocated(), 'allocated bytes after close').toBeLessThan(16 * 1024 * 1024);
   });
+
+  it('a clean close gives back the var space growth preallocated; every record reads back, also after growing again', () => {
+    const p = scratch.storePath();
+    const record = (i: number): MemoryInput => {
+      const rng = mulberry32(0x7a11 + i);
+      return { id: `v-${i}`, content: contentOfBytes(rng, 900 + (i % 200), 0.05), embedding: randomEmbedding(rng, DIMS, 'float32'), metadata: { i } };
+    };
+    const varBytes = (): number =>
+      fs.readdirSync(p).filter((f) => f.startsWith('warm-var-')).reduce((sum, f) => sum + fs.statSync(path.join(p, f)).size, 0);
+    const checkAll = (store: MemoryStore, n: number): void => {
+      for (let i = 0; i < n; i++) {
+        const m = store.get(`v-${i}`);
+        expect(m?.content === record(i).content && m.metadata.i === i, `v-${i}`).toBe(true);
+      }
+    };
+    let s = scratch.open(p, { dimensions: DIMS, hotCapacity: 10 });
+    for (let i = 0; i < 3000; i += 500) s.putMany(Array.from({ length: 500 }, (_, k) => record(i + k)));
+    s.migrate();
+    expect(s.counts().warm).toBeGreaterThan(2980);
+    const open1 = varBytes();
+    s.close();
+    const closed1 = varBytes();
+    // ~3.3 MB of records: growth had preallocated up to 4 MiB past the header.
+    expect(closed1, 'var bytes after close').toBeLessThan(open1);
+    expect(closed1).toBeLessThan(3_500_000);
+    s = scratch.open(p, { hotCapacity: 10 });
+    checkAll(s, 3000);
+    for (let i = 3000; i < 6000; i += 500) s.putMany(Array.from({ length: 500 }, (_, k) => record(i + k)));
+    s.close();
+    expect(varBytes()).toBeLessThan(2 * closed1 + 200_000);
+    s = scratch.open(p);
+    expect(s.counts().total).toBe(6000);
+    checkAll(s, 6000);
+    s.close();
+  });
 });
 
 describe('list over capacity-managed tiers', () => {

@@ -931,6 +931,7 @@ void StoreImpl::CloseFiles() {
     if (s.ok()) s = log_->Trim();  // the clean manifest records the file's size
     if (s.ok()) s = log_->Sync();
     if (s.ok()) s = WriteCleanManifest();
+    if (s.ok()) warm_->TrimAtClose();
   }
   hot_.Clear();
   index_.Clear();

@@ -630,6 +630,19 @@ class WarmTierImpl final : public WarmTier {
     if (!read_only_) MarkBlockDirty(slot);
   }
 
+  void TrimAtClose() override {
+    const bool trim = !read_only_ && finished_ && unverified_.empty();
+    chunks_.clear();
+    header_ = Region();
+    for (auto& [gen, vf] : var_files_) vf.regions.clear();  // unmapped before the file shrinks
+    if (!trim) return;
+    auto cur = var_files_.find(cur_gen_);
+    if (cur == var_files_.end()) return;
+    VarFile& vf = cur->second;
+    const uint64_t keep = RoundUp(std::max(vf.tail, kHeaderPage), std::max<uint64_t>(PageSize(), kHeaderPage));
+    if (keep < vf.size && ::ftruncate(vf.file.fd(), static_cast<off_t>(keep)) == 0) vf.size = keep;
+  }
+
   Status Sync() override {
     if (read_only_) return Status::OK();
     PublishFrees();

@@ -288,6 +288,15 @@ class WarmTier {
   virtual Status Compact(uint64_t* bytes_reclaimed) = 0;
 
   virtual WarmStats Stats() const = 0;
+
+  // At a clean close, after Sync, with nothing reading the tier any more:
+  // unmaps its files and cuts the current var file back to its last record
+  // (page-rounded), giving back what growth preallocated past it (up to
+  // 64 MiB). The tier then only awaits destruction. Best effort: a file
+  // left longer reads the same. Nothing is cut while any live record's
+  // extent failed its check at open (a torn copy after a crash), whose
+  // bytes the tail does not count.
+  virtual void TrimAtClose() = 0;
 };
 
 }  // namespace tierstore

@@ -759,6 +759,65 @@ TEST_BOTH_VERSIONS(GrowthAcrossChunksKeepsPointersValid) {
   CheckAll(t.get(), expected, dims);
 }
 
+// A clean close cuts the current var file back to its last record: growth
+// preallocates whole chunks (up to 64 MiB) past it. Everything reads back,
+// the file grows again after reopen, and a reopened tier (whose tail is the
+// end of its last live record) cuts records freed at the end as well.
+TEST_BOTH_VERSIONS(TrimAtCloseGivesBackPreallocatedVarBytes) {
+  const uint32_t dims = 8;
+  ChunkOverride var_chunks(0, 1 << 20);  // default block chunks, 1 MiB var chunks
+  std::string dir = NewDir("trim");
+  auto rounded = [](uint64_t n) { return (n + 4095) / 4096 * 4096; };
+  std::map<uint32_t, Rec> expected;
+  {
+    auto t = NewTier(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    expected = InsertMany(t.get(), dims, 0, 60, 2000);
+    ASSERT_OK(t->Sync());
+    CHECK_EQ(FileSize(OnlyVarFile(dir)), 4096u + (1u << 20));  // one preallocated chunk
+    t->TrimAtClose();
+  }
+  CHECK_EQ(FileSize(OnlyVarFile(dir)), rounded(4096 + LiveBytes(expected)));
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), expected, dims);
+    CHECK_EQ(t->Stats().var_file_bytes, FileSize(OnlyVarFile(dir)));
+    // Past the cut: the file grows by a new chunk.
+    auto more = InsertMany(t.get(), dims, 100, 60, 2000);
+    expected.insert(more.begin(), more.end());
+    CheckAll(t.get(), expected, dims);
+    // The last records go: a reopened tier's tail ends at the last live one.
+    for (uint32_t slot : {more.rbegin()->first, std::prev(more.rbegin().base(), 2)->first}) {
+      ASSERT_OK(t->Free(slot));
+      expected.erase(slot);
+    }
+    ASSERT_OK(t->Sync());
+  }  // no TrimAtClose: the preallocated chunk stays
+  CHECK(FileSize(OnlyVarFile(dir)) > rounded(4096 + LiveBytes(expected)) + (512u << 10));
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), expected, dims);
+    ASSERT_OK(t->Sync());
+    t->TrimAtClose();
+  }
+  CHECK_EQ(FileSize(OnlyVarFile(dir)), rounded(4096 + LiveBytes(expected)));
+  {
+    // A read-only tier cuts nothing.
+    const uint64_t before = FileSize(OnlyVarFile(dir));
+    auto ro = MustOpen(dir, dims, /*ro=*/true);
+    ASSERT_TRUE(ro != nullptr);
+    CheckAll(ro.get(), expected, dims);
+    ro->TrimAtClose();
+    ro.reset();
+    CHECK_EQ(FileSize(OnlyVarFile(dir)), before);
+  }
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), expected, dims);
+}
+
 TEST_BOTH_VERSIONS(CompactReclaimsAndPreserves) {
   const uint32_t dims = 32;
   std::string dir = NewDir("compact");
