@@ -451,6 +451,15 @@ describe('disk footprint', () => {
     expect(s.counts().total).toBe(6000);
     checkAll(s, 6000);
     s.close();
+    // Everything to cold: the var file keeps its header page only.
+    s = scratch.open(p, { hotCapacity: 0, warmCapacity: 0 });
+    s.migrate();
+    expect(pickCounts(s.counts())).toEqual({ hot: 0, warm: 0, cold: 6000, total: 6000 });
+    s.close();
+    expect(varBytes()).toBeLessThanOrEqual(4096);
+    s = scratch.open(p);
+    checkAll(s, 6000);
+    s.close();
   });
 });
 

@@ -639,7 +639,10 @@ class WarmTierImpl final : public WarmTier {
     auto cur = var_files_.find(cur_gen_);
     if (cur == var_files_.end()) return;
     VarFile& vf = cur->second;
-    const uint64_t keep = RoundUp(std::max(vf.tail, kHeaderPage), std::max<uint64_t>(PageSize(), kHeaderPage));
+    // The tail is where appends went on (frees leave it); with nothing live
+    // (everything moved to cold) no byte past the header is referenced.
+    const uint64_t end = live_ == 0 ? kHeaderPage : std::max(vf.tail, kHeaderPage);
+    const uint64_t keep = RoundUp(end, std::max<uint64_t>(PageSize(), kHeaderPage));
     if (keep < vf.size && ::ftruncate(vf.file.fd(), static_cast<off_t>(keep)) == 0) vf.size = keep;
   }
 

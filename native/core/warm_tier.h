@@ -291,8 +291,8 @@ class WarmTier {
 
   // At a clean close, after Sync, with nothing reading the tier any more:
   // unmaps its files and cuts the current var file back to its last record
-  // (page-rounded), giving back what growth preallocated past it (up to
-  // 64 MiB). The tier then only awaits destruction. Best effort: a file
+  // (page-rounded; to its header page when no record is live), giving back
+  // what growth preallocated past it (up to 64 MiB). The tier then only awaits destruction. Best effort: a file
   // left longer reads the same. Nothing is cut while any live record's
   // extent failed its check at open (a torn copy after a crash), whose
   // bytes the tail does not count.

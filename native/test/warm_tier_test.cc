@@ -813,6 +813,24 @@ TEST_BOTH_VERSIONS(TrimAtCloseGivesBackPreallocatedVarBytes) {
     ro.reset();
     CHECK_EQ(FileSize(OnlyVarFile(dir)), before);
   }
+  {
+    // Everything freed (moved to cold): only the header page is left.
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), expected, dims);
+    for (const auto& [slot, r] : expected) ASSERT_OK(t->Free(slot));
+    expected.clear();
+    ASSERT_OK(t->Sync());
+    t->TrimAtClose();
+  }
+  CHECK_EQ(FileSize(OnlyVarFile(dir)), 4096u);
+  {
+    auto t = MustOpen(dir, dims);
+    ASSERT_TRUE(t != nullptr);
+    CheckAll(t.get(), expected, dims);
+    expected = InsertMany(t.get(), dims, 500, 30, 2000);
+    CheckAll(t.get(), expected, dims);
+  }
   auto t = MustOpen(dir, dims);
   ASSERT_TRUE(t != nullptr);
   CheckAll(t.get(), expected, dims);
