@@ -37,11 +37,13 @@ export function writeMetadata(value: unknown, field: string, sink: Utf16Sink): n
   try {
     writer.value(value);
   } catch (error) {
-    // Stack overflow (deep nesting), or no memory for a huge text.
+    // Stack overflow (deep nesting), or no memory for a huge text. Other
+    // errors (a getter's own) pass through unchanged.
     if (error instanceof RangeError) {
-      fail('INVALID_ARGUMENT', /call stack/i.test(error.message)
-        ? `${field} is nested too deeply`
-        : `${field} is too large: ${error.message}`);
+      if (/call stack/i.test(error.message)) fail('INVALID_ARGUMENT', `${field} is nested too deeply`);
+      if (/allocation failed|invalid (typed )?array length|invalid string length/i.test(error.message)) {
+        fail('INVALID_ARGUMENT', `${field} is too large: ${error.message}`);
+      }
     }
     throw error;
   }

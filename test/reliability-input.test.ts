@@ -393,6 +393,13 @@ function addOpen(group: string, name: string, options: () => unknown, outcome: O
     addRecord(g, `getter of ${key} throws`, () => withThrowingGetter(good('gt') as unknown as Record<string, unknown>, key), { same: getterError });
   }
   addRecord(g, 'getter deep in metadata throws', () => rec({ metadata: { a: [withThrowingGetter({}, 'b')] } }), { same: getterError });
+  // Not mistaken for the store's own stack overflow or allocation failure.
+  const ownRangeError = new RangeError('a getter of the caller is out of range');
+  addRecord(g, 'getter deep in metadata throws a RangeError of its own', () => {
+    const o = {};
+    Object.defineProperty(o, 'b', { enumerable: true, get: () => { throw ownRangeError; } });
+    return rec({ metadata: { a: [o] } });
+  }, { same: ownRangeError });
   addRecord(g, 'getter of an embedding element throws', () => {
     const e = [1, 2, 3, 4, 5];
     Object.defineProperty(e, 3, { get: () => { throw getterError; } });
