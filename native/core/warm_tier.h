@@ -292,10 +292,10 @@ class WarmTier {
   // At a clean close, after Sync, with nothing reading the tier any more:
   // unmaps its files and cuts the current var file back to its last record
   // (page-rounded; to its header page when no record is live), giving back
-  // what growth preallocated past it (up to 64 MiB). The tier then only awaits destruction. Best effort: a file
-  // left longer reads the same. Nothing is cut while any live record's
-  // extent failed its check at open (a torn copy after a crash), whose
-  // bytes the tail does not count.
+  // what growth preallocated past it (up to 64 MiB). The tier then only
+  // awaits destruction. Best effort: a file left longer reads the same.
+  // Nothing is cut while a live record's extent failed its check at open
+  // (a torn copy after a crash): the tail does not count its bytes.
   virtual void TrimAtClose() = 0;
 };
 
