@@ -45,7 +45,7 @@ import {
   MAX_LIST_LIMIT,
   tierIndex,
 } from './validate.js';
-import { Columns, earlierContentError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
+import { Columns, earlierRecordError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
 
 const DEFAULT_HOT_CAPACITY = 10_000;
 const DEFAULT_WARM_CAPACITY = 1_000_000;
@@ -178,8 +178,9 @@ export class MemoryStore implements IterationSource {
       try {
         prepareRecord(list[i], cols, i, dims, this.maxContentBytes, now, sink);
       } catch (error) {
-        // Contents are checked natively: an earlier record's bad content is the first bad record.
-        const earlier = earlierContentError(sink, cols, i, this.maxContentBytes);
+        // Contents and finiteness are checked natively: an earlier record they
+        // would refuse is the first bad record.
+        const earlier = earlierRecordError(sink, cols, i, dims, this.maxContentBytes);
         throw earlier ? relabel(earlier.error, earlier.index) : relabel(error, i);
       }
     }
@@ -203,6 +204,10 @@ export class MemoryStore implements IterationSource {
       if (error.code === 'STORE_CLOSED') fail('STORE_CLOSED', `${batch ? 'putMany()' : 'put()'}: the store is closed`);
       const index = (error as TierStoreError & { recordIndex?: unknown }).recordIndex;
       if (typeof index === 'number') {
+        // Finiteness is checked after every string: a record before this one
+        // may hold a non-finite value.
+        const earlier = batch ? earlierRecordError(sink, cols, index, this.dimensions, this.maxContentBytes) : undefined;
+        if (earlier) throw relabel(earlier.error, earlier.index);
         const clean = new TierStoreError(error.code, error.message);
         throw batch ? relabel(clean, index) : clean;
       }

@@ -138,6 +138,25 @@ export function earlierContentError(
 }
 
 /**
+ * The first of records [0, count), already in `sink` and `cols`, that the
+ * native layer would refuse (its content, or a non-finite embedding value,
+ * which is checked last within a record), with that error; undefined if
+ * none. putMany asks when record `count` fails, in JS or natively, so that
+ * the first bad record of the batch is the one reported.
+ */
+export function earlierRecordError(
+  sink: Utf16Sink, cols: Columns, count: number, dims: number, maxBytes: number,
+): { index: number; error: TierStoreError } | undefined {
+  const content = earlierContentError(sink, cols, count, maxBytes);
+  // A non-finite value counts only in a record before the content error's.
+  const end = content === undefined ? count : content.index;
+  const at = findNonFinite(cols.embeddings, 0, end * dims);
+  if (at < 0) return content;
+  const index = Math.floor(at / dims);
+  return { index, error: new TierStoreError('INVALID_ARGUMENT', nonFiniteMessage('memory.embedding', at - index * dims, cols.embeddings[at]!)) };
+}
+
+/**
  * The error for a batch the native layer refused for a non-finite embedding
  * value: names the first such value as validation would have.
  */

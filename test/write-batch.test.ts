@@ -59,8 +59,20 @@ describe('write batch encoding', () => {
         'CONTENT_TOO_LARGE', /^memories\[0\]\.content is 120 UTF-8 bytes/],
       ['putMany: a later wrong type when the earlier contents are fine', () => s.putMany([rec('a'), rec('b', { confidence: 2 })]),
         'INVALID_ARGUMENT', /^memories\[1\]\.confidence/],
-      ['putMany: a later bad content before an earlier non-finite value', () => s.putMany([rec('a', { embedding: [0, NaN, 0, 0, 0, 0] }), rec('b', { content: wide })]),
+      // Finiteness is checked last within a record, yet an earlier record's
+      // non-finite value is still the first bad record of the batch.
+      ['putMany: an earlier non-finite value before a later bad content', () => s.putMany([rec('a', { embedding: [0, NaN, 0, 0, 0, 0] }), rec('b', { content: wide })]),
+        'INVALID_ARGUMENT', /^memories\[0\]\.embedding\[1\] is NaN as float32/],
+      ['putMany: an earlier non-finite value before a later lone surrogate', () => s.putMany([rec('a'), rec('b', { embedding: [0, 0, Infinity, 0, 0, 0] }), rec('c', { content: lone })]),
+        'INVALID_ARGUMENT', /^memories\[1\]\.embedding\[2\] is Infinity as float32/],
+      ['putMany: an earlier non-finite value before a later wrong type', () => s.putMany([rec('a', { embedding: Float64Array.of(0, 0, 0, 0, 0, 1e39) }), rec('b', { confidence: 'x' as unknown as number })]),
+        'INVALID_ARGUMENT', /^memories\[0\]\.embedding\[5\] is Infinity as float32/],
+      ['putMany: an earlier non-finite value before a later too-long content', () => s.putMany([rec('a', { embedding: [NaN, 0, 0, 0, 0, 0] }), rec('b', { content: 'x'.repeat(101) })]),
+        'INVALID_ARGUMENT', /^memories\[0\]\.embedding\[0\] is NaN as float32/],
+      ['putMany: a bad content before a non-finite value in the same record', () => s.putMany([rec('a'), rec('b', { content: wide, embedding: [NaN, 0, 0, 0, 0, 0] }), rec('c', { embedding: [NaN, 0, 0, 0, 0, 0] })]),
         'CONTENT_TOO_LARGE', /^memories\[1\]\.content is 120 UTF-8 bytes/],
+      ['putMany: an earlier bad content before a later non-finite value', () => s.putMany([rec('a', { content: lone }), rec('b', { embedding: [NaN, 0, 0, 0, 0, 0] }), rec('c', { confidence: 2 })]),
+        'INVALID_ARGUMENT', /^memories\[0\]\.content contains a lone UTF-16 surrogate/],
       ['putMany: the first of two bad contents', () => s.putMany([rec('a'), rec('b', { content: wide }), rec('c', { content: lone })]),
         'CONTENT_TOO_LARGE', /^memories\[1\]\.content/],
     ];
