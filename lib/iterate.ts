@@ -3,6 +3,7 @@
 // closed at the end, by return() (a loop that breaks), on an error, or by the
 // garbage collector (the native iterator's finalizer) when dropped unfinished.
 import { memoryAt, toMemoryBatch } from './convert.js';
+import { TierStoreError } from './errors.js';
 import type { NativeBatch, NativeIterator } from './native.js';
 import type { Memory, MemoryBatch, Tier, TierIterable } from './types.js';
 
@@ -11,6 +12,8 @@ export interface IterationSource {
   /** Opens a native iterator (throws STORE_CLOSED after close). */
   openIterator(tier: number): NativeIterator;
   readonly dimensions: number;
+  /** Whether the store handle was closed: its iterators stop, buffered records too. */
+  readonly closed: boolean;
 }
 
 interface Pass {
@@ -21,6 +24,11 @@ interface Pass {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true }) as IteratorReturnResult<undefined>;
+
+/** What next() of an unfinished iterator of a closed handle throws (as the native iterator does). */
+function storeClosed(): TierStoreError {
+  return new TierStoreError('STORE_CLOSED', 'iterate(): the store is closed');
+}
 
 class NativeCursor {
   #native: NativeIterator | undefined;
@@ -88,6 +96,11 @@ export class MemoryIterator<T extends Tier> implements IterableIterator<Memory<T
   }
 
   next(): IteratorResult<Memory<T>, undefined> {
+    if (this.#cursor.pass.source.closed && this.#unfinished()) {
+      // close() closes the handle's iterators: records already fetched are not yielded either.
+      this.return();
+      throw storeClosed();
+    }
     while (this.#index >= this.#count) {
       const batch = this.#cursor.next();
       if (batch === undefined) {
@@ -107,6 +120,10 @@ export class MemoryIterator<T extends Tier> implements IterableIterator<Memory<T
     this.#batch = undefined;
     this.#index = this.#count = 0;
     return DONE;
+  }
+
+  #unfinished(): boolean {
+    return this.#index < this.#count || !this.#cursor.finished;
   }
 
   [Symbol.iterator](): this {
@@ -130,7 +147,21 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
     this.#dims = pass.includeEmbeddings ? pass.source.dimensions : 0;
   }
 
+  #unfinished(): boolean {
+    return this.#index < this.#count || !this.#cursor.finished;
+  }
+
+  /** After close(): drops what is buffered and closes the native iterator. */
+  #stopIfClosed(): boolean {
+    if (!this.#cursor.pass.source.closed || !this.#unfinished()) return false;
+    this.#batch = undefined;
+    this.#index = this.#count = 0;
+    this.#cursor.finish();
+    return true;
+  }
+
   async #step(): Promise<IteratorResult<Memory<T>, undefined>> {
+    if (this.#stopIfClosed()) throw storeClosed();
     while (this.#index >= this.#count) {
       const batch = await this.#cursor.nextAsync();
       if (batch === undefined) {
@@ -147,6 +178,7 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
 
   next(): Promise<IteratorResult<Memory<T>, undefined>> {
     if (this.#pending === 0 && this.#index < this.#count) {
+      if (this.#stopIfClosed()) return Promise.reject(storeClosed());
       // Buffered and nothing queued before it: no native call needed.
       return Promise.resolve({ value: memoryAt<T>(this.#batch!, this.#index++, this.#dims), done: false });
     }

@@ -174,11 +174,27 @@ describe('iteration contract', () => {
     expect([...store.iterate({ batchSize: 65536 })]).toHaveLength(10);
     const sync = store.iterate({ batchSize: 1 })[Symbol.iterator]();
     const async = store.iterate({ batchSize: 1 })[Symbol.asyncIterator]();
+    // The default batch size: the rest of the first batch is buffered in JS,
+    // and close() stops it too (nothing more is yielded).
+    const buffered = store.iterate()[Symbol.iterator]();
+    const bufferedAsync = store.iterate()[Symbol.asyncIterator]();
+    const finished = store.iterate()[Symbol.iterator]();
     expect(sync.next().done).toBe(false);
     expect((await async.next()).done).toBe(false);
+    expect(buffered.next().done).toBe(false);
+    expect((await bufferedAsync.next()).done).toBe(false);
+    expect([...{ [Symbol.iterator]: () => finished }]).toHaveLength(10);
+    const batches = store.iterate().batches();
     store.close();
     expect(() => sync.next()).toThrow(expect.objectContaining({ code: 'STORE_CLOSED' }));
     await expect(async.next()).rejects.toMatchObject({ code: 'STORE_CLOSED' });
+    expect(() => buffered.next()).toThrow(expect.objectContaining({ code: 'STORE_CLOSED' }));
+    await expect(bufferedAsync.next()).rejects.toMatchObject({ code: 'STORE_CLOSED' });
+    expect(() => batches.next()).toThrow(expect.objectContaining({ code: 'STORE_CLOSED' }));
+    // Once stopped they stay done; an iteration that had finished is just done.
+    expect(buffered.next().done).toBe(true);
+    expect((await bufferedAsync.next()).done).toBe(true);
+    expect(finished.next().done).toBe(true);
   });
 
   it('async next() calls made before earlier ones settled resolve in call order (the async iterator queue)', async () => {
