@@ -16,13 +16,13 @@ export interface MemoryInput {
   /** Exactly `dimensions` values, finite after conversion to float32. */
   embedding: Float32Array | Float64Array | readonly number[];
   /** In [0, 1]; default 0.5. */
-  confidence?: number;
+  confidence?: number | undefined;
   /** In [0, 1]; default = confidence. */
-  activation?: number;
+  activation?: number | undefined;
   /** Integer milliseconds since the epoch, within the range of Date; default Date.now(). */
-  createdAt?: number;
+  createdAt?: number | undefined;
   /** A plain object that survives JSON.parse(JSON.stringify(x)) unchanged; default {}. */
-  metadata?: Record<string, unknown>;
+  metadata?: Record<string, unknown> | undefined;
 }
 
 /** A stored memory, as read back. */
@@ -45,43 +45,43 @@ export interface Memory<T extends Tier = Tier> {
 
 export interface OpenOptions {
   /** Required to create a store (integer 1..65536); checked against the store on reopen. */
-  dimensions?: number;
+  dimensions?: number | undefined;
   /** Records kept in hot before the lowest-activation ones are demoted; integer >= 0, default 10_000. */
-  hotCapacity?: number;
+  hotCapacity?: number | undefined;
   /** Records kept in warm before demotion to cold; integer >= 0, default 1_000_000. */
-  warmCapacity?: number;
+  warmCapacity?: number | undefined;
   /** Demote hot straight to cold. Default false. */
-  skipWarm?: boolean;
+  skipWarm?: boolean | undefined;
   /** 'relaxed' (default): writes survive a process kill; 'sync': also power loss (fsync). */
-  durability?: 'relaxed' | 'sync';
+  durability?: 'relaxed' | 'sync' | undefined;
   /** Open for reading only (shares the directory lock with other readers). */
-  readOnly?: boolean;
+  readOnly?: boolean | undefined;
   /** Largest content accepted, in UTF-8 bytes: integer 0..2^31-1, default 64 MiB. */
-  maxContentBytes?: number;
+  maxContentBytes?: number | undefined;
 }
 
 export interface GetOptions {
-  includeEmbedding?: boolean;
+  includeEmbedding?: boolean | undefined;
 }
 
 export interface IterateOptions<S extends TierSelector = TierSelector> {
   /** Default 'all': hot, then warm, then cold. */
-  tier?: S;
-  includeEmbeddings?: boolean;
+  tier?: S | undefined;
+  includeEmbeddings?: boolean | undefined;
   /** Records fetched per native call: integer 1..65536, default 1024. */
-  batchSize?: number;
+  batchSize?: number | undefined;
 }
 
 export interface ListOptions {
   /** Default 'hot'. */
-  tier?: TierSelector;
+  tier?: TierSelector | undefined;
   /** Integer >= 0, default 0. Not together with `cursor`. */
-  offset?: number;
+  offset?: number | undefined;
   /** Integer >= 1, default 100; larger than 1000 is clamped to 1000. */
-  limit?: number;
+  limit?: number | undefined;
   /** A `pagination.nextCursor` of an earlier page of the same tier. */
-  cursor?: string;
-  includeEmbeddings?: boolean;
+  cursor?: string | undefined;
+  includeEmbeddings?: boolean | undefined;
 }
 
 export interface TierCounts {
@@ -124,16 +124,16 @@ export interface ListPage {
 
 export interface RecallOptions {
   /** An integer >= 1 (at most 2^32 - 1), default 10; above the number of records, all of them. */
-  k?: number;
+  k?: number | undefined;
   /** Default 'all'. */
-  tier?: TierSelector;
+  tier?: TierSelector | undefined;
   /**
    * Only records whose confidence is >= this finite number, compared at
    * float32 precision as confidence is stored: a record put with confidence
    * c passes minConfidence c.
    */
-  minConfidence?: number;
-  includeEmbeddings?: boolean;
+  minConfidence?: number | undefined;
+  includeEmbeddings?: boolean | undefined;
 }
 
 export interface RecallHit {
