@@ -44,6 +44,20 @@ parentPort.on('message', (msg) => {
         const ids = []; for (const m of s.iterate()) ids.push(m.id);
         parentPort.postMessage({ ok: true, ids, total: s.counts().total, got: msg.id ? (s.get(msg.id) || null) : null }); break;
       }
+      case 'openClose': {
+        // Opens and closes the path over and over (no handle kept): the others race it.
+        const failures = [];
+        for (let i = 0; i < msg.n; i++) {
+          try {
+            const h = ts.open(workerData.p, msg.options);
+            if (h.get(msg.id) === undefined) failures.push('the record went missing');
+            h.close();
+          } catch (e) {
+            failures.push(String(e && e.code) + ': ' + String(e && e.message));
+          }
+        }
+        parentPort.postMessage({ ok: true, failures }); break;
+      }
       case 'close': s.close(); parentPort.postMessage({ ok: true }); break;
     }
   } catch (e) {
@@ -142,6 +156,30 @@ describe('one store shared by worker threads', () => {
       await stopAll();
     }
   });
+
+  it('threads opening and closing one path at once never get STORE_LOCKED, writable or read-only', async () => {
+    // An open that came while another thread's last handle was closing found
+    // the file lock still held by this very process (found by a black-box audit).
+    try {
+      const p = scratch.storePath();
+      const created = scratch.open(p, { dimensions: DIMS });
+      created.put(rec('kept', 1));
+      created.close();
+      for (const readOnly of [false, true]) {
+        const a = start(p);
+        const b = start(p);
+        const results = await Promise.all([
+          a.ok({ op: 'openClose', n: 150, id: 'kept' }),
+          b.ok({ op: 'openClose', n: 150, id: 'kept', options: { readOnly } }),
+        ]);
+        expect(results.flatMap((r) => r.failures as string[]), readOnly ? 'a writer and a reader' : 'two writers').toEqual([]);
+        await stopAll();
+      }
+      expect(scratch.open(p).get('kept')?.content).toBe(rec('kept', 1).content);
+    } finally {
+      await stopAll();
+    }
+  }, 120_000);
 
   it('concurrent writes from three threads lose nothing and duplicate nothing, also across migration', async () => {
     try {

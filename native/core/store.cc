@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -452,6 +453,19 @@ std::unordered_map<std::string, std::weak_ptr<StoreImpl>>& Registry() {
   static std::unordered_map<std::string, std::weak_ptr<StoreImpl>> reg;
   return reg;
 }
+// Paths whose last handle is closing its files now (Release, after the
+// registry entry went), with how many such closes run. An open of the same
+// path waits for them: it would otherwise find the file lock still held by
+// this very process and report STORE_LOCKED (found with worker threads
+// opening and closing one path at once). Registry mutex held.
+std::unordered_map<std::string, int>& Closing() {
+  static std::unordered_map<std::string, int> closing;
+  return closing;
+}
+std::condition_variable& ClosingDone() {
+  static std::condition_variable done;
+  return done;
+}
 
 // ---------------------------------------------------------------------------
 // Open and recovery
@@ -642,10 +656,12 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     uint64_t existing_seq = 0;
     TS_RETURN_IF_ERROR(VerifiedSeqOf(id, *existing, &existing_seq));
     if (Status whole = VerifiedSeqOf(id, loc, &checked_seq); !whole.ok()) {
-      // A damaged copy of the very write the log holds (same sequence
-      // number: the log's copy of a record that moved down) is redundant:
-      // the log's copy stays and the damaged one goes.
-      if (existing->tier != Tier::kHot || existing_seq != seq) return whole;
+      // After a crash, a damaged copy of the very write the log holds (same
+      // sequence number: the log's copy of a record that moved down) may be
+      // one a power loss tore: the log's copy stays and the damaged one goes.
+      // After a clean close every tier was synced, so it is damage, and is
+      // reported (dropping it moved the record to hot without a word).
+      if (manifest.clean || existing->tier != Tier::kHot || existing_seq != seq) return whole;
       if (loc.tier == Tier::kWarm) ++torn_warm_copies_;
       losers.push_back(loc);
       return Status::OK();
@@ -738,7 +754,8 @@ Status Store::Open(const std::string& path, const StoreOptions& options, std::sh
   std::string canonical(resolved);
   ::free(resolved);
 
-  std::lock_guard<std::mutex> g(RegistryMutex());
+  std::unique_lock<std::mutex> g(RegistryMutex());
+  ClosingDone().wait(g, [&] { return Closing().count(canonical) == 0; });
   auto& reg = Registry();
   auto found = reg.find(canonical);
   if (found != reg.end()) {
@@ -869,7 +886,21 @@ void StoreImpl::Release(bool writable) {
     auto& reg = Registry();
     auto it = reg.find(path_);
     if (it != reg.end() && it->second.lock().get() == this) reg.erase(it);
+    ++Closing()[path_];
   }
+  // Opens of this path wait until the files (and the file lock) are let go,
+  // however CloseFiles ends.
+  struct ClosedNotice {
+    const std::string& path;
+    ~ClosedNotice() {
+      {
+        std::lock_guard<std::mutex> g(RegistryMutex());
+        auto c = Closing().find(path);
+        if (c != Closing().end() && --c->second == 0) Closing().erase(c);
+      }
+      ClosingDone().notify_all();
+    }
+  } notice{path_};
   std::unique_lock<std::shared_mutex> lock(mu_);
   CloseFiles();
 }
