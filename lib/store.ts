@@ -65,6 +65,12 @@ function relabel(error: unknown, i: number): unknown {
   return error;
 }
 
+/** The tier selector a list cursor was made for (`ts1:<selector>:…`), if it names one. */
+function cursorTier(cursor: string): TierSelector | undefined {
+  const match = /^ts1:(hot|warm|cold|all):/.exec(cursor);
+  return match === null ? undefined : (match[1] as TierSelector);
+}
+
 /** An open store handle. Create with `open(path, options)`. */
 export class MemoryStore implements IterationSource {
   /** The path given to open(). */
@@ -285,7 +291,11 @@ export class MemoryStore implements IterationSource {
   list(options?: ListOptions): ListPage {
     const native = this.#open('list()');
     const opts = checkOptions(options, 'list()');
-    const tier = opts?.tier === undefined ? 0 : tierIndex(opts.tier, 'list(): options.tier', true);
+    // Without a tier, a cursor continues the listing it came from (the
+    // README's list({ cursor: page.pagination.nextCursor })); a tier given
+    // with it must be that one.
+    const tierName = opts?.tier ?? (typeof opts?.cursor === 'string' ? cursorTier(opts.cursor) : undefined);
+    const tier = tierName === undefined ? 0 : tierIndex(tierName, 'list(): options.tier', true);
     // Any integer is a valid offset or limit (DESIGN: limit an integer >= 1,
     // capped; offset an integer >= 0), 1e20 too: an offset past every record
     // is an empty page, so the native layer gets at most MAX_SAFE_INTEGER.

@@ -152,9 +152,18 @@ describe('iteration contract', () => {
           byCursor.push(...page.memories.map((m) => m.id));
           cursor = page.pagination.nextCursor;
         } while (cursor !== undefined);
+        // Only the first page names the tier: a cursor alone continues its listing.
+        const byCursorAlone: string[] = [];
+        cursor = undefined;
+        do {
+          const page = cursor === undefined ? store.list({ tier, limit: 333 }) : store.list({ cursor, limit: 333 });
+          byCursorAlone.push(...page.memories.map((m) => m.id));
+          cursor = page.pagination.nextCursor;
+        } while (cursor !== undefined);
         // Same records, same order, as the iterator.
         expect(byOffset).toEqual(iterated.map((m) => m.id));
         expect(byCursor).toEqual(iterated.map((m) => m.id));
+        expect(byCursorAlone).toEqual(iterated.map((m) => m.id));
       }
     }
     store.close();
