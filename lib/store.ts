@@ -294,7 +294,7 @@ export class MemoryStore implements IterationSource {
     // Without a tier, a cursor continues the listing it came from (the
     // README's list({ cursor: page.pagination.nextCursor })); a tier given
     // with it must be that one.
-    const tierName = opts?.tier ?? (typeof opts?.cursor === 'string' ? cursorTier(opts.cursor) : undefined);
+    const tierName = opts?.tier !== undefined ? opts.tier : typeof opts?.cursor === 'string' ? cursorTier(opts.cursor) : undefined;
     const tier = tierName === undefined ? 0 : tierIndex(tierName, 'list(): options.tier', true);
     // Any integer is a valid offset or limit (DESIGN: limit an integer >= 1,
     // capped; offset an integer >= 0), 1e20 too: an offset past every record
