@@ -24,7 +24,7 @@
  * - Recall runs on the store's native worker threads (recallAsync), so the
  *   event loop keeps serving; a listing is at most 1000 records.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 
@@ -51,7 +51,7 @@ import {
 } from './server/schemas.js';
 import { MemoryStore, open } from './store.js';
 import type { Memory, MemoryInput, OpenOptions, TierCounts, TierSelector } from './types.js';
-import { checkId, describe, MAX_ID_BYTES } from './validate.js';
+import { checkId, describe, MAX_ID_BYTES, MAX_LIST_LIMIT } from './validate.js';
 
 export type { ErrorBody, HttpErrorCode } from './server/errors.js';
 
@@ -165,7 +165,8 @@ interface WireMemory {
   last_access_at: number;
   access_count: number;
   tier: string;
-  embedding?: number[];
+  /** Values -0 stand as NEGATIVE_ZERO until wireJson prints the reply. */
+  embedding?: Array<number | string>;
 }
 
 interface WireMemoryInput {
@@ -176,6 +177,27 @@ interface WireMemoryInput {
   activation?: number;
   created_at?: number;
   metadata?: Record<string, unknown>;
+}
+
+/**
+ * JSON.stringify prints -0 as 0, which parses back as +0: an embedding value
+ * -0 stands in the array as this string until the reply is serialized, which
+ * prints it as -0 (valid JSON, parsed back as -0). Random per process, so no
+ * stored string can be mistaken for it.
+ */
+const NEGATIVE_ZERO = `tierstore-negative-zero-${randomUUID()}`;
+const NEGATIVE_ZERO_JSON = JSON.stringify(NEGATIVE_ZERO);
+
+function wireEmbedding(e: Float32Array): Array<number | string> {
+  const out: Array<number | string> = Array.from(e);
+  for (let i = 0; i < e.length; i++) if (e[i] === 0 && 1 / e[i]! < 0) out[i] = NEGATIVE_ZERO;
+  return out;
+}
+
+/** The reply serializer: JSON, with embedding values -0 printed as -0. */
+export function wireJson(payload: unknown): string {
+  const text = JSON.stringify(payload);
+  return text.includes(NEGATIVE_ZERO_JSON) ? text.replaceAll(NEGATIVE_ZERO_JSON, '-0') : text;
 }
 
 function toWire(m: Memory): WireMemory {
@@ -190,8 +212,8 @@ function toWire(m: Memory): WireMemory {
     access_count: m.accessCount,
     tier: m.tier,
   };
-  // A float32 printed by JSON.stringify parses back to the same float32.
-  if (m.embedding !== undefined) out.embedding = Array.from(m.embedding);
+  // A float32 printed by JSON.stringify parses back to the same float32 (-0 aside: wireEmbedding).
+  if (m.embedding !== undefined) out.embedding = wireEmbedding(m.embedding);
   return out;
 }
 
@@ -424,6 +446,7 @@ export function buildServer(
     drain.closing = true;
   });
 
+  app.setReplySerializer((payload) => wireJson(payload));
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const { status, code, message } = classify(error, request, bodyLimit);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
@@ -454,8 +477,10 @@ export function buildServer(
     }
     const page = await renamed(LIST_RENAMES, () => store.list({
       tier: q.tier ?? 'hot',
-      ...(q.offset === undefined ? {} : { offset: Number(q.offset) }),
-      ...(q.limit === undefined ? {} : { limit: Number(q.limit) }),
+      // Any number of digits (DESIGN: any integer offset, a limit capped at
+      // 1000): one too long for a double is past every record anyway.
+      ...(q.offset === undefined ? {} : { offset: Math.min(Number(q.offset), Number.MAX_SAFE_INTEGER) }),
+      ...(q.limit === undefined ? {} : { limit: Math.min(Number(q.limit), MAX_LIST_LIMIT) }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
       includeEmbeddings: parseBoolean(q.include_embeddings),
     }));

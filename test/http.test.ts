@@ -150,6 +150,19 @@ describe('routes', () => {
     expect(withEmbedding.status).toBe(200);
     // Bit-exact through JSON: the float32 values come back as the same float32 values.
     expect(withEmbedding.body.embedding).toEqual(batch[1]!.embedding);
+    // -0 too (JSON.stringify alone prints 0), in a single get, a listing and a recall hit.
+    const negZero = { id: 'neg-zero', content: '', embedding: [-0, 1, -0, 2, 3, -0] };
+    // Sent as text: JSON.stringify would send the -0 values as 0.
+    expect((await call(url, 'POST', '/api/v1/memories', '{"id":"neg-zero","content":"","embedding":[-0,1,-0,2,3,-0]}')).status).toBe(201);
+    const gotNegZero = await call(url, 'GET', '/api/v1/memories/neg-zero?include_embeddings=true');
+    expect(gotNegZero.body.embedding.map((x: number) => Object.is(x, -0))).toEqual([true, false, true, false, false, true]);
+    const listedNegZero = (await call(url, 'GET', '/api/v1/memories?include_embeddings=true&limit=1000')).body.memories
+      .find((m: { id: string }) => m.id === 'neg-zero');
+    expect(Object.is(listedNegZero.embedding[2], -0)).toBe(true);
+    const hitNegZero = (await call(url, 'POST', '/api/v1/recall', { embedding: negZero.embedding, k: 1, include_embeddings: true })).body.hits[0];
+    expect(hitNegZero.id).toBe('neg-zero');
+    expect(Object.is(hitNegZero.memory.embedding[5], -0)).toBe(true);
+    expect((await call(url, 'DELETE', '/api/v1/memories/neg-zero')).status).toBe(200);
     expect(Object.keys(withEmbedding.body).sort()).toEqual([
       'access_count', 'activation', 'confidence', 'content', 'created_at', 'embedding', 'id', 'last_access_at', 'metadata', 'tier',
     ]);
@@ -235,6 +248,12 @@ describe('listing', () => {
     const big = await call(url, 'GET', '/api/v1/memories?limit=5000');
     expect(big.body.pagination).toMatchObject({ limit: 1000, returned: 1000 });
     expect(big.body.count).toBe(1000);
+    // Any number of digits: a limit is capped, an offset past every record is an empty page.
+    const huge = await call(url, 'GET', `/api/v1/memories?limit=${'9'.repeat(40)}&offset=${'1'.repeat(400)}`);
+    expect(huge.status).toBe(200);
+    expect(huge.body.pagination).toMatchObject({ limit: 1000, returned: 0, has_more: false });
+    const hugeLimit = await call(url, 'GET', '/api/v1/memories?limit=1000000000000000');
+    expect(hugeLimit.body.pagination).toMatchObject({ offset: 0, limit: 1000, returned: 1000 });
     const rest = await call(url, 'GET', '/api/v1/memories?limit=1000&offset=1000');
     expect(rest.body.count).toBe(100);
     expect(rest.body.pagination).toEqual({ offset: 1000, limit: 1000, returned: 100, has_more: false });
@@ -333,6 +352,8 @@ describe('errors', () => {
     // An all-zero query is not an error: its cosine with anything is 0.
     expect((await recall({ embedding: [0, 0, 0, 0, 0, 0] })).status).toBe(200);
     expectError(await recall({ embedding: good.embedding, k: 0 }), 400, 'INVALID_ARGUMENT', /body\.k/);
+    expect((await recall({ embedding: good.embedding, k: 10_000 })).status).toBe(200);
+    expectError(await recall({ embedding: good.embedding, k: 10_001 }), 400, 'INVALID_ARGUMENT', /body\.k/);
     expectError(await recall({ embedding: good.embedding, tier: 'tepid' }), 400, 'INVALID_ARGUMENT', /tier/);
     expectError(await recall({ embedding: good.embedding, include_embeddings: 'true' }), 400, 'INVALID_ARGUMENT', /boolean/);
     expectError(await recall({ k: 3 }), 400, 'INVALID_ARGUMENT', /"embedding"/);

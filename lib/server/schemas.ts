@@ -6,7 +6,10 @@
  * The schemas check shapes; the store checks the rest (embedding length
  * against the store's dimensions, id and content byte lengths, metadata).
  */
-import { MAX_DIMENSIONS, MAX_ID_BYTES, MAX_RECALL_K } from '../validate.js';
+import { MAX_DIMENSIONS, MAX_ID_BYTES } from '../validate.js';
+
+/** k of POST /api/v1/recall (README): hits for one reply, not the store's limit. */
+export const MAX_HTTP_RECALL_K = 10000;
 
 const tier = { type: 'string', enum: ['hot', 'warm', 'cold', 'all'] } as const;
 const booleanString = { type: 'string', enum: ['true', 'false'] } as const;
@@ -45,8 +48,8 @@ export const listQuerySchema = {
   type: 'object',
   properties: {
     tier,
-    offset: { type: 'string', pattern: '^[0-9]{1,15}$' },
-    limit: { type: 'string', pattern: '^0*[1-9][0-9]{0,14}$' },
+    offset: { type: 'string', pattern: '^[0-9]+$' },
+    limit: { type: 'string', pattern: '^0*[1-9][0-9]*$' },
     cursor: { type: 'string', minLength: 1 },
     include_embeddings: booleanString,
   },
@@ -69,7 +72,7 @@ export const recallBodySchema = {
   additionalProperties: false,
   properties: {
     embedding,
-    k: { type: 'integer', minimum: 1, maximum: MAX_RECALL_K },
+    k: { type: 'integer', minimum: 1, maximum: MAX_HTTP_RECALL_K },
     tier,
     min_confidence: { type: 'number' },
     include_embeddings: { type: 'boolean' },
