@@ -24,7 +24,7 @@
  * - Recall runs on the store's native worker threads (recallAsync), so the
  *   event loop keeps serving; a listing is at most 1000 records.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 
@@ -49,6 +49,7 @@ import {
   listQuerySchema,
   recallBodySchema,
 } from './server/schemas.js';
+import { numbersOf, restoreNegativeZeros } from './negative-zero.js';
 import { MemoryStore, open } from './store.js';
 import type { Memory, MemoryInput, OpenOptions, TierCounts, TierSelector } from './types.js';
 import { checkId, describe, MAX_ID_BYTES, MAX_LIST_LIMIT } from './validate.js';
@@ -165,7 +166,7 @@ interface WireMemory {
   last_access_at: number;
   access_count: number;
   tier: string;
-  /** Values -0 stand as NEGATIVE_ZERO until wireJson prints the reply. */
+  /** Values -0 stand as a placeholder until wireJson prints the reply (numbersOf). */
   embedding?: Array<number | string>;
 }
 
@@ -179,25 +180,9 @@ interface WireMemoryInput {
   metadata?: Record<string, unknown>;
 }
 
-/**
- * JSON.stringify prints -0 as 0, which parses back as +0: an embedding value
- * -0 stands in the array as this string until the reply is serialized, which
- * prints it as -0 (valid JSON, parsed back as -0). Random per process, so no
- * stored string can be mistaken for it.
- */
-const NEGATIVE_ZERO = `tierstore-negative-zero-${randomUUID()}`;
-const NEGATIVE_ZERO_JSON = JSON.stringify(NEGATIVE_ZERO);
-
-function wireEmbedding(e: Float32Array): Array<number | string> {
-  const out: Array<number | string> = Array.from(e);
-  for (let i = 0; i < e.length; i++) if (e[i] === 0 && 1 / e[i]! < 0) out[i] = NEGATIVE_ZERO;
-  return out;
-}
-
-/** The reply serializer: JSON, with embedding values -0 printed as -0. */
-export function wireJson(payload: unknown): string {
-  const text = JSON.stringify(payload);
-  return text.includes(NEGATIVE_ZERO_JSON) ? text.replaceAll(NEGATIVE_ZERO_JSON, '-0') : text;
+/** The reply serializer: JSON, with embedding values -0 printed as -0 (see numbersOf). */
+function wireJson(payload: unknown): string {
+  return restoreNegativeZeros(JSON.stringify(payload));
 }
 
 function toWire(m: Memory): WireMemory {
@@ -212,8 +197,8 @@ function toWire(m: Memory): WireMemory {
     access_count: m.accessCount,
     tier: m.tier,
   };
-  // A float32 printed by JSON.stringify parses back to the same float32 (-0 aside: wireEmbedding).
-  if (m.embedding !== undefined) out.embedding = wireEmbedding(m.embedding);
+  // A float32 printed by JSON.stringify parses back to the same float32 (-0 aside: numbersOf).
+  if (m.embedding !== undefined) out.embedding = numbersOf(m.embedding);
   return out;
 }
 

@@ -226,6 +226,17 @@ describe('read commands', () => {
     expect(withEmbedding.embedding as unknown as number[]).toEqual(Array.from(original.embedding as Float32Array));
   });
 
+  it('embedding values -0 print as -0 (JSON.stringify alone prints 0), in get and list', () => {
+    const dir = path.join(scratch.dir(), 'negative-zero');
+    const s = open(dir, { dimensions: 3 });
+    s.put({ id: 'z', content: '', embedding: Float32Array.of(-0, 1, -0) });
+    s.close();
+    const got = json<{ embedding: number[] }>(cli(['--dir', dir, 'get', 'z', '--embedding']));
+    expect(got.embedding.map((x) => Object.is(x, -0))).toEqual([true, false, true]);
+    const page = json<{ memories: Array<{ embedding: number[] }> }>(cli(['--dir', dir, 'list', '--json', '--include-embeddings']));
+    expect(page.memories[0]!.embedding.map((x) => Object.is(x, -0))).toEqual([true, false, true]);
+  });
+
   it('recall: a JSON or raw float32 query finds its own record first, with k, tier and min-confidence', () => {
     const target = records[30]!; // cold
     const embedding = target.embedding as Float32Array;

@@ -1,14 +1,15 @@
 // Output helpers of the CLI: JSON with embeddings as plain arrays, compact
 // text tables, byte sizes and one-line previews of memory content.
+import { numbersOf, restoreNegativeZeros } from '../negative-zero.js';
 import type { Memory, TierCounts } from '../types.js';
 
-/** JSON.stringify that writes typed arrays (embeddings) as plain number arrays. */
+/** JSON.stringify that writes typed arrays (embeddings) as plain number arrays, -0 as -0. */
 export function toJson(value: unknown, indent: number | undefined = 2): string {
-  return JSON.stringify(
+  return restoreNegativeZeros(JSON.stringify(
     value,
-    (_key, v: unknown) => (ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v as Float32Array) : v),
+    (_key, v: unknown) => (ArrayBuffer.isView(v) && !(v instanceof DataView) ? numbersOf(v as Float32Array) : v),
     indent,
-  );
+  ));
 }
 
 export function formatBytes(bytes: number): string {
