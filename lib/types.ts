@@ -73,13 +73,13 @@ export interface IterateOptions<S extends TierSelector = TierSelector> {
 }
 
 export interface ListOptions {
-  /** Default 'hot'. */
+  /** Default 'hot'; with a cursor, the cursor's tier (a tier given with a cursor must be its). */
   tier?: TierSelector | undefined;
   /** Integer >= 0, default 0. Not together with `cursor`. */
   offset?: number | undefined;
   /** Integer >= 1, default 100; larger than 1000 is clamped to 1000. */
   limit?: number | undefined;
-  /** A `pagination.nextCursor` of an earlier page of the same tier. */
+  /** A `pagination.nextCursor` of an earlier page; the page after it, of the same tier. */
   cursor?: string | undefined;
   includeEmbeddings?: boolean | undefined;
 }
