@@ -573,21 +573,25 @@ describe('export and import', () => {
       }
     });
 
-    test('a truncated Arrow stream: CORRUPTION; exactly the batches before the damage stay, as the message says', async () => {
+    test('a truncated Arrow stream, even one cut exactly between two batches: CORRUPTION before anything is imported', async () => {
       const file = path.join(dir, 'whole.arrows');
       await exportStore(source, file, { format: 'arrow', batchSize: 50 });
       const bytes = fs.readFileSync(file);
-      const cut = path.join(dir, 'cut.arrows');
-      // Cut inside the last batch's body (the end-of-stream marker is 8 bytes).
-      fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 40));
-      const target = fresh('cut-stream');
-      const error = await expectRejection(() => importFile(target, cut, { batchSize: 50 }), 'CORRUPTION', 'cut stream');
-      const match = /the (\d+) records of the batches before it were imported/.exec(error.message);
-      expect(match, error.message).not.toBeNull();
-      const imported = Number(match![1]);
-      expect(imported).toBeGreaterThan(0);
-      expect(imported).toBeLessThan(240);
-      expect(target.counts().total).toBe(imported);
+      // Inside the last batch's body (the end-of-stream marker is 8 bytes), and
+      // at every message boundary (each message starts with 0xFFFFFFFF): a cut
+      // there used to read as a complete, shorter stream (found by an audit).
+      const cuts = [bytes.length - 40, bytes.length - 8];
+      for (let at = 8; at < bytes.length - 8; at += 8) if (bytes.readUInt32LE(at) === 0xffffffff) cuts.push(at);
+      expect(cuts.length, 'a schema and several batches').toBeGreaterThan(4);
+      for (const at of cuts) {
+        const cut = path.join(dir, `cut-${at}.arrows`);
+        fs.writeFileSync(cut, bytes.subarray(0, at));
+        const target = fresh(`cut-stream-${at}`);
+        const error = await expectRejection(() => importFile(target, cut, { batchSize: 50 }), 'CORRUPTION', `cut at ${at}`);
+        expect(error.message).toContain(cut);
+        expect(error.message).toMatch(/end-of-stream marker.*nothing was imported/);
+        expect(target.counts().total, `cut at ${at}`).toBe(0);
+      }
     });
 
     test('JSONL: a broken line is CORRUPTION, a bad value names line and id; earlier batches stay, later ones do not', async () => {

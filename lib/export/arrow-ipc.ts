@@ -58,6 +58,22 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * A stream-format file must end with the end-of-stream marker (0xFFFFFFFF
+ * then a zero length), which every writer since Arrow 0.15 writes when it
+ * closes the stream. Without it, a stream cut exactly between two messages
+ * read as a complete, shorter one (found by an audit). (The older marker, a
+ * zero length alone, cannot be told from a batch's zero padding.)
+ */
+async function checkEndOfStream(handle: fs.promises.FileHandle, file: string): Promise<void> {
+  const { size } = await handle.stat();
+  const tail = Buffer.alloc(8);
+  const { bytesRead } = await handle.read(tail, 0, Math.min(8, size), Math.max(0, size - 8));
+  if (bytesRead !== 8 || tail.readUInt32LE(0) !== 0xffffffff || tail.readUInt32LE(4) !== 0) {
+    throw new Error('the stream does not end with its end-of-stream marker: it is truncated');
+  }
+}
+
 /** An open Arrow IPC file (either format): its schema and its batches. */
 export class ArrowSource {
   private constructor(
@@ -83,6 +99,7 @@ export class ArrowSource {
       if (bytesRead === FILE_MAGIC.length && head.equals(FILE_MAGIC)) {
         reader = (await arrow.RecordBatchReader.from(handle as never)) as unknown as arrow.AsyncRecordBatchFileReader;
       } else {
+        await checkEndOfStream(handle, file);
         await handle.close();
         handle = undefined;
         stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
