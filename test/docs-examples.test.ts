@@ -176,7 +176,7 @@ function stepsOf(code: string): Step[] {
     const line = lines[i]!;
     if (line.startsWith('$ ')) {
       let command = line.slice(2);
-      while (command.endsWith('\\') && i + 1 < lines.length) command = `${command.slice(0, -1)}\n${lines[++i]!}`;
+      while (command.endsWith('\\') && i + 1 < lines.length) command = `${command}\n${lines[++i]!}`;
       steps.push({ command, expected: [] });
     } else if (steps.length > 0) {
       steps[steps.length - 1]!.expected.push(line);
