@@ -101,7 +101,10 @@ describe('code examples', () => {
     const file = exampleFile(b).replace(/\.mts$/, '.mjs');
     fs.writeFileSync(file, javascriptOf(b));
     const cwd = tempDir('tierstore-docs-');
-    const r = spawnSync(process.execPath, [file], { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, TIERSTORE_DIR: '', TIERSTORE_TOKEN: '' } });
+    const env = { ...process.env };
+    delete env['TIERSTORE_DIR'];
+    delete env['TIERSTORE_TOKEN'];
+    const r = spawnSync(process.execPath, [file], { cwd, encoding: 'utf8', timeout: 60_000, env });
     const report = `exit ${r.status} ${r.signal ?? ''}\n--- stderr\n${r.stderr}\n--- stdout\n${r.stdout}\n--- code\n${b.code}`;
     expect(r.status, report).toBe(0);
     expect(r.stderr, report).toBe('');
@@ -208,7 +211,7 @@ class ShellPage {
     const bin = path.join(this.cwd, '.bin');
     fs.mkdirSync(bin);
     fs.writeFileSync(path.join(bin, 'tierstore'), `#!/bin/sh\nexec "${process.execPath}" "${CLI_MAIN}" "$@"\n`, { mode: 0o755 });
-    this.env = { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, TIERSTORE_DIR: '', TIERSTORE_TOKEN: '', HOME: this.cwd };
+    this.env = { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, HOME: this.cwd };
     delete this.env['TIERSTORE_DIR'];
     delete this.env['TIERSTORE_TOKEN'];
   }
