@@ -3,11 +3,14 @@
 // the target page. Links to other sites are not fetched. Also checks that the
 // docs cite no document the repository does not hold.
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import ts from 'typescript';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { REPO_ROOT } from './helpers/child.js';
+import { buildCli } from './helpers/cli-run.js';
 import { anchorsOf, linksOf, markdownFiles, proseOf, slugOf } from './helpers/markdown.js';
 
 const files = markdownFiles();
@@ -85,6 +88,42 @@ describe('Markdown links', () => {
       }
     }
     expect(found).toEqual([]);
+  });
+});
+
+/** The names a built declaration file exports (values and types). */
+function exportedNames(declarationFile: string): string[] {
+  const program = ts.createProgram([declarationFile], { noEmit: true, skipLibCheck: true, types: [] });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(declarationFile);
+  if (source === undefined) throw new Error(`cannot read ${declarationFile}`);
+  const moduleSymbol = checker.getSymbolAtLocation(source);
+  if (moduleSymbol === undefined) throw new Error(`${declarationFile} is not a module`);
+  return checker.getExportsOfModule(moduleSymbol).map((s) => s.getName()).filter((n) => n !== 'default').sort();
+}
+
+describe('the reference covers the public names', () => {
+  beforeAll(() => buildCli(), 180_000);
+  const pages = (names: string[]): string => names.map((f) => texts.get(f)!).join('\n');
+  it.each([
+    ['tierstore', 'dist/index.d.ts', ['docs/api.md']],
+    ['tierstore/server', 'dist/server.d.ts', ['docs/api.md', 'docs/http.md']],
+    ['tierstore/export', 'dist/export.d.ts', ['docs/api.md', 'docs/export.md']],
+  ] as const)('every export of %s is named in the docs', (_entry, declarations, where) => {
+    const file = path.join(REPO_ROOT, declarations);
+    expect(fs.existsSync(file), `${declarations} (npm run build:ts)`).toBe(true);
+    const names = exportedNames(file);
+    expect(names.length).toBeGreaterThan(2);
+    const text = pages([...where]);
+    expect(names.filter((n) => !new RegExp(`\\b${n}\\b`).test(text))).toEqual([]);
+  });
+
+  it('every method of MemoryStore has its section in docs/api.md', () => {
+    const api = texts.get('docs/api.md')!;
+    const { MemoryStore } = createRequire(import.meta.url)(path.join(REPO_ROOT, 'dist', 'index.js')) as { MemoryStore: { prototype: object } };
+    const methods = Object.getOwnPropertyNames(MemoryStore.prototype).filter((m) => m !== 'constructor' && m !== 'openIterator');
+    expect(methods.length).toBeGreaterThan(15);
+    expect(methods.filter((m) => !api.includes(`### .${m}(`) && !api.includes(`\`.${m}\``))).toEqual([]);
   });
 });
 
