@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// tierstore benchmark suite (issue 5). See BENCHMARKS.md.
+// tierstore benchmark suite: tierstore against its peers on one workload.
+// Method and latest results: docs/benchmarks.md.
 //
 //   node bench/run.mjs [--n 100000] [--only a,b] [--json path] [--repeat 1]
 //                      [--smoke] [--queries 10] [--gets 10000] [--puts 10000]
@@ -247,10 +248,10 @@ for (let r = 0; r < args.repeat; r++) {
 showProgress('');
 if (tty) process.stderr.write('\r\x1b[K');
 
-// ---- the C reference loop (issue 4), in the same run -------------------------
+// ---- the C reference loop, in the same run ------------------------------------
 
 // Builds native/bench/scan_bench (CMake, Release) and runs it over an N x 768
-// matrix: the plain AVX2 loop of issue 4 on 1 and 2 threads, on huge and on
+// matrix: the plain AVX2 loop recall is measured against, on 1 and 2 threads, on huge and on
 // 4 KiB pages, next to the memory bandwidth. Returns its JSON, or undefined
 // with a note when CMake or a compiler is missing.
 function runScanBench() {

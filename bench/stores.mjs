@@ -80,7 +80,7 @@ export async function loadTierstore() {
   throw new Error(`cannot load tierstore from ${ROOT} (run \`npm run build\` first): ${lastErr?.message ?? 'no open()'}`);
 }
 
-// Variants put the same records in different tiers (DESIGN §3 capacities):
+// Variants put the same records in different tiers (capacities, docs/tiers.md):
 //   tierstore       default options (hot 10,000, the rest warm)
 //   tierstore-hot   hotCapacity above N: everything in RAM
 //   tierstore-warm  inserted with defaults, then hotCapacity 0 + migrate(): all warm
@@ -137,7 +137,7 @@ export function tierstoreAdapter(variant) {
       return { us: us(t0, t1), report, counts: store.counts(), options: opts };
     },
     counts() { return store.counts(); },
-    // Issue 2's warm overhead: bytes a warm record costs beyond its logical
+    // The warm overhead: bytes a warm record costs beyond its logical
     // bytes (id, content, metadata JSON, embedding), on disk (its block and
     // its var-section extent) and in RAM (anonymous memory the open takes,
     // mostly the id index), per record. Reopens the store to measure RAM.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Worker-thread stress run (issue 7, part 4): one store opened from several
+// Worker-thread stress run (docs/durability.md): one store opened from several
 // worker threads of this process (one shared native store, reference
 // counted), each thread running a random mix of put / putMany / get / has /
 // delete / move / migrate / iterate (sync, async, per tier, batches) / list /
