@@ -269,6 +269,7 @@ export class MemoryStore implements IterationSource {
     return record === undefined ? undefined : memoryOfRecord(id, record, this.#getScalars);
   }
 
+  /** Whether a memory with this id exists. Changes nothing. */
   has(id: string): boolean {
     const native = this.#open('has()');
     checkId(id, 'has(): id');
@@ -289,11 +290,12 @@ export class MemoryStore implements IterationSource {
     return native.move(id, tierIndex(tier, 'move(): tier', false));
   }
 
-  /** Applies this handle's capacities now. */
+  /** Applies this handle's capacities now: after it returns, every tier is within its capacity. */
   migrate(): MigrationReport {
     return this.#writable('migrate()').migrate();
   }
 
+  /** The records in each tier now: `{ hot, warm, cold, total }`. */
   counts(): TierCounts {
     return this.#open('counts()').counts();
   }
@@ -420,16 +422,21 @@ export class MemoryStore implements IterationSource {
     return memories.map((memory, i) => ({ id: memory.id, score: result.scores[i]!, tier: memory.tier, memory }));
   }
 
-  /** Forces everything written so far to stable storage. */
+  /** Forces everything written so far to stable storage (fsync), and writes the access statistics. */
   flush(): void {
     this.#open('flush()').flush();
   }
 
-  /** Reclaims space in warm and cold; rewrites nothing a reader holds. */
+  /**
+   * Reclaims space: rewrites warm's variable-length section, merges cold
+   * segments and drops deleted rows, and shrinks the hot log. Readers are
+   * never disturbed.
+   */
   compact(): CompactionReport {
     return this.#writable('compact()').compact() as unknown as CompactionReport;
   }
 
+  /** Counts, file sizes, and what recovery did at open. */
   stats(): StoreStats {
     return this.#open('stats()').stats() as unknown as StoreStats;
   }
