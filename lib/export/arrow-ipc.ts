@@ -15,6 +15,7 @@ import { arrowLib } from './schema.js';
 /** apache-arrow, as every part of the package loads it (see arrowLib). */
 const A = arrowLib();
 
+/** Arrow IPC flavour: 'file' (Feather v2, random access) or 'stream'. */
 export type ArrowIpcFormat = 'file' | 'stream';
 
 /** A sink for apache-arrow's writer that keeps the chunks written since the last take(). */
