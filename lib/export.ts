@@ -1,5 +1,5 @@
 /**
- * Export and import of a store (issue 8): a tier, or all of them, written as
+ * Export and import of a store (docs/export.md): a tier, or all of them, written as
  * Apache Parquet, Arrow IPC or JSONL, and read back.
  *
  * Guarantees:

@@ -332,9 +332,10 @@ export class MemoryStore implements IterationSource {
     // with it must be that one.
     const tierName = opts?.tier !== undefined ? opts.tier : typeof opts?.cursor === 'string' ? cursorTier(opts.cursor) : undefined;
     const tier = tierName === undefined ? 0 : tierIndex(tierName, 'list(): options.tier', true);
-    // Any integer is a valid offset or limit (DESIGN: limit an integer >= 1,
-    // capped; offset an integer >= 0), 1e20 too: an offset past every record
-    // is an empty page, so the native layer gets at most MAX_SAFE_INTEGER.
+    // Any integer is a valid offset or limit (docs/api.md: limit an integer
+    // >= 1, capped; offset an integer >= 0), 1e20 too: an offset past every
+    // record is an empty page, so the native layer gets at most
+    // MAX_SAFE_INTEGER.
     const offset = checkWholeNumber(opts?.offset, 'list(): options.offset', 0, 0);
     const limit = Math.min(checkWholeNumber(opts?.limit, 'list(): options.limit', 1, DEFAULT_LIST_LIMIT), MAX_LIST_LIMIT);
     const cursor = opts?.cursor;
