@@ -102,7 +102,11 @@ function cursorPosition(cursor: string, filter: NativeFilter | undefined): strin
   return match[1]!;
 }
 
-/** An open store handle. Create with `open(path, options)`. */
+/**
+ * An open store handle, made by `open(path, options)` or
+ * `new MemoryStore(path, options)` (the same thing). Methods called after
+ * close() throw STORE_CLOSED; writes on a read-only handle throw READ_ONLY.
+ */
 export class MemoryStore implements IterationSource {
   /** The path given to open(). */
   readonly path: string;

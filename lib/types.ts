@@ -192,7 +192,7 @@ export interface TierIterable<T extends Tier> extends Iterable<Memory<T>>, Async
  * One page of `list()`, as engram's `GET /api/v1/memories` answers it.
  */
 export interface ListPage {
-  /** The page's records, in the tier's stable order. */
+  /** The page's records. */
   memories: Memory[];
   /** Records returned. */
   count: number;
@@ -284,7 +284,7 @@ export interface VerifyReport {
     tier: Tier;
     /** The damaged file's path. */
     file: string;
-    /** The record's id, when it could be read. */
+    /** The damaged record's id, when known. */
     id?: string;
     /** What is wrong. */
     reason: string;
