@@ -22,6 +22,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
 
 /** What a TierStoreError carries besides its code and message. */
 export interface TierStoreErrorOptions {
+  /** The error that caused this one, as `Error.cause`. */
   cause?: unknown;
   /** The path of the bad value, as `TierStoreError.field`. */
   field?: string | undefined;

@@ -1,5 +1,5 @@
 /**
- * Export and import of a store (issue 8): a tier, or all of them, written as
+ * Export and import of a store (docs/export.md): a tier, or all of them, written as
  * Apache Parquet, Arrow IPC or JSONL, and read back.
  *
  * Guarantees:
@@ -49,9 +49,12 @@ import { checkBoolean, checkInteger, checkOptions, describe, MAX_BATCH_SIZE, tie
 export type { ArrowIpcFormat } from './export/arrow-ipc.js';
 export type { ParquetCompression } from './export/parquet.js';
 
+/** A file format of export and import: JSON Lines, Apache Parquet or Arrow IPC. */
 export type ExportFormat = 'jsonl' | 'parquet' | 'arrow';
 
+/** Options of `exportStore()`. */
 export interface ExportOptions {
+  /** The format to write (required). */
   format: ExportFormat;
   /** Default 'all' (hot, then warm, then cold). */
   tier?: TierSelector;
@@ -67,6 +70,7 @@ export interface ExportOptions {
   end?: boolean;
 }
 
+/** Options of `importFile()`. */
 export interface ImportOptions {
   /** Default: from the extension (.jsonl/.ndjson, .parquet, .arrow/.arrows/.ipc/.feather). */
   format?: ExportFormat;
@@ -138,7 +142,12 @@ export async function exportStore(
   store: MemoryStore,
   output: string | NodeJS.WritableStream,
   options: ExportOptions,
-): Promise<{ records: number; bytes: number }> {
+): Promise<{
+  /** Records written. */
+  records: number;
+  /** Bytes written. */
+  bytes: number;
+}> {
   const opts = checkOptions(options, 'exportStore()');
   if (opts === undefined) {
     throw new TierStoreError('INVALID_ARGUMENT', "exportStore(): options with a format ('jsonl', 'parquet' or 'arrow') are required");
@@ -314,7 +323,14 @@ function withProgress(error: unknown, done: number): unknown {
  * triggers no capacity migration: the store's capacities apply again at the
  * next write or migrate(). Resolves with the number of records read.
  */
-export async function importFile(store: MemoryStore, input: string, options?: ImportOptions): Promise<{ records: number }> {
+export async function importFile(
+  store: MemoryStore,
+  input: string,
+  options?: ImportOptions,
+): Promise<{
+  /** Records read into the store. */
+  records: number;
+}> {
   const opts = checkOptions(options, 'importFile()') ?? {};
   if (typeof input !== 'string' || input.length === 0) {
     throw new TierStoreError('INVALID_ARGUMENT', `importFile(): input must be a file path, got ${describe(input)}`);

@@ -12,7 +12,12 @@ import { chunkToRecordBatch, exportSchema } from './export/schema.js';
 import type { NativeBatch, NativeColumns, NativeIterator } from './native.js';
 import type { Memory, MemoryBatch, Tier, TierIterable, TierSelector } from './types.js';
 
-/** What an iterable needs from its store. */
+/**
+ * What an iterable needs from its store: MemoryStore implements it for
+ * TierIterableImpl. Not part of the public API.
+ *
+ * @internal
+ */
 export interface IterationSource {
   /** Opens a native iterator (throws STORE_CLOSED after close). */
   openIterator(tier: number, filter: NativeFilter | undefined): NativeIterator;

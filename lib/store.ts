@@ -102,7 +102,11 @@ function cursorPosition(cursor: string, filter: NativeFilter | undefined): strin
   return match[1]!;
 }
 
-/** An open store handle. Create with `open(path, options)`. */
+/**
+ * An open store handle, made by `open(path, options)` or
+ * `new MemoryStore(path, options)` (the same thing). Methods called after
+ * close() throw STORE_CLOSED; writes on a read-only handle throw READ_ONLY.
+ */
 export class MemoryStore implements IterationSource {
   /** The path given to open(). */
   readonly path: string;
@@ -269,6 +273,7 @@ export class MemoryStore implements IterationSource {
     return record === undefined ? undefined : memoryOfRecord(id, record, this.#getScalars);
   }
 
+  /** Whether a memory with this id exists. Changes nothing. */
   has(id: string): boolean {
     const native = this.#open('has()');
     checkId(id, 'has(): id');
@@ -289,11 +294,12 @@ export class MemoryStore implements IterationSource {
     return native.move(id, tierIndex(tier, 'move(): tier', false));
   }
 
-  /** Applies this handle's capacities now. */
+  /** Applies this handle's capacities now: after it returns, every tier is within its capacity. */
   migrate(): MigrationReport {
     return this.#writable('migrate()').migrate();
   }
 
+  /** The records in each tier now: `{ hot, warm, cold, total }`. */
   counts(): TierCounts {
     return this.#open('counts()').counts();
   }
@@ -330,9 +336,10 @@ export class MemoryStore implements IterationSource {
     // with it must be that one.
     const tierName = opts?.tier !== undefined ? opts.tier : typeof opts?.cursor === 'string' ? cursorTier(opts.cursor) : undefined;
     const tier = tierName === undefined ? 0 : tierIndex(tierName, 'list(): options.tier', true);
-    // Any integer is a valid offset or limit (DESIGN: limit an integer >= 1,
-    // capped; offset an integer >= 0), 1e20 too: an offset past every record
-    // is an empty page, so the native layer gets at most MAX_SAFE_INTEGER.
+    // Any integer is a valid offset or limit (docs/api.md: limit an integer
+    // >= 1, capped; offset an integer >= 0), 1e20 too: an offset past every
+    // record is an empty page, so the native layer gets at most
+    // MAX_SAFE_INTEGER.
     const offset = checkWholeNumber(opts?.offset, 'list(): options.offset', 0, 0);
     const limit = Math.min(checkWholeNumber(opts?.limit, 'list(): options.limit', 1, DEFAULT_LIST_LIMIT), MAX_LIST_LIMIT);
     const cursor = opts?.cursor;
@@ -420,16 +427,21 @@ export class MemoryStore implements IterationSource {
     return memories.map((memory, i) => ({ id: memory.id, score: result.scores[i]!, tier: memory.tier, memory }));
   }
 
-  /** Forces everything written so far to stable storage. */
+  /** Forces everything written so far to stable storage (fsync), and writes the access statistics. */
   flush(): void {
     this.#open('flush()').flush();
   }
 
-  /** Reclaims space in warm and cold; rewrites nothing a reader holds. */
+  /**
+   * Reclaims space: rewrites warm's variable-length section, merges cold
+   * segments and drops deleted rows, and shrinks the hot log. Readers are
+   * never disturbed.
+   */
   compact(): CompactionReport {
     return this.#writable('compact()').compact() as unknown as CompactionReport;
   }
 
+  /** Counts, file sizes, and what recovery did at open. */
   stats(): StoreStats {
     return this.#open('stats()').stats() as unknown as StoreStats;
   }

@@ -15,7 +15,7 @@ export interface MemoryInput {
   id: string;
   /** 0..maxContentBytes UTF-8 bytes (default 64 MiB). */
   content: string;
-  /** Exactly `dimensions` values, finite after conversion to float32. */
+  /** Exactly `dimensions` values, finite after rounding to float32 (stored as float32). */
   embedding: Float32Array | Float64Array | readonly number[];
   /** In [0, 1]; default 0.5. */
   confidence?: number | undefined;
@@ -29,15 +29,25 @@ export interface MemoryInput {
 
 /** A stored memory, as read back. */
 export interface Memory<T extends Tier = Tier> {
+  /** The record's id, as put. */
   id: string;
+  /** The record's content, as put. */
   content: string;
+  /** The record's metadata, deep-equal to what was put. */
   metadata: Record<string, unknown>;
-  /** float32 precision. */
+  /** float32 precision: 0.9 reads back as 0.8999999761581421. */
   confidence: number;
   /** float32 precision. */
   activation: number;
+  /** Milliseconds since the epoch. */
   createdAt: number;
+  /**
+   * Milliseconds since the epoch: the put, or the latest get. An access
+   * statistic, written by flush(), close() and migration; may be lost in a
+   * crash.
+   */
   lastAccessAt: number;
+  /** Gets since the put (only get() counts). An access statistic, like lastAccessAt. */
   accessCount: number;
   /** The tier the record was read from. */
   tier: T;
@@ -45,6 +55,7 @@ export interface Memory<T extends Tier = Tier> {
   embedding?: Float32Array;
 }
 
+/** Options of `open()` and `new MemoryStore()`. Only `dimensions` is stored; the others belong to the handle. */
 export interface OpenOptions {
   /** Required to create a store (integer 1..65536); checked against the store on reopen. */
   dimensions?: number | undefined;
@@ -87,13 +98,17 @@ export interface MemoryFilter {
 /** A value a metadata condition compares with: strings by code units, numbers by value. */
 export type MetadataFilterValue = string | number | boolean | null;
 
+/** Options of `get()`. */
 export interface GetOptions {
+  /** Adds the record's `embedding` as a Float32Array. Default false. */
   includeEmbedding?: boolean | undefined;
 }
 
+/** Options of `iterate()`. */
 export interface IterateOptions<S extends TierSelector = TierSelector> {
-  /** Default 'all': hot, then warm, then cold. */
+  /** Default 'all': hot, then warm, then cold. The records' `tier` is typed by it. */
   tier?: S | undefined;
+  /** Adds each record's `embedding`. Default false. */
   includeEmbeddings?: boolean | undefined;
   /** Records fetched per native call: integer 1..65536, default 1024. */
   batchSize?: number | undefined;
@@ -101,6 +116,7 @@ export interface IterateOptions<S extends TierSelector = TierSelector> {
   filter?: MemoryFilter | undefined;
 }
 
+/** Options of `list()`. */
 export interface ListOptions {
   /** Default 'hot'; with a cursor, the cursor's tier (a tier given with a cursor must be its). */
   tier?: TierSelector | undefined;
@@ -110,28 +126,43 @@ export interface ListOptions {
   limit?: number | undefined;
   /** A `pagination.nextCursor` of an earlier page; the page after it, of the same tier and filter. */
   cursor?: string | undefined;
+  /** Adds each record's `embedding`. Default false. */
   includeEmbeddings?: boolean | undefined;
   /** Only the records matching it are listed (tierCounts stay unfiltered); a cursor keeps its filter. */
   filter?: MemoryFilter | undefined;
 }
 
+/** Records in each tier now. */
 export interface TierCounts {
+  /** Records in hot. */
   hot: number;
+  /** Records in warm. */
   warm: number;
+  /** Records in cold. */
   cold: number;
+  /** Records in the store: hot + warm + cold. */
   total: number;
 }
 
 /** n records, column by column. */
 export interface MemoryBatch<T extends Tier = Tier> {
+  /** Record i's tier: the tier it was read from. */
   tiers: T[];
+  /** Record i's id. */
   ids: string[];
+  /** Record i's content. */
   contents: string[];
+  /** Record i's metadata. */
   metadata: Record<string, unknown>[];
+  /** Record i's confidence (float32). */
   confidence: Float32Array;
+  /** Record i's activation (float32). */
   activation: Float32Array;
+  /** Record i's createdAt, ms since the epoch. */
   createdAt: Float64Array;
+  /** Record i's lastAccessAt, ms since the epoch. */
   lastAccessAt: Float64Array;
+  /** Record i's accessCount. */
   accessCount: Float64Array;
   /** n x dimensions, row-major, when asked for. */
   embeddings?: Float32Array;
@@ -157,14 +188,30 @@ export interface TierIterable<T extends Tier> extends Iterable<Memory<T>>, Async
   arrow(): Iterable<RecordBatch> & AsyncIterable<RecordBatch>;
 }
 
+/**
+ * One page of `list()`, as engram's `GET /api/v1/memories` answers it.
+ */
 export interface ListPage {
+  /** The page's records. */
   memories: Memory[];
   /** Records returned. */
   count: number;
-  pagination: { offset: number; limit: number; returned: number; nextCursor?: string };
+  /** Where the page is. */
+  pagination: {
+    /** The offset asked for; 0 on cursor pages. */
+    offset: number;
+    /** The limit applied (at most 1000). */
+    limit: number;
+    /** Records returned, as `count`. */
+    returned: number;
+    /** The cursor of the next page; absent on the last page. */
+    nextCursor?: string;
+  };
+  /** Counts of the whole store, unfiltered. */
   tierCounts: TierCounts;
 }
 
+/** Options of `recall()` and `recallAsync()`. */
 export interface RecallOptions {
   /** An integer >= 1 (at most 2^32 - 1), default 10; above the number of records, all of them. */
   k?: number | undefined;
@@ -176,31 +223,52 @@ export interface RecallOptions {
    * c passes minConfidence c.
    */
   minConfidence?: number | undefined;
+  /** Adds each hit's `memory.embedding`. Default false. */
   includeEmbeddings?: boolean | undefined;
   /** The top k among the records matching it only. */
   filter?: MemoryFilter | undefined;
 }
 
+/** One result of `recall()`. */
 export interface RecallHit {
+  /** The record's id. */
   id: string;
+  /**
+   * Cosine similarity of the query and the stored float32 embedding, in
+   * [-1, 1]; a record recalled with its own embedding scores exactly 1.
+   */
   score: number;
+  /** The tier the record was read from. */
   tier: Tier;
+  /** The record itself. */
   memory: Memory;
 }
 
+/** What `migrate()` did. */
 export interface MigrationReport {
+  /** Records demoted from hot to warm. */
   hotToWarm: number;
+  /** Records demoted from hot straight to cold (with skipWarm). */
   hotToCold: number;
+  /** Records demoted from warm to cold. */
   warmToCold: number;
+  /** Migration batches run. */
   batches: number;
 }
 
+/** What `compact()` did. */
 export interface CompactionReport {
+  /** Bytes freed by rewriting warm's variable-length section. */
   warmBytesReclaimed: number;
+  /** Bytes freed by merging cold segments and dropping deleted rows. */
   coldBytesReclaimed: number;
+  /** Cold segments before compaction. */
   coldSegmentsBefore: number;
+  /** Cold segments after compaction. */
   coldSegmentsAfter: number;
+  /** Size of the hot log before it was shrunk, in bytes. */
   hotLogBytesBefore: number;
+  /** Size of the hot log after it was shrunk, in bytes. */
   hotLogBytesAfter: number;
 }
 
@@ -211,24 +279,45 @@ export interface VerifyReport {
   /** Their id, content, metadata and embedding bytes. */
   bytes: number;
   /** Every damaged record found (empty when the store is whole). */
-  damaged: Array<{ tier: Tier; file: string; id?: string; reason: string }>;
+  damaged: Array<{
+    /** The tier the damaged record is in. */
+    tier: Tier;
+    /** The damaged file's path. */
+    file: string;
+    /** The damaged record's id, when known. */
+    id?: string;
+    /** What is wrong. */
+    reason: string;
+  }>;
 }
 
+/** What `stats()` returns: counts, file sizes and what recovery did at open. */
 export interface StoreStats {
+  /** Records in each tier. */
   counts: TierCounts;
+  /** The store's embedding dimensions. */
   dimensions: number;
   /** Last sequence number assigned. */
   sequence: number;
+  /** Size of the hot tier's log file, `hot.log`. */
   hotLogBytes: number;
   /** Bytes of records held in RAM. */
   hotBytes: number;
+  /** Blocks allocated in warm (live and free). */
   warmSlots: number;
+  /** Size of warm's block file. */
   warmBlockFileBytes: number;
+  /** Size of warm's variable-length section file. */
   warmVarFileBytes: number;
+  /** Bytes of warm's variable-length section that live records use; compact() reclaims the rest. */
   warmVarLiveBytes: number;
+  /** Cold segments. */
   coldSegments: number;
+  /** Total size of the cold segments. */
   coldFileBytes: number;
+  /** Deleted rows still in cold segments; compact() drops them. */
   coldDeletedRows: number;
+  /** Native iterators open on the store. */
   openIterators: number;
   /** Copies removed by recovery at open. */
   recoveredDuplicates: number;

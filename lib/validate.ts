@@ -169,7 +169,8 @@ export function nonFiniteMessage(field: string, index: number, value: number): s
  * copied to dest here (each element is read once; at most `dims` are
  * written), a typed array's by finishEmbedding. Returns the value count,
  * which finishEmbedding checks: a caller may check other fields' types
- * between the two (DESIGN: a wrong type comes before any length check).
+ * between the two (a wrong type comes before any length check: docs/errors.md,
+ * "Which check comes first").
  */
 export function checkEmbeddingType(value: unknown, field: string, dims: number, dest: Float32Array, offset: number): number {
   if (Array.isArray(value)) {

@@ -55,7 +55,8 @@ export function prepareRecord(
     fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`, 'memory');
   }
   const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
-  // DESIGN: a wrong type is INVALID_ARGUMENT before any length check. Every
+  // A wrong type is INVALID_ARGUMENT before any length check (docs/errors.md,
+  // "Which check comes first"). Every
   // check that can only fail with INVALID_ARGUMENT comes first, so a wrong
   // type in one field wins over CONTENT_TOO_LARGE or DIMENSION_MISMATCH in
   // another.

@@ -1,4 +1,4 @@
-// The `tierstore` command line (issue 8): every command on a small store, its
+// The `tierstore` command line (docs/cli.md): every command on a small store, its
 // output and exit code (0 ok, 1 failure, 2 usage); --help on every command;
 // read commands never modify the store; verify catches a damaged file and
 // STORE_LOCKED is reported; JSONL export/import round-trips (Parquet and Arrow

@@ -1,4 +1,4 @@
-// Export and import (lib/export.ts, issue 8): round trips through Parquet,
+// Export and import (lib/export.ts, docs/export.md): round trips through Parquet,
 // Arrow IPC and JSONL for every tier and for 'all' (every field compared
 // exactly: byte-exact strings, bit-exact floats, deep-equal metadata, the
 // tier), the files read by other readers (DuckDB for Parquet, apache-arrow
@@ -579,7 +579,7 @@ describe('export and import', () => {
       const bytes = fs.readFileSync(file);
       // Inside the last batch's body (the end-of-stream marker is 8 bytes), and
       // at every message boundary (each message starts with 0xFFFFFFFF): a cut
-      // there used to read as a complete, shorter stream (found by an audit).
+      // there must not read as a complete, shorter stream.
       const cuts = [bytes.length - 40, bytes.length - 8];
       for (let at = 8; at < bytes.length - 8; at += 8) if (bytes.readUInt32LE(at) === 0xffffffff) cuts.push(at);
       expect(cuts.length, 'a schema and several batches').toBeGreaterThan(4);

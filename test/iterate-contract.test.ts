@@ -1,4 +1,4 @@
-// The iteration contract (DESIGN §3): exactly-once while every put demotes,
+// The iteration contract (docs/api.md `.iterate()`): exactly-once while every put demotes,
 // iteration and paging agree with counts() in every tier, misuse errors, and
 // memory bounded by the batch size while iterating a million cold records
 // (measured in a child process, so this test's own heap does not count).

@@ -109,7 +109,7 @@ describe.each([768, 37])('recall over 20,000 records of %i dimensions', (dims) =
   it('a k larger than the store returns every record', () => {
     const q = rows[0]!.embedding;
     expect(store.recall(q, { k: 10000, tier: 'hot' })).toHaveLength(store.counts().hot);
-    // DESIGN sets no upper bound on k: any uint32 count.
+    // k has no upper bound short of the uint32 range (docs/api.md `.recall()`).
     expect(store.recall(q, { k: 2 ** 32 - 1 })).toHaveLength(store.counts().total);
     expect(store.recall(q, { k: 100_000, tier: 'cold' })).toHaveLength(store.counts().cold);
     expect(() => store.recall(q, { k: 2 ** 32 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));

@@ -1,4 +1,4 @@
-// Crash consistency, randomized (issue 7, part 1; the short version of
+// Crash consistency, randomized (the short version of
 // `npm run stress`): scripts/stress/crash.mjs kills a writer running a random
 // mixed workload with SIGKILL at random moments, many times on one store, and
 // checks after each kill that every acknowledged write is there bit-exact,

@@ -1,4 +1,4 @@
-// Damaged-file fuzzing (issue 7, part 2, JavaScript side; the short version
+// Damaged-file fuzzing (JavaScript side; the short version
 // of `npm run stress`): scripts/stress/damage.mjs mutates copies of reference
 // stores (truncation, bit flips, zeroed pages, garbage, removed, swapped,
 // foreign and renamed files, misdirected writes) and reads each in a child
@@ -9,10 +9,9 @@
 // The judge is tested first on fabricated results, then end to end with
 // planted faults (an altered and a dropped record, a wrong error code, a
 // signal death, a hang), which must each be reported as a finding of exactly
-// that case. The minimal reproducers of the engine issues the fuzzer found
-// (damage-repros.mjs) run as regression checks. Findings explained by a
-// diagnosed, still open engine issue (KNOWN_ISSUES in damage.mjs, reported to
-// the engine work) are counted apart; any other finding fails. The seed is fixed (TIERSTORE_STRESS_SEED overrides it).
+// that case. The minimal reproducers in damage-repros.mjs run as regression
+// checks. Findings explained by a diagnosed, still open engine issue
+// (KNOWN_ISSUES in damage.mjs) are counted apart; any other finding fails. The seed is fixed (TIERSTORE_STRESS_SEED overrides it).
 // Budget: about 60 s on a quiet machine (500 cases take about 20 s).
 import fs from 'node:fs';
 import os from 'node:os';
@@ -151,8 +150,8 @@ describe('the damage judge', () => {
   });
 });
 
-describe('engine issues the fuzzer found stay fixed', () => {
-  // Each reproducer damages a tiny store the way a fuzz case did and returns
+describe('damage reproducers: exact data or an error naming the file', () => {
+  // Each reproducer damages a tiny store the way a fuzz case does and returns
   // what went wrong: exact data or a CORRUPTION error naming the file is
   // right. An issue still listed in KNOWN_ISSUES must still reproduce, so the
   // list is pruned when the engine fixes it.

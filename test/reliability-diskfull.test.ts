@@ -1,4 +1,4 @@
-// Disk full and I/O errors (issue 7, part 6). A child process
+// Disk full and I/O errors. A child process
 // (test/helpers/reliability-io-diskfull.cjs) writes to a store until a write
 // fails because the disk is full — a small tmpfs mounted for the test — or
 // because a file would pass the process's file-size limit (`ulimit -f` under

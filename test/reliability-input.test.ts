@@ -1,4 +1,4 @@
-// Bad input (issue 7, part 3): every public entry point — open() and its
+// Bad input: every public entry point — open() and its
 // options, each MemoryStore method, the options of iterate / batches / list /
 // recall / recallAsync — against wrong types, out-of-range numbers,
 // NaN/±Infinity, huge values, lone surrogates, proxies (transparent,
@@ -626,7 +626,7 @@ describe('valid inputs in unusual forms are accepted and stored exactly', () => 
     expect(s.has('x'.repeat(1024))).toBe(true);
     expect(s.list({ offset: Number.MAX_SAFE_INTEGER }).count).toBe(0);
     expect(s.list({ limit: Number.MAX_SAFE_INTEGER }).pagination.limit, 'limit is capped at 1000').toBe(1000);
-    // DESIGN: limit an integer >= 1 (capped), offset an integer >= 0: past 2^53 too.
+    // docs/api.md: limit an integer >= 1 (capped), offset an integer >= 0: past 2^53 too.
     for (const v of [2 ** 53, 2 ** 64, 1e308, Number.MAX_VALUE]) {
       const page = s.list({ offset: v });
       expect(page.count, `offset ${v}: past every record`).toBe(0);
@@ -787,7 +787,7 @@ describe('getters that act on the store during validation', () => {
   });
 });
 
-describe('fixed: oversized batches and options read once', () => {
+describe('oversized batches, and options read once', () => {
   const scratch = useScratch();
 
   it('putMany of more records than one batch can hold is INVALID_ARGUMENT, and the store is unchanged', () => {

@@ -1,4 +1,4 @@
-// Power loss with durability 'sync' (DESIGN §3): every write that returned
+// Power loss with durability 'sync' (docs/durability.md): every write that returned
 // survives it. A power cut cannot be simulated by killing processes, so this
 // suite traces the system calls of a script driving a store through every
 // kind of operation (strace -f -y) and checks that writes, syncs, renames and

@@ -1,4 +1,4 @@
-// Resources (issue 7, part 5): no growth of open file descriptors, store
+// Resources: no growth of open file descriptors, store
 // mappings or RSS over 1,000 open / put / migrate / iterate / recall / close
 // cycles, and stores and iterators dropped without close() are finalised:
 // their file descriptors and mappings go, their directory lock is released

@@ -1,4 +1,4 @@
-// Threads (issue 7, part 4), the short version of `npm run stress`'s threads
+// Threads, the short version of `npm run stress`'s threads
 // step: scripts/stress/threads.mjs run for 1,500 operations (a count, not a
 // time window: the same work on a busy machine) in a child process (so a
 // native crash shows as the child's signal, not as a dead test runner). Four

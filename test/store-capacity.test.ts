@@ -1,4 +1,4 @@
-// Capacities and migration (DESIGN §3 "Migration", "Details"): tiers stay
+// Capacities and migration (docs/tiers.md): tiers stay
 // within their capacities, no record is lost or duplicated on the way down,
 // the lowest-activation records (ties: oldest lastAccessAt) are the ones
 // demoted, skipWarm demotes straight to cold, and capacities are per-open

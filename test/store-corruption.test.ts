@@ -1,5 +1,5 @@
-// Damaged files (DESIGN §3): "A damaged file gives CORRUPTION naming the
-// file, never a crash." A store with records in all three tiers is closed;
+// Damaged files (docs/durability.md, "Damaged files"): a damaged file gives
+// CORRUPTION naming the file, never a crash. A store with records in all three tiers is closed;
 // then, one file and one kind of damage at a time, a CHILD process opens a
 // copy and reads everything (iterate all with embeddings, get of every id,
 // counts). A native crash shows up as a signal of the child and fails the
@@ -140,9 +140,9 @@ function flipByteAt(file: string, offset: number): void {
 // Two stores: one compacted (the steady state: the log holds only what is in
 // hot), and one whose log still holds the writes that moved down to warm and
 // cold (a small log is not rewritten at close). In the second, a damaged warm
-// or cold copy used to be dropped silently for the log's copy, moving the
-// record to hot (found by a black-box audit); it is CORRUPTION after a clean
-// close. Every kind of damage runs on both.
+// or cold copy must not be dropped silently for the log's copy (which would
+// move the record to hot): it is CORRUPTION after a clean close. Every kind of
+// damage runs on both.
 const VARIANTS = [
   { variant: 'compacted', compact: true },
   { variant: 'log still holding the moved-down writes', compact: false },
@@ -217,7 +217,7 @@ describe.each(VARIANTS)('damaged files give CORRUPTION naming the file, never a 
       if (!r.isTierStoreError) return `${label}: failed at ${r.stage} with a non-TierStoreError ${r.name}: ${r.message}`;
       if (r.code !== 'CORRUPTION' && r.code !== 'IO_ERROR') return `${label}: failed at ${r.stage} with code ${r.code} (want CORRUPTION or IO_ERROR): ${r.message}`;
       if (!r.message?.includes(base)) return `${label}: ${r.code} at ${r.stage} does not name the file ${base}: ${JSON.stringify(r.message)}`;
-      // A failed open is a bad call: it changes nothing (DESIGN §3), on disk included.
+      // A failed open is a bad call: it changes nothing (docs/errors.md), on disk included.
       if (r.stage === 'open' && JSON.stringify(afterRun) !== JSON.stringify(damaged)) {
         const changed = Object.keys({ ...damaged, ...afterRun }).filter((f) => damaged[f] !== afterRun[f]);
         return `${label}: open failed with ${r.code} but modified the store's files: ${changed.map((f) => `${f} (${damaged[f] ?? 'absent'} → ${afterRun[f] ?? 'absent'})`).join(', ')}`;
@@ -226,7 +226,7 @@ describe.each(VARIANTS)('damaged files give CORRUPTION naming the file, never a 
     }
     // Read "successfully": then it must be exactly the original data.
     // (Access statistics are best-effort and, by design, updated in place
-    // without checksums (DESIGN §4), so they are compared separately.)
+    // without checksums, so they are compared separately.)
     const got = sortRecords(r.records!).map(withoutAccessStats);
     const want = sortRecords(baseline.records!).map(withoutAccessStats);
     if (JSON.stringify(got) !== JSON.stringify(want)) {

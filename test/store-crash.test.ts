@@ -1,4 +1,4 @@
-// Crash safety (DESIGN §3 "durability", "putMany is atomic", §4 recovery):
+// Crash safety (docs/durability.md, docs/api.md `.putMany()`):
 // with durability 'relaxed' every write that returned survives the process
 // being SIGKILLed; a putMany is all or nothing across a crash; recovery keeps
 // one copy per id (a kill during migration or compaction neither loses nor

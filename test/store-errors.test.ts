@@ -1,4 +1,4 @@
-// Errors (DESIGN §3): every bad input gets a TierStoreError (an Error) with
+// Errors (docs/errors.md): every bad input gets a TierStoreError (an Error) with
 // its documented code and a message, and a bad call changes nothing: the
 // store holds exactly what it held before (checked by a full snapshot, with
 // embeddings and access statistics, before and after each bad call).
@@ -100,7 +100,7 @@ const putCases: Array<[string, Code, MemoryInput]> = [
   ['embedding number[] with a hole', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, , 4, 5] })], // eslint-disable-line no-sparse-arrays
   ['embedding string[] of wrong length', 'INVALID_ARGUMENT', bad({ embedding: ['a'] })],
   ['embedding number[] containing a bigint', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3n, 4, 5] })],
-  // a wrong type in one field comes before a length check of another (DESIGN: "before any length check")
+  // a wrong type in one field comes before a length check of another (docs/errors.md, "Which check comes first")
   ["embedding of 4 values and confidence 'x'", 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], confidence: 'x' })],
   ["embedding of 6 values and activation '1'", 'INVALID_ARGUMENT', bad({ embedding: new Float32Array(6), activation: '1' })],
   ['embedding of 4 values and createdAt a string', 'INVALID_ARGUMENT', bad({ embedding: [1, 2, 3, 4], createdAt: '1' })],
@@ -256,7 +256,7 @@ const CASES: Case[] = [
   { name: 'recall with k 1.5', code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { k: 1.5 }) },
   { name: 'recall with k -1', code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { k: -1 }) },
   { name: "recall with tier 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1, 1], { tier: 'x' as Tier }) },
-  // a wrong option type comes before the query's length (DESIGN: "before any length check")
+  // a wrong option type comes before the query's length (docs/errors.md, "Which check comes first")
   { name: "recall with a query of 4 values and k 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], { k: 'x' as unknown as number }) },
   { name: 'recall with a query of 6 values and tier 5', code: 'INVALID_ARGUMENT', call: (s) => s.recall(new Float32Array(6), { tier: 5 as unknown as Tier }) },
   { name: "recall with a query of 4 values and minConfidence 'x'", code: 'INVALID_ARGUMENT', call: (s) => s.recall([1, 1, 1, 1], { minConfidence: 'x' as unknown as number }) },

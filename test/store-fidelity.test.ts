@@ -1,6 +1,6 @@
 // Fidelity: every field of every memory comes back bit-exact from every tier,
 // after every migration path, after compact() and after close and reopen
-// (DESIGN §2 "Fidelity"). The system tierstore replaces replaced content with
+// (docs/api.md: "Nothing is altered on the way down"). The system tierstore replaces replaced content with
 // "Memory {id}" placeholders when a memory left RAM: these tests exist to make
 // that impossible.
 //

@@ -1,4 +1,4 @@
-// Iteration under change (DESIGN §3 "Semantics"): a record that exists
+// Iteration under change (docs/api.md `.iterate()`): a record that exists
 // unchanged for the whole life of an iterator is yielded exactly once,
 // whatever puts, deletes, moves and migrations happen meanwhile (here: from
 // the loop body). In 'all' it is labelled with the tier it was read from; in

@@ -1,4 +1,4 @@
-// Recall (DESIGN §3): every tier scored with the same cosine similarity on
+// Recall (docs/api.md `.recall()`): every tier scored with the same cosine similarity on
 // the full-precision embedding, the global top k best first, ties by id in
 // UTF-8 byte order, exact (the same hits as a brute-force scan); recallAsync
 // gives the same. The replaced system scored tiers on incomparable scales:
@@ -193,8 +193,8 @@ describe('recall', () => {
   });
 
   it('recallAsync called before close() resolves with its hits, every time; the lock is free once it settles', async () => {
-    // Found by a probe: whether it resolved or rejected STORE_CLOSED depended
-    // on whether the thread pool had started it when close() came.
+    // Whether it resolves must not depend on whether the thread pool has
+    // started it when close() comes: it never rejects with STORE_CLOSED.
     const { store: first, placed, tie } = build();
     const p = first.path;
     first.close();

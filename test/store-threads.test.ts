@@ -1,5 +1,6 @@
-// Worker threads (DESIGN §3): "Opening the same path from several worker
-// threads of one process shares one native store safely" — no STORE_LOCKED
+// Worker threads (docs/api.md, "Handles, processes and threads"): opening the
+// same path from several worker threads of one process shares one native
+// store safely — no STORE_LOCKED
 // within the process, every thread sees the others' writes, concurrent writes
 // lose nothing, an iteration in one thread while another writes yields each
 // unchanged record exactly once, and a thread closing (or dying) does not
@@ -158,8 +159,9 @@ describe('one store shared by worker threads', () => {
   });
 
   it('threads opening and closing one path at once never get STORE_LOCKED, writable or read-only', async () => {
-    // An open that came while another thread's last handle was closing found
-    // the file lock still held by this very process (found by a black-box audit).
+    // An open that comes while another thread's last handle is closing must
+    // wait for the close, not find the file lock still held by this very
+    // process.
     try {
       const p = scratch.storePath();
       const created = scratch.open(p, { dimensions: DIMS });

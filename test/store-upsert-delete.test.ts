@@ -1,4 +1,4 @@
-// Upsert, delete and move in every tier (DESIGN §3): a re-put leaves exactly
+// Upsert, delete and move in every tier (docs/api.md, docs/tiers.md): a re-put leaves exactly
 // one copy, in hot, with the new fields; a delete is final (also across
 // reopen, also when older copies of the id existed in lower tiers); move to
 // the record's own tier or of a missing id changes nothing.

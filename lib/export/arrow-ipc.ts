@@ -15,6 +15,7 @@ import { arrowLib } from './schema.js';
 /** apache-arrow, as every part of the package loads it (see arrowLib). */
 const A = arrowLib();
 
+/** Arrow IPC flavour: 'file' (Feather v2, random access) or 'stream'. */
 export type ArrowIpcFormat = 'file' | 'stream';
 
 /** A sink for apache-arrow's writer that keeps the chunks written since the last take(). */
@@ -66,7 +67,7 @@ function messageOf(error: unknown): string {
  * A stream-format file must end with the end-of-stream marker (0xFFFFFFFF
  * then a zero length), which every writer since Arrow 0.15 writes when it
  * closes the stream. Without it, a stream cut exactly between two messages
- * read as a complete, shorter one (found by an audit). (The older marker, a
+ * would read as a complete, shorter one. (The older marker, a
  * zero length alone, cannot be told from a batch's zero padding.)
  */
 async function checkEndOfStream(handle: fs.promises.FileHandle, file: string): Promise<void> {

@@ -20,6 +20,7 @@ import { arrowLib } from './schema.js';
 /** apache-arrow, as every part of the package loads it (see arrowLib). */
 const A = arrowLib();
 
+/** Compression of a Parquet export's column chunks; 'snappy' is the default. */
 export type ParquetCompression = 'snappy' | 'zstd' | 'uncompressed';
 
 const COMPRESSION: Record<ParquetCompression, parquet.Compression> = {

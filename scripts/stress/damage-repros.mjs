@@ -1,6 +1,6 @@
-// Minimal reproducers of the engine issues the damage fuzzer found (all
-// fixed since). Each
-// builds a tiny store, damages one file the way the fuzzer did, opens it and
+// Minimal reproducers of kinds of damage the engine must handle, each in the
+// form the damage fuzzer produces it. Each
+// builds a tiny store, damages one file the way the fuzzer does, opens it and
 // returns what went wrong ([] when the store behaves: exact data or an
 // error). npm test runs them as regression checks
 // (test/reliability-damage.test.ts); by hand:

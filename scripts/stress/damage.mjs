@@ -498,14 +498,13 @@ export function judgeCase(ref, m, result) {
 }
 
 // ---------------------------------------------------------------------------
-// Known engine issues: findings with a diagnosed cause, reported to the engine
-// work and counted apart (`knownIssues` in the summary) so that new findings
-// stand out; --strict counts them as findings. An entry is
+// Known engine issues: findings with a diagnosed cause, counted apart
+// (`knownIssues` in the summary) so that new findings stand out; --strict
+// counts them as findings. An entry is
 //   { id, what, matches(ref, mutation, problem) → boolean }
-// with a minimal reproducer in damage-repros.mjs; remove it once fixed.
-// Of the eight issues this fuzzer found all eight are fixed; their
-// reproducers run in npm test as regression checks (an issue listed here
-// must still reproduce).
+// with a minimal reproducer in damage-repros.mjs; remove it once fixed. The
+// list is empty: every reproducer runs in npm test as a regression check (an
+// issue listed here must still reproduce).
 
 const partsOf = (m) => (m.kind === 'double' ? m.parts : [m]);
 

@@ -22,8 +22,8 @@ function distIsFresh(): boolean {
 
 /**
  * Compiles lib/ into dist/ with tsc unless dist/ is already up to date. Type
- * errors elsewhere in lib/ (another engineer's work in progress) do not stop
- * the CLI's tests, since tsc still emits; type errors in lib/cli/ do.
+ * errors elsewhere in lib/ do not stop the CLI's tests, since tsc still
+ * emits; type errors in lib/cli/ do.
  */
 export function buildCli(): void {
   if (distIsFresh()) return;

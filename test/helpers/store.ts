@@ -242,7 +242,7 @@ export function fromBatches(store: MemoryStore, tier: TierSelector, includeEmbed
 
 /**
  * Every record of `tier` through list() and its cursors, checking the page
- * invariants of DESIGN §3 on the way.
+ * invariants of docs/api.md (`.list()`) on the way.
  */
 export function listAll(store: MemoryStore, tier: TierSelector, limit: number, includeEmbeddings: boolean): Memory[] {
   const out: Memory[] = [];

@@ -3,7 +3,8 @@
 // the disk: data a process wrote but never fsynced, and renames whose
 // directory was never fsynced, may vanish. Killing processes (the crash
 // suites) cannot show that; the order of writes, syncs, renames and unlinks
-// can. The rules below are what DESIGN's 'sync' guarantee needs of them:
+// can. The rules below are what the 'sync' guarantee (docs/durability.md)
+// needs of them:
 //
 //   commit      when an operation returns, every store file it wrote is
 //               synced after its last write (fsync, fdatasync or msync);
