@@ -15,6 +15,7 @@ export type HttpErrorCode =
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND'
+  | 'SPACE_NOT_FOUND'
   | 'UNAUTHORIZED'
   | 'SERVER_CLOSING'
   | 'INTERNAL_ERROR';
@@ -47,7 +48,7 @@ export class HttpError extends Error {
 }
 
 /** Which request an error belongs to: picks the example. */
-export type RouteKind = 'list' | 'create' | 'get' | 'delete' | 'recall' | 'health' | 'other';
+export type RouteKind = 'list' | 'create' | 'get' | 'delete' | 'recall' | 'health' | 'spaces' | 'space-delete' | 'other';
 
 /** What the suggestions and examples need to know about the server. */
 export interface ErrorContext {
@@ -88,6 +89,10 @@ export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
         `curl -X POST http://127.0.0.1:8080/api/v1/recall -H 'Content-Type: application/json' ` +
         `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all"}'`
       );
+    case 'spaces':
+      return "curl http://127.0.0.1:8080/api/v1/spaces";
+    case 'space-delete':
+      return `curl -X DELETE${auth} http://127.0.0.1:8080/api/v1/spaces/team-a`;
     case 'health':
     case 'other':
       return 'curl http://127.0.0.1:8080/health';
@@ -112,7 +117,11 @@ export function suggestionFor(code: HttpErrorCode, kind: RouteKind, ctx: ErrorCo
     case 'NOT_FOUND':
       return kind === 'get' || kind === 'delete'
         ? 'No memory has this id (it was never written or was deleted); list ids with GET /api/v1/memories?tier=all.'
-        : 'Check the method and path. Routes: GET /health, GET|POST /api/v1/memories, GET|DELETE /api/v1/memories/:id, POST /api/v1/recall.';
+        : 'Check the method and path. Routes: GET /health, GET|POST /api/v1/memories, GET|DELETE /api/v1/memories/:id, ' +
+          'POST /api/v1/recall, GET /api/v1/spaces, DELETE /api/v1/spaces/:name.';
+    case 'SPACE_NOT_FOUND':
+      return 'Check the X-Memory-Space header (no header means the space "default"); GET /api/v1/spaces lists the spaces. ' +
+        'On a server of spaces (--root) a successful POST /api/v1/memories creates the space it names.';
     case 'UNAUTHORIZED':
       return "Send the server's token as 'Authorization: Bearer <token>' (the token given to the server by --token or TIERSTORE_TOKEN).";
     case 'READ_ONLY':
