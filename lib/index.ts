@@ -1,7 +1,7 @@
-// tierstore: a tiered store for AI-agent memories (DESIGN.md §3).
+// tierstore: a tiered store for AI-agent memories.
 export { MemoryStore, open } from './store.js';
 export { TierStoreError } from './errors.js';
-export type { ErrorCode } from './errors.js';
+export type { ErrorCode, TierStoreErrorOptions } from './errors.js';
 export type {
   CompactionReport,
   GetOptions,
@@ -10,6 +10,8 @@ export type {
   ListPage,
   Memory,
   MemoryBatch,
+  MemoryFilter,
+  MetadataFilterValue,
   MemoryInput,
   MigrationReport,
   OpenOptions,

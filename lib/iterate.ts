@@ -4,13 +4,14 @@
 // garbage collector (the native iterator's finalizer) when dropped unfinished.
 import { memoryAt, toMemoryBatch } from './convert.js';
 import { TierStoreError } from './errors.js';
+import type { NativeFilter } from './filter.js';
 import type { NativeBatch, NativeIterator } from './native.js';
 import type { Memory, MemoryBatch, Tier, TierIterable } from './types.js';
 
 /** What an iterable needs from its store. */
 export interface IterationSource {
   /** Opens a native iterator (throws STORE_CLOSED after close). */
-  openIterator(tier: number): NativeIterator;
+  openIterator(tier: number, filter: NativeFilter | undefined): NativeIterator;
   readonly dimensions: number;
   /** Whether the store handle was closed: its iterators stop, buffered records too. */
   readonly closed: boolean;
@@ -21,6 +22,7 @@ interface Pass {
   tier: number;
   includeEmbeddings: boolean;
   batchSize: number;
+  filter: NativeFilter | undefined;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true }) as IteratorReturnResult<undefined>;
@@ -44,7 +46,7 @@ class NativeCursor {
   }
 
   #iterator(): NativeIterator {
-    return (this.#native ??= this.pass.source.openIterator(this.pass.tier));
+    return (this.#native ??= this.pass.source.openIterator(this.pass.tier, this.pass.filter));
   }
 
   /** The next non-empty batch, or undefined at the end. */
@@ -238,8 +240,10 @@ export class BatchIterator<T extends Tier> implements IterableIterator<MemoryBat
 export class TierIterableImpl<T extends Tier> implements TierIterable<T> {
   readonly #pass: Pass;
 
-  constructor(source: IterationSource, tier: number, includeEmbeddings: boolean, batchSize: number) {
-    this.#pass = { source, tier, includeEmbeddings, batchSize };
+  constructor(
+    source: IterationSource, tier: number, includeEmbeddings: boolean, batchSize: number, filter: NativeFilter | undefined,
+  ) {
+    this.#pass = { source, tier, includeEmbeddings, batchSize, filter };
   }
 
   [Symbol.iterator](): MemoryIterator<T> {

@@ -31,7 +31,7 @@ export function writeMetadata(value: unknown, field: string, sink: Utf16Sink): n
     return 2;
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainObject(value)) {
-    fail('INVALID_ARGUMENT', `${field} must be a plain object (JSON-serialisable), got ${describe(value)}`);
+    fail('INVALID_ARGUMENT', `${field} must be a plain object (JSON-serialisable), got ${describe(value)}`, field);
   }
   const writer = new JsonWriter(sink, field, start);
   try {
@@ -40,9 +40,9 @@ export function writeMetadata(value: unknown, field: string, sink: Utf16Sink): n
     // Stack overflow (deep nesting), or no memory for a huge text. Other
     // errors (a getter's own) pass through unchanged.
     if (error instanceof RangeError) {
-      if (/call stack/i.test(error.message)) fail('INVALID_ARGUMENT', `${field} is nested too deeply`);
+      if (/call stack/i.test(error.message)) fail('INVALID_ARGUMENT', `${field} is nested too deeply`, field);
       if (/allocation failed|invalid (typed )?array length|invalid string length/i.test(error.message)) {
-        fail('INVALID_ARGUMENT', `${field} is too large: ${error.message}`);
+        fail('INVALID_ARGUMENT', `${field} is too large: ${error.message}`, field);
       }
     }
     throw error;
@@ -73,14 +73,14 @@ class JsonWriter {
   value(value: unknown): void {
     switch (typeof value) {
       case 'string':
-        if (!this.#string(value)) fail('INVALID_ARGUMENT', `${this.#path()} contains a lone UTF-16 surrogate`);
+        if (!this.#string(value)) fail('INVALID_ARGUMENT', `${this.#path()} contains a lone UTF-16 surrogate`, this.#path());
         return;
       case 'number':
         if (!Number.isFinite(value)) {
-          fail('INVALID_ARGUMENT', `${this.#path()} is ${value}, which JSON cannot represent (metadata must be JSON)`);
+          fail('INVALID_ARGUMENT', `${this.#path()} is ${value}, which JSON cannot represent (metadata must be JSON)`, this.#path());
         }
         if (value === 0 && 1 / value < 0) {
-          fail('INVALID_ARGUMENT', `${this.#path()} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`);
+          fail('INVALID_ARGUMENT', `${this.#path()} is -0, which JSON turns into 0 (metadata must survive JSON unchanged)`, this.#path());
         }
         this.sink.write(String(value)); // JSON's number format for finite numbers
         return;
@@ -93,29 +93,26 @@ class JsonWriter {
         else this.#object(value);
         return;
       default:
-        fail(
-          'INVALID_ARGUMENT',
-          `${this.#path()} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`,
-        );
+        fail('INVALID_ARGUMENT', `${this.#path()} is ${describe(value)}, which JSON cannot represent (metadata must survive JSON.parse(JSON.stringify(x)) unchanged)`, this.#path());
     }
   }
 
   /** Fails when the text, with `more` units still to come, would be longer than a string can be (get() returns it as one). */
   checkLength(more: number): void {
     if (((this.sink.length - this.start) >> 1) + more > bufferConstants.MAX_STRING_LENGTH) {
-      fail('INVALID_ARGUMENT', `${this.base} is too large: its JSON text exceeds the longest string JavaScript allows`);
+      fail('INVALID_ARGUMENT', `${this.base} is too large: its JSON text exceeds the longest string JavaScript allows`, this.base);
     }
   }
 
   #array(value: unknown[]): void {
     this.#enter(value);
     if (Object.getPrototypeOf(value) !== Array.prototype && !isPlainObjectLikeArray(value)) {
-      fail('INVALID_ARGUMENT', `${this.#path()} must be a plain array, got ${describe(value)}`);
+      fail('INVALID_ARGUMENT', `${this.#path()} must be a plain array, got ${describe(value)}`, this.#path());
     }
     const n = value.length;
     this.sink.unit(0x5b);
     for (let i = 0; i < n; i++) {
-      if (!(i in value)) fail('INVALID_ARGUMENT', `${this.#path()}[${i}] is a hole, which JSON turns into null`);
+      if (!(i in value)) fail('INVALID_ARGUMENT', `${this.#path()}[${i}] is a hole, which JSON turns into null`, `${this.#path()}[${i}]`);
       if (i !== 0) this.sink.unit(COMMA);
       this.#at.push(i);
       this.value(value[i]);
@@ -123,7 +120,7 @@ class JsonWriter {
     }
     this.sink.unit(0x5d);
     if (Object.keys(value).length !== n) {
-      fail('INVALID_ARGUMENT', `${this.#path()} is an array with non-index properties, which JSON drops`);
+      fail('INVALID_ARGUMENT', `${this.#path()} is an array with non-index properties, which JSON drops`, this.#path());
     }
     this.#ancestors.pop();
   }
@@ -131,10 +128,10 @@ class JsonWriter {
   #object(value: object): void {
     this.#enter(value);
     if (!isPlainObject(value)) {
-      fail('INVALID_ARGUMENT', `${this.#path()} must be a plain object, array or JSON primitive, got ${describe(value)}`);
+      fail('INVALID_ARGUMENT', `${this.#path()} must be a plain object, array or JSON primitive, got ${describe(value)}`, this.#path());
     }
     if (Object.getOwnPropertySymbols(value).length !== 0) {
-      fail('INVALID_ARGUMENT', `${this.#path()} has symbol keys, which JSON drops`);
+      fail('INVALID_ARGUMENT', `${this.#path()} has symbol keys, which JSON drops`, this.#path());
     }
     const record = value as Record<string, unknown>;
     this.sink.unit(0x7b);
@@ -142,7 +139,7 @@ class JsonWriter {
     for (const key of Object.keys(record)) {
       if (!first) this.sink.unit(COMMA);
       first = false;
-      if (!this.#string(key)) fail('INVALID_ARGUMENT', `${this.#path()} has a key with a lone UTF-16 surrogate`);
+      if (!this.#string(key)) fail('INVALID_ARGUMENT', `${this.#path()} has a key with a lone UTF-16 surrogate`, this.#path());
       this.sink.unit(COLON);
       this.#at.push(key);
       this.value(record[key]);
@@ -153,7 +150,7 @@ class JsonWriter {
   }
 
   #enter(value: object): void {
-    if (this.#ancestors.includes(value)) fail('INVALID_ARGUMENT', `${this.#path()} refers back to itself (a cycle)`);
+    if (this.#ancestors.includes(value)) fail('INVALID_ARGUMENT', `${this.#path()} refers back to itself (a cycle)`, this.#path());
     this.#ancestors.push(value);
   }
 

@@ -66,17 +66,27 @@ export interface NativeStore {
   move(id: string, tier: number): boolean;
   migrate(): { hotToWarm: number; hotToCold: number; warmToCold: number; batches: number };
   counts(): TierCounts;
-  iterator(tier: number): NativeIterator;
-  list(tier: number, offset: number, limit: number, cursor: string, includeEmbeddings: boolean): NativeListResult;
-  recall(query: Float32Array, k: number, tier: number, minConfidence: number | null, includeEmbeddings: boolean): NativeRecallResult;
+  /** The trailing filter pair (scalars, metadata JSON) as lib/filter.ts makes it; none for no filter. */
+  iterator(tier: number, ...filter: NativeFilterArgs): NativeIterator;
+  list(
+    tier: number, offset: number, limit: number, cursor: string, includeEmbeddings: boolean, ...filter: NativeFilterArgs
+  ): NativeListResult;
+  recall(
+    query: Float32Array, k: number, tier: number, minConfidence: number | null, includeEmbeddings: boolean,
+    ...filter: NativeFilterArgs
+  ): NativeRecallResult;
   recallAsync(
     query: Float32Array, k: number, tier: number, minConfidence: number | null, includeEmbeddings: boolean,
+    ...filter: NativeFilterArgs
   ): Promise<NativeRecallResult>;
   flush(): void;
   compact(): Record<string, number>;
   stats(): Record<string, unknown>;
   close(): void;
 }
+
+/** No filter, or (scalars, metadata JSON). */
+export type NativeFilterArgs = [] | [Float64Array, string];
 
 export interface Addon {
   NativeStore: new (

@@ -5,6 +5,7 @@ import * as nodePath from 'node:path';
 
 import { memoriesOf, memoryOfRecord } from './convert.js';
 import { fail, TierStoreError, toTierStoreError } from './errors.js';
+import { checkFilter, nativeFilterArgs, type NativeFilter } from './filter.js';
 import { TierIterableImpl, type IterationSource } from './iterate.js';
 import { loadAddon, type NativeIterator, type NativeRecallResult, type NativeStore } from './native.js';
 import type {
@@ -45,7 +46,7 @@ import {
   MAX_LIST_LIMIT,
   tierIndex,
 } from './validate.js';
-import { Columns, earlierRecordError, nonFiniteError, prepareRecord, Utf16Sink } from './write-batch.js';
+import { Columns, earlierRecordError, firstNonFinite, prepareRecord, Utf16Sink } from './write-batch.js';
 
 const DEFAULT_HOT_CAPACITY = 10_000;
 const DEFAULT_WARM_CAPACITY = 1_000_000;
@@ -58,17 +59,46 @@ const MAX_BATCH_RECORDS = Math.floor((2 ** 32 - 1) / 3);
 /** Scratch byte buffers larger than this are not kept between puts. */
 const MAX_KEPT_SCRATCH = 1 << 20;
 
+/**
+ * A record error of put()'s form (`memory.<path> …`) as putMany() reports
+ * it for record i: `memories[i].<path> …`, with `field` and `index` set.
+ */
 function relabel(error: unknown, i: number): unknown {
-  if (error instanceof TierStoreError && error.message.startsWith('memory')) {
-    return new TierStoreError(error.code, `memories[${i}]${error.message.slice('memory'.length)}`);
-  }
-  return error;
+  if (!(error instanceof TierStoreError)) return error;
+  const field = error.field?.startsWith('memory') ? `memories[${i}]${error.field.slice('memory'.length)}` : error.field;
+  const message = error.message.startsWith('memory') ? `memories[${i}]${error.message.slice('memory'.length)}` : error.message;
+  return new TierStoreError(error.code, message, { field, index: i, cause: error.cause });
 }
 
 /** The tier selector a list cursor was made for (`ts1:<selector>:…`), if it names one. */
 function cursorTier(cursor: string): TierSelector | undefined {
   const match = /^ts1:(hot|warm|cold|all):/.exec(cursor);
   return match === null ? undefined : (match[1] as TierSelector);
+}
+
+/**
+ * A list cursor is the native layer's position, followed by `:f<key>` when
+ * the listing has a filter (the filter's digest): a cursor keeps its filter.
+ */
+function withFilterKey(nativeCursor: string, filter: NativeFilter | undefined): string {
+  return filter === undefined ? nativeCursor : `${nativeCursor}:f${filter.key}`;
+}
+
+/** The native position of a cursor, after checking it was made with `filter`. */
+function cursorPosition(cursor: string, filter: NativeFilter | undefined): string {
+  const match = /^(ts1:[a-z]+:\d+:\d+)(?::f([A-Za-z0-9_-]+))?$/.exec(cursor);
+  // Not a cursor of ours: the native layer says so.
+  if (match === null) return cursor;
+  if ((match[2] ?? '') !== (filter?.key ?? '')) {
+    fail(
+      'INVALID_ARGUMENT',
+      match[2] === undefined
+        ? 'list(): options.cursor comes from a listing without a filter; pass it without options.filter'
+        : 'list(): options.cursor comes from a listing with another filter; pass the filter it was made with',
+      'list(): options.cursor',
+    );
+  }
+  return match[1]!;
 }
 
 /** An open store handle. Create with `open(path, options)`. */
@@ -102,7 +132,7 @@ export class MemoryStore implements IterationSource {
     // Only undefined means the default: null is refused, as for every other option.
     const durability = opts?.durability === undefined ? 'relaxed' : opts.durability;
     if (durability !== 'relaxed' && durability !== 'sync') {
-      fail('INVALID_ARGUMENT', `open(): options.durability must be 'relaxed' or 'sync', got ${describe(durability)}`);
+      fail('INVALID_ARGUMENT', `open(): options.durability must be 'relaxed' or 'sync', got ${describe(durability)}`, 'open(): options.durability');
     }
     const readOnly = checkBoolean(opts?.readOnly, 'open(): options.readOnly', false);
     const maxContentBytes = checkInteger(
@@ -167,7 +197,7 @@ export class MemoryStore implements IterationSource {
     ) {
       list = Array.from(memories as Iterable<unknown>);
     } else {
-      fail('INVALID_ARGUMENT', `putMany(): memories must be an iterable of memory objects, got ${describe(memories)}`);
+      fail('INVALID_ARGUMENT', `putMany(): memories must be an iterable of memory objects, got ${describe(memories)}`, 'memories');
     }
     const n = list.length;
     if (n === 0) return 0;
@@ -214,11 +244,13 @@ export class MemoryStore implements IterationSource {
         // may hold a non-finite value.
         const earlier = batch ? earlierRecordError(sink, cols, index, this.dimensions, this.maxContentBytes) : undefined;
         if (earlier) throw relabel(earlier.error, earlier.index);
-        const clean = new TierStoreError(error.code, error.message);
+        // The native layer's record errors are all about the content.
+        const clean = new TierStoreError(error.code, error.message, { field: 'memory.content' });
         throw batch ? relabel(clean, index) : clean;
       }
-      const named = error.code === 'INVALID_ARGUMENT' ? nonFiniteError(cols, n, this.dimensions, batch) : undefined;
-      throw named ?? error;
+      const named = error.code === 'INVALID_ARGUMENT' ? firstNonFinite(cols, n, this.dimensions) : undefined;
+      if (named === undefined) throw error;
+      throw batch ? relabel(named.error, named.index) : named.error;
     }
   }
 
@@ -276,12 +308,13 @@ export class MemoryStore implements IterationSource {
     const tier = opts?.tier === undefined ? 3 : tierIndex(opts.tier, 'iterate(): options.tier', true);
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'iterate(): options.includeEmbeddings', false);
     const batchSize = checkInteger(opts?.batchSize, 'iterate(): options.batchSize', 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
-    return new TierIterableImpl<S extends 'all' ? Tier : S>(this, tier, includeEmbeddings, batchSize);
+    const filter = checkFilter(opts?.filter, 'iterate()');
+    return new TierIterableImpl<S extends 'all' ? Tier : S>(this, tier, includeEmbeddings, batchSize, filter);
   }
 
   /** @internal IterationSource: a native iterator of this handle. */
-  openIterator(tier: number): NativeIterator {
-    return this.#open('iterate()').iterator(tier);
+  openIterator(tier: number, filter: NativeFilter | undefined): NativeIterator {
+    return this.#open('iterate()').iterator(tier, ...nativeFilterArgs(filter));
   }
 
   /**
@@ -304,18 +337,21 @@ export class MemoryStore implements IterationSource {
     const cursor = opts?.cursor;
     if (cursor !== undefined) {
       if (typeof cursor !== 'string' || cursor.length === 0) {
-        fail('INVALID_ARGUMENT', `list(): options.cursor must be a nextCursor string from an earlier page, got ${describe(cursor)}`);
+        fail('INVALID_ARGUMENT', `list(): options.cursor must be a nextCursor string from an earlier page, got ${describe(cursor)}`, 'list(): options.cursor');
       }
       if (opts?.offset !== undefined) {
-        fail('INVALID_ARGUMENT', 'list(): pass either options.cursor or options.offset, not both');
+        fail('INVALID_ARGUMENT', 'list(): pass either options.cursor or options.offset, not both', 'list(): options.cursor');
       }
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'list(): options.includeEmbeddings', false);
-    const result = native.list(tier, Math.min(offset, Number.MAX_SAFE_INTEGER), limit, cursor ?? '', includeEmbeddings);
+    const filter = checkFilter(opts?.filter, 'list()');
+    const position = cursor === undefined ? '' : cursorPosition(cursor, filter);
+    const result = native.list(
+      tier, Math.min(offset, Number.MAX_SAFE_INTEGER), limit, position, includeEmbeddings, ...nativeFilterArgs(filter));
     const memories = memoriesOf(result, this.dimensions);
     const returned = memories.length;
     const pagination: ListPage['pagination'] = { offset, limit, returned };
-    if (result.nextCursor !== '') pagination.nextCursor = result.nextCursor;
+    if (result.nextCursor !== '') pagination.nextCursor = withFilterKey(result.nextCursor, filter);
     return { memories, count: returned, pagination, tierCounts: result.tierCounts };
   }
 
@@ -325,16 +361,18 @@ export class MemoryStore implements IterationSource {
    */
   recall(query: Float32Array | Float64Array | readonly number[], options?: RecallOptions): RecallHit[] {
     const native = this.#open('recall()');
-    const args = this.#recallArgs(query, options, 'recall()');
-    return this.#hits(native.recall(...args));
+    const [q, k, tier, minConfidence, includeEmbeddings, filter] = this.#recallArgs(query, options, 'recall()');
+    return this.#hits(native.recall(q, k, tier, minConfidence, includeEmbeddings, ...nativeFilterArgs(filter)));
   }
 
   /** recall() computed on native worker threads; every error rejects the promise. */
   recallAsync(query: Float32Array | Float64Array | readonly number[], options?: RecallOptions): Promise<RecallHit[]> {
     try {
       const native = this.#open('recallAsync()');
-      const args = this.#recallArgs(query, options, 'recallAsync()');
-      return native.recallAsync(...args).then((result) => this.#hits(result));
+      const [q, k, tier, minConfidence, includeEmbeddings, filter] = this.#recallArgs(query, options, 'recallAsync()');
+      return native
+        .recallAsync(q, k, tier, minConfidence, includeEmbeddings, ...nativeFilterArgs(filter))
+        .then((result) => this.#hits(result));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -342,14 +380,12 @@ export class MemoryStore implements IterationSource {
 
   #recallArgs(
     query: unknown, options: RecallOptions | undefined, where: string,
-  ): [Float32Array, number, number, number | null, boolean] {
+  ): [Float32Array, number, number, number | null, boolean, NativeFilter | undefined] {
     const dims = this.dimensions;
     const q = new Float32Array(dims);
-    // An all-zero query is valid: its cosine with anything is 0 (DESIGN's
-    // rule for a stored all-zero embedding), so every hit scores 0, by id.
-    // Every type is checked before the query's length (DESIGN: a wrong type
-    // is INVALID_ARGUMENT before any length check), so the options' types
-    // come between the two halves of the query's check.
+    // Every type is checked before the query's length (a wrong type is
+    // INVALID_ARGUMENT before any length check), so the options' types come
+    // between the two halves of the query's check.
     const queryField = `${where}: query`;
     const queryLength = checkEmbeddingType(query, queryField, dims, q, 0);
     const opts = checkOptions(options, where);
@@ -362,14 +398,20 @@ export class MemoryStore implements IterationSource {
     let minConfidence: number | null = null;
     if (minOption !== undefined) {
       if (typeof minOption !== 'number' || !Number.isFinite(minOption)) {
-        fail('INVALID_ARGUMENT', `${where}: options.minConfidence must be a finite number, got ${describe(minOption)}`);
+        fail('INVALID_ARGUMENT', `${where}: options.minConfidence must be a finite number, got ${describe(minOption)}`, `${where}: options.minConfidence`);
       }
       minConfidence = minOption;
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, `${where}: options.includeEmbeddings`, false);
+    const filter = checkFilter(opts?.filter, where);
     finishEmbedding(query, queryField, dims, q, 0, queryLength);
     checkFiniteEmbedding(queryField, dims, q, 0);
-    return [q, k, tier, minConfidence, includeEmbeddings];
+    // An all-zero query (after rounding to float32) has no direction: every
+    // record would score 0. It is refused, so a broken embedding call shows.
+    if (q.every((x) => x === 0)) {
+      fail('INVALID_ARGUMENT', `${queryField} is all zeros (after rounding to float32); a query needs a direction`, queryField);
+    }
+    return [q, k, tier, minConfidence, includeEmbeddings, filter];
   }
 
   #hits(result: NativeRecallResult): RecallHit[] {

@@ -60,6 +60,31 @@ export interface OpenOptions {
   maxContentBytes?: number | undefined;
 }
 
+/**
+ * Conditions a record must meet to be recalled, listed or iterated: all
+ * given conditions hold.
+ */
+export interface MemoryFilter {
+  /** createdAt >= this (ms since the epoch). */
+  createdAfter?: number | undefined;
+  /** createdAt < this (ms since the epoch). */
+  createdBefore?: number | undefined;
+  /** confidence >= this, compared at float32 as confidence is stored. */
+  minConfidence?: number | undefined;
+  /** activation >= this, compared at float32 as activation is stored. */
+  minActivation?: number | undefined;
+  /**
+   * Top-level metadata keys: a scalar matches a record whose value at the
+   * key equals it, or is an array holding an equal element; an array here
+   * means any of its values. A key absent from a record matches nothing,
+   * not even null.
+   */
+  metadata?: Record<string, MetadataFilterValue | MetadataFilterValue[]> | undefined;
+}
+
+/** A value a metadata condition compares with: strings by code units, numbers by value. */
+export type MetadataFilterValue = string | number | boolean | null;
+
 export interface GetOptions {
   includeEmbedding?: boolean | undefined;
 }
@@ -70,6 +95,8 @@ export interface IterateOptions<S extends TierSelector = TierSelector> {
   includeEmbeddings?: boolean | undefined;
   /** Records fetched per native call: integer 1..65536, default 1024. */
   batchSize?: number | undefined;
+  /** Only the records matching it are yielded. */
+  filter?: MemoryFilter | undefined;
 }
 
 export interface ListOptions {
@@ -79,9 +106,11 @@ export interface ListOptions {
   offset?: number | undefined;
   /** Integer >= 1, default 100; larger than 1000 is clamped to 1000. */
   limit?: number | undefined;
-  /** A `pagination.nextCursor` of an earlier page; the page after it, of the same tier. */
+  /** A `pagination.nextCursor` of an earlier page; the page after it, of the same tier and filter. */
   cursor?: string | undefined;
   includeEmbeddings?: boolean | undefined;
+  /** Only the records matching it are listed (tierCounts stay unfiltered); a cursor keeps its filter. */
+  filter?: MemoryFilter | undefined;
 }
 
 export interface TierCounts {
@@ -134,6 +163,8 @@ export interface RecallOptions {
    */
   minConfidence?: number | undefined;
   includeEmbeddings?: boolean | undefined;
+  /** The top k among the records matching it only. */
+  filter?: MemoryFilter | undefined;
 }
 
 export interface RecallHit {

@@ -53,14 +53,14 @@ export function describe(value: unknown): string {
 export function checkOptions(options: unknown, where: string): Record<string, unknown> | undefined {
   if (options === undefined) return undefined;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    fail('INVALID_ARGUMENT', `${where}: options must be an object or undefined, got ${describe(options)}`);
+    fail('INVALID_ARGUMENT', `${where}: options must be an object or undefined, got ${describe(options)}`, `${where}: options`);
   }
   return options as Record<string, unknown>;
 }
 
 export function checkBoolean(value: unknown, field: string, dflt: boolean): boolean {
   if (value === undefined) return dflt;
-  if (typeof value !== 'boolean') fail('INVALID_ARGUMENT', `${field} must be a boolean, got ${describe(value)}`);
+  if (typeof value !== 'boolean') fail('INVALID_ARGUMENT', `${field} must be a boolean, got ${describe(value)}`, field);
   return value;
 }
 
@@ -68,10 +68,7 @@ export function checkBoolean(value: unknown, field: string, dflt: boolean): bool
 export function checkInteger(value: unknown, field: string, min: number, max: number, dflt: number): number {
   if (value === undefined) return dflt;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    fail(
-      'INVALID_ARGUMENT',
-      `${field} must be an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? 'Number.MAX_SAFE_INTEGER' : max}], got ${describe(value)}`,
-    );
+    fail('INVALID_ARGUMENT', `${field} must be an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? 'Number.MAX_SAFE_INTEGER' : max}], got ${describe(value)}`, field);
   }
   return value;
 }
@@ -80,7 +77,7 @@ export function checkInteger(value: unknown, field: string, min: number, max: nu
 export function checkWholeNumber(value: unknown, field: string, min: number, dflt: number): number {
   if (value === undefined) return dflt;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    fail('INVALID_ARGUMENT', `${field} must be an integer >= ${min}, got ${describe(value)}`);
+    fail('INVALID_ARGUMENT', `${field} must be an integer >= ${min}, got ${describe(value)}`, field);
   }
   return value;
 }
@@ -98,10 +95,7 @@ export function tierIndex(value: unknown, field: string, allowAll: boolean): num
       if (allowAll) return 3;
       break;
   }
-  fail(
-    'INVALID_ARGUMENT',
-    `${field} must be ${allowAll ? "'hot', 'warm', 'cold' or 'all'" : "'hot', 'warm' or 'cold'"}, got ${describe(value)}`,
-  );
+  fail('INVALID_ARGUMENT', `${field} must be ${allowAll ? "'hot', 'warm', 'cold' or 'all'" : "'hot', 'warm' or 'cold'"}, got ${describe(value)}`, field);
 }
 
 export function tierSelectorIndex(value: TierSelector | undefined, field: string, dflt: number): number {
@@ -111,21 +105,21 @@ export function tierSelectorIndex(value: TierSelector | undefined, field: string
 /** A record id: a well-formed string of 1..1024 UTF-8 bytes. */
 export function checkId(id: unknown, field: string): asserts id is string {
   if (typeof id !== 'string') {
-    fail('INVALID_ARGUMENT', `${field} must be a string of 1..${MAX_ID_BYTES} UTF-8 bytes, got ${describe(id)}`);
+    fail('INVALID_ARGUMENT', `${field} must be a string of 1..${MAX_ID_BYTES} UTF-8 bytes, got ${describe(id)}`, field);
   }
-  if (id.length === 0) fail('INVALID_ARGUMENT', `${field} must not be empty (1..${MAX_ID_BYTES} UTF-8 bytes)`);
+  if (id.length === 0) fail('INVALID_ARGUMENT', `${field} must not be empty (1..${MAX_ID_BYTES} UTF-8 bytes)`, field);
   if (id.length > MAX_ID_BYTES) {
     // more UTF-16 units than bytes allowed: too long whatever they encode to
-    fail('INVALID_ARGUMENT', `${field} is longer than ${MAX_ID_BYTES} UTF-8 bytes`);
+    fail('INVALID_ARGUMENT', `${field} is longer than ${MAX_ID_BYTES} UTF-8 bytes`, field);
   }
   if (!id.isWellFormed()) {
-    fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`);
+    fail('INVALID_ARGUMENT', `${field} contains a lone UTF-16 surrogate, which UTF-8 cannot encode`, field);
   }
   // A UTF-16 unit takes at most 3 UTF-8 bytes: only longer ids need measuring.
   if (id.length > MAX_ID_BYTES / 3) {
     const bytes = Buffer.byteLength(id, 'utf8');
     if (bytes > MAX_ID_BYTES) {
-      fail('INVALID_ARGUMENT', `${field} is ${bytes} UTF-8 bytes; at most ${MAX_ID_BYTES} are allowed`);
+      fail('INVALID_ARGUMENT', `${field} is ${bytes} UTF-8 bytes; at most ${MAX_ID_BYTES} are allowed`, field);
     }
   }
 }
@@ -133,7 +127,7 @@ export function checkId(id: unknown, field: string): asserts id is string {
 /** A number in [0, 1]. */
 export function checkUnit(value: unknown, field: string): number {
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    fail('INVALID_ARGUMENT', `${field} must be a number in [0, 1], got ${describe(value)}`);
+    fail('INVALID_ARGUMENT', `${field} must be a number in [0, 1], got ${describe(value)}`, field);
   }
   return value;
 }
@@ -141,10 +135,7 @@ export function checkUnit(value: unknown, field: string): number {
 /** An integer number of milliseconds within the range of Date. */
 export function checkTimestamp(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value > MAX_DATE_MS || value < -MAX_DATE_MS) {
-    fail(
-      'INVALID_ARGUMENT',
-      `${field} must be an integer number of milliseconds in [-8.64e15, 8.64e15], got ${describe(value)}`,
-    );
+    fail('INVALID_ARGUMENT', `${field} must be an integer number of milliseconds in [-8.64e15, 8.64e15], got ${describe(value)}`, field);
   }
   return value;
 }
@@ -164,7 +155,7 @@ function isDetached(view: ArrayBufferView): boolean {
 /** INVALID_ARGUMENT unless the float32 values dest[offset..offset+dims) are all finite. */
 export function checkFiniteEmbedding(field: string, dims: number, dest: Float32Array, offset: number): void {
   const at = findNonFinite(dest, offset, offset + dims);
-  if (at >= 0) fail('INVALID_ARGUMENT', nonFiniteMessage(field, at - offset, dest[at]!));
+  if (at >= 0) fail('INVALID_ARGUMENT', nonFiniteMessage(field, at - offset, dest[at]!), `${field}[${at - offset}]`);
 }
 
 /** The message for an embedding value that is not finite as float32. */
@@ -186,10 +177,7 @@ export function checkEmbeddingType(value: unknown, field: string, dims: number, 
     for (let i = 0; i < n; i++) {
       const v: unknown = value[i];
       if (typeof v !== 'number') {
-        fail(
-          'INVALID_ARGUMENT',
-          `${field}[${i}] must be a number (an embedding is a Float32Array, a Float64Array or an array of numbers), got ${describe(v)}`,
-        );
+        fail('INVALID_ARGUMENT', `${field}[${i}] must be a number (an embedding is a Float32Array, a Float64Array or an array of numbers), got ${describe(v)}`, field);
       }
       if (i < dims) dest[offset + i] = v;
     }
@@ -201,18 +189,12 @@ export function checkEmbeddingType(value: unknown, field: string, dims: number, 
     // Float32Array would otherwise reach dest.set()).
     const tag = floatArrayKind(value);
     if (tag === undefined) {
-      fail(
-        'INVALID_ARGUMENT',
-        `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
-      );
+      fail('INVALID_ARGUMENT', `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`, field);
     }
-    if (isDetached(value)) fail('INVALID_ARGUMENT', `${field} is a ${tag} over a detached ArrayBuffer`);
+    if (isDetached(value)) fail('INVALID_ARGUMENT', `${field} is a ${tag} over a detached ArrayBuffer`, field);
     return (value as Float32Array | Float64Array).length;
   }
-  fail(
-    'INVALID_ARGUMENT',
-    `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`,
-  );
+  fail('INVALID_ARGUMENT', `${field} must be a Float32Array, a Float64Array or an array of numbers, got ${describe(value)}`, field);
 }
 
 /**
@@ -234,14 +216,14 @@ function floatArrayKind(value: ArrayBufferView): 'Float32Array' | 'Float64Array'
  */
 export function finishEmbedding(value: unknown, field: string, dims: number, dest: Float32Array, offset: number, n: number): void {
   if (Array.isArray(value)) {
-    if (n !== dims) fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`);
+    if (n !== dims) fail('DIMENSION_MISMATCH', `${field} has ${n} values; the store has ${dims} dimensions`, field);
     return;
   }
   const arr = value as Float32Array | Float64Array;
   if (isDetached(arr)) {
-    fail('INVALID_ARGUMENT', `${field} is a ${floatArrayKind(arr)} over a detached ArrayBuffer`);
+    fail('INVALID_ARGUMENT', `${field} is a ${floatArrayKind(arr)} over a detached ArrayBuffer`, field);
   }
-  if (arr.length !== dims) fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`);
+  if (arr.length !== dims) fail('DIMENSION_MISMATCH', `${field} has ${arr.length} values; the store has ${dims} dimensions`, field);
   dest.set(arr, offset);
 }
 
@@ -262,10 +244,10 @@ export function findNonFinite(values: Float32Array, start: number, end: number):
 /** A store path: a non-empty, well-formed string without NUL characters. */
 export function checkPath(value: unknown): string {
   if (typeof value !== 'string' || value.length === 0) {
-    fail('INVALID_ARGUMENT', `open(): path must be a non-empty string, got ${describe(value)}`);
+    fail('INVALID_ARGUMENT', `open(): path must be a non-empty string, got ${describe(value)}`, 'path');
   }
   if (!value.isWellFormed() || value.includes('\0')) {
-    fail('INVALID_ARGUMENT', 'open(): path must not contain NUL characters or lone UTF-16 surrogates');
+    fail('INVALID_ARGUMENT', 'open(): path must not contain NUL characters or lone UTF-16 surrogates', 'path');
   }
   return value;
 }

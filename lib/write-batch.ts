@@ -52,7 +52,7 @@ export function prepareRecord(
   memory: unknown, cols: Columns, i: number, dims: number, maxContent: number, now: number, sink: Utf16Sink,
 ): void {
   if (typeof memory !== 'object' || memory === null) {
-    fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`);
+    fail('INVALID_ARGUMENT', `memory must be an object with id, content and embedding, got ${describe(memory)}`, 'memory');
   }
   const { id, content, embedding, confidence, activation, createdAt, metadata } = memory as MemoryInput;
   // DESIGN: a wrong type is INVALID_ARGUMENT before any length check. Every
@@ -60,9 +60,9 @@ export function prepareRecord(
   // type in one field wins over CONTENT_TOO_LARGE or DIMENSION_MISMATCH in
   // another.
   checkId(id, 'memory.id');
-  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `memory.content must be a string, got ${describe(content)}`);
+  if (typeof content !== 'string') fail('INVALID_ARGUMENT', `memory.content must be a string, got ${describe(content)}`, 'memory.content');
   if (embedding === undefined) {
-    fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers');
+    fail('INVALID_ARGUMENT', 'memory.embedding is missing: a Float32Array, a Float64Array or an array of numbers', 'memory.embedding');
   }
   const values = checkEmbeddingType(embedding, 'memory.embedding', dims, cols.embeddings, i * dims);
   const conf = confidence === undefined ? DEFAULT_CONFIDENCE : checkUnit(confidence, 'memory.confidence');
@@ -80,9 +80,9 @@ export function prepareRecord(
   // Then the lengths.
   if (tooLarge) {
     if (!content.isWellFormed()) {
-      fail('INVALID_ARGUMENT', CONTENT_SURROGATE);
+      fail('INVALID_ARGUMENT', CONTENT_SURROGATE, 'memory.content');
     }
-    fail('CONTENT_TOO_LARGE', `memory.content is more than ${maxContent} UTF-8 bytes (maxContentBytes)`);
+    fail('CONTENT_TOO_LARGE', `memory.content is more than ${maxContent} UTF-8 bytes (maxContentBytes)`, 'memory.content');
   }
   try {
     finishEmbedding(embedding, 'memory.embedding', dims, cols.embeddings, i * dims, values);
@@ -106,11 +106,11 @@ export function prepareRecord(
  */
 function contentError(content: string, maxBytes: number): TierStoreError | undefined {
   if (!content.isWellFormed()) {
-    return new TierStoreError('INVALID_ARGUMENT', CONTENT_SURROGATE);
+    return new TierStoreError('INVALID_ARGUMENT', CONTENT_SURROGATE, { field: 'memory.content' });
   }
   const bytes = Buffer.byteLength(content, 'utf8');
   if (bytes > maxBytes) {
-    return new TierStoreError('CONTENT_TOO_LARGE', `memory.content is ${bytes} UTF-8 bytes; maxContentBytes is ${maxBytes}`);
+    return new TierStoreError('CONTENT_TOO_LARGE', `memory.content is ${bytes} UTF-8 bytes; maxContentBytes is ${maxBytes}`, { field: 'memory.content' });
   }
   return undefined;
 }
@@ -150,20 +150,20 @@ export function earlierRecordError(
   const content = earlierContentError(sink, cols, count, maxBytes);
   // A non-finite value counts only in a record before the content error's.
   const end = content === undefined ? count : content.index;
-  const at = findNonFinite(cols.embeddings, 0, end * dims);
-  if (at < 0) return content;
-  const index = Math.floor(at / dims);
-  return { index, error: new TierStoreError('INVALID_ARGUMENT', nonFiniteMessage('memory.embedding', at - index * dims, cols.embeddings[at]!)) };
+  return firstNonFinite(cols, end, dims) ?? content;
 }
 
 /**
- * The error for a batch the native layer refused for a non-finite embedding
- * value: names the first such value as validation would have.
+ * The first of records [0, count) with a non-finite embedding value, with
+ * its error (named `memory.embedding[j]`, as put() names it), or undefined.
  */
-export function nonFiniteError(cols: Columns, count: number, dims: number, batch: boolean): TierStoreError | undefined {
+export function firstNonFinite(cols: Columns, count: number, dims: number): { index: number; error: TierStoreError } | undefined {
   const at = findNonFinite(cols.embeddings, 0, count * dims);
   if (at < 0) return undefined;
-  const i = Math.floor(at / dims);
-  const field = batch ? `memories[${i}].embedding` : 'memory.embedding';
-  return new TierStoreError('INVALID_ARGUMENT', nonFiniteMessage(field, at - i * dims, cols.embeddings[at]!));
+  const index = Math.floor(at / dims);
+  const j = at - index * dims;
+  const error = new TierStoreError(
+    'INVALID_ARGUMENT', nonFiniteMessage('memory.embedding', j, cols.embeddings[at]!), { field: `memory.embedding[${j}]` });
+  return { index, error };
 }
+

@@ -96,6 +96,28 @@ tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i
   return static_cast<tierstore::TierSelector>(static_cast<uint8_t>(d));
 }
 
+std::shared_ptr<const tierstore::RecordFilter> ArgFilter(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Env env = info.Env();
+  Napi::Value scalars = info[i];
+  Napi::Value metadata = info[i + 1];
+  if (scalars.IsUndefined() && metadata.IsUndefined()) return nullptr;
+  tierstore::RecordFilter::Spec spec;
+  const std::string w(what);
+  if (!scalars.IsUndefined()) {
+    auto values = ArgTypedArray<double>(info, i, (w + ": filter scalars").c_str(), napi_float64_array, "Float64Array");
+    if (values.ElementLength() != 4) ThrowInvalid(env, w + ": filter scalars must hold 4 values");
+    spec.created_after = values.Data()[0];
+    spec.created_before = values.Data()[1];
+    spec.min_confidence = values.Data()[2];
+    spec.min_activation = values.Data()[3];
+  }
+  if (!metadata.IsUndefined()) spec.metadata_json = ArgString(info, i + 1, (w + ": filter metadata").c_str());
+  auto filter = std::make_shared<tierstore::RecordFilter>();
+  Check(env, tierstore::RecordFilter::Parse(spec, filter.get()));
+  if (filter->empty()) return nullptr;
+  return filter;
+}
+
 namespace {
 
 template <typename T>

@@ -90,6 +90,12 @@ tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i
 // { tiers: Uint8Array, ids, contents, metadata: string[], confidence,
 //   activation: Float32Array, createdAt, lastAccessAt, accessCount:
 //   Float64Array, embeddings?: Float32Array (n x dims) }.
+// A filter argument pair at i, i + 1: (scalars: Float64Array of 4 —
+// createdAfter, createdBefore, minConfidence, minActivation, NaN where
+// absent — or undefined; metadata: the conditions' JSON text, '' for none,
+// or undefined). Null when no condition is given.
+std::shared_ptr<const tierstore::RecordFilter> ArgFilter(const Napi::CallbackInfo& info, size_t i, const char* what);
+
 Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
                        bool include_embeddings);
 // A JS string of well-formed UTF-8 bytes (one decoding pass; ASCII copied).

@@ -82,10 +82,11 @@ NativeIterator::NativeIterator(const Napi::CallbackInfo& info) : Napi::ObjectWra
   const std::shared_ptr<HandleState>& handle = store->state();
   if (!handle || handle->closed) ThrowError(env, "STORE_CLOSED", "iterate(): the store is closed");
 
+  auto filter = ArgFilter(info, 2, "iterate()");
   auto state = std::make_shared<IteratorState>();
   state->store = handle->store;
   state->dimensions = handle->dimensions;
-  Check(env, handle->store->NewIterator(tier, &state->it));
+  Check(env, handle->store->NewIterator(tier, std::move(filter), &state->it));
   handle->Track(state);
   handle_ = handle;
   state_ = std::move(state);

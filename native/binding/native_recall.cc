@@ -71,7 +71,8 @@ class RecallWorker : public Napi::AsyncWorker {
 }  // namespace
 
 // Arguments of both forms: (query: Float32Array (dims), k: 1..2^32-1,
-// tier: 0..3, minConfidence: number | null, includeEmbeddings: boolean).
+// tier: 0..3, minConfidence: number | null, includeEmbeddings: boolean,
+// filterScalars?, filterMetadata? (as ArgFilter reads them)).
 tierstore::RecallOptions NativeStore::RecallArgs(const Napi::CallbackInfo& info, const char* method,
                                                 std::vector<float>* query) {
   Napi::Env env = info.Env();
@@ -93,6 +94,7 @@ tierstore::RecallOptions NativeStore::RecallArgs(const Napi::CallbackInfo& info,
     o.min_confidence = static_cast<float>(min_conf.As<Napi::Number>().DoubleValue());
   }
   o.include_embeddings = ArgBool(info, 4, (m + ": includeEmbeddings").c_str());
+  o.filter = ArgFilter(info, 5, method);
   return o;
 }
 

@@ -287,17 +287,17 @@ Napi::Value NativeStore::Counts(const Napi::CallbackInfo& info) {
   return CountsToJs(env, counts);
 }
 
-// iterator(tier: 0..3) -> NativeIterator
+// iterator(tier: 0..3, filterScalars?, filterMetadata?) -> NativeIterator
+// (the filter pair as ArgFilter reads it)
 Napi::Value NativeStore::Iterator(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Open(env, "iterate()");
-  Napi::Value tier = info[0];
-  return GetAddonData(env)->iterator_ctor.New({Value(), tier});
+  return GetAddonData(env)->iterator_ctor.New({Value(), info[0], info[1], info[2]});
 }
 
 // list(tier: 0..3, offset, limit: 1..1000, cursor: string ('' = none),
-//      includeEmbeddings) -> NativeBatch & { nextCursor: string ('' on the
-//      last page), tierCounts }
+//      includeEmbeddings, filterScalars?, filterMetadata?) -> NativeBatch &
+//      { nextCursor: string ('' on the last page), tierCounts }
 Napi::Value NativeStore::List(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tierstore::Store& store = Open(env, "list()");
@@ -307,6 +307,7 @@ Napi::Value NativeStore::List(const Napi::CallbackInfo& info) {
   req.limit = static_cast<uint32_t>(ArgInteger(info, 2, "list(): limit", 1, 1000));
   req.cursor = ArgString(info, 3, "list(): cursor");
   req.include_embeddings = ArgBool(info, 4, "list(): includeEmbeddings");
+  req.filter = ArgFilter(info, 5, "list()");
   tierstore::ListResult result;
   Check(env, store.List(req, &result));
   Napi::Object out = BatchToJs(env, result.records, state_->dimensions, req.include_embeddings);

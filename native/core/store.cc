@@ -239,8 +239,9 @@ class StoreImpl;
 class IteratorImpl final : public StoreIterator {
  public:
   // max_seq: the store's sequence number when the iterator began.
-  IteratorImpl(std::shared_ptr<StoreImpl> store, TierSelector sel, uint64_t max_seq)
-      : store_(std::move(store)), state_(ScanState::Start(sel)), max_seq_(max_seq) {}
+  IteratorImpl(std::shared_ptr<StoreImpl> store, TierSelector sel, uint64_t max_seq,
+               std::shared_ptr<const RecordFilter> filter)
+      : store_(std::move(store)), state_(ScanState::Start(sel)), max_seq_(max_seq), filter_(std::move(filter)) {}
   ~IteratorImpl() override { Close(); }
   Status Next(size_t max, bool include_embeddings, RecordBatch* out) override;
   void Close() override;
@@ -258,6 +259,10 @@ class IteratorImpl final : public StoreIterator {
   // new records, upserts) are not yielded, so a loop that writes a record
   // per record it reads ends, as over a snapshot.
   const uint64_t max_seq_;
+  // Only matching records are yielded (null: all). A record version matches
+  // or not for good (the filter reads nothing get() updates), so skipped
+  // records need no tracking.
+  const std::shared_ptr<const RecordFilter> filter_;
   bool closed_ = false;
   // Records already yielded that will be met again where they moved to.
   std::unordered_set<uint64_t> skip_;
@@ -314,7 +319,9 @@ class StoreImpl final : public Store {
   Status Move(std::string_view id, Tier tier, const WriteOptions& opts, bool* found) override;
   Status Migrate(const WriteOptions& opts, MigrationReport* report) override;
   Status Counts(TierCounts* counts) override;
-  Status NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) override;
+  Status NewIterator(TierSelector tier, std::shared_ptr<const RecordFilter> filter,
+                     std::unique_ptr<StoreIterator>* out) override;
+  using Store::NewIterator;
   Status List(const ListRequest& request, ListResult* result) override;
   Status Flush() override;
   Status Compact(const WriteOptions& opts, CompactionReport* report) override;
@@ -327,8 +334,10 @@ class StoreImpl final : public Store {
     if (closed_) return Status::StoreClosed("the store at " + path_ + " is closed");
     return Status::OK();
   }
-  Status ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* it);
-  Status AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out);
+  // `filter` (may be null): only matching records are appended.
+  Status ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* it,
+                    const RecordFilter* filter);
+  Status AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out, const RecordFilter* filter);
   void Unregister(IteratorImpl* it) {
     std::lock_guard<std::mutex> g(iter_mu_);
     iterators_.erase(std::remove(iterators_.begin(), iterators_.end(), it), iterators_.end());
@@ -399,7 +408,7 @@ class StoreImpl final : public Store {
   Status CheckpointLog(bool durable);
   Status MaybeCheckpointLog(bool durable);
   Status LogDirtyAccess();
-  Status SeekOffset(ScanState* st, uint64_t offset);
+  Status SeekOffset(ScanState* st, uint64_t offset, const RecordFilter* filter);
 
   const std::string path_;
   // Changes only under the registry mutex and the exclusive store mutex
@@ -1511,17 +1520,22 @@ Status StoreImpl::Stats(StoreStats* stats) {
 
 // Reads up to `max` records from st's position on, advancing it. With an
 // iterator, records it already yielded elsewhere are skipped.
-Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* iter) {
+Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* out, IteratorImpl* iter,
+                             const RecordFilter* filter) {
   auto skip = [&](uint64_t seq) {
     return iter != nullptr && (seq > iter->max_seq_ || iter->skip_.erase(seq) > 0);
   };
+  auto admit = [&](const RecordView& v) { return filter == nullptr || filter->Matches(v); };
   while (out->size() < max && st->phase < 3) {
     if (st->phase == 0) {
       auto it = hot_.UpperBound(st->after);
       for (; it != hot_.end() && out->size() < max; ++it) {
         st->after = it.key();
         const HotRecord& r = *it.value();
-        if (!skip(r.seq)) out->Append(Tier::kHot, r.View(), emb, dims_);
+        if (!skip(r.seq)) {
+          const RecordView v = r.View();
+          if (admit(v)) out->Append(Tier::kHot, v, emb, dims_);
+        }
       }
       if (it == hot_.end()) st->NextPhase();
     } else if (st->phase == 1) {
@@ -1532,7 +1546,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
         if (!warm_->IsLive(static_cast<uint32_t>(slot)) || Masked(Tier::kWarm, slot)) continue;
         RecordView v;
         TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(slot), emb, &v));
-        if (!skip(v.seq)) out->Append(Tier::kWarm, v, emb, dims_);
+        if (!skip(v.seq) && admit(v)) out->Append(Tier::kWarm, v, emb, dims_);
       }
       if (slot >= limit) st->NextPhase();
     } else {
@@ -1542,7 +1556,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
           st->after, want, emb,
           [&](ColdLoc loc, uint64_t key, const RecordView& v) -> Status {
             st->after = key;
-            if (skip(v.seq) || Masked(Tier::kCold, ColdKey(loc))) return Status::OK();
+            if (skip(v.seq) || Masked(Tier::kCold, ColdKey(loc)) || !admit(v)) return Status::OK();
             out->Append(Tier::kCold, v, emb, dims_);
             return Status::OK();
           },
@@ -1553,20 +1567,23 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
   return Status::OK();
 }
 
-Status StoreImpl::AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out) {
+Status StoreImpl::AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out,
+                                const RecordFilter* filter) {
   const Loc* loc = index_.Find(id);
   if (loc == nullptr) return Status::OK();
   RecordView v;
   TS_RETURN_IF_ERROR(ReadAt(*loc, emb, &v));
-  if (v.seq == seq) out->Append(loc->tier, v, emb, dims_);
+  if (v.seq == seq && (filter == nullptr || filter->Matches(v))) out->Append(loc->tier, v, emb, dims_);
   return Status::OK();
 }
 
-Status StoreImpl::NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) {
+Status StoreImpl::NewIterator(TierSelector tier, std::shared_ptr<const RecordFilter> filter,
+                              std::unique_ptr<StoreIterator>* out) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
   auto self = std::static_pointer_cast<StoreImpl>(shared_from_this());
-  auto it = std::make_unique<IteratorImpl>(self, tier, seq_);
+  if (filter != nullptr && filter->empty()) filter = nullptr;
+  auto it = std::make_unique<IteratorImpl>(self, tier, seq_, std::move(filter));
   {
     std::lock_guard<std::mutex> g(iter_mu_);
     iterators_.push_back(it.get());
@@ -1575,7 +1592,18 @@ Status StoreImpl::NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>*
   return Status::OK();
 }
 
-Status StoreImpl::SeekOffset(ScanState* st, uint64_t offset) {
+Status StoreImpl::SeekOffset(ScanState* st, uint64_t offset, const RecordFilter* filter) {
+  if (filter != nullptr) {
+    // Only matching records count: read past `offset` of them.
+    RecordBatch skipped;
+    while (offset > 0 && st->phase < 3) {
+      skipped.Clear();
+      TS_RETURN_IF_ERROR(ScanLocked(st, static_cast<size_t>(std::min<uint64_t>(offset, 1024)), false, &skipped,
+                                    nullptr, filter));
+      offset -= skipped.size();
+    }
+    return Status::OK();
+  }
   const TierCounts counts = CountsLocked();
   const uint64_t per_tier[3] = {counts.hot, counts.warm, counts.cold};
   while (st->phase < 3) {
@@ -1648,6 +1676,7 @@ Status StoreImpl::List(const ListRequest& request, ListResult* result) {
   if (!request.cursor.empty() && request.offset != 0) {
     return Status::InvalidArgument("pass either cursor or offset, not both");
   }
+  const RecordFilter* filter = request.filter != nullptr && !request.filter->empty() ? request.filter.get() : nullptr;
   std::shared_lock<std::shared_mutex> lock(mu_);
   TS_RETURN_IF_ERROR(CheckOpen());
   result->counts = CountsLocked();
@@ -1655,14 +1684,14 @@ Status StoreImpl::List(const ListRequest& request, ListResult* result) {
   if (!request.cursor.empty()) {
     TS_RETURN_IF_ERROR(DecodeCursor(request.cursor, request.tier, &st));
   } else {
-    TS_RETURN_IF_ERROR(SeekOffset(&st, request.offset));
+    TS_RETURN_IF_ERROR(SeekOffset(&st, request.offset, filter));
   }
-  TS_RETURN_IF_ERROR(ScanLocked(&st, request.limit, request.include_embeddings, &result->records, nullptr));
+  TS_RETURN_IF_ERROR(ScanLocked(&st, request.limit, request.include_embeddings, &result->records, nullptr, filter));
   result->next_cursor.clear();
   if (st.phase < 3) {
     ScanState probe = st;
     RecordBatch one;
-    TS_RETURN_IF_ERROR(ScanLocked(&probe, 1, false, &one, nullptr));
+    TS_RETURN_IF_ERROR(ScanLocked(&probe, 1, false, &one, nullptr, filter));
     if (one.size() > 0) result->next_cursor = EncodeCursor(st);
   }
   return Status::OK();
@@ -1724,6 +1753,39 @@ struct ScanRange {
   size_t count = 0;
   uint32_t segment = 0;                                // cold
   WarmRun warm;                                        // warm
+
+  const uint8_t* WarmBlock(size_t i) const { return warm.base + i * warm.block_size; }
+  const float* Row(size_t i, uint32_t dims) const {
+    return kind == Kind::kWarm ? reinterpret_cast<const float*>(WarmBlock(i) + warm.embedding_offset)
+                               : matrix + i * dims;
+  }
+  float Norm(size_t i) const {
+    switch (kind) {
+      case Kind::kCold: return norms[i];
+      case Kind::kHot: return info[i].norm;
+      case Kind::kWarm: return warm_block::Norm(WarmBlock(i));
+    }
+    return 0;
+  }
+  Loc LocOf(size_t i) const {
+    switch (kind) {
+      case Kind::kCold: return Loc::Cold(ColdLoc{segment, static_cast<uint32_t>(i)});
+      case Kind::kHot: return Loc::Hot(info[i].key);
+      case Kind::kWarm: return Loc::Warm(warm.first_slot + static_cast<uint32_t>(i));
+    }
+    return Loc();
+  }
+  // out[0..to-from) = dot(unit, row i) for rows [from, to). The warm
+  // embeddings sit block_size apart; a free block's stale embedding is
+  // scored too when it is in the span (free blocks are rare: they are
+  // reused first) and then not offered.
+  void Dots(const float* unit, size_t from, size_t to, uint32_t dims, float* out) const {
+    if (kind == Kind::kWarm) {
+      DotRowsStrided(unit, WarmBlock(from) + warm.embedding_offset, warm.block_size, to - from, dims, out);
+    } else {
+      DotRows(unit, matrix + from * dims, to - from, dims, out);
+    }
+  }
 };
 
 }  // namespace
@@ -1810,8 +1872,55 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     std::vector<float> best;   // min-heap of the k best float scores
     std::vector<Scored> rows;  // every row at or above best.front() - kSlack (and some below)
     size_t prune_at = 0;
+    Status error;              // the first record that could not be read for the filter
   };
   const size_t k = options.k;
+  const RecordFilter* filter = options.filter != nullptr && !options.filter->empty() ? options.filter.get() : nullptr;
+  const bool filter_reads = filter != nullptr && filter->needs_record();
+  auto confidence_passes = [&](float confidence) {
+    return (!options.has_min_confidence || confidence >= options.min_confidence) &&
+           (filter == nullptr || filter->MatchesConfidence(confidence));
+  };
+  // Whether the record at loc passes the conditions a column cannot answer.
+  auto record_passes = [&](const Loc& loc, Status* error) {
+    if (!filter_reads) return true;
+    RecordView v;
+    Status st = ReadAt(loc, /*verify_embedding=*/false, &v);
+    if (!st.ok()) {
+      if (error->ok()) *error = std::move(st);
+      return false;
+    }
+    return filter->Matches(v);
+  };
+  // admitted[i - from] for rows [from, to) of r: live, not masked, passing
+  // min_confidence and the filter. Returns how many are.
+  auto admit_rows = [&](const ScanRange& r, size_t from, size_t to, Status* error, bool* admitted) {
+    size_t n = 0;
+    for (size_t i = from; i < to; ++i) {
+      bool ok = false;
+      switch (r.kind) {
+        case ScanRange::Kind::kCold:
+          ok = !((r.deleted[i / 64] >> (i % 64)) & 1) &&
+               !Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)})) &&
+               confidence_passes(r.confidence[i]);
+          break;
+        case ScanRange::Kind::kHot:
+          ok = r.info[i].key != 0 && confidence_passes(r.info[i].confidence);  // key 0: a free row
+          break;
+        case ScanRange::Kind::kWarm: {
+          const uint8_t* block = r.WarmBlock(i);
+          const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
+          ok = warm_block::IsLive(block) && !r.warm.PendingFree(slot) && !Masked(Tier::kWarm, slot) &&
+               confidence_passes(warm_block::Confidence(block));
+          break;
+        }
+      }
+      ok = ok && record_passes(r.LocOf(i), error);
+      admitted[i - from] = ok;
+      n += ok ? 1 : 0;
+    }
+    return n;
+  };
   // Scores rows [begin, end) of the concatenation of all ranges into `kept`.
   auto scan = [&](size_t begin, size_t end, Kept* kept) {
     size_t base = 0;
@@ -1844,50 +1953,32 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
         kept->prune_at = std::max<size_t>(2 * kept->rows.size(), 2 * k + 1024);
       }
     };
-    // Rows go through DotRows a block at a time, then are filtered and
-    // offered while their scalars (warm: the block header) are still cached.
+    // A block of rows at a time: first which rows are candidates (live, and
+    // passing the filter), then their dot products (the whole block through
+    // DotRows, or, when the filter leaves few, each candidate alone), then
+    // offer them while their scalars (warm: the block header) are still
+    // cached.
     constexpr size_t kScanBlock = 256;
     float dots[kScanBlock];
+    bool admitted[kScanBlock];
     for (const ScanRange& r : ranges) {
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
       for (size_t block_lo = lo; block_lo < hi; block_lo += kScanBlock) {
         size_t from = block_lo - base, to = std::min(hi, block_lo + kScanBlock) - base;
-        switch (r.kind) {
-          case ScanRange::Kind::kCold:
-            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots);
-            for (size_t i = from; i < to; ++i) {
-              if ((r.deleted[i / 64] >> (i % 64)) & 1) continue;
-              if (Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)}))) continue;
-              if (options.has_min_confidence && !(r.confidence[i] >= options.min_confidence)) continue;
-              offer(dots[i - from], r.norms[i], r.matrix + i * dims_, Loc::Cold(ColdLoc{r.segment, static_cast<uint32_t>(i)}));
-            }
-            break;
-          case ScanRange::Kind::kHot:
-            DotRows(unit.data(), r.matrix + from * dims_, to - from, dims_, dots);
-            for (size_t i = from; i < to; ++i) {
-              const EmbeddingArena::RowInfo& info = r.info[i];
-              if (info.key == 0) continue;  // a free row
-              if (options.has_min_confidence && !(info.confidence >= options.min_confidence)) continue;
-              offer(dots[i - from], info.norm, r.matrix + i * dims_, Loc::Hot(info.key));
-            }
-            break;
-          case ScanRange::Kind::kWarm: {
-            // The embeddings sit block_size apart; a free block's stale
-            // embedding is scored too (free blocks are rare: they are
-            // reused first) and then skipped.
-            const size_t stride = r.warm.block_size;
-            const uint8_t* first_block = r.warm.base + from * stride;
-            DotRowsStrided(unit.data(), first_block + r.warm.embedding_offset, stride, to - from, dims_, dots);
-            for (size_t i = from; i < to; ++i) {
-              const uint8_t* block = r.warm.base + i * stride;
-              const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
-              if (!warm_block::IsLive(block) || r.warm.PendingFree(slot) || Masked(Tier::kWarm, slot)) continue;
-              if (options.has_min_confidence && !(warm_block::Confidence(block) >= options.min_confidence)) continue;
-              offer(dots[i - from], warm_block::Norm(block),
-                    reinterpret_cast<const float*>(block + r.warm.embedding_offset), Loc::Warm(slot));
-            }
-            break;
+        const size_t candidates = admit_rows(r, from, to, &kept->error, admitted);
+        if (candidates == 0) continue;
+        // Fewer than a quarter of the rows: scoring them one by one reads
+        // only their pages.
+        const bool each = candidates * 4 < to - from;
+        if (each) {
+          for (size_t i = from; i < to; ++i) {
+            if (admitted[i - from]) r.Dots(unit.data(), i, i + 1, dims_, &dots[i - from]);
           }
+        } else {
+          r.Dots(unit.data(), from, to, dims_, dots);
+        }
+        for (size_t i = from; i < to; ++i) {
+          if (admitted[i - from]) offer(dots[i - from], r.Norm(i), r.Row(i, dims_), r.LocOf(i));
         }
       }
       base += r.count;
@@ -1922,6 +2013,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
     worker(&heaps[0]);
     for (std::thread& w : workers) w.join();
   }
+  for (Kept& h : heaps) TS_RETURN_IF_ERROR(h.error);
   std::vector<Scored> all;
   for (Kept& h : heaps) all.insert(all.end(), h.rows.begin(), h.rows.end());
   // Each thread kept rows against its own k-th score; the bar is the k-th
@@ -2005,10 +2097,10 @@ Status IteratorImpl::Next(size_t max, bool include_embeddings, RecordBatch* out)
   std::lock_guard<std::mutex> g(mu_);
   if (closed_) return Status::StoreClosed("the iterator's store is closed");
   TS_RETURN_IF_ERROR(store_->CheckOpen());
-  TS_RETURN_IF_ERROR(store_->ScanLocked(&state_, max, include_embeddings, out, this));
+  TS_RETURN_IF_ERROR(store_->ScanLocked(&state_, max, include_embeddings, out, this, filter_.get()));
   while (state_.phase >= 3 && out->size() < max && !pending_.empty()) {
     auto first = pending_.begin();
-    TS_RETURN_IF_ERROR(store_->AppendCurrent(first->second, first->first, include_embeddings, out));
+    TS_RETURN_IF_ERROR(store_->AppendCurrent(first->second, first->first, include_embeddings, out, filter_.get()));
     pending_.erase(first);
   }
   return Status::OK();

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "record.h"
+#include "record_filter.h"
 #include "status.h"
 
 namespace tierstore {
@@ -121,10 +122,12 @@ struct StoreStats {
 
 struct ListRequest {
   TierSelector tier = TierSelector::kHot;
-  uint64_t offset = 0;
+  uint64_t offset = 0;  // counts matching records only
   uint32_t limit = 100;
   std::string cursor;  // empty: start at offset
   bool include_embeddings = false;
+  // Only records matching it are listed (null: all). Counts stay unfiltered.
+  std::shared_ptr<const RecordFilter> filter;
 };
 
 struct ListResult {
@@ -140,6 +143,8 @@ struct RecallOptions {
   float min_confidence = 0;
   bool include_embeddings = false;
   unsigned threads = 1;  // >1 splits the scan across that many threads
+  // The top k among the records matching it (null: all records).
+  std::shared_ptr<const RecordFilter> filter;
 };
 
 // The top k, best first: records[i] scored scores[i], the cosine computed
@@ -189,13 +194,17 @@ class Store : public std::enable_shared_from_this<Store> {
   virtual Status Move(std::string_view id, Tier tier, const WriteOptions& opts, bool* found) = 0;
   virtual Status Migrate(const WriteOptions& opts, MigrationReport* report) = 0;
   virtual Status Counts(TierCounts* counts) = 0;
-  virtual Status NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) = 0;
+  // An iterator yielding only the records matching `filter` (null: all).
+  virtual Status NewIterator(TierSelector tier, std::shared_ptr<const RecordFilter> filter,
+                             std::unique_ptr<StoreIterator>* out) = 0;
+  Status NewIterator(TierSelector tier, std::unique_ptr<StoreIterator>* out) { return NewIterator(tier, nullptr, out); }
   virtual Status List(const ListRequest& request, ListResult* result) = 0;
   virtual Status Flush() = 0;
   virtual Status Compact(const WriteOptions& opts, CompactionReport* report) = 0;
   virtual Status Stats(StoreStats* stats) = 0;
   // Exact cosine top-k over the selected tiers (every tier scored the same
-  // way, on the stored float32 embeddings); ties by ascending id bytes.
+  // way, on the stored float32 embeddings), among the records matching
+  // options.filter; ties by ascending id bytes.
   // query has dimensions() finite values; an all-zero one scores every
   // record 0 (DESIGN: an all-zero vector's cosine with anything is 0).
   virtual Status Recall(const float* query, const RecallOptions& options, RecallResult* result) = 0;

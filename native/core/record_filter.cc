@@ -1,0 +1,342 @@
+#include "record_filter.h"
+
+#include <charconv>
+#include <cmath>
+
+namespace tierstore {
+
+bool JsonScalar::operator==(const JsonScalar& other) const {
+  if (kind != other.kind) return false;
+  switch (kind) {
+    case Kind::kNumber: return number == other.number;
+    case Kind::kString: return string == other.string;
+    default: return true;
+  }
+}
+
+namespace {
+
+// Reads JSON text front to back. Every method returns false on text that is
+// not JSON and then leaves the position unspecified.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
+
+  void SkipSpace() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+  }
+  bool AtEnd() const { return p_ == end_; }
+  bool Consume(char c) {
+    if (p_ < end_ && *p_ == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  char Peek() const { return p_ < end_ ? *p_ : '\0'; }
+
+  // A string, decoded to UTF-8 into *out.
+  bool String(std::string* out) {
+    out->clear();
+    if (!Consume('"')) return false;
+    while (p_ < end_) {
+      const char c = *p_++;
+      if (c == '"') return true;
+      if (c != '\\') {
+        out->push_back(c);
+        continue;
+      }
+      if (p_ == end_) return false;
+      const char e = *p_++;
+      switch (e) {
+        case '"': out->push_back('"'); break;
+        case '\\': out->push_back('\\'); break;
+        case '/': out->push_back('/'); break;
+        case 'b': out->push_back('\b'); break;
+        case 'f': out->push_back('\f'); break;
+        case 'n': out->push_back('\n'); break;
+        case 'r': out->push_back('\r'); break;
+        case 't': out->push_back('\t'); break;
+        case 'u': {
+          uint32_t cp = 0;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xD800 && cp < 0xDC00 && end_ - p_ >= 6 && p_[0] == '\\' && p_[1] == 'u') {
+            const char* save = p_;
+            p_ += 2;
+            uint32_t low = 0;
+            if (Hex4(&low) && low >= 0xDC00 && low < 0xE000) {
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            } else {
+              p_ = save;
+            }
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+
+  bool Number(double* out) {
+    const char* start = p_;
+    while (p_ < end_ && ((*p_ >= '0' && *p_ <= '9') || *p_ == '-' || *p_ == '+' || *p_ == '.' || *p_ == 'e' ||
+                         *p_ == 'E')) {
+      ++p_;
+    }
+    if (start == p_ || *start == '+') return false;
+    const auto [ptr, ec] = std::from_chars(start, p_, *out, std::chars_format::general);
+    return ec == std::errc() && ptr == p_ && std::isfinite(*out);
+  }
+
+  bool Literal(std::string_view word) {
+    if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) return false;
+    p_ += word.size();
+    return true;
+  }
+
+  // A scalar; false for anything else (an object or array included).
+  bool Scalar(JsonScalar* out) {
+    switch (Peek()) {
+      case '"': out->kind = JsonScalar::Kind::kString; return String(&out->string);
+      case 'n': out->kind = JsonScalar::Kind::kNull; return Literal("null");
+      case 't': out->kind = JsonScalar::Kind::kTrue; return Literal("true");
+      case 'f': out->kind = JsonScalar::Kind::kFalse; return Literal("false");
+      default: out->kind = JsonScalar::Kind::kNumber; return Number(&out->number);
+    }
+  }
+
+  // Skips one value of any kind, nested ones without recursion.
+  bool SkipValue() {
+    const char c = Peek();
+    if (c == '"') {
+      return SkipString();
+    }
+    if (c != '{' && c != '[') {
+      JsonScalar ignored;
+      return Scalar(&ignored);
+    }
+    size_t depth = 0;
+    while (p_ < end_) {
+      const char d = *p_;
+      if (d == '"') {
+        if (!SkipString()) return false;
+        continue;
+      }
+      ++p_;
+      if (d == '{' || d == '[') {
+        ++depth;
+      } else if (d == '}' || d == ']') {
+        if (--depth == 0) return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  bool SkipString() {
+    ++p_;  // the opening quote
+    while (p_ < end_) {
+      const char c = *p_++;
+      if (c == '"') return true;
+      if (c == '\\') {
+        if (p_ == end_) return false;
+        ++p_;
+      }
+    }
+    return false;
+  }
+
+  bool Hex4(uint32_t* out) {
+    if (end_ - p_ < 4) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') {
+        v |= static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        v |= static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        v |= static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    *out = v;
+    return true;
+  }
+
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+bool Contains(const std::vector<JsonScalar>& values, const JsonScalar& v) {
+  for (const JsonScalar& w : values) {
+    if (w == v) return true;
+  }
+  return false;
+}
+
+// Reads one value and says whether it matches `values`: 1 yes, 0 no, -1 the
+// text is not JSON.
+int MatchValue(JsonReader* r, const std::vector<JsonScalar>& values) {
+  const char c = r->Peek();
+  if (c == '{') return r->SkipValue() ? 0 : -1;
+  if (c != '[') {
+    JsonScalar v;
+    if (!r->Scalar(&v)) return -1;
+    return Contains(values, v) ? 1 : 0;
+  }
+  r->Consume('[');
+  r->SkipSpace();
+  bool found = false;
+  if (r->Consume(']')) return 0;
+  JsonScalar v;
+  for (;;) {
+    r->SkipSpace();
+    const char d = r->Peek();
+    if (d == '{' || d == '[') {
+      if (!r->SkipValue()) return -1;
+    } else {
+      if (!r->Scalar(&v)) return -1;
+      if (!found && Contains(values, v)) found = true;
+    }
+    r->SkipSpace();
+    if (r->Consume(',')) continue;
+    if (r->Consume(']')) return found ? 1 : 0;
+    return -1;
+  }
+}
+
+}  // namespace
+
+Status RecordFilter::Parse(const Spec& spec, RecordFilter* out) {
+  *out = RecordFilter();
+  auto bad = [](const std::string& what) { return Status::InvalidArgument("filter: " + what); };
+  if (!std::isnan(spec.created_after)) {
+    if (!std::isfinite(spec.created_after)) return bad("createdAfter must be a finite number");
+    out->has_created_after_ = true;
+    out->created_after_ = spec.created_after;
+  }
+  if (!std::isnan(spec.created_before)) {
+    if (!std::isfinite(spec.created_before)) return bad("createdBefore must be a finite number");
+    out->has_created_before_ = true;
+    out->created_before_ = spec.created_before;
+  }
+  if (!std::isnan(spec.min_confidence)) {
+    if (!std::isfinite(spec.min_confidence)) return bad("minConfidence must be a finite number");
+    out->has_min_confidence_ = true;
+    out->min_confidence_ = static_cast<float>(spec.min_confidence);
+  }
+  if (!std::isnan(spec.min_activation)) {
+    if (!std::isfinite(spec.min_activation)) return bad("minActivation must be a finite number");
+    out->has_min_activation_ = true;
+    out->min_activation_ = static_cast<float>(spec.min_activation);
+  }
+  if (spec.metadata_json.empty()) return Status::OK();
+  JsonReader r(spec.metadata_json);
+  const Status malformed = bad("metadata conditions must be a JSON object of non-empty arrays of scalars");
+  r.SkipSpace();
+  if (!r.Consume('{')) return malformed;
+  r.SkipSpace();
+  if (r.Consume('}')) {
+    r.SkipSpace();
+    return r.AtEnd() ? Status::OK() : malformed;
+  }
+  for (;;) {
+    MetadataCondition cond;
+    r.SkipSpace();
+    if (!r.String(&cond.key)) return malformed;
+    r.SkipSpace();
+    if (!r.Consume(':')) return malformed;
+    r.SkipSpace();
+    if (!r.Consume('[')) return malformed;
+    for (;;) {
+      r.SkipSpace();
+      JsonScalar v;
+      if (!r.Scalar(&v)) return malformed;
+      cond.values.push_back(std::move(v));
+      r.SkipSpace();
+      if (r.Consume(',')) continue;
+      if (r.Consume(']')) break;
+      return malformed;
+    }
+    for (const MetadataCondition& other : out->metadata_) {
+      if (other.key == cond.key) return bad("metadata key '" + cond.key + "' is given twice");
+    }
+    out->metadata_.push_back(std::move(cond));
+    r.SkipSpace();
+    if (r.Consume(',')) continue;
+    if (r.Consume('}')) break;
+    return malformed;
+  }
+  r.SkipSpace();
+  return r.AtEnd() ? Status::OK() : malformed;
+}
+
+bool RecordFilter::MatchesScalars(double created_at, float confidence, float activation) const {
+  if (has_created_after_ && !(created_at >= created_after_)) return false;
+  if (has_created_before_ && !(created_at < created_before_)) return false;
+  if (has_min_confidence_ && !(confidence >= min_confidence_)) return false;
+  if (has_min_activation_ && !(activation >= min_activation_)) return false;
+  return true;
+}
+
+bool RecordFilter::MatchesMetadata(std::string_view metadata_json) const {
+  if (metadata_.empty()) return true;
+  // One result per condition; a key repeated in the text: the last occurrence
+  // counts, as JSON.parse keeps the last.
+  std::vector<int8_t> matched(metadata_.size(), 0);
+  JsonReader r(metadata_json);
+  r.SkipSpace();
+  if (!r.Consume('{')) return false;
+  r.SkipSpace();
+  if (r.Consume('}')) return false;  // no keys: every condition fails
+  std::string key;
+  for (;;) {
+    r.SkipSpace();
+    if (!r.String(&key)) return false;
+    r.SkipSpace();
+    if (!r.Consume(':')) return false;
+    r.SkipSpace();
+    size_t c = 0;
+    while (c < metadata_.size() && metadata_[c].key != key) ++c;
+    if (c == metadata_.size()) {
+      if (!r.SkipValue()) return false;
+    } else {
+      const int m = MatchValue(&r, metadata_[c].values);
+      if (m < 0) return false;
+      matched[c] = static_cast<int8_t>(m);
+    }
+    r.SkipSpace();
+    if (r.Consume(',')) continue;
+    if (r.Consume('}')) break;
+    return false;
+  }
+  for (int8_t m : matched) {
+    if (m != 1) return false;
+  }
+  return true;
+}
+
+}  // namespace tierstore
