@@ -48,6 +48,7 @@ import {
   type HttpErrorCode,
   type RouteKind,
 } from './server/errors.js';
+import { filterFromBody, filterFromQuery, type FilterQuery, type WireFilter } from './server/filters.js';
 import {
   createBodySchema,
   getQuerySchema,
@@ -322,7 +323,9 @@ function classify(
 ): { status: number; code: HttpErrorCode; message: string } {
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message };
   if (error instanceof TierStoreError) {
-    return { status: STATUS_OF_CODE[error.code], code: error.code, message: wireMessage(error.message) };
+    const kind = kindOf(request);
+    const shape = kind === 'create' || kind === 'recall' || kind === 'list' ? kind : undefined;
+    return { status: STATUS_OF_CODE[error.code], code: error.code, message: wireMessage(error, shape) };
   }
   const fe = error as FastifyError & { validationContext?: string };
   if (fe.validation !== undefined) {
@@ -357,22 +360,6 @@ function classify(
     return { status: 400, code: 'INVALID_ARGUMENT', message: fe.message };
   }
   return { status: 500, code: 'INTERNAL_ERROR', message: `internal error: ${error.message}` };
-}
-
-/** Store-message prefixes as the wire names them, per route. */
-type Renames = readonly (readonly [string, string])[];
-const CREATE_RENAMES: Renames = [['memory.', 'body.'], ['memories[', 'body.memories['], ['putMany(): ', '']];
-const RECALL_RENAMES: Renames = [['recallAsync(): query', 'body.embedding'], ['recallAsync(): options.', 'body.'], ['recallAsync(): ', '']];
-const LIST_RENAMES: Renames = [['list(): options.', 'query parameter '], ['list(): ', '']];
-
-/** Runs `fn`, renaming the fields in the message of a store error it raises. */
-async function renamed<T>(renames: Renames, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof TierStoreError) throw new TierStoreError(error.code, wireMessage(error.message, renames));
-    throw error;
-  }
 }
 
 function parseBoolean(value: 'true' | 'false' | undefined): boolean {
@@ -610,14 +597,15 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
   });
 
   app.get('/api/v1/memories', { schema: { querystring: listQuerySchema }, config: { kind: 'list' } }, async (request) => {
-    const q = request.query as {
+    const q = request.query as FilterQuery & {
       tier?: TierSelector; offset?: string; limit?: string; cursor?: string; include_embeddings?: 'true' | 'false';
     };
     if (q.cursor !== undefined && q.offset !== undefined) {
       throw new HttpError(400, 'INVALID_ARGUMENT',
         'pass either cursor or offset, not both: a cursor already says where its page starts');
     }
-    const page = await inSpace(request, false, (store) => renamed(LIST_RENAMES, () => store.list({
+    const filter = filterFromQuery(q);
+    const page = await inSpace(request, false, (store) => store.list({
       tier: q.tier ?? 'hot',
       // Any number of digits (DESIGN: any integer offset, a limit capped at
       // 1000): one too long for a double is past every record anyway.
@@ -625,7 +613,8 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
       ...(q.limit === undefined ? {} : { limit: Math.min(Number(q.limit), MAX_LIST_LIMIT) }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
       includeEmbeddings: parseBoolean(q.include_embeddings),
-    })));
+      ...(filter === undefined ? {} : { filter }),
+    }));
     const { nextCursor, offset, limit, returned } = page.pagination;
     return {
       memories: page.memories.map(toWire),
@@ -645,12 +634,12 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
     const body = request.body as WireMemoryInput | { memories: WireMemoryInput[] };
     if ('memories' in body) {
       const inputs = body.memories.map(fromWire);
-      await inSpace(request, true, (store) => renamed(CREATE_RENAMES, () => store.putMany(inputs)));
+      await inSpace(request, true, (store) => store.putMany(inputs));
       reply.code(201);
       return { ids: inputs.map((m) => m.id), count: inputs.length };
     }
     const input = fromWire(body);
-    await inSpace(request, true, (store) => renamed(CREATE_RENAMES, () => store.put(input)));
+    await inSpace(request, true, (store) => store.put(input));
     reply.code(201).header('location', `/api/v1/memories/${encodeURIComponent(input.id)}`);
     return { id: input.id, ids: [input.id], count: 1 };
   });
@@ -678,14 +667,16 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
 
   app.post('/api/v1/recall', { schema: { body: recallBodySchema }, config: { kind: 'recall' } }, async (request) => {
     const body = request.body as {
-      embedding: number[]; k?: number; tier?: TierSelector; min_confidence?: number; include_embeddings?: boolean;
+      embedding: number[]; k?: number; tier?: TierSelector; min_confidence?: number; include_embeddings?: boolean; filter?: WireFilter;
     };
-    const hits = await inSpace(request, false, (store) => renamed(RECALL_RENAMES, () => store.recallAsync(body.embedding, {
+    const filter = filterFromBody(body.filter);
+    const hits = await inSpace(request, false, (store) => store.recallAsync(body.embedding, {
       ...(body.k === undefined ? {} : { k: body.k }),
       ...(body.tier === undefined ? {} : { tier: body.tier }),
       ...(body.min_confidence === undefined ? {} : { minConfidence: body.min_confidence }),
       includeEmbeddings: body.include_embeddings === true,
-    })));
+      ...(filter === undefined ? {} : { filter }),
+    }));
     return {
       hits: hits.map((h) => ({ id: h.id, score: h.score, tier: h.tier, memory: toWire(h.memory) })),
       count: hits.length,

@@ -73,7 +73,7 @@ export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
   const auth = authHeader(ctx);
   switch (kind) {
     case 'list':
-      return "curl 'http://127.0.0.1:8080/api/v1/memories?tier=all&limit=100&include_embeddings=false'";
+      return "curl 'http://127.0.0.1:8080/api/v1/memories?tier=all&limit=100&include_embeddings=false&metadata.source=chat'";
     case 'create':
       return (
         `curl -X POST http://127.0.0.1:8080/api/v1/memories -H 'Content-Type: application/json'${auth} ` +
@@ -87,7 +87,7 @@ export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
     case 'recall':
       return (
         `curl -X POST http://127.0.0.1:8080/api/v1/recall -H 'Content-Type: application/json' ` +
-        `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all"}'`
+        `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all","filter":{"metadata":{"source":"chat"}}}'`
       );
     case 'spaces':
       return "curl http://127.0.0.1:8080/api/v1/spaces";
@@ -169,7 +169,15 @@ const QUERY_RULES: Readonly<Record<string, string>> = {
   limit: 'an integer >= 1 (values above 1000 are capped at 1000)',
   cursor: 'a pagination.next_cursor string from an earlier page',
   include_embeddings: "'true' or 'false'",
+  created_after: 'a number of milliseconds since the epoch (createdAt >= it)',
+  created_before: 'a number of milliseconds since the epoch (createdAt < it)',
+  min_confidence: 'a number (confidence >= it, compared at float32)',
+  min_activation: 'a number (activation >= it, compared at float32)',
 };
+
+/** The list's query parameters, for the message about an unknown one. */
+const LIST_PARAMETERS = 'tier, offset, limit, cursor, include_embeddings, created_after, created_before, min_confidence, ' +
+  'min_activation, metadata.KEY';
 
 /**
  * A readable message for the first schema error: names the field (the body
@@ -185,6 +193,10 @@ export function schemaMessage(context: string, errors: readonly SchemaError[], q
     const got = (query as Record<string, unknown> | undefined)?.[name];
     if (rule !== undefined) {
       return `query parameter ${name} must be ${rule}, got ${JSON.stringify(got)}`;
+    }
+    if (e.keyword === 'additionalProperties') {
+      return `unknown query parameter ${JSON.stringify(e.params.additionalProperty)} (parameters: ${LIST_PARAMETERS}, ` +
+        'where KEY is a metadata key and a repeated metadata.KEY means any of its values)';
     }
   }
   if (context === 'params') {
@@ -212,17 +224,55 @@ export function storeErrorCode(error: unknown): ErrorCode | undefined {
   return undefined;
 }
 
+/** The API's camelCase names, as the wire spells them. */
+const WIRE_WORDS = /\b(createdAt|createdAfter|createdBefore|minConfidence|minActivation|includeEmbeddings?|nextCursor|lastAccessAt|accessCount|maxContentBytes)\b/g;
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Which request shape a field is named in: a body (create, recall) or the list's query parameters. */
+export type WireShape = 'create' | 'recall' | 'list';
+
 /**
- * The store speaks of MemoryInput fields (memory.createdAt); the wire of
- * snake_case ones (created_at). Renames them in a store message, after
- * replacing the first matching prefix of `renames` (e.g. `memory.` -> `body.`).
+ * The wire path of a library error's `field` (TierStoreError.field): the
+ * one place where the library's names become the request's. Names are
+ * snake_case (`filter.createdAfter` -> `filter.created_after`), metadata
+ * keys are kept as they are (`filter.metadata.myKey[2]`), and the roots
+ * become the request's: put()'s `memory.x` is the body's `x`, recall's
+ * `query` is `embedding`, and a list's `filter.x` is the query parameter `x`
+ * (`filter.metadata.k` -> `metadata.k`). Batch paths pass through
+ * (`memories[3].embedding`). '' is the body itself.
  */
-export function wireMessage(message: string, renames: readonly (readonly [string, string])[] = []): string {
-  let out = message;
-  for (const [from, to] of renames) if (out.startsWith(from)) out = to + out.slice(from.length);
-  return out
-    .replace(/\bcreatedAt\b/g, 'created_at')
-    .replace(/\bminConfidence\b/g, 'min_confidence')
-    .replace(/\bincludeEmbeddings?\b/g, 'include_embeddings')
-    .replace(/\bnextCursor\b/g, 'next_cursor');
+export function wireField(field: string, shape: WireShape): string {
+  // Everything after a `metadata` segment is a user's key: kept verbatim.
+  const m = /(?:^|[.\]])metadata(?=$|[.[])/.exec(field);
+  const cut = m === null ? field.length : m.index + m[0].length;
+  let path = field.slice(0, cut).replace(/[A-Za-z_][A-Za-z0-9_]*/g, snake) + field.slice(cut);
+  if (shape === 'create' && /^memory(?=$|[.[])/.test(path)) path = path.slice('memory'.length).replace(/^\./, '');
+  if (shape === 'recall' && /^query(?=$|\[)/.test(path)) path = `embedding${path.slice('query'.length)}`;
+  if (shape === 'list' && path.startsWith('filter.')) path = path.slice('filter.'.length);
+  return path;
+}
+
+/** How a message names a wire path: `body.x` (`body` itself for ''), or `query parameter x`. */
+function wireLocation(path: string, shape: WireShape): string {
+  if (shape === 'list') return `query parameter ${path}`;
+  return path === '' ? 'body' : path.startsWith('[') ? `body${path}` : `body.${path}`;
+}
+
+/**
+ * The message of a library error as the wire names things: the value the
+ * error is about (its `field`) is named by its wire path (wireField), the
+ * method prefix (`recallAsync(): `) is dropped and the API's camelCase names
+ * in the rest of the message are spelled snake_case.
+ */
+export function wireMessage(error: { message: string; field?: string | undefined }, shape: WireShape | undefined): string {
+  const message = error.message.replace(/^[A-Za-z]+\(\): /, '');
+  const words = (text: string) => text.replace(/\boptions\./g, '').replace(WIRE_WORDS, snake);
+  const field = error.field;
+  if (field === undefined || shape === undefined) return words(message);
+  const location = wireLocation(wireField(field, shape), shape);
+  const named = message.startsWith('options.') ? message.slice('options.'.length) : message;
+  return named.startsWith(field) ? location + words(named.slice(field.length)) : `${location}: ${words(message)}`;
 }
