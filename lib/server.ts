@@ -581,7 +581,12 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
   app.get('/api/v1/spaces', { config: { kind: 'spaces' } }, async () => {
     const list = await spaces.list();
     return {
-      spaces: list.map((s) => ({ name: s.name, open: s.open, tier_counts: wireCounts(s.counts) })),
+      spaces: list.map((s) => ({
+        name: s.name,
+        open: s.open,
+        tier_counts: s.counts === undefined ? null : wireCounts(s.counts),
+        ...(s.error === undefined ? {} : { error: s.error }),
+      })),
       count: list.length,
     };
   });

@@ -222,6 +222,28 @@ describe('unknown spaces and names', () => {
   });
 });
 
+describe('a damaged space', () => {
+  it('is reported in the listing, answers 500 CORRUPTION without hiding or harming the other spaces, and can be deleted', async () => {
+    const { url, root } = await serveRoot();
+    expect((await call(url, 'POST', '/api/v1/memories', wireRecord(1, 'ok'), inSpace('ok'))).status).toBe(201);
+    fs.mkdirSync(path.join(root, 'broken'));
+    fs.writeFileSync(path.join(root, 'broken', 'MANIFEST'), 'not a manifest');
+    const listing = (await call(url, 'GET', '/api/v1/spaces')).body;
+    expect(listing.count).toBe(2);
+    expect(listing.spaces[0]).toMatchObject({ name: 'broken', open: false, tier_counts: null });
+    expect(typeof listing.spaces[0].error.code).toBe('string');
+    expect(listing.spaces[1]).toMatchObject({ name: 'ok', tier_counts: { total: 1 } });
+    expect(listing.spaces[0].error.code).toBe('CORRUPTION');
+    expectError(await call(url, 'GET', '/api/v1/memories', undefined, inSpace('broken')), 500, 'CORRUPTION', /MANIFEST/);
+    expectError(await call(url, 'POST', '/api/v1/memories', wireRecord(2, 'x'), inSpace('broken')), 500, 'CORRUPTION');
+    expect((await contentsOf(url, 'ok')).size).toBe(1);
+    expect(fs.readFileSync(path.join(root, 'broken', 'MANIFEST'), 'utf8')).toBe('not a manifest');
+    // Deleting it is the way out.
+    expect((await call(url, 'DELETE', '/api/v1/spaces/broken')).status).toBe(200);
+    expect(fs.readdirSync(root)).toEqual(['ok']);
+  });
+});
+
 /** Writes raw bytes to the server and returns what it answers (up to the end of the connection or 2 s of quiet). */
 async function rawCallUnchecked(url: string, request: string): Promise<string> {
   const net = await import('node:net');

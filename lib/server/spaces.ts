@@ -67,7 +67,10 @@ export interface Lease {
 export interface SpaceInfo {
   name: string;
   open: boolean;
-  counts: TierCounts;
+  /** Undefined when the space's store could not be opened (see error). */
+  counts?: TierCounts;
+  /** Why the store could not be opened to count it (damaged, locked by another process). */
+  error?: { code: string; message: string };
 }
 
 /** Where a server's stores come from. */
@@ -279,7 +282,12 @@ export class RootSpaces implements Spaces {
           // Every write that would have created this space failed: as if it had never been asked for.
           this.#entries.delete(entry.name);
           this.#closeStore(entry);
-          this.#removeDir(entry.name);
+          try {
+            this.#removeDir(entry.name);
+          } catch (error) {
+            // Left as an empty space: it is listed, and a delete removes it.
+            this.#onCloseError(entry.name, error);
+          }
           return;
         }
         this.#evictIdle(this.maxOpen);
@@ -316,7 +324,12 @@ export class RootSpaces implements Spaces {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    fs.rmSync(trash, { recursive: true, force: true });
+    try {
+      fs.rmSync(trash, { recursive: true, force: true });
+    } catch (error) {
+      // The space is gone already (renamed out of the names); the next start removes what is left.
+      this.#onCloseError(name, error);
+    }
   }
 
   async remove(name: string): Promise<boolean> {
@@ -371,7 +384,15 @@ export class RootSpaces implements Spaces {
       const dir = path.join(this.root, name);
       if (!hasStore(dir)) continue;
       // Counted without taking a place in the LRU (and without evicting anything).
-      const store = open(dir, this.#storeOptions);
+      let store: MemoryStore;
+      try {
+        store = open(dir, this.#storeOptions);
+      } catch (error) {
+        // One damaged or locked space does not hide the others.
+        const e = error as { code?: unknown; message?: unknown };
+        out.push({ name, open: false, error: { code: typeof e.code === 'string' ? e.code : 'INTERNAL_ERROR', message: String(e.message ?? error) } });
+        continue;
+      }
       try {
         out.push({ name, open: false, counts: copyCounts(store.counts()) });
       } finally {
