@@ -612,7 +612,7 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
     const filter = filterFromQuery(q);
     const page = await inSpace(request, false, (store) => store.list({
       tier: q.tier ?? 'hot',
-      // Any number of digits (DESIGN: any integer offset, a limit capped at
+      // Any number of digits (any integer offset, a limit capped at
       // 1000): one too long for a double is past every record anyway.
       ...(q.offset === undefined ? {} : { offset: Math.min(Number(q.offset), Number.MAX_SAFE_INTEGER) }),
       ...(q.limit === undefined ? {} : { limit: Math.min(Number(q.limit), MAX_LIST_LIMIT) }),

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { open } from '../lib/index.js';
-import { startServer } from '../lib/server.js';
+import { buildServer, startServer } from '../lib/server.js';
 import type { RunningServer, ServerOptions } from '../lib/server.js';
 import { RootSpaces } from '../lib/server/spaces.js';
 import { call, expectError, inSpace, rawCall, tree } from './helpers/http.js';
@@ -304,6 +304,28 @@ describe('a --dir server is the space default', () => {
       await expect(startServer({ port: 0, ...(options as ServerOptions) }), JSON.stringify(options)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
     expect(fs.existsSync(root), 'a refused root is not created').toBe(false);
+  });
+});
+
+describe('mounting', () => {
+  it('buildServer({ root, dimensions }) serves spaces through inject() and finishes an interrupted removal; its records outlive close()', async () => {
+    const root = path.join(scratch.dir(), 'root');
+    // A removal cut off by a crash leaves a '.deleted-' directory: the next start finishes it.
+    fs.mkdirSync(path.join(root, '.deleted-old-0123', 'sub'), { recursive: true });
+    const app = buildServer({ root, dimensions: DIMS, maxOpenSpaces: 1 });
+    expect(fs.readdirSync(root)).toEqual([]);
+    const post = await app.inject({
+      method: 'POST', url: '/api/v1/memories', headers: { 'x-memory-space': 'm1' }, payload: wireRecord(1, 'm'),
+    });
+    expect(post.statusCode).toBe(201);
+    const health = await app.inject({ method: 'GET', url: '/health', headers: { 'x-memory-space': 'm1' } });
+    expect(JSON.parse(health.body)).toMatchObject({ mode: 'root', open_spaces: 1, max_open_spaces: 1, tier_counts: { total: 1 } });
+    await app.close();
+    // After close() the space is a plain store with its record.
+    const store = open(path.join(root, 'm1'), { readOnly: true });
+    expect(store.get('m-1')?.content).toBe('m content 1');
+    store.close();
+    expect(() => buildServer({ root, dimensions: undefined as unknown as number })).toThrow(/dimensions/);
   });
 });
 
