@@ -458,10 +458,13 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
     },
     // A path the router cannot decode, or an id longer than any valid one.
     frameworkErrors: (error, request, reply) => {
-      const kind: RouteKind = request.method === 'DELETE' ? 'delete' : 'get';
-      const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-        ? `the id in the path is too long (ids are 1..${MAX_ID_BYTES} UTF-8 bytes, percent-encoded)`
-        : `the path is not valid percent-encoded UTF-8: ${error.message}`;
+      const space = request.url.startsWith('/api/v1/spaces/');
+      const kind: RouteKind = space ? 'space-delete' : request.method === 'DELETE' ? 'delete' : 'get';
+      const message = error.code !== 'FST_ERR_MAX_PARAM_LENGTH'
+        ? `the path is not valid percent-encoded UTF-8: ${error.message}`
+        : space
+          ? 'the space name in the path is too long (names are 1 to 64 characters)'
+          : `the id in the path is too long (ids are 1..${MAX_ID_BYTES} UTF-8 bytes, percent-encoded)`;
       void send(reply, 400, 'INVALID_ARGUMENT', message, kind);
     },
     // Our own hook answers 503 in the three-part format.
@@ -550,17 +553,27 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
 
   app.get('/health', { config: { kind: 'health', open: true } }, async (request) => {
     // The liveness probe never fails for a space: an unknown one is reported empty (and not created).
+    // A space that cannot be opened (damaged, locked elsewhere) is reported in space_error.
     const name = spaceOf(request);
-    const lease = await spaces.acquire(name, false);
     let counts: TierCounts = { hot: 0, warm: 0, cold: 0, total: 0 };
     let dimensions = spaces.dimensions;
+    let exists = false;
+    let spaceError: { code: string; message: string } | undefined;
     try {
-      if (lease !== undefined) {
-        counts = wireCounts(lease.store.counts());
-        dimensions = lease.store.dimensions;
+      const lease = await spaces.acquire(name, false);
+      exists = lease !== undefined;
+      try {
+        if (lease !== undefined) {
+          counts = wireCounts(lease.store.counts());
+          dimensions = lease.store.dimensions;
+        }
+      } finally {
+        lease?.release();
       }
-    } finally {
-      lease?.release();
+    } catch (error) {
+      if (!(error instanceof TierStoreError)) throw error;
+      exists = true;
+      spaceError = { code: error.code, message: error.message };
     }
     return {
       status: 'ok',
@@ -572,7 +585,8 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
       auth: token === undefined ? 'none' : protectReads ? 'all' : 'writes',
       mode: spaces.mode,
       space: name,
-      space_exists: lease !== undefined,
+      space_exists: exists,
+      ...(spaceError === undefined ? {} : { space_error: spaceError }),
       open_spaces: spaces.openCount(),
       max_open_spaces: spaces.maxOpen,
     };

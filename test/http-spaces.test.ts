@@ -234,6 +234,9 @@ describe('a damaged space', () => {
     expect(typeof listing.spaces[0].error.code).toBe('string');
     expect(listing.spaces[1]).toMatchObject({ name: 'ok', tier_counts: { total: 1 } });
     expect(listing.spaces[0].error.code).toBe('CORRUPTION');
+    const health = await call(url, 'GET', '/health', undefined, inSpace('broken'));
+    expect(health.status, 'the liveness probe does not fail for one space').toBe(200);
+    expect(health.body).toMatchObject({ space: 'broken', space_exists: true, space_error: { code: 'CORRUPTION' } });
     expectError(await call(url, 'GET', '/api/v1/memories', undefined, inSpace('broken')), 500, 'CORRUPTION', /MANIFEST/);
     expectError(await call(url, 'POST', '/api/v1/memories', wireRecord(2, 'x'), inSpace('broken')), 500, 'CORRUPTION');
     expect((await contentsOf(url, 'ok')).size).toBe(1);
