@@ -63,6 +63,7 @@ import {
   checkSpaceName,
   DEFAULT_MAX_OPEN_SPACES,
   DEFAULT_SPACE,
+  isSpaceName,
   RootSpaces,
   SingleSpace,
   SPACE_HEADER,
@@ -446,7 +447,13 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
   const storeOfRequest = new WeakMap<FastifyRequest, MemoryStore>();
   const ctxOf = (request: FastifyRequest | undefined): ErrorContext => {
     const store = request === undefined ? undefined : storeOfRequest.get(request);
-    return store === undefined ? baseCtx : { ...baseCtx, dimensions: store.dimensions, maxContentBytes: store.maxContentBytes };
+    const header = request?.headers[SPACE_HEADER];
+    const space = typeof header === 'string' && isSpaceName(header) ? header : undefined;
+    return {
+      ...baseCtx,
+      ...(store === undefined ? {} : { dimensions: store.dimensions, maxContentBytes: store.maxContentBytes }),
+      ...(space === undefined ? {} : { space }),
+    };
   };
 
   const app = fastify({
@@ -516,7 +523,7 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
     const kind = kindOf(request);
     if (drain.closing) {
       reply.header('connection', 'close').header('retry-after', '1');
-      return send(reply, 503, 'SERVER_CLOSING', 'the server is shutting down and takes no new requests', kind);
+      return send(reply, 503, 'SERVER_CLOSING', 'the server is shutting down and takes no new requests', kind, request);
     }
     drain.enter();
     reply.raw.once('close', () => drain.leave());
@@ -526,7 +533,7 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
         const message = request.headers.authorization === undefined
           ? `${request.method} ${request.url.split('?')[0]} needs the header 'Authorization: Bearer <token>'`
           : 'the bearer token is wrong';
-        return send(reply, 401, 'UNAUTHORIZED', message, kind);
+        return send(reply, 401, 'UNAUTHORIZED', message, kind, request);
       }
     }
     return undefined;

@@ -217,7 +217,12 @@ describe('unknown spaces and names', () => {
   it('the body limit and the error format hold in every space', async () => {
     const { url } = await serveRoot({ bodyLimit: 2048 });
     expectError(await call(url, 'POST', '/api/v1/memories', { ...wireRecord(1, 'b'), content: 'x'.repeat(4000) }, inSpace('big')), 413, 'BODY_TOO_LARGE');
-    expectError(await call(url, 'GET', '/api/v1/memories?limit=0', undefined, inSpace('big')), 400, 'INVALID_ARGUMENT', /limit/);
+    const bad = await call(url, 'GET', '/api/v1/memories?limit=0', undefined, inSpace('big'));
+    expectError(bad, 400, 'INVALID_ARGUMENT', /limit/);
+    expect(bad.body.error.example, 'the example is a request in the same space').toMatch(/^curl -H 'X-Memory-Space: big' /);
+    const missing = await call(url, 'GET', '/api/v1/memories', undefined, inSpace('big'));
+    expectError(missing, 404, 'SPACE_NOT_FOUND');
+    expect(missing.body.error.example).toBe('curl http://127.0.0.1:8080/api/v1/spaces');
     expect((await call(url, 'GET', '/api/v1/spaces')).body.count).toBe(0);
   });
 });

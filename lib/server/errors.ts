@@ -56,6 +56,8 @@ export interface ErrorContext {
   maxContentBytes: number;
   bodyLimit: number;
   tokenRequired: boolean;
+  /** The space the request named with X-Memory-Space (a valid name), shown in the examples. */
+  space?: string | undefined;
 }
 
 function embeddingExample(dims: number): string {
@@ -70,6 +72,13 @@ function authHeader(ctx: ErrorContext): string {
 
 /** A request that works for each kind of route, as a curl command. */
 export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
+  const example = exampleOf(kind, ctx);
+  // The request's own space, so that the example works for it (not on the space routes, which take none).
+  if (ctx.space === undefined || kind === 'spaces' || kind === 'space-delete') return example;
+  return example.replace(/^curl /, `curl -H 'X-Memory-Space: ${ctx.space}' `);
+}
+
+function exampleOf(kind: RouteKind, ctx: ErrorContext): string {
   const auth = authHeader(ctx);
   switch (kind) {
     case 'list':
@@ -141,7 +150,9 @@ export function suggestionFor(code: HttpErrorCode, kind: RouteKind, ctx: ErrorCo
 }
 
 export function errorBody(code: HttpErrorCode, message: string, kind: RouteKind, ctx: ErrorContext): ErrorBody {
-  return { error: { code, message, suggestion: suggestionFor(code, kind, ctx), example: exampleFor(kind, ctx) } };
+  // For an unknown space, the request that helps is the list of spaces.
+  const example = code === 'SPACE_NOT_FOUND' ? exampleFor('spaces', ctx) : exampleFor(kind, ctx);
+  return { error: { code, message, suggestion: suggestionFor(code, kind, ctx), example } };
 }
 
 /** One ajv error as fastify hands it over. */
