@@ -22,4 +22,5 @@ export type {
   TierCounts,
   TierIterable,
   TierSelector,
+  VerifyReport,
 } from './types.js';

@@ -82,6 +82,7 @@ export interface NativeStore {
   flush(): void;
   compact(): Record<string, number>;
   stats(): Record<string, unknown>;
+  verify(): { records: number; bytes: number; damaged: Array<{ tier: string; file: string; id: string; reason: string }> };
   close(): void;
 }
 

@@ -190,6 +190,16 @@ export interface CompactionReport {
   hotLogBytesAfter: number;
 }
 
+/** What verify() found: every record read back and its checksums checked. */
+export interface VerifyReport {
+  /** Records read whole. */
+  records: number;
+  /** Their id, content, metadata and embedding bytes. */
+  bytes: number;
+  /** Every damaged record found (empty when the store is whole). */
+  damaged: Array<{ tier: Tier; file: string; id?: string; reason: string }>;
+}
+
 export interface StoreStats {
   counts: TierCounts;
   dimensions: number;

@@ -8,7 +8,7 @@ import { open, TierStoreError } from '../lib/index.js';
 import type { MemoryInput, MemoryStore, RecallHit, Tier, TierSelector } from '../lib/index.js';
 import { describeChild, runChild } from './helpers/child.js';
 import { mulberry32, randomEmbedding, toFloat32 } from './helpers/random.js';
-import { TIERS, useScratch } from './helpers/store.js';
+import { expectTierStoreError, TIERS, useScratch } from './helpers/store.js';
 
 const DIMS = 13;
 
@@ -127,22 +127,26 @@ describe('recall', () => {
     expect(zero !== undefined && zero.score === 0, 'an all-zero embedding scores 0').toBe(true);
   });
 
-  it('an all-zero query scores every record 0 (its cosine with anything is 0): the first k by UTF-8 id, in every tier', async () => {
-    const { store, placed } = build();
-    const byId = [...placed.values()].sort((a, b) => byUtf8(a.id, b.id));
+  it('an all-zero query (also one that rounds to zero in float32) is INVALID_ARGUMENT naming the query, sync and async', async () => {
+    const { store } = build();
     const underflow = new Float64Array(DIMS).fill(1e-50); // all 0 as float32
     underflow[1] = -1e-60;
+    let refused = 0;
     for (const query of [new Float32Array(DIMS), new Array<number>(DIMS).fill(0), underflow]) {
-      for (const k of [1, 7, placed.size]) {
-        for (const hits of [store.recall(query, { k }), await store.recallAsync(query, { k })]) {
-          expect(hits.map((h) => h.id), `k ${k}`).toEqual(byId.slice(0, k).map((p) => p.id));
-          for (const h of hits) expect(Object.is(h.score, 0), `${h.id} scores 0`).toBe(true);
-        }
-      }
-      const cold = store.recall(query, { k: 5, tier: 'cold', minConfidence: 0.5 });
-      expect(cold.map((h) => h.id)).toEqual(
-        byId.filter((p) => p.tier === 'cold' && p.confidence >= 0.5).slice(0, 5).map((p) => p.id));
+      const error = expectTierStoreError(() => store.recall(query, { k: 3 }), 'INVALID_ARGUMENT', 'recall');
+      expect(error.field).toBe('query');
+      expect(error.message).toMatch(/all zeros/);
+      const rejected = await store.recallAsync(query).then(() => undefined, (e: unknown) => e);
+      expect(rejected).toBeInstanceOf(TierStoreError);
+      expect((rejected as TierStoreError).code).toBe('INVALID_ARGUMENT');
+      expect((rejected as TierStoreError).field).toBe('query');
+      refused++;
     }
+    expect(refused).toBe(3);
+    // One value that survives float32 rounding is a direction.
+    const tiny = new Float32Array(DIMS);
+    tiny[4] = 1e-40; // a float32 subnormal, not zero
+    expect(store.recall(tiny, { k: 3 })).toHaveLength(3);
   });
 
   it.each(['hot', 'warm', 'cold', 'all'] as TierSelector[])('tier %s and minConfidence filter the candidates', (tier) => {

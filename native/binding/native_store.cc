@@ -31,6 +31,7 @@ Napi::Function NativeStore::Init(Napi::Env env) {
                          InstanceMethod<&NativeStore::Flush>("flush"),
                          InstanceMethod<&NativeStore::Compact>("compact"),
                          InstanceMethod<&NativeStore::Stats>("stats"),
+                         InstanceMethod<&NativeStore::Verify>("verify"),
                          InstanceMethod<&NativeStore::Close>("close"),
                          InstanceMethod<&NativeStore::Recall>("recall"),
                          InstanceMethod<&NativeStore::RecallAsync>("recallAsync"),
@@ -334,6 +335,28 @@ Napi::Value NativeStore::Compact(const Napi::CallbackInfo& info) {
   out.Set("coldSegmentsAfter", static_cast<double>(r.cold_segments_after));
   out.Set("hotLogBytesBefore", static_cast<double>(r.hot_log_bytes_before));
   out.Set("hotLogBytesAfter", static_cast<double>(r.hot_log_bytes_after));
+  return out;
+}
+
+// verify() -> { records, bytes, damaged: [{ tier, file, id, reason }] }
+Napi::Value NativeStore::Verify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tierstore::VerifyReport report;
+  Check(env, Open(env, "verify()").Verify(&report));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("records", static_cast<double>(report.records));
+  out.Set("bytes", static_cast<double>(report.bytes));
+  Napi::Array damaged = Napi::Array::New(env, report.damaged.size());
+  for (size_t i = 0; i < report.damaged.size(); ++i) {
+    const tierstore::VerifyReport::Damage& d = report.damaged[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tier", tierstore::TierName(d.tier));
+    o.Set("file", d.file);
+    o.Set("id", StringFromUtf8(env, d.id));
+    o.Set("reason", d.reason);
+    damaged.Set(static_cast<uint32_t>(i), o);
+  }
+  out.Set("damaged", damaged);
   return out;
 }
 

@@ -42,6 +42,7 @@ class NativeStore : public Napi::ObjectWrap<NativeStore> {
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Compact(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Verify(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   // native_recall.cc
   Napi::Value Recall(const Napi::CallbackInfo& info);

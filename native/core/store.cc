@@ -326,6 +326,7 @@ class StoreImpl final : public Store {
   Status Flush() override;
   Status Compact(const WriteOptions& opts, CompactionReport* report) override;
   Status Stats(StoreStats* stats) override;
+  Status Verify(VerifyReport* report) override;
   Status Recall(const float* query, const RecallOptions& options, RecallResult* result) override;
 
   // For iterators (they hold the shared lock while calling these).
@@ -1488,6 +1489,35 @@ Status StoreImpl::Counts(TierCounts* counts) {
   TS_RETURN_IF_ERROR(CheckOpen());
   *counts = CountsLocked();
   return Status::OK();
+}
+
+Status StoreImpl::Verify(VerifyReport* report) {
+  *report = VerifyReport();
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  TS_RETURN_IF_ERROR(CheckOpen());
+  Status failed;
+  index_.ForEach([&](std::string_view id, Loc& loc) {
+    if (!failed.ok()) return;
+    RecordView v;
+    Status st = ReadAt(loc, /*verify_embedding=*/true, &v);
+    if (st.ok() && v.id != id) st = Status::Corruption("the copy reads back as another id");
+    if (st.ok()) {
+      ++report->records;
+      report->bytes += v.id.size() + v.content.size() + v.metadata.size() + uint64_t{dims_} * sizeof(float);
+      return;
+    }
+    if (st.code() != StatusCode::kCorruption) {
+      failed = std::move(st);
+      return;
+    }
+    VerifyReport::Damage d;
+    d.tier = loc.tier;
+    d.file = loc.tier == Tier::kHot ? JoinPath(path_, HotLog::kFileName) : FileOf(loc);
+    d.id = std::string(id);
+    d.reason = st.message();
+    report->damaged.push_back(std::move(d));
+  });
+  return failed;
 }
 
 Status StoreImpl::Stats(StoreStats* stats) {

@@ -120,6 +120,19 @@ struct StoreStats {
   bool read_only = false;
 };
 
+// What Verify found: every record read and its checksums checked.
+struct VerifyReport {
+  uint64_t records = 0;  // records read
+  uint64_t bytes = 0;    // their id, content, metadata and embedding bytes
+  struct Damage {
+    Tier tier = Tier::kHot;
+    std::string file;    // the file holding the damaged copy
+    std::string id;      // the record's id (from the index)
+    std::string reason;  // what failed
+  };
+  std::vector<Damage> damaged;
+};
+
 struct ListRequest {
   TierSelector tier = TierSelector::kHot;
   uint64_t offset = 0;  // counts matching records only
@@ -202,6 +215,11 @@ class Store : public std::enable_shared_from_this<Store> {
   virtual Status Flush() = 0;
   virtual Status Compact(const WriteOptions& opts, CompactionReport* report) = 0;
   virtual Status Stats(StoreStats* stats) = 0;
+  // Reads every record of every tier and checks its checksums (embedding
+  // included), listing each damaged one in the report instead of failing.
+  // Errors: STORE_CLOSED, IO_ERROR. Holds the shared lock throughout, so
+  // writers wait for it.
+  virtual Status Verify(VerifyReport* report) = 0;
   // Exact cosine top-k over the selected tiers (every tier scored the same
   // way, on the stored float32 embeddings), among the records matching
   // options.filter; ties by ascending id bytes.
