@@ -84,7 +84,7 @@ export function buildProgram(state: RunState, version: string): Command {
 
   const listCommand = program
     .command('list')
-    .description('one page of memories of a tier (default hot), by offset or by cursor')
+    .description('one page of memories of a tier (default hot), by offset or by cursor; the filter flags keep only matching records')
     .addOption(tierOption('--tier <tier>', 'tier to list', true).default('hot'))
     .option('--limit <n>', 'records per page, 1..1000', integerIn(1, 1000), 100)
     .option('--offset <n>', 'skip this many records (not with --cursor)', integerIn(0))
@@ -312,7 +312,7 @@ export function buildProgram(state: RunState, version: string): Command {
 
   const recallCommand = program
     .command('recall')
-    .description('the k memories most similar to a query vector (exact cosine over every tier)')
+    .description('the k memories most similar to a query vector (exact cosine over every tier; with filter flags, among the matching records only)')
     .option('-q, --query <file>', "query vector: JSON array (or {\"embedding\": [...]}) or raw little-endian float32 (.f32/.bin); '-' reads stdin")
     .option('--id <id>', 'use the embedding of this stored memory as the query')
     .option('-k, --k <n>', 'hits to return, 1..10000', integerIn(1, 10_000), 10)
@@ -381,7 +381,7 @@ export function buildProgram(state: RunState, version: string): Command {
   addWriteOptions(
     program
       .command('serve')
-      .description('serve the store over HTTP (the engram memory API) until Ctrl-C')
+      .description('serve the store (--dir) or a directory of memory spaces (--root) over HTTP (the engram memory API) until Ctrl-C')
       .option('-p, --port <port>', 'port (0: any free port)', integerIn(0, 65535), 8080)
       .option('--host <host>', 'interface to listen on (a non-loopback host needs --token)', '127.0.0.1')
       .addOption(new Option('--token <token>', 'bearer token required on write routes').env('TIERSTORE_TOKEN'))
