@@ -371,7 +371,12 @@ describe('the LRU of open stores', () => {
         lease.release();
         expect(spaces.openCount()).toBeLessThanOrEqual(2);
       }
-      expect((await spaces.list()).map((s) => [s.name, s.counts.total])).toEqual([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      expect((await spaces.list()).map((s) => [s.name, s.counts?.total])).toEqual([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      // A listing counts a closed space it has seen without opening it again (a damaged file shows only on opening).
+      const closed = (await spaces.list()).find((s) => !s.open)!;
+      fs.writeFileSync(path.join(root, closed.name, 'MANIFEST'), 'damaged while closed');
+      expect((await spaces.list()).find((s) => s.name === closed.name)).toEqual({ name: closed.name, open: false, counts: closed.counts });
+      await expect(spaces.acquire(closed.name, false)).rejects.toMatchObject({ code: 'CORRUPTION' });
     } finally {
       spaces.close();
     }

@@ -193,6 +193,13 @@ export class RootSpaces implements Spaces {
   readonly #entries = new Map<string, Entry>();
   /** Spaces being deleted: requests for them wait for this. */
   readonly #deleting = new Map<string, Promise<void>>();
+  /**
+   * Counts of closed spaces as this server last saw them (at eviction, or
+   * when list() counted them): a listing opens only the spaces it has not
+   * seen since it started. A space changed meanwhile by another process
+   * shows its counts as of then.
+   */
+  readonly #closedCounts = new Map<string, TierCounts>();
   #closed = false;
 
   constructor(options: RootSpacesOptions) {
@@ -262,6 +269,7 @@ export class RootSpaces implements Spaces {
       throw error;
     }
     entry = { name, store, users: 1, created: !exists, committed: exists, idle: [] };
+    this.#closedCounts.delete(name);
     this.#entries.set(name, entry);
     return this.#lease(entry);
   }
@@ -308,6 +316,11 @@ export class RootSpaces implements Spaces {
 
   #closeStore(entry: Entry): void {
     try {
+      if (entry.committed && !entry.store.closed) this.#closedCounts.set(entry.name, copyCounts(entry.store.counts()));
+    } catch {
+      this.#closedCounts.delete(entry.name);
+    }
+    try {
       entry.store.close();
     } catch (error) {
       this.#onCloseError(entry.name, error);
@@ -352,6 +365,7 @@ export class RootSpaces implements Spaces {
       }
       this.#removeDir(name);
     } finally {
+      this.#closedCounts.delete(name);
       this.#deleting.delete(name);
       done();
     }
@@ -382,7 +396,15 @@ export class RootSpaces implements Spaces {
         continue;
       }
       const dir = path.join(this.root, name);
-      if (!hasStore(dir)) continue;
+      if (!hasStore(dir)) {
+        this.#closedCounts.delete(name);
+        continue;
+      }
+      const seen = this.#closedCounts.get(name);
+      if (seen !== undefined) {
+        out.push({ name, open: false, counts: copyCounts(seen) });
+        continue;
+      }
       // Counted without taking a place in the LRU (and without evicting anything).
       let store: MemoryStore;
       try {
@@ -394,7 +416,9 @@ export class RootSpaces implements Spaces {
         continue;
       }
       try {
-        out.push({ name, open: false, counts: copyCounts(store.counts()) });
+        const counts = copyCounts(store.counts());
+        this.#closedCounts.set(name, counts);
+        out.push({ name, open: false, counts });
       } finally {
         store.close();
       }
