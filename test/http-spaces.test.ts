@@ -4,6 +4,8 @@
 // 404 that creates nothing; invalid (traversal) names are 400 and touch no
 // file; a refused write leaves no space behind; the LRU closes only idle
 // stores and eviction, deletion and reopening lose nothing acknowledged; a
+// deletion racing writes removes what was written before it and keeps what
+// was acknowledged after it; a
 // bounded concurrent load over 100 spaces with 8 open stores loses no
 // acknowledged write. Real servers on 127.0.0.1. Budget: about 40 s (an LRU
 // miss opens a store: tens of ms).
@@ -462,6 +464,53 @@ describe('the LRU of open stores', () => {
     direct.close();
     ({ server, url } = await serveRoot({ maxOpenSpaces: 2 }, root));
     await check();
+  });
+});
+
+describe('deleting a space under load', () => {
+  it('writes racing deletions: only 201/200/404; writes answered before the last deletion was asked for are gone, those after its answer are there', async () => {
+    const { url, root } = await serveRoot({ maxOpenSpaces: 2 });
+    const h = inSpace('hot-space');
+    const acked: { id: string; at: number }[] = [];
+    const unexpected: string[] = [];
+    let clock = 0; // order of responses as this test saw them
+    let lastDeleteAt = -1;
+    let lastDeleteSent = -1;
+    const writer = async (w: number) => {
+      for (let i = 0; i < 25; i++) {
+        const rec = wireRecord(w * 1000 + i, 'race');
+        const r = await call(url, 'POST', '/api/v1/memories', rec, h);
+        if (r.status === 201) acked.push({ id: rec.id, at: clock++ });
+        else unexpected.push(`post ${r.status}`);
+        // Other spaces too, so the LRU evicts while deletions wait.
+        const o = await call(url, 'POST', '/api/v1/memories', wireRecord(i, `o${w}`), inSpace(`other-${w}-${i % 3}`));
+        if (o.status !== 201) unexpected.push(`other post ${o.status}`);
+      }
+    };
+    const deleter = async () => {
+      for (let i = 0; i < 10; i++) {
+        const sent = clock++;
+        const r = await call(url, 'DELETE', '/api/v1/spaces/hot-space');
+        if (r.status === 200) {
+          lastDeleteSent = sent;
+          lastDeleteAt = clock++;
+        }
+        else if (r.status !== 404) unexpected.push(`delete ${r.status} ${JSON.stringify(r.body)}`);
+        await call(url, 'GET', '/api/v1/memories?tier=all', undefined, h); // 200 or 404, both fine
+      }
+    };
+    await Promise.all([writer(0), writer(1), writer(2), deleter()]);
+    expect(unexpected).toEqual([]);
+    expect(lastDeleteAt, 'some deletion found the space').toBeGreaterThanOrEqual(0);
+    const stored = new Set((await contentsOf(url, 'hot-space').catch(() => new Map<string, string>())).keys());
+    const ackedIds = new Set(acked.map((a) => a.id));
+    for (const id of stored) expect(ackedIds.has(id), `${id} was acknowledged`).toBe(true);
+    for (const a of acked) {
+      // Between the request and the answer of the last deletion, a write may land on either side of it.
+      if (a.at > lastDeleteAt) expect(stored.has(a.id), `${a.id} acknowledged after the last deletion`).toBe(true);
+      if (a.at < lastDeleteSent) expect(stored.has(a.id), `${a.id} acknowledged before the last deletion`).toBe(false);
+    }
+    expect(fs.readdirSync(root).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 });
 
