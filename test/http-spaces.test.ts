@@ -5,10 +5,9 @@
 // file; a refused write leaves no space behind; the LRU closes only idle
 // stores and eviction, deletion and reopening lose nothing acknowledged; a
 // deletion racing writes removes what was written before it and keeps what
-// was acknowledged after it; a
-// bounded concurrent load over 100 spaces with 8 open stores loses no
-// acknowledged write. Real servers on 127.0.0.1. Budget: about 40 s (an LRU
-// miss opens a store: tens of ms).
+// was acknowledged after it; a bounded concurrent load over 100 spaces with 8
+// open stores loses no acknowledged write. Real servers on 127.0.0.1.
+// Budget: about 45 s (an LRU miss opens a store: tens of ms).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
