@@ -1,5 +1,5 @@
 // Figures, ratios and tables. Also a CLI that prints the Markdown table of a
-// results file (for BENCHMARKS.md):  node bench/report.mjs [.tmp/bench/latest.json]
+// results file (for docs/benchmarks.md):  node bench/report.mjs [.tmp/bench/latest.json]
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -125,7 +125,7 @@ export function renderReferenceTable(reference) {
   const w = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (row) => row.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
   return [
-    'against the C reference loop (native/bench/scan_bench, plain AVX2, same N, this run; issue 4 target: ratio <= 1.3)',
+    'against the C reference loop (native/bench/scan_bench, plain AVX2, same N, this run; target: ratio <= 1.3)',
     line(header), w.map((x) => '-'.repeat(x)).join('  '), ...body.map(line),
   ].join('\n');
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// tierstore benchmark suite (issue 5). See BENCHMARKS.md.
+// tierstore benchmark suite: tierstore against its peers on one workload.
+// Method and latest results: docs/benchmarks.md.
 //
 //   node bench/run.mjs [--n 100000] [--only a,b] [--json path] [--repeat 1]
 //                      [--smoke] [--queries 10] [--gets 10000] [--puts 10000]
@@ -8,9 +9,11 @@
 // Each store runs in its own child process (bench/runner.mjs), one after the
 // other, on byte-identical data generated from one seed. A 'reference' child
 // computes the expected answers from the generator alone; before any figure is
-// printed every store's answers are checked against it (iteration count and
-// digests, get digests, top-10 ids). Any disagreement, or any store failing,
-// exits 1.
+// printed every store's answers are checked against it (bench/check.mjs): an
+// exact order-independent digest of every record (id, content, metadata,
+// scalars, every embedding bit) read by iteration, batches() and get, the
+// tier every record was read from, and one top-10 per query. Any
+// disagreement, a missing answer, or any store failing, exits 1.
 
 import { fork, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
@@ -18,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STORES, PEERS } from './stores.mjs';
+import { checkRun as checkStore } from './check.mjs';
 import { OPS_INFO, OP_ALIASES, TS_COLUMNS, ratioOf, referenceRatios, renderReferenceTable, renderTable } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -168,54 +172,8 @@ const failures = [];
 const warnings = [];
 function fail(store, what) { failures.push(`${store}: ${what}`); }
 
-function sameDigest(store, label, got, want, withEmb) {
-  if (!got) return;
-  for (const k of ['count', 'contentChars', 'turnSum']) {
-    if (got[k] !== want[k]) fail(store, `${label}: ${k} ${got[k]} != expected ${want[k]}`);
-  }
-  if (withEmb && !(Math.abs(got.emb0Sum - want.emb0Sum) <= 1e-6 + 1e-9 * Math.abs(want.emb0Sum))) {
-    fail(store, `${label}: sum of embedding[0] ${got.emb0Sum} != expected ${want.emb0Sum}`);
-  }
-}
-
-// A store's top-k agrees with the reference when, rank by rank, its id has the
-// reference's score at that rank (within float32 rounding: ties and near-ties
-// may swap), its ids are distinct, and the scores it reports are right.
-function sameTopK(store, label, got, refLists, k) {
-  got.forEach((hits, q) => {
-    const ref = refLists[q];
-    const refScore = new Map(ref.map((h) => [h.id, h.score]));
-    const want = ref.slice(0, k);
-    if (hits.length !== want.length) return fail(store, `${label} q${q}: ${hits.length} hits, expected ${want.length}`);
-    if (new Set(hits.map((h) => h.id)).size !== hits.length) return fail(store, `${label} q${q}: duplicate ids`);
-    for (let j = 0; j < hits.length; j++) {
-      const rs = refScore.get(hits[j].id);
-      if (rs === undefined || Math.abs(rs - want[j].score) > 1e-5) {
-        return fail(store, `${label} q${q} rank ${j + 1}: ${hits[j].id} (reference score ${rs ?? 'below top ' + ref.length}) where the reference has ${want[j].id} (${want[j].score.toFixed(7)})`);
-      }
-      if (Math.abs(hits[j].score - rs) > 1e-4) {
-        return fail(store, `${label} q${q} rank ${j + 1}: ${hits[j].id} scored ${hits[j].score}, reference ${rs}`);
-      }
-    }
-  });
-}
-
-function checkRun(store, r, ref) {
-  const c = r.checks;
-  sameDigest(store, 'iteration', c.iter, ref.iter, false);
-  sameDigest(store, 'iteration with embeddings', c.iterEmb, ref.iterEmb, true);
-  sameDigest(store, 'batches() iteration', c.iterBatch, ref.iter, false);
-  sameDigest(store, 'get', c.get, ref.get, false);
-  if (c.recall) sameTopK(store, 'top-10', c.recall, ref.recall, 10);
-  if (c.recallAsync) sameTopK(store, 'top-10 async', c.recallAsync, ref.recall, 10);
-  if (c.reopenFound === false) fail(store, 'reopen: probe id not found');
-  for (const k of ['counts', 'countsAfterPut', 'countsAfterReopen']) {
-    if (c[k] && c[k].total !== n) fail(store, `${k}: total ${c[k].total} != ${n}`);
-  }
-  if (store.startsWith('tierstore-') && c.counts) {
-    const tier = store.split('-')[1];
-    if (c.counts[tier] !== n) warnings.push(`${store}: expected all ${n} records in ${tier}, counts() says ${JSON.stringify(c.counts)}`);
-  }
+function checkRun(store, r, refChecks) {
+  for (const f of checkStore(store, r, refChecks, n, opsArg)) failures.push(f);
 }
 
 // ---- main ------------------------------------------------------------------
@@ -247,10 +205,10 @@ for (let r = 0; r < args.repeat; r++) {
 showProgress('');
 if (tty) process.stderr.write('\r\x1b[K');
 
-// ---- the C reference loop (issue 4), in the same run -------------------------
+// ---- the C reference loop, in the same run ------------------------------------
 
 // Builds native/bench/scan_bench (CMake, Release) and runs it over an N x 768
-// matrix: the plain AVX2 loop of issue 4 on 1 and 2 threads, on huge and on
+// matrix: the plain AVX2 loop recall is measured against, on 1 and 2 threads, on huge and on
 // 4 KiB pages, next to the memory bandwidth. Returns its JSON, or undefined
 // with a note when CMake or a compiler is missing.
 function runScanBench() {
@@ -345,5 +303,5 @@ if (floor) {
   }
 }
 console.log('');
-console.log(`all cross-checks passed: iteration counts and digests, gets, and top-10 ids of every store agree with the JS brute-force reference. ${seconds.toFixed(0)}s. JSON: ${rel}`);
+console.log(`all cross-checks passed: every record (id, content, metadata, scalars, embedding bits) read by iteration, batches() and get, the tiers, and one top-10 per query of every store agree with the JS brute-force reference. ${seconds.toFixed(0)}s. JSON: ${rel}`);
 if (machine.loadavgStart[0] > 0.7 || machine.loadavgEnd[0] > 1.5) console.log(`load average ${machine.loadavgStart.join(' ')} → ${machine.loadavgEnd.join(' ')}: other work shared the machine; figures are noisy.`);

@@ -13,7 +13,9 @@ import { mkdtempSync, rmSync, readdirSync, lstatSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as W from './workload.mjs';
-import { adapterFor, Digest } from './stores.mjs';
+import { adapterFor } from './stores.mjs';
+import { RecordDigest } from './digest.mjs';
+import { referenceChecks } from './reference.mjs';
 
 export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'get', 'recall', 'recall-async', 'put', 'reopen', 'disk', 'rss'];
 
@@ -73,38 +75,11 @@ const queries = () => Array.from({ length: o.queries }, (_, q) => W.queryOf(q, n
 const getIds = () => Array.from(W.sampleIndices(o.gets, n, 1, o.seed), (i) => W.idOf(i, o.seed));
 
 // ---------------------------------------------------------------------------
-// The reference: what every store must answer, from the generator alone.
+// The reference: what every store must answer, from the generator alone
+// (bench/reference.mjs).
 
 function reference() {
-  const qs = queries();
-  const qn = qs.map(W.norm);
-  const keep = o.k + o.refExtra;
-  const tops = qs.map(() => new W.TopK(keep));
-  const getCount = new Uint32Array(n);
-  for (const i of W.sampleIndices(o.gets, n, 1, o.seed)) getCount[i]++;
-  const iter = new Digest(), iterEmb = new Digest(), get = new Digest();
-  const e = new Float32Array(W.DIMENSIONS);
-  let bytes = 0;
-  for (let i = 0; i < n; i++) {
-    const content = W.contentOf(i, o.seed);
-    const metadata = W.metadataOf(i, o.seed);
-    const id = W.idOf(i, o.seed);
-    W.embeddingInto(i, e, o.seed);
-    const m = { content, metadata };
-    iter.add(m);
-    iterEmb.add({ content, metadata, embedding: e });
-    for (let c = getCount[i]; c > 0; c--) get.add(m);
-    bytes += Buffer.byteLength(id) + Buffer.byteLength(content) + Buffer.byteLength(JSON.stringify(metadata)) + 4 * W.DIMENSIONS;
-    const en = Math.fround(W.norm(e));
-    for (let q = 0; q < qs.length; q++) {
-      tops[q].offer(id, en === 0 ? 0 : W.dot(qs[q], e) / (qn[q] * en));
-    }
-    if ((i & 1023) === 0) progress('reference', i, n);
-  }
-  return {
-    iter: iter.toJSON(), iterEmb: iterEmb.toJSON(), get: get.toJSON(),
-    recall: tops.map((t) => t.result()), logicalBytes: bytes,
-  };
+  return referenceChecks(n, o, (i) => progress('reference', i, n));
 }
 
 // The floor under any store's bulk insert in this process: turning the
@@ -152,6 +127,7 @@ async function bench() {
   const notes = [];
   try {
     await a.create(dir, { n, puts: o.puts });
+    c.capabilities = { batches: typeof a.iterateBatches === 'function', recallAsync: typeof a.topkAsync === 'function' };
 
     // bulk insert
     let bytes = 0;
@@ -188,27 +164,35 @@ async function bench() {
       c.counts = a.counts();
     }
 
+    // Each timed pass is followed by an untimed one over the same API path
+    // with the exact digest (c.exact), so checking costs the figures nothing.
+    c.exact = {};
+    const exactly = async (label, fn) => {
+      progress(`${label} (check)`, 0, 1);
+      c.exact[label] = (await fn(new RecordDigest(W.DIMENSIONS))).toJSON();
+    };
+
     // iteration, without then with embeddings
     progress('iter', 0, 1);
     let t = await time(() => a.iterate(false));
     f.iter = t.r.count / t.s;
     c.iter = t.r.toJSON();
+    await exactly('iter', (d) => a.iterate(false, d));
     if (ops.has('iter-emb')) {
       progress('iter-emb', 0, 1);
       t = await time(() => a.iterate(true));
       f['iter-emb'] = t.r.count / t.s;
       c.iterEmb = t.r.toJSON();
+      await exactly('iterEmb', (d) => a.iterate(true, d));
     }
+    // A store with batches() must answer through it: an exception fails the run.
     if (ops.has('iter-batch') && a.iterateBatches) {
       progress('iter-batch', 0, 1);
-      try {
-        t = await time(() => a.iterateBatches(false));
-        f['iter-batch'] = t.r.count / t.s;
-        c.iterBatch = t.r.toJSON();
-      } catch (e) {
-        if (!(e instanceof TypeError)) throw e;
-        notes.push(`iterate().batches() unavailable: ${e.message}`);
-      }
+      t = await time(() => a.iterateBatches(false));
+      f['iter-batch'] = t.r.count / t.s;
+      c.iterBatch = t.r.toJSON();
+      await exactly('iterBatch', (d) => a.iterateBatches(false, d));
+      await exactly('iterBatchEmb', (d) => a.iterateBatches(true, d));
     }
 
     // get by id (random ids, with repeats)
@@ -218,6 +202,7 @@ async function bench() {
       t = await time(() => a.getMany(ids));
       f.get = ids.length / t.s;
       c.get = t.r.toJSON();
+      await exactly('get', (d) => a.getMany(ids, d));
     }
 
     // cosine top-k over every record

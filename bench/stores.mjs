@@ -16,32 +16,15 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { decode, encode, cosineOf, f32 } from './codec.mjs';
 import { DIMENSIONS, TopK, norm } from './workload.mjs';
+import { Digest } from './digest.mjs';
 
 const require = createRequire(import.meta.url);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// Order-independent summary of what an iteration (or a get loop) saw; every
-// store must produce the same one as the reference.
-export class Digest {
-  constructor() {
-    this.count = 0;
-    this.contentChars = 0; // sum of content.length (UTF-16 units)
-    this.turnSum = 0; // sum of metadata.turn (proves metadata was decoded)
-    this.emb0Sum = 0; // sum of embedding[0] when embeddings were asked for
-    this.tiers = {};
-  }
-  add(m) {
-    this.count++;
-    this.contentChars += m.content.length;
-    this.turnSum += m.metadata.turn;
-    if (m.embedding) this.emb0Sum += m.embedding[0];
-    if (m.tier) this.tiers[m.tier] = (this.tiers[m.tier] ?? 0) + 1;
-  }
-  toJSON() {
-    return { count: this.count, contentChars: this.contentChars, turnSum: this.turnSum,
-      emb0Sum: this.emb0Sum, tiers: this.tiers };
-  }
-}
+// What an iteration (or a get loop) saw: a cheap Digest in the timed loops,
+// an exact RecordDigest in the untimed checking passes (bench/digest.mjs).
+// Every adapter method that reads records takes the digest to fill.
+export { Digest } from './digest.mjs';
 
 const now = () => process.hrtime.bigint();
 const us = (t0, t1) => Number(t1 - t0) / 1e3;
@@ -80,7 +63,7 @@ export async function loadTierstore() {
   throw new Error(`cannot load tierstore from ${ROOT} (run \`npm run build\` first): ${lastErr?.message ?? 'no open()'}`);
 }
 
-// Variants put the same records in different tiers (DESIGN §3 capacities):
+// Variants put the same records in different tiers (capacities, docs/tiers.md):
 //   tierstore       default options (hot 10,000, the rest warm)
 //   tierstore-hot   hotCapacity above N: everything in RAM
 //   tierstore-warm  inserted with defaults, then hotCapacity 0 + migrate(): all warm
@@ -137,7 +120,7 @@ export function tierstoreAdapter(variant) {
       return { us: us(t0, t1), report, counts: store.counts(), options: opts };
     },
     counts() { return store.counts(); },
-    // Issue 2's warm overhead: bytes a warm record costs beyond its logical
+    // The warm overhead: bytes a warm record costs beyond its logical
     // bytes (id, content, metadata JSON, embedding), on disk (its block and
     // its var-section extent) and in RAM (anonymous memory the open takes,
     // mostly the id index), per record. Reopens the store to measure RAM.
@@ -176,30 +159,25 @@ export function tierstoreAdapter(variant) {
       }
       return lat;
     },
-    getMany(ids) {
-      const d = new Digest();
+    getMany(ids, d = new Digest()) {
       for (let i = 0; i < ids.length; i++) {
         const m = store.get(ids[i]);
         if (m) d.add(m);
+        else d.miss();
       }
       return d;
     },
-    iterate(withEmb) {
-      const d = new Digest();
+    iterate(withEmb, d = new Digest()) {
       for (const m of store.iterate({ tier: 'all', includeEmbeddings: withEmb })) d.add(m);
       return d;
     },
     // Columnar batches(): the same records, no Memory objects built.
-    iterateBatches(withEmb) {
-      const d = new Digest();
+    iterateBatches(withEmb, d = new Digest()) {
       for (const b of store.iterate({ tier: 'all', includeEmbeddings: withEmb }).batches()) {
         const k = b.ids.length;
         for (let j = 0; j < k; j++) {
-          d.count++;
-          d.contentChars += b.contents[j].length;
-          d.turnSum += b.metadata[j].turn;
-          if (withEmb) d.emb0Sum += b.embeddings[j * DIMENSIONS];
-          d.tiers[b.tiers[j]] = (d.tiers[b.tiers[j]] ?? 0) + 1;
+          d.addFields(b.ids[j], b.contents[j], b.metadata[j], b.confidence[j], b.activation[j], b.createdAt[j], b.tiers[j],
+            withEmb ? b.embeddings : undefined, j * DIMENSIONS);
         }
       }
       return d;
@@ -252,17 +230,16 @@ export function lmdbAdapter() {
       }
       return lat;
     },
-    getMany(ids) {
-      const d = new Digest();
+    getMany(ids, d = new Digest()) {
       // getBinaryFast: a reused buffer (documented as faster), decoded at once.
       for (let i = 0; i < ids.length; i++) {
         const v = db.getBinaryFast(ids[i]);
         if (v) d.add(decode(ids[i], v, false));
+        else d.miss();
       }
       return d;
     },
-    iterate(withEmb) {
-      const d = new Digest();
+    iterate(withEmb, d = new Digest()) {
       for (const { key, value } of db.getRange({})) d.add(decode(key, value, withEmb));
       return d;
     },
@@ -335,16 +312,15 @@ export function sqliteAdapter() {
       }
       return lat;
     },
-    getMany(ids) {
-      const d = new Digest();
+    getMany(ids, d = new Digest()) {
       for (let i = 0; i < ids.length; i++) {
         const r = get.get(ids[i]);
         if (r) d.add(mem(r));
+        else d.miss();
       }
       return d;
     },
-    iterate(withEmb) {
-      const d = new Digest();
+    iterate(withEmb, d = new Digest()) {
       if (withEmb) {
         for (const r of allEmb.iterate()) {
           const m = mem(r);
@@ -416,16 +392,15 @@ export function levelAdapter() {
       }
       return lat;
     },
-    getMany(ids) {
-      const d = new Digest();
+    getMany(ids, d = new Digest()) {
       for (let i = 0; i < ids.length; i++) {
         const v = db.getSync(ids[i]);
         if (v) d.add(decode(ids[i], v, false));
+        else d.miss();
       }
       return d;
     },
-    async iterate(withEmb) {
-      const d = new Digest();
+    async iterate(withEmb, d = new Digest()) {
       await each((key, value) => d.add(decode(key, value, withEmb)));
       return d;
     },

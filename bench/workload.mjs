@@ -1,4 +1,4 @@
-// The standard workload of DESIGN §5, generated deterministically from a seed.
+// The standard workload (docs/benchmarks.md), generated deterministically from a seed.
 //
 // Every record is a pure function of (seed, index): any process can build
 // record i without building records 0..i-1, so each benchmark child streams the
@@ -126,7 +126,7 @@ export function metadataOf(i, seed = DEFAULT_SEED) {
 
 const BASE_TIME = 1_700_000_000_000;
 
-// The full MemoryInput of record i (DESIGN §2).
+// The full MemoryInput of record i (docs/api.md).
 export function recordOf(i, seed = DEFAULT_SEED) {
   const r = prng(hash3(seed, i, 4));
   return {
@@ -195,7 +195,7 @@ export function dot(a, b) {
   return s;
 }
 
-// Keeps the best k (score desc, id asc on ties), as DESIGN §3 orders recall.
+// Keeps the best k (score desc, id asc on ties), as recall orders its hits.
 export class TopK {
   constructor(k) {
     this.k = k;

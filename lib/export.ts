@@ -36,7 +36,6 @@ import {
   rowsOf,
   schemaMetadata,
   toArrowBatch,
-  type PreparedBatch,
   type RowBatch,
 } from './export/columns.js';
 import { jsonlBatches, jsonlLines } from './export/jsonl.js';
@@ -167,9 +166,9 @@ export async function exportStore(
   const write = (chunk: Uint8Array): Promise<void> => out.write(chunk);
   let records = 0;
   try {
-    const storeBatches = store.iterate({ tier, includeEmbeddings: true, batchSize }).batches()[Symbol.iterator]();
-    try {
-      if (format === 'jsonl') {
+    if (format === 'jsonl') {
+      const storeBatches = store.iterate({ tier, includeEmbeddings: true, batchSize }).batches()[Symbol.iterator]();
+      try {
         for (let step = storeBatches.next(); step.done !== true; step = storeBatches.next()) {
           const batch = step.value;
           const prepared = prepareBatch(batch);
@@ -179,35 +178,29 @@ export async function exportStore(
           records += batch.ids.length;
           onProgress?.(records, total);
         }
-      } else {
-        const schema = exportSchema(dims, tier);
-        // The current store batch, split by string bytes into Arrow batches.
-        let prepared: PreparedBatch | undefined;
-        let ranges: Array<[number, number]> = [];
-        // Parquet takes its schema from the first batch: an empty export gives it an empty one.
-        let needsBatch = format === 'parquet';
-        const next = (): arrow.RecordBatch | undefined => {
-          for (;;) {
-            const range = ranges.shift();
-            if (range !== undefined) {
-              records += range[1] - range[0];
-              needsBatch = false;
-              return toArrowBatch(schema, prepared!, range[0], range[1]);
-            }
-            if (prepared !== undefined) {
-              prepared = undefined;
-              onProgress?.(records, total);
-            }
-            const step = storeBatches.next();
-            if (step.done) {
-              if (!needsBatch) return undefined;
-              needsBatch = false;
-              return toArrowBatch(schema, prepareBatch(emptyBatch()), 0, 0);
-            }
-            prepared = prepareBatch(step.value);
-            ranges = byteRanges(prepared, MAX_CHUNK_BYTES);
-          }
-        };
+      } finally {
+        storeBatches.return?.();
+      }
+    } else {
+      const schema = exportSchema(dims, tier);
+      // The store's own Arrow scan: column buffers the engine fills, at most
+      // 256 MiB of strings a batch.
+      const scan = store.iterate({ tier, includeEmbeddings: true, batchSize }).arrow()[Symbol.iterator]();
+      // Parquet takes its schema from the first batch: an empty export gives it an empty one.
+      let needsBatch = format === 'parquet';
+      const next = (): arrow.RecordBatch | undefined => {
+        const step = scan.next();
+        if (step.done === true) {
+          if (!needsBatch) return undefined;
+          needsBatch = false;
+          return toArrowBatch(schema, prepareBatch(emptyBatch()), 0, 0);
+        }
+        needsBatch = false;
+        records += step.value.numRows;
+        onProgress?.(records, total);
+        return step.value;
+      };
+      try {
         if (format === 'arrow') {
           await writeArrowIpc(schema, next, write, arrowFormat);
         } else {
@@ -217,9 +210,9 @@ export async function exportStore(
             keyValueMetadata: schemaMetadata(dims, tier),
           });
         }
+      } finally {
+        scan.return?.();
       }
-    } finally {
-      storeBatches.return?.();
     }
     await out.finish();
   } catch (error) {

@@ -1,12 +1,16 @@
-// Tier iteration: sync and async iterators over native batches, and a batch
-// iterator. Each pass opens its own native iterator on its first next(); it is
-// closed at the end, by return() (a loop that breaks), on an error, or by the
-// garbage collector (the native iterator's finalizer) when dropped unfinished.
+// Tier iteration: sync and async iterators over native batches, yielding
+// records, MemoryBatches or Arrow record batches. Each pass opens its own
+// native iterator on its first next(); it is closed at the end, by return()
+// (a loop that breaks), on an error, or by the garbage collector (the native
+// iterator's finalizer) when dropped unfinished.
 import { memoryAt, toMemoryBatch } from './convert.js';
 import { TierStoreError } from './errors.js';
 import type { NativeFilter } from './filter.js';
-import type { NativeBatch, NativeIterator } from './native.js';
-import type { Memory, MemoryBatch, Tier, TierIterable } from './types.js';
+import type { RecordBatch } from 'apache-arrow';
+
+import { chunkToRecordBatch, exportSchema } from './export/schema.js';
+import type { NativeBatch, NativeColumns, NativeIterator } from './native.js';
+import type { Memory, MemoryBatch, Tier, TierIterable, TierSelector } from './types.js';
 
 /** What an iterable needs from its store. */
 export interface IterationSource {
@@ -32,13 +36,29 @@ function storeClosed(): TierStoreError {
   return new TierStoreError('STORE_CLOSED', 'iterate(): the store is closed');
 }
 
-class NativeCursor {
+/**
+ * How a kind of pass reads native batches (B) and what it yields from each
+ * (T): records of a batch, a batch as columns, a batch as Arrow batches.
+ */
+interface BatchKind<B, T> {
+  fetch(native: NativeIterator, pass: Pass): B;
+  fetchAsync(native: NativeIterator, pass: Pass): Promise<B>;
+  /** Records in the batch: 0 is the end. */
+  records(batch: B): number;
+  /** Items the batch yields, and item i of it. */
+  count(batch: B): number;
+  item(batch: B, i: number, pass: Pass): T;
+}
+
+class NativeCursor<B> {
   #native: NativeIterator | undefined;
   #finished = false;
   readonly pass: Pass;
+  readonly #kind: BatchKind<B, unknown>;
 
-  constructor(pass: Pass) {
+  constructor(pass: Pass, kind: BatchKind<B, unknown>) {
     this.pass = pass;
+    this.#kind = kind;
   }
 
   get finished(): boolean {
@@ -50,11 +70,11 @@ class NativeCursor {
   }
 
   /** The next non-empty batch, or undefined at the end. */
-  next(): NativeBatch | undefined {
+  next(): B | undefined {
     if (this.#finished) return undefined;
     try {
-      const batch = this.#iterator().next(this.pass.batchSize, this.pass.includeEmbeddings);
-      if (batch.ids.length !== 0) return batch;
+      const batch = this.#kind.fetch(this.#iterator(), this.pass);
+      if (this.#kind.records(batch) !== 0) return batch;
     } catch (error) {
       this.finish();
       throw error;
@@ -63,11 +83,11 @@ class NativeCursor {
     return undefined;
   }
 
-  async nextAsync(): Promise<NativeBatch | undefined> {
+  async nextAsync(): Promise<B | undefined> {
     if (this.#finished) return undefined;
     try {
-      const batch = await this.#iterator().nextAsync(this.pass.batchSize, this.pass.includeEmbeddings);
-      if (batch.ids.length !== 0) return batch;
+      const batch = await this.#kind.fetchAsync(this.#iterator(), this.pass);
+      if (this.#kind.records(batch) !== 0) return batch;
     } catch (error) {
       this.finish();
       throw error;
@@ -85,47 +105,69 @@ class NativeCursor {
   }
 }
 
-export class MemoryIterator<T extends Tier> implements IterableIterator<Memory<T>> {
-  readonly #cursor: NativeCursor;
-  readonly #dims: number;
-  #batch: NativeBatch | undefined;
-  #index = 0;
-  #count = 0;
+/** The items of the current native batch, and the cursor behind them. */
+class Buffered<B, T> {
+  readonly cursor: NativeCursor<B>;
+  readonly kind: BatchKind<B, T>;
+  batch: B | undefined;
+  index = 0;
+  count = 0;
 
-  constructor(pass: Pass) {
-    this.#cursor = new NativeCursor(pass);
-    this.#dims = pass.includeEmbeddings ? pass.source.dimensions : 0;
+  constructor(pass: Pass, kind: BatchKind<B, T>) {
+    this.cursor = new NativeCursor(pass, kind);
+    this.kind = kind;
   }
 
-  next(): IteratorResult<Memory<T>, undefined> {
-    if (this.#cursor.pass.source.closed && this.#unfinished()) {
-      // close() closes the handle's iterators: records already fetched are not yielded either.
-      this.return();
-      throw storeClosed();
-    }
-    while (this.#index >= this.#count) {
-      const batch = this.#cursor.next();
-      if (batch === undefined) {
-        this.#batch = undefined;
-        this.#index = this.#count = 0;
-        return DONE;
-      }
-      this.#batch = batch;
-      this.#index = 0;
-      this.#count = batch.ids.length;
-    }
-    return { value: memoryAt<T>(this.#batch!, this.#index++, this.#dims), done: false };
+  get buffered(): boolean {
+    return this.index < this.count;
   }
 
-  return(): IteratorResult<Memory<T>, undefined> {
-    this.#cursor.finish();
-    this.#batch = undefined;
-    this.#index = this.#count = 0;
+  take(): IteratorYieldResult<T> {
+    return { value: this.kind.item(this.batch!, this.index++, this.cursor.pass), done: false };
+  }
+
+  /** Holds `batch` (undefined: the end); returns whether there is one. */
+  hold(batch: B | undefined): boolean {
+    this.batch = batch;
+    this.index = 0;
+    this.count = batch === undefined ? 0 : this.kind.count(batch);
+    return batch !== undefined;
+  }
+
+  drop(): void {
+    this.batch = undefined;
+    this.index = this.count = 0;
+  }
+
+  /** close() of the store stops its unfinished iterators, buffered items too. */
+  stoppedByClose(): boolean {
+    if (!this.cursor.pass.source.closed || (!this.buffered && this.cursor.finished)) return false;
+    this.drop();
+    this.cursor.finish();
+    return true;
+  }
+}
+
+class SyncIterator<B, T> implements IterableIterator<T> {
+  readonly #b: Buffered<B, T>;
+
+  constructor(pass: Pass, kind: BatchKind<B, T>) {
+    this.#b = new Buffered(pass, kind);
+  }
+
+  next(): IteratorResult<T, undefined> {
+    const b = this.#b;
+    if (b.stoppedByClose()) throw storeClosed();
+    while (!b.buffered) {
+      if (!b.hold(b.cursor.next())) return DONE;
+    }
+    return b.take();
+  }
+
+  return(): IteratorResult<T, undefined> {
+    this.#b.cursor.finish();
+    this.#b.drop();
     return DONE;
-  }
-
-  #unfinished(): boolean {
-    return this.#index < this.#count || !this.#cursor.finished;
   }
 
   [Symbol.iterator](): this {
@@ -133,56 +175,32 @@ export class MemoryIterator<T extends Tier> implements IterableIterator<Memory<T
   }
 }
 
-export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterator<Memory<T>> {
-  readonly #cursor: NativeCursor;
-  readonly #dims: number;
-  #batch: NativeBatch | undefined;
-  #index = 0;
-  #count = 0;
+class AsyncIterator<B, T> implements AsyncIterableIterator<T> {
+  readonly #b: Buffered<B, T>;
   /** Calls run one after another, so batches never arrive out of order. */
   #queue: Promise<unknown> = Promise.resolve();
   /** next() calls queued and not yet settled. */
   #pending = 0;
 
-  constructor(pass: Pass) {
-    this.#cursor = new NativeCursor(pass);
-    this.#dims = pass.includeEmbeddings ? pass.source.dimensions : 0;
+  constructor(pass: Pass, kind: BatchKind<B, T>) {
+    this.#b = new Buffered(pass, kind);
   }
 
-  #unfinished(): boolean {
-    return this.#index < this.#count || !this.#cursor.finished;
-  }
-
-  /** After close(): drops what is buffered and closes the native iterator. */
-  #stopIfClosed(): boolean {
-    if (!this.#cursor.pass.source.closed || !this.#unfinished()) return false;
-    this.#batch = undefined;
-    this.#index = this.#count = 0;
-    this.#cursor.finish();
-    return true;
-  }
-
-  async #step(): Promise<IteratorResult<Memory<T>, undefined>> {
-    if (this.#stopIfClosed()) throw storeClosed();
-    while (this.#index >= this.#count) {
-      const batch = await this.#cursor.nextAsync();
-      if (batch === undefined) {
-        this.#batch = undefined;
-        this.#index = this.#count = 0;
-        return DONE;
-      }
-      this.#batch = batch;
-      this.#index = 0;
-      this.#count = batch.ids.length;
+  async #step(): Promise<IteratorResult<T, undefined>> {
+    const b = this.#b;
+    if (b.stoppedByClose()) throw storeClosed();
+    while (!b.buffered) {
+      if (!b.hold(await b.cursor.nextAsync())) return DONE;
     }
-    return { value: memoryAt<T>(this.#batch!, this.#index++, this.#dims), done: false };
+    return b.take();
   }
 
-  next(): Promise<IteratorResult<Memory<T>, undefined>> {
-    if (this.#pending === 0 && this.#index < this.#count) {
-      if (this.#stopIfClosed()) return Promise.reject(storeClosed());
+  next(): Promise<IteratorResult<T, undefined>> {
+    const b = this.#b;
+    if (this.#pending === 0 && b.buffered) {
+      if (b.stoppedByClose()) return Promise.reject(storeClosed());
       // Buffered and nothing queued before it: no native call needed.
-      return Promise.resolve({ value: memoryAt<T>(this.#batch!, this.#index++, this.#dims), done: false });
+      return Promise.resolve(b.take());
     }
     // Behind the calls still pending, so results come in call order (the
     // async iterator protocol's queue), also when next() is called again
@@ -195,15 +213,13 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
     return result;
   }
 
-  return(): Promise<IteratorResult<Memory<T>, undefined>> {
+  return(): Promise<IteratorResult<T, undefined>> {
     // Drop what is buffered now; close the native iterator once a pending
     // call (if any) has settled.
-    this.#batch = undefined;
-    this.#index = this.#count = 0;
+    this.#b.drop();
     const result = this.#queue.then(() => {
-      this.#cursor.finish();
-      this.#batch = undefined;
-      this.#index = this.#count = 0;
+      this.#b.cursor.finish();
+      this.#b.drop();
       return DONE;
     });
     this.#queue = result;
@@ -215,27 +231,54 @@ export class AsyncMemoryIterator<T extends Tier> implements AsyncIterableIterato
   }
 }
 
-export class BatchIterator<T extends Tier> implements IterableIterator<MemoryBatch<T>> {
-  readonly #cursor: NativeCursor;
+/** Records, one Memory at a time. */
+const RECORDS: BatchKind<NativeBatch, Memory> = {
+  fetch: (native, pass) => native.next(pass.batchSize, pass.includeEmbeddings),
+  fetchAsync: (native, pass) => native.nextAsync(pass.batchSize, pass.includeEmbeddings),
+  records: (batch) => batch.ids.length,
+  count: (batch) => batch.ids.length,
+  item: (batch, i, pass) => memoryAt(batch, i, pass.includeEmbeddings ? pass.source.dimensions : 0),
+};
 
-  constructor(pass: Pass) {
-    this.#cursor = new NativeCursor(pass);
+/** Each native batch as one MemoryBatch. */
+const BATCHES: BatchKind<NativeBatch, MemoryBatch> = {
+  ...RECORDS,
+  count: () => 1,
+  item: (batch) => toMemoryBatch(batch),
+};
+
+/** Each native batch as Arrow record batches (one per chunk of at most 256 MiB of strings). */
+function arrowKind(schema: RecordBatch['schema']): BatchKind<NativeColumns, RecordBatch> {
+  return {
+    fetch: (native, pass) => native.next(pass.batchSize, pass.includeEmbeddings, true),
+    fetchAsync: (native, pass) => native.nextAsync(pass.batchSize, pass.includeEmbeddings, true),
+    records: (columns) => columns.count,
+    count: (columns) => columns.chunks.length,
+    item: (columns, i) => chunkToRecordBatch(schema, columns.chunks[i]!),
+  };
+}
+
+/** What arrow() returns: each pass (for...of or for await...of) starts anew. */
+class ArrowPasses implements Iterable<RecordBatch>, AsyncIterable<RecordBatch> {
+  readonly #pass: Pass;
+  readonly #kind: BatchKind<NativeColumns, RecordBatch>;
+
+  constructor(pass: Pass, selector: TierSelector) {
+    this.#pass = pass;
+    const schema = exportSchema(pass.source.dimensions, selector, pass.includeEmbeddings);
+    this.#kind = arrowKind(schema);
   }
 
-  next(): IteratorResult<MemoryBatch<T>, undefined> {
-    const batch = this.#cursor.next();
-    return batch === undefined ? DONE : { value: toMemoryBatch<T>(batch), done: false };
+  [Symbol.iterator](): IterableIterator<RecordBatch> {
+    return new SyncIterator(this.#pass, this.#kind);
   }
 
-  return(): IteratorResult<MemoryBatch<T>, undefined> {
-    this.#cursor.finish();
-    return DONE;
-  }
-
-  [Symbol.iterator](): this {
-    return this;
+  [Symbol.asyncIterator](): AsyncIterableIterator<RecordBatch> {
+    return new AsyncIterator(this.#pass, this.#kind);
   }
 }
+
+const SELECTORS: readonly TierSelector[] = ['hot', 'warm', 'cold', 'all'];
 
 export class TierIterableImpl<T extends Tier> implements TierIterable<T> {
   readonly #pass: Pass;
@@ -246,15 +289,19 @@ export class TierIterableImpl<T extends Tier> implements TierIterable<T> {
     this.#pass = { source, tier, includeEmbeddings, batchSize, filter };
   }
 
-  [Symbol.iterator](): MemoryIterator<T> {
-    return new MemoryIterator<T>(this.#pass);
+  [Symbol.iterator](): IterableIterator<Memory<T>> {
+    return new SyncIterator(this.#pass, RECORDS as BatchKind<NativeBatch, Memory<T>>);
   }
 
-  [Symbol.asyncIterator](): AsyncMemoryIterator<T> {
-    return new AsyncMemoryIterator<T>(this.#pass);
+  [Symbol.asyncIterator](): AsyncIterableIterator<Memory<T>> {
+    return new AsyncIterator(this.#pass, RECORDS as BatchKind<NativeBatch, Memory<T>>);
   }
 
-  batches(): BatchIterator<T> {
-    return new BatchIterator<T>(this.#pass);
+  batches(): IterableIterator<MemoryBatch<T>> {
+    return new SyncIterator(this.#pass, BATCHES as BatchKind<NativeBatch, MemoryBatch<T>>);
+  }
+
+  arrow(): Iterable<RecordBatch> & AsyncIterable<RecordBatch> {
+    return new ArrowPasses(this.#pass, SELECTORS[this.#pass.tier]!);
   }
 }

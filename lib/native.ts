@@ -42,9 +42,38 @@ export interface NativeRecallResult extends NativeBatch {
   scores: Float64Array;
 }
 
+/** One string column of a columnar chunk: UTF-8 bytes and count + 1 int32 offsets. */
+export interface NativeStringColumn {
+  data: Buffer;
+  offsets: Int32Array;
+}
+
+/** Records of a native batch column by column, as Arrow lays them out. */
+export interface NativeColumnChunk {
+  count: number;
+  tiers: NativeStringColumn;
+  ids: NativeStringColumn;
+  contents: NativeStringColumn;
+  metadata: NativeStringColumn;
+  confidence: Float32Array;
+  activation: Float32Array;
+  createdAt: BigInt64Array;
+  lastAccessAt: BigInt64Array;
+  accessCount: BigInt64Array;
+  embeddings?: Float32Array;
+}
+
+/** A native batch as columns: `count` records in chunks of at most 256 MiB of string bytes. */
+export interface NativeColumns {
+  count: number;
+  chunks: NativeColumnChunk[];
+}
+
 export interface NativeIterator {
-  next(batchSize: number, includeEmbeddings: boolean): NativeBatch;
-  nextAsync(batchSize: number, includeEmbeddings: boolean): Promise<NativeBatch>;
+  next(batchSize: number, includeEmbeddings: boolean, columns?: false): NativeBatch;
+  next(batchSize: number, includeEmbeddings: boolean, columns: true): NativeColumns;
+  nextAsync(batchSize: number, includeEmbeddings: boolean, columns?: false): Promise<NativeBatch>;
+  nextAsync(batchSize: number, includeEmbeddings: boolean, columns: true): Promise<NativeColumns>;
   close(): void;
 }
 

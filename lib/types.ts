@@ -1,3 +1,5 @@
+import type { RecordBatch } from 'apache-arrow';
+
 import type { ErrorCode } from './errors.js';
 
 export type { ErrorCode };
@@ -140,7 +142,19 @@ export interface MemoryBatch<T extends Tier = Tier> {
  * pass; breaking out of a loop closes the native iterator.
  */
 export interface TierIterable<T extends Tier> extends Iterable<Memory<T>>, AsyncIterable<Memory<T>> {
+  /** The records column by column, a native batch at a time. */
   batches(): Iterable<MemoryBatch<T>>;
+  /**
+   * The records as apache-arrow RecordBatches in the export schema (id,
+   * content, metadata JSON and tier as Utf8; confidence and activation as
+   * Float32; createdAt and lastAccessAt as Timestamp[ms, UTC]; accessCount
+   * as Int64; embedding as FixedSizeList<Float32>[dimensions] only with
+   * includeEmbeddings). A batch holds at most batchSize records and at most
+   * 256 MiB of string bytes (a single larger record is a batch of its own);
+   * once yielded it belongs to the caller. Sync and async, with the same
+   * guarantees as iterating records.
+   */
+  arrow(): Iterable<RecordBatch> & AsyncIterable<RecordBatch>;
 }
 
 export interface ListPage {

@@ -87,6 +87,19 @@ const variants = [
   },
 ];
 
+// CTest shows a passing test's output only on failure, so the SIMD kernels
+// that ran (each forced in turn) and those this CPU lacks are printed here:
+// a green run on a CPU without AVX-512 says the AVX-512 kernel did not run.
+function reportKernels(dir, env) {
+  const r = runCaptured(path.join(root, dir, 'similarity_test'), [], env);
+  const lines = `${r.stdout}`.split('\n').filter((l) => /^(NOT RUN: kernel|kernel \w+: run)/.test(l));
+  if (r.status !== 0 || !lines.some((l) => l.startsWith('kernel scalar: run'))) {
+    console.error(`[test:native] FAILED (SIMD kernels): similarity_test did not report its kernels\n${r.stdout}${r.stderr}`);
+    process.exit(1);
+  }
+  console.log(`\n[test:native] SIMD kernels:\n${lines.map((l) => `  ${l}`).join('\n')}`);
+}
+
 const steps = [...variants.map((v) => v.name), 'cmake-js', 'fuzz'];
 const only = process.argv[2]; // optional: one step
 if (only && !steps.includes(only) && !variants.some((v) => v.dir === only)) {
@@ -106,6 +119,7 @@ for (const v of variants) {
   if (launcher.length > 0) run(`${v.name} ctest`, launcher[0], [...launcher.slice(1), 'ctest', ...ctestArgs], env);
   else run(`${v.name} ctest`, 'ctest', ctestArgs, env);
   timings.push(`${v.name} ${Math.round((Date.now() - t0) / 1000)} s`);
+  if (v.name === 'release') reportKernels(v.dir, env);
 }
 // The developer build of the addon: cmake-js drives the same CMakeLists.txt
 // (same sources as binding.gyp); the result must load and work.

@@ -90,6 +90,13 @@ describe('strings through the binding', () => {
     const listed = listAll(store, tier, 50, false);
     expect(listed).toHaveLength(all.length);
     for (const m of listed) check(m.id, m.content, m.metadata);
-    for (const h of store.recall([1, 3, 2, 3], { k: 50, tier })) check(h.memory.id, h.memory.content, h.memory.metadata);
+    const hits = store.recall([1, 3, 2, 3], { k: 50, tier });
+    expect(hits).toHaveLength(Math.min(50, all.length));
+    expect(new Set(hits.map((h) => h.id)).size).toBe(hits.length);
+    for (const h of hits) {
+      expect(h.memory.id).toBe(h.id);
+      expect(h.tier).toBe(tier);
+      check(h.memory.id, h.memory.content, h.memory.metadata);
+    }
   });
 });

@@ -97,13 +97,19 @@ describe('iteration contract', () => {
         store.putMany(records(0, 300, rng));
         const start = store.counts();
         const inScope = tier === 'all' ? start.total : start[tier];
+        const idsIn = () => new Set([...store.iterate({ tier })].map((m) => m.id));
+        const atStart = idsIn();
+        expect(atStart.size, `${tier}/${mode}: records to iterate`).toBe(inScope);
         let next = 1000;
         const seen = new Map<string, number>();
+        const upserted = new Set<string>();
         const body = (id: string) => {
           seen.set(id, (seen.get(id) ?? 0) + 1);
           // a derived record, and an upsert of a record the scan may not have reached
           store.put({ ...records(next, next + 1, rng)[0]!, id: `derived-${next++}` });
-          store.put({ ...records(0, 1, rng)[0]!, id: `m-${(next * 7) % 300}` });
+          const target = `m-${(next * 7) % 300}`;
+          upserted.add(target);
+          store.put({ ...records(0, 1, rng)[0]!, id: target });
           if (seen.size > 10 * inScope) throw new Error(`${tier}/${mode}: the loop does not end`);
         };
         const it = store.iterate({ tier, batchSize: 16 });
@@ -115,6 +121,14 @@ describe('iteration contract', () => {
           expect(n, `${tier}/${mode}: ${id} yielded once`).toBe(1);
         }
         expect(seen.size, `${tier}/${mode}: at most the records there were`).toBeLessThanOrEqual(inScope);
+        // And at least every record that stayed in scope unchanged the whole
+        // time (in the tier at the start and at the end: records only move
+        // down here, so they never left it; never upserted): each exactly once.
+        const atEnd = idsIn();
+        const stayed = [...atStart].filter((id) => atEnd.has(id) && !upserted.has(id));
+        expect(stayed.length, `${tier}/${mode}: records stayed in scope unchanged`).toBeGreaterThan(0);
+        const missed = stayed.filter((id) => seen.get(id) !== 1);
+        expect(missed, `${tier}/${mode}: unchanged records not yielded exactly once`).toEqual([]);
         expect(store.counts().total).toBe(300 + (next - 1000));
         store.close();
       }

@@ -187,10 +187,16 @@ describe('damaged stores, fuzzed', () => {
       expect(s.findings.length, `${kind}: ${JSON.stringify(s.findings)}`).toBe(1);
       expect(s.findings[0]).toMatch(new RegExp(`case 1 .*${pattern.source}`));
     }
-    // Cases 0 and 1 read undamaged stores (quick even on a loaded machine), case 2 hangs, case 3 is random.
-    const hang = await runDamage({ cases: 4, seed: SEED, plant: { case: 2, kind: 'hang' }, caseTimeoutMs: 10_000 });
+    // Cases 0 and 1 read undamaged stores, case 2 hangs, case 3 is random.
+    // The hang timeout scales with the work: three times what the same four
+    // cases took here without the plant (so a busy machine slows both), and
+    // at least 10 s.
+    const unplanted = await runDamage({ cases: 4, seed: SEED });
+    expect(unplanted.findings, JSON.stringify(unplanted.findings)).toEqual([]);
+    const caseTimeoutMs = Math.max(10_000, Math.ceil(unplanted.seconds * 3000));
+    const hang = await runDamage({ cases: 4, seed: SEED, plant: { case: 2, kind: 'hang' }, caseTimeoutMs });
     expect(hang.findings.length, JSON.stringify(hang.findings)).toBe(1);
-    expect(hang.findings[0]).toMatch(/case 2 .*hung for more than 10000 ms/);
+    expect(hang.findings[0]).toMatch(new RegExp(`case 2 .*hung for more than ${caseTimeoutMs} ms`));
     expect(hang.cases, 'the cases after the hang still ran').toBe(4);
   }, 400_000);
 

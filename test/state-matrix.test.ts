@@ -1,7 +1,8 @@
 // State matrix (classic-level style): every public method of MemoryStore,
 // called in each state — normal, while an iterator is open, while another
-// thread runs migrate() on the same store, after close() — either works or
-// throws a TierStoreError with the code documented for that state.
+// thread is inside migrate() on the same store, after close() — either works
+// (and returns what it should: each method's result is checked) or throws a
+// TierStoreError with the code documented for that state.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,39 +25,64 @@ function storePath(): string {
 let counter = 0;
 const rec = () => ({ id: `x-${counter++}`, content: 'c', embedding: [1, 2, 3, counter % 7] });
 
-// Each public method with valid arguments. Async ones return a promise.
-const METHODS: Record<string, (s: MemoryStore) => unknown> = {
-  put: (s) => s.put(rec()),
-  putMany: (s) => s.putMany([rec(), rec()]),
-  get: (s) => s.get('seed-1', { includeEmbedding: true }),
-  has: (s) => s.has('seed-2'),
-  delete: (s) => s.delete(`x-${counter - 1}`),
-  move: (s) => s.move('seed-3', 'cold'),
-  migrate: (s) => s.migrate(),
-  counts: (s) => s.counts(),
-  iterate: (s) => [...s.iterate({ tier: 'all', batchSize: 3 })].length,
-  iterateAsync: async (s) => {
-    let n = 0;
-    for await (const _ of s.iterate({ batchSize: 3 })) n++;
-    return n;
+// Each public method with valid arguments, and a check of what it returned
+// when it worked (a method that returns garbage without throwing fails).
+// Async ones return a promise.
+type Method = { call: (s: MemoryStore) => unknown; check: (result: any, s: MemoryStore) => void };
+const METHODS: Record<string, Method> = {
+  put: { call: (s) => { const r = rec(); s.put(r); return r.id; }, check: (id, s) => expect(s.get(id)?.content).toBe('c') },
+  putMany: { call: (s) => s.putMany([rec(), rec()]), check: (n, s) => { expect(n).toBe(2); expect(s.has(`x-${counter - 1}`)).toBe(true); } },
+  get: {
+    call: (s) => s.get('seed-1', { includeEmbedding: true }),
+    check: (m) => { expect(m?.id).toBe('seed-1'); expect(m?.content).toBe('s1'); expect([...m!.embedding!]).toEqual([1, 1, 1, 1]); },
   },
-  batches: (s) => [...s.iterate({ includeEmbeddings: true }).batches()].length,
-  list: (s) => s.list({ tier: 'all', limit: 5 }),
-  recall: (s) => s.recall([1, 0, 0, 0], { k: 3 }),
-  recallAsync: (s) => s.recallAsync([1, 0, 0, 0], { k: 3 }),
-  flush: (s) => s.flush(),
-  compact: (s) => s.compact(),
-  stats: (s) => s.stats(),
+  has: { call: (s) => s.has('seed-2'), check: (r) => expect(r).toBe(true) },
+  delete: {
+    call: (s) => { const id = `x-${counter - 1}`; return [id, s.delete(id)]; },
+    check: ([id, r], s) => { expect(r).toBe(true); expect(s.has(id)).toBe(false); },
+  },
+  move: { call: (s) => s.move('seed-3', 'cold'), check: (r, s) => { expect(r).toBe(true); expect(s.get('seed-3')?.tier).toBe('cold'); } },
+  migrate: { call: (s) => s.migrate(), check: (r) => expect(r).toMatchObject({ hotToWarm: expect.any(Number), batches: expect.any(Number) }) },
+  counts: { call: (s) => s.counts(), check: (c) => expect(c.total).toBe(c.hot + c.warm + c.cold) },
+  iterate: {
+    call: (s) => { const ids = [...s.iterate({ tier: 'all', batchSize: 3 })].map((m) => m.id); return [ids, s.counts().total]; },
+    check: ([ids, total]) => { expect(ids.length).toBe(total); expect(new Set(ids).size).toBe(total); expect(ids).toContain('seed-0'); },
+  },
+  iterateAsync: {
+    call: async (s) => {
+      const ids: string[] = [];
+      for await (const m of s.iterate({ batchSize: 3 })) ids.push(m.id);
+      return [ids, s.counts().total];
+    },
+    check: ([ids, total]) => { expect(ids.length).toBe(total); expect(new Set(ids).size).toBe(total); },
+  },
+  batches: {
+    call: (s) => { let n = 0, dims = 0; for (const b of s.iterate({ includeEmbeddings: true }).batches()) { n += b.ids.length; dims += b.embeddings!.length; } return [n, dims, s.counts().total]; },
+    check: ([n, dims, total]) => { expect(n).toBe(total); expect(dims).toBe(total * DIMS); },
+  },
+  list: {
+    call: (s) => s.list({ tier: 'all', limit: 5 }),
+    check: (p) => { expect(p.count).toBe(5); expect(p.memories).toHaveLength(5); expect(p.tierCounts.total).toBeGreaterThanOrEqual(30); },
+  },
+  recall: { call: (s) => s.recall([1, 0, 0, 0], { k: 3 }), check: (hits) => { expect(hits).toHaveLength(3); expect(hits[0].score).toBeGreaterThanOrEqual(hits[2].score); } },
+  recallAsync: { call: (s) => s.recallAsync([1, 0, 0, 0], { k: 3 }), check: (hits) => expect(hits).toHaveLength(3) },
+  flush: { call: (s) => s.flush(), check: (r) => expect(r).toBeUndefined() },
+  compact: { call: (s) => s.compact(), check: (r) => expect(r).toMatchObject({ coldSegmentsAfter: expect.any(Number) }) },
+  stats: { call: (s) => s.stats(), check: (r) => { expect(r.dimensions).toBe(DIMS); expect(r.counts.total).toBeGreaterThanOrEqual(30); } },
 };
 
-async function outcome(fn: () => unknown): Promise<'ok' | string> {
+/** Calls method `name`: 'ok' once its result passed its check, or the TierStoreError code it threw. */
+async function outcome(s: MemoryStore, name: string): Promise<'ok' | string> {
+  const m = METHODS[name]!;
+  let result: unknown;
   try {
-    await fn();
-    return 'ok';
+    result = await m.call(s);
   } catch (e) {
-    expect(e).toBeInstanceOf(TierStoreError);
+    expect(e, name).toBeInstanceOf(TierStoreError);
     return (e as TierStoreError).code;
   }
+  m.check(result, s);
+  return 'ok';
 }
 
 function seeded(p: string = storePath()): MemoryStore {
@@ -68,7 +94,7 @@ function seeded(p: string = storePath()): MemoryStore {
 describe('state matrix', () => {
   it('normal: every method works', async () => {
     const s = seeded();
-    for (const [name, fn] of Object.entries(METHODS)) expect(await outcome(() => fn(s)), name).toBe('ok');
+    for (const name of Object.keys(METHODS)) expect(await outcome(s, name), name).toBe('ok');
     s.close();
   });
 
@@ -78,8 +104,8 @@ describe('state matrix', () => {
     const asyncIt = s.iterate({ batchSize: 2 })[Symbol.asyncIterator]();
     syncIt.next();
     await asyncIt.next();
-    for (const [name, fn] of Object.entries(METHODS)) {
-      expect(await outcome(() => fn(s)), name).toBe('ok');
+    for (const name of Object.keys(METHODS)) {
+      expect(await outcome(s, name), name).toBe('ok');
       syncIt.next();
       await asyncIt.next();
     }
@@ -93,31 +119,47 @@ describe('state matrix', () => {
     const s = open(p, { dimensions: DIMS, hotCapacity: 1000, warmCapacity: 1000 });
     s.putMany(Array.from({ length: 30 }, (_, i) => ({ id: `seed-${i}`, content: `s${i}`, embedding: [i, 1, 1, 1] })));
     // The worker shares the native store and migrates with capacities of 0 and
-    // 2 in turn (records keep moving) until told to stop.
+    // 2 in turn (records keep moving) until told to stop. It raises a shared
+    // flag around each migrate() and counts them: each method below is called
+    // while the flag is up, so every call meets a migration in progress.
+    const shared = new Int32Array(new SharedArrayBuffer(12)); // [inside migrate, migrations done, stop]
     const worker = new Worker(
-      `const { parentPort, workerData } = require('node:worker_threads');
+      `const { workerData } = require('node:worker_threads');
        const ts = require(workerData.entry);
+       const f = workerData.shared;
        const a = ts.open(workerData.p, { hotCapacity: 0, warmCapacity: 2 });
        const b = ts.open(workerData.p, { hotCapacity: 2, warmCapacity: 0 });
-       let stop = false, runs = 0;
-       parentPort.on('message', () => { stop = true; });
-       (function loop() {
-         if (stop) { a.close(); b.close(); parentPort.postMessage(runs); return; }
-         (runs % 2 ? a : b).migrate(); runs++;
-         setImmediate(loop);
-       })();`,
-      { eval: true, workerData: { entry: path.join(REPO_ROOT, 'dist', 'index.js'), p } },
+       for (let runs = 0; Atomics.load(f, 2) === 0; runs++) {
+         Atomics.store(f, 0, 1);
+         (runs % 2 ? a : b).migrate();
+         Atomics.store(f, 0, 0);
+         Atomics.add(f, 1, 1);
+       }
+       a.close(); b.close();`,
+      { eval: true, workerData: { entry: path.join(REPO_ROOT, 'dist', 'index.js'), p, shared } },
     );
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const exited = new Promise((resolve, reject) => { worker.once('exit', resolve); worker.once('error', reject); });
+    /** Waits (by count of polls, not time) until the worker is inside a migrate() that began after the last call's. */
+    let lastDone = -1;
+    const insideMigrate = () => {
+      for (let polls = 0; Atomics.load(shared, 0) !== 1 || Atomics.load(shared, 1) === lastDone; polls++) {
+        if (polls > 2e9) throw new Error('the worker never entered migrate()');
+      }
+      lastDone = Atomics.load(shared, 1);
+    };
+    let calls = 0;
+    const before = Atomics.load(shared, 1);
     for (let round = 0; round < 3; round++) {
-      for (const [name, fn] of Object.entries(METHODS)) expect(await outcome(() => fn(s)), name).toBe('ok');
+      for (const name of Object.keys(METHODS)) {
+        insideMigrate();
+        calls++;
+        expect(await outcome(s, name), name).toBe('ok');
+      }
     }
-    const runs = await new Promise<number>((resolve) => {
-      worker.once('message', resolve);
-      worker.postMessage('stop');
-    });
-    await worker.terminate();
-    expect(runs).toBeGreaterThan(0);
+    Atomics.store(shared, 2, 1);
+    await exited;
+    // A different migration was in progress when each call began.
+    expect(Atomics.load(shared, 1) - before).toBeGreaterThanOrEqual(calls - 1);
     // Consistent afterwards: every id once.
     const ids = [...s.iterate()].map((m) => m.id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -128,7 +170,7 @@ describe('state matrix', () => {
   it('after close(): every method throws (or rejects with) STORE_CLOSED, and close() again is a no-op', async () => {
     const s = seeded();
     s.close();
-    for (const [name, fn] of Object.entries(METHODS)) expect(await outcome(() => fn(s)), name).toBe('STORE_CLOSED');
+    for (const name of Object.keys(METHODS)) expect(await outcome(s, name), name).toBe('STORE_CLOSED');
     expect(() => s.close()).not.toThrow();
   });
 
@@ -137,8 +179,8 @@ describe('state matrix', () => {
     seeded(p).close();
     const s = open(p, { readOnly: true });
     const writes = new Set(['put', 'putMany', 'delete', 'move', 'migrate', 'compact']);
-    for (const [name, fn] of Object.entries(METHODS)) {
-      expect(await outcome(() => fn(s)), name).toBe(writes.has(name) ? 'READ_ONLY' : 'ok');
+    for (const name of Object.keys(METHODS)) {
+      expect(await outcome(s, name), name).toBe(writes.has(name) ? 'READ_ONLY' : 'ok');
     }
     s.close();
   });

@@ -846,25 +846,51 @@ describe('closing while asynchronous work is in flight', () => {
   it('an async iteration whose store is closed mid-way ends in STORE_CLOSED (or completes), never a crash', async () => {
     for (const closeAfter of [0, 1, 5, 50]) {
       const s = populated();
+      // The order the iteration yields (stable within a tier; hot, warm, cold).
+      const order = [...s.iterate({ batchSize: 3 })].map((m) => m.id);
+      expect(order).toHaveLength(300);
       const it = s.iterate({ batchSize: 3, includeEmbeddings: true })[Symbol.asyncIterator]();
       const ids: string[] = [];
       for (let i = 0; i < closeAfter; i++) ids.push((await it.next()).value!.id);
+      expect(ids).toEqual(order.slice(0, closeAfter));
       const inFlight = it.next(); // started before close
       s.close();
       const r = await settle(inFlight);
-      expectClosedOrFine(r, `next() in flight at close (after ${closeAfter})`);
-      let error: unknown;
-      try {
-        for (let n = await it.next(); !n.done; n = await it.next()) ids.push(n.value.id);
-      } catch (e) {
-        error = e;
+      const what = `next() in flight at close (after ${closeAfter})`;
+      expectClosedOrFine(r, what);
+      if (r.ok) {
+        // It completed: with the next record in order.
+        const n = r.value as IteratorResult<{ id: string }>;
+        expect(n.done, what).toBe(false);
+        expect(n.value.id, what).toBe(order[closeAfter]);
+        ids.push(n.value.id);
       }
-      if (error !== undefined) expectClosedOrFine({ ok: false, error }, 'next() after close');
+      // An async iterator that rejected is finished: it ended in STORE_CLOSED.
+      let error: unknown = r.ok ? undefined : r.error;
+      if (r.ok) {
+        try {
+          for (let n = await it.next(); !n.done; n = await it.next()) ids.push(n.value.id);
+        } catch (e) {
+          error = e;
+        }
+      } else {
+        expect((await it.next()).done, 'next() after the rejection: the iteration is over').toBe(true);
+      }
+      if (error !== undefined) {
+        expectClosedOrFine({ ok: false, error }, 'next() after close');
+        // Ended early: what it yielded is a prefix of the order, each record once.
+        expect(ids, `ended with STORE_CLOSED after ${ids.length}`).toEqual(order.slice(0, ids.length));
+      } else {
+        // Completed (from records buffered before the close): every record, in order.
+        expect(ids, 'completed: every record once, in order').toEqual(order);
+      }
     }
   });
 
   it('recallAsync in flight when the store is closed resolves or rejects with STORE_CLOSED, never a crash', async () => {
     const s = populated();
+    const want = s.recall(new Float32Array(DIMS).fill(0.5), { k: 10 }).map((h) => h.id);
+    expect(want).toHaveLength(10);
     const pending = Array.from({ length: 8 }, () => s.recallAsync(new Float32Array(DIMS).fill(0.5), { k: 10 }));
     // Handlers go on every promise at once: one may reject while another is awaited.
     const settled = pending.map(settle);
@@ -872,7 +898,7 @@ describe('closing while asynchronous work is in flight', () => {
     for (const settling of settled) {
       const r = await settling;
       expectClosedOrFine(r, 'recallAsync in flight');
-      if (r.ok) expect((r.value as unknown[]).length).toBe(10);
+      if (r.ok) expect((r.value as Array<{ id: string }>).map((h) => h.id), 'a recall that completed has the right hits').toEqual(want);
     }
   });
 });

@@ -7,14 +7,18 @@
 // keep one batch in memory.
 import fs from 'node:fs';
 
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 
 import { TierStoreError } from '../errors.js';
+import { arrowLib } from './schema.js';
+
+/** apache-arrow, as every part of the package loads it (see arrowLib). */
+const A = arrowLib();
 
 export type ArrowIpcFormat = 'file' | 'stream';
 
 /** A sink for apache-arrow's writer that keeps the chunks written since the last take(). */
-class ChunkCollector extends arrow.AsyncByteQueue {
+class ChunkCollector extends A.AsyncByteQueue {
   #chunks: Uint8Array[] = [];
 
   override write(value: unknown): void {
@@ -38,7 +42,7 @@ export async function writeArrowIpc(
   format: ArrowIpcFormat,
 ): Promise<void> {
   const collector = new ChunkCollector();
-  const writer = format === 'file' ? new arrow.RecordBatchFileWriter() : new arrow.RecordBatchStreamWriter();
+  const writer = format === 'file' ? new A.RecordBatchFileWriter() : new A.RecordBatchStreamWriter();
   writer.reset(collector as never, schema);
   const flush = async (): Promise<void> => {
     for (const chunk of collector.take()) await write(chunk);
@@ -97,13 +101,13 @@ export class ArrowSource {
       const { bytesRead } = await handle.read(head, 0, head.length, 0);
       let reader: arrow.AsyncRecordBatchFileReader | arrow.AsyncRecordBatchStreamReader;
       if (bytesRead === FILE_MAGIC.length && head.equals(FILE_MAGIC)) {
-        reader = (await arrow.RecordBatchReader.from(handle as never)) as unknown as arrow.AsyncRecordBatchFileReader;
+        reader = (await A.RecordBatchReader.from(handle as never)) as unknown as arrow.AsyncRecordBatchFileReader;
       } else {
         await checkEndOfStream(handle, file);
         await handle.close();
         handle = undefined;
         stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-        reader = (await arrow.RecordBatchReader.from(stream as never)) as unknown as arrow.AsyncRecordBatchStreamReader;
+        reader = (await A.RecordBatchReader.from(stream as never)) as unknown as arrow.AsyncRecordBatchStreamReader;
       }
       await reader.open();
       const schema = reader.schema as arrow.Schema | undefined | null;

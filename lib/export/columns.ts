@@ -1,76 +1,25 @@
-// The Arrow schema of an export and the conversions between store batches and
-// Arrow record batches (both directions). Used by the Arrow IPC and the
-// Parquet formats alike (Parquet goes through Arrow).
-//
-// Export schema (every field of a Memory, none nullable):
-//   id, content, metadata (JSON text), tier: utf8
-//   confidence, activation: float32
-//   createdAt, lastAccessAt: timestamp[ms, UTC] (int64 milliseconds since the epoch)
-//   accessCount: int64
-//   embedding: fixed_size_list<item: float32>[dimensions]
-// Schema metadata: tierstore.format, tierstore.dimensions, tierstore.tier.
+// Conversions between store batches and Arrow record batches (both
+// directions), in the schema of lib/export/schema.ts. Used by the Arrow IPC
+// and the Parquet formats alike (Parquet goes through Arrow).
 //
 // Import accepts that schema and reasonable variants written by other tools
 // (Spark, DuckDB, pandas): only id, content and embedding are required;
 // strings may be utf8/large_utf8/dictionary, the embedding a fixed-size or
 // variable list of float32/float64, numbers any int/float, timestamps any unit.
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 
 import { TierStoreError } from '../errors.js';
-import type { MemoryBatch, MemoryInput, TierSelector } from '../types.js';
+import type { MemoryBatch, MemoryInput } from '../types.js';
 
-export const FORMAT_KEY = 'tierstore.format';
-export const FORMAT_VALUE = 'tierstore.memories/1';
-export const DIMENSIONS_KEY = 'tierstore.dimensions';
-export const TIER_KEY = 'tierstore.tier';
+import { arrowLib, DIMENSIONS_KEY } from './schema.js';
+
+/** apache-arrow, as every part of the package loads it (see arrowLib). */
+const A = arrowLib();
+
+export { COLUMN_NAMES, DIMENSIONS_KEY, exportSchema, FORMAT_KEY, FORMAT_VALUE, schemaMetadata, TIER_KEY } from './schema.js';
 
 /** Strings are decoded strictly (invalid UTF-8 is corruption) and keep a leading U+FEFF. */
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/** Memory fields as columns, in schema order. */
-export const COLUMN_NAMES = [
-  'id',
-  'content',
-  'metadata',
-  'confidence',
-  'activation',
-  'createdAt',
-  'lastAccessAt',
-  'accessCount',
-  'tier',
-  'embedding',
-] as const;
-
-export function exportSchema(dimensions: number, tier: TierSelector): arrow.Schema {
-  const utf8 = (name: string): arrow.Field => new arrow.Field(name, new arrow.Utf8(), false);
-  const float32 = (name: string): arrow.Field => new arrow.Field(name, new arrow.Float32(), false);
-  const millis = (name: string): arrow.Field => new arrow.Field(name, new arrow.TimestampMillisecond('UTC'), false);
-  const fields = [
-    utf8('id'),
-    utf8('content'),
-    utf8('metadata'),
-    float32('confidence'),
-    float32('activation'),
-    millis('createdAt'),
-    millis('lastAccessAt'),
-    new arrow.Field('accessCount', new arrow.Int64(), false),
-    utf8('tier'),
-    new arrow.Field(
-      'embedding',
-      new arrow.FixedSizeList(dimensions, new arrow.Field('item', new arrow.Float32(), false)),
-      false,
-    ),
-  ];
-  return new arrow.Schema(fields, schemaMetadata(dimensions, tier));
-}
-
-export function schemaMetadata(dimensions: number, tier: TierSelector): Map<string, string> {
-  return new Map([
-    [FORMAT_KEY, FORMAT_VALUE],
-    [DIMENSIONS_KEY, String(dimensions)],
-    [TIER_KEY, tier],
-  ]);
-}
 
 // ---------------------------------------------------------------------------
 // Store batch -> Arrow
@@ -130,11 +79,11 @@ function utf8Data(values: readonly string[], start: number, end: number): arrow.
   const bytes = Buffer.allocUnsafeSlow(total);
   let position = 0;
   for (let i = 0; i < n; i++) position += bytes.write(values[start + i]!, position, 'utf8');
-  return arrow.makeData({ type: new arrow.Utf8(), length: n, nullCount: 0, valueOffsets: offsets, data: bytes });
+  return A.makeData({ type: new A.Utf8(), length: n, nullCount: 0, valueOffsets: offsets, data: bytes });
 }
 
 function float32Data(values: Float32Array, start: number, end: number): arrow.Data<arrow.Float32> {
-  return arrow.makeData({ type: new arrow.Float32(), length: end - start, nullCount: 0, data: values.slice(start, end) });
+  return A.makeData({ type: new A.Float32(), length: end - start, nullCount: 0, data: values.slice(start, end) });
 }
 
 function int64Values(values: Float64Array, start: number, end: number): BigInt64Array {
@@ -154,8 +103,8 @@ export function toArrowBatch(schema: arrow.Schema, prepared: PreparedBatch, star
   if (embeddings === undefined || embeddings.length !== batch.ids.length * dims) {
     throw new Error('export: the store batch came without embeddings of the expected size');
   }
-  const item = arrow.makeData({
-    type: new arrow.Float32(),
+  const item = A.makeData({
+    type: new A.Float32(),
     length: n * dims,
     nullCount: 0,
     data: embeddings.slice(start * dims, end * dims),
@@ -166,14 +115,14 @@ export function toArrowBatch(schema: arrow.Schema, prepared: PreparedBatch, star
     utf8Data(metadataTexts, start, end),
     float32Data(batch.confidence, start, end),
     float32Data(batch.activation, start, end),
-    arrow.makeData({ type: schema.fields[5]!.type as arrow.TimestampMillisecond, length: n, nullCount: 0, data: int64Values(batch.createdAt, start, end) }),
-    arrow.makeData({ type: schema.fields[6]!.type as arrow.TimestampMillisecond, length: n, nullCount: 0, data: int64Values(batch.lastAccessAt, start, end) }),
-    arrow.makeData({ type: new arrow.Int64(), length: n, nullCount: 0, data: int64Values(batch.accessCount, start, end) }),
+    A.makeData({ type: schema.fields[5]!.type as arrow.TimestampMillisecond, length: n, nullCount: 0, data: int64Values(batch.createdAt, start, end) }),
+    A.makeData({ type: schema.fields[6]!.type as arrow.TimestampMillisecond, length: n, nullCount: 0, data: int64Values(batch.lastAccessAt, start, end) }),
+    A.makeData({ type: new A.Int64(), length: n, nullCount: 0, data: int64Values(batch.accessCount, start, end) }),
     utf8Data(batch.tiers, start, end),
-    arrow.makeData({ type: embeddingType, length: n, nullCount: 0, child: item }),
+    A.makeData({ type: embeddingType, length: n, nullCount: 0, child: item }),
   ];
-  const struct = arrow.makeData({ type: new arrow.Struct(schema.fields), length: n, nullCount: 0, children });
-  return new arrow.RecordBatch(schema, struct);
+  const struct = A.makeData({ type: new A.Struct(schema.fields), length: n, nullCount: 0, children });
+  return new A.RecordBatch(schema, struct);
 }
 
 // ---------------------------------------------------------------------------
@@ -207,21 +156,21 @@ export function checkImportSchema(schema: arrow.Schema, dimensions: number, file
     }
   }
   const embedding = schema.fields.find((f) => f.name === 'embedding')!.type;
-  if (arrow.DataType.isFixedSizeList(embedding)) {
+  if (A.DataType.isFixedSizeList(embedding)) {
     if (embedding.listSize !== dimensions) {
       throw new TierStoreError(
         'DIMENSION_MISMATCH',
         `import: ${file} holds embeddings of ${embedding.listSize} values (column embedding is ${String(embedding)}); the store has ${dimensions} dimensions`,
       );
     }
-  } else if (!arrow.DataType.isList(embedding)) {
+  } else if (!A.DataType.isList(embedding)) {
     throw new TierStoreError(
       'INVALID_ARGUMENT',
       `import: column embedding of ${file} must be a list of float32 or float64 values, got ${String(embedding)}`,
     );
   }
   const item = (embedding as arrow.List | arrow.FixedSizeList).children[0]!.type;
-  if (!arrow.DataType.isFloat(item) && !arrow.DataType.isInt(item)) {
+  if (!A.DataType.isFloat(item) && !A.DataType.isInt(item)) {
     throw new TierStoreError(
       'INVALID_ARGUMENT',
       `import: column embedding of ${file} must be a list of float32 or float64 values, got ${String(embedding)}`,
@@ -242,7 +191,7 @@ function corrupt(file: string, column: string, row: number, error: unknown): Tie
 function stringReader(vector: arrow.Vector, column: string, file: string, firstRow: number): Reader<unknown> {
   const data = vector.data[0]!;
   const type = data.type as arrow.DataType;
-  if (arrow.DataType.isUtf8(type) || arrow.DataType.isLargeUtf8(type)) {
+  if (A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type)) {
     const offsets = data.valueOffsets as Int32Array | BigInt64Array;
     const values = data.values as Uint8Array;
     const hasNulls = data.nullCount > 0;
@@ -260,10 +209,10 @@ function stringReader(vector: arrow.Vector, column: string, file: string, firstR
 }
 
 const TIME_UNIT_TO_MS: Record<number, number> = {
-  [arrow.TimeUnit.SECOND]: 1000,
-  [arrow.TimeUnit.MILLISECOND]: 1,
-  [arrow.TimeUnit.MICROSECOND]: 1e-3,
-  [arrow.TimeUnit.NANOSECOND]: 1e-6,
+  [A.TimeUnit.SECOND]: 1000,
+  [A.TimeUnit.MILLISECOND]: 1,
+  [A.TimeUnit.MICROSECOND]: 1e-3,
+  [A.TimeUnit.NANOSECOND]: 1e-6,
 };
 
 /** A number column (float, int, timestamp as milliseconds); null -> undefined (the default). */
@@ -272,7 +221,7 @@ function numberReader(vector: arrow.Vector): Reader<unknown> {
   const type = data.type as arrow.DataType;
   const hasNulls = data.nullCount > 0;
   const values = data.values as ArrayLike<number | bigint> | undefined;
-  if (arrow.DataType.isTimestamp(type) && values instanceof BigInt64Array) {
+  if (A.DataType.isTimestamp(type) && values instanceof BigInt64Array) {
     const scale = TIME_UNIT_TO_MS[type.unit]!;
     return (i) => {
       if (hasNulls && !data.getValid(i)) return undefined;
@@ -281,7 +230,7 @@ function numberReader(vector: arrow.Vector): Reader<unknown> {
       return scale >= 1 ? Number(v) * scale : Math.floor(Number(v) * scale);
     };
   }
-  if ((arrow.DataType.isFloat(type) && type.precision !== arrow.Precision.HALF) || arrow.DataType.isInt(type)) {
+  if ((A.DataType.isFloat(type) && type.precision !== A.Precision.HALF) || A.DataType.isInt(type)) {
     const vals = values!;
     return (i) => {
       if (hasNulls && !data.getValid(i)) return undefined;
@@ -310,7 +259,7 @@ function embeddingReader(vector: arrow.Vector, dims: number): Reader<unknown> {
       return v === null ? null : Array.from(v as unknown as Iterable<unknown>);
     };
   }
-  if (arrow.DataType.isFixedSizeList(type)) {
+  if (A.DataType.isFixedSizeList(type)) {
     return (i) => (hasNulls && !data.getValid(i) ? null : values.subarray(i * dims, (i + 1) * dims));
   }
   const offsets = data.valueOffsets as Int32Array;

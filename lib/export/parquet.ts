@@ -11,10 +11,14 @@
 // plain Parquet key-value metadata.
 import fs from 'node:fs';
 
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import * as parquet from 'parquet-wasm';
 
 import { TierStoreError } from '../errors.js';
+import { arrowLib } from './schema.js';
+
+/** apache-arrow, as every part of the package loads it (see arrowLib). */
+const A = arrowLib();
 
 export type ParquetCompression = 'snappy' | 'zstd' | 'uncompressed';
 
@@ -31,7 +35,7 @@ function messageOf(error: unknown): string {
 
 /** An Arrow JS batch as a parquet-wasm batch (through IPC bytes). */
 function toWasmBatch(batch: arrow.RecordBatch): parquet.RecordBatch {
-  const table = parquet.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table([batch]), 'stream'));
+  const table = parquet.Table.fromIPCStream(A.tableToIPC(new A.Table([batch]), 'stream'));
   try {
     const wasmBatch = table.recordBatch(0);
     if (wasmBatch === undefined) throw new Error('parquet-wasm returned no record batch');
@@ -106,7 +110,7 @@ export class ParquetSource {
       const metadata = handle.metadata();
       const rows = metadata.fileMetadata().numRows();
       // The footer's schema (with the ARROW:schema hint applied), as Arrow JS.
-      const schemaTable = arrow.tableFromIPC(handle.schema().intoIPCStream());
+      const schemaTable = A.tableFromIPC(handle.schema().intoIPCStream());
       return new ParquetSource(file, handle, schemaTable.schema, rows);
     } catch (error) {
       handle?.free();
@@ -137,7 +141,7 @@ export class ParquetSource {
         try {
           result = await reader.read();
           if (result.done) return;
-          batches = arrow.tableFromIPC(result.value!.intoIPCStream()).batches;
+          batches = A.tableFromIPC(result.value!.intoIPCStream()).batches;
         } catch (error) {
           throw new TierStoreError('CORRUPTION', `import: ${this.file} is damaged: ${messageOf(error)}`, { cause: error });
         }

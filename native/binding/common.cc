@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -289,6 +290,99 @@ Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t di
     }
     out.Set("embeddings", CopyToTypedArray(env, batch.embeddings.data(), want));
   }
+  return out;
+}
+
+namespace {
+
+// Strings k (0 id, 1 content, 2 metadata) of records [from, to) as one UTF-8
+// buffer and int32 offsets.
+Napi::Object StringColumn(Napi::Env env, const tierstore::RecordBatch& batch, size_t from, size_t to, int k) {
+  const size_t n = to - from;
+  Napi::Int32Array offsets = Napi::Int32Array::New(env, n + 1);
+  size_t total = 0;
+  offsets[0] = 0;
+  for (size_t i = from; i < to; ++i) {
+    total += batch.lengths[3 * i + k];
+    offsets[i - from + 1] = static_cast<int32_t>(total);
+  }
+  Napi::Buffer<char> data = Napi::Buffer<char>::New(env, total);
+  size_t at = 0;
+  for (size_t i = from; i < to; ++i) {
+    const size_t len = batch.lengths[3 * i + k];
+    if (len != 0) std::memcpy(data.Data() + at, batch.bytes.data() + batch.offsets[3 * i + k], len);
+    at += len;
+  }
+  Napi::Object column = Napi::Object::New(env);
+  column.Set("data", data);
+  column.Set("offsets", offsets);
+  return column;
+}
+
+Napi::Object TierColumn(Napi::Env env, const tierstore::RecordBatch& batch, size_t from, size_t to) {
+  const size_t n = to - from;
+  Napi::Int32Array offsets = Napi::Int32Array::New(env, n + 1);
+  std::string text;
+  offsets[0] = 0;
+  for (size_t i = from; i < to; ++i) {
+    text += tierstore::TierName(batch.tiers[i]);
+    offsets[i - from + 1] = static_cast<int32_t>(text.size());
+  }
+  Napi::Object column = Napi::Object::New(env);
+  column.Set("data", Napi::Buffer<char>::Copy(env, text.data(), text.size()));
+  column.Set("offsets", offsets);
+  return column;
+}
+
+Napi::Value Int64Column(Napi::Env env, const std::vector<double>& values, size_t from, size_t to) {
+  Napi::TypedArrayOf<int64_t> out = Napi::TypedArrayOf<int64_t>::New(env, to - from, napi_bigint64_array);
+  // Times and counts are stored as integral doubles: the conversion is exact.
+  for (size_t i = from; i < to; ++i) out[i - from] = static_cast<int64_t>(std::llround(values[i]));
+  return out;
+}
+
+}  // namespace
+
+Napi::Object ColumnsToJs(Napi::Env env, const tierstore::RecordBatch& batch, uint32_t dimensions,
+                         bool include_embeddings, uint64_t max_string_bytes) {
+  const size_t n = batch.size();
+  if (include_embeddings && batch.embeddings.size() != n * static_cast<size_t>(dimensions)) {
+    ThrowError(env, "CORRUPTION",
+               "native batch holds " + std::to_string(batch.embeddings.size()) + " embedding values, expected " +
+                   std::to_string(n * static_cast<size_t>(dimensions)));
+  }
+  Napi::Array chunks = Napi::Array::New(env);
+  size_t from = 0;
+  while (from < n) {
+    size_t to = from;
+    uint64_t bytes = 0;
+    while (to < n) {
+      const uint64_t b = uint64_t{batch.lengths[3 * to]} + batch.lengths[3 * to + 1] + batch.lengths[3 * to + 2];
+      if (to > from && bytes + b > max_string_bytes) break;
+      bytes += b;
+      ++to;
+    }
+    Napi::Object chunk = Napi::Object::New(env);
+    chunk.Set("count", static_cast<double>(to - from));
+    chunk.Set("tiers", TierColumn(env, batch, from, to));
+    chunk.Set("ids", StringColumn(env, batch, from, to, 0));
+    chunk.Set("contents", StringColumn(env, batch, from, to, 1));
+    chunk.Set("metadata", StringColumn(env, batch, from, to, 2));
+    chunk.Set("confidence", CopyToTypedArray(env, batch.confidence.data() + from, to - from));
+    chunk.Set("activation", CopyToTypedArray(env, batch.activation.data() + from, to - from));
+    chunk.Set("createdAt", Int64Column(env, batch.created_at, from, to));
+    chunk.Set("lastAccessAt", Int64Column(env, batch.last_access_at, from, to));
+    chunk.Set("accessCount", Int64Column(env, batch.access_count, from, to));
+    if (include_embeddings) {
+      const size_t d = dimensions;
+      chunk.Set("embeddings", CopyToTypedArray(env, batch.embeddings.data() + from * d, (to - from) * d));
+    }
+    chunks.Set(chunks.Length(), chunk);
+    from = to;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("count", static_cast<double>(n));
+  out.Set("chunks", chunks);
   return out;
 }
 

@@ -96,6 +96,16 @@ tierstore::TierSelector ArgTierSelector(const Napi::CallbackInfo& info, size_t i
 // or undefined). Null when no condition is given.
 std::shared_ptr<const tierstore::RecordFilter> ArgFilter(const Napi::CallbackInfo& info, size_t i, const char* what);
 
+// A batch column by column, as Arrow lays columns out: { count, chunks:
+// [{ count, tiers, ids, contents, metadata (each { data: Buffer of UTF-8,
+// offsets: Int32Array of count + 1 }), confidence, activation (Float32Array),
+// createdAt, lastAccessAt, accessCount (BigInt64Array), embeddings?
+// (Float32Array) }] }. A chunk holds at most max_string_bytes of id, content
+// and metadata bytes together (one larger record makes a chunk of its own),
+// so every offset fits an int32.
+Napi::Object ColumnsToJs(Napi::Env env, const tierstore::RecordBatch& batch, uint32_t dimensions,
+                         bool include_embeddings, uint64_t max_string_bytes);
+
 Napi::Object BatchToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions,
                        bool include_embeddings);
 // A JS string of well-formed UTF-8 bytes (one decoding pass; ASCII copied).

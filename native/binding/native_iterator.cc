@@ -10,17 +10,28 @@ namespace tierstore_binding {
 namespace {
 
 constexpr double kMaxBatchSize = 65536;
+// String bytes (id, content, metadata) of one columnar chunk: int32 offsets
+// never overflow, and a consumer's batch stays a bounded size.
+constexpr uint64_t kMaxColumnStringBytes = uint64_t{256} << 20;
+
+// A batch as next() returns it: records, or columns (ColumnsToJs).
+Napi::Object ToJs(Napi::Env env, tierstore::RecordBatch& batch, uint32_t dimensions, bool include_embeddings,
+                  bool columns) {
+  return columns ? ColumnsToJs(env, batch, dimensions, include_embeddings, kMaxColumnStringBytes)
+                 : BatchToJs(env, batch, dimensions, include_embeddings);
+}
 
 // Runs StoreIterator::Next on a libuv worker thread; converts in OnOK on the
 // JS thread. Execute touches only core objects, never JS.
 class NextWorker : public Napi::AsyncWorker {
  public:
-  NextWorker(Napi::Env env, std::shared_ptr<IteratorState> state, size_t max, bool include_embeddings)
+  NextWorker(Napi::Env env, std::shared_ptr<IteratorState> state, size_t max, bool include_embeddings, bool columns)
       : Napi::AsyncWorker(env, "tierstore.iterator.next"),
         deferred_(Napi::Promise::Deferred::New(env)),
         state_(std::move(state)),
         max_(max),
-        include_embeddings_(include_embeddings) {}
+        include_embeddings_(include_embeddings),
+        columns_(columns) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
@@ -39,7 +50,7 @@ class NextWorker : public Napi::AsyncWorker {
       return;
     }
     try {
-      deferred_.Resolve(BatchToJs(env, batch_, state_->dimensions, include_embeddings_));
+      deferred_.Resolve(ToJs(env, batch_, state_->dimensions, include_embeddings_, columns_));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     }
@@ -55,6 +66,7 @@ class NextWorker : public Napi::AsyncWorker {
   std::shared_ptr<IteratorState> state_;
   size_t max_;
   bool include_embeddings_;
+  bool columns_;
   tierstore::Status status_;
   tierstore::RecordBatch batch_;
 };
@@ -92,10 +104,12 @@ NativeIterator::NativeIterator(const Napi::CallbackInfo& info) : Napi::ObjectWra
   state_ = std::move(state);
 }
 
-size_t NativeIterator::CheckNext(const Napi::CallbackInfo& info, const char* method, bool* include_embeddings) {
+size_t NativeIterator::CheckNext(const Napi::CallbackInfo& info, const char* method, bool* include_embeddings,
+                                 bool* columns) {
   Napi::Env env = info.Env();
   size_t max = static_cast<size_t>(ArgInteger(info, 0, (std::string(method) + ": batchSize").c_str(), 1, kMaxBatchSize));
   *include_embeddings = ArgBool(info, 1, (std::string(method) + ": includeEmbeddings").c_str());
+  *columns = info[2].IsUndefined() ? false : ArgBool(info, 2, (std::string(method) + ": columns").c_str());
   if (!state_ || state_->closed || !state_->it) {
     ThrowError(env, "STORE_CLOSED", std::string(method) + ": the iterator or its store was closed");
   }
@@ -107,25 +121,25 @@ size_t NativeIterator::CheckNext(const Napi::CallbackInfo& info, const char* met
 
 Napi::Value NativeIterator::Next(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool include_embeddings = false;
-  size_t max = CheckNext(info, "next()", &include_embeddings);
+  bool include_embeddings = false, columns = false;
+  size_t max = CheckNext(info, "next()", &include_embeddings, &columns);
   tierstore::RecordBatch batch;
   Check(env, state_->it->Next(max, include_embeddings, &batch));
-  return BatchToJs(env, batch, state_->dimensions, include_embeddings);
+  return ToJs(env, batch, state_->dimensions, include_embeddings, columns);
 }
 
 Napi::Value NativeIterator::NextAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t max = 0;
-  bool include_embeddings = false;
+  bool include_embeddings = false, columns = false;
   try {
-    max = CheckNext(info, "nextAsync()", &include_embeddings);
+    max = CheckNext(info, "nextAsync()", &include_embeddings, &columns);
   } catch (const Napi::Error& e) {
     auto deferred = Napi::Promise::Deferred::New(env);
     deferred.Reject(e.Value());
     return deferred.Promise();
   }
-  auto* worker = new NextWorker(env, state_, max, include_embeddings);
+  auto* worker = new NextWorker(env, state_, max, include_embeddings, columns);
   Napi::Promise promise = worker->Promise();
   state_->busy = true;
   worker->Queue();

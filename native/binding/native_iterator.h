@@ -1,8 +1,11 @@
 // NativeIterator: one tier iterator of a NativeStore handle.
 //   new NativeIterator(store: NativeStore, tier: 0..3)   (hot, warm, cold, all)
-//   next(batchSize, includeEmbeddings) -> NativeBatch (0 records: the end)
-//   nextAsync(batchSize, includeEmbeddings) -> Promise<NativeBatch>; the core
-//     call runs on a libuv worker thread; every error rejects the promise.
+//   next(batchSize, includeEmbeddings, columns?) -> NativeBatch (0 records:
+//     the end), or with columns = true the batch column by column
+//     (ColumnsToJs: UTF-8 buffers with int32 offsets, as Arrow lays them out)
+//   nextAsync(batchSize, includeEmbeddings, columns?) -> a Promise of the
+//     same; the core call runs on a libuv worker thread; every error rejects
+//     the promise.
 //   close() -> undefined (idempotent)
 // After close() of the iterator or of its handle, next/nextAsync report
 // STORE_CLOSED. One nextAsync at a time per iterator (another call while one
@@ -24,7 +27,7 @@ class NativeIterator : public Napi::ObjectWrap<NativeIterator> {
 
  private:
   // Checks shared by next and nextAsync; returns the batch size.
-  size_t CheckNext(const Napi::CallbackInfo& info, const char* method, bool* include_embeddings);
+  size_t CheckNext(const Napi::CallbackInfo& info, const char* method, bool* include_embeddings, bool* columns);
 
   Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value NextAsync(const Napi::CallbackInfo& info);

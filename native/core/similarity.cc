@@ -160,11 +160,36 @@ Kernel Choose() {
 #endif
   return scalar;
 }
-const Kernel& Active() {
-  static const Kernel k = Choose();
+Kernel& Active() {
+  static Kernel k = Choose();
   return k;
 }
 }  // namespace
+
+namespace kernels {
+bool ForceKernelForTesting(const char* name) {
+  if (name == nullptr) {
+    Active() = Choose();
+    return true;
+  }
+  const std::string w(name);
+  if (w == "scalar") {
+    Active() = Kernel{&DotScalar, &DotRowsStridedScalar, "scalar"};
+    return true;
+  }
+#if defined(__x86_64__)
+  if (w == "avx2" && CpuHasAvx2Fma()) {
+    Active() = Kernel{&DotAvx2, &DotRowsStridedAvx2, "avx2"};
+    return true;
+  }
+  if (w == "avx512" && CpuHasAvx512()) {
+    Active() = Kernel{&DotAvx512, &DotRowsStridedAvx512, "avx512"};
+    return true;
+  }
+#endif
+  return false;
+}
+}  // namespace kernels
 
 float Dot(const float* a, const float* b, size_t dims) { return Active().fn(a, b, dims); }
 

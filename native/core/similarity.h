@@ -36,6 +36,12 @@ bool CpuHasAvx512();
 bool CpuIsAmd();
 // Whether the row kernel is AVX-512 when nothing overrides it.
 bool PreferAvx512();
+// For tests only: makes Dot, DotRows and DotRowsStrided use the named
+// kernel ("avx512", "avx2" or "scalar") from now on, or the one chosen at
+// start-up for nullptr. Returns false, changing nothing, for a kernel this
+// CPU cannot run or an unknown name. Not thread-safe: call it while no
+// other thread scores.
+bool ForceKernelForTesting(const char* name);
 }  // namespace kernels
 
 }  // namespace tierstore

@@ -1,6 +1,9 @@
 // Tests of the similarity kernels: every kernel this CPU can run agrees with
 // the portable scalar one (and with a double-precision reference) for every
 // length from 0 to 300 — covering each SIMD tail — and on misaligned rows.
+// Dot, DotRows and DotRowsStrided are run with each kernel forced in turn
+// (kernels::ForceKernelForTesting); a kernel this CPU lacks is printed as
+// "NOT RUN: kernel <name>" so a run on such a CPU says what it did not test.
 #include "../core/similarity.h"
 
 #include <cmath>
@@ -28,6 +31,12 @@ bool Close(double got, double want, size_t n) {
 
 }  // namespace
 
+static const char* const kAllKernels[] = {"scalar", "avx2", "avx512"};
+
+static void ReportNotRun(const char* kernel, const char* what) {
+  std::printf("NOT RUN: kernel %s (%s): this CPU cannot run it\n", kernel, what);
+}
+
 TEST(EveryKernelMatchesTheReferenceForEveryLength) {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -46,6 +55,41 @@ TEST(EveryKernelMatchesTheReferenceForEveryLength) {
       CHECK(Close(Dot(pa, pb, n), want, n));
     }
   }
+  if (!kernels::CpuHasAvx2Fma()) ReportNotRun("avx2", "DotAvx2");
+  if (!kernels::CpuHasAvx512()) ReportNotRun("avx512", "DotAvx512");
+}
+
+// The public entry points with each kernel forced: the dispatch reaches the
+// kernel it names and that kernel scores rows (contiguous and strided).
+TEST(EveryForcedKernelScoresThroughThePublicEntryPoints) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const size_t dims = 37, rows = 29, stride_floats = dims + 3;
+  std::vector<float> m(rows * dims), blocks(rows * stride_floats + 1), q(dims), out(rows), strided(rows);
+  for (float& x : m) x = u(rng);
+  for (float& x : blocks) x = u(rng);
+  for (float& x : q) x = u(rng);
+  int ran = 0;
+  for (const char* kernel : kAllKernels) {
+    if (!kernels::ForceKernelForTesting(kernel)) {
+      ReportNotRun(kernel, "forced through Dot, DotRows and DotRowsStrided");
+      continue;
+    }
+    ++ran;
+    CHECK(std::string(SimdKernelName()) == kernel);
+    DotRows(q.data(), m.data(), rows, dims, out.data());
+    DotRowsStrided(q.data(), blocks.data() + 1, stride_floats * sizeof(float), rows, dims, strided.data());
+    for (size_t r = 0; r < rows; ++r) {
+      CHECK(Close(out[r], Reference(q.data(), m.data() + r * dims, dims), dims));
+      CHECK(Close(strided[r], Reference(q.data(), blocks.data() + 1 + r * stride_floats, dims), dims));
+      CHECK(Close(Dot(q.data(), m.data() + r * dims, dims), Reference(q.data(), m.data() + r * dims, dims), dims));
+    }
+    std::printf("kernel %s: run (forced)\n", kernel);
+  }
+  CHECK(kernels::ForceKernelForTesting(nullptr));
+  CHECK(!kernels::ForceKernelForTesting("no-such-kernel"));
+  // scalar always runs; avx2 and avx512 wherever the CPU has them
+  CHECK_EQ(ran, 1 + (kernels::CpuHasAvx2Fma() ? 1 : 0) + (kernels::CpuHasAvx512() ? 1 : 0));
 }
 
 TEST(DotRowsScoresEveryRow) {
@@ -90,6 +134,10 @@ TEST(KernelNameMatchesCpu) {
     CHECK(name == "scalar");
   } else if (forced != nullptr && std::string(forced) == "avx2") {
     if (kernels::CpuHasAvx2Fma()) CHECK(name == "avx2");
+    else ReportNotRun("avx2", "TIERSTORE_SIMD=avx2");
+  } else if (forced != nullptr && std::string(forced) == "avx512") {
+    if (kernels::CpuHasAvx512()) CHECK(name == "avx512");
+    else ReportNotRun("avx512", "TIERSTORE_SIMD=avx512");
   } else if (forced == nullptr) {
     if (kernels::PreferAvx512()) CHECK(name == "avx512");
     else if (kernels::CpuHasAvx2Fma()) CHECK(name == "avx2");

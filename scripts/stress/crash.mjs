@@ -1,4 +1,4 @@
-// Crash consistency under SIGKILL at random moments (issue 7, part 1).
+// Crash consistency under SIGKILL at random moments (docs/durability.md).
 //
 //   node scripts/stress/crash.mjs --kills 200 --durability relaxed --seed 1
 //

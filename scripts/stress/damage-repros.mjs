@@ -1,5 +1,5 @@
 // Minimal reproducers of the engine issues the damage fuzzer found (all
-// fixed since; see the README, "Crash consistency and damaged files"). Each
+// fixed since). Each
 // builds a tiny store, damages one file the way the fuzzer did, opens it and
 // returns what went wrong ([] when the store behaves: exact data or an
 // error). npm test runs them as regression checks

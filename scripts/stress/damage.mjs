@@ -1,4 +1,4 @@
-// Damaged-file fuzzing (issue 7, part 2, the JavaScript side).
+// Damaged-file fuzzing, the JavaScript side (docs/durability.md).
 //
 //   node scripts/stress/damage.mjs --cases 2000 --seed 1        (or --seconds 600)
 //   node scripts/stress/damage.mjs --seed 1 --case 137 --keep   (reproduce one case, keep its store)
@@ -503,9 +503,9 @@ export function judgeCase(ref, m, result) {
 // stand out; --strict counts them as findings. An entry is
 //   { id, what, matches(ref, mutation, problem) → boolean }
 // with a minimal reproducer in damage-repros.mjs; remove it once fixed.
-// Of the eight issues this fuzzer found (README, "Crash consistency and
-// damaged files") all eight are fixed; their reproducers run in npm test as
-// regression checks (an issue listed here must still reproduce).
+// Of the eight issues this fuzzer found all eight are fixed; their
+// reproducers run in npm test as regression checks (an issue listed here
+// must still reproduce).
 
 const partsOf = (m) => (m.kind === 'double' ? m.parts : [m]);
 

@@ -1,4 +1,4 @@
-// `npm run stress`: the long reliability runs of issue 7, one after another,
+// `npm run stress`: the long reliability runs (docs/durability.md), one after another,
 // then one summary table.
 //
 //   npm run stress                          # everything, full length (about 35 minutes)

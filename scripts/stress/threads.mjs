@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Worker-thread stress run (issue 7, part 4): one store opened from several
+// Worker-thread stress run (docs/durability.md): one store opened from several
 // worker threads of this process (one shared native store, reference
 // counted), each thread running a random mix of put / putMany / get / has /
 // delete / move / migrate / iterate (sync, async, per tier, batches) / list /
@@ -35,6 +35,10 @@
 //
 // --terminations defaults to max(number of heavy kinds, seconds / 6), spread
 // over 8%..70% of the run; --heavy picks the calls a victim is terminated in.
+// --operations N measures the run in operations instead of seconds: it ends
+// once the workers have completed N calls, and the terminations and the main
+// handle's close fall at the same fractions of N (the same work however busy
+// the machine is; the tests use it).
 //
 // The last line of stdout is
 //   SUMMARY {"name":"threads","operations":n,"findings":[...],"seconds":s,...}
@@ -476,7 +480,7 @@ async function workerMain() {
 // Main thread
 
 function parseArgs(argv) {
-  const args = { seconds: 60, workers: 4, seed: 1, terminations: -1, heavy: HEAVY_KINDS.join(','), package: REPO_ROOT, keep: false, quiet: false, 'inject-faults': false };
+  const args = { seconds: 60, operations: 0, workers: 4, seed: 1, terminations: -1, heavy: HEAVY_KINDS.join(','), package: REPO_ROOT, keep: false, quiet: false, 'inject-faults': false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const key = a.slice(2);
@@ -713,13 +717,20 @@ async function main() {
     log(`${args.workers} workers on ${storePath}; ${args.seconds}s, ${args.terminations} terminations mid-call`);
 
     const runMs = args.seconds * 1000;
-    const terminateAt = Array.from({ length: args.terminations }, (_, i) => started + runMs * (0.08 + (0.62 * (i + 0.5)) / args.terminations));
-    const closeMainAt = started + runMs * 0.75;
+    // How far the run is, 0..1: by operations completed, or by time.
+    const operationsDone = () => {
+      let ops = 0;
+      for (const slot of usedSlots) ops += Atomics.load(v.ctl, SLOT_BASE + SLOT_WORDS * slot + F_OPS);
+      return ops;
+    };
+    const progress = () => (args.operations > 0 ? operationsDone() / args.operations : (Date.now() - started) / runMs);
+    const terminateAt = Array.from({ length: args.terminations }, (_, i) => 0.08 + (0.62 * (i + 0.5)) / args.terminations);
+    const closeMainAt = 0.75;
     let lastLog = Date.now();
-    while (Date.now() < started + runMs) {
+    while (progress() < 1) {
       await sleep(50);
       if (main !== undefined) checkMainHandle('during the run');
-      if (terminateAt.length > 0 && Date.now() >= terminateAt[0]) {
+      if (terminateAt.length > 0 && progress() >= terminateAt[0]) {
         terminateAt.shift();
         // A victim: told to start a heavy call, terminated once it is in it (after 0-20 ms more).
         const victims = [...live.values()];
@@ -742,7 +753,7 @@ async function main() {
         if (main !== undefined) checkMainHandle(`after terminating worker ${victim.slot} in ${name}`);
         await startWorker();
       }
-      if (main !== undefined && Date.now() >= closeMainAt) {
+      if (main !== undefined && progress() >= closeMainAt) {
         // Close the main thread's handle while the workers go on.
         // Every worker must complete further calls (they would fail with
         // STORE_CLOSED, a finding of their own, if the close had reached them).

@@ -17,10 +17,24 @@
 //               operation, a MANIFEST that no longer lists it was renamed in
 //               and its directory synced; a warm-var file only after
 //               warm.blocks (which points at its successor) was synced.
+//   mapped      writes through a shared mapping (MAP_SHARED, PROT_WRITE) of a
+//               store file: when an operation returns, no such mapping of the
+//               hot log (the commit point: records appended through a mapping)
+//               or of any other file that is not tier data has dirty pages;
+//               when an operation replaced the hot log (a checkpoint), no
+//               mapping of tier data (warm.blocks, warm-var, cold segments)
+//               has dirty pages either. Between checkpoints tier data may be
+//               written through mappings without a sync: the records are
+//               still in the synced log.
 //
 // Operations are delimited by markers the traced script writes to a marker
-// file ("@@name@@"). Writes through a shared mapping are invisible to strace;
-// msync of that mapping is what the rules look for.
+// file ("@@name@@"). Writes through a shared mapping are invisible to strace,
+// so after each operation returns the traced script also writes, per shared
+// writable mapping of a store file, "@@mapped=<file>@@" and, when that
+// mapping has dirty pages (Shared_Dirty + Private_Dirty in /proc/self/smaps;
+// msync(MS_SYNC) or an fsync of the file cleans them), "@@dirty=<file>@@".
+// The store must be on a file system that writes pages back (not tmpfs,
+// whose pages stay dirty).
 import path from 'node:path';
 
 export type Event =
@@ -29,7 +43,9 @@ export type Event =
   | { kind: 'sync'; path: string; line: number }
   | { kind: 'rename'; from: string; to: string; line: number }
   | { kind: 'unlink'; path: string; line: number }
-  | { kind: 'open'; path: string; line: number };
+  | { kind: 'open'; path: string; line: number }
+  /** After an operation returned: a shared writable mapping of `path` exists, with dirty pages or not. */
+  | { kind: 'mapped'; path: string; dirty: boolean; line: number };
 
 const TRACED = [
   'openat', 'write', 'pwrite64', 'pwritev', 'pwritev2', 'writev', 'fsync', 'fdatasync', 'msync',
@@ -78,7 +94,9 @@ export function parseTrace(text: string, storeDir: string, markerFile: string): 
       case 'write': case 'pwrite64': case 'pwritev': case 'pwritev2': case 'writev':
         if (fdPath === markerFile) {
           const marker = /@@([\w:-]+)@@/.exec(args);
+          const mapped = /@@(mapped|dirty)=([^@"]+)@@/.exec(args);
           if (marker) events.push({ kind: 'marker', name: marker[1]!, line: n });
+          else if (mapped) events.push({ kind: 'mapped', path: path.join(storeDir, mapped[2]!), dirty: mapped[1] === 'dirty', line: n });
         } else if (fdPath !== undefined && inStore(fdPath)) {
           events.push({ kind: 'write', path: fdPath, line: n });
         }
@@ -132,7 +150,7 @@ export function parseTrace(text: string, storeDir: string, markerFile: string): 
 export interface OrderReport {
   violations: string[];
   /** How often each rule had something to check (a rule never exercised proves nothing). */
-  exercised: Record<'commit' | 'replace' | 'dir' | 'checkpoint' | 'unlink', number>;
+  exercised: Record<'commit' | 'replace' | 'dir' | 'checkpoint' | 'unlink' | 'mapped', number>;
 }
 
 /**
@@ -141,7 +159,7 @@ export interface OrderReport {
  */
 export function checkPowerLossOrder(events: Event[], storeDir: string): OrderReport {
   const violations: string[] = [];
-  const exercised = { commit: 0, replace: 0, dir: 0, checkpoint: 0, unlink: 0 };
+  const exercised = { commit: 0, replace: 0, dir: 0, checkpoint: 0, unlink: 0, mapped: 0 };
   const base = (p: string) => path.basename(p);
   const lastWrite = new Map<string, number>();
   const lastSync = new Map<string, number>();
@@ -156,6 +174,9 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
   const syncedSince = (p: string, since: number, before: number) =>
     (syncLines.get(p) ?? []).some((l) => l > since && l < before);
   let manifestListedAt = -1;  // a MANIFEST rename in this operation, followed by a dir sync
+  // Whether the current operation replaced the hot log. The mapping reports
+  // of an operation come after it returned, before the next marker.
+  let checkpointed = false;
 
   const endOp = (line: number) => {
     for (const [p, w] of lastWrite) {
@@ -170,6 +191,7 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
     lastWrite.clear();
     opStart = line;
     manifestListedAt = -1;
+    checkpointed = false;
   };
   for (const e of events) {
     switch (e.kind) {
@@ -180,6 +202,18 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
       case 'open':
         if (isData(e.path)) live.add(e.path);
         break;
+      case 'mapped': {
+        if (!e.dirty) {
+          exercised.mapped++;  // one report per mapping; a dirty one adds a second
+          break;
+        }
+        if (!isData(e.path)) {
+          violations.push(`mapped: ${op} returned with ${base(e.path)} written through a shared mapping and not synced (dirty pages, no msync)`);
+        } else if (checkpointed) {
+          violations.push(`mapped: ${op} replaced hot.log but returned with ${base(e.path)} written through a shared mapping and not synced (dirty pages, no msync)`);
+        }
+        break;
+      }
       case 'write':
         lastWrite.set(e.path, e.line);
         break;
@@ -203,6 +237,7 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
         }
         if (e.to === hotLog && op !== 'create') {
           exercised.checkpoint++;
+          checkpointed = true;
           for (const p of live) {
             if (!syncedSince(p, opStart, e.line)) {
               violations.push(`checkpoint: ${op} replaced hot.log (trace line ${e.line + 1}) before syncing ${base(p)}`);
