@@ -82,7 +82,7 @@ function exampleOf(kind: RouteKind, ctx: ErrorContext): string {
   const auth = authHeader(ctx);
   switch (kind) {
     case 'list':
-      return "curl 'http://127.0.0.1:8080/api/v1/memories?tier=all&limit=100&include_embeddings=false&metadata.source=chat'";
+      return "curl 'http://127.0.0.1:8080/api/v1/memories?tier=all&limit=100&include_embeddings=false'";
     case 'create':
       return (
         `curl -X POST http://127.0.0.1:8080/api/v1/memories -H 'Content-Type: application/json'${auth} ` +
@@ -96,7 +96,7 @@ function exampleOf(kind: RouteKind, ctx: ErrorContext): string {
     case 'recall':
       return (
         `curl -X POST http://127.0.0.1:8080/api/v1/recall -H 'Content-Type: application/json' ` +
-        `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all","filter":{"metadata":{"source":"chat"}}}'`
+        `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all"}'`
       );
     case 'spaces':
       return "curl http://127.0.0.1:8080/api/v1/spaces";
