@@ -72,7 +72,6 @@ import {
 import { checkId, describe, MAX_DIMENSIONS, MAX_ID_BYTES, MAX_LIST_LIMIT } from './validate.js';
 
 export type { ErrorBody, HttpErrorCode } from './server/errors.js';
-export { DEFAULT_MAX_OPEN_SPACES, DEFAULT_SPACE, isSpaceName, SPACE_HEADER } from './server/spaces.js';
 
 /**
  * Options of startServer(). Give exactly one of `dir`, `store` and `root`:
