@@ -382,11 +382,15 @@ function spaceOf(request: FastifyRequest): string {
   return checkSpaceName(Array.isArray(header) ? header.join(', ') : header, 'the X-Memory-Space header');
 }
 
-/** Spaces served from a root directory (buildServer's second form). */
+/** Spaces served from a root directory (buildServer's second form; the same as ServerOptions' root). */
 export interface SpacesSource {
+  /** The directory of the spaces: space NAME is the store in root/NAME. Created if missing. */
   root: string;
+  /** Dimensions of a space created by a write, 1..65536. */
   dimensions: number;
+  /** Stores kept open, 1..65536, default 64 (only idle ones are closed to make room). */
   maxOpenSpaces?: number;
+  /** Options for opening every space (their dimensions aside). */
   storeOptions?: OpenOptions;
 }
 
