@@ -1,7 +1,7 @@
 /**
- * HTTP server (issue 8): the memory API of the system tierstore replaces
- * (engram's /api/v1/memories, /api/v1/recall, /health) over one MemoryStore,
- * built on fastify.
+ * HTTP server: the memory API of the system tierstore replaces (engram's
+ * /api/v1/memories, /api/v1/recall, /health) over one MemoryStore, or over
+ * one store per memory space under a root directory, built on fastify.
  *
  * Guarantees:
  * - Wire format is JSON with snake_case names (created_at, tier_counts,
@@ -23,6 +23,12 @@
  *   the store if the server opened it.
  * - Recall runs on the store's native worker threads (recallAsync), so the
  *   event loop keeps serving; a listing is at most 1000 records.
+ * - Memory spaces (lib/server/spaces.ts): every route works on the space the
+ *   `X-Memory-Space` header names (default `default`). With `root`, each
+ *   space is a store in root/NAME, created by its first successful write;
+ *   any other request to an unknown space is a 404 (SPACE_NOT_FOUND). With
+ *   `dir` or `store` the one store is the space `default`. GET
+ *   /api/v1/spaces lists the spaces, DELETE /api/v1/spaces/NAME removes one.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -42,6 +48,7 @@ import {
   type HttpErrorCode,
   type RouteKind,
 } from './server/errors.js';
+import { filterFromBody, filterFromQuery, type FilterQuery, type WireFilter } from './server/filters.js';
 import {
   createBodySchema,
   getQuerySchema,
@@ -52,16 +59,48 @@ import {
 import { numbersOf, restoreNegativeZeros } from './negative-zero.js';
 import { MemoryStore, open } from './store.js';
 import type { Memory, MemoryInput, OpenOptions, TierCounts, TierSelector } from './types.js';
-import { checkId, describe, MAX_ID_BYTES, MAX_LIST_LIMIT } from './validate.js';
+import {
+  checkSpaceName,
+  DEFAULT_MAX_OPEN_SPACES,
+  DEFAULT_SPACE,
+  isSpaceName,
+  RootSpaces,
+  SingleSpace,
+  SPACE_HEADER,
+  type Spaces,
+} from './server/spaces.js';
+import { checkId, describe, MAX_DIMENSIONS, MAX_ID_BYTES, MAX_LIST_LIMIT } from './validate.js';
 
 export type { ErrorBody, HttpErrorCode } from './server/errors.js';
 
+/**
+ * Options of startServer(). Give exactly one of `dir`, `store` and `root`:
+ * - `dir`: open this store directory and serve it as the space `default`
+ *   (closed again by close()); a request naming another space is a 404.
+ * - `store`: serve this open store as the space `default` (not closed by close()).
+ * - `root` (with `dimensions`): serve one store per memory space, in
+ *   root/NAME, chosen by the `X-Memory-Space` request header (no header: the
+ *   space `default`). A successful write to a new space creates it (with
+ *   `dimensions`); any other request to an unknown space is a 404. At most
+ *   `maxOpenSpaces` stores stay open (least recently used closed first, and
+ *   only when no request is using it); close() closes them all.
+ */
 export interface ServerOptions {
-  /** Open this store directory (closed again by close()). One of dir / store. */
+  /** Open this store directory (closed again by close()). */
   dir?: string;
-  /** Serve this store (not closed by close()). One of dir / store. */
+  /** Serve this store (not closed by close()). */
   store?: MemoryStore;
-  /** Options for open(dir). */
+  /** Serve one store per memory space under this directory (created if missing). */
+  root?: string;
+  /** With `root`: the dimensions of a space created by a write, 1..65536. Required there. */
+  dimensions?: number;
+  /**
+   * With `root`: how many stores are kept open, 1..65536, default 64. Only a
+   * store no request is using is closed to make room, so more may be open
+   * while every open store is busy.
+   */
+  maxOpenSpaces?: number;
+  /** Options for open(dir), or for opening every space with `root` (their dimensions aside). */
   storeOptions?: OpenOptions;
   /** Default 8080; 0 = any free port. */
   port?: number;
@@ -91,8 +130,10 @@ export interface RunningServer {
   url: string;
   port: number;
   server: FastifyInstance;
-  /** Drains and stops the server; closes the store if it was opened from `dir`. Idempotent. */
+  /** Drains and stops the server; closes the store(s) it opened (`dir`, `root`). Idempotent. */
   close(): Promise<void>;
+  /** Stores open now (1 for `dir` and `store`). */
+  openSpaces(): number;
   /** Requests being served now (headers received, response not finished). */
   inFlight(): number;
 }
@@ -283,7 +324,9 @@ function classify(
 ): { status: number; code: HttpErrorCode; message: string } {
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message };
   if (error instanceof TierStoreError) {
-    return { status: STATUS_OF_CODE[error.code], code: error.code, message: wireMessage(error.message) };
+    const kind = kindOf(request);
+    const shape = kind === 'create' || kind === 'recall' || kind === 'list' ? kind : undefined;
+    return { status: STATUS_OF_CODE[error.code], code: error.code, message: wireMessage(error, shape) };
   }
   const fe = error as FastifyError & { validationContext?: string };
   if (fe.validation !== undefined) {
@@ -320,22 +363,6 @@ function classify(
   return { status: 500, code: 'INTERNAL_ERROR', message: `internal error: ${error.message}` };
 }
 
-/** Store-message prefixes as the wire names them, per route. */
-type Renames = readonly (readonly [string, string])[];
-const CREATE_RENAMES: Renames = [['memory.', 'body.'], ['memories[', 'body.memories['], ['putMany(): ', '']];
-const RECALL_RENAMES: Renames = [['recallAsync(): query', 'body.embedding'], ['recallAsync(): options.', 'body.'], ['recallAsync(): ', '']];
-const LIST_RENAMES: Renames = [['list(): options.', 'query parameter '], ['list(): ', '']];
-
-/** Runs `fn`, renaming the fields in the message of a store error it raises. */
-async function renamed<T>(renames: Renames, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof TierStoreError) throw new TierStoreError(error.code, wireMessage(error.message, renames));
-    throw error;
-  }
-}
-
 function parseBoolean(value: 'true' | 'false' | undefined): boolean {
   return value === 'true';
 }
@@ -347,28 +374,91 @@ function pathId(request: FastifyRequest): string {
   return id;
 }
 
+/** The space a request names: its X-Memory-Space header, else `default`. */
+function spaceOf(request: FastifyRequest): string {
+  const header = request.headers[SPACE_HEADER];
+  if (header === undefined) return DEFAULT_SPACE;
+  // A repeated header arrives as a list (or joined with ', '): never a valid name.
+  return checkSpaceName(Array.isArray(header) ? header.join(', ') : header, 'the X-Memory-Space header');
+}
+
+/** Spaces served from a root directory (buildServer's second form; the same as ServerOptions' root). */
+export interface SpacesSource {
+  /** The directory of the spaces: space NAME is the store in root/NAME. Created if missing. */
+  root: string;
+  /** Dimensions of a space created by a write, 1..65536. */
+  dimensions: number;
+  /** Stores kept open, 1..65536, default 64 (only idle ones are closed to make room). */
+  maxOpenSpaces?: number;
+  /** Options for opening every space (their dimensions aside). */
+  storeOptions?: OpenOptions;
+}
+
+function spacesOf(source: MemoryStore | SpacesSource, where: string, log: (name: string, error: unknown) => void): Spaces {
+  if (source instanceof MemoryStore) return new SingleSpace(source, false);
+  const s = optionsObject(source, where);
+  if (typeof s.root !== 'string' || s.root.length === 0) {
+    throw new TierStoreError('INVALID_ARGUMENT', `${where}: give a store (a MemoryStore) or { root, dimensions }, got ${describe(source)}`);
+  }
+  if (s.dimensions === undefined) {
+    throw new TierStoreError('INVALID_ARGUMENT', `${where}: root needs dimensions (of the spaces a write creates), 1..${MAX_DIMENSIONS}`);
+  }
+  return new RootSpaces({
+    root: s.root,
+    dimensions: integerOption(s.dimensions, 'dimensions', 1, MAX_DIMENSIONS, 0),
+    maxOpen: integerOption(s.maxOpenSpaces, 'maxOpenSpaces', 1, 65536, DEFAULT_MAX_OPEN_SPACES),
+    storeOptions: (optionsObject(s.storeOptions, `${where}: storeOptions`) as OpenOptions),
+    onCloseError: log,
+  });
+}
+
 /**
- * A fastify instance serving `store`, not listening yet (call listen(), or
- * inject() in tests). Closing it does not close the store.
+ * A fastify instance serving `store` (the space `default`), or one store per
+ * memory space under `source.root` (see ServerOptions), not listening yet
+ * (call listen(), or inject() in tests). Closing it does not close a store
+ * given to it; it closes the spaces' stores it opened.
  */
 export function buildServer(
-  store: MemoryStore,
-  options?: Omit<ServerOptions, 'dir' | 'store' | 'port' | 'host'>,
+  source: MemoryStore | SpacesSource,
+  options?: Omit<ServerOptions, 'dir' | 'store' | 'root' | 'dimensions' | 'maxOpenSpaces' | 'storeOptions' | 'port' | 'host'>,
 ): FastifyInstance {
-  if (!(store instanceof MemoryStore)) {
-    throw new TierStoreError('INVALID_ARGUMENT', `buildServer(): store must be a MemoryStore, got ${describe(store)}`);
+  if (!(source instanceof MemoryStore) && (typeof source !== 'object' || source === null || !('root' in source))) {
+    throw new TierStoreError('INVALID_ARGUMENT', `buildServer(): store must be a MemoryStore, got ${describe(source)}`);
   }
   const opts = optionsObject(options, 'buildServer()');
+  // Checked before a root directory is created.
+  resolveToken(opts.token);
+  integerOption(opts.bodyLimit, 'bodyLimit', 1, MAX_BODY_LIMIT, 0);
+  let app: FastifyInstance | undefined;
+  const spaces = spacesOf(source, 'buildServer()', (name, error) =>
+    app?.log.error({ err: error }, `closing the store of space ${name} failed`));
+  app = buildApp(spaces, opts);
+  return app;
+}
+
+function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstance {
   const token = resolveToken(opts.token);
   const protectReads = opts.protectReads === true;
-  const bodyLimit = integerOption(opts.bodyLimit, 'bodyLimit', 1, MAX_BODY_LIMIT, defaultBodyLimit(store.maxContentBytes));
-  const ctx: ErrorContext = {
-    dimensions: store.dimensions,
-    maxContentBytes: store.maxContentBytes,
+  const bodyLimit = integerOption(opts.bodyLimit, 'bodyLimit', 1, MAX_BODY_LIMIT, defaultBodyLimit(spaces.maxContentBytes));
+  const baseCtx: ErrorContext = {
+    dimensions: spaces.dimensions,
+    maxContentBytes: spaces.maxContentBytes,
     bodyLimit,
     tokenRequired: token !== undefined,
   };
   const tokenDigest = token === undefined ? undefined : createHash('sha256').update(token).digest();
+  /** The store a request is working on: its errors speak of that store's dimensions and limits. */
+  const storeOfRequest = new WeakMap<FastifyRequest, MemoryStore>();
+  const ctxOf = (request: FastifyRequest | undefined): ErrorContext => {
+    const store = request === undefined ? undefined : storeOfRequest.get(request);
+    const header = request?.headers[SPACE_HEADER];
+    const space = typeof header === 'string' && isSpaceName(header) ? header : undefined;
+    return {
+      ...baseCtx,
+      ...(store === undefined ? {} : { dimensions: store.dimensions, maxContentBytes: store.maxContentBytes }),
+      ...(space === undefined ? {} : { space }),
+    };
+  };
 
   const app = fastify({
     logger: opts.logger === true ? { level: 'info' } : false,
@@ -379,10 +469,13 @@ export function buildServer(
     },
     // A path the router cannot decode, or an id longer than any valid one.
     frameworkErrors: (error, request, reply) => {
-      const kind: RouteKind = request.method === 'DELETE' ? 'delete' : 'get';
-      const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-        ? `the id in the path is too long (ids are 1..${MAX_ID_BYTES} UTF-8 bytes, percent-encoded)`
-        : `the path is not valid percent-encoded UTF-8: ${error.message}`;
+      const space = request.url.startsWith('/api/v1/spaces/');
+      const kind: RouteKind = space ? 'space-delete' : request.method === 'DELETE' ? 'delete' : 'get';
+      const message = error.code !== 'FST_ERR_MAX_PARAM_LENGTH'
+        ? `the path is not valid percent-encoded UTF-8: ${error.message}`
+        : space
+          ? 'the space name in the path is too long (names are 1 to 64 characters)'
+          : `the id in the path is too long (ids are 1..${MAX_ID_BYTES} UTF-8 bytes, percent-encoded)`;
       void send(reply, 400, 'INVALID_ARGUMENT', message, kind);
     },
     // Our own hook answers 503 in the three-part format.
@@ -394,8 +487,8 @@ export function buildServer(
   const drain = new Drain();
   drains.set(app, drain);
 
-  const send = (reply: FastifyReply, status: number, code: HttpErrorCode, message: string, kind: RouteKind) =>
-    reply.code(status).type('application/json; charset=utf-8').send(errorBody(code, message, kind, ctx));
+  const send = (reply: FastifyReply, status: number, code: HttpErrorCode, message: string, kind: RouteKind, request?: FastifyRequest) =>
+    reply.code(status).type('application/json; charset=utf-8').send(errorBody(code, message, kind, ctxOf(request)));
 
   const authorized = (header: string | undefined): boolean => {
     if (tokenDigest === undefined) return true;
@@ -405,13 +498,36 @@ export function buildServer(
     return timingSafeEqual(createHash('sha256').update(match[1]!).digest(), tokenDigest);
   };
 
+  /**
+   * Runs `fn` on the store of the request's space, held open (never evicted)
+   * until `fn` settles. `create`: a write that may create the space; it stays
+   * only if `fn` succeeds. An unknown space is a 404 (nothing is created).
+   */
+  const inSpace = async <T>(request: FastifyRequest, create: boolean, fn: (store: MemoryStore) => T | Promise<T>): Promise<T> => {
+    const name = spaceOf(request);
+    const lease = await spaces.acquire(name, create);
+    if (lease === undefined) {
+      throw new HttpError(404, 'SPACE_NOT_FOUND', spaces.mode === 'dir'
+        ? `no memory space ${JSON.stringify(name)}: this server serves a single store, the space "default"`
+        : `no memory space ${JSON.stringify(name)}${create ? '' : ' (a write to it creates it)'}`);
+    }
+    storeOfRequest.set(request, lease.store);
+    try {
+      const result = await fn(lease.store);
+      if (create) lease.commit();
+      return result;
+    } finally {
+      lease.release();
+    }
+  };
+
   // Runs before the body is read: a closing server or a missing token never costs a body upload.
   app.addHook('onRequest', async (request, reply) => {
     const config = request.routeOptions?.config;
     const kind = kindOf(request);
     if (drain.closing) {
       reply.header('connection', 'close').header('retry-after', '1');
-      return send(reply, 503, 'SERVER_CLOSING', 'the server is shutting down and takes no new requests', kind);
+      return send(reply, 503, 'SERVER_CLOSING', 'the server is shutting down and takes no new requests', kind, request);
     }
     drain.enter();
     reply.raw.once('close', () => drain.leave());
@@ -421,7 +537,7 @@ export function buildServer(
         const message = request.headers.authorization === undefined
           ? `${request.method} ${request.url.split('?')[0]} needs the header 'Authorization: Bearer <token>'`
           : 'the bearer token is wrong';
-        return send(reply, 401, 'UNAUTHORIZED', message, kind);
+        return send(reply, 401, 'UNAUTHORIZED', message, kind, request);
       }
     }
     return undefined;
@@ -430,44 +546,104 @@ export function buildServer(
   app.addHook('preClose', async () => {
     drain.closing = true;
   });
+  // Then closes the stores it opened (the spaces'; a --dir store opened by startServer).
+  app.addHook('onClose', async () => {
+    spaces.close();
+  });
 
   app.setReplySerializer((payload) => wireJson(payload));
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const { status, code, message } = classify(error, request, bodyLimit);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     if (status === 413 || status === 415) reply.header('connection', 'close');
-    return send(reply, status, code, message, kindOf(request));
+    return send(reply, status, code, message, kindOf(request), request);
   });
 
   app.setNotFoundHandler((request, reply) =>
     send(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`, 'other'));
 
-  app.get('/health', { config: { kind: 'health', open: true } }, async () => ({
-    status: 'ok',
-    dimensions: store.dimensions,
-    read_only: store.readOnly,
-    tier_counts: wireCounts(store.counts()),
-    max_content_bytes: store.maxContentBytes,
-    body_limit: bodyLimit,
-    auth: token === undefined ? 'none' : protectReads ? 'all' : 'writes',
-  }));
+  app.get('/health', { config: { kind: 'health', open: true } }, async (request) => {
+    // The liveness probe never fails for a space: an unknown one is reported empty (and not created).
+    // A space that cannot be opened (damaged, locked elsewhere) is reported in space_error.
+    const name = spaceOf(request);
+    let counts: TierCounts = { hot: 0, warm: 0, cold: 0, total: 0 };
+    let dimensions = spaces.dimensions;
+    let exists = false;
+    let spaceError: { code: string; message: string } | undefined;
+    try {
+      const lease = await spaces.acquire(name, false);
+      exists = lease !== undefined;
+      try {
+        if (lease !== undefined) {
+          counts = wireCounts(lease.store.counts());
+          dimensions = lease.store.dimensions;
+        }
+      } finally {
+        lease?.release();
+      }
+    } catch (error) {
+      if (!(error instanceof TierStoreError)) throw error;
+      exists = true;
+      spaceError = { code: error.code, message: error.message };
+    }
+    return {
+      status: 'ok',
+      dimensions,
+      read_only: spaces.readOnly,
+      tier_counts: counts,
+      max_content_bytes: spaces.maxContentBytes,
+      body_limit: bodyLimit,
+      auth: token === undefined ? 'none' : protectReads ? 'all' : 'writes',
+      mode: spaces.mode,
+      space: name,
+      space_exists: exists,
+      ...(spaceError === undefined ? {} : { space_error: spaceError }),
+      open_spaces: spaces.openCount(),
+      max_open_spaces: spaces.maxOpen,
+    };
+  });
+
+  app.get('/api/v1/spaces', { config: { kind: 'spaces' } }, async () => {
+    const list = await spaces.list();
+    return {
+      spaces: list.map((s) => ({
+        name: s.name,
+        open: s.open,
+        tier_counts: s.counts === undefined ? null : wireCounts(s.counts),
+        ...(s.error === undefined ? {} : { error: s.error }),
+      })),
+      count: list.length,
+    };
+  });
+
+  app.delete('/api/v1/spaces/:name', { config: { kind: 'space-delete', write: true } }, async (request) => {
+    const name = checkSpaceName((request.params as { name: string }).name, 'the space name in the path');
+    if (!(await spaces.remove(name))) {
+      throw new HttpError(404, 'SPACE_NOT_FOUND', spaces.mode === 'dir'
+        ? `no memory space ${JSON.stringify(name)}: this server serves a single store, the space "default"`
+        : `no memory space ${JSON.stringify(name)}`);
+    }
+    return { space: name, deleted: true };
+  });
 
   app.get('/api/v1/memories', { schema: { querystring: listQuerySchema }, config: { kind: 'list' } }, async (request) => {
-    const q = request.query as {
+    const q = request.query as FilterQuery & {
       tier?: TierSelector; offset?: string; limit?: string; cursor?: string; include_embeddings?: 'true' | 'false';
     };
     if (q.cursor !== undefined && q.offset !== undefined) {
       throw new HttpError(400, 'INVALID_ARGUMENT',
         'pass either cursor or offset, not both: a cursor already says where its page starts');
     }
-    const page = await renamed(LIST_RENAMES, () => store.list({
+    const filter = filterFromQuery(q);
+    const page = await inSpace(request, false, (store) => store.list({
       tier: q.tier ?? 'hot',
-      // Any number of digits (DESIGN: any integer offset, a limit capped at
+      // Any number of digits (any integer offset, a limit capped at
       // 1000): one too long for a double is past every record anyway.
       ...(q.offset === undefined ? {} : { offset: Math.min(Number(q.offset), Number.MAX_SAFE_INTEGER) }),
       ...(q.limit === undefined ? {} : { limit: Math.min(Number(q.limit), MAX_LIST_LIMIT) }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
       includeEmbeddings: parseBoolean(q.include_embeddings),
+      ...(filter === undefined ? {} : { filter }),
     }));
     const { nextCursor, offset, limit, returned } = page.pagination;
     return {
@@ -488,12 +664,12 @@ export function buildServer(
     const body = request.body as WireMemoryInput | { memories: WireMemoryInput[] };
     if ('memories' in body) {
       const inputs = body.memories.map(fromWire);
-      await renamed(CREATE_RENAMES, () => store.putMany(inputs));
+      await inSpace(request, true, (store) => store.putMany(inputs));
       reply.code(201);
       return { ids: inputs.map((m) => m.id), count: inputs.length };
     }
     const input = fromWire(body);
-    await renamed(CREATE_RENAMES, () => store.put(input));
+    await inSpace(request, true, (store) => store.put(input));
     reply.code(201).header('location', `/api/v1/memories/${encodeURIComponent(input.id)}`);
     return { id: input.id, ids: [input.id], count: 1 };
   });
@@ -503,7 +679,7 @@ export function buildServer(
   }, async (request) => {
     const id = pathId(request);
     const { include_embeddings } = request.query as { include_embeddings?: 'true' | 'false' };
-    const memory = store.get(id, { includeEmbedding: parseBoolean(include_embeddings) });
+    const memory = await inSpace(request, false, (store) => store.get(id, { includeEmbedding: parseBoolean(include_embeddings) }));
     if (memory === undefined) throw new HttpError(404, 'NOT_FOUND', `no memory has the id ${JSON.stringify(id)}`);
     return toWire(memory);
   });
@@ -512,19 +688,24 @@ export function buildServer(
     schema: { params: idParamsSchema }, config: { kind: 'delete', write: true },
   }, async (request) => {
     const id = pathId(request);
-    if (!store.delete(id)) throw new HttpError(404, 'NOT_FOUND', `no memory has the id ${JSON.stringify(id)}`);
+    // A DELETE never creates a space.
+    if (!(await inSpace(request, false, (store) => store.delete(id)))) {
+      throw new HttpError(404, 'NOT_FOUND', `no memory has the id ${JSON.stringify(id)}`);
+    }
     return { id, deleted: true };
   });
 
   app.post('/api/v1/recall', { schema: { body: recallBodySchema }, config: { kind: 'recall' } }, async (request) => {
     const body = request.body as {
-      embedding: number[]; k?: number; tier?: TierSelector; min_confidence?: number; include_embeddings?: boolean;
+      embedding: number[]; k?: number; tier?: TierSelector; min_confidence?: number; include_embeddings?: boolean; filter?: WireFilter;
     };
-    const hits = await renamed(RECALL_RENAMES, () => store.recallAsync(body.embedding, {
+    const filter = filterFromBody(body.filter);
+    const hits = await inSpace(request, false, (store) => store.recallAsync(body.embedding, {
       ...(body.k === undefined ? {} : { k: body.k }),
       ...(body.tier === undefined ? {} : { tier: body.tier }),
       ...(body.min_confidence === undefined ? {} : { minConfidence: body.min_confidence }),
       includeEmbeddings: body.include_embeddings === true,
+      ...(filter === undefined ? {} : { filter }),
     }));
     return {
       hits: hits.map((h) => ({ id: h.id, score: h.score, tier: h.tier, memory: toWire(h.memory) })),
@@ -536,13 +717,38 @@ export function buildServer(
 }
 
 /**
- * Opens `dir` (or takes `store`), builds the server and listens. Rejects with
- * INVALID_ARGUMENT for a non-loopback host without a token.
+ * Starts the HTTP server: opens `dir` (or takes `store`, or serves the spaces
+ * under `root`; see ServerOptions), builds the routes and listens. A host
+ * process can mount tierstore this way:
+ *
+ * ```ts
+ * import { startServer } from 'tierstore/server';
+ * const server = await startServer({ root: './spaces', dimensions: 768, port: 8080, token: process.env.TOKEN });
+ * // ... requests with 'X-Memory-Space: team-a' work on ./spaces/team-a
+ * await server.close(); // drains, then closes every open store
+ * ```
+ *
+ * Rejects with INVALID_ARGUMENT for bad options (not exactly one of dir /
+ * store / root, `root` without `dimensions`) and for a non-loopback host
+ * without a token.
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const opts = optionsObject(options, 'startServer()') as ServerOptions;
-  if ((opts.dir === undefined) === (opts.store === undefined)) {
-    throw new TierStoreError('INVALID_ARGUMENT', 'startServer(): give exactly one of options.dir (a store directory) and options.store (an open MemoryStore)');
+  const sources = [opts.dir, opts.store, opts.root].filter((x) => x !== undefined).length;
+  if (sources !== 1) {
+    throw new TierStoreError('INVALID_ARGUMENT',
+      'startServer(): give exactly one of options.dir (a store directory), options.store (an open MemoryStore) ' +
+        'and options.root (a directory of memory spaces)');
+  }
+  if (opts.root === undefined && (opts.dimensions !== undefined || opts.maxOpenSpaces !== undefined)) {
+    throw new TierStoreError('INVALID_ARGUMENT',
+      'startServer(): options.dimensions and options.maxOpenSpaces go with options.root (with dir, use storeOptions.dimensions)');
+  }
+  if (opts.root !== undefined && (typeof opts.root !== 'string' || opts.root.length === 0)) {
+    throw new TierStoreError('INVALID_ARGUMENT', `startServer(): options.root must be a directory path, got ${describe(opts.root)}`);
+  }
+  if (opts.root !== undefined && opts.dimensions === undefined) {
+    throw new TierStoreError('INVALID_ARGUMENT', 'startServer(): options.root needs options.dimensions (of the spaces a write creates), 1..65536');
   }
   const port = integerOption(opts.port, 'port', 0, 65535, DEFAULT_PORT);
   const host = opts.host ?? DEFAULT_HOST;
@@ -558,12 +764,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         'Set a token (--token or TIERSTORE_TOKEN), or listen on 127.0.0.1 (the default).',
     );
   }
+  integerOption(opts.bodyLimit, 'bodyLimit', 1, MAX_BODY_LIMIT, 0);
 
-  const ownStore = opts.store === undefined;
-  const store = opts.store ?? open(opts.dir as string, opts.storeOptions);
-  let app: FastifyInstance;
+  let app: FastifyInstance | undefined;
+  const log = (name: string, error: unknown) => app?.log.error({ err: error }, `closing the store of space ${name} failed`);
+  const spaces: Spaces = opts.root !== undefined
+    ? spacesOf({
+      root: opts.root,
+      dimensions: opts.dimensions as number,
+      ...(opts.maxOpenSpaces === undefined ? {} : { maxOpenSpaces: opts.maxOpenSpaces }),
+      ...(opts.storeOptions === undefined ? {} : { storeOptions: opts.storeOptions }),
+    }, 'startServer()', log)
+    : opts.store !== undefined
+      ? spacesOf(opts.store, 'startServer()', log)
+      : new SingleSpace(open(opts.dir as string, opts.storeOptions), true);
   try {
-    app = buildServer(store, {
+    app = buildApp(spaces, {
       token,
       ...(opts.protectReads === undefined ? {} : { protectReads: opts.protectReads }),
       ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }),
@@ -571,31 +787,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
     await app.listen({ port, host });
   } catch (error) {
-    if (ownStore) store.close();
+    spaces.close();
     throw error;
   }
+  const running = app;
 
-  const address = app.server.address() as AddressInfo;
+  const address = running.server.address() as AddressInfo;
   const shown = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
   const url = `http://${address.family === 'IPv6' ? `[${shown}]` : shown}:${address.port}`;
-  const drain = drains.get(app)!;
+  const drain = drains.get(running)!;
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closed ??= (async () => {
       drain.closing = true;
       if (!(await drain.idle(closeTimeout))) {
-        app.log.warn(`closing with ${drain.inFlight} requests still in flight after ${closeTimeout} ms`);
-        app.server.closeAllConnections();
+        running.log.warn(`closing with ${drain.inFlight} requests still in flight after ${closeTimeout} ms`);
+        running.server.closeAllConnections();
       }
-      try {
-        await app.close();
-      } finally {
-        // The store waits for a recall still running on its worker threads.
-        if (ownStore) store.close();
-      }
+      // The onClose hook closes the stores (each waits for a recall still running on its worker threads).
+      await running.close();
     })();
     return closed;
   };
-  return { url, port: address.port, server: app, close, inFlight: () => drain.inFlight };
+  return {
+    url, port: address.port, server: running, close, inFlight: () => drain.inFlight, openSpaces: () => spaces.openCount(),
+  };
 }

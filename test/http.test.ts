@@ -350,8 +350,9 @@ describe('errors', () => {
 
     const recall = (body: unknown) => call(url, 'POST', '/api/v1/recall', body);
     expectError(await recall({ embedding: [1, 2] }), 400, 'DIMENSION_MISMATCH', /body\.embedding/);
-    // An all-zero query is not an error: its cosine with anything is 0.
-    expect((await recall({ embedding: [0, 0, 0, 0, 0, 0] })).status).toBe(200);
+    // An all-zero query (also after rounding to float32) has no direction: refused, naming the field.
+    expectError(await recall({ embedding: [0, 0, 0, 0, 0, 0] }), 400, 'INVALID_ARGUMENT', /^body\.embedding is all zeros/);
+    expectError(await recall({ embedding: [1e-46, 0, -1e-46, 0, 0, 0] }), 400, 'INVALID_ARGUMENT', /^body\.embedding is all zeros/);
     expectError(await recall({ embedding: good.embedding, k: 0 }), 400, 'INVALID_ARGUMENT', /body\.k/);
     expect((await recall({ embedding: good.embedding, k: 10_000 })).status).toBe(200);
     expectError(await recall({ embedding: good.embedding, k: 10_001 }), 400, 'INVALID_ARGUMENT', /body\.k/);

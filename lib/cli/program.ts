@@ -34,6 +34,7 @@ import {
 import { runDemo } from './demo.js';
 import { formatBytes, formatCounts, memoryTable, toJson } from './format.js';
 import { Progress, formatCount } from './progress.js';
+import { addFilterOptions, filterArgs, filterOf, withFlagNames, type FilterFlags } from './filters.js';
 import { readQueryFile } from './query.js';
 import { verifyStore } from './verify.js';
 
@@ -48,7 +49,9 @@ Examples:
   $ tierstore --dir ./mem import memories.jsonl --dimensions 768
   $ tierstore --dir ./mem stats
   $ tierstore --dir ./mem list --tier warm --limit 5
-  $ tierstore --dir ./mem recall --query q.json --k 5
+  $ tierstore --dir ./mem recall --query q.json --k 5 --metadata user=alice
+  $ tierstore --dir ./mem list --tier all --created-after 2026-01-01 --metadata tag=red --metadata tag=blue
+  $ tierstore serve --root ./spaces --dimensions 768   # one store per X-Memory-Space
   $ tierstore --dir ./mem export --format parquet --out mem.parquet
   $ tierstore --dir ./mem verify
 
@@ -79,37 +82,44 @@ export function buildProgram(state: RunState, version: string): Command {
       });
     });
 
-  program
+  const listCommand = program
     .command('list')
-    .description('one page of memories of a tier (default hot), by offset or by cursor')
+    .description('one page of memories of a tier (default hot), by offset or by cursor; the filter flags keep only matching records')
     .addOption(tierOption('--tier <tier>', 'tier to list', true).default('hot'))
     .option('--limit <n>', 'records per page, 1..1000', integerIn(1, 1000), 100)
     .option('--offset <n>', 'skip this many records (not with --cursor)', integerIn(0))
     .option('--cursor <cursor>', 'the nextCursor of the previous page (pages in O(limit))')
     .option('--json', 'print the ListPage as JSON')
-    .option('--include-embeddings', 'with --json: include each embedding as an array')
-    .action(async (flags: {
+    .option('--include-embeddings', 'with --json: include each embedding as an array');
+  addFilterOptions(listCommand, true)
+    .action(async (flags: FilterFlags & {
       tier: TierSelector; limit: number; offset?: number; cursor?: string; json?: boolean; includeEmbeddings?: boolean;
     }, command: Command) => {
       if (flags.cursor !== undefined && flags.offset !== undefined) throw new UsageError('pass either --cursor or --offset, not both');
+      const filter = filterOf(flags, true);
       await withStore(openForReading(storeDir(command)), async (store) => {
         const options: ListOptions = { tier: flags.tier, limit: flags.limit };
         if (flags.offset !== undefined) options.offset = flags.offset;
         if (flags.cursor !== undefined) options.cursor = flags.cursor;
         if (flags.includeEmbeddings) options.includeEmbeddings = true;
-        const page = store.list(options);
+        if (filter !== undefined) options.filter = filter;
+        const page = await withFlagNames(() => store.list(options));
         if (flags.json) {
           await print(toJson(page));
           return;
         }
         const { offset, returned, nextCursor } = page.pagination;
         const tierTotal = flags.tier === 'all' ? page.tierCounts.total : page.tierCounts[flags.tier];
-        const range = returned === 0 ? 'no records' : flags.cursor === undefined
+        const range = returned === 0 ? 'no records' : flags.cursor === undefined && filter === undefined
           ? `records ${offset + 1}-${offset + returned} of ${tierTotal}`
-          : `${returned} records (from a cursor) of ${tierTotal}`;
-        const lines = [`${flags.tier}: ${range}  (${formatCounts(page.tierCounts)})`];
+          : `${returned} records (${flags.cursor === undefined ? `from offset ${offset}` : 'from a cursor'}) of ${tierTotal}`;
+        const matching = filter === undefined ? '' : ' matching the filter';
+        const lines = [`${flags.tier}: ${range}${matching}  (${formatCounts(page.tierCounts)})`];
         if (returned > 0) lines.push(memoryTable(page.memories));
-        if (nextCursor !== undefined) lines.push(`next page: --tier ${flags.tier} --limit ${flags.limit} --cursor ${nextCursor}`);
+        // A cursor keeps its filter: the next page is asked for with the same filter flags.
+        if (nextCursor !== undefined) {
+          lines.push(`next page: --tier ${flags.tier} --limit ${flags.limit}${filterArgs(flags)} --cursor ${nextCursor}`);
+        }
         await print(lines.join('\n'));
       });
     });
@@ -300,27 +310,30 @@ export function buildProgram(state: RunState, version: string): Command {
       });
     });
 
-  program
+  const recallCommand = program
     .command('recall')
-    .description('the k memories most similar to a query vector (exact cosine over every tier)')
+    .description('the k memories most similar to a query vector (exact cosine over every tier; with filter flags, among the matching records only)')
     .option('-q, --query <file>', "query vector: JSON array (or {\"embedding\": [...]}) or raw little-endian float32 (.f32/.bin); '-' reads stdin")
     .option('--id <id>', 'use the embedding of this stored memory as the query')
     .option('-k, --k <n>', 'hits to return, 1..10000', integerIn(1, 10_000), 10)
     .addOption(tierOption('--tier <tier>', 'tiers to search', true).default('all'))
     .option('--min-confidence <x>', 'only memories with confidence >= x', finiteNumber)
     .option('--json', 'print the hits as JSON')
-    .option('--include-embeddings', 'with --json: include each embedding')
-    .action(async (flags: {
+    .option('--include-embeddings', 'with --json: include each embedding');
+  addFilterOptions(recallCommand, false)
+    .action(async (flags: FilterFlags & {
       query?: string; id?: string; k: number; tier: TierSelector; minConfidence?: number; json?: boolean; includeEmbeddings?: boolean;
     }, command: Command) => {
       if ((flags.query === undefined) === (flags.id === undefined)) throw new UsageError('pass one of --query FILE or --id ID');
+      const filter = filterOf(flags, false);
       const query = flags.query !== undefined ? readQueryFile(flags.query) : undefined;
       await withStore(openForReading(storeDir(command)), async (store) => {
         const vector = query ?? embeddingOf(store, flags.id!);
         const options: RecallOptions = { k: flags.k, tier: flags.tier };
         if (flags.minConfidence !== undefined) options.minConfidence = flags.minConfidence;
         if (flags.includeEmbeddings) options.includeEmbeddings = true;
-        const hits = await store.recallAsync(vector, options);
+        if (filter !== undefined) options.filter = filter;
+        const hits = await withFlagNames(() => store.recallAsync(vector, options), flags.id !== undefined ? `the embedding of --id ${flags.id}` : '--query');
         if (flags.json) await print(toJson(hits));
         else if (hits.length === 0) await print('no hits');
         else await print(memoryTable(hits.map((h) => h.memory), hits.map((h) => h.score)));
@@ -368,23 +381,40 @@ export function buildProgram(state: RunState, version: string): Command {
   addWriteOptions(
     program
       .command('serve')
-      .description('serve the store over HTTP (the engram memory API) until Ctrl-C')
+      .description('serve the store (--dir) or a directory of memory spaces (--root) over HTTP (the engram memory API) until Ctrl-C')
       .option('-p, --port <port>', 'port (0: any free port)', integerIn(0, 65535), 8080)
       .option('--host <host>', 'interface to listen on (a non-loopback host needs --token)', '127.0.0.1')
       .addOption(new Option('--token <token>', 'bearer token required on write routes').env('TIERSTORE_TOKEN'))
       .option('--protect-reads', 'require the token on read routes too (not on /health)')
       .option('--body-limit <bytes>', 'largest request body in bytes', integerIn(1, 2 ** 30))
       .option('--log', "fastify's JSON request log on stdout")
-      .option('--dimensions <n>', 'create the store with these dimensions if it does not exist', integerIn(1, 65536)),
+      .option('--root <dir>', 'serve one store per memory space in DIR/NAME, chosen by the X-Memory-Space header (instead of --dir); needs --dimensions')
+      .option('--max-open-spaces <n>', 'with --root: stores kept open (least recently used idle ones are closed first), default 64', integerIn(1, 65536))
+      .option('--dimensions <n>', 'create the store with these dimensions if it does not exist (with --root: of every new space; required)',
+        integerIn(1, 65536))
+      .addHelpText('after', '\nWith --root DIR, a request names its space with the header X-Memory-Space: NAME (no header: the space\n' +
+        "'default'; names are 1-64 characters of A-Z a-z 0-9 . _ - not starting with '.'). A write to a new space creates\n" +
+        'DIR/NAME; GET /api/v1/spaces lists the spaces and DELETE /api/v1/spaces/NAME (a write: token-protected) removes one.'),
   ).action(async (flags: WriteFlags & {
     port: number; host: string; token?: string; protectReads?: boolean; bodyLimit?: number; log?: boolean; dimensions?: number;
+    root?: string; maxOpenSpaces?: number;
   }, command: Command) => {
-    const dir = storeDir(command);
     const storeOptions = openOptionsOf(flags);
-    if (flags.dimensions !== undefined) storeOptions.dimensions = flags.dimensions;
+    let source: { dir: string } | { root: string; dimensions: number; maxOpenSpaces?: number };
+    if (flags.root !== undefined) {
+      // TIERSTORE_DIR from the environment gives way to --root; --dir on the command line does not.
+      if (command.getOptionValueSourceWithGlobals('dir') === 'cli') throw new UsageError('pass either --dir (one store) or --root (a directory of spaces), not both');
+      if (flags.root === '') throw new UsageError('--root needs a directory');
+      if (flags.dimensions === undefined) throw new UsageError('--root needs --dimensions N: the dimensions of the spaces a write creates');
+      source = { root: flags.root, dimensions: flags.dimensions, ...(flags.maxOpenSpaces !== undefined ? { maxOpenSpaces: flags.maxOpenSpaces } : {}) };
+    } else {
+      if (flags.maxOpenSpaces !== undefined) throw new UsageError('--max-open-spaces goes with --root');
+      source = { dir: storeDir(command) };
+      if (flags.dimensions !== undefined) storeOptions.dimensions = flags.dimensions;
+    }
     const { startServer } = await import('../server.js');
     const server = await startServer({
-      dir,
+      ...source,
       port: flags.port,
       host: flags.host,
       storeOptions,
@@ -393,7 +423,10 @@ export function buildProgram(state: RunState, version: string): Command {
       ...(flags.bodyLimit !== undefined ? { bodyLimit: flags.bodyLimit } : {}),
       ...(flags.log ? { logger: true } : {}),
     });
-    await print(`tierstore serve: listening on ${server.url} (store ${path.resolve(dir)}); Ctrl-C to stop`);
+    const serving = 'dir' in source
+      ? `store ${path.resolve(source.dir)}`
+      : `spaces in ${path.resolve(source.root)}, ${source.dimensions} dimensions, at most ${source.maxOpenSpaces ?? 64} open`;
+    await print(`tierstore serve: listening on ${server.url} (${serving}); Ctrl-C to stop`);
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
@@ -402,7 +435,7 @@ export function buildProgram(state: RunState, version: string): Command {
     const force = (): void => process.exit(EXIT_FAILURE);
     process.once('SIGINT', force);
     process.once('SIGTERM', force);
-    process.stderr.write(`tierstore serve: ${signal}, finishing requests in flight and closing the store\n`);
+    process.stderr.write(`tierstore serve: ${signal}, finishing requests in flight and closing the ${'dir' in source ? 'store' : 'open stores'}\n`);
     await server.close();
     process.stderr.write('tierstore serve: closed\n');
   });

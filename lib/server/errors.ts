@@ -15,6 +15,7 @@ export type HttpErrorCode =
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND'
+  | 'SPACE_NOT_FOUND'
   | 'UNAUTHORIZED'
   | 'SERVER_CLOSING'
   | 'INTERNAL_ERROR';
@@ -47,7 +48,7 @@ export class HttpError extends Error {
 }
 
 /** Which request an error belongs to: picks the example. */
-export type RouteKind = 'list' | 'create' | 'get' | 'delete' | 'recall' | 'health' | 'other';
+export type RouteKind = 'list' | 'create' | 'get' | 'delete' | 'recall' | 'health' | 'spaces' | 'space-delete' | 'other';
 
 /** What the suggestions and examples need to know about the server. */
 export interface ErrorContext {
@@ -55,6 +56,8 @@ export interface ErrorContext {
   maxContentBytes: number;
   bodyLimit: number;
   tokenRequired: boolean;
+  /** The space the request named with X-Memory-Space (a valid name), shown in the examples. */
+  space?: string | undefined;
 }
 
 function embeddingExample(dims: number): string {
@@ -69,6 +72,13 @@ function authHeader(ctx: ErrorContext): string {
 
 /** A request that works for each kind of route, as a curl command. */
 export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
+  const example = exampleOf(kind, ctx);
+  // The request's own space, so that the example works for it (not on the space routes, which take none).
+  if (ctx.space === undefined || kind === 'spaces' || kind === 'space-delete') return example;
+  return example.replace(/^curl /, `curl -H 'X-Memory-Space: ${ctx.space}' `);
+}
+
+function exampleOf(kind: RouteKind, ctx: ErrorContext): string {
   const auth = authHeader(ctx);
   switch (kind) {
     case 'list':
@@ -88,6 +98,10 @@ export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
         `curl -X POST http://127.0.0.1:8080/api/v1/recall -H 'Content-Type: application/json' ` +
         `-d '{"embedding":${embeddingExample(ctx.dimensions)},"k":10,"tier":"all"}'`
       );
+    case 'spaces':
+      return "curl http://127.0.0.1:8080/api/v1/spaces";
+    case 'space-delete':
+      return `curl -X DELETE${auth} http://127.0.0.1:8080/api/v1/spaces/team-a`;
     case 'health':
     case 'other':
       return 'curl http://127.0.0.1:8080/health';
@@ -112,7 +126,11 @@ export function suggestionFor(code: HttpErrorCode, kind: RouteKind, ctx: ErrorCo
     case 'NOT_FOUND':
       return kind === 'get' || kind === 'delete'
         ? 'No memory has this id (it was never written or was deleted); list ids with GET /api/v1/memories?tier=all.'
-        : 'Check the method and path. Routes: GET /health, GET|POST /api/v1/memories, GET|DELETE /api/v1/memories/:id, POST /api/v1/recall.';
+        : 'Check the method and path. Routes: GET /health, GET|POST /api/v1/memories, GET|DELETE /api/v1/memories/:id, ' +
+          'POST /api/v1/recall, GET /api/v1/spaces, DELETE /api/v1/spaces/:name.';
+    case 'SPACE_NOT_FOUND':
+      return 'Check the X-Memory-Space header (no header means the space "default"); GET /api/v1/spaces lists the spaces. ' +
+        'On a server of spaces (--root) a successful POST /api/v1/memories creates the space it names.';
     case 'UNAUTHORIZED':
       return "Send the server's token as 'Authorization: Bearer <token>' (the token given to the server by --token or TIERSTORE_TOKEN).";
     case 'READ_ONLY':
@@ -132,7 +150,9 @@ export function suggestionFor(code: HttpErrorCode, kind: RouteKind, ctx: ErrorCo
 }
 
 export function errorBody(code: HttpErrorCode, message: string, kind: RouteKind, ctx: ErrorContext): ErrorBody {
-  return { error: { code, message, suggestion: suggestionFor(code, kind, ctx), example: exampleFor(kind, ctx) } };
+  // For an unknown space, the request that helps is the list of spaces.
+  const example = code === 'SPACE_NOT_FOUND' ? exampleFor('spaces', ctx) : exampleFor(kind, ctx);
+  return { error: { code, message, suggestion: suggestionFor(code, kind, ctx), example } };
 }
 
 /** One ajv error as fastify hands it over. */
@@ -160,7 +180,15 @@ const QUERY_RULES: Readonly<Record<string, string>> = {
   limit: 'an integer >= 1 (values above 1000 are capped at 1000)',
   cursor: 'a pagination.next_cursor string from an earlier page',
   include_embeddings: "'true' or 'false'",
+  created_after: 'a number of milliseconds since the epoch (createdAt >= it)',
+  created_before: 'a number of milliseconds since the epoch (createdAt < it)',
+  min_confidence: 'a number (confidence >= it, compared at float32)',
+  min_activation: 'a number (activation >= it, compared at float32)',
 };
+
+/** The list's query parameters, for the message about an unknown one. */
+const LIST_PARAMETERS = 'tier, offset, limit, cursor, include_embeddings, created_after, created_before, min_confidence, ' +
+  'min_activation, metadata.KEY';
 
 /**
  * A readable message for the first schema error: names the field (the body
@@ -176,6 +204,10 @@ export function schemaMessage(context: string, errors: readonly SchemaError[], q
     const got = (query as Record<string, unknown> | undefined)?.[name];
     if (rule !== undefined) {
       return `query parameter ${name} must be ${rule}, got ${JSON.stringify(got)}`;
+    }
+    if (e.keyword === 'additionalProperties') {
+      return `unknown query parameter ${JSON.stringify(e.params.additionalProperty)} (parameters: ${LIST_PARAMETERS}, ` +
+        'where KEY is a metadata key and a repeated metadata.KEY means any of its values)';
     }
   }
   if (context === 'params') {
@@ -203,17 +235,55 @@ export function storeErrorCode(error: unknown): ErrorCode | undefined {
   return undefined;
 }
 
+/** The API's camelCase names, as the wire spells them. */
+const WIRE_WORDS = /\b(createdAt|createdAfter|createdBefore|minConfidence|minActivation|includeEmbeddings?|nextCursor|lastAccessAt|accessCount|maxContentBytes)\b/g;
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Which request shape a field is named in: a body (create, recall) or the list's query parameters. */
+export type WireShape = 'create' | 'recall' | 'list';
+
 /**
- * The store speaks of MemoryInput fields (memory.createdAt); the wire of
- * snake_case ones (created_at). Renames them in a store message, after
- * replacing the first matching prefix of `renames` (e.g. `memory.` -> `body.`).
+ * The wire path of a library error's `field` (TierStoreError.field): the
+ * one place where the library's names become the request's. Names are
+ * snake_case (`filter.createdAfter` -> `filter.created_after`), metadata
+ * keys are kept as they are (`filter.metadata.myKey[2]`), and the roots
+ * become the request's: put()'s `memory.x` is the body's `x`, recall's
+ * `query` is `embedding`, and a list's `filter.x` is the query parameter `x`
+ * (`filter.metadata.k` -> `metadata.k`). Batch paths pass through
+ * (`memories[3].embedding`). '' is the body itself.
  */
-export function wireMessage(message: string, renames: readonly (readonly [string, string])[] = []): string {
-  let out = message;
-  for (const [from, to] of renames) if (out.startsWith(from)) out = to + out.slice(from.length);
-  return out
-    .replace(/\bcreatedAt\b/g, 'created_at')
-    .replace(/\bminConfidence\b/g, 'min_confidence')
-    .replace(/\bincludeEmbeddings?\b/g, 'include_embeddings')
-    .replace(/\bnextCursor\b/g, 'next_cursor');
+export function wireField(field: string, shape: WireShape): string {
+  // Everything after a `metadata` segment is a user's key: kept verbatim.
+  const m = /(?:^|[.\]])metadata(?=$|[.[])/.exec(field);
+  const cut = m === null ? field.length : m.index + m[0].length;
+  let path = field.slice(0, cut).replace(/[A-Za-z_][A-Za-z0-9_]*/g, snake) + field.slice(cut);
+  if (shape === 'create' && /^memory(?=$|[.[])/.test(path)) path = path.slice('memory'.length).replace(/^\./, '');
+  if (shape === 'recall' && /^query(?=$|\[)/.test(path)) path = `embedding${path.slice('query'.length)}`;
+  if (shape === 'list' && path.startsWith('filter.')) path = path.slice('filter.'.length);
+  return path;
+}
+
+/** How a message names a wire path: `body.x` (`body` itself for ''), or `query parameter x`. */
+function wireLocation(path: string, shape: WireShape): string {
+  if (shape === 'list') return `query parameter ${path}`;
+  return path === '' ? 'body' : path.startsWith('[') ? `body${path}` : `body.${path}`;
+}
+
+/**
+ * The message of a library error as the wire names things: the value the
+ * error is about (its `field`) is named by its wire path (wireField), the
+ * method prefix (`recallAsync(): `) is dropped and the API's camelCase names
+ * in the rest of the message are spelled snake_case.
+ */
+export function wireMessage(error: { message: string; field?: string | undefined }, shape: WireShape | undefined): string {
+  const message = error.message.replace(/^[A-Za-z]+\(\): /, '');
+  const words = (text: string) => text.replace(/\boptions\./g, '').replace(WIRE_WORDS, snake);
+  const field = error.field;
+  if (field === undefined || shape === undefined) return words(message);
+  const location = wireLocation(wireField(field, shape), shape);
+  const named = message.startsWith('options.') ? message.slice('options.'.length) : message;
+  return named.startsWith(field) ? location + words(named.slice(field.length)) : `${location}: ${words(message)}`;
 }

@@ -44,6 +44,16 @@ export const createBodySchema = {
   else: memoryInputSchema,
 } as const;
 
+/** A number in a query parameter: JSON's number syntax (no hex, no Infinity, no spaces). */
+export const NUMBER_PATTERN = '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?$';
+const numberString = { type: 'string', pattern: NUMBER_PATTERN } as const;
+
+/**
+ * GET /api/v1/memories. Filter parameters: created_after, created_before,
+ * min_confidence, min_activation, and metadata.KEY=VALUE (repeatable: any of
+ * the values). Any other parameter is refused, so a misspelt filter is a 400
+ * rather than an unfiltered listing.
+ */
 export const listQuerySchema = {
   type: 'object',
   properties: {
@@ -52,7 +62,15 @@ export const listQuerySchema = {
     limit: { type: 'string', pattern: '^0*[1-9][0-9]*$' },
     cursor: { type: 'string', minLength: 1 },
     include_embeddings: booleanString,
+    created_after: numberString,
+    created_before: numberString,
+    min_confidence: numberString,
+    min_activation: numberString,
   },
+  patternProperties: {
+    '^metadata\\..': { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+  },
+  additionalProperties: false,
 } as const;
 
 export const idParamsSchema = {
@@ -66,6 +84,23 @@ export const getQuerySchema = {
   properties: { include_embeddings: booleanString },
 } as const;
 
+/**
+ * The `filter` of POST /api/v1/recall (snake_case MemoryFilter). Metadata
+ * values are checked by the store, which names the bad one
+ * (body.filter.metadata.tags[2]).
+ */
+export const recallFilterSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    created_after: { type: 'number' },
+    created_before: { type: 'number' },
+    min_confidence: { type: 'number' },
+    min_activation: { type: 'number' },
+    metadata: { type: 'object' },
+  },
+} as const;
+
 export const recallBodySchema = {
   type: 'object',
   required: ['embedding'],
@@ -76,5 +111,6 @@ export const recallBodySchema = {
     tier,
     min_confidence: { type: 'number' },
     include_embeddings: { type: 'boolean' },
+    filter: recallFilterSchema,
   },
 } as const;
