@@ -125,10 +125,13 @@ export interface ServerOptions {
   logger?: boolean;
 }
 
+/** A server startServer() started: where it listens, and how to stop it. */
 export interface RunningServer {
   /** e.g. http://127.0.0.1:8080 (loopback when listening on every interface). */
   url: string;
+  /** The port it listens on (the one chosen when `port` was 0). */
   port: number;
+  /** The fastify instance, for a host that adds routes or hooks of its own. */
   server: FastifyInstance;
   /** Drains and stops the server; closes the store(s) it opened (`dir`, `root`). Idempotent. */
   close(): Promise<void>;

@@ -288,6 +288,23 @@ export function buildProgram(state: RunState, version: string): Command {
       const dir = storeDir(command);
       // A store too damaged to open fails here, with CORRUPTION naming the file.
       await withStore(openForReading(dir), async (store) => {
+        // Every record's checksums first: damage is listed whole, record by record.
+        const report = store.verify();
+        if (report.damaged.length > 0) {
+          if (flags.json) {
+            const first = report.damaged[0]!;
+            await print(toJson({
+              ok: false, records: report.records, bytes: report.bytes, damaged: report.damaged,
+              error: { code: 'CORRUPTION', message: `${first.file}: ${first.reason}` },
+            }));
+          } else {
+            const lines = report.damaged.map((d) => `damaged: ${d.tier} ${JSON.stringify(d.id)} in ${d.file}: ${d.reason}`);
+            lines.push(`error: CORRUPTION: ${report.damaged.length} damaged records, ${formatCount(report.records)} records whole`);
+            process.stderr.write(`${lines.join('\n')}\n`);
+          }
+          state.exitCode = EXIT_FAILURE;
+          return;
+        }
         let done = 0;
         let result;
         try {

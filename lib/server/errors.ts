@@ -20,8 +20,19 @@ export type HttpErrorCode =
   | 'SERVER_CLOSING'
   | 'INTERNAL_ERROR';
 
+/** The body of every error response. */
 export interface ErrorBody {
-  error: { code: HttpErrorCode; message: string; suggestion: string; example: string };
+  /** What went wrong, in three parts. */
+  error: {
+    /** The error code: a store's TierStoreError code, or an HTTP-level one (NOT_FOUND, UNAUTHORIZED, …). */
+    code: HttpErrorCode;
+    /** What was wrong, naming the request field by its wire path (body.memories[1].embedding). */
+    message: string;
+    /** What to do about it. */
+    suggestion: string;
+    /** A request that would succeed. */
+    example: string;
+  };
 }
 
 /** HTTP status of each store error code. */

@@ -727,7 +727,9 @@ async function main() {
     const terminateAt = Array.from({ length: args.terminations }, (_, i) => 0.08 + (0.62 * (i + 0.5)) / args.terminations);
     const closeMainAt = 0.75;
     let lastLog = Date.now();
-    while (progress() < 1) {
+    // Every planned termination and the main handle's close happen, also
+    // when the workers finish their operations faster than this loop looks.
+    while (progress() < 1 || terminateAt.length > 0 || main !== undefined) {
       await sleep(50);
       if (main !== undefined) checkMainHandle('during the run');
       if (terminateAt.length > 0 && progress() >= terminateAt[0]) {
