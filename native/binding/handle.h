@@ -25,6 +25,20 @@ struct IteratorState {
   uint32_t dimensions = 0;
   bool closed = false;  // JS thread only
   bool busy = false;    // JS thread only: a nextAsync is in flight
+  // The batch each next()/nextAsync() fills (one call at a time: `busy`),
+  // kept between calls so its buffers are not grown from empty every batch.
+  tierstore::RecordBatch scratch;
+
+  // After a batch was converted: drops buffers grown past what a typical
+  // batch needs, so one batch of huge contents does not stay allocated.
+  void TrimScratch() {
+    constexpr size_t kKeptBytes = size_t{64} << 20;
+    if (scratch.bytes.capacity() > kKeptBytes || scratch.embeddings.capacity() * sizeof(float) > kKeptBytes) {
+      scratch = tierstore::RecordBatch();
+    } else {
+      scratch.Clear();
+    }
+  }
 
   // JS thread. Idempotent. While a nextAsync is in flight the core iterator
   // is closed (thread-safe per StoreIterator's contract) but destroyed only

@@ -35,7 +35,7 @@ class NextWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  void Execute() override { status_ = state_->it->Next(max_, include_embeddings_, &batch_); }
+  void Execute() override { status_ = state_->it->Next(max_, include_embeddings_, &state_->scratch); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -50,8 +50,11 @@ class NextWorker : public Napi::AsyncWorker {
       return;
     }
     try {
-      deferred_.Resolve(ToJs(env, batch_, state_->dimensions, include_embeddings_, columns_));
+      Napi::Object out = ToJs(env, state_->scratch, state_->dimensions, include_embeddings_, columns_);
+      state_->TrimScratch();
+      deferred_.Resolve(out);
     } catch (const Napi::Error& e) {
+      state_->TrimScratch();
       deferred_.Reject(e.Value());
     }
   }
@@ -68,7 +71,6 @@ class NextWorker : public Napi::AsyncWorker {
   bool include_embeddings_;
   bool columns_;
   tierstore::Status status_;
-  tierstore::RecordBatch batch_;
 };
 
 }  // namespace
@@ -123,9 +125,11 @@ Napi::Value NativeIterator::Next(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool include_embeddings = false, columns = false;
   size_t max = CheckNext(info, "next()", &include_embeddings, &columns);
-  tierstore::RecordBatch batch;
+  tierstore::RecordBatch& batch = state_->scratch;
   Check(env, state_->it->Next(max, include_embeddings, &batch));
-  return ToJs(env, batch, state_->dimensions, include_embeddings, columns);
+  Napi::Object out = ToJs(env, batch, state_->dimensions, include_embeddings, columns);
+  state_->TrimScratch();
+  return out;
 }
 
 Napi::Value NativeIterator::NextAsync(const Napi::CallbackInfo& info) {
