@@ -4,7 +4,7 @@
 // a get that found nothing or a record read from the wrong tier is a failure,
 // never a note.
 
-const RUNNER_OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'get', 'recall', 'recall-async', 'put', 'reopen', 'disk', 'rss'];
+const RUNNER_OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'iter-arrow', 'iter-floor', 'get', 'recall', 'recall-async', 'recall-filter', 'put', 'reopen', 'disk', 'rss'];
 
 /** The tier every record of a tierstore variant must be read from, or null (the default variant: any). */
 export function tierOfVariant(store) {
@@ -62,6 +62,10 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
     sameExact('batches() iteration', exact.iterBatch, refExact.iter);
     sameExact('batches() iteration with embeddings', exact.iterBatchEmb, refExact.iterEmb);
   }
+  if (ops.has('iter-arrow') && isTs) {
+    sameExact('arrow() iteration', exact.iterArrow, refExact.iter);
+    sameExact('arrow() iteration with embeddings', exact.iterArrowEmb, refExact.iterEmb);
+  }
   if (ops.has('get')) {
     sameSummary('get', c.get, ref.get, false);
     sameExact('get', exact.get, refExact.get);
@@ -71,6 +75,11 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
   const queries = ref.queries ?? ref.recall.length;
   if (ops.has('recall')) sameTopK(fail, 'top-10', c.recall, ref.recall, 10, queries);
   if (ops.has('recall-async') && caps.recallAsync) sameTopK(fail, 'top-10 async', c.recallAsync, ref.recall, 10, queries);
+  if (ops.has('recall-filter') && isTs) {
+    for (const [name, lists] of Object.entries(ref.recallFiltered ?? {})) {
+      sameTopK(fail, `filtered top-10 (${name})`, c.recallFiltered?.[name], lists, 10, queries);
+    }
+  }
 
   if (ops.has('reopen') && c.reopenFound !== true) fail(`reopen: probe id ${c.reopenFound === false ? 'not found' : 'not checked'}`);
   for (const k of ['counts', 'countsAfterPut', 'countsAfterReopen']) {
@@ -83,7 +92,7 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
   if (isTs) {
     if (!c.counts) fail('counts() not reported');
     const tier = tierOfVariant(store);
-    const labelled = [['iteration', exact.iter?.tiers], ['batches() tier column', exact.iterBatch?.tiers]];
+    const labelled = [['iteration', exact.iter?.tiers], ['batches() tier column', exact.iterBatch?.tiers], ['arrow() tier column', exact.iterArrow?.tiers]];
     if (tier) {
       if (c.counts && c.counts[tier] !== n) fail(`counts() ${JSON.stringify(c.counts)}: expected all ${n} records in ${tier}`);
       for (const [label, tiers] of labelled) {

@@ -10,6 +10,8 @@ export function referenceChecks(n, o, progress = () => {}) {
   const qn = qs.map(W.norm);
   const keep = o.k + o.refExtra;
   const tops = qs.map(() => new W.TopK(keep));
+  const filters = W.benchFilters(n);
+  const filteredTops = filters.map(() => qs.map(() => new W.TopK(keep)));
   const getCount = new Uint32Array(n);
   for (const i of W.sampleIndices(o.gets, n, 1, o.seed)) getCount[i]++;
   // The cheap summaries the timed passes produce, and the exact digests of
@@ -31,8 +33,11 @@ export function referenceChecks(n, o, progress = () => {}) {
     }
     bytes += Buffer.byteLength(id) + Buffer.byteLength(content) + Buffer.byteLength(JSON.stringify(metadata)) + 4 * W.DIMENSIONS;
     const en = Math.fround(W.norm(e));
+    const passes = filters.map((f) => f.matches(m));
     for (let q = 0; q < qs.length; q++) {
-      tops[q].offer(id, en === 0 ? 0 : W.dot(qs[q], e) / (qn[q] * en));
+      const score = en === 0 ? 0 : W.dot(qs[q], e) / (qn[q] * en);
+      tops[q].offer(id, score);
+      for (let f = 0; f < filters.length; f++) if (passes[f]) filteredTops[f][q].offer(id, score);
     }
     if ((i & 1023) === 0) progress(i);
   }
@@ -40,6 +45,7 @@ export function referenceChecks(n, o, progress = () => {}) {
     iter: iter.toJSON(), iterEmb: iterEmb.toJSON(), get: get.toJSON(),
     exact: { iter: exact.toJSON(), iterEmb: exactEmb.toJSON(), get: exactGet.toJSON() },
     recall: tops.map((t) => t.result()), logicalBytes: bytes, queries: qs.length,
+    recallFiltered: Object.fromEntries(filters.map((f, i) => [f.name, filteredTops[i].map((t) => t.result())])),
   };
 }
 

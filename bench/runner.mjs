@@ -17,7 +17,7 @@ import { adapterFor } from './stores.mjs';
 import { RecordDigest } from './digest.mjs';
 import { referenceChecks } from './reference.mjs';
 
-export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'get', 'recall', 'recall-async', 'put', 'reopen', 'disk', 'rss'];
+export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'iter-arrow', 'iter-floor', 'get', 'recall', 'recall-async', 'recall-filter', 'put', 'reopen', 'disk', 'rss'];
 
 const [storeName, nArg, opsArg = 'all', optArg = '{}'] = process.argv.slice(2);
 const n = Number(nArg);
@@ -195,6 +195,39 @@ async function bench() {
       await exactly('iterBatchEmb', (d) => a.iterateBatches(true, d));
     }
 
+    // Arrow scans (tierstore): every id read, then with embeddings.
+    if (ops.has('iter-arrow') && a.iterateArrow) {
+      progress('iter-arrow', 0, 1);
+      a.loadArrow();
+      t = await time(() => a.iterateArrow(false));
+      f['iter-arrow'] = t.r.count / t.s;
+      t = await time(() => a.iterateArrow(true));
+      f['iter-arrow-emb'] = t.r.count / t.s;
+      await exactly('iterArrow', (d) => a.iterateArrow(false, d));
+      await exactly('iterArrowEmb', (d) => a.iterateArrow(true, d));
+    }
+    // The floor of per-record iteration: the same records held in memory as
+    // UTF-8 Buffers, one content string and one JSON.parse of the metadata
+    // made per record (what iterate() cannot avoid doing in JS).
+    if (ops.has('iter-floor') && isTs && variant === 'default') {
+      progress('iter-floor', 0, 1);
+      const held = [];
+      for (let i = 0; i < n; i++) {
+        const r = W.recordOf(i, o.seed);
+        held.push([Buffer.from(r.content, 'utf8'), Buffer.from(JSON.stringify(r.metadata), 'utf8')]);
+      }
+      let sink = 0;
+      t = await time(() => {
+        for (let i = 0; i < held.length; i++) {
+          const content = held[i][0].toString('utf8');
+          const metadata = JSON.parse(held[i][1].toString('utf8'));
+          sink += content.length + metadata.turn;
+        }
+        return sink;
+      });
+      f['iter-floor'] = n / t.s;
+    }
+
     // get by id (random ids, with repeats)
     if (ops.has('get')) {
       const ids = getIds();
@@ -206,7 +239,7 @@ async function bench() {
     }
 
     // cosine top-k over every record
-    const qs = ops.has('recall') || ops.has('recall-async') ? queries() : [];
+    const qs = ops.has('recall') || ops.has('recall-async') || ops.has('recall-filter') ? queries() : [];
     if (ops.has('recall')) {
       if (isTs && !a.hasRecall) {
         notes.push('store.recall() not implemented yet: recall n/a');
@@ -237,6 +270,24 @@ async function bench() {
         }
         f['recall-async'] = median(ms);
         c.recallAsyncMs = ms;
+      }
+    }
+
+    // Filtered recallAsync (tierstore): each bench filter, ms per query.
+    if (ops.has('recall-filter') && a.topkFiltered) {
+      const qs2 = qs.length > 0 ? qs : queries();
+      c.recallFiltered = {};
+      for (const { name, filter } of W.benchFilters(n)) {
+        const ms = [];
+        const answers = [];
+        for (let q = 0; q < qs2.length; q++) {
+          progress(`recall-filter ${name}`, q, qs2.length);
+          t = await time(() => a.topkFiltered(qs2[q], o.k, filter));
+          ms.push(t.s * 1e3);
+          answers.push(t.r);
+        }
+        f[`recall-${name}`] = median(ms);
+        c.recallFiltered[name] = answers;
       }
     }
 

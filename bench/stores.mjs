@@ -182,6 +182,38 @@ export function tierstoreAdapter(variant) {
       }
       return d;
     },
+    // Arrow scan: reads every id (and, with a digest, every field) of the
+    // RecordBatches iterate().arrow() yields.
+    // Loads apache-arrow (making the iterable does), so its load time is not
+    // counted as scan time.
+    loadArrow() {
+      store.iterate({ tier: 'all' }).arrow();
+    },
+    // Timed (no digest): counts the records and reads every id.
+    iterateArrow(withEmb, d) {
+      let count = 0;
+      for (const b of store.iterate({ tier: 'all', includeEmbeddings: withEmb, batchSize: 4096 }).arrow()) {
+        const k = b.numRows;
+        const ids = b.getChild('id');
+        if (d === undefined) {
+          for (let j = 0; j < k; j++) if (ids.get(j).length === 0) throw new Error('arrow(): an empty id');
+          count += k;
+          continue;
+        }
+        const col = (name) => b.getChild(name);
+        const [contents, metadata, confidence, activation, createdAt, tiers] =
+          ['content', 'metadata', 'confidence', 'activation', 'createdAt', 'tier'].map(col);
+        const emb = withEmb ? col('embedding').data[0].children[0].values : undefined;
+        for (let j = 0; j < k; j++) {
+          d.addFields(ids.get(j), contents.get(j), JSON.parse(metadata.get(j)), confidence.get(j), activation.get(j),
+            Number(createdAt.get(j)), tiers.get(j), emb, j * DIMENSIONS);
+        }
+      }
+      return d ?? { count };
+    },
+    async topkFiltered(q, k, filter) {
+      return (await store.recallAsync(q, { k, filter })).map((h) => ({ id: h.id, score: h.score }));
+    },
     topk(q, k) {
       return store.recall(q, { k }).map((h) => ({ id: h.id, score: h.score }));
     },

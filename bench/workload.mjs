@@ -236,3 +236,18 @@ export function multibyteFraction(n, seed = DEFAULT_SEED) {
   }
   return multi / total;
 }
+
+// The filtered recalls the bench times (tierstore only), each with a
+// predicate the reference applies to the generator's records:
+// - meta-1pct: a metadata value 1% of records hold (importance is 0..0.99);
+// - meta-all: a metadata condition every record meets;
+// - created-10pct: the newest tenth by createdAt.
+export function benchFilters(n) {
+  const after = BASE_TIME + Math.floor(n * 0.9) * 1000;
+  return [
+    { name: 'meta-1pct', filter: { metadata: { importance: 0.37 } }, matches: (m) => m.metadata.importance === 0.37 },
+    { name: 'meta-all', filter: { metadata: { source: SOURCES } }, matches: (m) => SOURCES.includes(m.metadata.source) },
+    { name: 'created-10pct', filter: { createdAfter: after }, matches: (m) => m.createdAt >= after },
+  ];
+}
+
