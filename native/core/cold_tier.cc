@@ -40,14 +40,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
 #include "crc32c.h"
 #include "file_util.h"
+#include "mutex.h"
 
 namespace tierstore {
 namespace {
@@ -830,19 +829,24 @@ bool ScanningOnThisThread(const void* tier) {
 }
 
 // Shared lock of `mu`, unless this thread already holds it for `tier`.
-class ReaderLock {
+// Either way mu is held (at least shared) for the guard's scope, which is
+// what the annotation tells the analysis.
+class SCOPED_CAPABILITY ReentrantReaderLock {
  public:
-  ReaderLock(std::shared_mutex& mu, const void* tier) : mu_(mu), owns_(!ScanningOnThisThread(tier)) {
-    if (owns_) mu_.lock_shared();
+  ReentrantReaderLock(SharedMutex& mu, const void* tier) ACQUIRE_SHARED(mu)
+      : mu_(mu), owns_(!ScanningOnThisThread(tier)) {
+    if (owns_) mu_.LockShared();
   }
-  ~ReaderLock() {
-    if (owns_) mu_.unlock_shared();
+  // NO_THREAD_SAFETY_ANALYSIS: the release is conditional (owns_), which the
+  // analysis cannot follow; the scope's end is what it needs to see.
+  ~ReentrantReaderLock() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
+    if (owns_) mu_.UnlockShared();
   }
-  ReaderLock(const ReaderLock&) = delete;
-  ReaderLock& operator=(const ReaderLock&) = delete;
+  ReentrantReaderLock(const ReentrantReaderLock&) = delete;
+  ReentrantReaderLock& operator=(const ReentrantReaderLock&) = delete;
 
  private:
-  std::shared_mutex& mu_;
+  SharedMutex& mu_;
   bool owns_;
 };
 
@@ -864,12 +868,13 @@ class CallbackScope {
 };
 
 // Held for a whole scan: the shared lock plus this thread's marker.
-class ScanLock {
+class SCOPED_CAPABILITY ScanLock {
  public:
-  ScanLock(std::shared_mutex& mu, const void* tier) : lock_(mu, tier), scope_(tier) {}
+  ScanLock(SharedMutex& mu, const void* tier) ACQUIRE_SHARED(mu) : lock_(mu, tier), scope_(tier) {}
+  ~ScanLock() RELEASE() {}
 
  private:
-  ReaderLock lock_;      // taken first (it checks the marker), released last
+  ReentrantReaderLock lock_;  // taken first (it checks the marker), released last
   CallbackScope scope_;
 };
 
@@ -879,6 +884,9 @@ class ColdTierImpl final : public ColdTier {
   ColdTierImpl(std::string dir, uint32_t dims, bool read_only) : dir_(std::move(dir)), dims_(dims), read_only_(read_only) {}
 
   Status Load() {
+    // Not shared with anyone yet: the locks are for the analysis's sake.
+    MutexLock wlock(write_mu_);
+    WriterLock lock(mu_);
     if (!PathExists(dir_)) return Status::OK();
     std::vector<std::string> names;
     TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
@@ -901,7 +909,7 @@ class ColdTierImpl final : public ColdTier {
   // unlinking its sources leaves such copies) may share a key only for the
   // same record: same id and seq. Two different records under one key would
   // be merged into a segment with a repeated key, which no open accepts.
-  Status CheckSharedKeys() const {
+  Status CheckSharedKeys() const REQUIRES_SHARED(mu_) {
     RecordView a, b;
     for (const Group& g : groups_) {
       if (g.end - g.begin < 2) continue;
@@ -929,7 +937,7 @@ class ColdTierImpl final : public ColdTier {
   Status FinishOpen() override {
     if (read_only_) return Status::OK();
     TS_RETURN_IF_ERROR(NotInScan("FinishOpen"));
-    std::lock_guard wlock(write_mu_);  // no Seal is writing a .tmp meanwhile
+    MutexLock wlock(write_mu_);  // no Seal is writing a .tmp meanwhile
     if (!PathExists(dir_)) return Status::OK();
     std::vector<std::string> names;
     TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
@@ -967,7 +975,7 @@ class ColdTierImpl final : public ColdTier {
       if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("cold append: content too large");
       if (r.metadata.size() > kMaxMetadataBytes) return Status::ContentTooLarge("cold append: metadata too large");
     }
-    std::lock_guard wlock(write_mu_);
+    MutexLock wlock(write_mu_);
     if (next_key_ > std::numeric_limits<uint64_t>::max() - n) return Status::IoError("cold keys exhausted in " + dir_);
     uint32_t id = 0;
     TS_RETURN_IF_ERROR(NewSegmentId(&id));
@@ -977,7 +985,7 @@ class ColdTierImpl final : public ColdTier {
     std::unique_ptr<Segment> seg;
     TS_RETURN_IF_ERROR(Seal(id, src, durable, &seg));
     {
-      std::unique_lock lock(mu_);
+      WriterLock lock(mu_);
       segs_.push_back(std::move(seg));
       Reindex();
     }
@@ -990,7 +998,7 @@ class ColdTierImpl final : public ColdTier {
   }
 
   Status Read(ColdLoc loc, bool verify_embedding, RecordView* out) const override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
     s->Fill(loc.row, out);
@@ -998,13 +1006,13 @@ class ColdTierImpl final : public ColdTier {
   }
 
   uint64_t KeyOf(ColdLoc loc) const override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
     return s ? s->Key(loc.row) : 0;
   }
 
   bool IsLive(ColdLoc loc) const override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
     return s != nullptr && !s->Deleted(loc.row);
   }
@@ -1013,7 +1021,7 @@ class ColdTierImpl final : public ColdTier {
   Status Delete(ColdLoc loc, bool durable) override {
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("Delete"));
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
     const uint64_t row = loc.row;
@@ -1023,7 +1031,7 @@ class ColdTierImpl final : public ColdTier {
   Status DeleteMany(const ColdLoc* locs, size_t n, bool durable) override {
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("DeleteMany"));
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     // Check everything before changing anything; group rows by segment.
     std::vector<std::pair<Segment*, std::vector<uint64_t>>> groups;
     std::unordered_map<uint32_t, size_t> group_of;
@@ -1044,7 +1052,7 @@ class ColdTierImpl final : public ColdTier {
   }
 
   void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
     if (s == nullptr || !s->access_writable) return;
     s->AccessWord(kLastAccess, loc.row).store(BitsToU64(last_access_at), std::memory_order_relaxed);
@@ -1113,7 +1121,7 @@ class ColdTierImpl final : public ColdTier {
   }
 
   bool NthLiveKey(uint64_t n, uint64_t* key) const override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     for (const Group& g : groups_) {
       uint64_t live = 0;
       for (size_t i = g.begin; i < g.end; ++i) live += ptrs_[i]->live;
@@ -1147,8 +1155,8 @@ class ColdTierImpl final : public ColdTier {
     std::vector<std::pair<ColdLoc, ColdLoc>> moves;
     Status st;
     {
-      std::lock_guard wlock(write_mu_);
-      std::unique_lock lock(mu_);
+      MutexLock wlock(write_mu_);
+      WriterLock lock(mu_);
       const size_t target = std::max<size_t>(1, max_segments);
       std::vector<std::vector<Segment*>> todo;
       if (segs_.size() > target)
@@ -1170,8 +1178,8 @@ class ColdTierImpl final : public ColdTier {
     std::vector<std::pair<ColdLoc, ColdLoc>> moves;
     Status st;
     {
-      std::lock_guard wlock(write_mu_);
-      std::unique_lock lock(mu_);
+      MutexLock wlock(write_mu_);
+      WriterLock lock(mu_);
       const uint64_t before = TotalBytes();
       std::vector<std::vector<Segment*>> todo;
       for (auto& b : Plan(1)) {
@@ -1189,7 +1197,7 @@ class ColdTierImpl final : public ColdTier {
 
   Status Sync() override {
     if (read_only_) return Status::OK();
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     const uint64_t page = PageSize();
     for (const auto& s : segs_) {
       uint64_t start = s->MutableStart() / page * page;
@@ -1201,7 +1209,7 @@ class ColdTierImpl final : public ColdTier {
   }
 
   ColdStats Stats() const override {
-    ReaderLock lock(mu_, this);
+    ReentrantReaderLock lock(mu_, this);
     ColdStats st;
     std::vector<std::pair<uint32_t, uint64_t>> live;  // (id, live rows)
     for (const auto& s : segs_) {
@@ -1228,7 +1236,7 @@ class ColdTierImpl final : public ColdTier {
                                    " called from inside a scan callback (it would deadlock)");
   }
 
-  Segment* Find(ColdLoc loc) const {
+  Segment* Find(ColdLoc loc) const REQUIRES_SHARED(mu_) {
     auto it = by_id_.find(loc.segment);
     if (it == by_id_.end() || loc.row >= it->second->rows) return nullptr;
     return it->second;
@@ -1237,13 +1245,13 @@ class ColdTierImpl final : public ColdTier {
     return Status::InvalidArgument("no cold row " + std::to_string(loc.row) + " in segment " +
                                    std::to_string(loc.segment) + " of " + dir_);
   }
-  uint64_t TotalBytes() const {
+  uint64_t TotalBytes() const REQUIRES_SHARED(mu_) {
     uint64_t b = 0;
     for (const auto& s : segs_) b += s->file_size;
     return b;
   }
 
-  Status NewSegmentId(uint32_t* id) {
+  Status NewSegmentId(uint32_t* id) REQUIRES(write_mu_) {
     if (next_id_ > std::numeric_limits<uint32_t>::max()) return Status::IoError("cold segment ids exhausted in " + dir_);
     *id = static_cast<uint32_t>(next_id_);
     return Status::OK();
@@ -1251,7 +1259,7 @@ class ColdTierImpl final : public ColdTier {
 
   // Writes src as segment `id`: .tmp, (fdatasync), rename, (fsync dir), map.
   // On failure nothing of the new segment remains on disk.
-  Status Seal(uint32_t id, const RowSource& src, bool durable, std::unique_ptr<Segment>* out) {
+  Status Seal(uint32_t id, const RowSource& src, bool durable, std::unique_ptr<Segment>* out) REQUIRES(write_mu_) {
     std::string path = JoinPath(dir_, SegmentName(id));
     std::string tmp = path + ".tmp";
     Status st = WriteSegmentFile(tmp, id, dims_, src, durable);
@@ -1271,7 +1279,7 @@ class ColdTierImpl final : public ColdTier {
   }
 
   // Sorts the segments by key range and rebuilds the lookup structures.
-  void Reindex() {
+  void Reindex() REQUIRES(mu_) {
     std::sort(segs_.begin(), segs_.end(), [](const auto& a, const auto& b) {
       return a->min_key != b->min_key ? a->min_key < b->min_key : a->id < b->id;
     });
@@ -1293,7 +1301,7 @@ class ColdTierImpl final : public ColdTier {
 
   // Runs of adjacent segments to merge so that at most `target` remain:
   // repeatedly joins the adjacent pair with the smallest combined live size.
-  std::vector<std::vector<Segment*>> Plan(size_t target) const {
+  std::vector<std::vector<Segment*>> Plan(size_t target) const REQUIRES_SHARED(mu_) {
     struct Block {
       std::vector<Segment*> segs;
       uint64_t weight = 0, live = 0;
@@ -1338,7 +1346,7 @@ class ColdTierImpl final : public ColdTier {
   // Fills *moves for the caller's relocate. Caller holds write_mu_ and mu_
   // exclusively.
   Status RunMerge(const std::vector<std::vector<Segment*>>& todo, bool durable, const ColdBeforeUnlink& before_unlink,
-                  std::vector<std::pair<ColdLoc, ColdLoc>>* moves) {
+                  std::vector<std::pair<ColdLoc, ColdLoc>>* moves) REQUIRES(write_mu_, mu_) {
     if (todo.empty() && orphans_.empty()) return Status::OK();
     // 1. Seal every merged segment; the sources stay untouched meanwhile.
     struct Merged {
@@ -1445,17 +1453,24 @@ class ColdTierImpl final : public ColdTier {
   const uint32_t dims_;
   const bool read_only_;
 
-  mutable std::shared_mutex mu_;  // guards the segment set and the bitmaps
-  std::mutex write_mu_;           // serializes Append/Merge/Compact (ids, keys)
-  std::vector<std::unique_ptr<Segment>> segs_;  // key order
-  std::vector<Segment*> ptrs_;                  // segs_ as raw pointers, same order
-  std::unordered_map<uint32_t, Segment*> by_id_;
-  std::vector<Group> groups_;
-  uint64_t next_key_ = 1;  // guarded by write_mu_
-  uint64_t next_id_ = 1;   // guarded by write_mu_
-  // Merged-away segments whose files are still on disk: (id, path). Guarded
-  // by write_mu_ and mu_ (written under both, read under either).
-  std::vector<std::pair<uint32_t, std::string>> orphans_;
+  // Serializes the writers that seal segments (Append, MergeIfNeeded,
+  // Compact): segment ids and cold keys. Taken before mu_, and held while a
+  // segment file is written, when mu_ is not.
+  Mutex write_mu_;
+  // The segment set: which segments exist, their order and lookup tables,
+  // and the segments' deletion bitmaps and live counts (Segment::live,
+  // changed by CommitDeletes). Shared for reads and scans (a scan holds it
+  // for its whole batch), exclusive to change any of it.
+  mutable SharedMutex mu_ ACQUIRED_AFTER(write_mu_);
+  std::vector<std::unique_ptr<Segment>> segs_ GUARDED_BY(mu_);  // key order
+  std::vector<Segment*> ptrs_ GUARDED_BY(mu_);                  // segs_ as raw pointers, same order
+  std::unordered_map<uint32_t, Segment*> by_id_ GUARDED_BY(mu_);
+  std::vector<Group> groups_ GUARDED_BY(mu_);
+  uint64_t next_key_ GUARDED_BY(write_mu_) = 1;
+  uint64_t next_id_ GUARDED_BY(write_mu_) = 1;
+  // Merged-away segments whose files are still on disk: (id, path). Written
+  // under write_mu_ and mu_ (exclusive), read under either.
+  std::vector<std::pair<uint32_t, std::string>> orphans_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -46,7 +46,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
       size_t visited = 0;
       TS_RETURN_IF_ERROR(cold_->ScanFrom(
           st->after, want, emb,
-          [&](ColdLoc loc, uint64_t key, const RecordView& v) -> Status {
+          [&](ColdLoc loc, uint64_t key, const RecordView& v) REQUIRES_SHARED(mu_) -> Status {
             st->after = key;
             if (skip(v.seq) || Masked(Tier::kCold, ColdKey(loc))) return Status::OK();
             out->Append(Tier::kCold, v, emb, dims_);

@@ -42,13 +42,13 @@ std::function<Status(const std::vector<uint32_t>&)> StoreImpl::ListSegmentsBefor
   // A segment leaves the manifest before its file is unlinked; if the
   // manifest cannot be written the sources stay on disk (duplicates that
   // recovery resolves by sequence number).
-  return [this, sync = opts.sync](const std::vector<uint32_t>& after) { return WriteDirtyManifest(after, sync); };
+  return [this, sync = opts.sync](const std::vector<uint32_t>& after) REQUIRES(mu_) { return WriteDirtyManifest(after, sync); };
 }
 
 Status StoreImpl::MergeColdIfNeeded(const WriteOptions& opts, bool* listed) {
-  return RelocateCold([&](const auto& relocate) {
+  return RelocateCold([&](const auto& relocate) REQUIRES(mu_) {
     auto list = ListSegmentsBeforeUnlink(opts);
-    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, [&](const std::vector<uint32_t>& after) {
+    return cold_->MergeIfNeeded(kMaxColdSegments, opts.sync, relocate, [&](const std::vector<uint32_t>& after) REQUIRES(mu_) {
       Status s = list(after);
       if (s.ok() && listed != nullptr) *listed = true;
       return s;
@@ -253,7 +253,7 @@ Status StoreImpl::Compact(const WriteOptions& opts, CompactionReport* report) {
   report->hot_log_bytes_after = log_->size();
   TS_RETURN_IF_ERROR(warm_->Compact(&report->warm_bytes_reclaimed));
   report->cold_segments_before = cold_->Stats().segments;
-  TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) {
+  TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) REQUIRES(mu_) {
     return cold_->Compact(opts.sync, relocate, &report->cold_bytes_reclaimed, ListSegmentsBeforeUnlink(opts));
   }));
   report->cold_segments_after = cold_->Stats().segments;

@@ -191,7 +191,9 @@ void StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& q,
   };
   const size_t k = options.k;
   // Scores rows [begin, end) of the concatenation of all ranges into `kept`.
-  auto scan = [&](size_t begin, size_t end, Kept* kept) {
+  // The scan and its workers need the store's mutex held shared for their
+  // whole run: Recall holds it until the last worker has joined.
+  auto scan = [&](size_t begin, size_t end, Kept* kept) REQUIRES_SHARED(mu_) {
     size_t base = 0;
     // Cosine against the unit query: dot / |row|. A row whose norm is
     // outside float's comfortable range (or zero), or whose dot overflowed,
@@ -285,7 +287,7 @@ void StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& q,
     // About 16 slices per thread, none under 1024 rows.
     const size_t slice = std::max<size_t>(1024, total / (size_t{threads} * 16));
     std::atomic<size_t> next{0};
-    auto worker = [&](Kept* heap) {
+    auto worker = [&](Kept* heap) REQUIRES_SHARED(mu_) {
       for (size_t from = next.fetch_add(slice); from < total; from = next.fetch_add(slice)) {
         scan(from, std::min(total, from + slice), heap);
       }
@@ -342,7 +344,7 @@ Status StoreImpl::Rank(std::vector<Scored>* candidates, const RecallOptions& opt
   // record together); only rows tied with the k-th, when there are more of
   // them than places left (an all-zero query ties every row), are read for
   // their ids first.
-  auto id_of = [&](const Location& loc) -> std::string_view {
+  auto id_of = [&](const Location& loc) REQUIRES_SHARED(mu_) -> std::string_view {
     RecordView v;
     return ReadAt(loc, false, &v).ok() ? v.id : std::string_view();
   };

@@ -86,7 +86,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   // of one of them may have been torn by a power loss before its pages
   // reached the disk (see WarmTier::TornCopyPolicy); the log's copy stands.
   std::unordered_set<uint64_t> log_seqs;
-  handler.on_put = [&](const RecordView& rec) -> Status {
+  handler.on_put = [&](const RecordView& rec) REQUIRES(mu_) -> Status {
     if (rec.seq > kMaxSequence) return ImpossibleSequence(rec.seq, log_->path());
     seq_ = std::max(seq_, rec.seq);
     if (!manifest.clean) log_seqs.insert(rec.seq);
@@ -99,7 +99,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     InsertHot(hot_.Copy(rec));
     return Status::OK();
   };
-  handler.on_delete = [&](std::string_view id, uint64_t seq) -> Status {
+  handler.on_delete = [&](std::string_view id, uint64_t seq) REQUIRES(mu_) -> Status {
     if (seq > kMaxSequence) return ImpossibleSequence(seq, log_->path());
     seq_ = std::max(seq_, seq);
     const Location* found = index_.Find(id);
@@ -111,7 +111,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     if (!inserted) t->second = std::max(t->second, seq);
     return Status::OK();
   };
-  handler.on_access = [&](const LogAccessUpdate& u) -> Status {
+  handler.on_access = [&](const LogAccessUpdate& u) REQUIRES(mu_) -> Status {
     if (const Location* found = index_.Find(u.id)) {
       HotRecord* r = HotAt(*found);
       if (r->seq == u.seq) {
@@ -126,7 +126,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   // Lower tiers: keep one copy per id, the highest seq, the colder on a tie.
   // Losers are collected and removed after each scan (never mid-scan).
   std::vector<Location> losers;
-  auto offer = [&](std::string_view id, uint64_t seq, const Location& loc) -> Status {
+  auto offer = [&](std::string_view id, uint64_t seq, const Location& loc) REQUIRES(mu_) -> Status {
     if (seq > kMaxSequence) {
       return ImpossibleSequence(seq, FileOf(loc));
     }
@@ -178,14 +178,14 @@ Status StoreImpl::Recover(const Manifest& manifest) {
   };
   WarmTier::TornCopyPolicy torn{
       [&](uint64_t seq) { return log_seqs.count(seq) > 0; },
-      [&](uint32_t slot) {
+      [&](uint32_t slot) REQUIRES(mu_) {
         losers.push_back(Location::Warm(slot));
         ++torn_warm_copies_;
       }};
   TS_RETURN_IF_ERROR(warm_->ForEachLiveKey(
-      [&](uint32_t slot, std::string_view id, uint64_t seq) { return offer(id, seq, Location::Warm(slot)); },
+      [&](uint32_t slot, std::string_view id, uint64_t seq) REQUIRES(mu_) { return offer(id, seq, Location::Warm(slot)); },
       manifest.clean ? nullptr : &torn));
-  TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) {
+  TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) REQUIRES(mu_) {
     return offer(rec.id, rec.seq, Location::Cold(loc));
   }));
   if (read_only_) {
