@@ -1,26 +1,7 @@
-// ColdTier implementation: see cold_tier.h for the format and the contract.
+// ColdTier implementation: see cold_tier.h for the contract.
 //
-// Segment file layout (all integers little-endian, the host order):
-//   [0, 512)  header
-//     0   magic "TSCOLD01"
-//     8   u32 format version (2; 1 had a single unchecksummed bitmap)
-//     12  u32 dimensions
-//     16  u64 row count n (1 .. 2^32-1)
-//     24  u64 file size (exact; anything else is CORRUPTION)
-//     32  u32 segment id (must equal the id in the file name)
-//     36  u32 column count (18)
-//     40  u64 min key, 48 u64 max key, 56 u64 reserved
-//     64  column directory: 18 x { u64 offset, u64 size, u32 crc, u32 0 }
-//     496 u32 crc32c of bytes [0, 496)
-//   then the columns in enum Col order, each starting 64-byte aligned; the
-//   mutable columns (last_access_at, access_count, deleted bitmap) come last.
-//   The "deleted" column holds the two bitmap copies (cold_tier.h), each
-//   AlignUp(64 + 8*ceil(n/64), 64) bytes: {u64 generation @0, u32 crc @8,
-//   zeros to 64, words}.
-//   A column's crc is meaningful for the fixed-width immutable columns
-//   (keys, seq, scalars, row crcs, the three offset arrays) and verified at
-//   open; it is 0 for the embedding matrix, the byte columns and the mutable
-//   columns (rows there are verified on Read through data_crc/embedding_crc).
+// The segment layout is docs/format/cold.md; the constants and the Col enum
+// below follow it.
 //
 // Overlapping key ranges: a crash between sealing a merged segment and
 // unlinking its sources (or a before_unlink that failed) leaves two copies

@@ -32,8 +32,8 @@ std::unordered_map<std::string, std::weak_ptr<StoreImpl>>& Registry() REQUIRES(g
 // Paths whose last handle is closing its files now (Release, after the
 // registry entry went), with how many such closes run. An open of the same
 // path waits for them: it would otherwise find the file lock still held by
-// this very process and report STORE_LOCKED (found with worker threads
-// opening and closing one path at once).
+// this very process and report STORE_LOCKED (worker threads opening and
+// closing one path at once).
 std::unordered_map<std::string, int>& Closing() REQUIRES(g_registry_mu) {
   static std::unordered_map<std::string, int> closing;
   return closing;

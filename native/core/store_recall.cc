@@ -108,7 +108,7 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   const double qnorm_d = NormOf(query, dims_);
   if (!std::isfinite(qnorm_d)) return Status::InvalidArgument("the query vector must have finite values");
   // The query scaled to unit length (in double, then rounded once). An
-  // all-zero vector's cosine with anything is 0 (DESIGN), the query's too:
+  // all-zero vector's cosine with anything is 0, the query's too:
   // every record scores 0 and ties go by id.
   RecallQuery q{query, qnorm_d, std::vector<float>(dims_, 0.0f),
                 (static_cast<double>(dims_) + 8) * std::ldexp(1.0, -23)};
