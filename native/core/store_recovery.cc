@@ -145,9 +145,9 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     ++recovered_duplicates_;
     // One of two copies is about to be dropped: both must read back whole
     // and as this id first. Ids are not checksummed on their own in every
-    // format (a cold segment's id column, warm format 2), so a damaged id
-    // can name another record; dropping on that claim lost the damaged
-    // record silently (found by the damage stress run).
+    // format (a cold segment's id column), so a damaged id can name another
+    // record; dropping a copy on that claim would lose the damaged record
+    // silently.
     uint64_t existing_seq = 0;
     TS_RETURN_IF_ERROR(VerifiedSeqOf(id, *existing, &existing_seq));
     if (Status whole = VerifiedSeqOf(id, loc, &checked_seq); !whole.ok()) {
