@@ -1,7 +1,8 @@
-// WarmTier implementation: see warm_tier.h for the contract and
-// docs/format/warm.md for the bytes of warm.blocks and warm-var-<gen>.dat
-// (block format version 3, var file version 1). The constants below name
-// the offsets that page lists.
+// WarmTier implementation: see warm_tier.h for the contract. This file is
+// the block file and the tier over it: slots, the high-water and covered
+// marks, inserts, frees, compaction. The bytes of warm.blocks and
+// warm-var-<gen>.dat are docs/format/warm.md and warm_format.h; a var file
+// is warm_var_file.h.
 #include "warm_tier.h"
 
 #include <fcntl.h>
@@ -20,6 +21,8 @@
 
 #include "crc32c.h"
 #include "file_util.h"
+#include "warm_format.h"
+#include "warm_var_file.h"
 
 namespace tierstore {
 
@@ -36,268 +39,16 @@ void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes) {
 
 namespace {
 
-constexpr uint64_t kHeaderPage = 4096;
-constexpr uint32_t kBlocksFormatVersion = 3;
-constexpr uint32_t kVarFormatVersion = 1;
-constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
-constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
+using namespace warm;
+
 // Growth is allocated on disk (posix_fallocate, so a full disk is an error,
 // not a SIGBUS), so it is kept small for small stores: a store with one warm
-// record takes about 5 MiB, not the 128 MiB of two 64 MiB chunks (a host
-// may keep a store per agent). Block chunks are fixed per store (the header
-// records them; stores created before keep their 64 MiB); var files double
-// from kMinVarChunkBytes up to kMaxVarChunkBytes per growth.
+// record takes about 5 MiB, not 128 MiB (a host may keep a store per agent).
+// Block chunks are fixed per store (the header records them); var files
+// grow as warm_var_file.h says.
 constexpr uint64_t kDefaultBlockChunkBytes = uint64_t{4} << 20;
-constexpr uint64_t kMinVarChunkBytes = uint64_t{1} << 20;
-constexpr uint64_t kMaxVarChunkBytes = uint64_t{64} << 20;
-// Prefaulted past an append, in bytes of var file and in blocks (see
-// PopulateForWrite).
-constexpr uint64_t kVarPopulateAhead = uint64_t{512} << 10;
+// Prefaulted past an append, in blocks (see PopulateForWrite).
 constexpr uint32_t kBlockPopulateAhead = 128;
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
-
-constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
-constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
-constexpr uint32_t kStateWriting = 0x54495257u;  // "WRIT"
-constexpr uint32_t kStateLive = warm_block::kStateLive;
-
-// Block fields.
-constexpr size_t kOffState = warm_block::kStateOffset;
-constexpr size_t kOffHeaderCrc = 4;
-constexpr size_t kOffSeq = 8;
-constexpr size_t kOffCreatedAt = 16;
-constexpr size_t kOffLastAccess = 24;
-constexpr size_t kOffAccessCount = 32;
-constexpr size_t kOffLoc = 40;  // u64: offset (low 40 bits), generation (high 24)
-constexpr size_t kOffEmbeddingCrc = 48;
-constexpr size_t kOffConfidence = warm_block::kConfidenceOffset;
-constexpr size_t kOffActivation = 56;
-constexpr size_t kOffNorm = warm_block::kNormOffset;
-constexpr size_t kBlockHeaderBytes = 64;  // the embedding's offset in a block
-// Var extent prefix fields.
-constexpr size_t kPrefixBytes = 20;
-constexpr size_t kPrefixKeyCrc = 12;
-constexpr size_t kPrefixDataCrc = 16;
-constexpr unsigned kOffsetBits = 40;
-constexpr uint64_t kMaxOffset = (uint64_t{1} << kOffsetBits) - 1;
-constexpr uint32_t kMaxGen = (uint32_t{1} << 24) - 1;
-
-static_assert(kBlockHeaderBytes % 64 == 0, "embeddings are 64-byte aligned");
-static_assert(kOffLoc % 8 == 0, "loc is stored by one aligned 8-byte store");
-
-// Header page fields (see the format above).
-constexpr size_t kOffHeaderFixedCrc = 28;
-constexpr size_t kOffMark = 32;     // u32 mark, u32 crc32c(mark): one aligned u64
-constexpr size_t kOffCovered = 40;  // u32 covered mark, u32 crc32c: one aligned u64
-constexpr size_t kHeaderReadBytes = 48;
-
-bool IsLiveState(uint32_t s) { return s == kStateLive; }
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-template <typename T>
-void Store(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
-
-uint32_t LoadState(const uint8_t* block) {
-  return __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kOffState), __ATOMIC_ACQUIRE);
-}
-
-void PublishState(uint8_t* block, uint32_t state) {
-  __atomic_store_n(reinterpret_cast<uint32_t*>(block + kOffState), state, __ATOMIC_RELEASE);
-}
-
-// The mark word: the mark in the low half (bytes [32,36) on the
-// little-endian hosts the format targets), its crc32c in the high half.
-uint64_t PackMark(uint32_t mark) {
-  uint8_t b[4];
-  std::memcpy(b, &mark, 4);
-  return uint64_t{mark} | (uint64_t{Crc32c(b, 4)} << 32);
-}
-
-// Decodes the mark at p (8 bytes); false when its check does not match.
-bool UnpackMark(const uint8_t* p, uint32_t* mark) {
-  if (Load<uint32_t>(p + 4) != Crc32c(p, 4)) return false;
-  *mark = Load<uint32_t>(p);
-  return true;
-}
-
-uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
-
-uint64_t Gcd(uint64_t a, uint64_t b) {
-  while (b != 0) {
-    uint64_t t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
-
-uint32_t BlockSizeFor(uint32_t dims) { return static_cast<uint32_t>(RoundUp(kBlockHeaderBytes + uint64_t{4} * dims, 64)); }
-
-// The block's fixed fields, [8,24) and [48,64): header_crc. data_crc
-// extends the crc of the var bytes with exactly these, too.
-uint32_t ExtendFixed(uint32_t c, const uint8_t* h) {
-  c = Crc32cExtend(c, h + kOffSeq, kOffLastAccess - kOffSeq);
-  c = Crc32cExtend(c, h + kOffEmbeddingCrc, kBlockHeaderBytes - kOffEmbeddingCrc);
-  return c;
-}
-
-// key_crc: prefix [0,12), the id, then the block's seq.
-uint32_t ComputeKeyCrc(const uint8_t* prefix, const uint8_t* id, uint32_t id_len, uint64_t seq) {
-  uint8_t s[8];
-  std::memcpy(s, &seq, 8);
-  uint32_t c = Crc32cExtend(0, prefix, kPrefixKeyCrc);
-  c = Crc32cExtend(c, id, id_len);
-  return Crc32cExtend(c, s, 8);
-}
-
-uint64_t PackLoc(uint32_t gen, uint64_t off) { return off | (uint64_t{gen} << kOffsetBits); }
-uint32_t LocGen(uint64_t loc) { return static_cast<uint32_t>(loc >> kOffsetBits); }
-uint64_t LocOffset(uint64_t loc) { return loc & kMaxOffset; }
-
-std::string VarFileName(uint32_t gen) { return WarmTier::kVarFilePrefix + std::to_string(gen) + ".dat"; }
-
-bool ParseVarFileName(const std::string& name, uint32_t* gen) {
-  static const std::string prefix = WarmTier::kVarFilePrefix, suffix = ".dat";
-  if (name.size() <= prefix.size() + suffix.size()) return false;
-  if (name.compare(0, prefix.size(), prefix) != 0) return false;
-  if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  if (digits.empty() || digits.size() > 10) return false;
-  uint64_t v = 0;
-  for (char ch : digits) {
-    if (ch < '0' || ch > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(ch - '0');
-  }
-  if (v == 0 || v > std::numeric_limits<uint32_t>::max()) return false;
-  if (VarFileName(static_cast<uint32_t>(v)) != name) return false;  // no leading zeros
-  *gen = static_cast<uint32_t>(v);
-  return true;
-}
-
-std::string BlocksHeaderPage(uint32_t dims, uint32_t block_size, uint32_t bpc) {
-  std::string page(kHeaderPage, '\0');
-  auto* p = reinterpret_cast<uint8_t*>(page.data());
-  std::memcpy(p, kBlocksMagic, 8);
-  Store<uint32_t>(p + 8, kBlocksFormatVersion);
-  Store<uint32_t>(p + 12, dims);
-  Store<uint32_t>(p + 16, block_size);
-  Store<uint32_t>(p + 20, bpc);
-  Store<uint32_t>(p + 24, static_cast<uint32_t>(kBlockHeaderBytes));
-  Store<uint32_t>(p + kOffHeaderFixedCrc, Crc32c(p, kOffHeaderFixedCrc));
-  Store<uint64_t>(p + kOffMark, PackMark(0));
-  Store<uint64_t>(p + kOffCovered, PackMark(0));
-  return page;
-}
-
-std::string VarHeaderPage(uint32_t gen) {
-  std::string page(kHeaderPage, '\0');
-  auto* p = reinterpret_cast<uint8_t*>(page.data());
-  std::memcpy(p, kVarMagic, 8);
-  Store<uint32_t>(p + 8, kVarFormatVersion);
-  Store<uint32_t>(p + 12, gen);
-  Store<uint32_t>(p + 16, 0);
-  Store<uint32_t>(p + 20, Crc32c(p, 20));
-  return page;
-}
-
-// Extends file from old_size to new_size with allocated blocks (so a full disk
-// is an error here, not a SIGBUS on first touch). Restores the size on failure.
-Status GrowFile(File* f, uint64_t old_size, uint64_t new_size) {
-  int rc;
-  do {
-    rc = ::posix_fallocate(f->fd(), static_cast<off_t>(old_size), static_cast<off_t>(new_size - old_size));
-  } while (rc == EINTR);
-  if (rc != 0) {
-    if (::ftruncate(f->fd(), static_cast<off_t>(old_size)) != 0) {
-      // Nothing more to do: the caller reports the allocation failure.
-    }
-    return ErrnoStatus("posix_fallocate", f->path(), rc);
-  }
-  return Status::OK();
-}
-
-struct Region {
-  MappedRegion map;
-  uint8_t* base = nullptr;   // byte at file_off
-  uint64_t file_off = 0;
-  uint64_t len = 0;
-  bool dirty = false;
-  bool writable = false;  // stores allowed (into the file, or private copies)
-};
-
-// How MapRange maps: read-only, read-write shared (stores reach the file),
-// or read-write private (stores stay in this process's copy-on-write pages;
-// falls back to read-only when the kernel will not commit the memory).
-enum class MapMode { kReadOnly, kShared, kPrivate };
-
-// Maps [off, off+len) of f; off need only be 4096-aligned (the mapping starts
-// at the page boundary below it, so any page size works).
-Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region* r) {
-  uint64_t page = PageSize();
-  uint64_t aligned = off / page * page;
-  uint64_t delta = off - aligned;
-  if (len + delta > std::numeric_limits<size_t>::max()) return Status::IoError("mapping too large in " + f.path());
-  MappedRegion m;
-  const size_t n = static_cast<size_t>(len + delta);
-  bool writable = mode != MapMode::kReadOnly;
-  if (mode == MapMode::kPrivate && !MappedRegion::MapPrivate(f, aligned, n, &m).ok()) writable = false;
-  if (m.data() == nullptr) TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, n, mode == MapMode::kShared, &m));
-  r->base = m.data() + delta;
-  r->map = std::move(m);
-  r->file_off = off;
-  r->len = len;
-  r->dirty = false;
-  r->writable = writable;
-  return Status::OK();
-}
-
-// A first store to a page of a freshly allocated chunk costs two faults (the
-// kernel reads the unwritten extent as zeros, then makes the page writable):
-// a third of a demotion into warm. MADV_POPULATE_WRITE (Linux 5.14) does
-// that for a whole range in one call. Only for bytes about to be written
-// for the first time: populating a page dirties it. A hint: when it fails
-// (an older kernel, no memory) the stores fault one page at a time as before.
-std::atomic<bool> g_populate_unsupported{false};
-
-void PopulateForWrite(uint8_t* from, uint8_t* to) {
-  if (to <= from || g_populate_unsupported.load(std::memory_order_relaxed)) return;
-  const uintptr_t page = PageSize();
-  const uintptr_t a = reinterpret_cast<uintptr_t>(from) / page * page;
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(to) + page - 1) / page * page;
-  if (::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
-    g_populate_unsupported.store(true, std::memory_order_relaxed);
-  }
-}
-
-MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
-
-// The region of `regions` (sorted by file_off) that starts at or before
-// file offset `off`, or nullptr; the caller checks how far it reaches.
-const Region* RegionFrom(const std::vector<Region>& regions, uint64_t off) {
-  auto r = std::upper_bound(regions.begin(), regions.end(), off,
-                            [](uint64_t o, const Region& reg) { return o < reg.file_off; });
-  return r == regions.begin() ? nullptr : &*(r - 1);
-}
-
-struct VarFile {
-  uint32_t gen = 0;
-  std::string path;
-  File file;
-  uint64_t size = 0;            // file size
-  std::vector<Region> regions;  // sorted by file_off, non-overlapping
-  uint64_t tail = kHeaderPage;  // next free byte (current generation only)
-  uint64_t populated_end = 0;   // appends below it were prefaulted (PopulateForWrite)
-};
 
 // A live block's decoded fields. ParseLive fills those in the block; the
 // lengths and data_crc come from its var prefix (ParseExtent).
@@ -600,19 +351,7 @@ class WarmTierImpl final : public WarmTier {
   Status ResolveVar(uint32_t gen, uint64_t off, uint64_t n, const uint8_t** out) const {
     auto it = var_files_.find(gen);
     if (it == var_files_.end()) return Status::Corruption(VarPath(gen) + ": var file missing");
-    const VarFile& vf = it->second;
-    if (off > vf.size || n > vf.size - off) {
-      return Status::Corruption(vf.path + ": extent [" + std::to_string(off) + ", +" + std::to_string(n) +
-                                ") lies beyond the end of the file (" + std::to_string(vf.size) +
-                                " bytes; truncated?)");
-    }
-    const Region* r = RegionFrom(vf.regions, off);
-    if (r == nullptr) return Status::Corruption(vf.path + ": extent outside any mapped chunk");
-    if (off - r->file_off > r->len || n > r->len - (off - r->file_off)) {
-      return Status::Corruption(vf.path + ": extent crosses a chunk boundary");
-    }
-    *out = r->base + (off - r->file_off);
-    return Status::OK();
+    return it->second.Resolve(off, n, out);
   }
 
   // Open reads every live record's extent (prefix and id) in slot order;
@@ -743,98 +482,11 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
-  // Reserves n contiguous bytes in the current var file (growing it by a new
-  // chunk when needed). Does not advance the tail.
-  Status ReserveVar(uint64_t n, uint64_t* off, uint8_t** ptr) {
-    VarFile& vf = var_files_.at(cur_gen_);
-    if (!vf.regions.empty()) {
-      const Region& last = vf.regions.back();
-      uint64_t end = last.file_off + last.len;
-      if (vf.tail >= last.file_off && vf.tail <= end && n <= end - vf.tail) {
-        if (vf.tail > kMaxOffset) return VarFull(vf);
-        *off = vf.tail;
-        *ptr = last.base + (vf.tail - last.file_off);
-        PrefaultVar(&vf, last, n);
-        return Status::OK();
-      }
-    }
-    uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
-    uint64_t chunk = warm_testing::g_var_chunk_bytes.load();
-    if (chunk == 0) chunk = std::clamp<uint64_t>(vf.size - kHeaderPage, kMinVarChunkBytes, kMaxVarChunkBytes);
-    chunk = std::max(RoundUp(chunk, page), RoundUp(std::max<uint64_t>(n, 1), page));
-    uint64_t start = RoundUp(vf.size, page);
-    // Refuse rather than let a location wrap.
-    if (start + chunk - 1 > kMaxOffset) return VarFull(vf);
-    TS_RETURN_IF_ERROR(GrowFile(&vf.file, vf.size, start + chunk));
-    Region r;
-    Status s = MapRange(vf.file, start, chunk, MapMode::kShared, &r);
-    if (!s.ok()) {
-      if (::ftruncate(vf.file.fd(), static_cast<off_t>(vf.size)) != 0) {
-        // The failure to map is what gets reported.
-      }
-      return s;
-    }
-    vf.regions.push_back(std::move(r));
-    vf.size = start + chunk;
-    vf.tail = start;
-    *off = start;
-    *ptr = vf.regions.back().base;
-    PrefaultVar(&vf, vf.regions.back(), n);
-    return Status::OK();
-  }
+  // Reserves n contiguous bytes in the current var file (see VarFile::Reserve).
+  Status ReserveVar(uint64_t n, uint64_t* off, uint8_t** ptr) { return var_files_.at(cur_gen_).Reserve(n, off, ptr); }
 
-  // Prefaults the n bytes about to be appended at vf's tail in region r,
-  // and kVarPopulateAhead past them, unless done already.
-  static void PrefaultVar(VarFile* vf, const Region& r, uint64_t n) {
-    if (vf->tail + n <= vf->populated_end) return;
-    const uint64_t from = std::max(vf->populated_end, vf->tail);
-    const uint64_t to = std::min(r.file_off + r.len, vf->tail + n + kVarPopulateAhead);
-    PopulateForWrite(r.base + (from - r.file_off), r.base + (to - r.file_off));
-    vf->populated_end = to;
-  }
-
-  Status VarFull(const VarFile& vf) const {
-    return Status::IoError(vf.path + ": the warm var file would grow past 2^40 bytes, the most a block's location "
-                           "can address; compact() the store to reclaim freed space");
-  }
-
-  Status CreateVarFile(uint32_t gen, VarFile* vf) {
-    std::string path = VarPath(gen);
-    TS_RETURN_IF_ERROR(AtomicWriteFile(path, VarHeaderPage(gen)));
-    TS_RETURN_IF_ERROR(File::Open(path, O_RDWR, &vf->file));
-    vf->gen = gen;
-    vf->path = path;
-    vf->size = kHeaderPage;
-    vf->tail = kHeaderPage;
-    vf->regions.clear();
-    return Status::OK();
-  }
-
-  Status OpenVarFile(uint32_t gen, VarFile* vf) {
-    vf->gen = gen;
-    vf->path = VarPath(gen);
-    TS_RETURN_IF_ERROR(File::Open(vf->path, read_only_ ? O_RDONLY : O_RDWR, &vf->file));
-    TS_RETURN_IF_ERROR(vf->file.Size(&vf->size));
-    if (vf->size < kHeaderPage) {
-      return Status::Corruption(vf->path + ": file is " + std::to_string(vf->size) +
-                                " bytes, shorter than its 4096-byte header page");
-    }
-    uint8_t h[32];
-    TS_RETURN_IF_ERROR(vf->file.ReadAt(0, h, sizeof h));
-    if (std::memcmp(h, kVarMagic, 8) != 0) return Status::Corruption(vf->path + ": bad magic (not a warm var file)");
-    if (Load<uint32_t>(h + 20) != Crc32c(h, 20)) return Status::Corruption(vf->path + ": header checksum mismatch");
-    if (Load<uint32_t>(h + 8) != kVarFormatVersion) {
-      return Status::Corruption(vf->path + ": unsupported format version " + std::to_string(Load<uint32_t>(h + 8)));
-    }
-    if (Load<uint32_t>(h + 12) != gen) return Status::Corruption(vf->path + ": header names another generation");
-    vf->tail = kHeaderPage;
-    if (vf->size > kHeaderPage) {
-      Region r;
-      TS_RETURN_IF_ERROR(MapRange(vf->file, kHeaderPage, vf->size - kHeaderPage, ModeFor(read_only_), &r));
-      vf->regions.push_back(std::move(r));
-    }
-    return Status::OK();
-  }
+  Status CreateVarFile(uint32_t gen, VarFile* vf) { return VarFile::Create(dir_, gen, vf); }
+  Status OpenVarFile(uint32_t gen, VarFile* vf) { return VarFile::Open(dir_, gen, read_only_, vf); }
 
   std::string dir_;
   std::string blocks_path_;
