@@ -635,7 +635,7 @@ Status WarmTierImpl::OpenFiles() {
                               " slots were used, but the file holds only " + std::to_string(n_chunks * bpc) +
                               " (truncated)");
   }
-  uint32_t covered = mark;  // absent (zeros, an older file): strict
+  uint32_t covered = mark;  // absent (all zeros): strict
   if (Load<uint64_t>(h + kOffCovered) != 0) {
     if (!UnpackMark(h + kOffCovered, &covered)) {
       return Status::Corruption(blocks_path_ + ": covered mark checksum mismatch in the header");

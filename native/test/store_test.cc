@@ -360,8 +360,8 @@ TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
 
 // A cold row whose id bytes were damaged into another record's id: the two
 // "copies" of that id meet at open. Dropping the older one (the damaged
-// row) lost its real record silently; both copies are verified first, so
-// it is CORRUPTION naming the segment (found by the damage stress run).
+// row) would lose its real record silently; both copies are verified
+// first, so it is CORRUPTION naming the segment.
 TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
   std::mt19937 rng(94);
   OwnedRecord one = MakeRecord(1, &rng), two = MakeRecord(2, &rng);  // ids "id-1", "id-2"
@@ -401,9 +401,9 @@ TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
 
 // A warm or cold copy whose content is damaged while the log still holds the
 // same write, in a cleanly closed store: every tier was synced before the
-// clean manifest, so it is damage, and is CORRUPTION naming the file (it
-// used to be dropped for the log's copy, which moved the record to hot
-// without a word; after a crash the torn-copy policy still decides).
+// clean manifest, so it is damage, and is CORRUPTION naming the file, not
+// dropped for the log's copy (which would move the record to hot without a
+// word; after a crash the torn-copy policy decides).
 TEST(DamagedLowerCopyWithTheSameWriteInTheLogIsCorruptionAfterACleanClose) {
   std::mt19937 rng(95);
   std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
@@ -878,8 +878,8 @@ TEST(IteratorExactlyOnceWhileEveryPutDemotes) {
   CHECK_EQ(Total(h.store.get()), 3000u + static_cast<uint64_t>(next - 100000));
 }
 
-// A single-tier iterator and records moved out of its tier and back
-// (found by a probe: out of hot and back in, a record came twice). Records
+// A single-tier iterator and records moved out of its tier and back (out of
+// hot and back in, a record could come twice). Records
 // the scan already yielded are never yielded again; a record moved out and
 // back before the scan reached it is yielded at most once.
 TEST(SingleTierIteratorYieldsARecordMovedOutAndBackOnce) {
