@@ -4,7 +4,8 @@
 //   1. build-native/       (RelWithDebInfo)
 //   2. build-native-asan/  (AddressSanitizer + UBSan, leak detection on)
 //   3. build-native-tsan/  (ThreadSanitizer, halting on the first report)
-// then builds the addon with cmake-js and loads it, and finally runs a short
+// then checks the lock annotations with clang (thread-safety, below), builds
+// the addon with cmake-js and loads it, and finally runs a short
 // libFuzzer smoke of the file parsers (scripts/fuzz-native.sh, ~10 s per
 // target) when a clang++ with libFuzzer is installed; without one it prints
 // a notice saying how to get it (and fails if TIERSTORE_REQUIRE_FUZZ=1, as in
@@ -12,7 +13,7 @@
 // fuzz finding), printing which step failed.
 //
 // `node scripts/native-test.mjs <step>` runs one step: release, asan+ubsan,
-// tsan, cmake-js or fuzz. TIERSTORE_FUZZ_SMOKE_SECONDS sets the smoke's total.
+// tsan, thread-safety, cmake-js or fuzz. TIERSTORE_FUZZ_SMOKE_SECONDS sets the smoke's total.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -100,7 +101,7 @@ function reportKernels(dir, env) {
   console.log(`\n[test:native] SIMD kernels:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 }
 
-const steps = [...variants.map((v) => v.name), 'cmake-js', 'fuzz'];
+const steps = [...variants.map((v) => v.name), 'thread-safety', 'cmake-js', 'fuzz'];
 const only = process.argv[2]; // optional: one step
 if (only && !steps.includes(only) && !variants.some((v) => v.dir === only)) {
   console.error(`[test:native] unknown step '${only}'; steps: ${steps.join(', ')}`);
@@ -120,6 +121,23 @@ for (const v of variants) {
   else run(`${v.name} ctest`, 'ctest', ctestArgs, env);
   timings.push(`${v.name} ${Math.round((Date.now() - t0) / 1000)} s`);
   if (v.name === 'release') reportKernels(v.dir, env);
+}
+// The lock annotations of native/core (thread_annotations.h), checked by
+// clang's -Wthread-safety with warnings as errors. Needs clang++: without
+// one the step fails (CI installs clang-16 for the fuzz smoke anyway).
+if (!only || only === 'thread-safety') {
+  const t0 = Date.now();
+  const clang = ['clang++-16', 'clang++-15', 'clang++-14', 'clang++'].find(
+    (c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0,
+  );
+  if (!clang) {
+    console.error('[test:native] FAILED (thread-safety): no clang++ (16, 15, 14) found; install it with: apt-get install clang-16');
+    process.exit(1);
+  }
+  const dir = 'build-native-thread-safety';
+  run('thread-safety configure', 'cmake', ['-S', '.', '-B', dir, `-DCMAKE_CXX_COMPILER=${clang}`, '-DCMAKE_BUILD_TYPE=Debug', '-DTIERSTORE_THREAD_SAFETY=ON']);
+  run('thread-safety build', 'cmake', ['--build', dir, '--parallel', jobs, '--target', 'tierstore_core']);
+  timings.push(`thread-safety ${Math.round((Date.now() - t0) / 1000)} s`);
 }
 // The developer build of the addon: cmake-js drives the same CMakeLists.txt
 // (same sources as binding.gyp); the result must load and work.

@@ -2,64 +2,25 @@
 //
 // Files: cold-<segment id, 8 hex digits>.seg in the store directory, each
 // written whole to a .tmp file and renamed into place (sealed), so a segment
-// file either exists complete or not at all. Layout of one segment (format
-// version 2; version 1 files are rejected as CORRUPTION "unsupported format
-// version"):
-//   header (magic, format version, dimensions, row count, column directory,
-//   header crc), then columns, each 64-byte aligned:
-//     cold_key u64[n] (ascending), seq u64[n], confidence f32[n],
-//     activation f32[n], created_at f64[n], norm f32[n],
-//     data_crc u32[n] (id+content+metadata+scalars+seq of the row),
-//     embedding_crc u32[n],
-//     embeddings f32[n*dims] row-major (each row starts 64-byte aligned when
-//       dims*4 is a multiple of 64; the matrix itself always does),
-//     id offsets u64[n+1] + id bytes, content offsets u64[n+1] + bytes,
-//     metadata offsets u64[n+1] + bytes,
-//   then the mutable part, changed in place:
-//     last_access_at f64[n], access_count f64[n] (not checksummed: access
-//       statistics are best-effort),
-//     the deletion bitmap, kept as TWO copies (see "Deletion bitmap").
-//   A crc of each fixed-width immutable column sits in the column directory
-//   and is verified on open; the variable columns and embeddings are
-//   verified per row on Read (data_crc / embedding_crc).
+// file either exists complete or not at all. The bytes of a segment (format
+// version 2; another version is CORRUPTION "unsupported format version") are
+// in docs/format/cold.md: a header with a column directory, the immutable
+// columns (keys, sequence numbers, scalars, per-row checksums, embeddings,
+// ids, contents, metadata), then the parts changed in place: the access
+// statistics (not checksummed: best effort) and the deletion bitmap.
 //
-// Deletion bitmap: two copies, each 64-byte aligned, each
-//   { u64 generation, u32 crc32c(generation as 8 LE bytes + bitmap bytes),
-//     52 zero bytes, u64 words[ceil(n/64)] }   (bit r%64 of word r/64 set =
-//   row r deleted; bits past n are 0). The active copy is the one with the
-//   higher generation. A new segment has copy 0 at generation 1 and copy 1 at
-//   generation 0, both empty and valid.
-//   Delete copies the active bitmap into the inactive copy, sets the bit,
-//   writes the crc computed with generation+1 and only then stores the new
-//   generation by one aligned 8-byte store (the commit point). A process
-//   killed mid-update leaves the inactive copy with its old, lower
-//   generation: it is ignored (even though its crc no longer matches) and the
-//   deletion is lost — safe, because the Store logs every deletion in its
-//   write-ahead log before it touches the cold tier and forgets the log only
-//   after the update completed.
-//   Open: the copy with the higher generation must have a valid crc and no
-//   bit set past row n, else CORRUPTION naming the file ("deletion bitmap
-//   checksum mismatch"); the lower copy may be invalid (a torn update).
-//   Equal generations never result from Delete (it always writes a
-//   generation above both); they mean damage, or a copy of one copy over the
-//   other. They are accepted only when both copies are valid and hold the
-//   same bitmap (then the state is unambiguous; copy 0 becomes active);
-//   anything else is CORRUPTION, since no rule could tell which deletions
-//   are real.
-//   Power loss: Delete(loc, durable=true) orders the writes with msync
-//   (MS_SYNC): (a) the active copy, unless already known to be on disk
-//   (it is about to be the only valid copy while the other is rewritten),
-//   (b) the new copy's words and crc, BEFORE its generation is stored,
-//   (c) the new generation, before returning. Whatever pages reach the disk
-//   and when, the highest generation on disk then always has its words and
-//   crc there too. A relaxed Delete (durable=false) orders nothing against
-//   power loss (the kernel may write the generation's page before the
-//   words'): a power cut before the next Sync() may leave the newest
-//   generation on disk without its words, which opens as CORRUPTION naming
-//   the file — never a silent change. Sync() msyncs the whole mutable part
-//   at once (it cannot reorder what writeback may already have written);
-//   after it returns the committed state is on disk, and the next durable
-//   Delete skips step (a).
+// Deletion bitmap: two checksummed copies, the one with the higher
+// generation active. Delete writes the inactive copy and then commits it by
+// one aligned store of its new generation, so a process killed mid-update
+// loses at most that deletion -- safe, because the Store logs every
+// deletion in its write-ahead log before it touches the cold tier and
+// forgets the log only after the update completed. Against power loss a
+// durable Delete orders its writes with msync so the newest generation on
+// disk always has its words; a relaxed Delete orders nothing, and a power
+// cut before the next Sync() may leave the newest generation without its
+// words, which opens as CORRUPTION naming the file, never as a silent
+// change. At open an invalid active copy, or equal generations whose
+// copies differ, is CORRUPTION.
 //
 // Cold keys: every row gets a store-unique, ascending cold_key when it is
 // appended; merging segments keeps the keys, so an iteration cursor (the last
@@ -125,6 +86,8 @@ struct ColdSegmentView {
   const float* embeddings = nullptr;  // rows x dimensions, row-major
   const float* norms = nullptr;       // rows
   const float* confidence = nullptr;  // rows
+  const float* activation = nullptr;  // rows
+  const double* created_at = nullptr; // rows
   const uint64_t* deleted = nullptr;  // ceil(rows / 64) words
 };
 

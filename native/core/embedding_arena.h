@@ -1,9 +1,8 @@
 // EmbeddingArena: the embeddings of hot records, back to back in large chunks.
 //
-// Hot records used to carry their embedding inside their own heap allocation,
-// so a similarity scan over hot chased a pointer per record and read rows
-// scattered across the heap (about 5x slower than the same rows contiguous).
-// The arena keeps them in chunks of a few MiB (row-major, stride =
+// A similarity scan reads rows contiguously here, rather than chasing a
+// pointer per record to rows scattered across the heap. The arena keeps
+// them in chunks of a few MiB (row-major, stride =
 // dimensions, 64-byte aligned chunk start, transparent huge pages advised),
 // with a small info entry per row (owner key, norm, confidence) so a scan
 // never touches the records themselves.

@@ -13,12 +13,11 @@ namespace tierstore {
 namespace {
 
 constexpr char kMagic[8] = {'T', 'S', 'H', 'O', 'T', 'L', 'G', '1'};
-constexpr uint32_t kFormatVersion = 3;     // 3: the end mark
-constexpr uint32_t kV2FormatVersion = 2;   // read, and appended to, never created
+// The layout of the file: docs/format/hot-log.md.
+constexpr uint32_t kFormatVersion = 3;
 // magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before
-// it), pad 4, then (version 3) the end mark u64
+// it), pad 4, the end mark u64
 constexpr size_t kFileHeaderSize = HotLog::kHeaderBytes;
-constexpr size_t kV2HeaderSize = 32;
 constexpr size_t kOffEndMark = 32;
 constexpr uint64_t kMapWindow = 8u << 20;       // the file is mapped in pieces of this size
 constexpr uint64_t kPopulateAhead = 2u << 20;   // prefaulted past the append point
@@ -148,7 +147,7 @@ Status HotLog::Open(const std::string& dir, uint32_t dimensions, uint64_t store_
   TS_RETURN_IF_ERROR(File::Open(path, read_only ? O_RDONLY : O_RDWR, &log->file_));
   TS_RETURN_IF_ERROR(log->file_.Size(&log->size_));
   log->file_size_ = log->size_;
-  if (log->size_ < kV2HeaderSize) return Status::Corruption(path + ": file shorter than its header");
+  if (log->size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
   *out = std::move(log);
   return Status::OK();
 }
@@ -169,20 +168,17 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
   *torn_bytes = 0;
   if (!file_.is_open()) return Status::OK();
   const std::string& path = file_.path();
-  if (size_ < kV2HeaderSize) return Status::Corruption(path + ": file shorter than its header");
+  if (size_ < kFileHeaderSize) return Status::Corruption(path + ": file shorter than its header");
   LogReader reader(file_, size_);
   const char* p = nullptr;
-  TS_RETURN_IF_ERROR(reader.Read(0, kV2HeaderSize, &p));
+  TS_RETURN_IF_ERROR(reader.Read(0, kFileHeaderSize, &p));
   if (std::memcmp(p, kMagic, 8) != 0) return Status::Corruption(path + ": not a tierstore hot log (bad magic)");
   const uint32_t version = Get<uint32_t>(p + 8);
-  if (version != kFormatVersion && version != kV2FormatVersion) {
-    return Status::Corruption(path + ": unsupported log format version");
+  if (version != kFormatVersion) {
+    return Status::Corruption(path + ": unsupported format version " + std::to_string(version));
   }
   if (Get<uint32_t>(p + 24) != Crc32c(p, 24)) return Status::Corruption(path + ": header checksum mismatch");
-  version_ = version;
-  const uint64_t header_bytes = version == kFormatVersion ? kFileHeaderSize : kV2HeaderSize;
-  if (size_ < header_bytes) return Status::Corruption(path + ": file shorter than its header");
-  TS_RETURN_IF_ERROR(reader.Read(0, header_bytes, &p));
+  const uint64_t header_bytes = kFileHeaderSize;
   if (Get<uint64_t>(p + 16) != store_id_) {
     return Status::Corruption(path + ": the log belongs to another store (its store id does not match MANIFEST)");
   }
@@ -216,23 +212,21 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     return Status::OK();
   };
 
-  if (version == kFormatVersion) {
-    uint64_t end = 0;
-    if (!UnpackEndMark(Get<uint64_t>(p + kOffEndMark), &end)) {
-      return Status::Corruption(path + ": end mark checksum mismatch in the header");
+  uint64_t end = 0;
+  if (!UnpackEndMark(Get<uint64_t>(p + kOffEndMark), &end)) {
+    return Status::Corruption(path + ": end mark checksum mismatch in the header");
+  }
+  disk_mark_on_ = end != 0;
+  if (end != 0) {
+    if (end < header_bytes) return Status::Corruption(path + ": the end mark points into the header");
+    if (!tail_may_be_torn) {
+      // A clean close turns the mark off (Trim) before the clean MANIFEST.
+      return Status::Corruption(path + ": the end mark is on, yet the store was closed cleanly");
     }
-    disk_mark_on_ = end != 0;
-    if (end != 0) {
-      if (end < header_bytes) return Status::Corruption(path + ": the end mark points into the header");
-      if (!tail_may_be_torn) {
-        // A clean close turns the mark off (Trim) before the clean MANIFEST.
-        return Status::Corruption(path + ": the end mark is on, yet the store was closed cleanly");
-      }
-      // Past the mark lies what was never acknowledged: zeros, or an append
-      // cut short. A file shorter than the mark was cut short after a crash:
-      // what is there is replayed, the rest is a torn tail.
-      if (end <= size_) size_ = end;
-    }
+    // Past the mark lies what was never acknowledged: zeros, or an append
+    // cut short. A file shorter than the mark was cut short after a crash:
+    // what is there is replayed, the rest is a torn tail.
+    if (end <= size_) size_ = end;
   }
 
   uint64_t pos = header_bytes;
@@ -367,7 +361,7 @@ void HotLog::DropMapping() {
 }
 
 Status HotLog::PrepareMapped(uint64_t pos, uint64_t n) {
-  if (version_ != kFormatVersion || mapping_broken_) return Status::IoError("mapped appends are unavailable");
+  if (mapping_broken_) return Status::IoError("mapped appends are unavailable");
   if (!disk_mark_on_) {
     // The mark goes on before the file grows past the entries.
     if (header_map_.data() == nullptr) {
@@ -604,7 +598,6 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
   file_ = std::move(out);  // the renamed file, already open; its end mark is off
   size_ = written;
   file_size_ = written;
-  version_ = kFormatVersion;
   disk_mark_on_ = false;
   CloseInBackground(std::move(retired));
   return Status::OK();

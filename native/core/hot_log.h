@@ -1,24 +1,23 @@
 // HotLog: the hot tier's write-ahead log (hot.log), an append-only sequence
 // of checksummed entries.
 //
-// File: a 40-byte header (magic, version, dimensions, the store id of its
-// MANIFEST, checksum, end mark), then entries. Version 2 files (a 32-byte
-// header without the end mark) are still read, and appended to as such.
-// The end mark: 0 means the entries end where the file ends; otherwise it is
-// the end of the last acknowledged entry, and the file may run on past it
-// (zeros, or an append that never returned), which replay ignores.
-// Entry: u32 crc | u8 type | u24 header check | u64 payload length | payload.
-// The crc (CRC-32C) covers type, header check, length and payload; the
-// header check (24 bits of CRC-32C of type and length) makes the length
-// trustworthy on its own.
-// Types: kPut (one committed record), kBatchPut (a record of a batch, applied
-// only once the batch's kCommit follows), kCommit, kDelete (a tombstone with
-// its own sequence number), kAccess (access statistics of hot records).
+// File (the bytes: docs/format/hot-log.md, format version 3; another
+// version is CORRUPTION "unsupported format version"): a 40-byte header
+// (magic, version, dimensions, the store id of its MANIFEST, checksum, end
+// mark), then entries. The end mark: 0 means the entries end where the file
+// ends; otherwise it is the end of the last acknowledged entry, and the file
+// may run on past it (zeros, or an append that never returned), which
+// replay ignores. Each entry is checksummed whole, and its header (type,
+// length) on its own, so a trustworthy length tells a torn tail from damage.
+// Types: put (one committed record), batch put (a record of a batch,
+// applied only once the batch's commit follows), commit, delete (a
+// tombstone with its own sequence number), access (access statistics of hot
+// records).
 //
 // Appends: a durable append (durability 'sync') is a pwrite. Other appends
 // of up to 1 MiB are copied into a shared mapping of the file, ahead of
 // which the file is extended and its pages prefaulted: a 5 KB put costs a
-// memcpy instead of a pwrite into fresh page-cache pages (~4 us here). The
+// memcpy instead of a pwrite into fresh page-cache pages. The
 // first such append turns the end mark on; a clean close (Trim), a Rewrite
 // and FinishOpen turn it off again, leaving a file that ends at its entries.
 //
@@ -147,7 +146,6 @@ class HotLog {
   File file_;
   uint64_t size_ = 0;           // end of the entries (the logical size)
   uint64_t file_size_ = 0;      // the file's size (past size_ while mapped)
-  uint32_t version_ = 0;        // of the open file: 2 or 3 (only 3 has the end mark)
   uint64_t replayed_end_ = 0;  // end of the last good entry, once replayed
   bool disk_mark_on_ = false;  // the file's end mark is not 0
   // Mapped appends: windows_ map [window_base_, window_end_) of the file in

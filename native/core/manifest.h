@@ -1,6 +1,7 @@
 // Manifest: the store's identity (format version, dimensions) and its
 // clean-shutdown record, in the file MANIFEST, always replaced atomically
-// (write-then-rename) so it is never half written.
+// (write-then-rename) so it is never half written. Its bytes (format
+// version 2): docs/format/manifest.md.
 //
 // `clean` with `hot_log_size` lets open tell a log cut short by damage (the
 // store was closed cleanly, yet the log is not the size it had then:

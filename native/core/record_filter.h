@@ -67,6 +67,7 @@ class RecordFilter {
   bool needs_record() const { return has_created_after_ || has_created_before_ || has_min_activation_ ||
                                      !metadata_.empty(); }
   bool has_min_confidence() const { return has_min_confidence_; }
+  bool has_metadata() const { return !metadata_.empty(); }
   float min_confidence() const { return min_confidence_; }
 
   bool MatchesConfidence(float confidence) const { return !has_min_confidence_ || confidence >= min_confidence_; }

@@ -1,7 +1,7 @@
 // Status: the result of every fallible core operation (LevelDB style).
 //
 // Guarantees: a Status is a value type; ok() is true only for Status::OK().
-// Every non-OK status carries one of the public error codes of DESIGN.md §3
+// Every non-OK status carries one of the public error codes (StatusCode)
 // and a message that says what was wrong (and, for corruption, names the file).
 // Thread-safety: none needed (immutable value).
 #pragma once

@@ -1,7 +1,7 @@
 // Store: the three tiers behind one id index, with sequence numbers,
 // migration, recovery and tier iteration.
 //
-// Guarantees (DESIGN.md §3, §4):
+// Guarantees:
 // - Every write that returned OK is in the hot log (write(2) done) or sealed
 //   in a lower tier, so it survives SIGKILL; with WriteOptions::sync it was
 //   also fsynced. A batch Put is atomic across crashes.
@@ -53,7 +53,7 @@ struct StoreOptions {
   bool read_only = false;
 };
 
-// Options every write applies (each handle passes its own, DESIGN §3: options
+// Options every write applies (each handle passes its own: options
 // other than dimensions are not stored).
 struct WriteOptions {
   uint64_t hot_capacity = 10000;
@@ -224,7 +224,7 @@ class Store : public std::enable_shared_from_this<Store> {
   // way, on the stored float32 embeddings), among the records matching
   // options.filter; ties by ascending id bytes.
   // query has dimensions() finite values; an all-zero one scores every
-  // record 0 (DESIGN: an all-zero vector's cosine with anything is 0).
+  // record 0 (an all-zero vector's cosine with anything is 0).
   virtual Status Recall(const float* query, const RecallOptions& options, RecallResult* result) = 0;
 };
 

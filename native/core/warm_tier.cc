@@ -1,117 +1,8 @@
-// WarmTier implementation: see warm_tier.h for the contract.
-//
-// On-disk formats (all integers little-endian, as laid down by the host; the
-// engine targets x86-64 / arm64 Linux):
-//
-// warm.blocks
-//   [0, 4096)   header page:
-//               0  "TSWARMBK" magic
-//               8  u32 version (2 or 3: the block format below)
-//               12 u32 dimensions
-//               16 u32 block_size
-//               20 u32 blocks_per_chunk
-//               24 u32 embedding_offset (128 for version 2, 64 for 3;
-//                  any other pairing is CORRUPTION)
-//               28 u32 crc32c of bytes [0, 28)  (the fixed header)
-//               32 u32 high-water mark: slots ever used
-//               36 u32 crc32c of bytes [32, 36)
-//               40 u32 covered mark: slots below it hold records whose
-//                  other copies (hot log, source tier) may be gone
-//               44 u32 crc32c of bytes [40, 44)
-//               zeros after. Files written before the covered mark have
-//               zeros at [40, 48): read as covered = mark (strict).
-//               The mark changes in place, so it lies outside the fixed
-//               header's checksum and carries its own; mark and check form
-//               one aligned u64 written by a single 8-byte store through a
-//               mapping of the header page, so a crash leaves the old or the
-//               new pair, never a mix. Version 1 files (no mark) are rejected.
-//               The covered mark is one such pair too. Sync() raises it to
-//               the mark once the blocks are on disk; CoverAll() raises it
-//               without syncing. The Store calls one of them before it drops
-//               another copy of warm records (log checkpoint, a move out of
-//               cold), so a block at or above it always has a copy elsewhere.
-//               After an unclean shutdown a zeroed block at or above it is a
-//               block a power cut kept from the disk: treated as never
-//               written (its record comes back from the log). Below it, or
-//               after a clean close, a zeroed block is CORRUPTION.
-//   then chunks of blocks_per_chunk blocks each (chunk bytes are a multiple
-//   of 4096 and of the page size at creation). Each chunk is mapped by its own
-//   region. The file size must be exactly 4096 + k * chunk_bytes.
-//
-// Block, version 2 (block_size = round_up(128 + 4 * dimensions, 64) bytes):
-//   0   u32 state           never written (0) / freed / writing / liveA / liveB
-//                            (0 only at or above the high-water mark)
-//   4   u32 header_crc      crc32c of [8,24) + [40,72) + [104,128)
-//   8   u64 seq
-//   16  f64 created_at
-//   24  f64 last_access_at  updated in place, not covered by header_crc
-//   32  f64 access_count    updated in place, not covered by header_crc
-//   40  u32 id_len
-//   44  u32 content_len
-//   48  u32 metadata_len
-//   52  f32 confidence
-//   56  f32 activation
-//   60  f32 norm
-//   64  u32 data_crc        crc32c of id+content+metadata, then [8,24), [40,64)
-//   68  u32 embedding_crc   crc32c of the embedding bytes
-//   72  loc[0]: u64 var_offset, u32 var_gen, u32 loc_crc
-//   88  loc[1]: same        loc_crc = crc32c_extend(header_crc, loc bytes [0,12))
-//   104 reserved zeros (covered by header_crc)
-//   128 embedding, dimensions float32 (64-byte aligned: chunks are page
-//       aligned and block_size is a multiple of 64)
-//
-//   The listed fields need 82 bytes packed, so the fixed part cannot fit in 64
-//   bytes; the embedding therefore starts at 128. State liveA uses loc[0],
-//   liveB uses loc[1]: Compact writes the new location into the inactive loc
-//   and then flips the state with one aligned 4-byte store, so a crash leaves
-//   every block pointing at the old or the new (complete) var file.
-//   The var extent of a version-2 block is the bare id, content, metadata.
-//
-// Block, version 3 (block_size = round_up(64 + 4 * dimensions, 64) bytes):
-//   0   u32 state           as in version 2, but only liveA is ever written
-//                            (liveB in a version-3 file is CORRUPTION)
-//   4   u32 header_crc      crc32c of [8,24) + [48,64)
-//   8   u64 seq
-//   16  f64 created_at
-//   24  f64 last_access_at  updated in place, not covered by header_crc
-//   32  f64 access_count    updated in place, not covered by header_crc
-//   40  u64 loc             var offset in the low 40 bits, var generation in
-//                            the high 24; not covered by header_crc (key_crc
-//                            checks it): Compact rewrites it in place with
-//                            one aligned 8-byte store
-//   48  u32 embedding_crc   crc32c of the embedding bytes
-//   52  f32 confidence
-//   56  f32 activation
-//   60  f32 norm
-//   64  embedding, dimensions float32 (64-byte aligned)
-//
-//   Var extent, version 3: a 20-byte prefix, then id, content, metadata:
-//   0   u32 id_len
-//   4   u32 content_len
-//   8   u32 metadata_len
-//   12  u32 key_crc         crc32c of prefix [0,12) + id + the block's seq
-//                            (8 bytes): verified at open for every live
-//                            block, so damage to a length, the id or the
-//                            block's location is found there
-//   16  u32 data_crc        crc32c of id+content+metadata, then block bytes
-//                            [8,24) and [48,64) (binds the extent to its
-//                            block's scalars); verified by Read
-//   Nothing in an extent depends on where it lies, so Compact copies extents
-//   verbatim to generation gen+1, syncs it, then repoints each block with one
-//   aligned 8-byte store of loc: a crash leaves every block on the old or the
-//   new (complete) file, and open accepts blocks spread over several
-//   generations. Offsets must fit 40 bits (the var file refuses to grow past
-//   1 TiB) and generations 24 bits (past 2^24-1 they wrap to the smallest
-//   generation >= 1 not in use).
-//   Overhead per record: 64 - 32 bytes of scalars + 20 = 52 bytes (v2: 96).
-//
-// warm-var-<gen>.dat
-//   [0, 4096)   header page: "TSWARMVR" magic, u32 version, u32 gen,
-//               u32 reserved, u32 crc32c of [0,20) at offset 20.
-//   then extents (id, content, metadata back to back), each inside one mapped
-//   chunk. New chunks are max(64 MiB, needed rounded to the page size) and
-//   start at a page-aligned offset; on reopen the existing file is mapped as
-//   one region, so every extent stays contiguous.
+// WarmTier implementation: see warm_tier.h for the contract. This file is
+// the block file and the tier over it: slots, the high-water and covered
+// marks, inserts, frees, compaction. The bytes of warm.blocks and
+// warm-var-<gen>.dat are docs/format/warm.md and warm_format.h; a var file
+// is warm_var_file.h.
 #include "warm_tier.h"
 
 #include <fcntl.h>
@@ -130,6 +21,8 @@
 
 #include "crc32c.h"
 #include "file_util.h"
+#include "warm_format.h"
+#include "warm_var_file.h"
 
 namespace tierstore {
 
@@ -138,329 +31,37 @@ namespace tierstore {
 namespace warm_testing {
 std::atomic<uint64_t> g_block_chunk_bytes{0};
 std::atomic<uint64_t> g_var_chunk_bytes{0};
-std::atomic<uint32_t> g_create_version{0};
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes) {
   g_block_chunk_bytes.store(block_chunk_bytes);
   g_var_chunk_bytes.store(var_chunk_bytes);
 }
-// The block format version Create() writes (2 or 3); 0 = the default (3).
-void SetCreateVersion(uint32_t version) { g_create_version.store(version); }
 }  // namespace warm_testing
 
 namespace {
 
-constexpr uint64_t kHeaderPage = 4096;
-constexpr uint32_t kBlocksV2 = 2;  // the high-water mark, 128-byte block header
-constexpr uint32_t kBlocksV3 = 3;  // 64-byte block header, lengths in the var prefix
-constexpr uint32_t kVarFormatVersion = 1;
-constexpr char kBlocksMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'B', 'K'};
-constexpr char kVarMagic[8] = {'T', 'S', 'W', 'A', 'R', 'M', 'V', 'R'};
+using namespace warm;
+
 // Growth is allocated on disk (posix_fallocate, so a full disk is an error,
 // not a SIGBUS), so it is kept small for small stores: a store with one warm
-// record takes about 5 MiB, not the 128 MiB of two 64 MiB chunks (a host
-// may keep a store per agent). Block chunks are fixed per store (the header
-// records them; stores created before keep their 64 MiB); var files double
-// from kMinVarChunkBytes up to kMaxVarChunkBytes per growth.
+// record takes about 5 MiB, not 128 MiB (a host may keep a store per agent).
+// Block chunks are fixed per store (the header records them); var files
+// grow as warm_var_file.h says.
 constexpr uint64_t kDefaultBlockChunkBytes = uint64_t{4} << 20;
-constexpr uint64_t kMinVarChunkBytes = uint64_t{1} << 20;
-constexpr uint64_t kMaxVarChunkBytes = uint64_t{64} << 20;
-// Prefaulted past an append, in bytes of var file and in blocks (see
-// PopulateForWrite).
-constexpr uint64_t kVarPopulateAhead = uint64_t{512} << 10;
+// Prefaulted past an append, in blocks (see PopulateForWrite).
 constexpr uint32_t kBlockPopulateAhead = 128;
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
-
-constexpr uint32_t kStateFree = 0;             // never written (zero-filled)
-constexpr uint32_t kStateFreed = 0x45455246u;  // "FREE"
-constexpr uint32_t kStateWriting = 0x54495257u;  // "WRIT"
-constexpr uint32_t kStateLiveA = warm_block::kStateLiveA;
-constexpr uint32_t kStateLiveB = warm_block::kStateLiveB;
-
-// Fields at the same offset in both versions.
-constexpr size_t kOffState = warm_block::kStateOffset;
-constexpr size_t kOffHeaderCrc = 4;
-constexpr size_t kOffSeq = 8;
-constexpr size_t kOffCreatedAt = 16;
-constexpr size_t kOffLastAccess = 24;
-constexpr size_t kOffAccessCount = 32;
-constexpr size_t kOffConfidence = warm_block::kConfidenceOffset;
-constexpr size_t kOffActivation = 56;
-constexpr size_t kOffNorm = warm_block::kNormOffset;
-
-// Version 2 only.
-constexpr size_t kV2HeaderBytes = 128;
-constexpr size_t kOffIdLen = 40;
-constexpr size_t kOffContentLen = 44;
-constexpr size_t kOffMetadataLen = 48;
-constexpr size_t kOffDataCrc = 64;
-constexpr size_t kOffEmbeddingCrc = 68;
-constexpr size_t kOffLoc0 = 72;
-constexpr size_t kLocBytes = 16;  // u64 offset, u32 gen, u32 crc
-constexpr size_t kOffReserved = 104;
-
-// Version 3 only.
-constexpr size_t kV3HeaderBytes = 64;
-constexpr size_t kV3OffLoc = 40;           // u64: offset (low 40 bits), generation (high 24)
-constexpr size_t kV3OffEmbeddingCrc = 48;
-constexpr size_t kV3PrefixBytes = 20;      // var extent prefix
-constexpr size_t kPrefixKeyCrc = 12;
-constexpr size_t kPrefixDataCrc = 16;
-constexpr unsigned kV3OffsetBits = 40;
-constexpr uint64_t kV3MaxOffset = (uint64_t{1} << kV3OffsetBits) - 1;
-constexpr uint32_t kV3MaxGen = (uint32_t{1} << 24) - 1;
-
-static_assert(kV3HeaderBytes % 64 == 0 && kV2HeaderBytes % 64 == 0, "embeddings are 64-byte aligned");
-static_assert(kV3OffLoc % 8 == 0, "loc is stored by one aligned 8-byte store");
-
-// Header page fields (see the format above).
-constexpr size_t kOffHeaderFixedCrc = 28;
-constexpr size_t kOffMark = 32;     // u32 mark, u32 crc32c(mark): one aligned u64
-constexpr size_t kOffCovered = 40;  // u32 covered mark, u32 crc32c: one aligned u64
-constexpr size_t kHeaderReadBytes = 48;
-
-bool IsLiveState(uint32_t s) { return s == kStateLiveA || s == kStateLiveB; }
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-template <typename T>
-void Store(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
-
-uint32_t LoadState(const uint8_t* block) {
-  return __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kOffState), __ATOMIC_ACQUIRE);
-}
-
-void PublishState(uint8_t* block, uint32_t state) {
-  __atomic_store_n(reinterpret_cast<uint32_t*>(block + kOffState), state, __ATOMIC_RELEASE);
-}
-
-// The mark word: the mark in the low half (bytes [32,36) on the
-// little-endian hosts the format targets), its crc32c in the high half.
-uint64_t PackMark(uint32_t mark) {
-  uint8_t b[4];
-  std::memcpy(b, &mark, 4);
-  return uint64_t{mark} | (uint64_t{Crc32c(b, 4)} << 32);
-}
-
-// Decodes the mark at p (8 bytes); false when its check does not match.
-bool UnpackMark(const uint8_t* p, uint32_t* mark) {
-  if (Load<uint32_t>(p + 4) != Crc32c(p, 4)) return false;
-  *mark = Load<uint32_t>(p);
-  return true;
-}
-
-uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
-
-uint64_t Gcd(uint64_t a, uint64_t b) {
-  while (b != 0) {
-    uint64_t t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
-
-size_t HeaderBytesFor(uint32_t version) { return version == kBlocksV2 ? kV2HeaderBytes : kV3HeaderBytes; }
-
-uint32_t BlockSizeFor(uint32_t version, uint32_t dims) {
-  return static_cast<uint32_t>(RoundUp(HeaderBytesFor(version) + uint64_t{4} * dims, 64));
-}
-
-uint32_t ComputeHeaderCrc(const uint8_t* h) {
-  uint32_t c = Crc32cExtend(0, h + kOffSeq, kOffLastAccess - kOffSeq);
-  c = Crc32cExtend(c, h + kOffIdLen, kOffLoc0 - kOffIdLen);
-  c = Crc32cExtend(c, h + kOffReserved, kV2HeaderBytes - kOffReserved);
-  return c;
-}
-
-// Version 3: the block's fixed fields, [8,24) and [48,64). data_crc extends
-// the crc of the var bytes with exactly these, too.
-uint32_t ExtendV3Fixed(uint32_t c, const uint8_t* h) {
-  c = Crc32cExtend(c, h + kOffSeq, kOffLastAccess - kOffSeq);
-  c = Crc32cExtend(c, h + kV3OffEmbeddingCrc, kV3HeaderBytes - kV3OffEmbeddingCrc);
-  return c;
-}
-
-// Version 3: prefix [0,12), the id, then the block's seq.
-uint32_t ComputeKeyCrc(const uint8_t* prefix, const uint8_t* id, uint32_t id_len, uint64_t seq) {
-  uint8_t s[8];
-  std::memcpy(s, &seq, 8);
-  uint32_t c = Crc32cExtend(0, prefix, kPrefixKeyCrc);
-  c = Crc32cExtend(c, id, id_len);
-  return Crc32cExtend(c, s, 8);
-}
-
-uint64_t PackLoc(uint32_t gen, uint64_t off) { return off | (uint64_t{gen} << kV3OffsetBits); }
-uint32_t LocGen(uint64_t loc) { return static_cast<uint32_t>(loc >> kV3OffsetBits); }
-uint64_t LocOffset(uint64_t loc) { return loc & kV3MaxOffset; }
-
-uint32_t ComputeLocCrc(uint32_t header_crc, const uint8_t* loc) { return Crc32cExtend(header_crc, loc, 12); }
-
-// The scalar part of data_crc (seq, created_at, lengths, confidence,
-// activation, norm), appended to the crc of the var bytes.
-uint32_t ExtendDataCrc(uint32_t c, const uint8_t* h) {
-  c = Crc32cExtend(c, h + kOffSeq, kOffLastAccess - kOffSeq);
-  c = Crc32cExtend(c, h + kOffIdLen, kOffDataCrc - kOffIdLen);
-  return c;
-}
-
-std::string VarFileName(uint32_t gen) { return WarmTier::kVarFilePrefix + std::to_string(gen) + ".dat"; }
-
-bool ParseVarFileName(const std::string& name, uint32_t* gen) {
-  static const std::string prefix = WarmTier::kVarFilePrefix, suffix = ".dat";
-  if (name.size() <= prefix.size() + suffix.size()) return false;
-  if (name.compare(0, prefix.size(), prefix) != 0) return false;
-  if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  if (digits.empty() || digits.size() > 10) return false;
-  uint64_t v = 0;
-  for (char ch : digits) {
-    if (ch < '0' || ch > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(ch - '0');
-  }
-  if (v == 0 || v > std::numeric_limits<uint32_t>::max()) return false;
-  if (VarFileName(static_cast<uint32_t>(v)) != name) return false;  // no leading zeros
-  *gen = static_cast<uint32_t>(v);
-  return true;
-}
-
-std::string BlocksHeaderPage(uint32_t version, uint32_t dims, uint32_t block_size, uint32_t bpc) {
-  std::string page(kHeaderPage, '\0');
-  auto* p = reinterpret_cast<uint8_t*>(page.data());
-  std::memcpy(p, kBlocksMagic, 8);
-  Store<uint32_t>(p + 8, version);
-  Store<uint32_t>(p + 12, dims);
-  Store<uint32_t>(p + 16, block_size);
-  Store<uint32_t>(p + 20, bpc);
-  Store<uint32_t>(p + 24, static_cast<uint32_t>(HeaderBytesFor(version)));
-  Store<uint32_t>(p + kOffHeaderFixedCrc, Crc32c(p, kOffHeaderFixedCrc));
-  Store<uint64_t>(p + kOffMark, PackMark(0));
-  Store<uint64_t>(p + kOffCovered, PackMark(0));
-  return page;
-}
-
-std::string VarHeaderPage(uint32_t gen) {
-  std::string page(kHeaderPage, '\0');
-  auto* p = reinterpret_cast<uint8_t*>(page.data());
-  std::memcpy(p, kVarMagic, 8);
-  Store<uint32_t>(p + 8, kVarFormatVersion);
-  Store<uint32_t>(p + 12, gen);
-  Store<uint32_t>(p + 16, 0);
-  Store<uint32_t>(p + 20, Crc32c(p, 20));
-  return page;
-}
-
-// Extends file from old_size to new_size with allocated blocks (so a full disk
-// is an error here, not a SIGBUS on first touch). Restores the size on failure.
-Status GrowFile(File* f, uint64_t old_size, uint64_t new_size) {
-  int rc;
-  do {
-    rc = ::posix_fallocate(f->fd(), static_cast<off_t>(old_size), static_cast<off_t>(new_size - old_size));
-  } while (rc == EINTR);
-  if (rc != 0) {
-    if (::ftruncate(f->fd(), static_cast<off_t>(old_size)) != 0) {
-      // Nothing more to do: the caller reports the allocation failure.
-    }
-    return ErrnoStatus("posix_fallocate", f->path(), rc);
-  }
-  return Status::OK();
-}
-
-struct Region {
-  MappedRegion map;
-  uint8_t* base = nullptr;   // byte at file_off
-  uint64_t file_off = 0;
-  uint64_t len = 0;
-  bool dirty = false;
-  bool writable = false;  // stores allowed (into the file, or private copies)
-};
-
-// How MapRange maps: read-only, read-write shared (stores reach the file),
-// or read-write private (stores stay in this process's copy-on-write pages;
-// falls back to read-only when the kernel will not commit the memory).
-enum class MapMode { kReadOnly, kShared, kPrivate };
-
-// Maps [off, off+len) of f; off need only be 4096-aligned (the mapping starts
-// at the page boundary below it, so any page size works).
-Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region* r) {
-  uint64_t page = PageSize();
-  uint64_t aligned = off / page * page;
-  uint64_t delta = off - aligned;
-  if (len + delta > std::numeric_limits<size_t>::max()) return Status::IoError("mapping too large in " + f.path());
-  MappedRegion m;
-  const size_t n = static_cast<size_t>(len + delta);
-  bool writable = mode != MapMode::kReadOnly;
-  if (mode == MapMode::kPrivate && !MappedRegion::MapPrivate(f, aligned, n, &m).ok()) writable = false;
-  if (m.data() == nullptr) TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, n, mode == MapMode::kShared, &m));
-  r->base = m.data() + delta;
-  r->map = std::move(m);
-  r->file_off = off;
-  r->len = len;
-  r->dirty = false;
-  r->writable = writable;
-  return Status::OK();
-}
-
-// A first store to a page of a freshly allocated chunk costs two faults (the
-// kernel reads the unwritten extent as zeros, then makes the page writable):
-// a third of a demotion into warm. MADV_POPULATE_WRITE (Linux 5.14) does
-// that for a whole range in one call. Only for bytes about to be written
-// for the first time: populating a page dirties it. A hint: when it fails
-// (an older kernel, no memory) the stores fault one page at a time as before.
-std::atomic<bool> g_populate_unsupported{false};
-
-void PopulateForWrite(uint8_t* from, uint8_t* to) {
-  if (to <= from || g_populate_unsupported.load(std::memory_order_relaxed)) return;
-  const uintptr_t page = PageSize();
-  const uintptr_t a = reinterpret_cast<uintptr_t>(from) / page * page;
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(to) + page - 1) / page * page;
-  if (::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
-    g_populate_unsupported.store(true, std::memory_order_relaxed);
-  }
-}
-
-MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
-
-// The region of `regions` (sorted by file_off) that starts at or before
-// file offset `off`, or nullptr; the caller checks how far it reaches.
-const Region* RegionFrom(const std::vector<Region>& regions, uint64_t off) {
-  auto r = std::upper_bound(regions.begin(), regions.end(), off,
-                            [](uint64_t o, const Region& reg) { return o < reg.file_off; });
-  return r == regions.begin() ? nullptr : &*(r - 1);
-}
-
-struct VarFile {
-  uint32_t gen = 0;
-  std::string path;
-  File file;
-  uint64_t size = 0;            // file size
-  std::vector<Region> regions;  // sorted by file_off, non-overlapping
-  uint64_t tail = kHeaderPage;  // next free byte (current generation only)
-  uint64_t populated_end = 0;   // appends below it were prefaulted (PopulateForWrite)
-};
 
 // A live block's decoded fields. ParseLive fills those in the block; the
-// lengths and data_crc of a version-3 block come from its var prefix
-// (ParseExtent).
+// lengths and data_crc come from its var prefix (ParseExtent).
 struct Parsed {
   uint32_t state = 0;
   uint64_t seq = 0;
   uint32_t id_len = 0, content_len = 0, metadata_len = 0;
   uint32_t data_crc = 0, embedding_crc = 0;
   uint32_t var_gen = 0;
-  uint64_t var_offset = 0;  // start of the extent (version 3: of its prefix)
-  uint64_t prefix = 0;      // bytes of prefix before id (0 in version 2)
+  uint64_t var_offset = 0;  // start of the extent (of its prefix)
   const uint8_t* bytes = nullptr;  // id, content, metadata (set by ParseExtent)
   uint64_t var_len() const { return uint64_t{id_len} + content_len + metadata_len; }
-  uint64_t extent_len() const { return prefix + var_len(); }
+  uint64_t extent_len() const { return kPrefixBytes + var_len(); }
 };
 
 class WarmTierImpl final : public WarmTier {
@@ -486,7 +87,7 @@ class WarmTierImpl final : public WarmTier {
       Parsed p;
       TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
       if (torn != nullptr && torn->source_survives(p.seq)) {
-        // Everything, the version-3 prefix included (FillView checks it).
+        // Everything, the prefix included (FillView checks it).
         if (!FillView(slot, b, &p, &v).ok() || !VerifyChecksums(slot, b, p, v, true).ok()) {
           torn->on_torn(slot);
           continue;
@@ -531,7 +132,7 @@ class WarmTierImpl final : public WarmTier {
   Status VerifyChecksums(uint32_t slot, const uint8_t* b, const Parsed& p, const RecordView& v,
                          bool verify_embedding) const {
     uint32_t c = Crc32cExtend(0, p.bytes, p.var_len());
-    c = version_ == kBlocksV2 ? ExtendDataCrc(c, b) : ExtendV3Fixed(c, b);
+    c = ExtendFixed(c, b);
     if (c != p.data_crc) {
       return Status::Corruption(VarPath(p.var_gen) + ": data checksum mismatch for slot " + std::to_string(slot) +
                                 " of " + blocks_path_ + " (id, content, metadata or scalars damaged)");
@@ -544,7 +145,7 @@ class WarmTierImpl final : public WarmTier {
 
   const float* Embedding(uint32_t slot) const override {
     if (slot >= SlotLimit()) return nullptr;
-    return reinterpret_cast<const float*>(BlockPtr(slot) + hdr_bytes_);
+    return reinterpret_cast<const float*>(BlockPtr(slot) + kBlockHeaderBytes);
   }
 
   WarmScalars Scalars(uint32_t slot) const override {
@@ -576,7 +177,7 @@ class WarmTierImpl final : public WarmTier {
       run.first_slot = static_cast<uint32_t>(first);
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
-      run.embedding_offset = hdr_bytes_;
+      run.embedding_offset = kBlockHeaderBytes;
       if (unpublished_count_ != 0) {
         run.pending = unpublished_bits_.data();
         run.pending_words = unpublished_bits_.size();
@@ -726,45 +327,21 @@ class WarmTierImpl final : public WarmTier {
     return blocks_path_ + ": slot " + std::to_string(slot) + ": " + what;
   }
 
-  // Decodes and verifies a live block's fixed fields (header_crc, lengths,
-  // the active location's crc). Touches only the block's own bytes.
-  // Version 3: the block holds no lengths; ParseExtent reads them.
+  // Decodes and verifies a live block's fixed fields (header_crc, its
+  // location). Touches only the block's own bytes; the lengths are in the
+  // var prefix, which ParseExtent reads.
   Status ParseLive(uint32_t slot, const uint8_t* b, Parsed* p) const {
     p->state = LoadState(b);
     if (!IsLiveState(p->state)) return Status::Corruption(SlotCorruption(slot, "block is not live"));
-    if (version_ == kBlocksV3) {
-      if (p->state != kStateLiveA) return Status::Corruption(SlotCorruption(slot, "state liveB in a version-3 block"));
-      if (ExtendV3Fixed(0, b) != Load<uint32_t>(b + kOffHeaderCrc)) {
-        return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
-      }
-      p->seq = Load<uint64_t>(b + kOffSeq);
-      p->embedding_crc = Load<uint32_t>(b + kV3OffEmbeddingCrc);
-      const uint64_t loc = LoadLoc(b);
-      p->var_offset = LocOffset(loc);
-      p->var_gen = LocGen(loc);
-      p->prefix = kV3PrefixBytes;
-      if (p->var_gen == 0) return Status::Corruption(SlotCorruption(slot, "var location names generation 0"));
-      if (p->var_offset < kHeaderPage) return Status::Corruption(SlotCorruption(slot, "var offset inside the header page"));
-      return Status::OK();
+    if (ExtendFixed(0, b) != Load<uint32_t>(b + kOffHeaderCrc)) {
+      return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
     }
-    uint32_t hcrc = Load<uint32_t>(b + kOffHeaderCrc);
-    if (ComputeHeaderCrc(b) != hcrc) return Status::Corruption(SlotCorruption(slot, "block header checksum mismatch"));
     p->seq = Load<uint64_t>(b + kOffSeq);
-    p->id_len = Load<uint32_t>(b + kOffIdLen);
-    p->content_len = Load<uint32_t>(b + kOffContentLen);
-    p->metadata_len = Load<uint32_t>(b + kOffMetadataLen);
-    p->data_crc = Load<uint32_t>(b + kOffDataCrc);
     p->embedding_crc = Load<uint32_t>(b + kOffEmbeddingCrc);
-    if (p->id_len == 0 || p->id_len > kMaxIdBytes || p->content_len > kMaxContentBytes ||
-        p->metadata_len > kMaxMetadataBytes) {
-      return Status::Corruption(SlotCorruption(slot, "impossible id/content/metadata length"));
-    }
-    const uint8_t* loc = b + kOffLoc0 + (p->state == kStateLiveB ? kLocBytes : 0);
-    if (ComputeLocCrc(hcrc, loc) != Load<uint32_t>(loc + 12)) {
-      return Status::Corruption(SlotCorruption(slot, "var location checksum mismatch"));
-    }
-    p->var_offset = Load<uint64_t>(loc);
-    p->var_gen = Load<uint32_t>(loc + 8);
+    const uint64_t loc = LoadLoc(b);
+    p->var_offset = LocOffset(loc);
+    p->var_gen = LocGen(loc);
+    if (p->var_gen == 0) return Status::Corruption(SlotCorruption(slot, "var location names generation 0"));
     if (p->var_offset < kHeaderPage) return Status::Corruption(SlotCorruption(slot, "var offset inside the header page"));
     return Status::OK();
   }
@@ -774,19 +351,7 @@ class WarmTierImpl final : public WarmTier {
   Status ResolveVar(uint32_t gen, uint64_t off, uint64_t n, const uint8_t** out) const {
     auto it = var_files_.find(gen);
     if (it == var_files_.end()) return Status::Corruption(VarPath(gen) + ": var file missing");
-    const VarFile& vf = it->second;
-    if (off > vf.size || n > vf.size - off) {
-      return Status::Corruption(vf.path + ": extent [" + std::to_string(off) + ", +" + std::to_string(n) +
-                                ") lies beyond the end of the file (" + std::to_string(vf.size) +
-                                " bytes; truncated?)");
-    }
-    const Region* r = RegionFrom(vf.regions, off);
-    if (r == nullptr) return Status::Corruption(vf.path + ": extent outside any mapped chunk");
-    if (off - r->file_off > r->len || n > r->len - (off - r->file_off)) {
-      return Status::Corruption(vf.path + ": extent crosses a chunk boundary");
-    }
-    *out = r->base + (off - r->file_off);
-    return Status::OK();
+    return it->second.Resolve(off, n, out);
   }
 
   // Open reads every live record's extent (prefix and id) in slot order;
@@ -794,9 +359,8 @@ class WarmTierImpl final : public WarmTier {
   // most of a reopen. Touching the extent a few slots ahead overlaps them.
   static constexpr uint32_t kPrefetchAhead = 8;
   void PrefetchExtent(uint32_t slot) const {
-    if (version_ != kBlocksV3) return;
     const uint8_t* b = BlockPtr(slot);
-    if (LoadState(b) != kStateLiveA) return;
+    if (LoadState(b) != kStateLive) return;
     const uint64_t loc = LoadLoc(b);
     auto it = var_files_.find(LocGen(loc));
     if (it == var_files_.end()) return;
@@ -805,26 +369,20 @@ class WarmTierImpl final : public WarmTier {
     if (r != nullptr && off - r->file_off < r->len) __builtin_prefetch(r->base + (off - r->file_off));
   }
 
-  // The location word of a version-3 block: Compact changes it in place.
+  // The location word of a block: Compact changes it in place.
   static uint64_t LoadLoc(const uint8_t* b) {
-    return __atomic_load_n(reinterpret_cast<const uint64_t*>(b + kV3OffLoc), __ATOMIC_ACQUIRE);
+    return __atomic_load_n(reinterpret_cast<const uint64_t*>(b + kOffLoc), __ATOMIC_ACQUIRE);
   }
 
-  // Resolves a parsed block's var extent into p->bytes. Version 3: reads
-  // the lengths and data_crc from the prefix and verifies key_crc (which
-  // also catches a damaged location). Never reads outside a mapping.
+  // Resolves a parsed block's var extent into p->bytes: reads the lengths
+  // and data_crc from the prefix and verifies key_crc (which also catches a
+  // damaged location). Never reads outside a mapping.
   Status ParseExtent(uint32_t slot, Parsed* p) const {
     auto where = [&](const Status& s) {
       return Status::Corruption(s.message() + " (slot " + std::to_string(slot) + " of " + blocks_path_ + ")");
     };
     const uint8_t* var = nullptr;
-    if (version_ == kBlocksV2) {
-      Status s = ResolveVar(p->var_gen, p->var_offset, p->var_len(), &var);
-      if (!s.ok()) return where(s);
-      p->bytes = var;
-      return Status::OK();
-    }
-    Status s = ResolveVar(p->var_gen, p->var_offset, kV3PrefixBytes, &var);
+    Status s = ResolveVar(p->var_gen, p->var_offset, kPrefixBytes, &var);
     if (!s.ok()) return where(s);
     p->id_len = Load<uint32_t>(var);
     p->content_len = Load<uint32_t>(var + 4);
@@ -837,30 +395,24 @@ class WarmTierImpl final : public WarmTier {
     }
     s = ResolveVar(p->var_gen, p->var_offset, p->extent_len(), &var);
     if (!s.ok()) return where(s);
-    if (ComputeKeyCrc(var, var + kV3PrefixBytes, p->id_len, p->seq) != Load<uint32_t>(var + kPrefixKeyCrc)) {
+    if (ComputeKeyCrc(var, var + kPrefixBytes, p->id_len, p->seq) != Load<uint32_t>(var + kPrefixKeyCrc)) {
       return Status::Corruption(VarPath(p->var_gen) + ": key checksum mismatch for slot " + std::to_string(slot) +
                                 " of " + blocks_path_ + " (its lengths, id or location damaged)");
     }
-    p->bytes = var + kV3PrefixBytes;
+    p->bytes = var + kPrefixBytes;
     return Status::OK();
   }
 
-  // The var bytes a live slot adds to var_live_bytes_ (for Free): in
-  // version 3 read from its prefix, through the mapping; 0 for a slot whose
-  // extent did not verify at open (it was never counted).
+  // The var bytes a live slot adds to var_live_bytes_ (for Free), read
+  // from its prefix through the mapping; 0 for a slot whose extent did not
+  // verify at open (it was never counted).
   uint64_t CountedExtentBytes(uint32_t slot, const uint8_t* b) const {
-    if (version_ == kBlocksV2) {
-      return uint64_t{Load<uint32_t>(b + kOffIdLen)} + Load<uint32_t>(b + kOffContentLen) +
-             Load<uint32_t>(b + kOffMetadataLen);
-    }
     if (unverified_.count(slot)) return 0;
     const uint64_t loc = LoadLoc(b);
     const uint8_t* pre = nullptr;
-    if (!ResolveVar(LocGen(loc), LocOffset(loc), kV3PrefixBytes, &pre).ok()) return 0;
-    return kV3PrefixBytes + uint64_t{Load<uint32_t>(pre)} + Load<uint32_t>(pre + 4) + Load<uint32_t>(pre + 8);
+    if (!ResolveVar(LocGen(loc), LocOffset(loc), kPrefixBytes, &pre).ok()) return 0;
+    return kPrefixBytes + uint64_t{Load<uint32_t>(pre)} + Load<uint32_t>(pre + 4) + Load<uint32_t>(pre + 8);
   }
-
-  uint32_t MaxGen() const { return version_ == kBlocksV3 ? kV3MaxGen : std::numeric_limits<uint32_t>::max(); }
 
   Status FillView(uint32_t slot, const uint8_t* b, Parsed* p, RecordView* v) const {
     TS_RETURN_IF_ERROR(ParseExtent(slot, p));
@@ -868,7 +420,7 @@ class WarmTierImpl final : public WarmTier {
     v->id = std::string_view(c, p->id_len);
     v->content = std::string_view(c + p->id_len, p->content_len);
     v->metadata = std::string_view(c + p->id_len + p->content_len, p->metadata_len);
-    v->embedding = reinterpret_cast<const float*>(b + hdr_bytes_);
+    v->embedding = reinterpret_cast<const float*>(b + kBlockHeaderBytes);
     v->norm = Load<float>(b + kOffNorm);
     v->confidence = Load<float>(b + kOffConfidence);
     v->activation = Load<float>(b + kOffActivation);
@@ -930,106 +482,17 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
-  // Reserves n contiguous bytes in the current var file (growing it by a new
-  // chunk when needed). Does not advance the tail.
-  Status ReserveVar(uint64_t n, uint64_t* off, uint8_t** ptr) {
-    VarFile& vf = var_files_.at(cur_gen_);
-    if (!vf.regions.empty()) {
-      const Region& last = vf.regions.back();
-      uint64_t end = last.file_off + last.len;
-      if (vf.tail >= last.file_off && vf.tail <= end && n <= end - vf.tail) {
-        if (version_ == kBlocksV3 && vf.tail > kV3MaxOffset) return VarFull(vf);
-        *off = vf.tail;
-        *ptr = last.base + (vf.tail - last.file_off);
-        PrefaultVar(&vf, last, n);
-        return Status::OK();
-      }
-    }
-    uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
-    uint64_t chunk = warm_testing::g_var_chunk_bytes.load();
-    if (chunk == 0) chunk = std::clamp<uint64_t>(vf.size - kHeaderPage, kMinVarChunkBytes, kMaxVarChunkBytes);
-    chunk = std::max(RoundUp(chunk, page), RoundUp(std::max<uint64_t>(n, 1), page));
-    uint64_t start = RoundUp(vf.size, page);
-    // Refuse rather than let a version-3 location wrap.
-    if (version_ == kBlocksV3 && start + chunk - 1 > kV3MaxOffset) return VarFull(vf);
-    TS_RETURN_IF_ERROR(GrowFile(&vf.file, vf.size, start + chunk));
-    Region r;
-    Status s = MapRange(vf.file, start, chunk, MapMode::kShared, &r);
-    if (!s.ok()) {
-      if (::ftruncate(vf.file.fd(), static_cast<off_t>(vf.size)) != 0) {
-        // The failure to map is what gets reported.
-      }
-      return s;
-    }
-    vf.regions.push_back(std::move(r));
-    vf.size = start + chunk;
-    vf.tail = start;
-    *off = start;
-    *ptr = vf.regions.back().base;
-    PrefaultVar(&vf, vf.regions.back(), n);
-    return Status::OK();
-  }
+  // Reserves n contiguous bytes in the current var file (see VarFile::Reserve).
+  Status ReserveVar(uint64_t n, uint64_t* off, uint8_t** ptr) { return var_files_.at(cur_gen_).Reserve(n, off, ptr); }
 
-  // Prefaults the n bytes about to be appended at vf's tail in region r,
-  // and kVarPopulateAhead past them, unless done already.
-  static void PrefaultVar(VarFile* vf, const Region& r, uint64_t n) {
-    if (vf->tail + n <= vf->populated_end) return;
-    const uint64_t from = std::max(vf->populated_end, vf->tail);
-    const uint64_t to = std::min(r.file_off + r.len, vf->tail + n + kVarPopulateAhead);
-    PopulateForWrite(r.base + (from - r.file_off), r.base + (to - r.file_off));
-    vf->populated_end = to;
-  }
-
-  Status VarFull(const VarFile& vf) const {
-    return Status::IoError(vf.path + ": the warm var file would grow past 2^40 bytes, the most a version-3 block "
-                           "can address; compact() the store to reclaim freed space");
-  }
-
-  Status CreateVarFile(uint32_t gen, VarFile* vf) {
-    std::string path = VarPath(gen);
-    TS_RETURN_IF_ERROR(AtomicWriteFile(path, VarHeaderPage(gen)));
-    TS_RETURN_IF_ERROR(File::Open(path, O_RDWR, &vf->file));
-    vf->gen = gen;
-    vf->path = path;
-    vf->size = kHeaderPage;
-    vf->tail = kHeaderPage;
-    vf->regions.clear();
-    return Status::OK();
-  }
-
-  Status OpenVarFile(uint32_t gen, VarFile* vf) {
-    vf->gen = gen;
-    vf->path = VarPath(gen);
-    TS_RETURN_IF_ERROR(File::Open(vf->path, read_only_ ? O_RDONLY : O_RDWR, &vf->file));
-    TS_RETURN_IF_ERROR(vf->file.Size(&vf->size));
-    if (vf->size < kHeaderPage) {
-      return Status::Corruption(vf->path + ": file is " + std::to_string(vf->size) +
-                                " bytes, shorter than its 4096-byte header page");
-    }
-    uint8_t h[32];
-    TS_RETURN_IF_ERROR(vf->file.ReadAt(0, h, sizeof h));
-    if (std::memcmp(h, kVarMagic, 8) != 0) return Status::Corruption(vf->path + ": bad magic (not a warm var file)");
-    if (Load<uint32_t>(h + 20) != Crc32c(h, 20)) return Status::Corruption(vf->path + ": header checksum mismatch");
-    if (Load<uint32_t>(h + 8) != kVarFormatVersion) {
-      return Status::Corruption(vf->path + ": unsupported format version " + std::to_string(Load<uint32_t>(h + 8)));
-    }
-    if (Load<uint32_t>(h + 12) != gen) return Status::Corruption(vf->path + ": header names another generation");
-    vf->tail = kHeaderPage;
-    if (vf->size > kHeaderPage) {
-      Region r;
-      TS_RETURN_IF_ERROR(MapRange(vf->file, kHeaderPage, vf->size - kHeaderPage, ModeFor(read_only_), &r));
-      vf->regions.push_back(std::move(r));
-    }
-    return Status::OK();
-  }
+  Status CreateVarFile(uint32_t gen, VarFile* vf) { return VarFile::Create(dir_, gen, vf); }
+  Status OpenVarFile(uint32_t gen, VarFile* vf) { return VarFile::Open(dir_, gen, read_only_, vf); }
 
   std::string dir_;
   std::string blocks_path_;
   uint32_t dims_;
   bool read_only_;
   bool after_crash_;  // the store was not closed cleanly: see the covered mark
-  uint32_t version_ = 0;     // block format (2 or 3), from the header page
-  uint32_t hdr_bytes_ = 0;   // block header bytes = embedding offset (128 or 64)
   uint32_t block_size_ = 0;
   uint32_t bpc_ = 1;
   File blocks_;
@@ -1093,11 +556,11 @@ class WarmTierImpl final : public WarmTier {
   uint32_t cur_gen_ = 0;  // 0 = no var file (read-only, nothing live)
   uint64_t live_ = 0;
   uint64_t var_live_bytes_ = 0;
-  // Version 3, after a crash: live slots whose var extent did not verify at
+  // After a crash: live slots whose var extent did not verify at
   // open (not counted in var_live_bytes_); ForEachLive hands them to
   // TornCopyPolicy or reports them.
   std::set<uint32_t> unverified_;
-  // A clean version-3 open's live blocks, as its extent pass verified them,
+  // A clean open's live blocks, as its extent pass verified them,
   // for ForEachLiveKey (dropped by it and by any change to the tier; empty
   // otherwise, when ForEachLiveKey reads the blocks).
   struct OpenKey {
@@ -1131,7 +594,7 @@ Status WarmTierImpl::OpenFiles() {
     return Status::Corruption(blocks_path_ + ": header checksum mismatch");
   }
   uint32_t version = Load<uint32_t>(h + 8);
-  if (version != kBlocksV2 && version != kBlocksV3) {
+  if (version != kBlocksFormatVersion) {
     return Status::Corruption(blocks_path_ + ": unsupported format version " + std::to_string(version));
   }
   uint32_t file_dims = Load<uint32_t>(h + 12);
@@ -1145,13 +608,11 @@ Status WarmTierImpl::OpenFiles() {
   uint32_t bpc = Load<uint32_t>(h + 20);
   uint32_t emb_off = Load<uint32_t>(h + 24);
   uint64_t chunk_bytes = uint64_t{bpc} * bs;
-  if (emb_off != HeaderBytesFor(version)) {
+  if (emb_off != kBlockHeaderBytes) {
     return Status::Corruption(blocks_path_ + ": embedding offset " + std::to_string(emb_off) +
                               " does not match format version " + std::to_string(version));
   }
-  version_ = version;
-  hdr_bytes_ = static_cast<uint32_t>(HeaderBytesFor(version));
-  block_size_ = BlockSizeFor(version, dims_);
+  block_size_ = BlockSizeFor(dims_);
   if (bs != block_size_ || bpc == 0 || chunk_bytes % kHeaderPage != 0) {
     return Status::Corruption(blocks_path_ + ": inconsistent block geometry in the header");
   }
@@ -1174,7 +635,7 @@ Status WarmTierImpl::OpenFiles() {
                               " slots were used, but the file holds only " + std::to_string(n_chunks * bpc) +
                               " (truncated)");
   }
-  uint32_t covered = mark;  // absent (zeros, an older file): strict
+  uint32_t covered = mark;  // absent (all zeros): strict
   if (Load<uint64_t>(h + kOffCovered) != 0) {
     if (!UnpackMark(h + kOffCovered, &covered)) {
       return Status::Corruption(blocks_path_ + ": covered mark checksum mismatch in the header");
@@ -1223,7 +684,7 @@ Status WarmTierImpl::OpenFiles() {
       SetFree(slot, true);
       continue;
     }
-    if (!IsLiveState(state) || (version_ == kBlocksV3 && state != kStateLiveA)) {
+    if (!IsLiveState(state)) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "0x%08x", state);
       return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
@@ -1231,14 +692,7 @@ Status WarmTierImpl::OpenFiles() {
     // A live block at/above the mark: killed between publishing and raising.
     Parsed p;
     TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-    uint64_t& e = gen_end[p.var_gen];
-    if (version_ == kBlocksV2) {
-      // Version 3 learns extent ends from the var prefixes, below.
-      uint64_t end = p.var_offset + p.var_len();
-      if (end < p.var_offset) return Status::Corruption(SlotCorruption(slot, "var extent overflows"));
-      e = std::max(e, end);
-      var_live_bytes_ += p.var_len();
-    }
+    gen_end[p.var_gen];  // the extent ends come from the var prefixes, below
     ++live_;
     scan_limit_ = slot + 1;
   }
@@ -1266,32 +720,30 @@ Status WarmTierImpl::OpenFiles() {
     vf.tail = std::max<uint64_t>(end, kHeaderPage);
     var_files_.emplace(gen, std::move(vf));
   }
-  if (version_ == kBlocksV3) {
-    // Every referenced var file is open: verify each live block's extent
-    // prefix (key_crc) and learn the extent ends and live bytes from it.
-    // A clean open keeps each block's id and seq for ForEachLiveKey (after
-    // a crash ForEachLive decides on torn copies, so it reads them itself).
-    if (!after_crash_) open_keys_.reserve(live_);
-    for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
-      if (slot + kPrefetchAhead < scan_limit_) PrefetchExtent(slot + kPrefetchAhead);
-      const uint8_t* b = BlockPtr(slot);
-      if (LoadState(b) != kStateLiveA) continue;
-      Parsed p;
-      TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-      Status s = ParseExtent(slot, &p);
-      if (!s.ok()) {
-        // After a crash this may be an extent a power cut kept from the
-        // disk while its block got there: ForEachLive decides, with the
-        // caller's TornCopyPolicy. Otherwise it is damage.
-        if (!after_crash_) return s;
-        unverified_.insert(slot);
-        continue;
-      }
-      VarFile& vf = var_files_.at(p.var_gen);
-      vf.tail = std::max(vf.tail, p.var_offset + p.extent_len());
-      var_live_bytes_ += p.extent_len();
-      if (!after_crash_) open_keys_.push_back({slot, p.id_len, p.seq, reinterpret_cast<const char*>(p.bytes)});
+  // Every referenced var file is open: verify each live block's extent
+  // prefix (key_crc) and learn the extent ends and live bytes from it.
+  // A clean open keeps each block's id and seq for ForEachLiveKey (after
+  // a crash ForEachLive decides on torn copies, so it reads them itself).
+  if (!after_crash_) open_keys_.reserve(live_);
+  for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+    if (slot + kPrefetchAhead < scan_limit_) PrefetchExtent(slot + kPrefetchAhead);
+    const uint8_t* b = BlockPtr(slot);
+    if (LoadState(b) != kStateLive) continue;
+    Parsed p;
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+    Status s = ParseExtent(slot, &p);
+    if (!s.ok()) {
+      // After a crash this may be an extent a power cut kept from the
+      // disk while its block got there: ForEachLive decides, with the
+      // caller's TornCopyPolicy. Otherwise it is damage.
+      if (!after_crash_) return s;
+      unverified_.insert(slot);
+      continue;
     }
+    VarFile& vf = var_files_.at(p.var_gen);
+    vf.tail = std::max(vf.tail, p.var_offset + p.extent_len());
+    var_live_bytes_ += p.extent_len();
+    if (!after_crash_) open_keys_.push_back({slot, p.id_len, p.seq, reinterpret_cast<const char*>(p.bytes)});
   }
   if (!gen_end.empty()) cur_gen_ = gen_end.rbegin()->first;
   if (read_only_) return Status::OK();  // nothing to defer: a reader never writes
@@ -1301,16 +753,16 @@ Status WarmTierImpl::OpenFiles() {
     // FinishOpen starts a new generation.
     uint32_t gen = *existing.rbegin();
     VarFile vf;
-    if (gen <= MaxGen() && OpenVarFile(gen, &vf).ok()) {
+    if (gen <= kMaxGen && OpenVarFile(gen, &vf).ok()) {
       var_files_.emplace(gen, std::move(vf));
       cur_gen_ = gen;
     }
   }
   if (cur_gen_ == 0) {
     new_gen_ = existing.empty() ? 1 : *existing.rbegin() + 1;
-    // Wrapped (u32, or version 3's 24 bits): every existing file is
+    // Wrapped (24 bits): every existing file is
     // unreferenced and removed first.
-    if (new_gen_ == 0 || new_gen_ > MaxGen()) new_gen_ = 1;
+    if (new_gen_ == 0 || new_gen_ > kMaxGen) new_gen_ = 1;
   }
   for (uint32_t gen : existing) {
     if (!var_files_.count(gen)) pending_remove_.push_back(VarPath(gen));
@@ -1379,7 +831,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   if (rec.embedding == nullptr) return Status::InvalidArgument("record has no embedding");
 
   const uint64_t n = uint64_t{rec.id.size()} + rec.content.size() + rec.metadata.size();
-  const uint64_t prefix = version_ == kBlocksV3 ? kV3PrefixBytes : 0;
+  const uint64_t prefix = kPrefixBytes;
   uint64_t var_off = 0;
   uint8_t* var = nullptr;
   TS_RETURN_IF_ERROR(ReserveVar(prefix + n, &var_off, &var));
@@ -1402,7 +854,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
     std::memcpy(bytes + rec.id.size() + rec.content.size(), rec.metadata.data(), rec.metadata.size());
   }
 
-  uint8_t h[kV2HeaderBytes] = {};  // the larger header
+  uint8_t h[kBlockHeaderBytes] = {};
   Store<uint64_t>(h + kOffSeq, rec.seq);
   Store<double>(h + kOffCreatedAt, rec.created_at);
   Store<double>(h + kOffLastAccess, rec.last_access_at);
@@ -1411,27 +863,14 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   Store<float>(h + kOffActivation, rec.activation);
   Store<float>(h + kOffNorm, rec.norm);
   const uint32_t embedding_crc = Crc32c(rec.embedding, uint64_t{4} * dims_);
-  if (version_ == kBlocksV2) {
-    Store<uint32_t>(h + kOffIdLen, static_cast<uint32_t>(rec.id.size()));
-    Store<uint32_t>(h + kOffContentLen, static_cast<uint32_t>(rec.content.size()));
-    Store<uint32_t>(h + kOffMetadataLen, static_cast<uint32_t>(rec.metadata.size()));
-    Store<uint32_t>(h + kOffDataCrc, ExtendDataCrc(Crc32cExtend(0, bytes, n), h));
-    Store<uint32_t>(h + kOffEmbeddingCrc, embedding_crc);
-    uint32_t hcrc = ComputeHeaderCrc(h);
-    Store<uint32_t>(h + kOffHeaderCrc, hcrc);
-    Store<uint64_t>(h + kOffLoc0, var_off);
-    Store<uint32_t>(h + kOffLoc0 + 8, cur_gen_);
-    Store<uint32_t>(h + kOffLoc0 + 12, ComputeLocCrc(hcrc, h + kOffLoc0));
-  } else {
-    Store<uint64_t>(h + kV3OffLoc, PackLoc(cur_gen_, var_off));
-    Store<uint32_t>(h + kV3OffEmbeddingCrc, embedding_crc);
-    Store<uint32_t>(h + kOffHeaderCrc, ExtendV3Fixed(0, h));
-    Store<uint32_t>(var, static_cast<uint32_t>(rec.id.size()));
-    Store<uint32_t>(var + 4, static_cast<uint32_t>(rec.content.size()));
-    Store<uint32_t>(var + 8, static_cast<uint32_t>(rec.metadata.size()));
-    Store<uint32_t>(var + kPrefixKeyCrc, ComputeKeyCrc(var, bytes, static_cast<uint32_t>(rec.id.size()), rec.seq));
-    Store<uint32_t>(var + kPrefixDataCrc, ExtendV3Fixed(Crc32cExtend(0, bytes, n), h));
-  }
+  Store<uint64_t>(h + kOffLoc, PackLoc(cur_gen_, var_off));
+  Store<uint32_t>(h + kOffEmbeddingCrc, embedding_crc);
+  Store<uint32_t>(h + kOffHeaderCrc, ExtendFixed(0, h));
+  Store<uint32_t>(var, static_cast<uint32_t>(rec.id.size()));
+  Store<uint32_t>(var + 4, static_cast<uint32_t>(rec.content.size()));
+  Store<uint32_t>(var + 8, static_cast<uint32_t>(rec.metadata.size()));
+  Store<uint32_t>(var + kPrefixKeyCrc, ComputeKeyCrc(var, bytes, static_cast<uint32_t>(rec.id.size()), rec.seq));
+  Store<uint32_t>(var + kPrefixDataCrc, ExtendFixed(Crc32cExtend(0, bytes, n), h));
 
   if (slot >= mark_ && slot + 1 < SlotLimit()) {
     // This store never wrote above the mark, but a damaged file may hold
@@ -1459,9 +898,9 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   }
   uint8_t* b = BlockPtr(slot);
   PublishState(b, kStateWriting);
-  std::memcpy(b + 4, h + 4, hdr_bytes_ - 4);
-  std::memcpy(b + hdr_bytes_, rec.embedding, uint64_t{4} * dims_);
-  PublishState(b, kStateLiveA);
+  std::memcpy(b + 4, h + 4, kBlockHeaderBytes - 4);
+  std::memcpy(b + kBlockHeaderBytes, rec.embedding, uint64_t{4} * dims_);
+  PublishState(b, kStateLive);
   // Only now (block complete and published) may the mark cover the slot.
   // Lowest-free allocation means every slot below `slot` is live, so the
   // slots below the raised mark were all written.
@@ -1486,15 +925,15 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   PublishFrees();  // a block still reading live would point into the var file about to go
   *bytes_reclaimed = 0;
   uint32_t new_gen = var_files_.empty() ? 1 : var_files_.rbegin()->first + 1;
-  if (version_ == kBlocksV3 && new_gen > kV3MaxGen) {
+  if (new_gen > kMaxGen) {
     // 24 bits of generation: wrap to the smallest one not in use (every
     // generation in use is in var_files_; unreferenced files were removed).
     new_gen = 1;
     while (var_files_.count(new_gen)) ++new_gen;
   }
   if (new_gen == 0) return Status::IoError(dir_ + ": warm var file generations exhausted");
-  if (version_ == kBlocksV3 && kHeaderPage + var_live_bytes_ - 1 > kV3MaxOffset) {
-    return Status::IoError(dir_ + ": live warm var bytes exceed what a version-3 location can address (2^40)");
+  if (kHeaderPage + var_live_bytes_ - 1 > kMaxOffset) {
+    return Status::IoError(dir_ + ": live warm var bytes exceed what a block's location can address (2^40)");
   }
 
   // 1. Write the new generation with every live extent, and make it durable.
@@ -1537,11 +976,11 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
       s = ParseLive(slot, b, &p);
       if (s.ok()) s = ParseExtent(slot, &p);
       if (!s.ok()) return fail(s);
-      // The whole extent, version 3's prefix included: nothing in it
+      // The whole extent, its prefix included: nothing in it
       // depends on where it lies.
       uint64_t n = p.extent_len();
       if (cursor + n > total) return fail(Status::Corruption(blocks_path_ + ": live byte count changed during compaction"));
-      std::memcpy(dst + cursor, p.bytes - p.prefix, n);
+      std::memcpy(dst + cursor, p.bytes - kPrefixBytes, n);
       moves.push_back({slot, kHeaderPage + cursor});
       cursor += n;
     }
@@ -1554,10 +993,9 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
     if (!s.ok()) return fail(s);
   }
 
-  // 2. Repoint each block with one aligned store (version 2: write the
-  //    inactive location, then flip the state; version 3: the location
-  //    word). A crash leaves each block on the old or the new (complete,
-  //    synced) file.
+  // 2. Repoint each block with one aligned store of its location word. A
+  //    crash leaves each block on the old or the new (complete, synced)
+  //    file.
   std::vector<uint32_t> old_gens;
   uint64_t old_bytes = 0;
   for (const auto& [gen, vf] : var_files_) {
@@ -1569,20 +1007,7 @@ Status WarmTierImpl::Compact(uint64_t* bytes_reclaimed) {
   cur_gen_ = new_gen;
   for (const Move& m : moves) {
     uint8_t* b = BlockPtr(m.slot);
-    if (version_ == kBlocksV3) {
-      __atomic_store_n(reinterpret_cast<uint64_t*>(b + kV3OffLoc), PackLoc(new_gen, m.off), __ATOMIC_RELEASE);
-      MarkBlockDirty(m.slot);
-      continue;
-    }
-    uint32_t state = LoadState(b);
-    uint32_t next = state == kStateLiveA ? kStateLiveB : kStateLiveA;
-    uint8_t* loc = b + kOffLoc0 + (next == kStateLiveB ? kLocBytes : 0);
-    uint8_t l[kLocBytes];
-    Store<uint64_t>(l, m.off);
-    Store<uint32_t>(l + 8, new_gen);
-    Store<uint32_t>(l + 12, ComputeLocCrc(Load<uint32_t>(b + kOffHeaderCrc), l));
-    std::memcpy(loc, l, kLocBytes);
-    PublishState(b, next);
+    __atomic_store_n(reinterpret_cast<uint64_t*>(b + kOffLoc), PackLoc(new_gen, m.off), __ATOMIC_RELEASE);
     MarkBlockDirty(m.slot);
   }
   for (auto& r : chunks_) {
@@ -1614,19 +1039,14 @@ Status WarmTier::Create(const std::string& dir, uint32_t dimensions) {
   if (PathExists(path)) {
     return Status::InvalidArgument(path + " already exists; WarmTier::Create is for a new store only");
   }
-  uint32_t version = warm_testing::g_create_version.load();
-  if (version == 0) version = kBlocksV3;
-  if (version != kBlocksV2 && version != kBlocksV3) {
-    return Status::InvalidArgument("warm block format version " + std::to_string(version) + " cannot be created");
-  }
   TS_RETURN_IF_ERROR(CreateDirectories(dir));
-  uint32_t block_size = BlockSizeFor(version, dimensions);
+  uint32_t block_size = BlockSizeFor(dimensions);
   uint64_t page = std::max<uint64_t>(PageSize(), kHeaderPage);
   uint64_t unit = page / Gcd(block_size, page);  // blocks per page-multiple
   uint64_t target = warm_testing::g_block_chunk_bytes.load();
   if (target == 0) target = kDefaultBlockChunkBytes;
   uint64_t bpc = std::max<uint64_t>(unit, target / block_size / unit * unit);
-  return AtomicWriteFile(path, BlocksHeaderPage(version, dimensions, block_size, static_cast<uint32_t>(bpc)));
+  return AtomicWriteFile(path, BlocksHeaderPage(dimensions, block_size, static_cast<uint32_t>(bpc)));
 }
 
 Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<WarmTier>* out) {

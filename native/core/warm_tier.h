@@ -1,27 +1,10 @@
-// WarmTier: records in memory-mapped fixed-size blocks plus a variable-length
-// section holding id, content and metadata bytes.
-//
-// Files (in the store directory):
-//   warm.blocks      a 4096-byte header page, then fixed-size blocks, one per
-//                    record slot. A block holds the scalars, the sequence
-//                    number, the (var file generation, offset) of the record's
-//                    id/content/metadata bytes, checksums, and the embedding
-//                    (float32, 64-byte aligned within the block). The header
-//                    page also holds the format version and the high-water
-//                    mark: the number of slots ever used. Every slot below it
-//                    has been written at least once, so its state is never
-//                    the zero "never written" value; a zero state there means
-//                    the block was destroyed (e.g. a zeroed page) and is
-//                    CORRUPTION.
-//   warm-var-<gen>.dat  the variable-length section (a header page, then
-//                    record extents back to back). compact() writes generation
-//                    gen+1, repoints the blocks, then deletes generation gen.
-//
-// Two block formats (details in warm_tier.cc): version 2 (128-byte block
-// header; lengths in the block, two A/B var locations) and version 3 (64-byte
-// block header; lengths in a 20-byte prefix of the var extent, one location
-// word). Create() writes version 3; a version-2 store stays version 2 for its
-// whole life (opened, read, inserted into, freed and compacted as version 2).
+// WarmTier: records in memory-mapped fixed-size blocks (warm.blocks: the
+// scalars, checksums and embedding of each, one slot per record) plus a
+// variable-length file (warm-var-<gen>.dat: the id, content and metadata
+// bytes). The bytes of both are in docs/format/warm.md (block format
+// version 3); a file of another version is CORRUPTION "unsupported format
+// version". Compact writes generation gen+1 of the var file, repoints the
+// blocks, then deletes generation gen.
 //
 // Guarantees:
 // - Open has no side effects: it reads and maps the files and reports every
@@ -36,19 +19,18 @@
 //   pointer handed out stays valid until Close()/destruction -- except that
 //   var bytes of a slot are invalid after Free(slot) is followed by reuse of
 //   the slot, or after Compact() (which also rewrites the location word of
-//   every live version-3 block in place); callers hold the store's
+//   every live block in place); callers hold the store's
 //   exclusive lock across both, so no reader holds such pointers then.
 // - Crash safety: Insert writes the var bytes and the whole block with state
 //   "writing", then publishes it by one aligned 4-byte store of state "live",
 //   then (for a slot at/above the high-water mark) raises the mark by one
 //   aligned 8-byte store into the header page. Free is one aligned store of
-//   state "free". Compact repoints a block by one aligned store (version 2:
-//   the state selecting the other location; version 3: the 8-byte location
-//   word) after the new var file is durable. A SIGKILL at any point leaves
-//   every block either free/writing (ignored on open) or live and complete,
-//   on the old or the new var file (FreeLater defers the "free" store to
-//   PublishFrees: until then a crash leaves the block live, for the Store's
-//   recovery to drop); a live block just above the mark
+//   state "free". Compact repoints a block by one aligned 8-byte store of
+//   its location word after the new var file is durable. A SIGKILL at any
+//   point leaves every block either free/writing (ignored on open) or live
+//   and complete, on the old or the new var file (FreeLater defers the
+//   "free" store to PublishFrees: until then a crash leaves the block live,
+//   for the Store's recovery to drop); a live block just above the mark
 //   (killed between publish and raise) is accepted. Every acknowledged
 //   insert is below the mark. Open reads no block past the first
 //   never-written one at or above the mark (nothing past it was ever
@@ -62,18 +44,13 @@
 //   mark does not, which is ignored when a never-written block precedes it
 //   (its record has a copy elsewhere: the mark covers a block before the
 //   Store drops another copy).
-// - Checksums: header_crc covers the block's fixed fields (not the access
-//   statistics, nor the version-3 location word, which change in place);
-//   data_crc covers id, content, metadata, scalars and seq; embedding_crc
-//   covers the embedding; version 3's key_crc covers the extent's lengths,
-//   the id and the block's seq (so it also checks the location). Open
-//   verifies header_crc of live blocks (version 3: and key_crc, which needs
-//   the var files); Read verifies data_crc always (version 3: key_crc too)
-//   and embedding_crc when asked. Any mismatch, any offset outside its
-//   file, any file of the wrong size, a zeroed block below the high-water
-//   mark, a mark beyond the file's slots, a block file of other dimensions
-//   (another store's file) or of an unknown version is CORRUPTION naming the
-//   file.
+// - Checksums (which bytes each covers: docs/format/warm.md): Open verifies
+//   every live block's header and key checksums (the latter in the var
+//   file); Read verifies the data checksum always and the embedding's when
+//   asked. Any mismatch, any offset outside its file, any file of the wrong
+//   size, a zeroed block below the high-water mark, a mark beyond the file's
+//   slots, a block file of other dimensions (another store's file) or of an
+//   unknown version is CORRUPTION naming the file.
 // - Deleted slots are reused (lowest free slot first), so the slots ever
 //   used are always a prefix [0, mark).
 //
@@ -103,7 +80,7 @@ struct WarmStats {
   uint64_t block_file_bytes = 0;
   uint64_t var_file_bytes = 0;
   uint64_t var_live_bytes = 0;    // bytes of var section referenced by live blocks
-                                  // (version 3: each extent's 20-byte prefix included)
+                                  // (each extent's 20-byte prefix included)
   uint64_t high_water_mark = 0;   // slots ever used (persisted in the header page)
 };
 
@@ -119,20 +96,19 @@ struct WarmScalars {
 };
 
 // The block fields a similarity scan reads in place (the full layout is in
-// warm_tier.cc, which takes these constants from here); they sit at the same
-// offsets in both block versions. The embedding's offset differs by version:
-// see WarmRun::embedding_offset. Accessors take a pointer to the start of a
-// block inside a WarmRun.
+// docs/format/warm.md; warm_tier.cc takes these constants from here). The
+// embedding's offset is WarmRun::embedding_offset. Accessors take a pointer
+// to the start of a block inside a WarmRun.
 namespace warm_block {
 constexpr size_t kStateOffset = 0;
+constexpr size_t kCreatedAtOffset = 16;
 constexpr size_t kConfidenceOffset = 52;
+constexpr size_t kActivationOffset = 56;
 constexpr size_t kNormOffset = 60;
-constexpr uint32_t kStateLiveA = 0x41564C4Cu;  // "LLVA"
-constexpr uint32_t kStateLiveB = 0x42564C4Cu;  // "LLVB"
+constexpr uint32_t kStateLive = 0x41564C4Cu;  // "LLVA"
 
 inline bool IsLive(const uint8_t* block) {
-  uint32_t s = __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kStateOffset), __ATOMIC_ACQUIRE);
-  return s == kStateLiveA || s == kStateLiveB;
+  return __atomic_load_n(reinterpret_cast<const uint32_t*>(block + kStateOffset), __ATOMIC_ACQUIRE) == kStateLive;
 }
 inline float LoadFloat(const uint8_t* p) {
   float v;
@@ -141,6 +117,12 @@ inline float LoadFloat(const uint8_t* p) {
 }
 inline float Norm(const uint8_t* block) { return LoadFloat(block + kNormOffset); }
 inline float Confidence(const uint8_t* block) { return LoadFloat(block + kConfidenceOffset); }
+inline float Activation(const uint8_t* block) { return LoadFloat(block + kActivationOffset); }
+inline double CreatedAt(const uint8_t* block) {
+  double v;
+  std::memcpy(&v, block + kCreatedAtOffset, sizeof v);
+  return v;
+}
 }  // namespace warm_block
 
 // Consecutive slots [first_slot, first_slot + count) of one mapped chunk:

@@ -29,10 +29,8 @@
 // The warm tier's test hook (defined in warm_tier.cc, declared by its users):
 // the smallest chunk sizes keep every store file a few KiB, so each fuzz
 // iteration writes and maps little.
-// SetCreateVersion picks the warm block format new stores get (0 = default).
 namespace tierstore::warm_testing {
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes);
-void SetCreateVersion(uint32_t version);
 }
 
 namespace tsfuzz {
@@ -398,28 +396,20 @@ void WriteSome(Store* s, const std::vector<std::string>& ids) {
 }
 
 // ---------------------------------------------------------------------------
-// Warm block layout (see warm_tier.cc).
+// Warm block layout (docs/format/warm.md).
 constexpr uint64_t kWarmHeaderPage = 4096;
-constexpr uint32_t kWarmLiveA = 0x41564C4Cu;
-constexpr uint32_t kWarmLiveB = 0x42564C4Cu;
-constexpr uint64_t kWarmV2BlockHeader = 128;
-constexpr uint64_t kWarmV3BlockHeader = 64;
-constexpr uint64_t kWarmV3Prefix = 20;  // var extent prefix: 3 lengths, key_crc, data_crc
+constexpr uint32_t kWarmLive = 0x41564C4Cu;
+constexpr uint64_t kWarmBlockHeader = 64;
+constexpr uint64_t kWarmPrefix = 20;  // var extent prefix: 3 lengths, key_crc, data_crc
 
-uint32_t WarmHeaderCrc(const std::string& s, uint64_t b) {
-  uint32_t c = tierstore::Crc32cExtend(0, s.data() + b + 8, 16);
-  c = tierstore::Crc32cExtend(c, s.data() + b + 40, 32);
-  return tierstore::Crc32cExtend(c, s.data() + b + 104, 24);
-}
-
-// Version 3: block bytes [8,24) + [48,64), extending c (header_crc with
-// c = 0, and the tail of data_crc).
-uint32_t WarmV3Fixed(uint32_t c, const std::string& s, uint64_t b) {
+// Block bytes [8,24) + [48,64), extending c (header_crc with c = 0, and the
+// tail of data_crc).
+uint32_t WarmFixed(uint32_t c, const std::string& s, uint64_t b) {
   c = tierstore::Crc32cExtend(c, s.data() + b + 8, 16);
   return tierstore::Crc32cExtend(c, s.data() + b + 48, 16);
 }
 
-// Cold segment layout (see cold_tier.cc).
+// Cold segment layout (docs/format/cold.md).
 constexpr uint64_t kColdHeader = 512;
 constexpr int kColdColumns = 18;
 enum ColdCol { kKey = 0, kSeq, kConf, kAct, kCreated, kNorm, kDataCrc, kEmbCrc, kEmb, kIdOff, kIdBytes, kContentOff,
@@ -461,17 +451,14 @@ const StoreFiles& SeedFiles(bool clean) {
   return clean ? *g_seed_clean : *g_seed_dirty;
 }
 
-bool BuildSeedStore(const std::string& dir, StoreFiles* out, uint32_t warm_version) {
+bool BuildSeedStore(const std::string& dir, StoreFiles* out) {
   tierstore::warm_testing::SetChunkBytes(1, 1);
   RemoveTree(dir);
   {
     Handle h;
     tierstore::StoreOptions o;
     o.dimensions = kSeedDimensions;
-    tierstore::warm_testing::SetCreateVersion(warm_version);
-    Status opened = Store::Open(dir, o, &h.store);
-    tierstore::warm_testing::SetCreateVersion(0);
-    if (!Check(opened, "Store::Open")) return false;
+    if (!Check(Store::Open(dir, o, &h.store), "Store::Open")) return false;
     Store* s = h.store.get();
     tierstore::WriteOptions w;
     w.hot_capacity = 4;
@@ -643,17 +630,14 @@ void RepairManifest(std::string* m) {
 }
 
 void RepairHotLog(std::string* log) {
-  // Header (32 bytes, version 2; 40, version 3): magic 8, version, dims @12,
-  // store id @16, crc of [0,24) @24, pad, then (version 3) the end mark @32:
-  // the end in the low 48 bits, 16 bits of the crc of those 6 bytes above.
-  if (log->size() < 32) return;
+  // Header (40 bytes; docs/format/hot-log.md): magic 8, version, dims @12,
+  // store id @16, crc of [0,24) @24, pad, then the end mark @32: the end in
+  // the low 48 bits, 16 bits of the crc of those 6 bytes above.
+  if (log->size() < 40) return;
   St<uint32_t>(log, 24, CrcOf(*log, 0, 24));
-  uint64_t pos = 32;
-  if (Ld<uint32_t>(*log, 8) == 3 && log->size() >= 40) {
-    const uint64_t end = Ld<uint64_t>(*log, 32) & ((uint64_t{1} << 48) - 1);
-    St<uint64_t>(log, 32, end | (uint64_t{CrcOf(*log, 32, 6) & 0xFFFFu} << 48));
-    pos = 40;
-  }
+  const uint64_t end = Ld<uint64_t>(*log, 32) & ((uint64_t{1} << 48) - 1);
+  St<uint64_t>(log, 32, end | (uint64_t{CrcOf(*log, 32, 6) & 0xFFFFu} << 48));
+  uint64_t pos = 40;
   // Entries: crc @0 of [4, 16+len), type @4, header check @5 (24 bits of the
   // crc of type and length), length u64 @8.
   while (InRange(*log, pos, 16)) {
@@ -678,53 +662,31 @@ void RepairWarmBlocks(std::string* blocks, std::map<uint32_t, std::string>* var_
   St<uint32_t>(blocks, 36, CrcOf(*blocks, 32, 4));
   // The covered mark @40 and its crc @44; all zeros means absent (strict).
   if (Ld<uint64_t>(*blocks, 40) != 0) St<uint32_t>(blocks, 44, CrcOf(*blocks, 40, 4));
-  const bool v3 = Ld<uint32_t>(*blocks, 8) == 3;
-  const uint64_t header_bytes = v3 ? kWarmV3BlockHeader : kWarmV2BlockHeader;
+  const uint64_t header_bytes = kWarmBlockHeader;
   const uint64_t dims = Ld<uint32_t>(*blocks, 12);
   const uint64_t block_size = Ld<uint32_t>(*blocks, 16);
   if (block_size < header_bytes || block_size > blocks->size()) return;
   const uint64_t emb_bytes = dims * 4;
   for (uint64_t b = kWarmHeaderPage; InRange(*blocks, b, block_size); b += block_size) {
-    const uint32_t state = Ld<uint32_t>(*blocks, b);
-    if (state != kWarmLiveA && state != kWarmLiveB) continue;
-    if (v3) {
-      // Block: embedding_crc @48, header_crc @4. Extent prefix at the
-      // location word @40 (offset: low 40 bits, generation: high 24):
-      // key_crc @12 over prefix [0,12) + id + seq, data_crc @16 over the
-      // bytes + block [8,24) + [48,64).
-      if (header_bytes + emb_bytes <= block_size) St<uint32_t>(blocks, b + 48, CrcOf(*blocks, b + header_bytes, emb_bytes));
-      St<uint32_t>(blocks, b + 4, WarmV3Fixed(0, *blocks, b));
-      const uint64_t loc = Ld<uint64_t>(*blocks, b + 40);
-      const uint64_t var_off = loc & ((uint64_t{1} << 40) - 1);
-      auto var = var_files->find(static_cast<uint32_t>(loc >> 40));
-      if (var == var_files->end() || !InRange(var->second, var_off, kWarmV3Prefix)) continue;
-      std::string& v = var->second;
-      const uint64_t id_len = Ld<uint32_t>(v, var_off);
-      const uint64_t var_len = id_len + Ld<uint32_t>(v, var_off + 4) + Ld<uint32_t>(v, var_off + 8);
-      if (!InRange(v, var_off + kWarmV3Prefix, var_len)) continue;
-      uint32_t k = CrcOf(v, var_off, 12);
-      k = tierstore::Crc32cExtend(k, v.data() + var_off + kWarmV3Prefix, id_len);
-      St<uint32_t>(&v, var_off + 12, tierstore::Crc32cExtend(k, blocks->data() + b + 8, 8));
-      St<uint32_t>(&v, var_off + 16, WarmV3Fixed(CrcOf(v, var_off + kWarmV3Prefix, var_len), *blocks, b));
-      continue;
-    }
-    const uint64_t loc = b + 72 + (state == kWarmLiveB ? 16 : 0);
-    const uint64_t var_len =
-        uint64_t{Ld<uint32_t>(*blocks, b + 40)} + Ld<uint32_t>(*blocks, b + 44) + Ld<uint32_t>(*blocks, b + 48);
-    const uint64_t var_off = Ld<uint64_t>(*blocks, loc);
-    auto var = var_files->find(Ld<uint32_t>(*blocks, loc + 8));
-    if (var != var_files->end() && InRange(var->second, var_off, var_len)) {
-      uint32_t c = CrcOf(var->second, var_off, var_len);
-      c = tierstore::Crc32cExtend(c, blocks->data() + b + 8, 16);
-      c = tierstore::Crc32cExtend(c, blocks->data() + b + 40, 24);
-      St<uint32_t>(blocks, b + 64, c);
-    }
-    if (header_bytes + emb_bytes <= block_size) St<uint32_t>(blocks, b + 68, CrcOf(*blocks, b + header_bytes, emb_bytes));
-    const uint32_t header_crc = WarmHeaderCrc(*blocks, b);
-    St<uint32_t>(blocks, b + 4, header_crc);
-    for (uint64_t l : {b + 72, b + 88}) {
-      St<uint32_t>(blocks, l + 12, tierstore::Crc32cExtend(header_crc, blocks->data() + l, 12));
-    }
+    if (Ld<uint32_t>(*blocks, b) != kWarmLive) continue;
+    // Block: embedding_crc @48, header_crc @4. Extent prefix at the
+    // location word @40 (offset: low 40 bits, generation: high 24):
+    // key_crc @12 over prefix [0,12) + id + seq, data_crc @16 over the
+    // bytes + block [8,24) + [48,64).
+    if (header_bytes + emb_bytes <= block_size) St<uint32_t>(blocks, b + 48, CrcOf(*blocks, b + header_bytes, emb_bytes));
+    St<uint32_t>(blocks, b + 4, WarmFixed(0, *blocks, b));
+    const uint64_t loc = Ld<uint64_t>(*blocks, b + 40);
+    const uint64_t var_off = loc & ((uint64_t{1} << 40) - 1);
+    auto var = var_files->find(static_cast<uint32_t>(loc >> 40));
+    if (var == var_files->end() || !InRange(var->second, var_off, kWarmPrefix)) continue;
+    std::string& v = var->second;
+    const uint64_t id_len = Ld<uint32_t>(v, var_off);
+    const uint64_t var_len = id_len + Ld<uint32_t>(v, var_off + 4) + Ld<uint32_t>(v, var_off + 8);
+    if (!InRange(v, var_off + kWarmPrefix, var_len)) continue;
+    uint32_t k = CrcOf(v, var_off, 12);
+    k = tierstore::Crc32cExtend(k, v.data() + var_off + kWarmPrefix, id_len);
+    St<uint32_t>(&v, var_off + 12, tierstore::Crc32cExtend(k, blocks->data() + b + 8, 8));
+    St<uint32_t>(&v, var_off + 16, WarmFixed(CrcOf(v, var_off + kWarmPrefix, var_len), *blocks, b));
   }
 }
 

@@ -54,9 +54,8 @@ const StoreFiles& SeedFiles(bool clean);
 
 // Writes the seed store into dir (which must not exist or be empty) and
 // reads every file back into *out. Deterministic: same bytes every run.
-// Returns false (after printing why) if the engine failed. warm_version:
-// the warm block format to create (0 = the default, 3; 2 for the old one).
-bool BuildSeedStore(const std::string& dir, StoreFiles* out, uint32_t warm_version = 0);
+// Returns false (after printing why) if the engine failed.
+bool BuildSeedStore(const std::string& dir, StoreFiles* out);
 
 // One input's store directory: created fresh by the constructor, removed
 // with everything in it by the destructor, which also checks that no file

@@ -105,22 +105,6 @@ int main(int argc, char** argv) {
   without_manifest.erase("MANIFEST");
   ok &= WriteSeed(out, "store_open_fuzz", "no-manifest", R | 16, tsfuzz::EncodeFileSet(without_manifest));
 
-  // The same store with warm blocks in the old format (version 2), which
-  // the engine still opens, reads and writes.
-  {
-    tsfuzz::ScratchStore scratch;
-    tsfuzz::StoreFiles v2_clean;
-    if (!tsfuzz::BuildSeedStore(scratch.dir(), &v2_clean, /*warm_version=*/2)) return 1;
-    tsfuzz::StoreFiles v2_dirty = v2_clean;
-    std::string& m = v2_dirty.at("MANIFEST");
-    if (m.size() >= 20) {
-      m.replace(16, 4, std::string(4, '\0'));  // not closed cleanly (as Init does for the default seed)
-      tsfuzz::RepairManifest(&m);
-    }
-    ok &= WriteSeed(out, "store_open_fuzz", "clean-store-v2", R | C, tsfuzz::EncodeFileSet(v2_clean));
-    ok &= WriteSeed(out, "store_open_fuzz", "dirty-store-v2", R, tsfuzz::EncodeFileSet(v2_dirty));
-  }
-
   // utf16_fuzz: UTF-16LE text (no store files); the flags byte is the
   // source's misalignment. ASCII runs longer than the SIMD step, 2-, 3- and
   // 4-byte characters at run edges, and each lone-surrogate shape.

@@ -31,12 +31,6 @@
 
 using namespace tierstore;
 
-namespace tierstore::warm_testing {
-// Test hook defined in warm_tier.cc: the warm block format version stores
-// created from now on get (0 = the default, 3).
-void SetCreateVersion(uint32_t version);
-}  // namespace tierstore::warm_testing
-
 namespace {
 
 constexpr uint32_t kDims = 8;
@@ -322,7 +316,7 @@ void ExpectAllExact(Store* s, const std::vector<OwnedRecord>& recs) {
 }
 
 constexpr uint64_t kWarmHeaderPage = 4096;
-// Warm block format version 3 (what new stores get): a 64-byte block header,
+// Warm block format version 3 (docs/format/warm.md): a 64-byte block header,
 // then the embedding; each var extent starts with a 20-byte prefix.
 constexpr uint64_t kWarmBlockHeader = 64;
 constexpr uint64_t kWarmBlockBytes = 128;  // 64-byte header + 8 floats, rounded up to 64
@@ -366,8 +360,8 @@ TEST(TornWarmCopyAfterCrashIsDroppedWhileTheLogHoldsIt) {
 
 // A cold row whose id bytes were damaged into another record's id: the two
 // "copies" of that id meet at open. Dropping the older one (the damaged
-// row) lost its real record silently; both copies are verified first, so
-// it is CORRUPTION naming the segment (found by the damage stress run).
+// row) would lose its real record silently; both copies are verified
+// first, so it is CORRUPTION naming the segment.
 TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
   std::mt19937 rng(94);
   OwnedRecord one = MakeRecord(1, &rng), two = MakeRecord(2, &rng);  // ids "id-1", "id-2"
@@ -407,9 +401,9 @@ TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
 
 // A warm or cold copy whose content is damaged while the log still holds the
 // same write, in a cleanly closed store: every tier was synced before the
-// clean manifest, so it is damage, and is CORRUPTION naming the file (it
-// used to be dropped for the log's copy, which moved the record to hot
-// without a word; after a crash the torn-copy policy still decides).
+// clean manifest, so it is damage, and is CORRUPTION naming the file, not
+// dropped for the log's copy (which would move the record to hot without a
+// word; after a crash the torn-copy policy decides).
 TEST(DamagedLowerCopyWithTheSameWriteInTheLogIsCorruptionAfterACleanClose) {
   std::mt19937 rng(95);
   std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
@@ -731,42 +725,37 @@ TEST(EndMarkOnAfterACleanCloseIsCorruption) {
   CHECK(s.message().find("hot.log") != std::string::npos);
 }
 
-TEST(VersionTwoLogIsReadAndAppendedTo) {
-  // A log written before the end mark (format version 2: a 32-byte header,
-  // the same entries), left by a crash.
+// Log format version 2 was a pre-release format: a store holding one does
+// not open, and the failed open leaves the file as it was.
+TEST(VersionTwoLogIsUnsupported) {
   std::mt19937 rng(35);
   std::vector<OwnedRecord> recs = MakeRecords(5, &rng);
   std::string dir = tstest::TempDir("store-log-v2");
-  std::string crashed = tstest::TempDir("store-log-v2-crash");
   {
     StoreHandle h;
     ASSERT_OK(OpenStore(dir, &h));
     WriteOptions durable;  // pwrite: the file ends at its entries
     durable.sync = true;
     ASSERT_OK(PutAll(h.store.get(), recs, durable));
-    std::filesystem::copy(dir, crashed, std::filesystem::copy_options::recursive);
   }
-  std::filesystem::remove(crashed + "/LOCK");
   std::string log;
-  ASSERT_OK(ReadWholeFile(crashed + "/hot.log", &log));
-  std::string v2 = log.substr(0, 32) + log.substr(40);
+  ASSERT_OK(ReadWholeFile(dir + "/hot.log", &log));
+  std::string v2 = log;  // the header's version says 2; its checksum holds
   const uint32_t version = 2;
   std::memcpy(v2.data() + 8, &version, 4);
   const uint32_t crc = Crc32c(v2.data(), 24);
   std::memcpy(v2.data() + 24, &crc, 4);
-  ASSERT_OK(AtomicWriteFile(crashed + "/hot.log", v2));
-  {
+  ASSERT_OK(AtomicWriteFile(dir + "/hot.log", v2));
+  for (bool read_only : {false, true}) {
     StoreHandle h;
-    ASSERT_OK(OpenStore(crashed, &h));
-    CHECK_EQ(Total(h.store.get()), recs.size());
-    ExpectAllExact(h.store.get(), recs);
-    std::mt19937 rng2(36);
-    ASSERT_OK(PutAll(h.store.get(), {MakeRecord(200, &rng2)}, WriteOptions{}));  // appended as version 2
+    Status s = OpenStore(dir, &h, 0, read_only);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(s.message().find("hot.log") != std::string::npos);
+    CHECK(s.message().find("unsupported format version 2") != std::string::npos);
   }
-  StoreHandle h;
-  ASSERT_OK(OpenStore(crashed, &h));
-  CHECK_EQ(Total(h.store.get()), recs.size() + 1);
-  ExpectAllExact(h.store.get(), recs);
+  std::string after;
+  ASSERT_OK(ReadWholeFile(dir + "/hot.log", &after));
+  CHECK(after == v2);
 }
 
 TEST(FileMissingAfterCleanCloseIsCorruption) {
@@ -889,8 +878,8 @@ TEST(IteratorExactlyOnceWhileEveryPutDemotes) {
   CHECK_EQ(Total(h.store.get()), 3000u + static_cast<uint64_t>(next - 100000));
 }
 
-// A single-tier iterator and records moved out of its tier and back
-// (found by a probe: out of hot and back in, a record came twice). Records
+// A single-tier iterator and records moved out of its tier and back (out of
+// hot and back in, a record could come twice). Records
 // the scan already yielded are never yielded again; a record moved out and
 // back before the scan reached it is yielded at most once.
 TEST(SingleTierIteratorYieldsARecordMovedOutAndBackOnce) {
@@ -1018,18 +1007,13 @@ double ReferenceCosine(const std::vector<float>& q, const std::vector<float>& x)
   return dot / std::sqrt(qq * nn);
 }
 
-// Recall over all three tiers equals a brute-force scan. warm_version: the
-// warm block format of the store (the scan reads embeddings at a
-// per-version offset).
-void CheckRecallMatchesBruteForce(uint32_t warm_version) {
-  std::string dir = tstest::TempDir("store-recall-v" + std::to_string(warm_version));
+// Recall over all three tiers equals a brute-force scan.
+void CheckRecallMatchesBruteForce() {
+  std::string dir = tstest::TempDir("store-recall");
   std::mt19937 rng(8);
   constexpr uint32_t dims = 37;  // not a multiple of 8 or 16: exercises kernel tails
   StoreHandle h;
-  warm_testing::SetCreateVersion(warm_version);
-  Status opened = OpenStore(dir, &h, dims);
-  warm_testing::SetCreateVersion(0);
-  ASSERT_OK(opened);
+  ASSERT_OK(OpenStore(dir, &h, dims));
   std::vector<OwnedRecord> recs;
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int i = 0; i < 6000; ++i) {
@@ -1076,8 +1060,7 @@ uint32_t WarmBlocksVersion(const std::string& dir) {
 
 }  // namespace
 
-TEST(RecallMatchesBruteForce) { CheckRecallMatchesBruteForce(0); }
-TEST(RecallMatchesBruteForceOnWarmFormatTwo) { CheckRecallMatchesBruteForce(2); }
+TEST(RecallMatchesBruteForce) { CheckRecallMatchesBruteForce(); }
 
 // Rows whose cosines with the query differ by less than float32 can tell
 // apart (perturbations of the query; exact copies too) rank as a scan in
@@ -1127,48 +1110,28 @@ TEST(RecallRanksNearTiesByTheirExactScores) {
   }
 }
 
-// A store whose warm tier is block format 2 (created before format 3) keeps
-// working as format 2: puts that migrate, deletes, compaction and reopen
-// round-trip exactly.
-TEST(WarmFormatTwoStoreKeepsWorking) {
+// Warm block format version 2 was a pre-release format: a store holding
+// one does not open.
+TEST(WarmFormatTwoStoreIsUnsupported) {
   std::string dir = tstest::TempDir("store-warm-v2");
   std::mt19937 rng(31);
-  std::vector<OwnedRecord> recs = MakeRecords(40, &rng);
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
   WriteOptions w;
   w.hot_capacity = 5;
   w.warm_capacity = 100;
-  warm_testing::SetCreateVersion(2);
-  Status created = PutMigrateClose(dir, {recs.begin(), recs.begin() + 20}, w);
-  warm_testing::SetCreateVersion(0);
-  ASSERT_OK(created);
-  CHECK_EQ(WarmBlocksVersion(dir), 2u);
-  {
-    StoreHandle h;
-    ASSERT_OK(OpenStore(dir, &h));
-    ExpectAllExact(h.store.get(), {recs.begin(), recs.begin() + 20});
-    ASSERT_OK(PutAll(h.store.get(), {recs.begin() + 20, recs.end()}, w));
-    MigrationReport rep;
-    ASSERT_OK(h->Migrate(w, &rep));
-    TierCounts c;
-    ASSERT_OK(h->Counts(&c));
-    CHECK_EQ(c.warm, 35u);
-    for (int i = 0; i < 40; i += 4) {
-      bool existed = false;
-      ASSERT_OK(h->Delete(recs[static_cast<size_t>(i)].id, w, &existed));
-      CHECK(existed);
-    }
-    CompactionReport cr;
-    ASSERT_OK(h->Compact(w, &cr));
-  }
-  std::vector<OwnedRecord> kept;
-  for (int i = 0; i < 40; ++i) {
-    if (i % 4 != 0) kept.push_back(recs[static_cast<size_t>(i)]);
-  }
+  ASSERT_OK(PutMigrateClose(dir, recs, w));
+  CHECK_EQ(WarmBlocksVersion(dir), 3u);
+  std::string blocks;
+  ASSERT_OK(ReadWholeFile(dir + "/warm.blocks", &blocks));
+  const uint32_t version = 2;
+  std::memcpy(blocks.data() + 8, &version, 4);
+  const uint32_t crc = Crc32c(blocks.data(), 28);
+  std::memcpy(blocks.data() + 28, &crc, 4);
+  ASSERT_OK(AtomicWriteFile(dir + "/warm.blocks", blocks));
   StoreHandle h;
-  ASSERT_OK(OpenStore(dir, &h));
-  CHECK_EQ(WarmBlocksVersion(dir), 2u);  // never converted
-  CHECK_EQ(Total(h.store.get()), kept.size());
-  ExpectAllExact(h.store.get(), kept);
+  Status s = OpenStore(dir, &h);
+  CHECK(s.code() == StatusCode::kCorruption);
+  CHECK(s.message().find("warm.blocks: unsupported format version 2") != std::string::npos);
 }
 
 TEST(ReadOnlyRefusesWritesAndOtherDimensions) {

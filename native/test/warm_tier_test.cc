@@ -28,9 +28,6 @@ namespace tierstore::warm_testing {
 // Test hook defined in warm_tier.cc: chunk sizes for files created/grown
 // from now on (0 = the defaults: 4 MiB block chunks, var files doubling from 1 MiB).
 void SetChunkBytes(uint64_t block_chunk_bytes, uint64_t var_chunk_bytes);
-// Test hook defined in warm_tier.cc: the block format version Create()
-// writes from now on (0 = the default, 3).
-void SetCreateVersion(uint32_t version);
 }  // namespace tierstore::warm_testing
 
 using tierstore::RecordView;
@@ -57,28 +54,6 @@ std::string NewDir(const std::string& name) {
   g_dirs.dirs.push_back(d);
   return d;
 }
-
-// The block format version the running case creates. TEST_BOTH_VERSIONS
-// registers a case twice, once per version, so the layout-sensitive cases
-// cover version 2 (still read and written) as well as version 3.
-uint32_t g_version = 3;
-struct VersionScope {
-  explicit VersionScope(uint32_t v) {
-    g_version = v;
-    tierstore::warm_testing::SetCreateVersion(v);
-  }
-  ~VersionScope() {
-    g_version = 3;
-    tierstore::warm_testing::SetCreateVersion(0);
-  }
-};
-
-// Registers name/v2 and name/v3.
-#define TEST_BOTH_VERSIONS(name)                                                         \
-  static void name();                                                                    \
-  static ::tstest::Registrar name##_v2_registrar(#name "/v2", [] { VersionScope v(2); name(); }); \
-  static ::tstest::Registrar name##_v3_registrar(#name "/v3", [] { VersionScope v(3); name(); }); \
-  static void name()
 
 struct ChunkOverride {
   ChunkOverride(uint64_t b, uint64_t v) { tierstore::warm_testing::SetChunkBytes(b, v); }
@@ -176,8 +151,8 @@ std::unique_ptr<WarmTier> NewTier(const std::string& dir, uint32_t dims) {
 }
 
 // White-box layout knowledge (see warm_tier.cc), for the running version.
-uint64_t HeaderBytes() { return g_version == 2 ? 128 : 64; }  // = embedding offset
-uint64_t PrefixBytes() { return g_version == 2 ? 0 : 20; }    // of each var extent
+uint64_t HeaderBytes() { return 64; }   // = embedding offset
+uint64_t PrefixBytes() { return 20; }   // of each var extent
 uint64_t BlockSize(uint32_t dims) { return (HeaderBytes() + 4 * uint64_t{dims} + 63) / 64 * 64; }
 // Blocks per chunk for a chunk-size target (as Create computes it).
 uint64_t BlocksPerChunk(uint32_t dims, uint64_t target) {
@@ -407,7 +382,7 @@ uint64_t LiveBytes(const std::map<uint32_t, Rec>& m) {
 
 }  // namespace
 
-TEST_BOTH_VERSIONS(RoundTripEveryFieldBitExact) {
+TEST(RoundTripEveryFieldBitExact) {
   for (uint32_t dims : {3u, 768u}) {
     std::string dir = NewDir("roundtrip");
     std::map<uint32_t, Rec> expected;
@@ -461,7 +436,7 @@ TEST_BOTH_VERSIONS(RoundTripEveryFieldBitExact) {
   }
 }
 
-TEST_BOTH_VERSIONS(InsertRejectsBadRecords) {
+TEST(InsertRejectsBadRecords) {
   std::string dir = NewDir("badrec");
   auto t = NewTier(dir, 4);
   ASSERT_TRUE(t != nullptr);
@@ -485,7 +460,7 @@ TEST_BOTH_VERSIONS(InsertRejectsBadRecords) {
   CHECK(!tierstore::PathExists(other + "/warm.blocks"));
 }
 
-TEST_BOTH_VERSIONS(ReopenRebuildsEverything) {
+TEST(ReopenRebuildsEverything) {
   const uint32_t dims = 16;
   std::string dir = NewDir("reopen");
   std::map<uint32_t, Rec> expected = WriteTierWithHoles(dir, dims);
@@ -511,7 +486,7 @@ TEST_BOTH_VERSIONS(ReopenRebuildsEverything) {
 // ForEachLiveKey (what the store's index is built from) sees exactly what
 // ForEachLive sees: after a clean open from what the open verified, a
 // second time, after a write, and after a crash by reading every block.
-TEST_BOTH_VERSIONS(ForEachLiveKeyMatchesForEachLive) {
+TEST(ForEachLiveKeyMatchesForEachLive) {
   const uint32_t dims = 16;
   std::string dir = NewDir("livekeys");
   std::map<uint32_t, Rec> expected = WriteTierWithHoles(dir, dims);
@@ -561,7 +536,7 @@ TEST_BOTH_VERSIONS(ForEachLiveKeyMatchesForEachLive) {
 
 // The store's dimensions come from its manifest: a warm.blocks of other
 // dimensions is another store's file, not the user's DIMENSION_MISMATCH.
-TEST_BOTH_VERSIONS(ForeignDimensionsAreCorruption) {
+TEST(ForeignDimensionsAreCorruption) {
   std::string dir = NewDir("dims");
   {
     auto t = NewTier(dir, 3);
@@ -579,7 +554,7 @@ TEST_BOTH_VERSIONS(ForeignDimensionsAreCorruption) {
   CHECK(Snapshot(dir) == before);
 }
 
-TEST_BOTH_VERSIONS(FreeAndLowestSlotReuse) {
+TEST(FreeAndLowestSlotReuse) {
   const uint32_t dims = 8;
   std::string dir = NewDir("free");
   auto t = NewTier(dir, dims);
@@ -626,7 +601,7 @@ TEST_BOTH_VERSIONS(FreeAndLowestSlotReuse) {
 // "live" on disk until PublishFrees -- which Sync and Compact do first -- so
 // a reopen without it finds the stale blocks (the Store's recovery drops
 // them: the hot log holds what superseded them), and one after it does not.
-TEST_BOTH_VERSIONS(FreeLaterIsFreeNowAndOnDiskOncePublished) {
+TEST(FreeLaterIsFreeNowAndOnDiskOncePublished) {
   const uint32_t dims = 8;
   for (int ending = 0; ending < 3; ++ending) {  // PublishFrees, Sync, Compact
     std::string dir = NewDir("free-later-" + std::to_string(ending));
@@ -678,7 +653,7 @@ TEST_BOTH_VERSIONS(FreeLaterIsFreeNowAndOnDiskOncePublished) {
 
 // A process killed with frees pending: the copy of its files shows the
 // blocks still live, as recovery will find them.
-TEST_BOTH_VERSIONS(FreeLaterLeavesBlocksLiveOnDiskUntilPublished) {
+TEST(FreeLaterLeavesBlocksLiveOnDiskUntilPublished) {
   const uint32_t dims = 8;
   std::string dir = NewDir("free-later-crash");
   auto t = NewTier(dir, dims);
@@ -707,9 +682,9 @@ TEST_BOTH_VERSIONS(FreeLaterLeavesBlocksLiveOnDiskUntilPublished) {
   CheckAll(p.get(), recs, dims);
 }
 
-TEST_BOTH_VERSIONS(GrowthAcrossChunksKeepsPointersValid) {
+TEST(GrowthAcrossChunksKeepsPointersValid) {
   const uint32_t dims = 768;
-  ChunkOverride small(64 * 1024, 64 * 1024);  // v2: 32 blocks of 3200 bytes per chunk, v3: 64 of 3136; 64 KiB var chunks
+  ChunkOverride small(64 * 1024, 64 * 1024);  // 64 blocks of 3136 bytes per chunk; 64 KiB var chunks
   const uint64_t bpc = BlocksPerChunk(dims, 64 * 1024);
   std::string dir = NewDir("growth");
   std::map<uint32_t, Rec> expected;
@@ -763,7 +738,7 @@ TEST_BOTH_VERSIONS(GrowthAcrossChunksKeepsPointersValid) {
 // preallocates whole chunks (up to 64 MiB) past it. Everything reads back,
 // the file grows again after reopen, and a reopened tier (whose tail is the
 // end of its last live record) cuts records freed at the end as well.
-TEST_BOTH_VERSIONS(TrimAtCloseGivesBackPreallocatedVarBytes) {
+TEST(TrimAtCloseGivesBackPreallocatedVarBytes) {
   const uint32_t dims = 8;
   ChunkOverride var_chunks(0, 1 << 20);  // default block chunks, 1 MiB var chunks
   std::string dir = NewDir("trim");
@@ -836,7 +811,7 @@ TEST_BOTH_VERSIONS(TrimAtCloseGivesBackPreallocatedVarBytes) {
   CheckAll(t.get(), expected, dims);
 }
 
-TEST_BOTH_VERSIONS(CompactReclaimsAndPreserves) {
+TEST(CompactReclaimsAndPreserves) {
   const uint32_t dims = 32;
   std::string dir = NewDir("compact");
   std::map<uint32_t, Rec> expected;
@@ -897,7 +872,7 @@ TEST_BOTH_VERSIONS(CompactReclaimsAndPreserves) {
   CheckAll(t.get(), {{slot, r}}, dims);
 }
 
-TEST_BOTH_VERSIONS(UpdateAccessPersists) {
+TEST(UpdateAccessPersists) {
   const uint32_t dims = 5;
   std::string dir = NewDir("access");
   std::map<uint32_t, Rec> expected;
@@ -922,7 +897,7 @@ TEST_BOTH_VERSIONS(UpdateAccessPersists) {
   CheckAll(t.get(), expected, dims);
 }
 
-TEST_BOTH_VERSIONS(ReadOnlyMode) {
+TEST(ReadOnlyMode) {
   const uint32_t dims = 6;
   std::string dir = NewDir("ro");
   {
@@ -973,7 +948,7 @@ TEST_BOTH_VERSIONS(ReadOnlyMode) {
   CHECK(var_before == var_after);
 }
 
-TEST_BOTH_VERSIONS(TruncatedBlockFileIsCorruption) {
+TEST(TruncatedBlockFileIsCorruption) {
   const uint32_t dims = 768;
   std::string dir = NewDir("truncblocks");
   {
@@ -994,7 +969,7 @@ TEST_BOTH_VERSIONS(TruncatedBlockFileIsCorruption) {
   }
 }
 
-TEST_BOTH_VERSIONS(DamagedHeaderPageIsCorruption) {
+TEST(DamagedHeaderPageIsCorruption) {
   std::string dir = NewDir("hdrpage");
   { auto t = NewTier(dir, 3); }
   std::string path = dir + "/warm.blocks";
@@ -1023,7 +998,7 @@ TEST_BOTH_VERSIONS(DamagedHeaderPageIsCorruption) {
   CHECK(Contains(s.message(), "warm-var-"));
 }
 
-TEST_BOTH_VERSIONS(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
+TEST(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
   const uint32_t dims = 768;
   std::string dir = NewDir("flipheader");
   {
@@ -1032,13 +1007,11 @@ TEST_BOTH_VERSIONS(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
     InsertMany(t.get(), dims, 0, 5, 10);
   }
   std::string path = dir + "/warm.blocks";
-  // v2: seq, created_at, id_len, content_len, data_crc, var offset, var gen,
-  // reserved bytes, and the state word. v3: seq, created_at, the location
-  // word's offset and generation bytes (checked through key_crc),
-  // embedding_crc, confidence, activation, norm, and the state word.
-  const std::vector<uint64_t> v2_fields = {8, 17, 40, 45, 64, 72, 80, 110, 0, 4};
-  const std::vector<uint64_t> v3_fields = {8, 17, 40, 42, 44, 45, 47, 48, 53, 58, 63, 0, 4};
-  for (uint64_t field : g_version == 2 ? v2_fields : v3_fields) {
+  // seq, created_at, the location word's offset and generation bytes
+  // (checked through key_crc), embedding_crc, confidence, activation, norm,
+  // and the state word.
+  const std::vector<uint64_t> fields = {8, 17, 40, 42, 44, 45, 47, 48, 53, 58, 63, 0, 4};
+  for (uint64_t field : fields) {
     uint64_t off = BlockOffset(dims, 2) + field;
     FlipByte(path, off);
     std::unique_ptr<WarmTier> t;
@@ -1051,7 +1024,7 @@ TEST_BOTH_VERSIONS(FlippedByteInLiveBlockHeaderIsCorruptionAtOpen) {
   CHECK(t != nullptr);
 }
 
-TEST_BOTH_VERSIONS(FlippedByteInContentIsCorruptionOnRead) {
+TEST(FlippedByteInContentIsCorruptionOnRead) {
   const uint32_t dims = 8;
   std::string dir = NewDir("flipcontent");
   std::map<uint32_t, Rec> recs;
@@ -1086,7 +1059,7 @@ TEST_BOTH_VERSIONS(FlippedByteInContentIsCorruptionOnRead) {
   // (access stats are not covered by design: they change in place.)
 }
 
-TEST_BOTH_VERSIONS(TruncatedOrMissingVarFileIsCorruption) {
+TEST(TruncatedOrMissingVarFileIsCorruption) {
   const uint32_t dims = 8;
   std::string dir = NewDir("truncvar");
   {
@@ -1111,7 +1084,7 @@ TEST_BOTH_VERSIONS(TruncatedOrMissingVarFileIsCorruption) {
   CHECK(Contains(s.message(), "warm-var-1.dat"));
 }
 
-TEST_BOTH_VERSIONS(BlockLeftWritingIsIgnored) {
+TEST(BlockLeftWritingIsIgnored) {
   const uint32_t dims = 768;
   std::string dir = NewDir("writing");
   std::map<uint32_t, Rec> recs;
@@ -1149,7 +1122,7 @@ TEST_BOTH_VERSIONS(BlockLeftWritingIsIgnored) {
   CheckAll(t.get(), recs, dims);
 }
 
-TEST_BOTH_VERSIONS(UnreferencedVarFilesAreRemoved) {
+TEST(UnreferencedVarFilesAreRemoved) {
   const uint32_t dims = 4;
   std::string dir = NewDir("unref");
   std::map<uint32_t, Rec> recs;
@@ -1199,7 +1172,7 @@ bool CompactAfterFrees(const std::string& dir, uint32_t dims, uint32_t n, uint32
   return st.ok();
 }
 
-TEST_BOTH_VERSIONS(CrashMidCompactionKeepsEveryRecord) {
+TEST(CrashMidCompactionKeepsEveryRecord) {
   // Simulate a compaction that repointed some blocks and crashed before
   // deleting the old generation: the blocks of a finished compaction are
   // combined with the blocks of the pre-compaction state.
@@ -1234,7 +1207,7 @@ TEST_BOTH_VERSIONS(CrashMidCompactionKeepsEveryRecord) {
   CheckAll(t.get(), recs, dims);
 }
 
-TEST_BOTH_VERSIONS(FullDiskIsIoErrorAndChangesNothing) {
+TEST(FullDiskIsIoErrorAndChangesNothing) {
   const uint32_t dims = 768;
   ChunkOverride chunks(2 << 20, 1 << 20);  // 640 blocks (2048000 bytes) per block chunk
   std::string dir = NewDir("fulldisk");
@@ -1287,7 +1260,7 @@ TEST_BOTH_VERSIONS(FullDiskIsIoErrorAndChangesNothing) {
 // Flips every byte of a live block's fixed part and of the var header, one at
 // a time, and truncates the var file at many sizes: every outcome must be OK
 // or CORRUPTION, never a crash (run under ASan/UBSan).
-TEST_BOTH_VERSIONS(DamageFuzzNeverCrashes) {
+TEST(DamageFuzzNeverCrashes) {
   const uint32_t dims = 3;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("fuzz");
@@ -1371,7 +1344,7 @@ TEST_BOTH_VERSIONS(DamageFuzzNeverCrashes) {
 
 // The slots ever used form a prefix [0, mark); the mark is in the header and
 // survives reopen; freed slots below it are reused first.
-TEST_BOTH_VERSIONS(HighWaterMarkTracksSlotsEverUsed) {
+TEST(HighWaterMarkTracksSlotsEverUsed) {
   const uint32_t dims = 8;
   std::string dir = NewDir("mark");
   std::string blocks = dir + "/warm.blocks";
@@ -1422,8 +1395,8 @@ TEST_BOTH_VERSIONS(HighWaterMarkTracksSlotsEverUsed) {
 
 // The fuzzer's case: after a crash the Store cannot check record counts, so
 // a zeroed page of blocks must not read as never-written free slots.
-TEST_BOTH_VERSIONS(ZeroedBlocksBelowMarkAreCorruption) {
-  const uint32_t dims = 3;  // v2: 192-byte blocks, ~21 per 4 KiB page; v3: 128-byte blocks, 32
+TEST(ZeroedBlocksBelowMarkAreCorruption) {
+  const uint32_t dims = 3;  // 128-byte blocks, 32 per 4 KiB page
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("zeroed");
   std::string blocks = dir + "/warm.blocks";
@@ -1514,7 +1487,7 @@ TEST_BOTH_VERSIONS(ZeroedBlocksBelowMarkAreCorruption) {
 // A SIGKILL between publishing a block and raising the mark leaves a live
 // block at the mark; likewise a block left "writing" there. Both are accepted,
 // and FinishOpen raises the mark over them.
-TEST_BOTH_VERSIONS(BlockAboveMarkFromCrashWindowIsAccepted) {
+TEST(BlockAboveMarkFromCrashWindowIsAccepted) {
   const uint32_t dims = 16;
   std::string dir = NewDir("abovemark");
   std::string blocks = dir + "/warm.blocks";
@@ -1582,7 +1555,7 @@ TEST_BOTH_VERSIONS(BlockAboveMarkFromCrashWindowIsAccepted) {
 // by this store: open does not read it. A complete live block placed there
 // (as a power cut could leave one whose mark did not reach the disk) is not a
 // record, and inserts take its slot in order.
-TEST_BOTH_VERSIONS(LiveLookingBlockPastTheFirstUnwrittenSlotIsNotRead) {
+TEST(LiveLookingBlockPastTheFirstUnwrittenSlotIsNotRead) {
   const uint32_t dims = 16;
   std::string dir = NewDir("pastunwritten");
   std::string blocks = dir + "/warm.blocks";
@@ -1638,7 +1611,7 @@ TEST_BOTH_VERSIONS(LiveLookingBlockPastTheFirstUnwrittenSlotIsNotRead) {
 // file) is never read by open; the store clears each block's state just
 // before the mark reaches it, so the open after the mark has grown onto it
 // does not read garbage as a block. Found by warm_blocks_fuzz (regressions/).
-TEST_BOTH_VERSIONS(GarbagePastTheFirstUnwrittenBlockIsClearedBeforeTheMarkReachesIt) {
+TEST(GarbagePastTheFirstUnwrittenBlockIsClearedBeforeTheMarkReachesIt) {
   const uint32_t dims = 16;
   std::string dir = NewDir("garbagepast");
   std::string blocks = dir + "/warm.blocks";
@@ -1665,8 +1638,8 @@ TEST_BOTH_VERSIONS(GarbagePastTheFirstUnwrittenBlockIsClearedBeforeTheMarkReache
 }
 
 // Before the mark, a file cut by exactly one chunk lost its records silently.
-TEST_BOTH_VERSIONS(BlockFileCutByWholeChunksIsCorruption) {
-  const uint32_t dims = 8;  // v2: 192-byte blocks, 320 per 64 KiB-target chunk; v3: 128-byte, 512
+TEST(BlockFileCutByWholeChunksIsCorruption) {
+  const uint32_t dims = 8;  // 128-byte blocks, 512 per 64 KiB-target chunk
   ChunkOverride small(64 * 1024, 64 * 1024);
   const uint64_t bpc = BlocksPerChunk(dims, 64 * 1024);
   const uint64_t n = bpc + 80;  // into the second chunk
@@ -1688,7 +1661,7 @@ TEST_BOTH_VERSIONS(BlockFileCutByWholeChunksIsCorruption) {
   }
 }
 
-TEST_BOTH_VERSIONS(OldFormatVersionIsCorruption) {
+TEST(OldFormatVersionIsCorruption) {
   std::string dir = NewDir("v1");
   { auto t = NewTier(dir, 4); }
   std::string blocks = dir + "/warm.blocks";
@@ -1706,7 +1679,7 @@ TEST_BOTH_VERSIONS(OldFormatVersionIsCorruption) {
   CHECK(Contains(s.message(), "warm.blocks: unsupported format version 1"));
 }
 
-TEST_BOTH_VERSIONS(CreateThenOpenNewTier) {
+TEST(CreateThenOpenNewTier) {
   const uint32_t dims = 5;
   std::string dir = NewDir("create") + "/sub";  // Create makes the directory
   std::string blocks = dir + "/warm.blocks";
@@ -1780,7 +1753,7 @@ std::map<uint32_t, Rec> CrashedTier(const std::string& dir, uint32_t dims) {
 
 // Open never changes a file, whether it succeeds or fails; Insert, Free,
 // Compact and UpdateAccess wait for FinishOpen.
-TEST_BOTH_VERSIONS(OpenHasNoSideEffects) {
+TEST(OpenHasNoSideEffects) {
   const uint32_t dims = 8;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("noeffects");
@@ -1837,7 +1810,7 @@ TEST_BOTH_VERSIONS(OpenHasNoSideEffects) {
   CHECK(Snapshot(empty) == before);
 }
 
-TEST_BOTH_VERSIONS(FinishOpenDoesTheDeferredWork) {
+TEST(FinishOpenDoesTheDeferredWork) {
   const uint32_t dims = 8;
   ChunkOverride small(64 * 1024, 64 * 1024);
   std::string dir = NewDir("finish");
@@ -1937,11 +1910,11 @@ void RewriteBlocksHeader(const std::string& blocks, uint32_t version, uint32_t e
 
 }  // namespace
 
-// Version 3: the extent prefix. Damage to a length, key_crc or the id is
+// The extent prefix. Damage to a length, key_crc or the id is
 // CORRUPTION at open (key_crc); damage to data_crc (or content) at Read.
 // After a crash, a damaged extent of a block whose record has another copy
 // goes to the TornCopyPolicy instead, and can then be freed.
-TEST(V3FlippedPrefixByteIsCorruption) {
+TEST(FlippedPrefixByteIsCorruption) {
   const uint32_t dims = 8;
   struct Damage {
     const char* what;
@@ -1956,7 +1929,7 @@ TEST(V3FlippedPrefixByteIsCorruption) {
   int n = 0;
   for (const Damage& d : damages) {
     const std::string what = std::string(d.what) + ": ";
-    std::string dir = NewDir("v3prefix-" + std::to_string(n++));
+    std::string dir = NewDir("prefix-" + std::to_string(n++));
     std::map<uint32_t, Rec> recs;
     {
       auto t = NewTier(dir, dims);
@@ -2032,11 +2005,11 @@ TEST(V3FlippedPrefixByteIsCorruption) {
   }
 }
 
-// Version 3 compaction repoints block by block: a crash may leave any mix
+// Compaction repoints block by block: a crash may leave any mix
 // of blocks on the old and the new generation; every record survives.
-TEST(V3TornCompactionAnyMixReopensIntact) {
+TEST(TornCompactionAnyMixReopensIntact) {
   const uint32_t dims = 8;
-  std::string dir = NewDir("v3torn");
+  std::string dir = NewDir("torn");
   std::map<uint32_t, Rec> recs;
   std::string blocks_before, var1;
   if (!CompactAfterFrees(dir, dims, 30, 3, 200, &recs, &blocks_before, &var1)) return;
@@ -2091,106 +2064,42 @@ TEST(V3TornCompactionAnyMixReopensIntact) {
   CheckAll(t.get(), recs, dims);
 }
 
-// A version-2 store (created through the hook) stays version 2 under the
-// default (version-3) code: insert, free, compact and reopen round-trip
-// exactly, and new stores are version 3.
-TEST(V2StoreKeepsWorkingAsV2) {
-  const uint32_t dims = 16;
-  std::string dir = NewDir("v2compat");
-  const std::string blocks = dir + "/warm.blocks";
-  std::map<uint32_t, Rec> recs;
-  {
-    VersionScope v2(2);
-    auto t = NewTier(dir, dims);
-    ASSERT_TRUE(t != nullptr);
-    recs = InsertMany(t.get(), dims, 0, 20, 300);
-    ASSERT_OK(t->Free(4));
-    recs.erase(4);
-  }
-  // From here on the code runs with its defaults (Create would write version
-  // 3); the test's layout knowledge (CheckAll) follows the file's version.
-  VersionScope layout(2);
-  tierstore::warm_testing::SetCreateVersion(0);
-  CHECK_EQ(ReadU32(blocks, 8), 2u);
-  CHECK_EQ(ReadU32(blocks, 24), 128u);
-  {
-    auto t = MustOpen(dir, dims);
-    ASSERT_TRUE(t != nullptr);
-    std::vector<tierstore::WarmRun> runs;
-    t->ScanRuns(&runs);
-    ASSERT_TRUE(!runs.empty());
-    CHECK_EQ(runs[0].embedding_offset, 128u);
-    CHECK_EQ(runs[0].block_size, (128u + 4 * dims + 63) / 64 * 64);
-    auto more = InsertMany(t.get(), dims, 100, 10, 50);
-    recs.insert(more.begin(), more.end());
-    for (uint32_t s : {0u, 7u, 21u}) {
-      ASSERT_OK(t->Free(s));
-      recs.erase(s);
-    }
-    uint64_t live = 0;
-    for (const auto& [slot, r] : recs) live += r.id.size() + r.content.size() + r.metadata.size();
-    CHECK_EQ(t->Stats().var_live_bytes, live);  // no prefixes in version 2
-    uint64_t reclaimed = 0;
-    ASSERT_OK(t->Compact(&reclaimed));
-    CHECK(reclaimed > 0);
-    CHECK_EQ(t->Stats().var_live_bytes, live);
-    recs[0] = MakeRec(dims, 500, 70);
-    uint32_t slot = 99;
-    ASSERT_OK(t->Insert(recs[0].View(), &slot));
-    CHECK_EQ(slot, 0u);
-    CheckAll(t.get(), recs, dims);
-  }
-  CHECK_EQ(ReadU32(blocks, 8), 2u);  // never converted
-  {
-    auto t = MustOpen(dir, dims, true);
-    ASSERT_TRUE(t != nullptr);
-    CheckAll(t.get(), recs, dims);
-  }
-  std::string fresh = NewDir("v2compat-new");
-  ASSERT_OK(WarmTier::Create(fresh, dims));
-  CHECK_EQ(ReadU32(fresh + "/warm.blocks", 8), 3u);
-  CHECK_EQ(ReadU32(fresh + "/warm.blocks", 24), 64u);
-}
-
-// The header's version and embedding offset must agree (2 with 128, 3 with
-// 64), even when its checksum is intact.
+// The header's embedding offset must be the format's (64), even when its
+// checksum is intact; version 2 (a pre-release format, embedding offset
+// 128) is CORRUPTION "unsupported format version 2".
 TEST(VersionAndEmbeddingOffsetMustAgree) {
   const uint32_t dims = 4;
-  for (uint32_t version : {2u, 3u}) {
-    std::string dir = NewDir("verpair" + std::to_string(version));
-    std::map<uint32_t, Rec> recs;
-    {
-      VersionScope v(version);
-      auto t = NewTier(dir, dims);
-      ASSERT_TRUE(t != nullptr);
-      recs = InsertMany(t.get(), dims, 0, 3, 10);
-    }
-    const std::string blocks = dir + "/warm.blocks";
-    const uint32_t other = version == 2 ? 3 : 2;
-    for (auto [v, off] : {std::pair<uint32_t, uint32_t>{version, version == 2 ? 64u : 128u}, {other, version == 2 ? 128u : 64u},
-                          {other, version == 2 ? 64u : 128u}}) {
-      RewriteBlocksHeader(blocks, v, off);
-      for (bool ro : {true, false}) {
-        std::unique_ptr<WarmTier> t;
-        Status s = WarmTier::Open(dir, dims, ro, &t);
-        if (s.code() != StatusCode::kCorruption || !Contains(s.message(), "warm.blocks")) {
-          tstest::Fail(__FILE__, __LINE__, "version " + std::to_string(v) + " offset " + std::to_string(off) + ": " + s.ToString());
-        }
-      }
-    }
-    RewriteBlocksHeader(blocks, version, version == 2 ? 128 : 64);
-    VersionScope v(version);
-    auto t = MustOpen(dir, dims);
+  std::string dir = NewDir("verpair");
+  std::map<uint32_t, Rec> recs;
+  {
+    auto t = NewTier(dir, dims);
     ASSERT_TRUE(t != nullptr);
-    CheckAll(t.get(), recs, dims);
+    recs = InsertMany(t.get(), dims, 0, 3, 10);
   }
+  const std::string blocks = dir + "/warm.blocks";
+  for (auto [v, off] : {std::pair<uint32_t, uint32_t>{3, 128}, {2, 128}, {2, 64}}) {
+    RewriteBlocksHeader(blocks, v, off);
+    for (bool ro : {true, false}) {
+      std::unique_ptr<WarmTier> t;
+      Status s = WarmTier::Open(dir, dims, ro, &t);
+      if (s.code() != StatusCode::kCorruption || !Contains(s.message(), "warm.blocks")) {
+        tstest::Fail(__FILE__, __LINE__, "version " + std::to_string(v) + " offset " + std::to_string(off) + ": " + s.ToString());
+      }
+      if (v == 2) CHECK(Contains(s.message(), "unsupported format version 2"));
+    }
+  }
+  RewriteBlocksHeader(blocks, 3, 64);
+  auto t = MustOpen(dir, dims);
+  ASSERT_TRUE(t != nullptr);
+  CheckAll(t.get(), recs, dims);
 }
 
-// Version 3 generations have 24 bits: past 2^24-1 compaction wraps to the
-// smallest generation not in use. A liveB state is never written in v3.
-TEST(V3GenerationsWrapAndLiveBIsCorruption) {
+// Generations have 24 bits: past 2^24-1 compaction wraps to the smallest
+// generation not in use. The second live state of the pre-release format 2
+// ("LLVB") is CORRUPTION.
+TEST(GenerationsWrapAndLiveBIsCorruption) {
   const uint32_t dims = 4;
-  std::string dir = NewDir("v3wrap");
+  std::string dir = NewDir("genwrap");
   const std::string blocks = dir + "/warm.blocks";
   std::map<uint32_t, Rec> recs;
   {
@@ -2233,7 +2142,7 @@ TEST(V3GenerationsWrapAndLiveBIsCorruption) {
     ASSERT_TRUE(t != nullptr);
     CheckAll(t.get(), recs, dims);
   }
-  // liveB in a v3 block: CORRUPTION at open.
+  // liveB: CORRUPTION at open.
   WriteU32(blocks, BlockOffset(dims, 3), 0x42564C4Cu);
   std::unique_ptr<WarmTier> t;
   Status s = WarmTier::Open(dir, dims, true, &t);
