@@ -170,19 +170,30 @@ struct Segment {
   double LastAccess(uint64_t r) const { return U64ToBits(AccessWord(kLastAccess, r).load(std::memory_order_relaxed)); }
   double AccessCount(uint64_t r) const { return U64ToBits(AccessWord(kAccessCount, r).load(std::memory_order_relaxed)); }
 
-  std::string_view Bytes(int offcol, int bytecol, uint64_t r) const {
+  // Row r's bytes of a string column. The offsets were checked at open, but
+  // the mapping can change under a store that is open (another process
+  // writing the file): a pair that no longer lies within the column gives
+  // an empty view and *ok = false, never a read outside the mapping.
+  std::string_view Bytes(int offcol, int bytecol, uint64_t r, bool* ok) const {
     uint64_t a = Load<uint64_t>(base + off[offcol] + r * 8);
     uint64_t b = Load<uint64_t>(base + off[offcol] + (r + 1) * 8);
+    if (a > b || b > size[bytecol]) {
+      *ok = false;
+      return std::string_view();
+    }
     return std::string_view(reinterpret_cast<const char*>(base + off[bytecol] + a), b - a);
   }
   const float* Embedding(uint64_t r) const {
     return reinterpret_cast<const float*>(base + off[kEmbeddings] + r * dims * 4);
   }
 
-  void Fill(uint64_t r, RecordView* v) const {
-    v->id = Bytes(kIdOffsets, kIdBytes, r);
-    v->content = Bytes(kContentOffsets, kContentBytes, r);
-    v->metadata = Bytes(kMetaOffsets, kMetaBytes, r);
+  // Views of row r. False when its string offsets are out of range (the
+  // strings are then empty views): the row is damaged.
+  bool Fill(uint64_t r, RecordView* v) const {
+    bool ok = true;
+    v->id = Bytes(kIdOffsets, kIdBytes, r, &ok);
+    v->content = Bytes(kContentOffsets, kContentBytes, r, &ok);
+    v->metadata = Bytes(kMetaOffsets, kMetaBytes, r, &ok);
     v->embedding = Embedding(r);
     v->norm = Load<float>(base + off[kNorm] + r * 4);
     v->confidence = Load<float>(base + off[kConfidence] + r * 4);
@@ -191,7 +202,10 @@ struct Segment {
     v->last_access_at = LastAccess(r);
     v->access_count = AccessCount(r);
     v->seq = Seq(r);
+    return ok;
   }
+
+  Status BadOffsets(uint64_t r) const { return Corrupt("row " + std::to_string(r) + ": string offsets out of range"); }
 
   Status Corrupt(const std::string& what) const {
     return Status::Corruption("cold segment " + path + ": " + what);

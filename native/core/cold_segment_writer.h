@@ -49,7 +49,9 @@ class MergeSource final : public RowSource {
  public:
   explicit MergeSource(const std::vector<RowRef>* rows) : rows_(rows) {}
   uint64_t size() const override { return rows_->size(); }
-  void Get(uint64_t i, RecordView* v) const override { (*rows_)[i].seg->Fill((*rows_)[i].row, v); }
+  // A damaged row (out-of-range offsets) is copied with empty strings and
+  // its original checksums, so it still reads as damaged in the new segment.
+  void Get(uint64_t i, RecordView* v) const override { (void)(*rows_)[i].seg->Fill((*rows_)[i].row, v); }
   uint64_t Key(uint64_t i) const override { return (*rows_)[i].seg->Key((*rows_)[i].row); }
   bool HasCrcs() const override { return true; }
   uint32_t DataCrc(uint64_t i) const override { return (*rows_)[i].seg->DataCrc((*rows_)[i].row); }

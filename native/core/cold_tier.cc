@@ -188,8 +188,8 @@ class ColdTierImpl final : public ColdTier {
       uint64_t r;
       while (walk.Next(&s, &r)) {
         if (prev != nullptr && prev->Key(prev_row) == s->Key(r)) {
-          prev->Fill(prev_row, &a);
-          s->Fill(r, &b);
+          if (!prev->Fill(prev_row, &a)) return prev->BadOffsets(prev_row);
+          if (!s->Fill(r, &b)) return s->BadOffsets(r);
           if (a.id != b.id || a.seq != b.seq) {
             return Status::Corruption(s->path + " and " + prev->path + " hold different records under cold key " +
                                       std::to_string(s->Key(r)));
@@ -222,7 +222,7 @@ class ColdTierImpl final : public ColdTier {
       const Segment* s;
       uint64_t r;
       while (walk.Next(&s, &r)) {
-        s->Fill(r, &v);
+        if (!s->Fill(r, &v)) return s->BadOffsets(r);
         TS_RETURN_IF_ERROR(fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, s->Key(r), v));
       }
     }
@@ -269,7 +269,7 @@ class ColdTierImpl final : public ColdTier {
     ReentrantReaderLock lock(mu_, this);
     const Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
-    s->Fill(loc.row, out);
+    if (!s->Fill(loc.row, out)) return s->BadOffsets(loc.row);
     return s->VerifyRow(loc.row, *out, verify_embedding);
   }
 
@@ -358,8 +358,7 @@ class ColdTierImpl final : public ColdTier {
         }
         have_last = true;
         last_key = key;
-        s->Fill(r, &v);
-        st = s->VerifyRow(r, v, verify_embedding);
+        st = s->Fill(r, &v) ? s->VerifyRow(r, v, verify_embedding) : s->BadOffsets(r);
         if (st.ok()) st = fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, key, v);
         if (!st.ok()) break;
         ++seen;
@@ -383,6 +382,8 @@ class ColdTierImpl final : public ColdTier {
       view.confidence = reinterpret_cast<const float*>(s->base + s->off[kConfidence]);
       view.activation = reinterpret_cast<const float*>(s->base + s->off[kActivation]);
       view.created_at = reinterpret_cast<const double*>(s->base + s->off[kCreatedAt]);
+      view.metadata_offsets = reinterpret_cast<const uint64_t*>(s->base + s->off[kMetaOffsets]);
+      view.metadata_bytes = reinterpret_cast<const char*>(s->base + s->off[kMetaBytes]);
       // The active copy: exact under this shared lock (Delete is exclusive).
       view.deleted = reinterpret_cast<const uint64_t*>(s->ActiveWords());
       TS_RETURN_IF_ERROR(fn(view));

@@ -88,7 +88,16 @@ struct ColdSegmentView {
   const float* confidence = nullptr;  // rows
   const float* activation = nullptr;  // rows
   const double* created_at = nullptr; // rows
+  // Row r's metadata JSON: metadata_bytes[metadata_offsets[r] ..
+  // metadata_offsets[r + 1]) (offsets checked when the segment was opened;
+  // the bytes are not checksummed here: a scan reads what it returns again).
+  const uint64_t* metadata_offsets = nullptr;  // rows + 1
+  const char* metadata_bytes = nullptr;
   const uint64_t* deleted = nullptr;  // ceil(rows / 64) words
+
+  std::string_view Metadata(uint64_t r) const {
+    return std::string_view(metadata_bytes + metadata_offsets[r], metadata_offsets[r + 1] - metadata_offsets[r]);
+  }
 };
 
 struct ColdStats {

@@ -34,6 +34,7 @@ class JsonReader {
     return false;
   }
   char Peek() const { return p_ < end_ ? *p_ : '\0'; }
+  const char* position() const { return p_; }
 
   // A string, decoded to UTF-8 into *out.
   bool String(std::string* out) {
@@ -266,7 +267,10 @@ Status RecordFilter::Parse(const Spec& spec, RecordFilter* out) {
   for (;;) {
     MetadataCondition cond;
     r.SkipSpace();
+    const char* key_start = r.position();
     if (!r.String(&cond.key)) return malformed;
+    cond.key_text.assign(key_start, r.position());
+    cond.key_text.push_back(':');
     r.SkipSpace();
     if (!r.Consume(':')) return malformed;
     r.SkipSpace();
@@ -274,7 +278,9 @@ Status RecordFilter::Parse(const Spec& spec, RecordFilter* out) {
     for (;;) {
       r.SkipSpace();
       JsonScalar v;
+      const char* value_start = r.position();
       if (!r.Scalar(&v)) return malformed;
+      v.text.assign(value_start, r.position());
       cond.values.push_back(std::move(v));
       r.SkipSpace();
       if (r.Consume(',')) continue;
@@ -304,6 +310,22 @@ bool RecordFilter::MatchesScalars(double created_at, float confidence, float act
 
 bool RecordFilter::MatchesMetadata(std::string_view metadata_json) const {
   if (metadata_.empty()) return true;
+  // The text must hold each key, and one of its values, as written here
+  // (a condition of many values is left to the parse: looking for each
+  // would cost more than parsing once).
+  constexpr size_t kMaxValuesLookedFor = 8;
+  for (const MetadataCondition& cond : metadata_) {
+    if (metadata_json.find(cond.key_text) == std::string_view::npos) return false;
+    if (cond.values.size() > kMaxValuesLookedFor) continue;
+    bool any = false;
+    for (const JsonScalar& v : cond.values) {
+      if (metadata_json.find(v.text) != std::string_view::npos) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return false;
+  }
   // One result per condition; a key repeated in the text: the last occurrence
   // counts, as JSON.parse keeps the last.
   std::vector<int8_t> matched(metadata_.size(), 0);

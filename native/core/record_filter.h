@@ -12,6 +12,10 @@
 //   key absent from a record matches nothing. Nested objects and arrays
 //   never equal a scalar.
 // Metadata text that is not a JSON object matches no metadata condition.
+// Both the conditions and the stored metadata are JSON.stringify's text, so
+// a record can match only if its text holds each condition's key and one of
+// its values written the same way: MatchesMetadata looks for those first
+// and parses only the texts that have them.
 //
 // Synchronization: immutable after Parse; any number of threads may call
 // Matches at once.
@@ -32,6 +36,7 @@ struct JsonScalar {
   enum class Kind : uint8_t { kNull, kFalse, kTrue, kNumber, kString } kind = Kind::kNull;
   double number = 0;
   std::string string;  // decoded UTF-8
+  std::string text;    // as the condition's JSON wrote it (conditions only)
 
   bool operator==(const JsonScalar& other) const;
 };
@@ -39,7 +44,8 @@ struct JsonScalar {
 class RecordFilter {
  public:
   struct MetadataCondition {
-    std::string key;  // decoded UTF-8
+    std::string key;       // decoded UTF-8
+    std::string key_text;  // as the condition's JSON wrote it, with its ':'
     std::vector<JsonScalar> values;
   };
 

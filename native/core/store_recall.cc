@@ -58,6 +58,7 @@ struct StoreImpl::ScanRange {
   const float* confidence = nullptr;                   // cold
   const float* activation = nullptr;                   // cold
   const double* created_at = nullptr;                  // cold
+  ColdSegmentView cold;                                // cold: the segment's columns
   const uint64_t* deleted = nullptr;                   // cold: bitmap, one bit per row
   const EmbeddingArena::RowInfo* info = nullptr;       // hot
   size_t count = 0;
@@ -199,6 +200,7 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
       r.confidence = seg.confidence;
       r.activation = seg.activation;
       r.created_at = seg.created_at;
+      r.cold = seg;
       r.deleted = seg.deleted;
       r.count = seg.rows;
       r.segment = seg.segment;
@@ -249,8 +251,13 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
       }
     }
     if (r.kind != ScanRange::Kind::kHot && !by_metadata) return true;
+    // Metadata as stored, its checksum not verified here: a hit is read
+    // again, checksums and all, by Rank.
+    if (r.kind == ScanRange::Kind::kCold) return filter->MatchesMetadata(r.cold.Metadata(i));
     RecordView v;
-    Status st = ReadAt(r.LocOf(i), /*verify_embedding=*/false, &v);
+    const Location loc = r.LocOf(i);
+    Status st = r.kind == ScanRange::Kind::kHot ? ReadAt(loc, /*verify_embedding=*/false, &v)
+                                                : warm_->Peek(loc.warm_slot(), &v);
     if (!st.ok()) {
       if (error->ok()) *error = std::move(st);
       return false;

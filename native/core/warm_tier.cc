@@ -128,6 +128,17 @@ class WarmTierImpl final : public WarmTier {
     return Status::OK();
   }
 
+  Status Peek(uint32_t slot, RecordView* out) const override {
+    if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
+    const uint8_t* b = BlockPtr(slot);
+    if (Unpublished(slot) || !IsLiveState(LoadState(b))) {
+      return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
+    }
+    Parsed p;
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+    return FillView(slot, b, &p, out);
+  }
+
   // data_crc always, embedding_crc when asked, of a block FillView read.
   Status VerifyChecksums(uint32_t slot, const uint8_t* b, const Parsed& p, const RecordView& v,
                          bool verify_embedding) const {

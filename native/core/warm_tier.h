@@ -217,6 +217,11 @@ class WarmTier {
   // Fills *out with views into the mapping for a live slot. Verifies
   // data_crc, and embedding_crc when verify_embedding.
   virtual Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const = 0;
+  // Read without the data and embedding checksums (the block's header and
+  // the extent's bounds are still checked, so damage cannot send it outside
+  // the mappings): for scans that only look at a record to decide whether
+  // to read it, such as a filter. What a caller returns is read with Read.
+  virtual Status Peek(uint32_t slot, RecordView* out) const = 0;
 
   // Cheap: the embedding pointer, norm and scalars of a live slot, no checks
   // (for similarity scans and migration choice).
