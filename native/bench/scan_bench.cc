@@ -3,7 +3,7 @@
 // Over one N x dims float32 matrix (row-major, 2 MiB aligned, default
 // 100,000 x 768 = 307 MB, far larger than any cache) it times, on 1 and 2
 // threads:
-//   dot-avx2   the reference loop of issue 4: a plain C++ AVX2+FMA dot
+//   dot-avx2   the reference loop: a plain C++ AVX2+FMA dot
 //              product per row (4 accumulators of 8 floats), cosine with
 //              precomputed row norms, top-10 by insertion into a small array;
 //   core DotRows  the core's own kernel (native/core/similarity.h, runtime

@@ -19,7 +19,7 @@
 //                        (random order), checksums verified
 //   recall <tier> <t>T   Store::Recall top-10 over all records, 1 and 2
 //                        threads (compare with scan_bench's C reference loop
-//                        over the same number of rows: issue 4 wants <= 1.3x)
+//                        over the same number of rows: the target is <= 1.3x)
 // Each timed row runs --reps times on a fresh directory where it writes
 // (median shown); read rows reuse one store.
 //

@@ -2,11 +2,11 @@
 // them in key order. The hot tier's records by arrival key: iteration order
 // is key order, and an iterator resumes after the last key it yielded.
 //
-// It replaced a std::map, whose every lookup chased one pointer per tree
-// level through nodes scattered among the records (a third of a demotion
-// into warm went there). Here the keys are one sorted contiguous array
-// (binary search touches a few cache lines), the objects a parallel array
-// of owning pointers; a taken entry leaves a null until the next compaction.
+// Not a std::map: its every lookup chases one pointer per tree level
+// through nodes scattered among the records. Here the keys are one sorted
+// contiguous array (binary search touches a few cache lines), the objects a
+// parallel array of owning pointers; a taken entry leaves a null until the
+// next compaction.
 //
 // Guarantees:
 // - Append requires a key above every key appended before (arrival order);

@@ -366,8 +366,8 @@ class WarmTierImpl final : public WarmTier {
   }
 
   // Open reads every live record's extent (prefix and id) in slot order;
-  // they lie on pages of their own, so a cache and TLB miss per record was
-  // most of a reopen. Touching the extent a few slots ahead overlaps them.
+  // they lie on pages of their own, so each costs a cache and TLB miss.
+  // Touching the extent a few slots ahead overlaps them.
   static constexpr uint32_t kPrefetchAhead = 8;
   void PrefetchExtent(uint32_t slot) const {
     const uint8_t* b = BlockPtr(slot);
@@ -672,8 +672,8 @@ Status WarmTierImpl::OpenFiles() {
     if (state == kStateFree && slot >= mark_) {
       // Never written, and (the mark only rises; a kill leaves at most the
       // slot at the mark written above it) neither is any slot past it.
-      // Their pages stay unread: reading unwritten blocks filled the page
-      // cache with zeros, a fifth of a reopen.
+      // Their pages stay unread: reading unwritten blocks would fill the
+      // page cache with zeros.
       for (uint32_t rest = slot; rest < limit; ++rest) SetFree(rest, true);
       break;
     }

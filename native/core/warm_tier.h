@@ -206,7 +206,7 @@ class WarmTier {
   // ForEachLive(fn on the view's id and seq, torn), and fn's id likewise
   // points into the mapping. After a clean open, and before any write, it
   // hands over what the open already read and verified instead of reading
-  // every block and extent again (a fifth of a reopen).
+  // every block and extent again.
   virtual Status ForEachLiveKey(const std::function<Status(uint32_t slot, std::string_view id, uint64_t seq)>& fn,
                                 const TornCopyPolicy* torn = nullptr) = 0;
 

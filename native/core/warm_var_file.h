@@ -49,11 +49,12 @@ Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region*
 Status GrowFile(File* f, uint64_t old_size, uint64_t new_size);
 
 // A first store to a page of a freshly allocated chunk costs two faults (the
-// kernel reads the unwritten extent as zeros, then makes the page writable):
-// a third of a demotion into warm. MADV_POPULATE_WRITE (Linux 5.14) does
-// that for a whole range in one call. Only for bytes about to be written
-// for the first time: populating a page dirties it. A hint: when it fails
-// (an older kernel, no memory) the stores fault one page at a time.
+// kernel reads the unwritten extent as zeros, then makes the page writable),
+// and a demotion into warm writes many fresh pages. MADV_POPULATE_WRITE
+// (Linux 5.14) does that for a whole range in one call. Only for bytes
+// about to be written for the first time: populating a page dirties it. A
+// hint: when it fails (an older kernel, no memory) the stores fault one
+// page at a time.
 void PopulateForWrite(uint8_t* from, uint8_t* to);
 
 inline MapMode ModeFor(bool read_only) { return read_only ? MapMode::kReadOnly : MapMode::kShared; }
