@@ -332,6 +332,10 @@ Status StoreImpl::Verify(VerifyReport* report) {
     VerifyReport::Damage d;
     d.tier = loc.tier();
     d.file = loc.tier() == Tier::kHot ? JoinPath(path_, HotLog::kFileName) : FileOf(loc);
+    // A warm record's strings live in a var file, which its message names first.
+    if (loc.tier() == Tier::kWarm && st.message().rfind(path_, 0) == 0) {
+      d.file = st.message().substr(0, st.message().find(": "));
+    }
     d.id = std::string(id);
     d.reason = st.message();
     report->damaged.push_back(std::move(d));

@@ -460,7 +460,9 @@ Status StoreImpl::Rank(std::vector<Scored>* candidates, const RecallOptions& opt
   hits.reserve(n);
   for (const Scored& c : all) {
     Hit h{RecordView(), c.exact, c.loc.tier()};
-    TS_RETURN_IF_ERROR(ReadAt(c.loc, options.include_embeddings, &h.view));
+    // Every hit's embedding is checked, asked for or not: its score came
+    // from it, so a damaged one is CORRUPTION, not a wrong hit.
+    TS_RETURN_IF_ERROR(ReadAt(c.loc, /*verify_embedding=*/true, &h.view));
     hits.push_back(h);
   }
   std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
