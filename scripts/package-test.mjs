@@ -4,7 +4,7 @@
 //   2. packs the tarball (npm pack) and checks what is inside and its size,
 //   3. installs it into an empty project with a PATH that holds node, npm and
 //      sh only (no cc, c++, g++, make, python3), so a source build would fail,
-//   4. imports and requires it there, opens a store, puts, gets and recalls,
+//   4. imports and requires it there, opens a store, puts, gets, recalls and scans into Arrow,
 //   5. type-checks an ESM and a CommonJS consumer against the installed types.
 // Exits non-zero, saying which step failed.
 import { spawnSync } from 'node:child_process';
@@ -90,13 +90,16 @@ try {
     const hits = store.recall([1, 0.1, 0], { k: 2 });
     let code;
     try { store.put({ id: '', content: '', embedding: [1, 2, 3] }); } catch (e) { code = e instanceof tierstore.TierStoreError && e.code; }
+    // arrow() loads apache-arrow from the installed dependencies.
+    let arrowRows = 0;
+    for (const batch of store.iterate({ filter: { metadata: {} } }).arrow()) arrowRows += batch.numRows;
     store.close();
-    console.log(JSON.stringify({ content: got.content, tier: got.tier, hits: hits.map((h) => h.id), code }));`;
+    console.log(JSON.stringify({ content: got.content, tier: got.tier, hits: hits.map((h) => h.id), code, arrowRows }));`;
   fs.writeFileSync(path.join(project, 'use.mjs'), `import * as tierstore from 'tierstore';${use('esm')}`);
   fs.writeFileSync(path.join(project, 'use.cjs'), `const tierstore = require('tierstore');${use('cjs')}`);
   for (const [file, kind] of [['use.mjs', 'esm'], ['use.cjs', 'cjs']]) {
     const out = JSON.parse(run(`use (${kind})`, path.join(bin, 'node'), [file, work], { cwd: project, env }).trim());
-    const want = { content: `via ${kind} ✓`, tier: 'hot', hits: ['a', 'c'], code: 'INVALID_ARGUMENT' };
+    const want = { content: `via ${kind} ✓`, tier: 'hot', hits: ['a', 'c'], code: 'INVALID_ARGUMENT', arrowRows: 3 };
     if (JSON.stringify(out) !== JSON.stringify(want)) fail(`use (${kind})`, `got ${JSON.stringify(out)}, want ${JSON.stringify(want)}`);
   }
 
