@@ -113,8 +113,18 @@ export function checkFilter(value: unknown, where: string): NativeFilter | undef
     if (count > 0) metadata = JSON.stringify(conditions);
   }
   if (metadata === '' && scalars.every(Number.isNaN)) return undefined;
+  // The digest a cursor carries is of the conditions, not of how they were
+  // written: keys and any-of values in a canonical order, repeats dropped
+  // (the same filter with its keys in another order continues a listing).
+  const canonical = metadata === ''
+    ? ''
+    : JSON.stringify(
+      Object.entries(JSON.parse(metadata) as Record<string, Scalar[]>)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([k, values]) => [k, [...new Set(values.map((v) => JSON.stringify(v)))].sort()]),
+    );
   const key = createHash('sha256')
-    .update(`${Array.from(scalars, (x) => (Number.isNaN(x) ? '' : String(x))).join(',')}|${metadata}`)
+    .update(`${Array.from(scalars, (x) => (Number.isNaN(x) ? '' : String(x))).join(',')}|${canonical}`)
     .digest('base64url')
     .slice(0, 16);
   return { scalars, metadata, key };

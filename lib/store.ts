@@ -85,15 +85,22 @@ function withFilterKey(nativeCursor: string, filter: NativeFilter | undefined): 
   return filter === undefined ? nativeCursor : `${nativeCursor}:f${filter.key}`;
 }
 
-/** The native position of a cursor, after checking it was made with `filter`. */
-function cursorPosition(cursor: string, filter: NativeFilter | undefined): string {
-  const match = /^(ts1:[a-z]+:\d+:\d+)(?::f([A-Za-z0-9_-]+))?$/.exec(cursor);
-  // Not a cursor of ours: the native layer says so.
-  if (match === null) return cursor;
-  if ((match[2] ?? '') !== (filter?.key ?? '')) {
+/** The native position of a cursor, after checking it was made with `filter` for `tier`. */
+function cursorPosition(cursor: string, filter: NativeFilter | undefined, tier: TierSelector): string {
+  const match = /^(ts1:(hot|warm|cold|all):\d:\d{1,20})(?::f([A-Za-z0-9_-]+))?$/.exec(cursor);
+  if (match === null) {
+    fail('INVALID_ARGUMENT', `list(): options.cursor is not a nextCursor returned by list() (got ${describe(cursor)})`,
+      'list(): options.cursor');
+  }
+  if (match[2] !== tier) {
+    fail('INVALID_ARGUMENT',
+      `list(): options.cursor belongs to a listing of tier '${match[2]}', not '${tier}'; pass the cursor only with the tier it came from`,
+      'list(): options.cursor');
+  }
+  if ((match[3] ?? '') !== (filter?.key ?? '')) {
     fail(
       'INVALID_ARGUMENT',
-      match[2] === undefined
+      match[3] === undefined
         ? 'list(): options.cursor comes from a listing without a filter; pass it without options.filter'
         : 'list(): options.cursor comes from a listing with another filter; pass the filter it was made with',
       'list(): options.cursor',
@@ -148,7 +155,13 @@ export class MemoryStore implements IterationSource {
       this.#native = new addon.NativeStore(
         nodePath.resolve(path), dimensions, readOnly, hotCapacity, warmCapacity, skipWarm, durability === 'sync');
     } catch (error) {
-      throw toTierStoreError(error);
+      const e = toTierStoreError(error);
+      // The dimensions a new store needs, or that disagree with the store's.
+      if (e instanceof TierStoreError && e.field === undefined &&
+          (e.code === 'DIMENSION_MISMATCH' || (e.code === 'INVALID_ARGUMENT' && /pass dimensions/.test(e.message)))) {
+        throw new TierStoreError(e.code, e.message, { field: 'dimensions', cause: e.cause });
+      }
+      throw e;
     }
     this.path = path;
     this.dimensions = this.#native.dimensions();
@@ -353,7 +366,8 @@ export class MemoryStore implements IterationSource {
     }
     const includeEmbeddings = checkBoolean(opts?.includeEmbeddings, 'list(): options.includeEmbeddings', false);
     const filter = checkFilter(opts?.filter, 'list()');
-    const position = cursor === undefined ? '' : cursorPosition(cursor, filter);
+    const selector = (['hot', 'warm', 'cold', 'all'] as const)[tier]!;
+    const position = cursor === undefined ? '' : cursorPosition(cursor, filter, selector);
     const result = native.list(
       tier, Math.min(offset, Number.MAX_SAFE_INTEGER), limit, position, includeEmbeddings, ...nativeFilterArgs(filter));
     const memories = memoriesOf(result, this.dimensions);

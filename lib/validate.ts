@@ -178,7 +178,7 @@ export function checkEmbeddingType(value: unknown, field: string, dims: number, 
     for (let i = 0; i < n; i++) {
       const v: unknown = value[i];
       if (typeof v !== 'number') {
-        fail('INVALID_ARGUMENT', `${field}[${i}] must be a number (an embedding is a Float32Array, a Float64Array or an array of numbers), got ${describe(v)}`, field);
+        fail('INVALID_ARGUMENT', `${field}[${i}] must be a number (an embedding is a Float32Array, a Float64Array or an array of numbers), got ${describe(v)}`, `${field}[${i}]`);
       }
       if (i < dims) dest[offset + i] = v;
     }

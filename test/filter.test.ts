@@ -249,9 +249,19 @@ describe('filters', () => {
     }
     const plain = store.list({ tier: 'all', limit: 5 }).pagination.nextCursor!;
     expectTierStoreError(() => store.list({ cursor: plain, filter }), 'INVALID_ARGUMENT', 'filter added');
-    // The same filter, written with its keys in another order, continues.
-    const next = store.list({ cursor, filter: { metadata: { user: 'ann' } } });
-    expect(next.memories.every((m) => m.metadata.user === 'ann')).toBe(true);
+    // The same filter, written with its keys and values in another order, continues.
+    const two: MemoryFilter = { minConfidence: 0.1, metadata: { user: ['ann', 'bob'], flag: true } };
+    const first = store.list({ tier: 'all', limit: 3, filter: two });
+    const next = store.list({
+      cursor: first.pagination.nextCursor!, filter: { metadata: { flag: true, user: ['bob', 'ann', 'bob'] }, minConfidence: 0.1 },
+    });
+    expect(next.memories.length).toBeGreaterThan(0);
+    expect(next.memories.every((m) => ['ann', 'bob'].includes(m.metadata.user as string) && m.metadata.flag === true)).toBe(true);
+    // Cursors that are not list()'s, or of another tier, name the cursor.
+    for (const bad of ['garbage', 'ts1:warm:1:5', 'ts1:all:1:99999999999999999999999']) {
+      const e = expectTierStoreError(() => store.list({ tier: 'all', cursor: bad }), 'INVALID_ARGUMENT', bad);
+      expect(e.field).toBe('cursor');
+    }
   });
 
   it('a bad filter is INVALID_ARGUMENT naming its path, before anything runs', async () => {

@@ -86,6 +86,63 @@ describe('verify()', () => {
     expectTierStoreError(() => store.get(record(cold).id), 'CORRUPTION', 'get of the damaged cold record');
   });
 
+  it('a cold segment whose string offsets change under an open store: CORRUPTION from every read, never a crash', async () => {
+    const p = scratch.storePath();
+    const store = scratch.open(p, { dimensions: DIMS, hotCapacity: 0, skipWarm: true });
+    store.putMany(Array.from({ length: 30 }, (_, i) => record(i)));
+    store.migrate();
+    expect(store.counts().cold).toBe(30);
+    const file = path.join(p, fs.readdirSync(p).find((n) => n.startsWith('cold-'))!);
+    // The column directory (docs/format/cold.md): 24-byte entries from byte
+    // 64; content_offsets is column 11. Its first entries now point far past
+    // the end of the file.
+    const fd = fs.openSync(file, 'r+');
+    try {
+      const entry = Buffer.alloc(16);
+      fs.readSync(fd, entry, 0, 16, 64 + 11 * 24);
+      const column = Number(entry.readBigUInt64LE(0));
+      const huge = Buffer.alloc(16);
+      huge.writeBigUInt64LE(0x1_0000_0000n, 0);
+      huge.writeBigUInt64LE(0x2_0000_0000n, 8);
+      fs.writeSync(fd, huge, 0, 16, column);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const first = record(0).id;
+    expectTierStoreError(() => store.get(first), 'CORRUPTION', 'get');
+    expectTierStoreError(() => [...store.iterate()], 'CORRUPTION', 'iterate');
+    expectTierStoreError(() => [...store.iterate().arrow()], 'CORRUPTION', 'arrow');
+    expectTierStoreError(() => store.list({ tier: 'cold' }), 'CORRUPTION', 'list');
+    const report = store.verify();
+    expect(report.damaged.map((d) => d.id)).toContain(first);
+    expect(report.damaged.every((d) => d.tier === 'cold' && /offsets out of range|checksum/.test(d.reason))).toBe(true);
+  });
+
+  it('recall never returns a hit whose embedding is damaged: CORRUPTION instead', async () => {
+    const p = scratch.storePath();
+    const store = scratch.open(p, { dimensions: DIMS, hotCapacity: 0, skipWarm: true });
+    const records = Array.from({ length: 30 }, (_, i) => record(i));
+    store.putMany(records);
+    store.migrate();
+    const file = path.join(p, fs.readdirSync(p).find((n) => n.startsWith('cold-'))!);
+    // Column 8 holds the embeddings, row-major: make row 5's first value huge,
+    // so it would score far better than any other row for this query.
+    const fd = fs.openSync(file, 'r+');
+    try {
+      const entry = Buffer.alloc(8);
+      fs.readSync(fd, entry, 0, 8, 64 + 8 * 24);
+      const column = Number(entry.readBigUInt64LE(0));
+      const rows = Buffer.alloc(4 * DIMS);
+      rows.writeFloatLE(1e6, 0);
+      fs.writeSync(fd, rows, 0, 4 * DIMS, column + 5 * 4 * DIMS);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const query = [1, 0, 0, 0, 0, 0];
+    expectTierStoreError(() => store.recall(query, { k: 1 }), 'CORRUPTION', 'recall');
+    await expect(store.recallAsync(query, { k: 1 })).rejects.toMatchObject({ code: 'CORRUPTION' });
+  });
+
   it('a closed store is STORE_CLOSED', () => {
     const store = scratch.open(scratch.storePath(), { dimensions: DIMS });
     store.close();
