@@ -110,11 +110,14 @@ export function buildProgram(state: RunState, version: string): Command {
         }
         const { offset, returned, nextCursor } = page.pagination;
         const tierTotal = flags.tier === 'all' ? page.tierCounts.total : page.tierCounts[flags.tier];
-        const range = returned === 0 ? 'no records' : flags.cursor === undefined && filter === undefined
-          ? `records ${offset + 1}-${offset + returned} of ${tierTotal}`
-          : `${returned} records (${flags.cursor === undefined ? `from offset ${offset}` : 'from a cursor'}) of ${tierTotal}`;
-        const matching = filter === undefined ? '' : ' matching the filter';
-        const lines = [`${flags.tier}: ${range}${matching}  (${formatCounts(page.tierCounts)})`];
+        // The tier's total is unfiltered: a filtered page says how many of its records matched.
+        const range = returned === 0 ? (filter === undefined ? 'no records' : 'no records matching the filter')
+          : filter !== undefined
+            ? `${returned} records matching the filter (${flags.cursor === undefined ? `from offset ${offset}` : 'from a cursor'}; ${tierTotal} in all)`
+            : flags.cursor === undefined
+              ? `records ${offset + 1}-${offset + returned} of ${tierTotal}`
+              : `${returned} records (from a cursor) of ${tierTotal}`;
+        const lines = [`${flags.tier}: ${range}  (${formatCounts(page.tierCounts)})`];
         if (returned > 0) lines.push(memoryTable(page.memories));
         // A cursor keeps its filter: the next page is asked for with the same filter flags.
         if (nextCursor !== undefined) {
