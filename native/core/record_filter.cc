@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "utf16.h"
+
 namespace tierstore {
 
 bool JsonScalar::operator==(const JsonScalar& other) const {
@@ -59,19 +61,27 @@ class JsonReader {
         case 'r': out->push_back('\r'); break;
         case 't': out->push_back('\t'); break;
         case 'u': {
-          uint32_t cp = 0;
-          if (!Hex4(&cp)) return false;
-          if (cp >= 0xD800 && cp < 0xDC00 && end_ - p_ >= 6 && p_[0] == '\\' && p_[1] == 'u') {
-            const char* save = p_;
-            p_ += 2;
+          // One unit, or a surrogate pair as two escapes; a lone surrogate
+          // is not text (metadata never holds one).
+          uint8_t units[4];
+          uint32_t unit = 0;
+          if (!Hex4(&unit)) return false;
+          size_t n = 1;
+          units[0] = static_cast<uint8_t>(unit);
+          units[1] = static_cast<uint8_t>(unit >> 8);
+          if (unit >= 0xD800 && unit < 0xDC00) {
             uint32_t low = 0;
-            if (Hex4(&low) && low >= 0xDC00 && low < 0xE000) {
-              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-            } else {
-              p_ = save;
-            }
+            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u') return false;
+            p_ += 2;
+            if (!Hex4(&low)) return false;
+            units[2] = static_cast<uint8_t>(low);
+            units[3] = static_cast<uint8_t>(low >> 8);
+            n = 2;
           }
-          AppendUtf8(cp, out);
+          char utf8[MaxUtf8BytesOfUtf16(2)];
+          const size_t len = Utf16LeToUtf8(units, n, utf8);
+          if (len == kLoneSurrogate) return false;
+          out->append(utf8, len);
           break;
         }
         default: return false;
@@ -167,24 +177,6 @@ class JsonReader {
     }
     *out = v;
     return true;
-  }
-
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
   }
 
   const char* p_;

@@ -114,29 +114,29 @@ class WarmTierImpl final : public WarmTier {
   Status Insert(const RecordView& rec, uint32_t* slot_out) override;
 
   Status Read(uint32_t slot, bool verify_embedding, RecordView* out) const override {
-    if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
-    const uint8_t* b = BlockPtr(slot);
-    if (Unpublished(slot) || !IsLiveState(LoadState(b))) {
-      return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
-    }
     Parsed p;
-    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
     RecordView v;
-    TS_RETURN_IF_ERROR(FillView(slot, b, &p, &v));
-    TS_RETURN_IF_ERROR(VerifyChecksums(slot, b, p, v, verify_embedding));
+    TS_RETURN_IF_ERROR(View(slot, &p, &v));
+    TS_RETURN_IF_ERROR(VerifyChecksums(slot, BlockPtr(slot), p, v, verify_embedding));
     *out = v;
     return Status::OK();
   }
 
   Status Peek(uint32_t slot, RecordView* out) const override {
+    Parsed p;
+    return View(slot, &p, out);
+  }
+
+  // The views of a live slot, its header parsed and its extent's bounds
+  // checked; no checksum of its data.
+  Status View(uint32_t slot, Parsed* p, RecordView* out) const {
     if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
     const uint8_t* b = BlockPtr(slot);
     if (Unpublished(slot) || !IsLiveState(LoadState(b))) {
       return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
     }
-    Parsed p;
-    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-    return FillView(slot, b, &p, out);
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, p));
+    return FillView(slot, b, p, out);
   }
 
   // data_crc always, embedding_crc when asked, of a block FillView read.

@@ -122,6 +122,13 @@ TEST(MetadataEscapesAreDecoded) {
   CHECK(f.MatchesMetadata("{\"a\":1,\"k\xc3\xa9y\":[\"x\"," + value + "]}"));
   CHECK(!f.MatchesMetadata("{\"key\":" + value + "}"));
   CHECK(!f.MatchesMetadata("{\"k\xc3\xa9y\":\"a\"}"));
+  // Control characters are written as \u escapes; a surrogate pair escaped
+  // decodes to its code point, and equals the same text escaped alike.
+  RecordFilter c = Make(R"({"c":["a\u0001b","\ud83d\ude80"]})");
+  CHECK(c.MatchesMetadata(R"({"c":"a\u0001b"})"));
+  CHECK(c.MatchesMetadata(R"({"c":["x","\ud83d\ude80"]})"));
+  CHECK(!c.MatchesMetadata(R"({"c":"a\u0002b"})"));
+  CHECK(!c.MatchesMetadata(R"({"c":"\ud83d\ude80\ud800"})"));  // a lone surrogate is no text
   // Skipped values with quotes and brackets inside strings do not confuse the reader.
   RecordFilter g = Make(R"({"t":["x"]})");
   CHECK(g.MatchesMetadata(R"({"a":"}]\"{[","b":{"c":["}",{"d":"\""}]},"t":"x"})"));
