@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { TierStoreError } from '../lib/index.js';
 import type { Memory, MemoryFilter, MemoryInput, MemoryStore, RecallHit, Tier, TierSelector } from '../lib/index.js';
 import { mulberry32, randomEmbedding, toFloat32 } from './helpers/random.js';
+import { byUtf8, cosine } from './helpers/recall.js';
 import { expectTierStoreError, TIERS, useScratch } from './helpers/store.js';
 
 const DIMS = 8;
@@ -27,20 +28,6 @@ interface Row {
 }
 
 type Scalar = string | number | boolean | null;
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
-}
-
-const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 
 /** The reference: does `row` match `filter` (the documented semantics, written independently of the store)? */
 function matches(row: Row, filter: MemoryFilter): boolean {
