@@ -4,11 +4,14 @@
 import { types as utilTypes } from 'node:util';
 
 import { fail } from './errors.js';
+import { loadAddon } from './native.js';
 import type { Tier, TierSelector } from './types.js';
 
-export const MAX_ID_BYTES = 1024;
-export const MAX_DIMENSIONS = 65536;
-export const MAX_CONTENT_BYTES_LIMIT = 2 ** 31 - 1;
+/** The limits the on-disk formats set, as the addon reports them (one owner: the core). */
+const formatLimits = loadAddon().limits;
+export const MAX_ID_BYTES = formatLimits.maxIdBytes;
+export const MAX_DIMENSIONS = formatLimits.maxDimensions;
+export const MAX_CONTENT_BYTES_LIMIT = formatLimits.maxContentBytes;
 export const DEFAULT_MAX_CONTENT_BYTES = 64 * 1024 * 1024;
 export const MAX_DATE_MS = 8.64e15;
 export const MAX_BATCH_SIZE = 65536;
