@@ -64,8 +64,11 @@ function runOf(store: string, tier: string, brk: Break = {}) {
     exact: {
       iter: digest(iter, false, exact()), iterEmb: digest(iterEmb, true, exact()), iterBatch: digest(batches, false, exact()),
       iterBatchEmb: digest(batches, true, exact()), get: getDigest(exact()),
+      iterArrow: digest(batches, false, exact()), iterArrowEmb: digest(batches, true, exact()),
     },
     recall, recallAsync: recall.map((l: unknown[]) => [...l]), counts, countsAfterReopen: counts, reopenFound: true,
+    recallFiltered: Object.fromEntries(Object.entries(ref.recallFiltered as Record<string, Array<Array<{ id: string; score: number }>>>)
+      .map(([name, lists]) => [name, lists.map((l) => l.slice(0, 10))])),
     capabilities: { batches: true, recallAsync: true },
   };
   brk.checks?.(checks);
@@ -115,6 +118,15 @@ describe("the bench's cross-check", () => {
     expect(check('tierstore-hot', 'hot', { iter: edit(9, (m) => ({ ...m, metadata: { ...m.metadata, session: 'other' } })) }).join('\n')).toMatch(/iteration: digest/);
     // the same metadata with its keys in another order is the same metadata
     expect(check('tierstore-hot', 'hot', { iter: edit(9, (m) => ({ ...m, metadata: Object.fromEntries(Object.entries(m.metadata).reverse()) })) })).toEqual([]);
+  });
+
+  it('rejects a garbled arrow() scan, a filtered recall answer missing, and a filtered hit outside the filter', () => {
+    const brokenArrow = (c: Record<string, any>) => { c.exact.iterArrow = { ...c.exact.iterArrow, hash: '0' }; };
+    expect(check('tierstore', 'hot', { checks: brokenArrow }).join('\n')).toMatch(/arrow\(\) iteration: digest/);
+    const missing = (c: Record<string, any>) => { c.recallFiltered['meta-1pct'] = c.recallFiltered['meta-1pct'].slice(1); };
+    expect(check('tierstore', 'hot', { checks: missing }).join('\n')).toMatch(/filtered top-10 \(meta-1pct\)/);
+    const unfiltered = (c: Record<string, any>) => { c.recallFiltered['created-10pct'] = c.recall.map((l: unknown[]) => [...l]); };
+    expect(check('tierstore', 'hot', { checks: unfiltered }).join('\n')).toMatch(/filtered top-10 \(created-10pct\)/);
   });
 
   it('rejects an iterator that yields nothing, and one record twice instead of another', () => {
