@@ -1,5 +1,5 @@
 // store_bench: the storage engine alone (no Node, no N-API), on records shaped
-// like the standard workload of DESIGN §5 (768 float32 dims, content 50..2000
+// like the benchmark's standard workload (docs/benchmarks.md: 768 float32 dims, content 50..2000
 // UTF-8 bytes with ~2% multi-byte characters, a small JSON metadata object).
 //
 // Rows (records/s and MB/s of logical bytes: id + content + metadata + embedding):

@@ -1,6 +1,6 @@
 // Shared helpers of the node-addon-api layer: the per-environment addon data,
 // uniform argument checks, Status -> JS error, and RecordBatch -> columnar JS
-// object. No storage logic lives here (DESIGN.md §1).
+// object. No storage logic lives here: that is native/core's.
 //
 // Errors: every error the binding raises is a JS error whose `code` is one of
 // the public codes (StatusCodeName) and whose message is the Status message.
