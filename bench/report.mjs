@@ -21,6 +21,7 @@ export const OPS_INFO = {
   'iter-batch': { label: 'iterate batches(), no emb', unit: 'records/s', better: 'higher', peerKey: 'iter', tsOnly: true },
   'iter-arrow': { label: 'arrow() scan, every id read', unit: 'records/s', better: 'higher', peerKey: 'iter', tsOnly: true },
   'iter-arrow-emb': { label: 'arrow() scan with embeddings', unit: 'records/s', better: 'higher', peerKey: 'iter-emb', tsOnly: true, runs: ['iter-arrow'] },
+  'arrow-id-floor': { label: 'arrow id-read floor (Vector.get, no store)', unit: 'records/s', better: 'higher', tsOnly: true, runs: ['iter-arrow'] },
   'iter-floor': { label: 'per-record floor (JS: string + JSON.parse)', unit: 'records/s', better: 'higher', tsOnly: true },
   recall: { label: 'cosine top-10, all records', unit: 'ms/query', better: 'lower' },
   'recall-async': { label: 'top-10 recallAsync', unit: 'ms/query', better: 'lower', peerKey: 'recall', tsOnly: true },
