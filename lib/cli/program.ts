@@ -401,7 +401,7 @@ export function buildProgram(state: RunState, version: string): Command {
   addWriteOptions(
     program
       .command('serve')
-      .description('serve the store (--dir) or a directory of memory spaces (--root) over HTTP (the engram memory API) until Ctrl-C')
+      .description('serve the store (--dir) or a directory of memory spaces (--root) over HTTP until Ctrl-C, with the memory API of engram (the agent-memory server tierstore can stand in for: docs/http.md)')
       .option('-p, --port <port>', 'port (0: any free port)', integerIn(0, 65535), 8080)
       .option('--host <host>', 'interface to listen on (a non-loopback host needs --token)', '127.0.0.1')
       .addOption(new Option('--token <token>', 'bearer token required on write routes').env('TIERSTORE_TOKEN'))
