@@ -456,10 +456,14 @@ function buildApp(spaces: Spaces, opts: Record<string, unknown>): FastifyInstanc
     const store = request === undefined ? undefined : storeOfRequest.get(request);
     const header = request?.headers[SPACE_HEADER];
     const space = typeof header === 'string' && isSpaceName(header) ? header : undefined;
+    const hostHeader = request?.headers.host;
+    const host = typeof hostHeader === 'string' && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(hostHeader)
+      ? hostHeader : undefined;
     return {
       ...baseCtx,
       ...(store === undefined ? {} : { dimensions: store.dimensions, maxContentBytes: store.maxContentBytes }),
       ...(space === undefined ? {} : { space }),
+      ...(host === undefined ? {} : { host }),
     };
   };
 

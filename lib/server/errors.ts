@@ -69,6 +69,8 @@ export interface ErrorContext {
   tokenRequired: boolean;
   /** The space the request named with X-Memory-Space (a valid name), shown in the examples. */
   space?: string | undefined;
+  /** The request's Host header (a plain host[:port]): the examples go where the request went. */
+  host?: string | undefined;
 }
 
 function embeddingExample(dims: number): string {
@@ -83,7 +85,7 @@ function authHeader(ctx: ErrorContext): string {
 
 /** A request that works for each kind of route, as a curl command. */
 export function exampleFor(kind: RouteKind, ctx: ErrorContext): string {
-  const example = exampleOf(kind, ctx);
+  const example = ctx.host === undefined ? exampleOf(kind, ctx) : exampleOf(kind, ctx).replace('127.0.0.1:8080', ctx.host);
   // The request's own space, so that the example works for it (not on the space routes, which take none).
   if (ctx.space === undefined || kind === 'spaces' || kind === 'space-delete') return example;
   return example.replace(/^curl /, `curl -H 'X-Memory-Space: ${ctx.space}' `);
