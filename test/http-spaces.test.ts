@@ -223,7 +223,8 @@ describe('unknown spaces and names', () => {
     expect(bad.body.error.example, 'the example is a request in the same space').toMatch(/^curl -H 'X-Memory-Space: big' /);
     const missing = await call(url, 'GET', '/api/v1/memories', undefined, inSpace('big'));
     expectError(missing, 404, 'SPACE_NOT_FOUND');
-    expect(missing.body.error.example).toBe('curl http://127.0.0.1:8080/api/v1/spaces');
+    // The example goes where the request went.
+    expect(missing.body.error.example).toBe(`curl ${url}/api/v1/spaces`);
     expect((await call(url, 'GET', '/api/v1/spaces')).body.count).toBe(0);
   });
 });

@@ -13,6 +13,7 @@ import { open, TierStoreError } from '../lib/index.js';
 import type { MemoryStore, OpenOptions } from '../lib/index.js';
 import { startServer } from '../lib/server.js';
 import type { RunningServer, ServerOptions } from '../lib/server.js';
+import { call, expectError } from './helpers/http.js';
 import { mulberry32 } from './helpers/random.js';
 import { useScratch } from './helpers/store.js';
 
@@ -40,44 +41,6 @@ async function serve(storeOptions: OpenOptions = {}, serverOptions: Omit<ServerO
   const server = await startServer({ store, port: 0, ...serverOptions });
   running.push(server);
   return { store, server, url: server.url };
-}
-
-interface Reply {
-  status: number;
-  headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
-
-async function call(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
-  }
-  const res = await fetch(url + path, init);
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: the assertions on the body will say so
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
-}
-
-/** The three-part error body with this status and code. */
-function expectError(r: Reply, status: number, code: string, messagePart?: RegExp): void {
-  const what = `${status} ${code}: got ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`;
-  expect(r.status, what).toBe(status);
-  expect(r.headers.get('content-type'), what).toMatch(/^application\/json/);
-  expect(Object.keys(r.body), what).toEqual(['error']);
-  expect(Object.keys(r.body.error).sort(), what).toEqual(['code', 'example', 'message', 'suggestion']);
-  expect(r.body.error.code, what).toBe(code);
-  for (const k of ['message', 'suggestion', 'example']) {
-    expect(typeof r.body.error[k], `${what}: ${k}`).toBe('string');
-    expect(r.body.error[k].length, `${what}: ${k} not empty`).toBeGreaterThan(0);
-  }
-  if (messagePart !== undefined) expect(r.body.error.message, what).toMatch(messagePart);
 }
 
 function embeddingOf(i: number): number[] {

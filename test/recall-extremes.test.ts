@@ -4,22 +4,11 @@
 // same cosine a double-precision brute force gives, in every tier.
 import { describe, expect, it } from 'vitest';
 import type { Tier } from '../lib/index.js';
+import { cosine } from './helpers/recall.js';
 import { useScratch } from './helpers/store.js';
 
 const F = 3.4028234663852886e38; // the largest finite float32
 const D = 1.401298464324817e-45; // the smallest subnormal float32
-
-function cosine(a: readonly number[], b: readonly number[]): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
-}
 
 const RECORDS: Record<string, number[]> = {
   huge: [F, -F, 0, 0, 0],

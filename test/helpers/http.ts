@@ -61,9 +61,12 @@ export function rawCall(
 }
 
 /** The three-part error body with this status and code. */
-export function expectError(r: { status: number; body: any }, status: number, code: string, messagePart?: RegExp): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function expectError(
+  r: { status: number; body: any; headers?: Headers }, status: number, code: string, messagePart?: RegExp, // eslint-disable-line @typescript-eslint/no-explicit-any
+): void {
   const what = `${status} ${code}: got ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`;
   expect(r.status, what).toBe(status);
+  if (r.headers !== undefined) expect(r.headers.get('content-type'), what).toMatch(/^application\/json/);
   expect(typeof r.body, what).toBe('object');
   expect(Object.keys(r.body), what).toEqual(['error']);
   expect(Object.keys(r.body.error).sort(), what).toEqual(['code', 'example', 'message', 'suggestion']);
