@@ -192,7 +192,7 @@ class WarmTierImpl final : public WarmTier {
   }
 
   bool IsLive(uint32_t slot) const override {
-    return slot < scan_limit_ && !Unpublished(slot) && IsLiveState(LoadState(BlockPtr(slot)));
+    return slot < scan_limit_ && ((free_bits_[slot / 64] >> (slot % 64)) & 1) == 0;
   }
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
@@ -207,6 +207,7 @@ class WarmTierImpl final : public WarmTier {
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
       run.embedding_offset = kBlockHeaderBytes;
+      run.free_bits = free_bits_.data();
       if (unpublished_count_ != 0) {
         run.pending = unpublished_bits_.data();
         run.pending_words = unpublished_bits_.size();
