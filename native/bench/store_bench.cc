@@ -28,7 +28,9 @@
 // (median shown); read rows reuse one store.
 //
 // usage: store_bench [--n 100000] [--reps 3] [--dir /tmp] [--json FILE] [--only NAME]
-// --only runs the rows whose name starts with NAME (e.g. "store open").
+// --only NAME runs the groups of rows whose first row's name starts with NAME
+// (e.g. "store open"; "warm read" also runs cold read, "batch read" the
+// migrations and recall rows that share its store).
 
 #include <algorithm>
 #include <chrono>
