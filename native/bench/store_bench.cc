@@ -6,6 +6,10 @@
 //   store put (hot)      Store::Put in batches of 1,000, capacities above N
 //   store put (default)  Store::Put in batches of 2,000, default capacities:
 //                        the native share of the JS bench's bulk insert
+//   store open (hot)     Store::Open of a store closed cleanly with all N
+//                        records hot (put in batches of 1,000): replaying
+//                        hot.log from a warm page cache; the report adds
+//                        microseconds per record
 //   utf16 -> utf8        Utf16LeToUtf8 over every content (as the binding
 //                        converts the strings a put hands it); MB/s of UTF-8
 //   warm append          WarmTier::Insert, one record at a time
@@ -23,7 +27,10 @@
 // Each timed row runs --reps times on a fresh directory where it writes
 // (median shown); read rows reuse one store.
 //
-// usage: store_bench [--n 100000] [--reps 3] [--dir /tmp] [--json FILE]
+// usage: store_bench [--n 100000] [--reps 3] [--dir /tmp] [--json FILE] [--only NAME]
+// --only NAME runs the groups of rows whose first row's name starts with NAME
+// (e.g. "store open"; "warm read" also runs cold read, "batch read" the
+// migrations and recall rows that share its store).
 
 #include <algorithm>
 #include <chrono>
@@ -270,15 +277,18 @@ int main(int argc, char** argv) {
   int reps = 3;
   fs::path base = fs::temp_directory_path();
   const char* json = nullptr;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (i + 1 >= argc) { std::fprintf(stderr, "usage: %s [--n N] [--reps R] [--dir DIR] [--json FILE]\n", argv[0]); return 2; }
+    if (i + 1 >= argc) { std::fprintf(stderr, "usage: %s [--n N] [--reps R] [--dir DIR] [--json FILE] [--only NAME]\n", argv[0]); return 2; }
     if (a == "--n") n = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--reps") reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--dir") base = argv[++i];
     else if (a == "--json") json = argv[++i];
+    else if (a == "--only") only = argv[++i];
     else { std::fprintf(stderr, "unknown flag %s\n", a.c_str()); return 2; }
   }
+  auto want = [&](const char* name) { return only.empty() || std::string(name).rfind(only, 0) == 0; };
   base /= "tierstore-store-bench-" + std::to_string(::getpid());
   fs::create_directories(base);
 
@@ -294,7 +304,7 @@ int main(int argc, char** argv) {
   keep_hot.warm_capacity = n + 1;
 
   // store put (hot)
-  {
+  if (want("store put (hot")) {
     std::vector<double> secs;
     for (int r = 0; r < reps; ++r) {
       fs::path d = FreshDir(base, "put");
@@ -306,10 +316,37 @@ int main(int argc, char** argv) {
     }
     Report("store put (hot, batches of 1000)", secs, double(n), w.logical_bytes);
   }
+  // store open: replaying the log of a store with every record hot. The
+  // first open after the puts reads the file the puts left in the page
+  // cache; every rep opens the same closed store.
+  if (want("store open")) {
+    fs::path d = FreshDir(base, "open");
+    {
+      auto s = OpenStore(d);
+      PutAll(*s, w, keep_hot);
+      s->Release();
+    }
+    std::vector<double> secs;
+    for (int r = 0; r < reps; ++r) {
+      double a = NowS();
+      auto s = OpenStore(d);
+      secs.push_back(NowS() - a);
+      TierCounts c;
+      Check(s->Counts(&c), "Counts");
+      if (c.hot != n) {
+        std::fprintf(stderr, "store open: %llu hot records, expected %zu\n", (unsigned long long)c.hot, n);
+        return 1;
+      }
+      s->Release();
+    }
+    Report("store open (hot, warm page cache)", secs, double(n), w.logical_bytes);
+    std::sort(secs.begin(), secs.end());
+    std::printf("%-34s %10.3f us/record\n", "  store open per record", secs[secs.size() / 2] / double(n) * 1e6);
+  }
   // store put with the default capacities, in the JS bench's batches: the
   // native share of its bulk insert (log, hot, migration to warm, log
   // checkpoints)
-  {
+  if (want("store put (default")) {
     std::vector<double> secs;
     const WriteOptions defaults;
     for (int r = 0; r < reps; ++r) {
@@ -323,7 +360,7 @@ int main(int argc, char** argv) {
     Report("store put (default, batches of 2000)", secs, double(n), w.logical_bytes);
   }
   // utf16 -> utf8
-  {
+  if (want("utf16")) {
     std::vector<std::string> wide(n);
     double utf8_bytes = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -345,7 +382,7 @@ int main(int argc, char** argv) {
     Report("utf16 -> utf8 (every content)", secs, double(n), utf8_bytes);
   }
   // warm append
-  {
+  if (want("warm append")) {
     std::vector<double> secs;
     for (int r = 0; r < reps; ++r) {
       fs::path d = FreshDir(base, "warm");
@@ -361,7 +398,7 @@ int main(int argc, char** argv) {
     Report("warm append (WarmTier::Insert)", secs, double(n), w.logical_bytes);
   }
   // cold append
-  {
+  if (want("cold append")) {
     std::vector<double> secs;
     std::vector<RecordView> views;
     for (size_t i = 0; i < n; ++i) views.push_back(w.View(i));
@@ -380,7 +417,7 @@ int main(int argc, char** argv) {
     Report("cold append (10k-row segments)", secs, double(n), w.logical_bytes);
   }
   // warm / cold point reads, random order, through the tiers
-  {
+  if (want("warm read")) {
     std::vector<uint32_t> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = uint32_t(i);
     std::shuffle(order.begin(), order.end(), std::mt19937(7));
@@ -429,7 +466,7 @@ int main(int argc, char** argv) {
     Report("cold read (random, crc checked)", secs, double(n), w.logical_bytes);
   }
   // one store: hot, then migrate to warm, then to cold; batch reads in each
-  {
+  if (want("batch read")) {
     fs::path d = FreshDir(base, "tiers");
     auto s = OpenStore(d);
     PutAll(*s, w, keep_hot);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <system_error>
 
 #include "crc32c.h"
@@ -88,13 +89,30 @@ void FinishEntry(std::string* buf, size_t start) {
   std::memcpy(buf->data() + start, &crc, 4);
 }
 
-// Sequential reader with a read-ahead window, so replay costs one pread per
-// few MiB rather than two per entry.
+// Replay's view of the log. The file is mapped read-only when the kernel
+// allows it: its pages come straight from the page cache, with no copy into
+// a buffer, and every byte stays addressable until replay ends, so a batch's
+// entries are applied from where they lie rather than from copies held
+// until their commit. Otherwise it reads through a window of a few MiB
+// (stable() false: a view lasts only until the next Read). Replay holds the
+// store's lock (flock) for the whole time, so no other tierstore process
+// truncates the file under the mapping.
 class LogReader {
  public:
-  LogReader(const File& file, uint64_t size) : file_(file), size_(size) {}
-  // Points *out at n bytes at offset `pos` (valid until the next call).
+  LogReader(const File& file, uint64_t size) : file_(file), size_(size) {
+    if (size_ == 0 || size_ > std::numeric_limits<size_t>::max()) return;
+    if (!MappedRegion::Map(file_, 0, static_cast<size_t>(size_), /*writable=*/false, &map_).ok()) return;
+    // Advice only: read ahead, and the pages behind the replay may go first.
+    (void)::madvise(map_.data(), map_.size(), MADV_SEQUENTIAL);
+  }
+  bool stable() const { return map_.data() != nullptr; }
+  // Points *out at n bytes at offset `pos`, which the caller keeps within
+  // the size given; valid until the next call unless stable().
   Status Read(uint64_t pos, size_t n, const char** out) {
+    if (map_.data() != nullptr) {
+      *out = reinterpret_cast<const char*>(map_.data()) + pos;
+      return Status::OK();
+    }
     if (pos < window_start_ || pos + n > window_start_ + window_.size()) {
       size_t want = std::max<size_t>(n, 4u << 20);
       want = static_cast<size_t>(std::min<uint64_t>(want, size_ - pos));
@@ -109,6 +127,7 @@ class LogReader {
  private:
   const File& file_;
   uint64_t size_;
+  MappedRegion map_;
   std::string window_;
   uint64_t window_start_ = 0;
 };
@@ -231,7 +250,10 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
 
   uint64_t pos = header_bytes;
   uint64_t good_end = pos;          // end of the last entry that took effect
-  std::vector<std::string> batch;   // payloads of an uncommitted batch
+  // Payloads of an uncommitted batch: views into the mapping, or into
+  // batch_copies when the reader's views do not last.
+  std::vector<std::string_view> batch;
+  std::deque<std::string> batch_copies;
   uint64_t batch_start = 0;
   while (pos < size_) {
     if (size_ - pos < kEntryHeaderSize) break;  // torn entry header
@@ -257,7 +279,10 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     }
     const uint64_t entry_at = pos;
     pos += kEntryHeaderSize + len;
-    if (type != kBatchPut && type != kCommit && !batch.empty()) batch.clear();  // an aborted batch
+    if (type != kBatchPut && type != kCommit && !batch.empty()) {  // an aborted batch
+      batch.clear();
+      batch_copies.clear();
+    }
     switch (type) {
       case kPut: {
         RecordView rec;
@@ -268,19 +293,24 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
       }
       case kBatchPut:
         if (batch.empty()) batch_start = entry_at;
-        batch.emplace_back(p, static_cast<size_t>(len));
+        if (reader.stable()) {
+          batch.emplace_back(p, static_cast<size_t>(len));
+        } else {
+          batch.emplace_back(batch_copies.emplace_back(p, static_cast<size_t>(len)));
+        }
         break;
       case kCommit: {
         if (len != 8 || Get<uint64_t>(p) != batch.size()) {
           return Status::Corruption(path + ": batch commit does not match its batch at offset " +
                                     std::to_string(entry_at));
         }
-        for (const std::string& payload : batch) {
+        for (std::string_view payload : batch) {
           RecordView rec;
           TS_RETURN_IF_ERROR(decode_record(payload.data(), payload.size(), batch_start, &rec));
           TS_RETURN_IF_ERROR(handler.on_put(rec));
         }
         batch.clear();
+        batch_copies.clear();
         good_end = pos;
         break;
       }

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -28,11 +29,14 @@
 
 namespace tierstore {
 
-// A hot record: owned copies of its id, metadata and content in one
-// allocation; its embedding lives in the tier's EmbeddingArena (contiguous
-// with the other hot embeddings, for scans), released when the record dies.
+// A hot record: its fields and owned copies of its id, metadata and content
+// in one allocation (the bytes follow the struct: one malloc per record,
+// not two, matters when an open loads a whole log); its embedding lives in
+// the tier's EmbeddingArena (contiguous with the other hot embeddings, for
+// scans), released when the record dies. Made only by CopyOf; deleted as
+// usual (unique_ptr), which the class's operator delete pairs with CopyOf's
+// allocation.
 struct HotRecord {
-  std::unique_ptr<char[]> data;
   EmbeddingArena* arena = nullptr;
   uint32_t row = 0;
   uint32_t id_len = 0, meta_len = 0;
@@ -44,15 +48,15 @@ struct HotRecord {
   uint64_t key = 0;  // arrival order in hot: the iteration order
   bool access_dirty = false;
 
-  HotRecord() = default;
   HotRecord(const HotRecord&) = delete;
   HotRecord& operator=(const HotRecord&) = delete;
   ~HotRecord() {
     if (arena != nullptr) arena->Release(row);
   }
+  static void operator delete(void* p) { ::operator delete(p); }
 
   const float* embedding() const { return arena->Row(row); }
-  const char* bytes() const { return data.get(); }
+  const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
   std::string_view id() const { return {bytes(), id_len}; }
   std::string_view metadata() const { return {bytes() + id_len, meta_len}; }
   std::string_view content() const { return {bytes() + id_len + meta_len, content_len}; }
@@ -62,17 +66,20 @@ struct HotRecord {
 
   // What the record holds in RAM, as the hot tier's byte count reports it.
   uint64_t Bytes() const { return id_len + meta_len + content_len + uint64_t{dims} * 4 + 96; }
+
+ private:
+  HotRecord() = default;
 };
 
 inline std::unique_ptr<HotRecord> HotRecord::CopyOf(const RecordView& v, uint32_t dims, EmbeddingArena* arena) {
-  auto r = std::make_unique<HotRecord>();
+  const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
+  void* mem = ::operator new(sizeof(HotRecord) + string_bytes);  // throws std::bad_alloc
+  std::unique_ptr<HotRecord> r(new (mem) HotRecord());  // noexcept: the unique_ptr owns mem from here on
   r->dims = dims;
   r->id_len = static_cast<uint32_t>(v.id.size());
   r->meta_len = static_cast<uint32_t>(v.metadata.size());
   r->content_len = v.content.size();
-  const size_t string_bytes = v.id.size() + v.metadata.size() + v.content.size();
-  r->data.reset(new char[string_bytes == 0 ? 1 : string_bytes]);
-  char* p = r->data.get();
+  char* p = reinterpret_cast<char*>(r.get() + 1);
   // memcpy from a null pointer is undefined even for 0 bytes (an empty
   // string_view may hold one).
   if (!v.id.empty()) std::memcpy(p, v.id.data(), v.id.size());
