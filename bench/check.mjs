@@ -117,7 +117,7 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
 // found the record and gave finite figures; the cold series is complete or
 // has a reason; a cold reopen read something from the device (reading
 // nothing means the drop did not take, and the figure would be a warm one).
-const REOPEN_FIGURES = ['reopen-warm', 'reopen-cold', 'reopen-cold-read', 'reopen-rchar', 'reopen-rss', 'reopen-rss-anon', 'reopen-rss-file', 'hot-load', 'hot-load-cold'];
+const REOPEN_FIGURES = ['reopen-warm', 'reopen-cold', 'reopen-cold-read', 'reopen-rchar', 'reopen-rss', 'reopen-rss-anon', 'reopen-rss-file', 'hot-load', 'hot-load-cold', 'hot-load-floor'];
 
 function checkFreshReopens(m, figures, unmeasured, n, isTs, tier, reps = m?.reps) {
   const out = [];
