@@ -217,7 +217,9 @@ describe('an unclean shutdown: the index is rebuilt', () => {
     const model = buildStore(scratch, p, 'kw', 240);
     expect(indexFileSize(p), `the clean close wrote ${INDEX_FILE}`).toBeGreaterThan(0);
     const s = scratch.open(p, { readOnly: true });
-    const [hot, warm, cold] = (['hot', 'warm', 'cold'] as const).map((t) => idsIn(s, t));
+    const hot = idsIn(s, 'hot');
+    const warm = idsIn(s, 'warm');
+    const cold = idsIn(s, 'cold');
     s.close();
     type Op = { k: string; recs?: MemoryInput[]; id?: string; tier?: Tier };
     const fresh = Array.from({ length: 120 }, (_, i) => indexRecord('kw-new', i, DIMS));
@@ -491,7 +493,9 @@ describe('a crash at every system call of writing the index and the manifest at 
     const pristine = path.join(base, 'pristine');
     const model = buildStore(scratch, pristine, 'sk', 200);
     const s = scratch.open(pristine, { readOnly: true });
-    const [hot, warm, cold] = (['hot', 'warm', 'cold'] as const).map((t) => idsIn(s, t));
+    const hot = idsIn(s, 'hot');
+    const warm = idsIn(s, 'warm');
+    const cold = idsIn(s, 'cold');
     s.close();
     const ops = [
       { k: 'putMany', recs: Array.from({ length: 45 }, (_, i) => indexRecord('sk-new', i, DIMS)) },

@@ -108,7 +108,7 @@ describe('an open after a clean close reads no warm or cold data', () => {
       emit('RESULT', out);
     `, { p, n: N, dims: DIMS }, 300_000);
     expect(built.status === 0 && built.result !== undefined, describeChild(built)).toBe(true);
-    const info = built.result as { warmId: string; coldId: string; counts: Record<string, number> };
+    const info = built.result as { warmId: string; coldId: string; counts: Record<'hot' | 'warm' | 'cold' | 'total', number> };
     expect(info.counts.total).toBe(N);
     expect(info.counts.warm + info.counts.cold, 'most records are in warm and cold').toBeGreaterThan(N * 0.9);
     expect(info.warmId && info.coldId, 'a warm and a cold record').toBeTruthy();
