@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryInput, MemoryStore, Tier } from '../lib/index.js';
 import { REPO_ROOT, ScriptChild, spawnAsync } from './helpers/child.js';
 import {
+  canonicalOf,
   captureTiers,
   expectIndexStatsShape,
   expectModelAnswers,
@@ -32,7 +33,7 @@ import {
   readInChild,
   type StoreModel,
 } from './helpers/index-store.js';
-import { Scratch, useScratch } from './helpers/store.js';
+import { expectTierStoreError, Scratch, useScratch } from './helpers/store.js';
 
 const DIMS = 8;
 const OPTIONS = { dimensions: DIMS, hotCapacity: 30, warmCapacity: 60 };
@@ -406,6 +407,64 @@ describe('read-only opens rebuild in memory and write nothing', () => {
       expectModelAnswers(res, model, `read-only open ${round}`);
       expect(fingerprint(p), 'the store\'s files are unchanged').toEqual(before);
     }
+  });
+});
+
+describe('after a clean close, damaged warm or cold data is found when read, not at open', () => {
+  const scratch = useScratch();
+
+  /** Flips a byte inside every copy of `needle` in the store's files named by `match`; returns the files changed. */
+  function damageContent(dir: string, match: RegExp, needle: string): string[] {
+    const changed: string[] = [];
+    for (const name of fs.readdirSync(dir)) {
+      if (!match.test(name)) continue;
+      const file = path.join(dir, name);
+      const bytes = fs.readFileSync(file);
+      for (let at = bytes.indexOf(needle); at >= 0; at = bytes.indexOf(needle, at + 1)) {
+        flipBit(file, at + 3, 5);
+        if (!changed.includes(name)) changed.push(name);
+      }
+    }
+    return changed;
+  }
+
+  it.each([
+    { tier: 'warm' as const, files: /^warm/ },
+    { tier: 'cold' as const, files: /^cold-.*\.seg$/ },
+  ])('a $tier record: the open uses the index; get, iterate, list and move are CORRUPTION naming the file; verify() lists it', ({ tier, files }) => {
+    const p = scratch.storePath();
+    const model = buildStore(scratch, p, `da${tier}`, 240);
+    const victim = [...model.tiers].filter(([, t]) => t === tier).map(([id]) => id)[7]!;
+    const other = [...model.tiers].filter(([id, t]) => t === tier && id !== victim).map(([id]) => id)[0]!;
+    const content = model.records.get(victim)!.content;
+    const changed = damageContent(p, files, content.slice(0, content.indexOf(' version') + 10));
+    expect(changed.length, `the content of ${victim} found in a ${tier} file`).toBeGreaterThan(0);
+
+    const s = scratch.open(p);
+    const st = indexStats(s);
+    expect(st.indexRebuilt, `the open used the index (reason ${JSON.stringify(st.indexRebuildReason)})`).toBe(false);
+    const named = (e: unknown) => changed.some((f) => String((e as Error).message).includes(f));
+    const err = expectTierStoreError(() => s.get(victim), 'CORRUPTION', `get(${victim})`);
+    expect(named(err), `get's CORRUPTION names ${changed.join(' or ')}: ${err.message}`).toBe(true);
+    expect(s.get(other, { includeEmbedding: true }), 'an undamaged record of the same tier reads right').toBeDefined();
+    expect(canonicalOf({ ...s.get(other, { includeEmbedding: true })!, embedding: s.get(other, { includeEmbedding: true })!.embedding! })).toBe(canonicalOf(model.records.get(other)!));
+    const ie = expectTierStoreError(() => [...s.iterate({ tier: 'all', includeEmbeddings: true })], 'CORRUPTION', 'iterate');
+    expect(named(ie), `iterate's CORRUPTION names the file: ${ie.message}`).toBe(true);
+    const le = expectTierStoreError(() => {
+      for (let cursor: string | undefined, page = 0; page < 1000; page++) {
+        const res = cursor === undefined ? s.list({ tier, limit: 50 }) : s.list({ tier, limit: 50, cursor });
+        cursor = res.pagination.nextCursor;
+        if (cursor === undefined) break;
+      }
+    }, 'CORRUPTION', 'list');
+    expect(named(le), `list's CORRUPTION names the file: ${le.message}`).toBe(true);
+    const report = s.verify();
+    expect(report.damaged.map((d) => [d.tier, d.id]), 'verify() lists the damaged record').toEqual([[tier, victim]]);
+    expect(changed.map((f) => path.join(path.resolve(p), f)), 'verify() names the file').toContain(report.damaged[0]!.file);
+    expect(report.records, 'verify() read every other record').toBe(model.records.size - 1);
+    const me = expectTierStoreError(() => s.move(victim, 'hot'), 'CORRUPTION', 'moving the damaged record');
+    expect(named(me), `the migration's CORRUPTION names the file: ${me.message}`).toBe(true);
+    s.close();
   });
 });
 
