@@ -329,6 +329,25 @@ export interface StoreStats {
    * version: dropped, the log's copy kept. Damage elsewhere is CORRUPTION.
    */
   tornWarmCopies: number;
+  /** Size of the persisted id index, `id.index`, as the last open read it or the store last wrote it (0: none). */
+  indexFileBytes: number;
+  /** Heap memory the id index holds: entries added or changed since the open (the rest is used in place from `id.index`). */
+  indexMemoryBytes: number;
+  /** Bytes of `id.index` the id index uses in place (mapped, read-only until changed). */
+  indexMappedBytes: number;
+  /**
+   * The last open rebuilt the id index by reading the warm and cold data,
+   * instead of reading `id.index`: see {@link StoreStats.indexRebuildReason}.
+   */
+  indexRebuilt: boolean;
+  /**
+   * Why the last open rebuilt the id index (`''` when it did not):
+   * `'missing'` (no `id.index`), `'unclean'` (the store was not closed
+   * cleanly: a crash), `'damaged'` (the file failed its checks), `'stale'`
+   * (it does not belong to the store's last clean close) or `'format'` (an
+   * index format this version does not read).
+   */
+  indexRebuildReason: '' | 'missing' | 'unclean' | 'damaged' | 'stale' | 'format';
   /** This handle was opened read-only. */
   readOnly: boolean;
 }

@@ -507,6 +507,7 @@ function statsText(dir: string, s: StoreStats): string {
     ['hot', `${formatBytes(s.hotBytes)} in RAM, log ${formatBytes(s.hotLogBytes)}`],
     ['warm', `blocks ${formatBytes(s.warmBlockFileBytes)} (${formatCount(s.warmSlots)} slots), variable section ${formatBytes(s.warmVarFileBytes)} (${formatBytes(s.warmVarLiveBytes)} live)`],
     ['cold', `${s.coldSegments} segment${s.coldSegments === 1 ? '' : 's'}, ${formatBytes(s.coldFileBytes)}, ${formatCount(s.coldDeletedRows)} deleted rows`],
+    ['index', `${formatBytes(s.indexFileBytes)} on disk, ${formatBytes(s.indexMemoryBytes)} in RAM${s.indexRebuilt ? `, rebuilt at open (${s.indexRebuildReason})` : ''}`],
     ['sequence', String(s.sequence)],
   ];
   if (s.recoveredDuplicates > 0 || s.tornLogBytes > 0 || s.tornWarmCopies > 0) {

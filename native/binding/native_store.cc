@@ -382,6 +382,11 @@ Napi::Value NativeStore::Stats(const Napi::CallbackInfo& info) {
   out.Set("recoveredDuplicates", static_cast<double>(s.recovered_duplicates));
   out.Set("tornLogBytes", static_cast<double>(s.torn_log_bytes));
   out.Set("tornWarmCopies", static_cast<double>(s.torn_warm_copies));
+  out.Set("indexFileBytes", static_cast<double>(s.index_file_bytes));
+  out.Set("indexMemoryBytes", static_cast<double>(s.index_memory_bytes));
+  out.Set("indexMappedBytes", static_cast<double>(s.index_mapped_bytes));
+  out.Set("indexRebuilt", Napi::Boolean::New(env, s.index_rebuilt));
+  out.Set("indexRebuildReason", Napi::String::New(env, s.index_rebuild_reason));
   out.Set("readOnly", Napi::Boolean::New(env, state_->read_only));
   return out;
 }

@@ -39,7 +39,7 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   if (file_size != actual)
     return seg->Corrupt(std::string(actual < file_size ? "truncated" : "trailing bytes") + ": header says " +
                         std::to_string(file_size) + " bytes, file has " + std::to_string(actual));
-  uint32_t col_crc[kNumCols];
+  uint32_t* col_crc = seg->col_crc;
   uint64_t prev_end = kHeaderSize;
   for (int c = 0; c < kNumCols; ++c) {
     const uint8_t* e = h + kDirOffset + c * kDirEntrySize;
@@ -78,40 +78,43 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   TS_RETURN_IF_ERROR(seg->LoadBitmap());
 
   if (verify_crcs) {
-    for (int c = 0; c < kNumCols; ++c) {
-      if (!ColHasCrc(c)) continue;
-      if (Crc32c(seg->base + seg->off[c], seg->size[c]) != col_crc[c])
-        return seg->Corrupt(std::string("column ") + kColNames[c] + " checksum mismatch");
-    }
-    const int offcols[3] = {kIdOffsets, kContentOffsets, kMetaOffsets};
-    const int bytecols[3] = {kIdBytes, kContentBytes, kMetaBytes};
-    const uint64_t limits[3] = {kMaxIdBytes, kMaxContentBytes, kMaxMetadataBytes};
-    for (int k = 0; k < 3; ++k) {
-      const uint8_t* p = seg->base + seg->off[offcols[k]];
-      uint64_t prev = Load<uint64_t>(p);
-      if (prev != 0) return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not start at 0");
-      for (uint64_t r = 1; r <= n; ++r) {
-        uint64_t cur = Load<uint64_t>(p + r * 8);
-        if (cur < prev || cur - prev > limits[k])
-          return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " has a bad entry at row " +
-                              std::to_string(r - 1));
-        prev = cur;
-      }
-      if (prev != seg->size[bytecols[k]])
-        return seg->Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not match the size of " +
-                            kColNames[bytecols[k]]);
-    }
-    uint64_t prev_key = 0;
-    for (uint64_t r = 0; r < n; ++r) {
-      uint64_t k = seg->Key(r);
-      if (k == 0 || k <= prev_key) return seg->Corrupt("cold keys are not strictly ascending at row " + std::to_string(r));
-      prev_key = k;
-    }
-    if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) return seg->Corrupt("key range does not match the header");
-  } else if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) {
-    return seg->Corrupt("key range does not match the header");
+    TS_RETURN_IF_ERROR(seg->CheckColumns());
+    seg->columns_checked.store(true, std::memory_order_relaxed);
   }
+  if (seg->Key(0) != min_key || seg->Key(n - 1) != max_key) return seg->Corrupt("key range does not match the header");
   *out = std::move(seg);
+  return Status::OK();
+}
+
+Status Segment::CheckColumns() const {
+  const uint64_t n = rows;
+  for (int c = 0; c < kNumCols; ++c) {
+    if (!ColHasCrc(c)) continue;
+    if (Crc32c(base + off[c], size[c]) != col_crc[c]) return Corrupt(std::string("column ") + kColNames[c] + " checksum mismatch");
+  }
+  const int offcols[3] = {kIdOffsets, kContentOffsets, kMetaOffsets};
+  const int bytecols[3] = {kIdBytes, kContentBytes, kMetaBytes};
+  const uint64_t limits[3] = {kMaxIdBytes, kMaxContentBytes, kMaxMetadataBytes};
+  for (int k = 0; k < 3; ++k) {
+    const uint8_t* p = base + off[offcols[k]];
+    uint64_t prev = Load<uint64_t>(p);
+    if (prev != 0) return Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not start at 0");
+    for (uint64_t r = 1; r <= n; ++r) {
+      uint64_t cur = Load<uint64_t>(p + r * 8);
+      if (cur < prev || cur - prev > limits[k])
+        return Corrupt(std::string("column ") + kColNames[offcols[k]] + " has a bad entry at row " + std::to_string(r - 1));
+      prev = cur;
+    }
+    if (prev != size[bytecols[k]])
+      return Corrupt(std::string("column ") + kColNames[offcols[k]] + " does not match the size of " + kColNames[bytecols[k]]);
+  }
+  uint64_t prev_key = 0;
+  for (uint64_t r = 0; r < n; ++r) {
+    uint64_t k = Key(r);
+    if (k == 0 || k <= prev_key) return Corrupt("cold keys are not strictly ascending at row " + std::to_string(r));
+    prev_key = k;
+  }
+  if (Key(0) != min_key || Key(n - 1) != max_key) return Corrupt("key range does not match the header");
   return Status::OK();
 }
 

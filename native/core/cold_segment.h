@@ -49,6 +49,14 @@ struct Segment {
   std::atomic<bool> bitmap_synced{false};
   uint64_t off[kNumCols] = {};
   uint64_t size[kNumCols] = {};
+  uint32_t col_crc[kNumCols] = {};  // from the column directory
+  // CheckColumns passed (at open, or later), or this process wrote the file.
+  mutable std::atomic<bool> columns_checked{false};
+
+  // Reads every column: their checksums, the string offsets (monotone,
+  // within limits, ending at their bytes' size) and the key order. What an
+  // open with verify_crcs does; otherwise Verify's part.
+  Status CheckColumns() const;
 
   uint64_t Key(uint64_t r) const { return Load<uint64_t>(base + off[kKey] + r * 8); }
   uint64_t Seq(uint64_t r) const { return Load<uint64_t>(base + off[kSeq] + r * 8); }

@@ -151,7 +151,7 @@ class ColdTierImpl final : public ColdTier {
  public:
   ColdTierImpl(std::string dir, uint32_t dims, bool read_only) : dir_(std::move(dir)), dims_(dims), read_only_(read_only) {}
 
-  Status Load() {
+  Status Load(bool verify_columns) {
     // Not shared with anyone yet: the locks are for the analysis's sake.
     MutexLock wlock(write_mu_);
     WriterLock lock(mu_);
@@ -164,7 +164,7 @@ class ColdTierImpl final : public ColdTier {
       // Stale *.tmp files are left for FinishOpen: opening changes nothing.
       if (!ParseSegmentName(name, &id)) continue;
       std::unique_ptr<Segment> seg;
-      TS_RETURN_IF_ERROR(OpenSegment(JoinPath(dir_, name), id, dims_, read_only_, /*verify_crcs=*/true, &seg));
+      TS_RETURN_IF_ERROR(OpenSegment(JoinPath(dir_, name), id, dims_, read_only_, verify_columns, &seg));
       next_id_ = std::max<uint64_t>(next_id_, uint64_t{id} + 1);
       next_key_ = std::max(next_key_, seg->max_key + 1);
       segs_.push_back(std::move(seg));
@@ -384,6 +384,7 @@ class ColdTierImpl final : public ColdTier {
       view.created_at = reinterpret_cast<const double*>(s->base + s->off[kCreatedAt]);
       view.metadata_offsets = reinterpret_cast<const uint64_t*>(s->base + s->off[kMetaOffsets]);
       view.metadata_bytes = reinterpret_cast<const char*>(s->base + s->off[kMetaBytes]);
+      view.metadata_size = s->size[kMetaBytes];
       // The active copy: exact under this shared lock (Delete is exclusive).
       view.deleted = reinterpret_cast<const uint64_t*>(s->ActiveWords());
       TS_RETURN_IF_ERROR(fn(view));
@@ -466,6 +467,18 @@ class ColdTierImpl final : public ColdTier {
     return st;
   }
 
+  void VerifyColumns(const std::function<void(const std::string&, const std::string&)>& fn) const override {
+    ReentrantReaderLock lock(mu_, this);
+    for (const auto& s : segs_) {
+      Status st = s->CheckColumns();
+      if (st.ok()) {
+        s->columns_checked.store(true, std::memory_order_relaxed);
+      } else {
+        fn(s->path, st.message());
+      }
+    }
+  }
+
   Status Sync() override {
     if (read_only_) return Status::OK();
     ReentrantReaderLock lock(mu_, this);
@@ -541,6 +554,7 @@ class ColdTierImpl final : public ColdTier {
     }
     if (durable) st = SyncDirectory(dir_);
     if (st.ok()) st = OpenSegment(path, id, dims_, read_only_, /*verify_crcs=*/false, out);
+    if (st.ok()) (*out)->columns_checked.store(true, std::memory_order_relaxed);  // written just now
     if (!st.ok()) {
       (void)RemoveFile(path);
       return st;
@@ -629,6 +643,15 @@ class ColdTierImpl final : public ColdTier {
     merged.reserve(todo.size());
     for (const auto& block : todo) {
       Merged m{&block, {}, nullptr};
+      // A merge copies whole columns: those an open did not check (see
+      // ColdTier::Open) are checked first, so damage is never sealed into
+      // a new segment under fresh checksums.
+      Status checked;
+      for (Segment* s : block) {
+        if (!checked.ok() || s->columns_checked.load(std::memory_order_relaxed)) continue;
+        checked = s->CheckColumns();
+        if (checked.ok()) s->columns_checked.store(true, std::memory_order_relaxed);
+      }
       uint64_t total_live = 0;
       for (const Segment* s : block) total_live += s->live;
       m.rows.reserve(total_live);
@@ -636,8 +659,8 @@ class ColdTierImpl final : public ColdTier {
       const Segment* s;
       uint64_t r;
       while (walk.Next(&s, &r)) m.rows.push_back(RowRef{s, r});
-      Status st;
-      if (!m.rows.empty()) {
+      Status st = checked;
+      if (st.ok() && !m.rows.empty()) {
         uint32_t id = 0;
         st = NewSegmentId(&id);
         if (st.ok()) st = Seal(id, MergeSource(&m.rows), durable, &m.seg);
@@ -747,10 +770,15 @@ class ColdTierImpl final : public ColdTier {
 }  // namespace
 
 Status ColdTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, std::unique_ptr<ColdTier>* out) {
+  return Open(dir, dimensions, read_only, /*verify_columns=*/true, out);
+}
+
+Status ColdTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool verify_columns,
+                      std::unique_ptr<ColdTier>* out) {
   if (dimensions == 0 || dimensions > kMaxDimensions)
     return Status::InvalidArgument("cold tier: dimensions must be in 1.." + std::to_string(kMaxDimensions));
   auto tier = std::make_unique<ColdTierImpl>(dir, dimensions, read_only);
-  TS_RETURN_IF_ERROR(tier->Load());
+  TS_RETURN_IF_ERROR(tier->Load(verify_columns));
   *out = std::move(tier);
   return Status::OK();
 }

@@ -89,10 +89,20 @@ struct ColdSegmentView {
   const float* activation = nullptr;  // rows
   const double* created_at = nullptr; // rows
   // Row r's metadata JSON: metadata_bytes[metadata_offsets[r] ..
-  // metadata_offsets[r + 1]) (offsets checked when the segment was opened;
-  // the bytes are not checksummed here: a scan reads what it returns again).
+  // metadata_offsets[r + 1]), the bytes not checksummed here (a scan reads
+  // what it returns again). The offsets are checked on each call (an open
+  // the persisted index vouches for does not read them): false when they
+  // lie outside the column, a damaged row.
   const uint64_t* metadata_offsets = nullptr;  // rows + 1
   const char* metadata_bytes = nullptr;
+  uint64_t metadata_size = 0;                  // bytes of the metadata column
+
+  bool Metadata(uint64_t r, std::string_view* out) const {
+    const uint64_t a = metadata_offsets[r], b = metadata_offsets[r + 1];
+    if (a > b || b > metadata_size) return false;
+    *out = std::string_view(metadata_bytes + a, b - a);
+    return true;
+  }
   const uint64_t* deleted = nullptr;  // ceil(rows / 64) words
 
   std::string_view Metadata(uint64_t r) const {
@@ -132,11 +142,25 @@ class ColdTier {
   // (including its deletion bitmap) is CORRUPTION naming the file.
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only,
                      std::unique_ptr<ColdTier>* out);
+  // verify_columns false: each segment's header, column directory and
+  // deletion bitmap are read and checked, but not its columns (their
+  // checksums, the string offsets, the key order), so the open reads no
+  // row. For an open the persisted index vouches for (a clean close);
+  // rows are then checked as they are read (Read verifies a row's
+  // checksums; string offsets are bounds-checked wherever they are used),
+  // and VerifyColumns() checks the rest on demand.
+  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool verify_columns,
+                     std::unique_ptr<ColdTier>* out);
 
   // The mutations Open deferred: removes leftover cold-*.tmp files of an
   // interrupted seal. Call once, after every tier opened and recovery's
   // reads succeeded, before any mutation. No-op when read_only.
   virtual Status FinishOpen() = 0;
+
+  // Checks every segment's columns as an open with verify_columns does
+  // (their checksums, string offsets, key order): fn(file, reason) for
+  // each segment that fails.
+  virtual void VerifyColumns(const std::function<void(const std::string& file, const std::string& reason)>& fn) const = 0;
 
   // Every live row in key order (used once, at open, to build the index).
   virtual Status ForEachLive(const std::function<Status(ColdLoc, uint64_t key, const RecordView&)>& fn) = 0;

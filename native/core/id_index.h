@@ -19,6 +19,13 @@
 // - The slot array grows by half when 80% full and never shrinks (except to
 //   nothing when the last entry goes), like std::unordered_map's buckets.
 // - Allocation failure throws std::bad_alloc and leaves the index as it was.
+// - Adopt() takes over a slot array and id chunks that live elsewhere (the
+//   private mapping of a persisted index file: see index_file.h) without
+//   copying them; changes then land in that memory (copy-on-write pages of
+//   a private mapping), and growth moves the slots to the heap. The bytes of
+//   both are ExportedSlots()/ExportedChunks(), so an index written out and
+//   adopted back finds the same ids, as long as Hash() is the same function
+//   (HashCheck() tells).
 //
 // Synchronization: none inside. Const members (Find, ForEach reading, size)
 // may run concurrently with each other; anything else needs exclusive access
@@ -30,6 +37,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -50,6 +58,9 @@ class IdIndex {
   // and now belong to the other).
   void Swap(IdIndex& other) noexcept {
     std::swap(slots_, other.slots_);
+    std::swap(owned_slots_, other.owned_slots_);
+    std::swap(keepalive_, other.keepalive_);
+    std::swap(repack_, other.repack_);
     std::swap(capacity_, other.capacity_);
     std::swap(size_, other.size_);
     std::swap(chunks_, other.chunks_);
@@ -121,14 +132,16 @@ class IdIndex {
     --size_;
     if (size_ == 0) {
       Clear();
-    } else if (garbage_bytes_ > live_bytes_ && garbage_bytes_ > kChunkBytes) {
+    } else if (repack_ && garbage_bytes_ > live_bytes_ && garbage_bytes_ > kChunkBytes) {
       RepackIds();
     }
     return true;
   }
 
   void Clear() {
-    slots_.reset();
+    slots_ = nullptr;
+    owned_slots_.reset();
+    keepalive_.reset();
     capacity_ = 0;
     size_ = 0;
     chunks_.clear();
@@ -146,11 +159,147 @@ class IdIndex {
     }
   }
 
-  // Bytes held: the slot array and the id chunks.
+  // Heap bytes held: the slot array and the id chunks allocated here (not
+  // those adopted; see MappedBytes).
   size_t MemoryBytes() const {
-    size_t bytes = capacity_ * sizeof(Slot);
-    for (const Chunk& c : chunks_) bytes += c.size;
+    size_t bytes = owned_slots_ ? capacity_ * sizeof(Slot) : 0;
+    for (const Chunk& c : chunks_) bytes += c.owned ? c.size : 0;
     return bytes;
+  }
+  // Bytes adopted from elsewhere and still in use (see Adopt).
+  size_t MappedBytes() const {
+    size_t bytes = (slots_ != nullptr && !owned_slots_) ? capacity_ * sizeof(Slot) : 0;
+    for (const Chunk& c : chunks_) bytes += c.owned ? 0 : c.size;
+    return bytes;
+  }
+
+  // --- Persisting (index_file.cc)
+  static constexpr size_t kSlotBytes = sizeof(uint64_t) + sizeof(Value);
+  static uint64_t HashOf(std::string_view id) { return Hash(id); }
+  // The hash of a fixed string: an index written by a build whose Hash()
+  // differs (another standard library) must be rebuilt, not adopted.
+  static uint64_t HashCheck() { return Hash("tierstore id index"); }
+
+  // A copy of other's entries in memory of its own (same slots, same
+  // capacity, ids packed afresh), whose Erase never repacks ids: a snapshot
+  // to trim and write out. The values of empty slots are zeroed, so the
+  // exported bytes depend only on the entries. Throws std::bad_alloc.
+  void CopyFrom(const IdIndex& other) {
+    Clear();
+    repack_ = false;
+    if (other.capacity_ == 0) return;
+    owned_slots_.reset(new Slot[other.capacity_]);
+    slots_ = owned_slots_.get();
+    capacity_ = other.capacity_;
+    for (size_t i = 0; i < capacity_; ++i) {
+      const uint64_t ref = other.slots_[i].ref;
+      if (ref == 0) {
+        std::memset(static_cast<void*>(&slots_[i]), 0, sizeof(Slot));
+        continue;
+      }
+      slots_[i].ref = StoreId(other.IdOf(ref)) | (ref & (kOccupied | kTagMask));
+      slots_[i].value = other.slots_[i].value;
+      ++size_;
+    }
+    live_bytes_ = other.live_bytes_;
+  }
+
+  // The slot array: capacity() slots of kSlotBytes each (a u64 reference,
+  // then the Value's bytes).
+  const void* ExportedSlots() const { return slots_; }
+  // The id chunks, in order: (bytes, size). A reference names a chunk by its
+  // position here.
+  std::vector<std::pair<const char*, size_t>> ExportedChunks() const {
+    std::vector<std::pair<const char*, size_t>> out;
+    out.reserve(chunks_.size());
+    for (const Chunk& c : chunks_) out.emplace_back(c.bytes, c.size);
+    if (!out.empty()) out.back().second = chunk_used_;  // the rest of the last chunk is unused
+    return out;
+  }
+
+  // Checks exported slots and chunks from an untrusted source: every
+  // occupied slot's id must lie inside its chunk, the count must be
+  // `entries`, and at least one slot must be empty (lookups stop at an
+  // empty slot). value_ok(const Value&) vets each value. False with *why
+  // on the first failure; nothing is adopted either way.
+  template <class ValueOk>
+  static bool CheckExported(const void* slots, size_t capacity, size_t entries,
+                            const std::vector<std::pair<char*, size_t>>& chunks, const ValueOk& value_ok,
+                            std::string* why) {
+    if (capacity > kMaxCapacity || entries >= capacity || chunks.size() > kMaxChunks) {
+      *why = "slot count out of range";
+      return false;
+    }
+    const Slot* s = static_cast<const Slot*>(slots);
+    size_t seen = 0;
+    for (size_t i = 0; i < capacity; ++i) {
+      const uint64_t ref = s[i].ref;
+      if (ref == 0) continue;
+      if ((ref & kOccupied) == 0) {
+        *why = "slot " + std::to_string(i) + " has a bad reference";
+        return false;
+      }
+      const uint64_t pos = ref & ((uint64_t{1} << kLenShift) - 1);
+      const size_t chunk = static_cast<size_t>(pos >> 20), off = static_cast<size_t>(pos & (kChunkBytes - 1));
+      const uint64_t len_bits = (ref >> kLenShift) & 0xFFF;
+      if (chunk >= chunks.size() || off > chunks[chunk].second) {
+        *why = "slot " + std::to_string(i) + " names an id outside the id chunks";
+        return false;
+      }
+      size_t len = static_cast<size_t>(len_bits);
+      size_t need = len;
+      if (len_bits == kLongId) {
+        if (chunks[chunk].second - off < 4) {
+          *why = "slot " + std::to_string(i) + " names an id outside the id chunks";
+          return false;
+        }
+        uint32_t long_len;
+        std::memcpy(&long_len, chunks[chunk].first + off, 4);
+        if (long_len < kLongId) {
+          *why = "slot " + std::to_string(i) + " has a bad id length";
+          return false;
+        }
+        need = size_t{long_len} + 4;
+      }
+      if (need > chunks[chunk].second - off) {
+        *why = "slot " + std::to_string(i) + " names an id outside the id chunks";
+        return false;
+      }
+      if (!value_ok(s[i].value)) {
+        *why = "slot " + std::to_string(i) + " has a bad location";
+        return false;
+      }
+      ++seen;
+    }
+    if (seen != entries) {
+      *why = "holds " + std::to_string(seen) + " entries, its header says " + std::to_string(entries);
+      return false;
+    }
+    return true;
+  }
+
+  // Replaces the contents with exported slots and chunks that live in
+  // memory kept alive by `keepalive` (checked by CheckExported first). The
+  // memory must be writable (a private mapping); it is not copied.
+  void Adopt(std::shared_ptr<void> keepalive, void* slots, size_t capacity, size_t entries,
+             const std::vector<std::pair<char*, size_t>>& chunks) {
+    Clear();
+    if (capacity == 0) return;
+    chunks_.reserve(chunks.size());
+    size_t bytes = 0;
+    for (const auto& [p, n] : chunks) {
+      chunks_.push_back(Chunk{nullptr, p, n});
+      bytes += n;
+    }
+    slots_ = static_cast<Slot*>(slots);
+    capacity_ = capacity;
+    size_ = entries;
+    keepalive_ = std::move(keepalive);
+    // New ids go to a chunk of their own; the adopted ones count as live
+    // (erased ids in them are garbage that a repack would drop).
+    chunk_used_ = chunks_.empty() ? 0 : chunks_.back().size;
+    live_bytes_ = bytes;
+    if (size_ == 0) Clear();
   }
 
  private:
@@ -169,8 +318,10 @@ class IdIndex {
     uint64_t ref;  // 0: empty
     Value value;
   };
+  static_assert(sizeof(Slot) == sizeof(uint64_t) + sizeof(Value), "a slot's bytes are its reference and value");
   struct Chunk {
-    std::unique_ptr<char[]> bytes;
+    std::unique_ptr<char[]> owned;  // null for adopted chunks
+    char* bytes;
     size_t size;
   };
 
@@ -201,7 +352,7 @@ class IdIndex {
   std::string_view IdOf(uint64_t ref) const { return IdIn(chunks_, ref); }
   static std::string_view IdIn(const std::vector<Chunk>& chunks, uint64_t ref) {
     const uint64_t pos = ref & ((uint64_t{1} << kLenShift) - 1);
-    const char* p = chunks[pos >> 20].bytes.get() + (pos & (kChunkBytes - 1));
+    const char* p = chunks[pos >> 20].bytes + (pos & (kChunkBytes - 1));
     uint64_t len = (ref >> kLenShift) & 0xFFF;
     if (len == kLongId) {
       uint32_t long_len;
@@ -219,10 +370,12 @@ class IdIndex {
       chunks_.reserve(chunks_.size() + 1);  // so the push below cannot throw after the allocation
       const size_t size = need > kChunkBytes ? need : kChunkBytes;
       // Not zeroed: a fresh chunk's untouched pages cost no RAM until ids fill them.
-      chunks_.push_back(Chunk{std::unique_ptr<char[]>(new char[size]), size});
+      std::unique_ptr<char[]> bytes(new char[size]);
+      char* raw = bytes.get();
+      chunks_.push_back(Chunk{std::move(bytes), raw, size});
       chunk_used_ = 0;
     }
-    char* p = chunks_.back().bytes.get() + chunk_used_;
+    char* p = chunks_.back().bytes + chunk_used_;
     uint64_t len_bits;
     if (id.size() < kLongId) {
       std::memcpy(p, id.data(), id.size());
@@ -248,7 +401,8 @@ class IdIndex {
       while (fresh[j].ref != 0) j = j + 1 == new_capacity ? 0 : j + 1;
       fresh[j] = slots_[i];
     }
-    slots_ = std::move(fresh);
+    owned_slots_ = std::move(fresh);
+    slots_ = owned_slots_.get();
     capacity_ = new_capacity;
   }
 
@@ -278,7 +432,10 @@ class IdIndex {
     garbage_bytes_ = 0;
   }
 
-  std::unique_ptr<Slot[]> slots_;
+  Slot* slots_ = nullptr;               // owned_slots_, or adopted memory
+  std::unique_ptr<Slot[]> owned_slots_;
+  std::shared_ptr<void> keepalive_;     // what adopted slots and chunks live in
+  bool repack_ = true;                  // false in CopyFrom's snapshots
   size_t capacity_ = 0;  // slots; 0 before the first insert
   size_t size_ = 0;
   std::vector<Chunk> chunks_;

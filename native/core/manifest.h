@@ -1,7 +1,7 @@
 // Manifest: the store's identity (format version, dimensions) and its
 // clean-shutdown record, in the file MANIFEST, always replaced atomically
 // (write-then-rename) so it is never half written. Its bytes (format
-// version 2): docs/format/manifest.md.
+// version 3): docs/format/manifest.md.
 //
 // `clean` with `hot_log_size` lets open tell a log cut short by damage (the
 // store was closed cleanly, yet the log is not the size it had then:
@@ -19,7 +19,7 @@ namespace tierstore {
 
 struct Manifest {
   static constexpr const char* kFileName = "MANIFEST";
-  static constexpr uint32_t kFormatVersion = 2;
+  static constexpr uint32_t kFormatVersion = 3;  // version 2 (no index token) is read too
 
   uint32_t dimensions = 0;
   uint64_t store_id = 0;      // random, chosen at creation; hot.log carries it too
@@ -35,6 +35,9 @@ struct Manifest {
   // are sealed and merged, so one missing after a crash is CORRUPTION); a
   // segment sealed just before a crash may exist without being listed.
   std::vector<uint32_t> cold_segments;
+  // At a clean close: the token of the id index written just before
+  // (index_file.h); 0 when none was written or the store is open.
+  uint64_t index_token = 0;
 
   static Status Read(const std::string& dir, Manifest* out);
   // Write-then-rename. durable: fsync the file and the directory too (power

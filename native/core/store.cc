@@ -367,6 +367,11 @@ Status StoreImpl::Stats(StoreStats* stats) {
   stats->recovered_duplicates = recovered_duplicates_;
   stats->torn_warm_copies = torn_warm_copies_;
   stats->torn_log_bytes = torn_log_bytes_;
+  stats->index_file_bytes = index_file_bytes_;
+  stats->index_memory_bytes = index_.MemoryBytes();
+  stats->index_mapped_bytes = index_.MappedBytes();
+  stats->index_rebuilt = index_rebuilt_;
+  stats->index_rebuild_reason = index_rebuilt_ ? IndexRejectionName(index_rejection_) : "";
   stats->read_only = read_only_;
   return Status::OK();
 }

@@ -117,6 +117,11 @@ struct StoreStats {
   // version): dropped, the log's copy kept.
   uint64_t torn_warm_copies = 0;
   uint64_t torn_log_bytes = 0;        // unacknowledged tail dropped from the log at open
+  uint64_t index_file_bytes = 0;      // id.index as last read or written (0: none)
+  uint64_t index_memory_bytes = 0;    // heap the id index holds
+  uint64_t index_mapped_bytes = 0;    // bytes of id.index the index uses in place
+  bool index_rebuilt = false;         // the last open rebuilt the index from the data
+  std::string index_rebuild_reason;   // why: missing, unclean, damaged, stale, format ('' if not)
   bool read_only = false;
 };
 

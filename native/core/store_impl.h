@@ -42,6 +42,8 @@
 #include "hot_log.h"
 #include "hot_tier.h"
 #include "id_index.h"
+#include "index_file.h"
+#include "location.h"
 #include "manifest.h"
 #include "mutex.h"
 #include "store.h"
@@ -60,28 +62,6 @@ constexpr uint64_t kWarmHeaderPageBytes = 4096;
 // The hot log is rewritten once it is this large and mostly records that
 // have left hot.
 constexpr uint64_t kLogCheckpointMinBytes = 64ull << 20;
-
-// Where a record lives: its tier and its place there (a hot key, a warm
-// slot, or a cold segment and row). Kept in the id index, so small and
-// trivially copyable.
-class Location {
- public:
-  Location() = default;
-  static Location Hot(uint64_t key) { return Location(Tier::kHot, 0, key); }
-  static Location Warm(uint32_t slot) { return Location(Tier::kWarm, 0, slot); }
-  static Location Cold(ColdLoc c) { return Location(Tier::kCold, c.segment, c.row); }
-
-  Tier tier() const { return tier_; }
-  uint64_t hot_key() const { return place_; }
-  uint32_t warm_slot() const { return static_cast<uint32_t>(place_); }
-  ColdLoc cold() const { return ColdLoc{segment_, static_cast<uint32_t>(place_)}; }
-
- private:
-  Location(Tier tier, uint32_t segment, uint64_t place) : tier_(tier), segment_(segment), place_(place) {}
-  Tier tier_ = Tier::kHot;
-  uint32_t segment_ = 0;  // cold only
-  uint64_t place_ = 0;    // hot key, warm slot or cold row
-};
 
 // The tier a scan is reading, in scan order; kDone once it has read them
 // all. The values are the cursor's phase digit and equal Tier's.
@@ -252,17 +232,23 @@ class StoreImpl final : public Store {
   // dimensions, the handle count or the iterator list) with `other`, a store
   // no one else holds (its mutex is taken here, after this one's).
   void SwapOpenState(StoreImpl& other) noexcept REQUIRES(mu_) EXCLUDES(other.mu_);
-  Status WriteCleanManifest() REQUIRES_SHARED(mu_);
+  Status WriteCleanManifest(uint64_t index_token) REQUIRES_SHARED(mu_);
   // The manifest of an open store: dirty, listing the cold segments that
   // must exist (the current ones, or `segments` during a merge).
   Status WriteDirtyManifest(bool durable) REQUIRES_SHARED(mu_);
   Status WriteDirtyManifest(const std::vector<uint32_t>& segments, bool durable) REQUIRES_SHARED(mu_);
 
   // --- store_recovery.cc
-  // Rebuilds the index from the three tiers. Reads first; only once every
-  // file has opened and replayed does it mark the store dirty and write (drop
-  // losing copies, rewrite the log), so a failed open changes no file.
-  Status Recover(const Manifest& manifest) REQUIRES(mu_);
+  // Builds the index: the warm and cold entries from the persisted index
+  // when `from_index` (already adopted into index_), else from the lower
+  // tiers' data, and the hot records from the log. Reads first; only once
+  // every file has opened and replayed does it mark the store dirty and
+  // write (drop losing copies, rewrite the log), so a failed open changes
+  // no file.
+  Status Recover(const Manifest& manifest, bool from_index) REQUIRES(mu_);
+  // Writes id.index from the current index (its warm and cold entries) and
+  // the warm tier's state; *token receives the token it carries.
+  Status WriteIndex(bool durable, uint64_t* token) REQUIRES(mu_);
   // The sequence number of the copy at loc, once it reads back whole (data
   // checksum, which covers the id) as `id`; CORRUPTION naming its file
   // otherwise. Hot copies (log entries are checksummed whole) are not read.
@@ -383,6 +369,10 @@ class StoreImpl final : public Store {
   uint64_t recovered_duplicates_ GUARDED_BY(mu_) = 0;
   uint64_t torn_warm_copies_ GUARDED_BY(mu_) = 0;
   uint64_t torn_log_bytes_ GUARDED_BY(mu_) = 0;
+  // The last open's index: rebuilt from the data (and why) or adopted.
+  IndexRejection index_rejection_ GUARDED_BY(mu_) = IndexRejection::kNone;
+  bool index_rebuilt_ GUARDED_BY(mu_) = false;
+  uint64_t index_file_bytes_ GUARDED_BY(mu_) = 0;
   // Read-only opens after a crash: copies recovery did not keep but could
   // not remove (empty otherwise).
   std::unordered_set<uint32_t> masked_warm_ GUARDED_BY(mu_);

@@ -69,6 +69,7 @@ Status StoreImpl::OpenFiles(uint32_t dimensions) {
 Status StoreImpl::OpenFilesLocked(uint32_t dimensions) {
   TS_RETURN_IF_ERROR(lock_.Acquire(path_, !read_only_));
   Manifest manifest;
+  bool created = false;
   if (PathExists(JoinPath(path_, Manifest::kFileName))) {
     TS_RETURN_IF_ERROR(Manifest::Read(path_, &manifest));
     if (dimensions != 0 && dimensions != manifest.dimensions) {
@@ -92,6 +93,7 @@ Status StoreImpl::OpenFilesLocked(uint32_t dimensions) {
     if (PathExists(blocks)) TS_RETURN_IF_ERROR(RemoveFile(blocks));
     TS_RETURN_IF_ERROR(WarmTier::Create(path_, dimensions));
     TS_RETURN_IF_ERROR(manifest.Write(path_));
+    created = true;
   }
   dims_ = manifest.dimensions;
   store_id_ = manifest.store_id;
@@ -108,10 +110,55 @@ Status StoreImpl::OpenFilesLocked(uint32_t dimensions) {
     return ImpossibleSequence(manifest.sequence_floor, JoinPath(path_, Manifest::kFileName));
   }
   seq_ = manifest.sequence_floor;
-  TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, !manifest.clean, &warm_));
-  TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, &cold_));
+  // The persisted index stands in for reading every warm block and cold
+  // row when the last writer closed cleanly right after writing it (the
+  // clean manifest names its token) and it agrees with the manifest.
+  IndexFileInfo index_info;
+  // (A store created just now has no index and nothing to build it from.)
+  IndexRejection rejection = created ? IndexRejection::kNone : IndexRejection::kUnclean;
+  if (manifest.clean) {
+    IdIndex<Location> loaded;
+    if (manifest.index_token == 0) {
+      rejection = PathExists(JoinPath(path_, kIndexFileName)) ? IndexRejection::kStale : IndexRejection::kMissing;
+    } else if (LoadIndexFile(path_, dims_, &loaded, &index_info, &index_file_bytes_, &rejection).ok()) {
+      const bool agrees = index_info.store_id == store_id_ && index_info.token == manifest.index_token &&
+                          index_info.sequence <= manifest.sequence_floor &&
+                          index_info.warm_count == manifest.warm_records &&
+                          index_info.cold_count == manifest.cold_records && index_info.warm.live == index_info.warm_count;
+      if (agrees) {
+        index_.Swap(loaded);
+      } else {
+        rejection = IndexRejection::kStale;
+      }
+    }
+  }
+  bool from_index = rejection == IndexRejection::kNone && !created;
+  if (from_index) {
+    // A state that does not fit the block file is the index's fault until
+    // the scan below says otherwise.
+    if (!WarmTier::Open(path_, dims_, read_only_, /*after_crash=*/false, &index_info.warm, &warm_).ok()) {
+      index_.Clear();
+      from_index = false;
+      rejection = IndexRejection::kDamaged;
+    }
+  }
+  if (!from_index) TS_RETURN_IF_ERROR(WarmTier::Open(path_, dims_, read_only_, !manifest.clean, &warm_));
+  TS_RETURN_IF_ERROR(ColdTier::Open(path_, dims_, read_only_, /*verify_columns=*/!from_index, &cold_));
   TS_RETURN_IF_ERROR(CheckInventory(manifest));
-  TS_RETURN_IF_ERROR(Recover(manifest));
+  index_rejection_ = rejection;
+  index_rebuilt_ = !from_index && !created;
+  if (from_index) {
+    warm_count_ = index_info.warm_count;
+    cold_count_ = index_info.cold_count;
+    seq_ = std::max(seq_, index_info.sequence);
+  }
+  TS_RETURN_IF_ERROR(Recover(manifest, from_index));
+  if (index_rebuilt_ && !read_only_) {
+    // Rebuilt: written now too, so the file exists from the first writable
+    // open on (it is trusted only once a clean close names it).
+    uint64_t token = 0;
+    TS_RETURN_IF_ERROR(WriteIndex(/*durable=*/false, &token));
+  }
   opened_ = true;
   return Status::OK();
 }
@@ -313,8 +360,38 @@ Status StoreImpl::WriteDirtyManifest(const std::vector<uint32_t>& segments, bool
   return m.Write(path_, durable);
 }
 
-Status StoreImpl::WriteCleanManifest() {
+Status StoreImpl::WriteIndex(bool durable, uint64_t* token) {
+  // The warm and cold entries: a copy of the index without the hot ones
+  // (the log holds those).
+  IdIndex<Location> lower;
+  std::vector<std::string> hot_ids;
+  IndexFileInfo info;
+  try {
+    lower.CopyFrom(index_);
+    hot_ids.reserve(hot_.size());
+    // NO_THREAD_SAFETY_ANALYSIS: ForEach calls the lambda right here, with
+    // mu_ held; the analysis does not follow the template.
+    index_.ForEach([&](std::string_view id, const Location& loc) NO_THREAD_SAFETY_ANALYSIS {
+      if (loc.tier() == Tier::kHot) hot_ids.emplace_back(id);
+    });
+    info.warm = warm_->OpenState();
+  } catch (const std::bad_alloc&) {
+    return Status::IoError("out of memory writing " + JoinPath(path_, kIndexFileName));
+  }
+  for (const std::string& id : hot_ids) lower.Erase(id);
+  info.store_id = store_id_;
+  info.token = NewStoreId();
+  info.sequence = seq_;
+  info.warm_count = warm_count_;
+  info.cold_count = cold_count_;
+  TS_RETURN_IF_ERROR(WriteIndexFile(path_, dims_, lower, info, durable, &index_file_bytes_));
+  *token = info.token;
+  return Status::OK();
+}
+
+Status StoreImpl::WriteCleanManifest(uint64_t index_token) {
   Manifest m;
+  m.index_token = index_token;
   m.dimensions = dims_;
   m.store_id = store_id_;
   m.clean = true;
@@ -349,7 +426,12 @@ void StoreImpl::CloseFiles() {
     if (s.ok()) s = SyncLowerTiers();
     if (s.ok()) s = log_->Trim();  // the clean manifest records the file's size
     if (s.ok()) s = log_->Sync();
-    if (s.ok()) s = WriteCleanManifest();
+    // The index after everything it describes is on disk, the manifest
+    // naming it last: a crash in between leaves a dirty manifest (or one
+    // naming the old token), and the next open rebuilds.
+    uint64_t token = 0;
+    if (s.ok() && !WriteIndex(/*durable=*/true, &token).ok()) token = 0;  // the next open rebuilds
+    if (s.ok()) s = WriteCleanManifest(token);
     if (s.ok()) warm_->TrimAtClose();
   }
   hot_.Clear();

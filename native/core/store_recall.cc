@@ -253,7 +253,17 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
     if (r.kind != ScanRange::Kind::kHot && !by_metadata) return true;
     // Metadata as stored, its checksum not verified here: a hit is read
     // again, checksums and all, by Rank.
-    if (r.kind == ScanRange::Kind::kCold) return filter->MatchesMetadata(r.cold.Metadata(i));
+    if (r.kind == ScanRange::Kind::kCold) {
+      std::string_view metadata;
+      if (!r.cold.Metadata(i, &metadata)) {
+        if (error->ok()) {
+          *error = Status::Corruption(FileOf(r.LocOf(i)) + ": row " + std::to_string(i) +
+                                      ": metadata offsets out of range");
+        }
+        return false;
+      }
+      return filter->MatchesMetadata(metadata);
+    }
     RecordView v;
     const Location loc = r.LocOf(i);
     Status st = r.kind == ScanRange::Kind::kHot ? ReadAt(loc, /*verify_embedding=*/false, &v)

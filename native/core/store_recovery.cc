@@ -61,14 +61,14 @@ Status StoreImpl::CheckInventory(const Manifest& manifest) const {
   return Status::OK();
 }
 
-Status StoreImpl::Recover(const Manifest& manifest) {
+Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   // Room for the lower tiers' records and a quarter more (the hot ones,
   // later puts): the index then does not rehash every id as it fills, and
   // stays about as full as growth leaves it. The counts come from the tiers'
   // own opens (blocks and segments that exist), not from the manifest, whose
   // numbers a damaged file could make huge (manifest_fuzz: a 30 GB table).
   const uint64_t lower = warm_->Stats().live_records + cold_->Stats().live_records;
-  if (lower > 0 && lower < (uint64_t{1} << 30)) {
+  if (!from_index && lower > 0 && lower < (uint64_t{1} << 30)) {
     try {
       index_.Reserve(static_cast<size_t>(lower + lower / 4));
     } catch (const std::bad_alloc&) {
@@ -92,6 +92,10 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     if (!manifest.clean) log_seqs.insert(rec.seq);
     if (killed(rec.id, rec.seq)) return Status::OK();
     if (const Location* found = index_.Find(rec.id)) {
+      // A warm or cold entry here came from the persisted index, which a
+      // clean close wrote with every id in one place: the log's copy is
+      // one that has moved down since (or an older version).
+      if (found->tier() != Tier::kHot) return Status::OK();
       if (HotAt(*found)->seq > rec.seq) return Status::OK();
       TakeHot(*found);
       index_.Erase(rec.id);
@@ -103,7 +107,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     if (seq > kMaxSequence) return ImpossibleSequence(seq, log_->path());
     seq_ = std::max(seq_, seq);
     const Location* found = index_.Find(id);
-    if (found != nullptr && HotAt(*found)->seq < seq) {
+    if (found != nullptr && found->tier() == Tier::kHot && HotAt(*found)->seq < seq) {
       TakeHot(*found);
       index_.Erase(id);
     }
@@ -112,7 +116,7 @@ Status StoreImpl::Recover(const Manifest& manifest) {
     return Status::OK();
   };
   handler.on_access = [&](const LogAccessUpdate& u) REQUIRES(mu_) -> Status {
-    if (const Location* found = index_.Find(u.id)) {
+    if (const Location* found = index_.Find(u.id); found != nullptr && found->tier() == Tier::kHot) {
       HotRecord* r = HotAt(*found);
       if (r->seq == u.seq) {
         r->last_access_at = u.last_access_at;
@@ -182,12 +186,14 @@ Status StoreImpl::Recover(const Manifest& manifest) {
         losers.push_back(Location::Warm(slot));
         ++torn_warm_copies_;
       }};
-  TS_RETURN_IF_ERROR(warm_->ForEachLiveKey(
+  if (!from_index) TS_RETURN_IF_ERROR(warm_->ForEachLiveKey(
       [&](uint32_t slot, std::string_view id, uint64_t seq) REQUIRES(mu_) { return offer(id, seq, Location::Warm(slot)); },
       manifest.clean ? nullptr : &torn));
-  TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) REQUIRES(mu_) {
-    return offer(rec.id, rec.seq, Location::Cold(loc));
-  }));
+  if (!from_index) {
+    TS_RETURN_IF_ERROR(cold_->ForEachLive([&](ColdLoc loc, uint64_t, const RecordView& rec) REQUIRES(mu_) {
+      return offer(rec.id, rec.seq, Location::Cold(loc));
+    }));
+  }
   if (read_only_) {
     // Nothing may be written: hide the losing copies from scans instead.
     for (const Location& loc : losers) {

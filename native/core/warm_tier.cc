@@ -66,14 +66,32 @@ struct Parsed {
 
 class WarmTierImpl final : public WarmTier {
  public:
-  WarmTierImpl(std::string dir, uint32_t dims, bool read_only, bool after_crash)
+  WarmTierImpl(std::string dir, uint32_t dims, bool read_only, bool after_crash, const WarmOpenState* known)
       : dir_(std::move(dir)),
         blocks_path_(JoinPath(dir_, WarmTier::kBlockFileName)),
         dims_(dims),
         read_only_(read_only),
-        after_crash_(after_crash) {}
+        after_crash_(after_crash),
+        known_(known) {}
 
   Status OpenFiles();
+  Status ScanSlots(std::map<uint32_t, uint64_t>* gen_end);
+  void ForgetKnownState() { known_ = nullptr; }
+  Status AdoptKnownState(std::map<uint32_t, uint64_t>* gen_end);
+  WarmOpenState OpenState() const override {
+    WarmOpenState st;
+    st.live = live_;
+    st.scan_limit = scan_limit_;
+    // From the free bits, not the blocks: a close reads no block.
+    for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+      if (((free_bits_[slot / 64] >> (slot % 64)) & 1) != 0) st.free_slots.push_back(slot);
+    }
+    for (const auto& [gen, vf] : var_files_) {
+      if (gen == cur_gen_ || vf.tail > kHeaderPage) st.var_tails.push_back({gen, vf.tail});
+    }
+    st.var_live_bytes = var_live_bytes_;
+    return st;
+  }
   Status FinishOpen() override;
 
   Status ForEachLive(const std::function<Status(uint32_t slot, const RecordView&)>& fn,
@@ -504,6 +522,7 @@ class WarmTierImpl final : public WarmTier {
   uint32_t dims_;
   bool read_only_;
   bool after_crash_;  // the store was not closed cleanly: see the covered mark
+  const WarmOpenState* known_;  // Open only: a clean close's state, or null
   uint32_t block_size_ = 0;
   uint32_t bpc_ = 1;
   File blocks_;
@@ -586,6 +605,90 @@ class WarmTierImpl final : public WarmTier {
   }
 };
 
+// Scans the slots ever written: free list, live count, the var
+// generations referenced (their extent ends come from the var prefixes,
+// read by VerifyExtents).
+Status WarmTierImpl::ScanSlots(std::map<uint32_t, uint64_t>* gen_end) {
+  uint32_t limit = SlotLimit();
+  for (uint32_t slot = 0; slot < limit; ++slot) {
+    uint8_t* b = BlockPtr(slot);
+    uint32_t state = LoadState(b);
+    if (state == kStateFree && slot >= mark_) {
+      // Never written, and (the mark only rises; a kill leaves at most the
+      // slot at the mark written above it) neither is any slot past it.
+      // Their pages stay unread: reading unwritten blocks would fill the
+      // page cache with zeros.
+      for (uint32_t rest = slot; rest < limit; ++rest) SetFree(rest, true);
+      break;
+    }
+    if (state == kStateFree && slot < mark_ && after_crash_ && slot >= covered_) {
+      // Written since the blocks were last covered, and lost to a power cut
+      // before its page reached the disk: its record's other copy stands.
+      if (!read_only_) pending_zeroed_.push_back(slot);
+      SetFree(slot, true);
+      continue;
+    }
+    if (state == kStateFree && slot < mark_) {
+      // Below the mark every block was written once; a zero state means the
+      // block (and the record it held, if live) was destroyed.
+      return Status::Corruption(SlotCorruption(slot, "block is zeroed (never-written state) below the high-water mark " +
+                                                         std::to_string(mark_) + "; its record is lost"));
+    }
+    if (state == kStateFree || state == kStateFreed || state == kStateWriting) {
+      if (state == kStateWriting && !read_only_) pending_freed_.push_back(slot);  // an insert that never published
+      SetFree(slot, true);
+      continue;
+    }
+    if (!IsLiveState(state)) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "0x%08x", state);
+      return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
+    }
+    // A live block at/above the mark: killed between publishing and raising.
+    Parsed p;
+    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
+    (*gen_end)[p.var_gen];  // the extent ends come from the var prefixes, below
+    ++live_;
+    scan_limit_ = slot + 1;
+  }
+  scan_limit_ = std::max(scan_limit_, mark_);
+  free_hint_ = 0;
+
+  return Status::OK();
+}
+
+// Takes a clean close's state instead of scanning: no block is read.
+Status WarmTierImpl::AdoptKnownState(std::map<uint32_t, uint64_t>* gen_end) {
+  const WarmOpenState& k = *known_;
+  const uint32_t limit = SlotLimit();
+  if (k.scan_limit > limit || k.scan_limit < mark_ || k.live + k.free_slots.size() != k.scan_limit) {
+    return Status::Corruption(blocks_path_ + ": the persisted index's warm state (" + std::to_string(k.live) +
+                              " live of " + std::to_string(k.scan_limit) + " slots) does not fit the file (" +
+                              std::to_string(limit) + " slots, high-water mark " + std::to_string(mark_) + ")");
+  }
+  uint32_t prev = 0;
+  for (size_t i = 0; i < k.free_slots.size(); ++i) {
+    const uint32_t slot = k.free_slots[i];
+    if (slot >= k.scan_limit || (i > 0 && slot <= prev)) {
+      return Status::Corruption(blocks_path_ + ": the persisted index's free slots are out of order");
+    }
+    prev = slot;
+  }
+  for (uint32_t slot = k.scan_limit; slot < limit; ++slot) SetFree(slot, true);
+  for (uint32_t slot : k.free_slots) SetFree(slot, true);
+  live_ = k.live;
+  scan_limit_ = k.scan_limit;
+  free_hint_ = 0;
+  for (const WarmOpenState::VarTail& t : k.var_tails) {
+    if (t.gen == 0 || t.gen > kMaxGen || t.tail < kHeaderPage) {
+      return Status::Corruption(blocks_path_ + ": the persisted index names a bad var generation");
+    }
+    (*gen_end)[t.gen] = t.tail;
+  }
+  var_live_bytes_ = k.var_live_bytes;
+  return Status::OK();
+}
+
 Status WarmTierImpl::OpenFiles() {
   // Nothing here may create, write or remove a file: see FinishOpen.
   if (!PathExists(blocks_path_)) {
@@ -662,54 +765,12 @@ Status WarmTierImpl::OpenFiles() {
   blocks_size_ = kHeaderPage;
   for (uint64_t i = 0; i < n_chunks; ++i) TS_RETURN_IF_ERROR(AddBlockChunk(/*grow=*/false));
 
-  // Scan the slots ever written: free list, live count, per-generation
-  // extent ends.
   std::map<uint32_t, uint64_t> gen_end;  // referenced generation -> max extent end
-  uint32_t limit = SlotLimit();
-  for (uint32_t slot = 0; slot < limit; ++slot) {
-    uint8_t* b = BlockPtr(slot);
-    uint32_t state = LoadState(b);
-    if (state == kStateFree && slot >= mark_) {
-      // Never written, and (the mark only rises; a kill leaves at most the
-      // slot at the mark written above it) neither is any slot past it.
-      // Their pages stay unread: reading unwritten blocks would fill the
-      // page cache with zeros.
-      for (uint32_t rest = slot; rest < limit; ++rest) SetFree(rest, true);
-      break;
-    }
-    if (state == kStateFree && slot < mark_ && after_crash_ && slot >= covered_) {
-      // Written since the blocks were last covered, and lost to a power cut
-      // before its page reached the disk: its record's other copy stands.
-      if (!read_only_) pending_zeroed_.push_back(slot);
-      SetFree(slot, true);
-      continue;
-    }
-    if (state == kStateFree && slot < mark_) {
-      // Below the mark every block was written once; a zero state means the
-      // block (and the record it held, if live) was destroyed.
-      return Status::Corruption(SlotCorruption(slot, "block is zeroed (never-written state) below the high-water mark " +
-                                                         std::to_string(mark_) + "; its record is lost"));
-    }
-    if (state == kStateFree || state == kStateFreed || state == kStateWriting) {
-      if (state == kStateWriting && !read_only_) pending_freed_.push_back(slot);  // an insert that never published
-      SetFree(slot, true);
-      continue;
-    }
-    if (!IsLiveState(state)) {
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "0x%08x", state);
-      return Status::Corruption(SlotCorruption(slot, std::string("invalid block state ") + buf));
-    }
-    // A live block at/above the mark: killed between publishing and raising.
-    Parsed p;
-    TS_RETURN_IF_ERROR(ParseLive(slot, b, &p));
-    gen_end[p.var_gen];  // the extent ends come from the var prefixes, below
-    ++live_;
-    scan_limit_ = slot + 1;
+  if (known_ != nullptr) {
+    TS_RETURN_IF_ERROR(AdoptKnownState(&gen_end));
+  } else {
+    TS_RETURN_IF_ERROR(ScanSlots(&gen_end));
   }
-  scan_limit_ = std::max(scan_limit_, mark_);
-  free_hint_ = 0;
-
   std::vector<std::string> names;
   TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
   std::set<uint32_t> existing;
@@ -735,8 +796,8 @@ Status WarmTierImpl::OpenFiles() {
   // prefix (key_crc) and learn the extent ends and live bytes from it.
   // A clean open keeps each block's id and seq for ForEachLiveKey (after
   // a crash ForEachLive decides on torn copies, so it reads them itself).
-  if (!after_crash_) open_keys_.reserve(live_);
-  for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+  if (!after_crash_ && known_ == nullptr) open_keys_.reserve(live_);
+  for (uint32_t slot = 0; known_ == nullptr && slot < scan_limit_; ++slot) {
     if (slot + kPrefetchAhead < scan_limit_) PrefetchExtent(slot + kPrefetchAhead);
     const uint8_t* b = BlockPtr(slot);
     if (LoadState(b) != kStateLive) continue;
@@ -1066,12 +1127,18 @@ Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_onl
 
 Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
                       std::unique_ptr<WarmTier>* out) {
+  return Open(dir, dimensions, read_only, after_crash, nullptr, out);
+}
+
+Status WarmTier::Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
+                      const WarmOpenState* known, std::unique_ptr<WarmTier>* out) {
   if (dimensions == 0 || dimensions > kMaxDimensions) {
     return Status::InvalidArgument("dimensions must be 1.." + std::to_string(kMaxDimensions) + ", got " +
                                    std::to_string(dimensions));
   }
-  auto t = std::make_unique<WarmTierImpl>(dir, dimensions, read_only, after_crash);
+  auto t = std::make_unique<WarmTierImpl>(dir, dimensions, read_only, after_crash && known == nullptr, known);
   TS_RETURN_IF_ERROR(t->OpenFiles());
+  t->ForgetKnownState();
   *out = std::move(t);
   return Status::OK();
 }

@@ -84,6 +84,21 @@ struct WarmStats {
   uint64_t high_water_mark = 0;   // slots ever used (persisted in the header page)
 };
 
+// What an open learns by scanning every block and var extent, as a clean
+// close leaves it: with it, Open reads only the header page (see
+// WarmTier::Open). Kept in the persisted index (docs/format/index.md).
+struct WarmOpenState {
+  uint64_t live = 0;            // live blocks
+  uint32_t scan_limit = 0;      // every live slot is below it
+  std::vector<uint32_t> free_slots;  // ascending: the slots below scan_limit that are not live
+  struct VarTail {
+    uint32_t gen = 0;           // a var generation live blocks reference
+    uint64_t tail = 0;          // one past its last referenced byte
+  };
+  std::vector<VarTail> var_tails;  // ascending by gen
+  uint64_t var_live_bytes = 0;
+};
+
 // The scalars of one warm slot, read without checks (see WarmTier::Scalars).
 struct WarmScalars {
   float norm = 0.0f;
@@ -171,6 +186,18 @@ class WarmTier {
   // disk, and reads as never written instead of CORRUPTION.
   static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
                      std::unique_ptr<WarmTier>* out);
+  // known: the state a clean close exported (OpenState), trusted instead of
+  // scanning the blocks and var extents, so the open reads the header page
+  // and maps the files without reading a block; blocks are then checked as
+  // they are read (Read, Peek). CORRUPTION when the state does not fit the
+  // files (more slots than the file holds, a var file missing or shorter
+  // than its tail): the caller then opens without it.
+  static Status Open(const std::string& dir, uint32_t dimensions, bool read_only, bool after_crash,
+                     const WarmOpenState* known, std::unique_ptr<WarmTier>* out);
+
+  // The state an open without scanning needs (see WarmOpenState). Exact only
+  // after Sync() with no write since (a clean close).
+  virtual WarmOpenState OpenState() const = 0;
 
   // Performs the mutations Open deferred: publishes "free" for blocks left
   // "writing" by a crash, raises the high-water mark over slots written

@@ -391,11 +391,27 @@ TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
   id[3] = '2';
   ASSERT_OK(f.WriteAt(col, id, 4));
   f.Close();
+  const std::string seg_name = seg.substr(seg.rfind('/') + 1);
+  // With the index the clean close wrote, the open reads no row: the
+  // damage shows when the row is read, and in Verify.
+  for (bool read_only : {true, false}) {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h, kDims, read_only));
+    RecordBatch b;
+    Status s = h->Get(one.id, false, 0, &b);
+    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK(s.message().find(seg_name) != std::string::npos);
+    VerifyReport report;
+    ASSERT_OK(h->Verify(&report));
+    CHECK(!report.damaged.empty() && report.damaged[0].file.find(seg_name) != std::string::npos);
+  }
+  // Rebuilding the index reads every row, and two copies claim one id.
+  std::filesystem::remove(dir + "/id.index");
   for (bool read_only : {true, false}) {
     StoreHandle h;
     Status s = OpenStore(dir, &h, kDims, read_only);
     CHECK(s.code() == StatusCode::kCorruption);
-    CHECK(s.message().find(seg.substr(seg.rfind('/') + 1)) != std::string::npos);
+    CHECK(s.message().find(seg_name) != std::string::npos);
   }
 }
 
@@ -428,6 +444,27 @@ TEST(DamagedLowerCopyWithTheSameWriteInTheLogIsCorruptionAfterACleanClose) {
       ASSERT_OK(f.ReadAt(64 + 24 * 12, &offset, 8));
     }
     FlipByte(dir + "/" + file, offset);
+    // With the index the clean close wrote, the open reads no copy: the
+    // damaged one is CORRUPTION when it is read, and in Verify.
+    {
+      StoreHandle h;
+      ASSERT_OK(OpenStore(dir, &h, kDims, /*read_only=*/true));
+      size_t corrupt = 0;
+      for (const auto& r : recs) {
+        RecordBatch b;
+        Status s = h->Get(r.id, false, 0, &b);
+        if (s.ok()) continue;
+        CHECK(s.code() == StatusCode::kCorruption);
+        CHECK(s.message().find(file) != std::string::npos);
+        ++corrupt;
+      }
+      CHECK(corrupt == 1);
+      VerifyReport report;
+      ASSERT_OK(h->Verify(&report));
+      CHECK(report.damaged.size() == 1 && report.damaged[0].file.find(file) != std::string::npos);
+    }
+    // Rebuilding the index reads every copy.
+    std::filesystem::remove(dir + "/id.index");
     const auto files_before = DirectoryBytes(dir);
     for (bool read_only : {true, false}) {
       StoreHandle h;
