@@ -536,7 +536,8 @@ const PATH_SYSCALLS = /^(openat|open|creat|write|pwrite64|pwritev2?|writev|fsync
 /** A traced call's name and the store files it names (relative to `dir`): what must match between two runs. */
 function callSignature(line: string, dir: string): string {
   const name = /^\d+\s+(\w+)\(/.exec(line)?.[1] ?? '?';
-  const files = [...line.matchAll(/<(\/[^>]*)>|"(\/[^"]*)"/g)].map((m) => m[1] ?? m[2]!).map((f) => (f.startsWith(dir) ? `DIR${f.slice(dir.length)}` : f));
+  const args = line.replace(/ <unfinished \.\.\.>$/, '').replace(/\)\s+=\s+[^=]*$/, ')'); // the call, not its result
+  const files = [...args.matchAll(/<(\/[^>]*)>|"(\/[^"]*)"/g)].map((m) => m[1] ?? m[2]!).map((f) => (f.startsWith(dir) ? `DIR${f.slice(dir.length)}` : f));
   return `${name} ${files.join(' ')}`;
 }
 
@@ -614,8 +615,12 @@ describe('a crash at every system call of writing the index and the manifest at 
         points.push({ name: name!, when: counts.get(key)!, line: raw });
       }
     }
-    const onIndex = points.filter((p) => p.line.includes(INDEX_FILE));
-    expect(onIndex.length, `the close wrote ${INDEX_FILE}: calls after the marker:\n${points.map((p) => p.line).join('\n')}`).toBeGreaterThan(0);
+    const listing = `calls after the marker:\n${points.map((p) => p.line).join('\n')}`;
+    for (const f of [INDEX_FILE, 'MANIFEST']) {
+      expect(points.some((p) => p.line.includes(f)), `the close wrote ${f}: ${listing}`).toBe(true);
+      expect(points.some((p) => /^rename/.test(p.name) && p.line.includes(`/${f}"`)), `the close renamed a new ${f} into place: ${listing}`).toBe(true);
+    }
+    expect(points.some((p) => /^f(data)?sync$/.test(p.name)), `the close synced what it wrote: ${listing}`).toBe(true);
 
     // 2. For each call: a run killed at that call, then the store read back.
     const problems: string[] = [];
