@@ -113,6 +113,66 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
   return failures;
 }
 
+// The reopens in new processes (bench/runner.mjs freshReopens): every one
+// found the record and gave finite figures; the cold series is complete or
+// has a reason; a cold reopen read something from the device (reading
+// nothing means the drop did not take, and the figure would be a warm one).
+const REOPEN_FIGURES = ['reopen-warm', 'reopen-cold', 'reopen-cold-read', 'reopen-rchar', 'reopen-rss', 'reopen-rss-anon', 'reopen-rss-file', 'hot-load', 'hot-load-cold'];
+
+function checkFreshReopens(m, figures, unmeasured, n, isTs, tier, reps = m?.reps) {
+  const out = [];
+  if (!m) return ['reopen in a new process: no measurements'];
+  if (!Array.isArray(m.warm) || m.warm.length === 0) out.push('reopen in a new process, files cached: no measurement');
+  if (reps !== undefined && m.warm?.length !== reps) out.push(`reopen in a new process: ${m.warm?.length} cached measurements, expected ${reps}`);
+  if (!m.coldReason && m.cold?.length !== m.warm?.length) out.push(`reopen, cache dropped: ${m.cold?.length} measurements for ${m.warm?.length} cached ones and no reason`);
+  for (const [label, list] of [['files cached', m.warm ?? []], ['cache dropped', m.cold ?? []]]) {
+    list.forEach((x, i) => {
+      const at = `reopen in a new process (${label}, #${i + 1})`;
+      if (x.found !== true) out.push(`${at}: the first get ${x.found === false ? 'did not find the record' : 'was not checked'}`);
+      if (!(Number.isFinite(x.ms) && x.ms > 0)) out.push(`${at}: time ${x.ms} ms`);
+      for (const k of ['readBytes', 'rchar', 'rss', 'rssAnon', 'rssFile', 'majorFaults']) {
+        if (x[k] !== undefined && !Number.isFinite(x[k])) out.push(`${at}: ${k} ${x[k]}`);
+      }
+      if (isTs) {
+        if (x.counts?.total !== n) out.push(`${at}: counts() total ${x.counts?.total} != ${n}`);
+        if (tier && x.counts?.[tier] !== n) out.push(`${at}: counts() ${JSON.stringify(x.counts)}: expected all ${n} records in ${tier}`);
+      }
+    });
+  }
+  for (const x of m.cold ?? []) {
+    if (x.readBytes !== undefined && !(x.readBytes > 0)) {
+      out.push(`reopen, cache dropped: read ${x.readBytes} bytes from the device, so the files were still cached`);
+      break;
+    }
+  }
+  for (const k of REOPEN_FIGURES) {
+    if (figures[k] !== undefined && !Number.isFinite(figures[k])) out.push(`${k}: ${figures[k]}`);
+  }
+  if (figures['reopen-warm'] === undefined) out.push('reopen-warm: no figure');
+  if (figures['reopen-cold'] === undefined && unmeasured['reopen-cold'] === undefined) out.push('reopen-cold: neither a figure nor a reason it was not measured');
+  if (tier === 'hot' && figures['hot-load'] === undefined) out.push('hot-load: no figure for the all-hot store');
+  return out;
+}
+
+/**
+ * The failures of store `store`'s reopen measurements in run result `r` (n
+ * records, runner ops `opsArg`): kept apart from checkRun, which checks
+ * answers against the reference, because these check measurements.
+ */
+export function checkReopens(store, r, n, opsArg = 'all') {
+  if (opsArg !== 'all' && !opsArg.split(',').includes('reopen')) return [];
+  return checkFreshReopens(r.checks?.reopenFresh, r.figures ?? {}, r.unmeasured ?? {}, n, store.startsWith('tierstore'), tierOfVariant(store))
+    .map((f) => `${store}: ${f}`);
+}
+
+/** The failures of the --reopen-scale run `r` (a default tierstore of `n` records). */
+export function checkReopenScaled(store, r, n, reps) {
+  const c = r.checks ?? {};
+  const out = checkFreshReopens(c.reopenFresh, r.figures ?? {}, r.unmeasured ?? {}, n, true, null, reps);
+  if (c.counts && c.counts.total !== n) out.push(`counts() after insert: total ${c.counts.total} != ${n}`);
+  return out.map((f) => `${store} at ${n} records: ${f}`);
+}
+
 // A store's top-k agrees with the reference when there is one list per query
 // and, rank by rank, its id has the reference's score at that rank (within
 // float32 rounding: ties and near-ties may swap), its ids are distinct, and

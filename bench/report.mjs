@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { PEERS } from './stores.mjs';
 
 // Every figure a run reports. `runs`: the runner op that produces it;
-// `peerKey`: the peers' figure a tierstore-only figure is compared with.
+// `peerKey`: the peers' figure a tierstore-only figure is compared with;
+// `noRatio`: a figure whose ratio to a peer's would not compare like with like.
 export const OPS_INFO = {
   insert: { label: 'bulk insert', unit: 'records/s', better: 'higher' },
   'insert-mb': { label: 'bulk insert', unit: 'MB/s', better: 'higher', runs: ['insert'] },
@@ -28,7 +29,26 @@ export const OPS_INFO = {
   'recall-meta-1pct': { label: 'recallAsync, metadata filter matching 1%', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
   'recall-meta-all': { label: 'recallAsync, metadata filter matching all', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
   'recall-created-10pct': { label: 'recallAsync, createdAfter matching 10%', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
-  reopen: { label: 'reopen + first get', unit: 'ms', better: 'lower' },
+  reopen: { label: 'reopen + first get, in the writing process', unit: 'ms', better: 'lower' },
+  // Reopens in a new process each (bench/reopen.mjs), files cached or not.
+  'reopen-warm': { label: 'reopen + first get, new process, files cached', unit: 'ms', better: 'lower', runs: ['reopen'] },
+  'reopen-cold': { label: 'reopen + first get, new process, cache dropped', unit: 'ms', better: 'lower', runs: ['reopen'] },
+  'reopen-cold-read': { label: 'reopen: bytes read from the device (cold)', unit: 'MB', better: 'lower', runs: ['reopen'] },
+  // lmdb-js reads through mmap, which rchar does not see: no ratio.
+  'reopen-rchar': { label: 'reopen: bytes through read() (mmap not counted)', unit: 'MB', better: 'lower', noRatio: true, runs: ['reopen'] },
+  'reopen-rss': { label: 'reopen: RSS added', unit: 'MB', better: 'lower', runs: ['reopen'] },
+  'reopen-rss-anon': { label: 'reopen: RSS added, anonymous', unit: 'MB', better: 'lower', runs: ['reopen'] },
+  'reopen-rss-file': { label: 'reopen: RSS added, file pages', unit: 'MB', better: 'lower', runs: ['reopen'] },
+  'hot-load': { label: 'hot tier load on open, files cached', unit: 'µs/record', better: 'lower', tsOnly: true, runs: ['reopen'] },
+  'hot-load-cold': { label: 'hot tier load on open, cache dropped', unit: 'µs/record', better: 'lower', tsOnly: true, runs: ['reopen'] },
+  // The default tierstore at scale × N (--reopen-scale), built only to be reopened.
+  'reopen-scaled-warm': { label: 'reopen + first get at scale×N, files cached', unit: 'ms', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-cold': { label: 'reopen + first get at scale×N, cache dropped', unit: 'ms', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-cold-read': { label: 'reopen at scale×N: bytes read from the device', unit: 'MB', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-rchar': { label: 'reopen at scale×N: bytes through read()', unit: 'MB', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-rss': { label: 'reopen at scale×N: RSS added', unit: 'MB', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-rss-anon': { label: 'reopen at scale×N: RSS added, anonymous', unit: 'MB', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
+  'reopen-scaled-rss-file': { label: 'reopen at scale×N: RSS added, file pages', unit: 'MB', better: 'lower', tsOnly: true, scaled: true, runs: ['reopen'] },
   disk: { label: 'bytes on disk', unit: 'MB', better: 'lower' },
   rss: { label: 'peak RSS of the process', unit: 'MB', better: 'lower' },
 };
@@ -40,7 +60,7 @@ const SHORT = { tierstore: 'tierstore', 'tierstore-hot': 'ts:hot', 'tierstore-wa
 
 export function ratioOf(figures, ts, key, info) {
   const v = figures[ts]?.[key];
-  if (v === undefined) return undefined;
+  if (v === undefined || info.noRatio) return undefined;
   let best, bestPeer;
   for (const p of PEERS) {
     const pv = figures[p]?.[info.peerKey ?? key];
@@ -63,16 +83,21 @@ export function formatValue(x) {
   return x.toPrecision(2);
 }
 
-function rows({ figures, ratios, stores }) {
+// A figure this system could not measure (a cold reopen on tmpfs, say) is
+// 'not measured', not 'n/a': it exists, just not here.
+const cell = (figures, unmeasured, s, key) =>
+  figures[s][key] === undefined && unmeasured?.[s]?.[key] !== undefined ? 'not measured' : formatValue(figures[s][key]);
+
+function rows({ figures, ratios, stores, unmeasured }) {
   const cols = stores.filter((s) => figures[s]);
   const header = ['operation', 'unit', 'better', ...cols.map((s) => SHORT[s] ?? s), 'best peer', 'tierstore/best', 'tierstore is'];
   const body = [];
   for (const [key, info] of Object.entries(OPS_INFO)) {
-    if (!cols.some((s) => figures[s][key] !== undefined)) continue;
+    if (!cols.some((s) => figures[s][key] !== undefined || unmeasured?.[s]?.[key] !== undefined)) continue;
     const r = ratios?.tierstore?.[key];
     body.push([
       info.label, info.unit, info.better,
-      ...cols.map((s) => formatValue(figures[s][key])),
+      ...cols.map((s) => cell(figures, unmeasured, s, key)),
       r ? `${r.bestPeer} ${formatValue(r.best)}` : '',
       r ? `${r.ratio >= 10 ? r.ratio.toFixed(0) : r.ratio < 0.1 ? r.ratio.toPrecision(2) : r.ratio.toFixed(2)}×` : '',
       r ? (r.ahead ? 'ahead' : 'BEHIND') : '',
@@ -90,7 +115,24 @@ export function renderTable(data) {
   out.push(`N = ${data.n.toLocaleString('en-US')}. "tierstore/best" = the default tierstore column divided by the best peer's figure;`);
   out.push('"better" says which direction wins, so the ratio is ahead above 1 for "higher" rows and below 1 for "lower" rows.');
   out.push('ts:hot/warm/cold: the same records all in one tier. iterate batches() and recallAsync are compared with the peers\' per-record iteration and JS scan.');
+  out.push(...reopenNotes(data));
   return out.join('\n');
+}
+
+// What the reopen rows need said: the larger N, and why a figure is missing.
+export function reopenNotes({ reopenScale, unmeasured, figures }) {
+  const out = [];
+  if (reopenScale) {
+    const ts = figures?.tierstore ?? {};
+    const grew = ['warm', 'cold']
+      .filter((k) => ts[`reopen-${k}`] > 0 && ts[`reopen-scaled-${k}`] !== undefined)
+      .map((k) => `${(ts[`reopen-scaled-${k}`] / ts[`reopen-${k}`]).toFixed(2)}× ${k === 'warm' ? 'cached' : 'cache dropped'}`);
+    out.push(`scale×N: a default tierstore of ${reopenScale.n.toLocaleString('en-US')} records (--reopen-scale ${reopenScale.scale}), built only to be reopened;`
+      + ` its reopen takes ${grew.length ? grew.join(', ') : 'n/a'} of the one at N.`);
+  }
+  const reasons = new Set(Object.values(unmeasured ?? {}).flatMap((byKey) => Object.values(byKey)));
+  for (const r of reasons) out.push(`not measured: ${r}`);
+  return out;
 }
 
 export function renderMarkdown(data) {
@@ -143,5 +185,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const m = d.machine;
   console.log(`N = ${d.n.toLocaleString('en-US')}, ${d.config.repeat} run(s) per store (medians), ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, commit ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, load ${m.loadavgStart.join(' ')} → ${m.loadavgEnd?.join(' ')}\n`);
   console.log(renderMarkdown({ ...d, stores: d.config.stores }));
+  const notes = reopenNotes(d);
+  if (notes.length) console.log('\n' + notes.join('\n'));
   if (d.cReference) console.log('\n' + renderReferenceTable(d.cReference));
 }

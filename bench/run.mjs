@@ -5,6 +5,7 @@
 //   node bench/run.mjs [--n 100000] [--only a,b] [--json path] [--repeat 1]
 //                      [--smoke] [--queries 10] [--gets 10000] [--puts 10000]
 //                      [--dir /tmp] [--keep] [--seed N]
+//                      [--reopen-reps 3] [--reopen-scale 10]
 //
 // Each store runs in its own child process (bench/runner.mjs), one after the
 // other, on byte-identical data generated from one seed. A 'reference' child
@@ -21,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STORES, PEERS } from './stores.mjs';
-import { checkRun as checkStore } from './check.mjs';
+import { checkRun as checkStore, checkReopens, checkReopenScaled } from './check.mjs';
 import { OPS_INFO, OP_ALIASES, TS_COLUMNS, ratioOf, referenceRatios, renderReferenceTable, renderTable } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -43,6 +44,8 @@ function parseArgs(argv) {
       case '--gets': a.gets = parseCount(val()); break;
       case '--puts': a.puts = parseCount(val()); break;
       case '--seed': a.seed = parseCount(val()); break;
+      case '--reopen-reps': a.reopenReps = parseCount(val()); break;
+      case '--reopen-scale': { const v = val(); a.reopenScale = v === '0' ? 0 : parseCount(v); break; }
       case '--dir': a.dir = val(); break;
       case '--keep': a.keep = true; break;
       case '--smoke': a.smoke = true; break;
@@ -71,6 +74,10 @@ function usage(code) {
                  if every correctness cross-check passes
   --native / --no-native  build and run the C reference loop (native/bench/scan_bench, CMake)
                  on the same N and compare recall with it (default: on when recall runs, off with --smoke)
+  --reopen-reps R  reopens in new processes per store, each with the files cached and with
+                 the page cache of the store's files dropped; medians (default 3; --smoke: 1)
+  --reopen-scale S  also reopen a default tierstore of S × N records, built for it alone
+                 (default 10 when N <= 100000, else off; --smoke: off; 0 or 1: off)
   --queries Q  --gets G  --puts P  --seed S  --dir DIR (where stores are created)  --keep`);
   process.exit(code);
 }
@@ -84,6 +91,7 @@ const childOpts = {
   ...(args.seed !== undefined ? { seed: args.seed } : {}),
   ...(args.dir ? { dir: path.resolve(args.dir) } : {}),
   keep: args.keep,
+  reopenReps: args.reopenReps ?? (args.smoke ? 1 : 3),
 };
 
 let stores = [];
@@ -100,6 +108,9 @@ if (stores.length === 0) stores = [...STORES];
 stores = [...new Set(stores)];
 const opsArg = ops.length ? [...new Set(ops.flatMap((o) => OPS_INFO[o].runs ?? [o]))].join(',') : 'all';
 const jsonPath = path.resolve(args.json ?? path.join(ROOT, '.tmp', 'bench', 'latest.json')); // .tmp/ is gitignored
+// The larger store costs scale × N inserts: on by default only where that stays small.
+const scale = args.reopenScale ?? (args.smoke || n > 100000 ? 0 : 10);
+const wantsScaled = scale > 1 && stores.includes('tierstore') && (opsArg === 'all' || opsArg.split(',').includes('reopen'));
 
 // ---- machine ---------------------------------------------------------------
 
@@ -139,10 +150,10 @@ function log(line) {
 }
 const fmtInt = (x) => Math.round(x).toLocaleString('en-US');
 
-function runChild(store, run) {
+function runChild(store, run, { records = n, runOps = opsArg, label = store } = {}) {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const child = fork(path.join(HERE, 'runner.mjs'), [store, String(n), opsArg, JSON.stringify(childOpts)], {
+    const child = fork(path.join(HERE, 'runner.mjs'), [store, String(records), runOps, JSON.stringify(childOpts)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     let result;
@@ -151,7 +162,7 @@ function runChild(store, run) {
         const el = ((Date.now() - t0) / 1000).toFixed(0);
         const frac = m.total > 1 ? ` ${fmtInt(m.done)}/${fmtInt(m.total)}` : '';
         const total = ((Date.now() - began) / 1000).toFixed(0);
-        showProgress(`[${store}${args.repeat > 1 ? ` run ${run + 1}/${args.repeat}` : ''}] ${m.phase}${frac}  ${el}s (total ${total}s)`);
+        showProgress(`[${label}${args.repeat > 1 ? ` run ${run + 1}/${args.repeat}` : ''}] ${m.phase}${frac}  ${el}s (total ${total}s)`);
       } else result = m;
     });
     child.on('exit', (code, signal) => {
@@ -159,8 +170,8 @@ function runChild(store, run) {
       if (tty) process.stderr.write('\r\x1b[K');
       status = '';
       if (!result) result = { type: 'error', store, message: `child exited with ${signal ?? code} and no result` };
-      if (result.type === 'error') log(`  ${store}: FAILED after ${s}s: ${result.message.split('\n')[0]}`);
-      else log(`  ${store}: done in ${s}s${result.notes?.length ? ` (${result.notes.join('; ')})` : ''}`);
+      if (result.type === 'error') log(`  ${label}: FAILED after ${s}s: ${result.message.split('\n')[0]}`);
+      else log(`  ${label}: done in ${s}s${result.notes?.length ? ` (${result.notes.join('; ')})` : ''}`);
       resolve(result);
     });
   });
@@ -174,6 +185,7 @@ function fail(store, what) { failures.push(`${store}: ${what}`); }
 
 function checkRun(store, r, refChecks) {
   for (const f of checkStore(store, r, refChecks, n, opsArg)) failures.push(f);
+  for (const f of checkReopens(store, r, n, opsArg)) failures.push(f);
 }
 
 // ---- main ------------------------------------------------------------------
@@ -201,6 +213,17 @@ for (let r = 0; r < args.repeat; r++) {
     if (res.type === 'error') { fail(store, `run failed: ${res.message}`); failed.add(store); continue; }
     checkRun(store, res, ref.checks);
   }
+}
+// The larger store is built once whatever --repeat says: building it is the
+// costly part, and its reopens are repeated inside it (--reopen-reps).
+let scaled;
+if (wantsScaled && !failed.has('tierstore')) {
+  settle();
+  const records = scale * n;
+  const res = await runChild('tierstore', 0, { records, runOps: 'reopen-only', label: `tierstore at ${fmtInt(records)}` });
+  scaled = { scale, n: records, run: res };
+  if (res.type === 'error') fail('tierstore', `reopen at ${records} records failed: ${res.message}`);
+  else for (const f of checkReopenScaled('tierstore', res, records, childOpts.reopenReps)) failures.push(f);
 }
 showProgress('');
 if (tty) process.stderr.write('\r\x1b[K');
@@ -243,6 +266,7 @@ const median = (xs) => {
   return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
 };
 const figures = {};
+const unmeasured = {}; // store -> figure key -> why this system could not measure it
 for (const store of stores) {
   const ok = runs[store].filter((r) => r.type === 'result');
   if (!ok.length) continue;
@@ -251,7 +275,21 @@ for (const store of stores) {
     const v = median(ok.map((r) => r.figures[key]));
     if (v !== undefined) figures[store][key] = v;
   }
+  for (const r of ok) {
+    for (const [key, why] of Object.entries(r.unmeasured ?? {})) {
+      if (figures[store][key] === undefined) (unmeasured[store] ??= {})[key] = why;
+    }
+  }
 }
+if (scaled?.run.type === 'result' && figures.tierstore) {
+  for (const [key, v] of Object.entries(scaled.run.figures)) {
+    if (key.startsWith('reopen-')) figures.tierstore[key.replace(/^reopen-/, 'reopen-scaled-')] = v;
+  }
+  for (const [key, why] of Object.entries(scaled.run.unmeasured ?? {})) {
+    (unmeasured.tierstore ??= {})[key.replace(/^reopen-/, 'reopen-scaled-')] = why;
+  }
+}
+const reopenScale = scaled ? { scale: scaled.scale, n: scaled.n } : undefined;
 const ratios = {};
 for (const [key, info] of Object.entries(OPS_INFO)) {
   for (const ts of TS_COLUMNS) {
@@ -270,8 +308,10 @@ const seconds = (Date.now() - began) / 1000;
 
 const cReference = scanBench ? referenceRatios(scanBench, figures) : undefined;
 const out = {
-  machine, n, dimensions: 768, config: { ...childOpts, repeat: args.repeat, smoke: args.smoke, stores, ops: opsArg },
+  machine, n, dimensions: 768, config: { ...childOpts, repeat: args.repeat, smoke: args.smoke, stores, ops: opsArg, reopenScale: scale },
   ...(scanBench ? { scanBench, cReference } : {}),
+  ...(scaled ? { reopenScale: { ...reopenScale, run: scaled.run } } : {}),
+  unmeasured,
   reference: { logicalBytes: ref.checks.logicalBytes, iter: ref.checks.iter, encodeFloor: ref.figures?.encodeFloor, copyFloor: ref.figures?.copyFloor },
   figures, ratios, runs, checks: { ok: failures.length === 0, failures, warnings, notes }, seconds,
 };
@@ -286,7 +326,7 @@ if (failures.length) {
   process.exit(1);
 }
 console.log('');
-console.log(renderTable({ figures, ratios, stores, n, machine }));
+console.log(renderTable({ figures, ratios, stores, n, machine, unmeasured, reopenScale }));
 if (cReference) {
   console.log('');
   console.log(renderReferenceTable(cReference));

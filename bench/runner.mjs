@@ -2,7 +2,8 @@
 //   node bench/runner.mjs <store> <n> <ops> [<json options>]
 // <store> is a name from stores.mjs, or 'reference' (the expected answers,
 // computed from the generator with no store at all). <ops> is a comma list
-// (or 'all'). Reports {type:'progress'} and one {type:'result'} message to the
+// (or 'all'), or 'reopen-only': insert, close, and only the reopens in fresh
+// processes (the larger store of --reopen-scale). Reports {type:'progress'} and one {type:'result'} message to the
 // parent through IPC (or prints the result as JSON when run by hand).
 //
 // Generation is never timed: each chunk of records is generated with the
@@ -10,19 +11,25 @@
 // its users must do), not the workload generator.
 
 import { mkdtempSync, rmSync, readdirSync, lstatSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as W from './workload.mjs';
 import { adapterFor } from './stores.mjs';
 import { RecordDigest } from './digest.mjs';
 import { referenceChecks } from './reference.mjs';
+import { dropSupport, dropFiles, warmFiles } from './pagecache.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'iter-arrow', 'iter-floor', 'get', 'recall', 'recall-async', 'recall-filter', 'put', 'reopen', 'disk', 'rss'];
 
 const [storeName, nArg, opsArg = 'all', optArg = '{}'] = process.argv.slice(2);
 const n = Number(nArg);
-const o = { queries: 10, gets: 10000, puts: 10000, chunk: 2000, k: 10, refExtra: 10, seed: W.DEFAULT_SEED, keep: false, dir: os.tmpdir(), ...JSON.parse(optArg) };
-const ops = new Set(opsArg === 'all' ? OPS : opsArg.split(','));
+const o = { queries: 10, gets: 10000, puts: 10000, chunk: 2000, k: 10, refExtra: 10, seed: W.DEFAULT_SEED, keep: false, dir: os.tmpdir(), reopenReps: 3, ...JSON.parse(optArg) };
+const reopenOnly = opsArg === 'reopen-only';
+const ops = new Set(opsArg === 'all' ? OPS : reopenOnly ? ['reopen'] : opsArg.split(','));
 ops.add('insert');
 ops.add('iter'); // the count cross-check always runs
 
@@ -116,6 +123,78 @@ function encodeFloor(encoding) {
 }
 
 // ---------------------------------------------------------------------------
+// Reopens of the closed store in fresh processes (bench/reopen.mjs), each
+// once with every file of the store in the page cache and once with none of
+// it there, o.reopenReps times, alternating. A cold figure is only kept if
+// every drop was verified (bench/pagecache.mjs); otherwise coldReason says why.
+
+function reopenChild(spec) {
+  const out = execFileSync(process.execPath, [path.join(HERE, 'reopen.mjs'), storeName, JSON.stringify(spec)],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+function freshReopens(a, dir, id) {
+  const spec = { ...a.spec(), id };
+  const support = dropSupport(dir);
+  const warm = [], cold = [], drops = [];
+  let coldReason = support.ok ? undefined : support.reason;
+  for (let r = 0; r < o.reopenReps; r++) {
+    progress('reopen, new process, cached', r, o.reopenReps);
+    warmFiles(dir);
+    warm.push(reopenChild(spec));
+    if (coldReason) continue;
+    progress('reopen, new process, cache dropped', r, o.reopenReps);
+    const d = dropFiles(dir, support);
+    drops.push(d);
+    if (!d.ok) { coldReason = d.reason; continue; }
+    cold.push(reopenChild(spec));
+  }
+  if (coldReason) cold.length = 0; // a series with an unverified drop is not a cold figure
+  return { reps: o.reopenReps, warm, cold, coldReason, dropMethod: support.method, drops };
+}
+
+// The figures of freshReopens' measurements (medians), under `prefix`.
+function reopenFigures(m, prefix, f, unmeasured) {
+  const med = (xs, key, scale = 1) => {
+    const v = xs.map((x) => x[key]).filter((x) => x !== undefined);
+    return v.length === xs.length && v.length > 0 ? median(v) * scale : undefined;
+  };
+  const set = (key, v) => { if (v !== undefined) f[`${prefix}${key}`] = v; };
+  set('warm', med(m.warm, 'ms'));
+  set('rchar', med(m.warm, 'rchar', 1e-6));
+  set('rss', med(m.warm, 'rss', 1e-6));
+  set('rss-anon', med(m.warm, 'rssAnon', 1e-6));
+  set('rss-file', med(m.warm, 'rssFile', 1e-6));
+  if (m.coldReason) {
+    for (const k of ['cold', 'cold-read']) unmeasured[`${prefix}${k}`] = m.coldReason;
+  } else {
+    set('cold', med(m.cold, 'ms'));
+    set('cold-read', med(m.cold, 'readBytes', 1e-6));
+  }
+}
+
+// --reopen-scale: a default tierstore of n records (the run's N times the
+// scale) built only to be reopened; no other operation runs on it.
+async function reopenScaled() {
+  const a = adapterFor(storeName);
+  const dir = mkdtempSync(path.join(o.dir, `tierstore-bench-${storeName}-reopen-`));
+  const f = {}, c = {}, unmeasured = {};
+  try {
+    await a.create(dir, { n, puts: 0 });
+    const sw = new Stopwatch();
+    await a.bulk(n, o.chunk, (s, e) => { progress('insert', e, n); return W.chunk(s, e, o.seed); }, sw);
+    f.insert = n / sw.s;
+    if (a.counts) c.counts = a.counts();
+    await a.close();
+    const m = freshReopens(a, dir, W.idOf(n >> 1, o.seed));
+    reopenFigures(m, 'reopen-', f, unmeasured);
+    c.reopenFresh = m;
+  } finally {
+    if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  }
+  return { figures: f, checks: c, unmeasured, notes: [] };
+}
 
 async function bench() {
   const a = adapterFor(storeName);
@@ -125,6 +204,7 @@ async function bench() {
   const f = {}; // figures
   const c = {}; // answers to cross-check
   const notes = [];
+  const unmeasured = {}; // figure key -> why this system cannot measure it
   try {
     await a.create(dir, { n, puts: o.puts });
     c.capabilities = { batches: typeof a.iterateBatches === 'function', recallAsync: typeof a.topkAsync === 'function' };
@@ -330,12 +410,26 @@ async function bench() {
       c.reopenFound = t.r;
       if (isTs) c.countsAfterReopen = a.counts();
       await a.close();
+
+      const m = freshReopens(a, dir, probe);
+      reopenFigures(m, 'reopen-', f, unmeasured);
+      c.reopenFresh = m;
+      // The hot tier's load: every record of the all-hot store is read back
+      // from the hot log on open, so the open's time per record is its cost.
+      if (variant === 'hot') {
+        const hot = m.warm[0]?.counts?.hot;
+        if (hot > 0) {
+          f['hot-load'] = (f['reopen-warm'] * 1e3) / hot;
+          if (f['reopen-cold'] !== undefined) f['hot-load-cold'] = (f['reopen-cold'] * 1e3) / hot;
+          else unmeasured['hot-load-cold'] = m.coldReason;
+        }
+      }
     }
   } finally {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
   f.rss = (process.resourceUsage().maxRSS * 1024) / 1e6;
-  return { figures: f, checks: c, notes, dir: o.keep ? dir : undefined };
+  return { figures: f, checks: c, notes, unmeasured, dir: o.keep ? dir : undefined };
 }
 
 try {
@@ -344,7 +438,7 @@ try {
 // read a JS string; tierstore converts them to UTF-8 natively).
 const result = storeName === 'reference'
   ? { checks: reference(), figures: { encodeFloor: encodeFloor('utf8'), copyFloor: encodeFloor('utf16le') } }
-  : await bench();
+  : reopenOnly ? await reopenScaled() : await bench();
   send({ type: 'result', store: storeName, n, ...result });
   process.exitCode = 0;
 } catch (e) {

@@ -225,6 +225,11 @@ export function tierstoreAdapter(variant) {
       store = ts.open(dir, opts);
       return store.get(probeId) !== undefined;
     },
+    // What a fresh process needs to open this store as this one does
+    // (bench/reopen.mjs): attach(spec()), then prepare(), then reopen().
+    spec() { return { dir, opts, n }; },
+    attach(spec) { ({ dir, opts, n } = spec); },
+    async prepare() { ts ??= await loadTierstore(); },
   };
   return a;
 }
@@ -283,6 +288,9 @@ export function lmdbAdapter() {
     },
     async close() { await db.close(); db = undefined; },
     reopen(probeId) { db = openDb(); return db.get(probeId) !== undefined; },
+    spec() { return { dir }; },
+    attach(spec) { dir = spec.dir; },
+    prepare() {}, // the native module loads with require('lmdb')
   };
 }
 
@@ -377,6 +385,11 @@ export function sqliteAdapter() {
     },
     close() { db.close(); db = undefined; },
     reopen(probeId) { openDb(); return get.get(probeId) !== undefined; },
+    spec() { return { dir }; },
+    attach(spec) { dir = spec.dir; },
+    // better-sqlite3 loads its native module at the first `new Database`:
+    // an in-memory one keeps that load out of the timed open.
+    prepare() { new Database(':memory:').close(); },
   };
 }
 
@@ -444,6 +457,9 @@ export function levelAdapter() {
     },
     async close() { await db.close(); db = undefined; },
     async reopen(probeId) { await openDb(); return db.getSync(probeId) !== undefined; },
+    spec() { return { dir }; },
+    attach(spec) { dir = spec.dir; },
+    prepare() {}, // the native module loads with require('classic-level')
   };
 }
 

@@ -336,20 +336,29 @@ describe('failures', () => {
     const r = cli(['--dir', dir, 'verify']);
     expectFailure(r, /CORRUPTION/);
     expect(r.stderr).toContain(damaged);
-    // This store's hot log still holds a copy of the cold record, but after a
-    // clean close the open uses the id index and reads no cold row: verify
-    // finds the damage and prints its verdict.
+    // The open maps the persisted index and reads no cold row: verify finds
+    // the damage and says so in its verdict.
     const asJson = cli(['--dir', dir, 'verify', '--json']);
     expect(asJson.status).toBe(1);
     const verdict = json<{ ok: boolean }>(asJson);
     expect(verdict.ok).toBe(false);
     expect(JSON.stringify(verdict)).toMatch(/CORRUPTION/);
     expect(JSON.stringify(verdict)).toContain(damaged);
+    // Without the index, the open rebuilds it from the data, and this store's
+    // hot log still holds a copy of the cold record: the open itself finds the
+    // damage, so there is no verdict to print, stdout stays empty even with --json.
+    fs.rmSync(path.join(dir, 'id.index'));
+    const rebuilt = cli(['--dir', dir, 'verify', '--json']);
+    expect(rebuilt.status).toBe(1);
+    expect(rebuilt.stdout).toBe('');
+    expect(rebuilt.stderr).toMatch(/CORRUPTION/);
+    expect(rebuilt.stderr).toContain(damaged);
   });
 
   it('verify --json prints ok:false with CORRUPTION when the damage is found by verify, not by the open', () => {
     const dir = copyOfStore();
-    // After compact the log holds only hot records: the open reads no cold data.
+    // After compact the log holds only hot records: even an open that
+    // rebuilds its index reads no copy of this cold record but the damaged one.
     expectOk(cli(['--dir', dir, 'compact']));
     const needle = Buffer.from(contentOf(30)); // a cold record
     let damaged = '';

@@ -250,7 +250,7 @@ describe('iteration contract', () => {
     store.close();
   });
 
-  it('iterating 1,000,000 cold records without embeddings grows memory by less than 64 MB', async () => {
+  it('iterating 1,000,000 cold records without embeddings grows anonymous memory by less than 64 MB', async () => {
     const dir = storePath();
     const script = path.join(__dirname, 'helpers', 'iterate-memory.cjs');
     const result = await spawnAsync(process.execPath, ['--expose-gc', script, dir, '1000000'], { timeout: 600_000 });

@@ -301,8 +301,9 @@ export function buildProgram(state: RunState, version: string): Command {
               error: { code: 'CORRUPTION', message: `${first.file}: ${first.reason}` },
             }));
           } else {
-            const lines = report.damaged.map((d) => `damaged: ${d.tier} ${JSON.stringify(d.id)} in ${d.file}: ${d.reason}`);
-            lines.push(`error: CORRUPTION: ${report.damaged.length} damaged records, ${formatCount(report.records)} records whole`);
+            const lines = report.damaged.map((d) =>
+              `damaged: ${d.tier} ${d.id === undefined ? 'columns' : JSON.stringify(d.id)} in ${d.file}: ${d.reason}`);
+            lines.push(`error: CORRUPTION: ${report.damaged.length} damaged, ${formatCount(report.records)} records whole`);
             process.stderr.write(`${lines.join('\n')}\n`);
           }
           state.exitCode = EXIT_FAILURE;

@@ -352,7 +352,7 @@ Napi::Value NativeStore::Verify(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("tier", tierstore::TierName(d.tier));
     o.Set("file", d.file);
-    o.Set("id", StringFromUtf8(env, d.id));
+    if (!d.id.empty()) o.Set("id", StringFromUtf8(env, d.id));  // absent for damage not of one record
     o.Set("reason", d.reason);
     damaged.Set(static_cast<uint32_t>(i), o);
   }

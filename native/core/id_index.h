@@ -32,6 +32,7 @@
 // (the Store holds its shared_mutex exclusively to write).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -226,6 +227,7 @@ class IdIndex {
   static bool CheckExported(const void* slots, size_t capacity, size_t entries,
                             const std::vector<std::pair<char*, size_t>>& chunks, const ValueOk& value_ok,
                             std::string* why) {
+    if (capacity == 0 && entries == 0) return true;  // an empty index
     if (capacity > kMaxCapacity || entries >= capacity || chunks.size() > kMaxChunks) {
       *why = "slot count out of range";
       return false;
@@ -368,7 +370,10 @@ class IdIndex {
     if (chunks_.empty() || chunk_used_ + need > chunks_.back().size) {
       if (chunks_.size() >= kMaxChunks) throw std::bad_alloc();
       chunks_.reserve(chunks_.size() + 1);  // so the push below cannot throw after the allocation
-      const size_t size = need > kChunkBytes ? need : kChunkBytes;
+      // Small at first (a store of a few records holds a few KiB), then
+      // doubling up to 1 MiB.
+      const size_t grown = std::min(kChunkBytes, size_t{4096} << std::min<size_t>(chunks_.size(), 8));
+      const size_t size = need > grown ? need : grown;
       // Not zeroed: a fresh chunk's untouched pages cost no RAM until ids fill them.
       std::unique_ptr<char[]> bytes(new char[size]);
       char* raw = bytes.get();

@@ -270,6 +270,10 @@ class StoreImpl final : public Store {
       REQUIRES(mu_) EXCLUDES(iter_mu_);
   HotRecord* HotAt(const Location& loc) const REQUIRES_SHARED(mu_) { return hot_.Find(loc.hot_key()); }
   Status ReadAt(const Location& loc, bool verify_embedding, RecordView* out) const REQUIRES_SHARED(mu_);
+  // ReadAt of the record the index places `id` at: CORRUPTION unless it
+  // reads back whole as `id`.
+  Status ReadIndexed(std::string_view id, const Location& loc, bool verify_embedding, RecordView* out) const
+      REQUIRES_SHARED(mu_);
   // The file holding a warm or cold copy (for error messages).
   std::string FileOf(const Location& loc) const;
   // Adds rec to hot and points the index at it.

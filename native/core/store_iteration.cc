@@ -74,7 +74,7 @@ Status StoreImpl::AppendCurrent(std::string_view id, uint64_t seq, bool emb, Rec
   const Location* loc = index_.Find(id);
   if (loc == nullptr) return Status::OK();
   RecordView v;
-  TS_RETURN_IF_ERROR(ReadAt(*loc, emb, &v));
+  TS_RETURN_IF_ERROR(ReadIndexed(id, *loc, emb, &v));
   if (v.seq == seq && (filter == nullptr || filter->Matches(v))) out->Append(loc->tier(), v, emb, dims_);
   return Status::OK();
 }

@@ -313,6 +313,9 @@ void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
   swap(recovered_duplicates_, other.recovered_duplicates_);
   swap(torn_warm_copies_, other.torn_warm_copies_);
   swap(torn_log_bytes_, other.torn_log_bytes_);
+  swap(index_rejection_, other.index_rejection_);
+  swap(index_rebuilt_, other.index_rebuilt_);
+  swap(index_file_bytes_, other.index_file_bytes_);
   swap(masked_warm_, other.masked_warm_);
   swap(masked_cold_, other.masked_cold_);
 }

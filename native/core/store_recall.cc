@@ -293,8 +293,15 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
         case ScanRange::Kind::kWarm: {
           const uint8_t* block = r.WarmBlock(i);
           const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
-          ok = warm_block::IsLive(block) && !r.warm.PendingFree(slot) && !Masked(Tier::kWarm, slot) &&
-               confidence_passes(warm_block::Confidence(block));
+          if (r.warm.Free(slot)) break;
+          if (!warm_block::IsLive(block)) {
+            if (error->ok()) {
+              *error = Status::Corruption(FileOf(Location::Warm(slot)) + ": slot " + std::to_string(slot) +
+                                          " holds a live record but its block does not read live");
+            }
+            break;
+          }
+          ok = !Masked(Tier::kWarm, slot) && confidence_passes(warm_block::Confidence(block));
           break;
         }
       }

@@ -208,6 +208,9 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     TS_RETURN_IF_ERROR(log_->FinishOpen());
     TS_RETURN_IF_ERROR(warm_->FinishOpen());
     TS_RETURN_IF_ERROR(cold_->FinishOpen());
+    // An index write a crash interrupted (the file itself is replaced whole).
+    const std::string index_tmp = JoinPath(path_, std::string(kIndexFileName) + ".tmp");
+    if (PathExists(index_tmp)) TS_RETURN_IF_ERROR(RemoveFile(index_tmp));
     TS_RETURN_IF_ERROR(WriteDirtyManifest(/*durable=*/true));
     for (const Location& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
     TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));

@@ -87,7 +87,9 @@ class WarmTierImpl final : public WarmTier {
       if (((free_bits_[slot / 64] >> (slot % 64)) & 1) != 0) st.free_slots.push_back(slot);
     }
     for (const auto& [gen, vf] : var_files_) {
-      if (gen == cur_gen_ || vf.tail > kHeaderPage) st.var_tails.push_back({gen, vf.tail});
+      // With nothing live, TrimAtClose cuts the file to its header page.
+      const uint64_t tail = live_ == 0 ? kHeaderPage : vf.tail;
+      if (gen == cur_gen_ || tail > kHeaderPage) st.var_tails.push_back({gen, tail});
     }
     st.var_live_bytes = var_live_bytes_;
     return st;
@@ -149,10 +151,10 @@ class WarmTierImpl final : public WarmTier {
   // checked; no checksum of its data.
   Status View(uint32_t slot, Parsed* p, RecordView* out) const {
     if (slot >= scan_limit_) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is out of range");
+    if (!IsLive(slot)) return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
     const uint8_t* b = BlockPtr(slot);
-    if (Unpublished(slot) || !IsLiveState(LoadState(b))) {
-      return Status::InvalidArgument("warm slot " + std::to_string(slot) + " is not live");
-    }
+    // Live by the tier's own record: a block that does not read live is
+    // damaged (ParseLive says so).
     TS_RETURN_IF_ERROR(ParseLive(slot, b, p));
     return FillView(slot, b, p, out);
   }
@@ -192,7 +194,7 @@ class WarmTierImpl final : public WarmTier {
   }
 
   bool IsLive(uint32_t slot) const override {
-    return slot < scan_limit_ && !Unpublished(slot) && IsLiveState(LoadState(BlockPtr(slot)));
+    return slot < scan_limit_ && ((free_bits_[slot / 64] >> (slot % 64)) & 1) == 0;
   }
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
@@ -207,6 +209,7 @@ class WarmTierImpl final : public WarmTier {
       run.count = static_cast<uint32_t>(std::min<uint64_t>(bpc_, scan_limit_ - first));
       run.block_size = block_size_;
       run.embedding_offset = kBlockHeaderBytes;
+      run.free_bits = free_bits_.data();
       if (unpublished_count_ != 0) {
         run.pending = unpublished_bits_.data();
         run.pending_words = unpublished_bits_.size();

@@ -157,6 +157,11 @@ struct WarmRun {
   bool PendingFree(uint32_t slot) const {
     return pending != nullptr && slot / 64 < pending_words && ((pending[slot / 64] >> (slot % 64)) & 1) != 0;
   }
+  // The tier's own record of which slots are free (a bit per slot; pending
+  // frees included). A slot it holds live whose block does not read live is
+  // damage (an open from the persisted index reads no block).
+  const uint64_t* free_bits = nullptr;
+  bool Free(uint32_t slot) const { return ((free_bits[slot / 64] >> (slot % 64)) & 1) != 0; }
 };
 
 class WarmTier {
@@ -255,6 +260,8 @@ class WarmTier {
   virtual const float* Embedding(uint32_t slot) const = 0;
   virtual WarmScalars Scalars(uint32_t slot) const = 0;
 
+  // From the tier's free bits, not the block: a live slot whose block is
+  // damaged is still live here, and Read reports the damage.
   virtual bool IsLive(uint32_t slot) const = 0;
   virtual uint32_t SlotLimit() const = 0;  // every live slot is < SlotLimit()
 

@@ -23,6 +23,7 @@
 
 #include "cold_tier.h"
 #include "crc32c.h"
+#include "index_file.h"
 #include "manifest.h"
 #include "store.h"
 
@@ -50,6 +51,7 @@ constexpr uint64_t kMaxRecordsVisited = 20000;
 constexpr size_t kMaxIdsKept = 24;
 constexpr double kNowMs = 1700000100000.0;
 constexpr uint64_t kSeedStoreId = 0x5EED5EED5EED5EEDull;
+constexpr uint64_t kSeedIndexToken = 0x1DE81DE81DE81DE8ull;
 
 [[noreturn]] void Broken(const std::string& what) {
   std::fprintf(stderr, "\ntierstore fuzz: INVARIANT BROKEN: %s\n", what.c_str());
@@ -521,8 +523,18 @@ bool BuildSeedStore(const std::string& dir, StoreFiles* out) {
   }
   St<uint64_t>(&manifest->second, 56, kSeedStoreId);
   St<uint64_t>(&log->second, 16, kSeedStoreId);
+  // Likewise the token that ties the clean manifest to the id index.
+  auto index = out->find(tierstore::kIndexFileName);
+  if (index == out->end() || index->second.size() < 128) {
+    std::fprintf(stderr, "tierstore fuzz: the seed store lacks its id index\n");
+    return false;
+  }
+  St<uint64_t>(&manifest->second, 64, kSeedIndexToken);
+  St<uint64_t>(&index->second, 24, kSeedStoreId);
+  St<uint64_t>(&index->second, 32, kSeedIndexToken);
   RepairManifest(&manifest->second);
   RepairHotLog(&log->second);
+  RepairIndexFile(&index->second);
   return true;
 }
 
@@ -623,10 +635,20 @@ void ExerciseStore(const std::string& dir, bool read_only, uint32_t dimensions) 
 
 void RepairManifest(std::string* m) {
   // magic 8, version, dims, clean, segment count @20, log size, seq, warm
-  // and cold records, store id @56, segment ids @64, crc of the rest last.
-  if (m->size() < 68) return;
-  if ((m->size() - 68) % 4 == 0) St<uint32_t>(m, 20, static_cast<uint32_t>((m->size() - 68) / 4));
+  // and cold records, store id @56, index token @64, segment ids @72, crc
+  // of the rest last.
+  if (m->size() < 76) return;
+  if ((m->size() - 76) % 4 == 0) St<uint32_t>(m, 20, static_cast<uint32_t>((m->size() - 76) / 4));
   St<uint32_t>(m, m->size() - 4, CrcOf(*m, 0, m->size() - 4));
+}
+
+void RepairIndexFile(std::string* f) {
+  // Header (128 bytes; docs/format/index.md): the file size @48, the body's
+  // crc @112, the header's (of [0,116)) @116.
+  if (f->size() < 128) return;
+  St<uint64_t>(f, 48, f->size());
+  St<uint32_t>(f, 112, CrcOf(*f, 128, f->size() - 128));
+  St<uint32_t>(f, 116, CrcOf(*f, 0, 116));
 }
 
 void RepairHotLog(std::string* log) {
@@ -777,6 +799,7 @@ FileKind KindOf(const std::string& name, uint32_t* number) {
   if (name == tierstore::Manifest::kFileName) return FileKind::kManifest;
   if (name == "hot.log") return FileKind::kHotLog;
   if (name == "warm.blocks") return FileKind::kWarmBlocks;
+  if (name == tierstore::kIndexFileName) return FileKind::kIndex;
   const std::string var_prefix = "warm-var-", var_suffix = ".dat";
   if (name.size() > var_prefix.size() + var_suffix.size() && name.rfind(var_prefix, 0) == 0 &&
       name.compare(name.size() - var_suffix.size(), var_suffix.size(), var_suffix) == 0) {
@@ -810,6 +833,7 @@ void RepairAll(StoreFiles* files) {
         var_names[number] = name;
         break;
       case FileKind::kColdSegment: RepairColdSegment(&bytes, number); break;
+      case FileKind::kIndex: RepairIndexFile(&bytes); break;
       default: break;
     }
   }
@@ -823,10 +847,10 @@ void RepairAll(StoreFiles* files) {
 const std::vector<std::string>& FileSetNames() {
   static const std::vector<std::string>* names = [] {
     auto* v = new std::vector<std::string>{
-        "MANIFEST", "hot.log", "warm.blocks", "warm-var-1.dat", "warm-var-2.dat", "warm-var-3.dat",
+        "MANIFEST", "hot.log", "warm.blocks", "warm-var-1.dat", "warm-var-2.dat", "warm-var-3.dat", "id.index",
         // Leftovers of interrupted writes, names the engine must ignore or
         // reject, and the lock file.
-        "MANIFEST.tmp", "hot.log.tmp", "warm.blocks.tmp", "warm-var-2.dat.tmp", "cold-00000030.seg.tmp",
+        "MANIFEST.tmp", "id.index.tmp", "hot.log.tmp", "warm.blocks.tmp", "warm-var-2.dat.tmp", "cold-00000030.seg.tmp",
         "cold-0000000G.seg", "cold-0000000A.seg", "warm-var-02.dat", "warm-var-0.dat", "LOCK", "notes.txt"};
     for (uint32_t id = 1; id <= 24; ++id) v->push_back(tierstore::ColdSegmentFileName(id));
     return v;
@@ -897,6 +921,7 @@ void RunSingleFileInput(const uint8_t* data, size_t size, const std::string& nam
       case FileKind::kManifest: RepairManifest(&bytes); break;
       case FileKind::kHotLog: RepairHotLog(&bytes); break;
       case FileKind::kColdSegment: RepairColdSegment(&bytes, number); break;
+      case FileKind::kIndex: RepairIndexFile(&bytes); break;
       case FileKind::kWarmBlocks:
       case FileKind::kWarmVar: RepairAll(&files); break;  // blocks checksums depend on var bytes
       case FileKind::kOther: break;

@@ -77,7 +77,10 @@ int main(int argc, char** argv) {
   const struct {
     const char* target;
     std::string file;
-  } singles[] = {{"hot_log_fuzz", "hot.log"}, {"warm_blocks_fuzz", "warm.blocks"}, {"warm_var_fuzz", var_name}};
+  } singles[] = {{"hot_log_fuzz", "hot.log"},
+                 {"warm_blocks_fuzz", "warm.blocks"},
+                 {"warm_var_fuzz", var_name},
+                 {"index_file_fuzz", "id.index"}};
   for (const auto& s : singles) {
     for (uint8_t flags : {uint8_t(R), uint8_t(0), uint8_t(R | RO), uint8_t(R | C), uint8_t(R | C | RO)}) {
       ok &= WriteSeed(out, s.target, s.file, flags, clean.at(s.file));

@@ -1621,3 +1621,238 @@ TEST(WarmUpsertsAndDeletesSurviveCrashesBeforeAndAfterALogCheckpoint) {
   ASSERT_OK(OpenStore(CrashCopy(dir, "store-free-later-checkpoint-crash"), &c));
   check(c.store.get(), "after the checkpoint and a crash");
 }
+
+// --- The persisted id index (id.index)
+
+namespace {
+
+// Every record of recs reads back exactly (content and metadata), and the
+// store holds nothing else.
+void CheckHoldsExactly(Store* s, const std::vector<OwnedRecord>& recs, const std::string& context) {
+  CHECK_MSG(Total(s) == recs.size(), context);
+  for (const auto& r : recs) {
+    RecordBatch b;
+    Status st = s->Get(r.id, true, 0, &b);
+    CHECK_MSG(st.ok() && b.size() == 1, context + ": " + r.id + " " + st.ToString());
+    if (!st.ok() || b.size() != 1) return;
+    CHECK_MSG(b.Content(0) == r.content && b.Metadata(0) == r.metadata, context + ": " + r.id);
+  }
+  CHECK_MSG(Snapshot(s).size() == recs.size(), context + ": iteration");
+}
+
+StoreStats StatsOf(Store* s) {
+  StoreStats st;
+  CHECK(s->Stats(&st).ok());
+  return st;
+}
+
+std::string ReadFileBytes(const std::string& path) {
+  std::string bytes;
+  CHECK(ReadWholeFile(path, &bytes).ok());
+  return bytes;
+}
+
+void WriteFileBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A closed store with records in every tier, deletes and an upsert behind it.
+std::string StoreWithIndex(const std::string& name, std::vector<OwnedRecord>* recs) {
+  std::string dir = tstest::TempDir(name);
+  std::mt19937 rng(7);
+  *recs = MakeRecords(300, &rng);
+  StoreHandle h;
+  if (!OpenStore(dir, &h).ok() || !PutAndSpread(h.store.get(), *recs, 40, 100).ok()) return "";
+  bool existed = false;
+  for (int i : {3, 50, 299}) {
+    if (!h->Delete((*recs)[static_cast<size_t>(i)].id, WriteOptions{}, &existed).ok()) return "";
+  }
+  for (int i : {299, 50, 3}) recs->erase(recs->begin() + i);
+  (*recs)[10].content = "changed";
+  if (!PutAll(h.store.get(), {(*recs)[10]}, WriteOptions{}).ok()) return "";
+  return dir;
+}
+
+}  // namespace
+
+TEST(ACleanCloseWritesTheIndexAndTheNextOpenUsesIt) {
+  std::vector<OwnedRecord> recs;
+  const std::string dir = StoreWithIndex("index-clean", &recs);
+  ASSERT_TRUE(!dir.empty());
+  for (bool read_only : {false, true, false}) {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h, kDims, read_only));
+    const StoreStats st = StatsOf(h.store.get());
+    CHECK(!st.index_rebuilt && st.index_rebuild_reason.empty());
+    CHECK(st.index_file_bytes == std::filesystem::file_size(dir + "/id.index"));
+    CHECK(st.index_mapped_bytes > 0);
+    CHECK(st.counts.warm > 0 && st.counts.cold > 0 && st.counts.hot > 0);
+    CheckHoldsExactly(h.store.get(), recs, read_only ? "read-only" : "writable");
+  }
+}
+
+TEST(AnIndexThatCannotBeTrustedIsRebuiltFromTheData) {
+  std::vector<OwnedRecord> recs;
+  const std::string dir = StoreWithIndex("index-damage", &recs);
+  ASSERT_TRUE(!dir.empty());
+  const std::string index = ReadFileBytes(dir + "/id.index");
+  ASSERT_TRUE(index.size() > 200);
+  struct Case {
+    std::string name, bytes, reason;
+  };
+  std::vector<Case> cases;
+  for (size_t n : {size_t{0}, size_t{64}, size_t{127}, size_t{128}, index.size() / 2, index.size() - 1}) {
+    cases.push_back({"cut to " + std::to_string(n), index.substr(0, n), "damaged"});
+  }
+  cases.push_back({"zeroed", std::string(index.size(), '\0'), "damaged"});
+  cases.push_back({"extended", index + "x", "damaged"});
+  for (size_t at = 0; at < index.size(); at += 1 + index.size() / 40) {
+    std::string flipped = index;
+    flipped[at] = static_cast<char>(flipped[at] ^ 0x10);
+    cases.push_back({"bit flipped at " + std::to_string(at), flipped, "damaged"});
+  }
+  for (const Case& c : cases) {
+    WriteFileBytes(dir + "/id.index", c.bytes);
+    {
+      StoreHandle ro;
+      ASSERT_OK(OpenStore(dir, &ro, kDims, /*read_only=*/true));
+      const StoreStats st = StatsOf(ro.store.get());
+      CHECK_MSG(st.index_rebuilt && st.index_rebuild_reason == c.reason, c.name + ": " + st.index_rebuild_reason);
+      CheckHoldsExactly(ro.store.get(), recs, c.name + ", read-only");
+    }
+    CHECK_MSG(ReadFileBytes(dir + "/id.index") == c.bytes, c.name + ": a read-only open wrote the index");
+    {
+      StoreHandle h;
+      ASSERT_OK(OpenStore(dir, &h));
+      CHECK_MSG(StatsOf(h.store.get()).index_rebuilt, c.name);
+      CheckHoldsExactly(h.store.get(), recs, c.name + ", writable");
+    }
+    StoreHandle again;
+    ASSERT_OK(OpenStore(dir, &again, kDims, /*read_only=*/true));
+    CHECK_MSG(!StatsOf(again.store.get()).index_rebuilt, c.name + ": the writable open's close wrote it");
+  }
+  std::filesystem::remove(dir + "/id.index");
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK(StatsOf(h.store.get()).index_rebuild_reason == "missing");
+  CheckHoldsExactly(h.store.get(), recs, "missing");
+}
+
+TEST(AnIndexFromAnotherCloseOrAfterACrashIsNotTrusted) {
+  std::vector<OwnedRecord> recs;
+  const std::string dir = StoreWithIndex("index-stale", &recs);
+  ASSERT_TRUE(!dir.empty());
+  const std::string old_index = ReadFileBytes(dir + "/id.index");
+  {
+    // Records move, go and come: the old index's locations are all wrong.
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    WriteOptions w;
+    w.hot_capacity = 5;
+    w.warm_capacity = 10;
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    CompactionReport cr;
+    ASSERT_OK(h->Compact(WriteOptions{}, &cr));
+    bool existed = false;
+    ASSERT_OK(h->Delete(recs[0].id, WriteOptions{}, &existed));
+    recs.erase(recs.begin());
+  }
+  WriteFileBytes(dir + "/id.index", old_index);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    CHECK(StatsOf(h.store.get()).index_rebuild_reason == "stale");
+    CheckHoldsExactly(h.store.get(), recs, "an older close's index");
+    // Copied while open: the manifest is not clean, as after a crash.
+    ASSERT_OK(h->Flush());
+    const std::string crashed = CrashCopy(dir, "index-crash-copy");
+    StoreHandle c;
+    ASSERT_OK(OpenStore(crashed, &c));
+    CHECK(StatsOf(c.store.get()).index_rebuild_reason == "unclean");
+    CheckHoldsExactly(c.store.get(), recs, "after a crash");
+  }
+  // Another store's index, with the same dimensions.
+  std::vector<OwnedRecord> other_recs;
+  const std::string other = StoreWithIndex("index-other-store", &other_recs);
+  std::filesystem::copy_file(other + "/id.index", dir + "/id.index", std::filesystem::copy_options::overwrite_existing);
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK(StatsOf(h.store.get()).index_rebuild_reason == "stale");
+  CheckHoldsExactly(h.store.get(), recs, "another store's index");
+}
+
+// Mutations that get past the checksums (repaired after each) must be
+// caught by the structure checks, never adopted into a crash or a wrong
+// answer: the store either adopts an index that answers exactly, or
+// rebuilds.
+TEST(MutatedIndexWithRepairedChecksumsIsRejectedOrExact) {
+  std::vector<OwnedRecord> recs;
+  const std::string dir = StoreWithIndex("index-mutated", &recs);
+  ASSERT_TRUE(!dir.empty());
+  const std::string index = ReadFileBytes(dir + "/id.index");
+  std::mt19937 rng(31);
+  auto repair = [](std::string* f) {
+    auto put32 = [&](size_t at, uint32_t v) { std::memcpy(f->data() + at, &v, 4); };
+    put32(112, Crc32c(f->data() + 128, f->size() - 128));
+    put32(116, Crc32c(f->data(), 116));
+  };
+  for (int round = 0; round < 200; ++round) {
+    std::string m = index;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int i = 0; i < flips; ++i) {
+      const size_t at = rng() % m.size();
+      if (at >= 112 && at < 120) continue;  // the checksums themselves
+      m[at] = static_cast<char>(rng());
+    }
+    repair(&m);
+    WriteFileBytes(dir + "/id.index", m);
+    StoreHandle h;
+    Status st = OpenStore(dir, &h, kDims, /*read_only=*/true);
+    CHECK_MSG(st.ok(), "round " + std::to_string(round) + ": " + st.ToString());
+    if (!st.ok()) continue;
+    // Adopted or rebuilt: either way every record is where it answers from.
+    for (const auto& r : recs) {
+      RecordBatch b;
+      Status g = h->Get(r.id, false, 0, &b);
+      // A mutated location may point at another live record or a free slot:
+      // that must read as CORRUPTION, never as another record's content.
+      if (g.ok()) {
+        CHECK_MSG(b.size() == 1 && b.Id(0) == r.id && b.Content(0) == r.content, "round " + std::to_string(round));
+      } else {
+        CHECK_MSG(g.code() == StatusCode::kCorruption, "round " + std::to_string(round) + ": " + g.ToString());
+      }
+    }
+  }
+}
+
+TEST(AStoreWhoseWarmOrColdTierIsEmptyOpensFromItsIndex) {
+  std::mt19937 rng(11);
+  const std::vector<OwnedRecord> recs = MakeRecords(60, &rng);
+  // All hot; all cold (warm emptied: its var file is cut at close); all warm.
+  for (int shape = 0; shape < 3; ++shape) {
+    const std::string dir = tstest::TempDir("index-shape-" + std::to_string(shape));
+    {
+      StoreHandle h;
+      ASSERT_OK(OpenStore(dir, &h));
+      WriteOptions w;
+      w.hot_capacity = shape == 0 ? 1000 : 0;
+      w.warm_capacity = 1000;
+      ASSERT_OK(PutAll(h.store.get(), recs, WriteOptions{}));
+      MigrationReport rep;
+      ASSERT_OK(h->Migrate(w, &rep));
+      if (shape == 1) {
+        w.warm_capacity = 0;  // through warm, then all of it to cold
+        ASSERT_OK(h->Migrate(w, &rep));
+      }
+    }
+    for (int round = 0; round < 2; ++round) {
+      StoreHandle h;
+      ASSERT_OK(OpenStore(dir, &h));
+      const StoreStats st = StatsOf(h.store.get());
+      CHECK_MSG(!st.index_rebuilt, "shape " + std::to_string(shape) + ": " + st.index_rebuild_reason);
+      CheckHoldsExactly(h.store.get(), recs, "shape " + std::to_string(shape));
+    }
+  }
+}

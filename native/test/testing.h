@@ -52,6 +52,12 @@ std::string TempDir(const std::string& name);
     if (!(cond)) ::tstest::Fail(__FILE__, __LINE__, "CHECK(" #cond ")"); \
   } while (0)
 
+// CHECK with what the failure was about (a std::string).
+#define CHECK_MSG(cond, context)                                                           \
+  do {                                                                                     \
+    if (!(cond)) ::tstest::Fail(__FILE__, __LINE__, "CHECK(" #cond "): " + (context)); \
+  } while (0)
+
 #define CHECK_EQ(a, b)                                                              \
   do {                                                                              \
     if (!((a) == (b))) ::tstest::Fail(__FILE__, __LINE__, "CHECK_EQ(" #a ", " #b ")"); \
