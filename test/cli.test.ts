@@ -342,6 +342,7 @@ describe('failures', () => {
     expect(asJson.status).toBe(1);
     const verdict = json<{ ok: boolean }>(asJson);
     expect(verdict.ok).toBe(false);
+    expect(JSON.stringify(verdict)).toMatch(/CORRUPTION/);
     expect(JSON.stringify(verdict)).toContain(damaged);
     // Without the index, the open rebuilds it from the data, and this store's
     // hot log still holds a copy of the cold record: the open itself finds the

@@ -4,7 +4,8 @@
 // foreign and renamed files, misdirected writes) and reads each in a child
 // process. Every case must read back exactly the data written, or fail with a
 // TierStoreError CORRUPTION/IO_ERROR naming the damaged file; never a wrong
-// answer, a silent loss, a hang or a signal.
+// answer, a silent loss, a hang or a signal. Damage to the persisted id index
+// (id.index) alone allows only the first: the index is rebuilt from the data.
 //
 // The judge is tested first on fabricated results, then end to end with
 // planted faults (an altered and a dropped record, a wrong error code, a
@@ -108,6 +109,29 @@ describe('the damage judge', () => {
     expect(judgeCase(cleanRef, manifest, failed('CORRUPTION', '/x/hot.log: 5 bytes, but the store was closed with 9')).problems, 'a damaged manifest may name the file it disagrees with').toEqual([]);
   });
 
+  it('damage to id.index alone: an error is a finding; after a clean close a changed index must have been rebuilt', () => {
+    const idx = { kind: 'flipBits', file: 'id.index', files: ['id.index'], bits: [[5, 1]], damage: [5, 5], description: 'flip' };
+    const records = { a: ['hot', D.a], b: ['cold', D.b] } as Record<string, [string, string]>;
+    const withIndex = (rebuilt: boolean, changed = true) => {
+      const r = okResult(records, { indexChanged: changed });
+      Object.assign(r.obs, { indexRebuilt: rebuilt, indexRebuildReason: rebuilt ? 'damaged' : '' });
+      return r;
+    };
+    expect(judgeCase(cleanRef, idx, failed('CORRUPTION', '/x/id.index: checksum mismatch')).problems.join('\n')).toMatch(/only id\.index was damaged, yet open failed with CORRUPTION/);
+    expect(judgeCase(cleanRef, idx, failed('CORRUPTION', '/x/id.index: bad', 'get')).problems.join('\n')).toMatch(/only id\.index was damaged, yet get failed/);
+    expect(judgeCase(cleanRef, idx, withIndex(true)).problems).toEqual([]);
+    expect(judgeCase(cleanRef, idx, withIndex(false)).problems.join('\n')).toMatch(/id\.index was damaged after a clean close, yet the open did not rebuild it/);
+    expect(judgeCase(cleanRef, idx, withIndex(false, false)).problems, 'bytes left as they were need no rebuild').toEqual([]);
+    expect(judgeCase(killedRef, idx, okResult({ a: ['hot', D.a], b: ['hot', D.b], c: ['hot', D.c] }, { indexChanged: true })).problems, 'after a crash the judge does not ask why').toEqual([]);
+    const appended = { kind: 'appendGarbage', file: 'id.index', files: ['id.index'], damage: [100, 110], description: 'append' };
+    expect(judgeCase(cleanRef, appended, withIndex(false)).problems, 'appended bytes need not force a rebuild').toEqual([]);
+    const renamed = { kind: 'renameFile', file: 'id.index', newName: 'id.index~', files: ['id.index', 'id.index~'], description: 'rename' };
+    expect(judgeCase(cleanRef, renamed, failed('CORRUPTION', '/x/id.index: missing')).problems.join('\n')).toMatch(/only id\.index was damaged/);
+    expect(judgeCase(cleanRef, idx, okResult({ a: ['hot', D.a] }, { indexChanged: true })).problems.join('\n'), 'a rebuilt index still must give every record').toMatch(/silently missing/);
+    const both = { kind: 'double', file: 'id.index', files: ['id.index', 'warm.blocks'], parts: [idx, { kind: 'flipBits', file: 'warm.blocks', files: ['warm.blocks'] }], description: 'both' };
+    expect(judgeCase(cleanRef, both, failed('CORRUPTION', '/x/warm.blocks: checksum mismatch', 'get')).problems, 'with a data file damaged too, CORRUPTION naming it is right').toEqual([]);
+  });
+
   it('allows a torn log tail only after a crash, and only for the entries at or after the damage', () => {
     const torn = (records: Record<string, [string, string]>, tornLogBytes: number) => {
       const r = okResult(records);
@@ -206,5 +230,7 @@ describe('damaged stores, fuzzed', () => {
     expect(s.verdicts.detected, 'damage was detected in some cases').toBeGreaterThan(0);
     expect(s.verdicts.intact, 'some damage left the data intact (bytes outside checksums, stray files)').toBeGreaterThan(0);
     expect(s.byMutation.none?.cases, 'each reference store read back undamaged first').toBe(3);
+    expect(s.indexCases.cases, 'cases damaged id.index').toBeGreaterThan(10);
+    expect(s.indexCases.rebuilt, 'in some of them the open rebuilt the index').toBeGreaterThan(0);
   }, 600_000);
 });

@@ -34,7 +34,7 @@ import {
   textOfBytes,
   writeLineSync,
 } from './common.mjs';
-import { chooseMutation, applyMutation, loadImage, logEnd, materialize } from './damage.mjs';
+import { chooseMutation, applyMutation, INDEX_FILE, loadImage, logEnd, materialize } from './damage.mjs';
 
 const args = parseArgs(process.argv.slice(2), { build: '', dir: '', cases: '' });
 const { open } = loadTierstore();
@@ -90,14 +90,22 @@ function buildReference(kind, dir) {
     note(id, null);
   };
   const info = { kind, clean: kind !== 'killed' };
+  // The index a clean close wrote part way through the build: a stale index of this same store, for the earlierIndex mutation.
+  const saveEarlierIndex = () => {
+    const f = path.join(dir, INDEX_FILE);
+    if (fs.existsSync(f)) fs.copyFileSync(f, `${dir}-earlier-${INDEX_FILE}`);
+  };
 
   if (kind === 'clean-tiers') {
     info.dims = 8;
-    const s = open(dir, { dimensions: 8, hotCapacity: 12, warmCapacity: 20 });
+    let s = open(dir, { dimensions: 8, hotCapacity: 12, warmCapacity: 20 });
     const recs = Array.from({ length: 72 }, (_, i) => referenceRecord(rng, i, 8, 'ct'));
     for (let at = 0; at < recs.length; at += 12) putMany(s, recs.slice(at, at + 12)); // several cold segments
     s.migrate();
     for (const i of [1, 20, 40, 60]) del(s, recs[i].id); // deletes in several tiers (cold deletion bitmap)
+    s.close();
+    saveEarlierIndex();
+    s = open(dir, { hotCapacity: 12, warmCapacity: 20 });
     put(s, { ...recs[10], content: recs[10].content + ' (updated)', metadata: { updated: true } });
     s.move(recs[30].id, 'hot');
     s.move(recs[50].id, 'warm');
@@ -106,9 +114,12 @@ function buildReference(kind, dir) {
     s.close();
   } else if (kind === 'clean-skipwarm') {
     info.dims = 3;
-    const s = open(dir, { dimensions: 3, hotCapacity: 5, skipWarm: true });
+    let s = open(dir, { dimensions: 3, hotCapacity: 5, skipWarm: true });
     const recs = Array.from({ length: 40 }, (_, i) => referenceRecord(rng, i, 3, 'sw'));
     for (const r of recs.slice(0, 25)) put(s, r);
+    s.close();
+    saveEarlierIndex();
+    s = open(dir, { hotCapacity: 5, skipWarm: true });
     putMany(s, recs.slice(25));
     s.migrate();
     for (const i of [2, 17, 33]) del(s, recs[i].id);
@@ -121,6 +132,7 @@ function buildReference(kind, dir) {
     putMany(s, recs.slice(30));
     s.migrate();
     s.close();
+    saveEarlierIndex();
     // Big capacities from here on: no migration, so the log only grows and
     // the log offsets of each later op are known.
     s = open(dir, { hotCapacity: 100_000, warmCapacity: 100_000 });
@@ -185,7 +197,7 @@ async function readEverything(dir, ref, at, plant) {
   try {
     at.stage = 'stats';
     const st = s.stats();
-    const obs = { tornLogBytes: st.tornLogBytes };
+    const obs = { tornLogBytes: st.tornLogBytes, indexRebuilt: st.indexRebuilt, indexRebuildReason: st.indexRebuildReason };
     at.stage = 'iterate';
     obs.all = [];
     for (const m of s.iterate({ tier: 'all', includeEmbeddings: true })) obs.all.push([m.id, m.tier, recordDigest(m)]);
@@ -276,11 +288,12 @@ async function runCases(jobFile) {
     const logFile = path.join(dir, 'hot.log');
     const logSizeBefore = fs.existsSync(logFile) ? logEnd(logFile) : null;
     const fingerprintBefore = statFingerprint(dir);
+    const indexChanged = !sameBytes(path.join(dir, INDEX_FILE), path.join(ref.dir, INDEX_FILE));
     const plant = job.plant && job.plant.case === i ? job.plant.kind : undefined;
     if (plant === 'signal') process.kill(process.pid, 'SIGSEGV');
     if (plant === 'hang') await new Promise(() => setInterval(() => {}, 1000));
     const at = { stage: 'open' };
-    const result = { logSizeBefore };
+    const result = { logSizeBefore, indexChanged };
     try {
       result.obs = await readEverything(dir, ref, at, plant);
       if (rng() < 0.25) {
@@ -298,6 +311,14 @@ async function runCases(jobFile) {
     if (!job.keep) fs.rmSync(dir, { recursive: true, force: true });
   }
   writeLineSync('finished');
+}
+
+/** Whether two files hold the same bytes (both absent counts as the same). */
+function sameBytes(a, b) {
+  const ea = fs.existsSync(a);
+  const eb = fs.existsSync(b);
+  if (!ea || !eb) return ea === eb;
+  return fs.readFileSync(a).equals(fs.readFileSync(b));
 }
 
 /** name → size/mtime/inode of each file: enough to see whether an open wrote anything. */

@@ -13,9 +13,11 @@
 // appended garbage, a file removed or emptied, two files swapped, a region
 // copied over another (a misdirected write), a file replaced by another
 // store's, a duplicated or renamed cold segment, a stray file, a bit of a log
-// entry header (the 'killed' store's entry starts are known), or two of
-// these at once — opens the copy and reads everything (see the worker). Case
-// i is chosen by (seed, i) alone, so it can be replayed.
+// entry header (the 'killed' store's entry starts are known), damage aimed at
+// the persisted id index (id.index truncated, flipped, zeroed, removed,
+// emptied, another store's, or the one an earlier clean close of the same
+// store wrote), or two of these at once — opens the copy and reads everything
+// (see the worker). Case i is chosen by (seed, i) alone, so it can be replayed.
 //
 // Each case must end in one of:
 //   - all data correct: every record exactly as written (access statistics
@@ -23,7 +25,11 @@
 //     extra, every read path agreeing (tiers, get/has, recall, list, counts),
 //     and after a write + migrate + compact the same data plus the new record;
 //   - a TierStoreError with code CORRUPTION or IO_ERROR whose message names
-//     the damaged file (an open that fails must not modify any file);
+//     the damaged file (an open that fails must not modify any file) —
+//     except when only the id index was damaged: the index is rebuilt from
+//     the data, so then only the first outcome is right, and after a clean
+//     close an index whose bytes changed (other than by appended bytes) must
+//     have been rebuilt (stats().indexRebuilt), never used;
 //   - only for the 'killed' store, whose log tail may be torn by a crash:
 //     a damaged log tail dropped (stats().tornLogBytes > 0), where only
 //     records written by the dropped entries may be missing or at an older
@@ -54,6 +60,7 @@ import {
 } from './common.mjs';
 
 const WORKER = path.join(STRESS_DIR, 'damage-worker.mjs');
+export const INDEX_FILE = 'id.index';
 export const REFERENCE_KINDS = ['clean-tiers', 'clean-skipwarm', 'killed'];
 const PAGE = 4096;
 const TIERS = ['hot', 'warm', 'cold'];
@@ -134,12 +141,15 @@ function dataEnd(f) {
 const MUTATION_WEIGHTS = {
   truncate: 15, flipBits: 26, zeroPage: 11, appendGarbage: 8, removeFile: 6, emptyFile: 4, swapFiles: 5,
   copyRegion: 10, foreignFile: 4, duplicateSegment: 3, renameFile: 2, strayFile: 2, double: 6, flipLogHeader: 3,
+  damageIndex: 10,
 };
+// How damageIndex damages id.index: the file-level mutations above aimed at it, or the index of an earlier clean close.
+const INDEX_DAMAGE_WEIGHTS = { truncate: 3, flipBits: 5, zeroPage: 2, removeFile: 1, emptyFile: 1, appendGarbage: 1, foreignFile: 2, copyRegion: 1, earlierIndex: 3 };
 // hot.log: a file header (its size is measured by the 'killed' build), then entries of crc u32, type u8, pad, length u64, payload.
 
-function oneMutation(rng, ref, refs, kind) {
+function oneMutation(rng, ref, refs, kind, forcedFile) {
   const files = ref.image.files;
-  const f = pick(rng, files);
+  const f = forcedFile ?? pick(rng, files);
   const m = { kind, file: f.name, files: [f.name] };
   switch (kind) {
     case 'truncate': {
@@ -242,6 +252,16 @@ function oneMutation(rng, ref, refs, kind) {
       m.files = [m.file, m.newName];
       m.description = kind === 'renameFile' ? `rename ${m.file} to ${m.newName}` : `copy ${m.file} to a new segment ${m.newName}`;
       break;
+    }
+    case 'damageIndex': {
+      const index = files.find((g) => g.name === INDEX_FILE);
+      if (!index) return oneMutation(rng, ref, refs, 'flipBits');
+      const how = pickWeighted(rng, INDEX_DAMAGE_WEIGHTS);
+      if (how === 'earlierIndex') {
+        if (!ref.earlierIndex) return oneMutation(rng, ref, refs, 'flipBits', index);
+        return { kind: 'earlierIndex', ref: ref.kind, file: INDEX_FILE, files: [INDEX_FILE], via: kind, description: `replace ${INDEX_FILE} with the one an earlier clean close of the same store wrote` };
+      }
+      return { ...oneMutation(rng, ref, refs, how, index), via: kind };
     }
     case 'strayFile':
       m.newName = pick(rng, ['notes.txt', 'cold-.seg', 'hot.log.tmp', 'MANIFEST.tmp', 'warm-var-.dat']);
@@ -350,6 +370,9 @@ export function applyMutation(dir, m, refs) {
     case 'duplicateSegment':
       if (exists) fs.copyFileSync(file, path.join(dir, m.newName));
       return;
+    case 'earlierIndex':
+      fs.copyFileSync(refs.find((r) => r.kind === m.ref).earlierIndex, file);
+      return;
     case 'renameFile':
       if (exists) fs.renameSync(file, path.join(dir, m.newName));
       return;
@@ -423,6 +446,13 @@ function manifestDisagreement(names, message, ref) {
 export function judgeCase(ref, m, result) {
   const problems = [];
   const names = (m.files ?? []).map((f) => path.basename(f));
+  // Only the index (or a renamed copy of it) damaged: the data is whole, so the answers must be.
+  const indexOnly = names.length > 0 && names.every((n) => n.startsWith(INDEX_FILE));
+  if (!result.ok && indexOnly) {
+    const e = result.error ?? {};
+    problems.push(`only ${INDEX_FILE} was damaged, yet ${result.stage} failed with ${e.code ?? e.name}: ${e.message} (the index must be rebuilt from the data)`);
+    return { verdict: 'detected', problems };
+  }
   if (!result.ok) {
     const e = result.error ?? {};
     if (!e.isTierStoreError) problems.push(`failed at ${result.stage} with a ${e.name}, not a TierStoreError: ${e.message}`);
@@ -435,6 +465,9 @@ export function judgeCase(ref, m, result) {
     return { verdict: 'detected', problems };
   }
   const obs = result.obs;
+  if (ref.clean && indexOnly && result.indexChanged && !partsOf(m).some((p) => p.kind === 'appendGarbage') && obs.indexRebuilt !== true) {
+    problems.push(`${INDEX_FILE} was damaged after a clean close, yet the open did not rebuild it (indexRebuilt ${obs.indexRebuilt}, reason ${JSON.stringify(obs.indexRebuildReason)})`);
+  }
   const { loose, problems: tailProblems } = tornTailAllowance(ref, m, result);
   problems.push(...tailProblems);
   const history = ref.history ?? {};
@@ -556,7 +589,8 @@ async function buildReferences(base, log) {
       throw new Error(`harness: the '${kind}' reference's log is ${logSize} bytes, its writes reported ${expect.log.offsets.join(',')}`);
     }
     log(`reference ${kind}: ${Object.keys(expect.records).length} records, files ${fs.readdirSync(dir).join(' ')}`);
-    refs.push({ ...expect, dir, files: fs.readdirSync(dir).filter((f) => f !== 'LOCK') });
+    const earlierIndex = `${dir}-earlier-${INDEX_FILE}`;
+    refs.push({ ...expect, dir, files: fs.readdirSync(dir).filter((f) => f !== 'LOCK'), earlierIndex: fs.existsSync(earlierIndex) ? earlierIndex : undefined });
   }
   return refs;
 }
@@ -575,6 +609,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
   const byMutation = {};
   let tried = 0;
   let writesChecked = 0; // cases that also wrote, migrated, compacted and re-read after a clean read
+  const indexCases = { cases: 0, rebuilt: 0 }; // cases that damaged id.index, and those whose open rebuilt it
   try {
     const refs = await buildReferences(base, log);
     const work = path.join(base, 'work');
@@ -591,7 +626,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
     };
     while (next < to && (!until || Date.now() < until)) {
       const jobFile = path.join(base, 'job.json');
-      fs.writeFileSync(jobFile, JSON.stringify({ refs: refs.map((r) => ({ kind: r.kind, dir: r.dir, ids: [...Object.keys(r.records), ...r.deleted], log: r.log })), seed, from: next, to, until, work, plant, keep }));
+      fs.writeFileSync(jobFile, JSON.stringify({ refs: refs.map((r) => ({ kind: r.kind, dir: r.dir, ids: [...Object.keys(r.records), ...r.deleted], log: r.log, earlierIndex: r.earlierIndex })), seed, from: next, to, until, work, plant, keep }));
       let current = null; // { i, ref, mutation, at }
       let finished = false;
       const child = new LineChild(WORKER, ['--cases', jobFile], {
@@ -614,6 +649,10 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
           const { verdict, problems } = judgeCase(ref, mutation, body);
           verdicts[verdict]++;
           if (body.wrote) writesChecked++;
+          if ((mutation.files ?? []).some((f) => path.basename(f).startsWith(INDEX_FILE))) {
+            indexCases.cases++;
+            if (body.ok && body.obs.indexRebuilt === true) indexCases.rebuilt++;
+          }
           const bm = (byMutation[mutation.kind] ??= { cases: 0, intact: 0, detected: 0, 'torn-tail': 0, findings: 0 });
           bm.cases++;
           bm[verdict]++;
@@ -668,6 +707,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
     cases: tried,
     verdicts,
     writesChecked,
+    indexCases,
     byMutation,
     findings,
     knownIssues,
