@@ -69,6 +69,7 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
     seg->access_writable = false;
     TS_RETURN_IF_ERROR(MappedRegion::Map(seg->file, 0, static_cast<size_t>(file_size), false, &seg->map));
   }
+  AdviseRandom(seg->map.data(), seg->map.size());  // scans ask for what they read (WillNeedRows)
   seg->base = seg->map.data();
   seg->rows = n;
   seg->dims = dims;
@@ -88,6 +89,7 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
 
 Status Segment::CheckColumns() const {
   const uint64_t n = rows;
+  AdviseWillNeed(base, static_cast<size_t>(file_size));  // read whole, in order
   for (int c = 0; c < kNumCols; ++c) {
     if (!ColHasCrc(c)) continue;
     if (Crc32c(base + off[c], size[c]) != col_crc[c]) return Corrupt(std::string("column ") + kColNames[c] + " checksum mismatch");

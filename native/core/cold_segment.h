@@ -272,6 +272,27 @@ struct Segment {
     return 0;  // unreachable when n < live
   }
 
+  // AdviseWillNeed for rows [r0, r1) of the columns a scan reads (the
+  // embeddings only when asked), string offsets bounds-checked.
+  void WillNeedRows(uint64_t r0, uint64_t r1, bool embeddings) const {
+    r1 = std::min(r1, rows);
+    if (r0 >= r1) return;
+    const int fixed[] = {kKey, kSeq, kConfidence, kActivation, kCreatedAt, kNorm, kDataCrc, kEmbCrc, kLastAccess, kAccessCount};
+    for (int c : fixed) {
+      const uint64_t w = size[c] / rows;
+      AdviseWillNeed(base + off[c] + r0 * w, static_cast<size_t>((r1 - r0) * w));
+    }
+    if (embeddings) AdviseWillNeed(Embedding(r0), static_cast<size_t>((r1 - r0) * dims * 4));
+    const int offcols[3] = {kIdOffsets, kContentOffsets, kMetaOffsets};
+    const int bytecols[3] = {kIdBytes, kContentBytes, kMetaBytes};
+    for (int k = 0; k < 3; ++k) {
+      AdviseWillNeed(base + off[offcols[k]] + r0 * 8, static_cast<size_t>((r1 - r0 + 1) * 8));
+      const uint64_t a = Load<uint64_t>(base + off[offcols[k]] + r0 * 8);
+      const uint64_t b = Load<uint64_t>(base + off[offcols[k]] + r1 * 8);
+      if (a <= b && b <= size[bytecols[k]]) AdviseWillNeed(base + off[bytecols[k]] + a, static_cast<size_t>(b - a));
+    }
+  }
+
   // Start of the mutable part (access statistics, bitmaps), for msync.
   uint64_t MutableStart() const { return off[kLastAccess]; }
 };

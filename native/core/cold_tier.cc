@@ -350,7 +350,12 @@ class ColdTierImpl final : public ColdTier {
       Walker walk(ptrs_.data() + it->begin, it->end - it->begin, false, after_key);
       const Segment* s;
       uint64_t r;
+      const Segment* advised = nullptr;
       while (walk.Next(&s, &r)) {
+        if (s != advised) {  // the rows this call may read of a segment it enters
+          s->WillNeedRows(r, r + (max - std::min(max, seen)) + 1, verify_embedding);
+          advised = s;
+        }
         const uint64_t key = s->Key(r);
         if (seen >= max && !(have_last && key == last_key)) {
           full = true;  // this row (key > last_key) is the next call's first
@@ -648,6 +653,7 @@ class ColdTierImpl final : public ColdTier {
       // a new segment under fresh checksums.
       Status checked;
       for (Segment* s : block) {
+        AdviseWillNeed(s->base, static_cast<size_t>(s->file_size));  // read whole, in order
         if (!checked.ok() || s->columns_checked.load(std::memory_order_relaxed)) continue;
         checked = s->CheckColumns();
         if (checked.ok()) s->columns_checked.store(true, std::memory_order_relaxed);

@@ -253,6 +253,19 @@ std::string JoinPath(const std::string& dir, std::string_view name) {
   return out;
 }
 
+namespace {
+void Advise(const void* p, size_t n, int advice) {
+  if (p == nullptr || n == 0) return;
+  const uintptr_t page = PageSize();
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) / page * page;
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p) + n;
+  (void)::madvise(reinterpret_cast<void*>(a), b - a, advice);  // advice only
+}
+}  // namespace
+
+void AdviseRandom(const void* p, size_t n) { Advise(p, n, MADV_RANDOM); }
+void AdviseWillNeed(const void* p, size_t n) { Advise(p, n, MADV_WILLNEED); }
+
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   return page;

@@ -100,6 +100,15 @@ Status ListDirectory(const std::string& dir, std::vector<std::string>* names);
 std::string JoinPath(const std::string& dir, std::string_view name);
 size_t PageSize();
 
+// Access advice for mapped record data (ignored when the kernel refuses).
+// Random: a page fault reads that page alone, not the read-around window
+// (which the device's read_ahead_kb sets, up to megabytes), so a point read
+// of a store whose pages are not cached reads a page, not megabytes.
+// WillNeed: start reading [p, p + n) now, for a scan about to walk it (the
+// readahead a random mapping no longer does; cheap when it is cached).
+void AdviseRandom(const void* p, size_t n);
+void AdviseWillNeed(const void* p, size_t n);
+
 // An flock(2) on dir/LOCK: exclusive for writers, shared for readers. The
 // kernel drops it when the process dies, so a stale lock never blocks.
 class DirectoryLock {

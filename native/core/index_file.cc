@@ -15,8 +15,8 @@ namespace {
 constexpr char kMagic[8] = {'T', 'S', 'I', 'D', 'X', 'F', 'I', 'L'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 128;
-constexpr size_t kBodyCrcOffset = 112;
-constexpr size_t kHeaderCrcOffset = 116;
+constexpr size_t kBodyCrcOffset = 120;
+constexpr size_t kHeaderCrcOffset = 124;  // covers every header byte before it, the body's crc included
 constexpr size_t kSlotBytes = IdIndex<Location>::kSlotBytes;
 
 template <class T>
@@ -190,6 +190,7 @@ Status WriteIndexFile(const std::string& dir, uint32_t dimensions, const IdIndex
     std::memcpy(d + at, c.first, c.second);
     at += c.second;
   }
+  // Bytes 112..119 stay zero (reserved); the header checksum covers them.
   Put<uint32_t>(d + kBodyCrcOffset, Crc32c(d + kHeaderBytes, size - kHeaderBytes));
   Put<uint32_t>(d + kHeaderCrcOffset, Crc32c(d, kHeaderCrcOffset));
   TS_RETURN_IF_ERROR(AtomicWriteFile(JoinPath(dir, kIndexFileName), bytes, durable));

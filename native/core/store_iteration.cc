@@ -38,6 +38,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
     } else if (st->phase == ScanPhase::kWarm) {
       const uint32_t limit = warm_->SlotLimit();
       uint64_t slot = st->after;  // position key = slot + 1, so the next slot is `after`
+      if (slot < limit) warm_->WillNeed(static_cast<uint32_t>(slot), static_cast<uint32_t>(std::min<uint64_t>(max, limit - slot)));
       for (; slot < limit && out->size() < max; ++slot) {
         st->after = slot + 1;
         if (!warm_->IsLive(static_cast<uint32_t>(slot)) || Masked(Tier::kWarm, slot)) continue;

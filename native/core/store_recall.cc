@@ -184,6 +184,7 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
     std::vector<WarmRun> runs;
     warm_->ScanRuns(&runs);
     for (const WarmRun& run : runs) {
+      AdviseWillNeed(run.base, size_t{run.count} * run.block_size);  // the mappings read no ahead by themselves
       ScanRange r;
       r.kind = ScanRange::Kind::kWarm;
       r.warm = run;
@@ -204,6 +205,12 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
       r.deleted = seg.deleted;
       r.count = seg.rows;
       r.segment = seg.segment;
+      AdviseWillNeed(seg.embeddings, static_cast<size_t>(seg.rows * dims_ * sizeof(float)));
+      for (const void* col : {static_cast<const void*>(seg.norms), static_cast<const void*>(seg.confidence),
+                              static_cast<const void*>(seg.activation)}) {
+        AdviseWillNeed(col, static_cast<size_t>(seg.rows * sizeof(float)));
+      }
+      AdviseWillNeed(seg.created_at, static_cast<size_t>(seg.rows * sizeof(double)));
       out->push_back(r);
       return Status::OK();
     }));

@@ -197,6 +197,37 @@ class WarmTierImpl final : public WarmTier {
     return slot < scan_limit_ && ((free_bits_[slot / 64] >> (slot % 64)) & 1) == 0;
   }
 
+  void WillNeed(uint32_t first_slot, uint32_t count) const override {
+    const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{first_slot} + count, scan_limit_));
+    for (uint32_t s = first_slot; s < end;) {  // block runs, chunk by chunk
+      const uint32_t chunk_end = std::min<uint32_t>(end, (s / bpc_ + 1) * bpc_);
+      AdviseWillNeed(BlockPtr(s), size_t{chunk_end - s} * block_size_);
+      s = chunk_end;
+    }
+    // The var bytes: the span of the live blocks' extents, per generation.
+    std::map<uint32_t, std::pair<uint64_t, uint64_t>> spans;
+    for (uint32_t s = first_slot; s < end; ++s) {
+      if (!IsLive(s)) continue;
+      const uint64_t loc = LoadLoc(BlockPtr(s));
+      auto [it, fresh] = spans.try_emplace(LocGen(loc), LocOffset(loc), LocOffset(loc));
+      if (!fresh) {
+        it->second.first = std::min(it->second.first, LocOffset(loc));
+        it->second.second = std::max(it->second.second, LocOffset(loc));
+      }
+    }
+    for (const auto& [gen, span] : spans) {
+      const uint8_t* a = nullptr;
+      const uint8_t* b = nullptr;
+      auto vf = var_files_.find(gen);
+      if (vf == var_files_.end()) continue;
+      // Each end within a mapped region (a span across regions is advised in part).
+      if (!vf->second.Resolve(span.first, 1, &a).ok() || !vf->second.Resolve(span.second, 1, &b).ok()) continue;
+      const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+      if (pb < pa || pb - pa != span.second - span.first) continue;  // not one mapping: no advice
+      AdviseWillNeed(a, static_cast<size_t>(pb - pa) + 4096);
+    }
+  }
+
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
 
   void ScanRuns(std::vector<WarmRun>* out) const override {

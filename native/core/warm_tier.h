@@ -263,6 +263,10 @@ class WarmTier {
   // From the tier's free bits, not the block: a live slot whose block is
   // damaged is still live here, and Read reports the damage.
   virtual bool IsLive(uint32_t slot) const = 0;
+  // Advice for a scan about to read the live slots of [first_slot,
+  // first_slot + count): start reading their blocks and the var bytes they
+  // reference (the mappings read no ahead by themselves; see AdviseRandom).
+  virtual void WillNeed(uint32_t first_slot, uint32_t count) const = 0;
   virtual uint32_t SlotLimit() const = 0;  // every live slot is < SlotLimit()
 
   // Appends runs covering every slot that may be live, in slot order (the

@@ -55,6 +55,7 @@ Status MapRange(const File& f, uint64_t off, uint64_t len, MapMode mode, Region*
   bool writable = mode != MapMode::kReadOnly;
   if (mode == MapMode::kPrivate && !MappedRegion::MapPrivate(f, aligned, n, &m).ok()) writable = false;
   if (m.data() == nullptr) TS_RETURN_IF_ERROR(MappedRegion::Map(f, aligned, n, mode == MapMode::kShared, &m));
+  AdviseRandom(m.data(), m.size());  // scans ask for what they read (WarmTier::WillNeed)
   r->base = m.data() + delta;
   r->map = std::move(m);
   r->file_off = off;

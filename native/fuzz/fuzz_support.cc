@@ -644,11 +644,11 @@ void RepairManifest(std::string* m) {
 
 void RepairIndexFile(std::string* f) {
   // Header (128 bytes; docs/format/index.md): the file size @48, the body's
-  // crc @112, the header's (of [0,116)) @116.
+  // crc @120, the header's (of [0,124)) @124.
   if (f->size() < 128) return;
   St<uint64_t>(f, 48, f->size());
-  St<uint32_t>(f, 112, CrcOf(*f, 128, f->size() - 128));
-  St<uint32_t>(f, 116, CrcOf(*f, 0, 116));
+  St<uint32_t>(f, 120, CrcOf(*f, 128, f->size() - 128));
+  St<uint32_t>(f, 124, CrcOf(*f, 0, 124));
 }
 
 void RepairHotLog(std::string* log) {

@@ -1850,15 +1850,15 @@ TEST(MutatedIndexWithRepairedChecksumsIsRejectedOrExact) {
   std::mt19937 rng(31);
   auto repair = [](std::string* f) {
     auto put32 = [&](size_t at, uint32_t v) { std::memcpy(f->data() + at, &v, 4); };
-    put32(112, Crc32c(f->data() + 128, f->size() - 128));
-    put32(116, Crc32c(f->data(), 116));
+    put32(120, Crc32c(f->data() + 128, f->size() - 128));
+    put32(124, Crc32c(f->data(), 124));
   };
   for (int round = 0; round < 200; ++round) {
     std::string m = index;
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int i = 0; i < flips; ++i) {
       const size_t at = rng() % m.size();
-      if (at >= 112 && at < 120) continue;  // the checksums themselves
+      if (at >= 120 && at < 128) continue;  // the checksums themselves
       m[at] = static_cast<char>(rng());
     }
     repair(&m);
