@@ -52,11 +52,24 @@ struct Segment {
   uint32_t col_crc[kNumCols] = {};  // from the column directory
   // CheckColumns passed (at open, or later), or this process wrote the file.
   mutable std::atomic<bool> columns_checked{false};
+  mutable std::atomic<bool> structure_checked{false};  // EnsureStructure passed
 
   // Reads every column: their checksums, the string offsets (monotone,
   // within limits, ending at their bytes' size) and the key order. What an
   // open with verify_crcs does; otherwise Verify's part.
-  Status CheckColumns() const;
+  Status CheckColumns() const { return CheckColumns(/*structure_only=*/false); }
+  // What a scan relies on beyond each row's own checksums: the key, seq and
+  // string offset columns' checksums, the offsets' order and the keys'. Run
+  // once per segment, by the first scan that walks it (a few bytes a row).
+  Status EnsureStructure() const {
+    if (columns_checked.load(std::memory_order_relaxed) || structure_checked.load(std::memory_order_relaxed)) {
+      return Status::OK();
+    }
+    TS_RETURN_IF_ERROR(CheckColumns(/*structure_only=*/true));
+    structure_checked.store(true, std::memory_order_relaxed);
+    return Status::OK();
+  }
+  Status CheckColumns(bool structure_only) const;
 
   uint64_t Key(uint64_t r) const { return Load<uint64_t>(base + off[kKey] + r * 8); }
   uint64_t Seq(uint64_t r) const { return Load<uint64_t>(base + off[kSeq] + r * 8); }

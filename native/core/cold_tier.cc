@@ -347,6 +347,9 @@ class ColdTierImpl final : public ColdTier {
     uint64_t last_key = 0;
     bool full = false;
     for (; it != groups_.end() && !full; ++it) {
+      // The walk relies on each segment's key order and string offsets.
+      for (size_t i = it->begin; i < it->end && st.ok(); ++i) st = ptrs_[i]->EnsureStructure();
+      if (!st.ok()) break;
       Walker walk(ptrs_.data() + it->begin, it->end - it->begin, false, after_key);
       const Segment* s;
       uint64_t r;

@@ -37,9 +37,10 @@ bool MulAdd(uint64_t a, uint64_t b, uint64_t c, uint64_t* out) {
   return true;
 }
 
-uint64_t WarmStateBytes(const WarmOpenState& w) {
-  return 32 + (uint64_t{w.free_slots.size()} * 4 + 7) / 8 * 8 + uint64_t{w.var_tails.size()} * 16;
+uint64_t WarmStateBytes(uint64_t free_slots, uint64_t var_tails) {
+  return 32 + (free_slots * 4 + 7) / 8 * 8 + var_tails * 16;
 }
+uint64_t WarmStateBytes(const WarmOpenState& w) { return WarmStateBytes(w.free_slots.size(), w.var_tails.size()); }
 
 }  // namespace
 
@@ -106,9 +107,10 @@ Status ParseIndexFile(const std::string& path, uint8_t* data, size_t size, uint3
   ws.scan_limit = Get<uint32_t>(w + 16);
   const uint32_t nfree = Get<uint32_t>(w + 20);
   const uint32_t ntails = Get<uint32_t>(w + 24);
+  // Sized from the file before anything is allocated for it.
+  if (WarmStateBytes(nfree, ntails) != warm_bytes) return bad("warm state has the wrong size");
   ws.free_slots.resize(nfree);
   ws.var_tails.resize(ntails);
-  if (WarmStateBytes(ws) != warm_bytes) return bad("warm state has the wrong size");
   if (nfree > 0) std::memcpy(ws.free_slots.data(), w + 32, size_t{nfree} * 4);
   const uint8_t* t = w + 32 + (uint64_t{nfree} * 4 + 7) / 8 * 8;
   for (uint32_t i = 0; i < ntails; ++i) {
