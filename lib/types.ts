@@ -329,11 +329,14 @@ export interface StoreStats {
    * version: dropped, the log's copy kept. Damage elsewhere is CORRUPTION.
    */
   tornWarmCopies: number;
-  /** Size of the persisted id index, `id.index`, as the last open read it or the store last wrote it (0: none). */
+  /** Size of the persisted id index, `id.index`, on disk (0 when there is none). */
   indexFileBytes: number;
-  /** Heap memory the id index holds: entries added or changed since the open (the rest is used in place from `id.index`). */
+  /** Heap the id index allocated: its slots once it outgrows the file's, and the ids added since the open. */
   indexMemoryBytes: number;
-  /** Bytes of `id.index` the id index uses in place (mapped, read-only until changed). */
+  /**
+   * Bytes of `id.index` the id index uses in place (mapped privately: a page
+   * whose entries change becomes private memory of the process, in its RSS).
+   */
   indexMappedBytes: number;
   /**
    * The last open rebuilt the id index by reading the warm and cold data,

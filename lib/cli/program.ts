@@ -319,7 +319,8 @@ export function buildProgram(state: RunState, version: string): Command {
           throw error;
         }
         if (flags.json) {
-          await print(toJson(result));
+          // One shape whether or not damage was found: the report's fields first.
+          await print(toJson({ ...result, records: report.records, bytes: report.bytes, damaged: report.damaged }));
         } else {
           const lines = (['hot', 'warm', 'cold'] as const).map((t) => `${t.padEnd(5)} ${formatCount(result.read[t])} records read`);
           lines.push(result.ok

@@ -362,6 +362,13 @@ Status StoreImpl::Verify(VerifyReport* report) {
   // string offsets and key order (an open from the persisted index does
   // not read them).
   if (failed.ok()) {
+    warm_->VerifyBlocks([&](const std::string& file, const std::string& reason) {
+      VerifyReport::Damage d;
+      d.tier = Tier::kWarm;
+      d.file = file;
+      d.reason = reason;
+      report->damaged.push_back(std::move(d));
+    });
     cold_->VerifyColumns([&](const std::string& file, const std::string& reason) {
       VerifyReport::Damage d;
       d.tier = Tier::kCold;

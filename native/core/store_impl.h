@@ -321,6 +321,14 @@ class StoreImpl final : public Store {
   // Appends the record `id` if its current version is `seq` (and matches `filter`, if given).
   Status AppendCurrent(std::string_view id, uint64_t seq, bool emb, RecordBatch* out, const RecordFilter* filter)
       REQUIRES_SHARED(mu_);
+  // A record read by a scan whose sequence number is beyond every one the
+  // store has given out is damage (an iterator would take it for a version
+  // written after it began, and pass over it): CORRUPTION naming its file.
+  Status CheckSequence(uint64_t seq, const Location& loc) const REQUIRES_SHARED(mu_) {
+    if (seq <= seq_) return Status::OK();
+    return Status::Corruption(FileOf(loc) + ": a record's sequence number " + std::to_string(seq) +
+                              " is beyond the store's " + std::to_string(seq_));
+  }
   // Moves st past `offset` records (matching ones, with a filter).
   Status SeekOffset(ScanState* st, uint64_t offset, const RecordFilter* filter) REQUIRES_SHARED(mu_);
   void Unregister(IteratorImpl* it) EXCLUDES(iter_mu_);

@@ -44,6 +44,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
         if (!warm_->IsLive(static_cast<uint32_t>(slot)) || Masked(Tier::kWarm, slot)) continue;
         RecordView v;
         TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(slot), emb, &v));
+        TS_RETURN_IF_ERROR(CheckSequence(v.seq, Location::Warm(static_cast<uint32_t>(slot))));
         if (!skip(v.seq) && admit(v)) out->Append(Tier::kWarm, v, emb, dims_);
       }
       if (slot >= limit) st->NextPhase();
@@ -54,6 +55,7 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
           st->after, want, emb,
           [&](ColdLoc loc, uint64_t key, const RecordView& v) REQUIRES_SHARED(mu_) -> Status {
             st->after = key;
+            TS_RETURN_IF_ERROR(CheckSequence(v.seq, Location::Cold(loc)));
             if (skip(v.seq) || Masked(Tier::kCold, ColdKey(loc)) || !admit(v)) return Status::OK();
             out->Append(Tier::kCold, v, emb, dims_);
             return Status::OK();

@@ -176,7 +176,16 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
     std::vector<RecordView> views(end - start);
     for (size_t i = start; i < end; ++i) {
       // Verified before copying: a damaged record must not get a fresh checksum.
-      TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(cand[i].position), true, &views[i - start]));
+      const uint32_t slot = static_cast<uint32_t>(cand[i].position);
+      TS_RETURN_IF_ERROR(warm_->Read(slot, true, &views[i - start]));
+      // The slot was chosen from the tier, not the index (which an open may
+      // have taken from id.index): the record must be the one the index
+      // places there, or nothing is copied.
+      const Location* at = index_.Find(views[i - start].id);
+      if (at == nullptr || at->tier() != Tier::kWarm || at->warm_slot() != slot) {
+        return Status::Corruption(FileOf(Location::Warm(slot)) + ": slot " + std::to_string(slot) +
+                                  " holds a record the id index does not place there");
+      }
     }
     std::vector<ColdLoc> locs;
     TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));

@@ -155,9 +155,15 @@ Status StoreImpl::OpenFilesLocked(uint32_t dimensions) {
   TS_RETURN_IF_ERROR(Recover(manifest, from_index));
   if (index_rebuilt_ && !read_only_) {
     // Rebuilt: written now too, so the file exists from the first writable
-    // open on (it is trusted only once a clean close names it).
+    // open on (it is trusted only once a clean close names it). Best effort:
+    // the clean close writes it again, and the next open rebuilds without it.
     uint64_t token = 0;
-    TS_RETURN_IF_ERROR(WriteIndex(/*durable=*/false, &token));
+    (void)WriteIndex(/*durable=*/false, &token);
+  }
+  if (index_file_bytes_ == 0) {
+    File f;
+    uint64_t size = 0;
+    if (File::Open(JoinPath(path_, kIndexFileName), O_RDONLY, &f).ok() && f.Size(&size).ok()) index_file_bytes_ = size;
   }
   opened_ = true;
   return Status::OK();

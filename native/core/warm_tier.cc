@@ -81,9 +81,10 @@ class WarmTierImpl final : public WarmTier {
   WarmOpenState OpenState() const override {
     WarmOpenState st;
     st.live = live_;
-    st.scan_limit = scan_limit_;
+    // Every slot below the mark was written once: the next open covers them.
+    st.scan_limit = std::max(scan_limit_, mark_);
     // From the free bits, not the blocks: a close reads no block.
-    for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+    for (uint32_t slot = 0; slot < st.scan_limit; ++slot) {
       if (((free_bits_[slot / 64] >> (slot % 64)) & 1) != 0) st.free_slots.push_back(slot);
     }
     for (const auto& [gen, vf] : var_files_) {
@@ -195,6 +196,24 @@ class WarmTierImpl final : public WarmTier {
 
   bool IsLive(uint32_t slot) const override {
     return slot < scan_limit_ && ((free_bits_[slot / 64] >> (slot % 64)) & 1) == 0;
+  }
+
+  void VerifyBlocks(const std::function<void(const std::string&, const std::string&)>& fn) const override {
+    for (uint32_t s = 0; s < scan_limit_; s += bpc_) AdviseWillNeed(BlockPtr(s), size_t{bpc_} * block_size_);
+    for (uint32_t slot = 0; slot < scan_limit_; ++slot) {
+      const uint32_t state = LoadState(BlockPtr(slot));
+      const bool held_free = ((free_bits_[slot / 64] >> (slot % 64)) & 1) != 0;
+      if (state == kStateFree && slot < mark_) {
+        fn(blocks_path_, SlotCorruption(slot, "block is zeroed (never-written state) below the high-water mark " +
+                                                  std::to_string(mark_)));
+      } else if (state != kStateFree && state != kStateFreed && state != kStateWriting && !IsLiveState(state)) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "0x%08x", state);
+        fn(blocks_path_, SlotCorruption(slot, std::string("invalid block state ") + buf));
+      } else if (IsLiveState(state) && held_free && !Unpublished(slot)) {
+        fn(blocks_path_, SlotCorruption(slot, "block reads live, but its record was deleted or moved"));
+      }
+    }
   }
 
   void WillNeed(uint32_t first_slot, uint32_t count) const override {
@@ -557,6 +576,7 @@ class WarmTierImpl final : public WarmTier {
   bool read_only_;
   bool after_crash_;  // the store was not closed cleanly: see the covered mark
   const WarmOpenState* known_;  // Open only: a clean close's state, or null
+  bool adopted_state_ = false;  // Open took known_ instead of scanning the blocks
   uint32_t block_size_ = 0;
   uint32_t bpc_ = 1;
   File blocks_;
@@ -712,6 +732,7 @@ Status WarmTierImpl::AdoptKnownState(std::map<uint32_t, uint64_t>* gen_end) {
   for (uint32_t slot : k.free_slots) SetFree(slot, true);
   live_ = k.live;
   scan_limit_ = k.scan_limit;
+  adopted_state_ = true;
   free_hint_ = 0;
   for (const WarmOpenState::VarTail& t : k.var_tails) {
     if (t.gen == 0 || t.gen > kMaxGen || t.tail < kHeaderPage) {
@@ -902,8 +923,10 @@ Status WarmTierImpl::FinishOpen() {
   pending_zeroed_.clear();
   // Blocks written just above the mark (a crash between publishing and
   // raising) were written once: cover them so damage to them is detected.
+  // (After a clean close, whose state the open adopted, there are none,
+  // and those blocks were not read: nothing there is taken on trust.)
   uint32_t mark = mark_;
-  while (mark < SlotLimit() && LoadState(BlockPtr(mark)) != kStateFree) ++mark;
+  while (!adopted_state_ && mark < SlotLimit() && LoadState(BlockPtr(mark)) != kStateFree) ++mark;
   if (mark != mark_) RaiseMark(mark);
   // Remove before creating: when generations wrapped, the new file reuses
   // the name of an unreferenced one.

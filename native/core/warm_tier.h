@@ -263,6 +263,12 @@ class WarmTier {
   // From the tier's free bits, not the block: a live slot whose block is
   // damaged is still live here, and Read reports the damage.
   virtual bool IsLive(uint32_t slot) const = 0;
+  // Checks what no record's read does: every block below the high-water
+  // mark has a valid state (a zeroed one there is what an open that
+  // rebuilds the index refuses), and no block reads live where the tier
+  // holds the slot free (a rebuild would bring its record back). fn(file,
+  // reason) for each slot that fails.
+  virtual void VerifyBlocks(const std::function<void(const std::string& file, const std::string& reason)>& fn) const = 0;
   // Advice for a scan about to read the live slots of [first_slot,
   // first_slot + count): start reading their blocks and the var bytes they
   // reference (the mappings read no ahead by themselves; see AdviseRandom).

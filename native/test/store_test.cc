@@ -1911,3 +1911,43 @@ TEST(AStoreWhoseWarmOrColdTierIsEmptyOpensFromItsIndex) {
     }
   }
 }
+
+// What an open from the index does not read, verify() does: a freed warm
+// block zeroed below the high-water mark (which an open that rebuilds the
+// index refuses) is listed, though every record reads back.
+TEST(VerifyListsAWarmBlockARebuildWouldRefuse) {
+  const std::string dir = tstest::TempDir("verify-zeroed-free-block");
+  std::mt19937 rng(5);
+  std::vector<OwnedRecord> recs = MakeRecords(6, &rng);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAndSpread(h.store.get(), recs, 0, 100));  // all warm, slots 0..5
+    bool existed = false;
+    for (int i = 0; i < 3; ++i) ASSERT_OK(h->Delete(recs[static_cast<size_t>(i)].id, WriteOptions{}, &existed));
+  }
+  recs.erase(recs.begin(), recs.begin() + 3);
+  File f;
+  ASSERT_OK(File::Open(dir + "/warm.blocks", O_RDWR, &f));
+  uint32_t block_size = 0;
+  ASSERT_OK(f.ReadAt(16, &block_size, 4));
+  bool zeroed = false;
+  for (uint32_t slot = 0; slot < 6 && !zeroed; ++slot) {
+    uint32_t state = 0;
+    ASSERT_OK(f.ReadAt(4096 + uint64_t{slot} * block_size, &state, 4));
+    if (state == warm_block::kStateLive) continue;
+    const std::string zeros(block_size, '\0');
+    ASSERT_OK(f.WriteAt(4096 + uint64_t{slot} * block_size, zeros.data(), zeros.size()));
+    zeroed = true;
+  }
+  f.Close();
+  ASSERT_TRUE(zeroed);
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h, kDims, /*read_only=*/true));
+  CheckHoldsExactly(h.store.get(), recs, "a freed block zeroed");
+  VerifyReport report;
+  ASSERT_OK(h->Verify(&report));
+  CHECK(report.records == recs.size());
+  CHECK(report.damaged.size() == 1 && report.damaged[0].tier == Tier::kWarm &&
+        report.damaged[0].file.find("warm.blocks") != std::string::npos);
+}
