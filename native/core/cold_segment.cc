@@ -36,6 +36,12 @@ Status OpenSegment(const std::string& path, uint32_t id, uint32_t dims, bool rea
   if (file_id != id) return seg->Corrupt("header names segment " + std::to_string(file_id));
   if (ncols != kNumCols) return seg->Corrupt("unexpected column count " + std::to_string(ncols));
   if (n == 0 || n > std::numeric_limits<uint32_t>::max()) return seg->Corrupt("bad row count " + std::to_string(n));
+  // Strictly ascending keys need a range of at least n: a header that says
+  // otherwise would misplace the segment among the others (scans find
+  // segments by their key ranges) before any column is read.
+  if (min_key == 0 || min_key > max_key || max_key - min_key < n - 1)
+    return seg->Corrupt("key range " + std::to_string(min_key) + ".." + std::to_string(max_key) + " in the header cannot hold " +
+                        std::to_string(n) + " ascending keys");
   if (file_size != actual)
     return seg->Corrupt(std::string(actual < file_size ? "truncated" : "trailing bytes") + ": header says " +
                         std::to_string(file_size) + " bytes, file has " + std::to_string(actual));
