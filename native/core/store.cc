@@ -358,24 +358,21 @@ Status StoreImpl::Verify(VerifyReport* report) {
     d.reason = st.message();
     report->damaged.push_back(std::move(d));
   });
-  // What no single record's read checks: the cold columns' checksums,
-  // string offsets and key order (an open from the persisted index does
-  // not read them).
+  // What no single record's read checks (an open from the persisted index
+  // reads none of it): the warm blocks' states, and the cold columns'
+  // checksums, string offsets and key order.
   if (failed.ok()) {
-    warm_->VerifyBlocks([&](const std::string& file, const std::string& reason) {
-      VerifyReport::Damage d;
-      d.tier = Tier::kWarm;
-      d.file = file;
-      d.reason = reason;
-      report->damaged.push_back(std::move(d));
-    });
-    cold_->VerifyColumns([&](const std::string& file, const std::string& reason) {
-      VerifyReport::Damage d;
-      d.tier = Tier::kCold;
-      d.file = file;
-      d.reason = reason;
-      report->damaged.push_back(std::move(d));
-    });
+    auto damage_in = [report](Tier tier) {
+      return [report, tier](const std::string& file, const std::string& reason) {
+        VerifyReport::Damage d;
+        d.tier = tier;
+        d.file = file;
+        d.reason = reason;
+        report->damaged.push_back(std::move(d));
+      };
+    };
+    warm_->VerifyBlocks(damage_in(Tier::kWarm));
+    cold_->VerifyColumns(damage_in(Tier::kCold));
   }
   return failed;
 }
