@@ -105,7 +105,7 @@ size_t PageSize();
 // (which the device's read_ahead_kb sets, up to megabytes), so a point read
 // of a store whose pages are not cached reads a page, not megabytes.
 // WillNeed: start reading [p, p + n) now, for a scan about to walk it (the
-// readahead a random mapping no longer does; cheap when it is cached).
+// readahead a random mapping does not do; cheap when it is cached).
 void AdviseRandom(const void* p, size_t n);
 void AdviseWillNeed(const void* p, size_t n);
 
