@@ -270,13 +270,18 @@ describe('a warm copy torn by a crash while the log still holds the record', () 
     const p = path.join(scratch.dir(), 'db');
     const child = new ScriptChild(
       String.raw`
-      const s = ts.open(args.p, { dimensions: 8, hotCapacity: 2 });
       const recs = [];
       for (let i = 0; i < 12; i++) {
         recs.push({ id: 'r' + i, content: 'record ' + i + ' ' + 'ü'.repeat(i), metadata: { i },
           embedding: Array.from({ length: 8 }, (_, k) => Math.sin(i * 8 + k)) });
       }
-      s.putMany(recs); // ten of them migrate to warm; the log keeps them all
+      // Put within capacity, so the log holds them all (a put over capacity
+      // writes what it demotes straight to warm), then demoted.
+      const first = ts.open(args.p, { dimensions: 8 });
+      first.putMany(recs);
+      first.close();
+      const s = ts.open(args.p, { hotCapacity: 2 });
+      s.migrate(); // ten of them migrate to warm; the log keeps them all
       fs.writeSync(1, 'READY ' + JSON.stringify(s.counts()) + '\n');
       setInterval(() => {}, 1 << 30);
       `,

@@ -15,7 +15,10 @@ namespace {
 
 constexpr char kMagic[8] = {'T', 'S', 'H', 'O', 'T', 'L', 'G', '1'};
 // The layout of the file: docs/format/hot-log.md.
-constexpr uint32_t kFormatVersion = 3;
+constexpr uint32_t kFormatVersion = 4;
+// Version 3 has no sequence marks; it is still read, and the Store
+// rewrites it as version 4 at its first writable open.
+constexpr uint32_t kOldestReadableVersion = 3;
 // magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before
 // it), pad 4, the end mark u64
 constexpr size_t kFileHeaderSize = HotLog::kHeaderBytes;
@@ -30,7 +33,7 @@ constexpr size_t kEntryHeaderSize = 16;  // crc, type, pad[3], length
 constexpr size_t kRecordFixedSize = 64;
 constexpr size_t kFlushThreshold = 8u << 20;  // write(2) in pieces of about 8 MiB
 
-enum EntryType : uint8_t { kPut = 1, kBatchPut = 2, kCommit = 3, kDelete = 4, kAccess = 5 };
+enum EntryType : uint8_t { kPut = 1, kBatchPut = 2, kCommit = 3, kDelete = 4, kAccess = 5, kMark = 6 };
 
 template <typename T>
 void Put(std::string* buf, T v) {
@@ -193,9 +196,10 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
   TS_RETURN_IF_ERROR(reader.Read(0, kFileHeaderSize, &p));
   if (std::memcmp(p, kMagic, 8) != 0) return Status::Corruption(path + ": not a tierstore hot log (bad magic)");
   const uint32_t version = Get<uint32_t>(p + 8);
-  if (version != kFormatVersion) {
+  if (version < kOldestReadableVersion || version > kFormatVersion) {
     return Status::Corruption(path + ": unsupported format version " + std::to_string(version));
   }
+  version_ = version;
   if (Get<uint32_t>(p + 24) != Crc32c(p, 24)) return Status::Corruption(path + ": header checksum mismatch");
   const uint64_t header_bytes = kFileHeaderSize;
   if (Get<uint64_t>(p + 16) != store_id_) {
@@ -279,7 +283,12 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     }
     const uint64_t entry_at = pos;
     pos += kEntryHeaderSize + len;
-    if (type != kBatchPut && type != kCommit && !batch.empty()) {  // an aborted batch
+    if (type == kMark && version_ < 4) {
+      return Status::Corruption(path + ": unknown entry type " + std::to_string(type) + " at offset " +
+                                std::to_string(entry_at));
+    }
+    const bool in_batch = type == kBatchPut || type == kCommit || (type == kMark && !batch.empty());
+    if (!in_batch && !batch.empty()) {  // an aborted batch
       batch.clear();
       batch_copies.clear();
     }
@@ -291,6 +300,21 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
         good_end = pos;
         break;
       }
+      case kMark:
+        if (len != 8) return Status::Corruption(path + ": bad sequence mark at offset " + std::to_string(entry_at));
+        if (!batch.empty()) {
+          // A batch member: applied by its commit. Its payload is kept as an
+          // 8-byte view, told from a record by its length.
+          if (reader.stable()) {
+            batch.emplace_back(p, 8);
+          } else {
+            batch.emplace_back(batch_copies.emplace_back(p, 8));
+          }
+          break;
+        }
+        if (handler.on_mark) TS_RETURN_IF_ERROR(handler.on_mark(Get<uint64_t>(p)));
+        good_end = pos;
+        break;
       case kBatchPut:
         if (batch.empty()) batch_start = entry_at;
         if (reader.stable()) {
@@ -305,6 +329,10 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
                                     std::to_string(entry_at));
         }
         for (std::string_view payload : batch) {
+          if (payload.size() == 8) {  // a sequence mark (a record is at least 64 bytes)
+            if (handler.on_mark) TS_RETURN_IF_ERROR(handler.on_mark(Get<uint64_t>(payload.data())));
+            continue;
+          }
           RecordView rec;
           TS_RETURN_IF_ERROR(decode_record(payload.data(), payload.size(), batch_start, &rec));
           TS_RETURN_IF_ERROR(handler.on_put(rec));
@@ -558,6 +586,24 @@ Status HotLog::AppendPuts(const RecordView* const* recs, size_t n, bool durable)
   }, durable);
 }
 
+Status HotLog::AppendBatch(const RecordView* const* recs, size_t n, uint64_t mark, bool durable) {
+  if (version_ < 4) return Status::InvalidArgument(file_.path() + ": a version 3 log holds no sequence marks");
+  return AppendAtomically([&](std::string* buf) -> Status {
+    for (size_t i = 0; i < n; ++i) {
+      EncodeRecord(kBatchPut, *recs[i], buf);
+      TS_RETURN_IF_ERROR(WriteBuffered(buf, false));
+    }
+    size_t start = BeginEntry(buf, kMark);
+    Put<uint64_t>(buf, mark);
+    FinishEntry(buf, start);
+    if (n == 0) return Status::OK();  // one entry: atomic by itself
+    start = BeginEntry(buf, kCommit);
+    Put<uint64_t>(buf, n + 1);
+    FinishEntry(buf, start);
+    return Status::OK();
+  }, durable);
+}
+
 Status HotLog::AppendDelete(std::string_view id, uint64_t seq, bool durable) {
   return AppendAtomically([&](std::string* buf) -> Status {
     size_t start = BeginEntry(buf, kDelete);
@@ -589,7 +635,7 @@ Status HotLog::Sync() {
   return file_.Sync();
 }
 
-Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
+Status HotLog::Rewrite(const std::vector<const RecordView*>& recs, uint64_t mark) {
   if (read_only_) return Status::ReadOnly("the store is open read-only");
   std::string path = JoinPath(dir_, kFileName);
   std::string tmp = path + ".tmp";
@@ -597,6 +643,11 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
   TS_RETURN_IF_ERROR(File::Open(tmp, O_RDWR | O_CREAT | O_TRUNC, &out));
   std::string buf;
   EncodeHeaderInto(&buf, dimensions_, store_id_);
+  {
+    size_t start = BeginEntry(&buf, kMark);
+    Put<uint64_t>(&buf, mark);
+    FinishEntry(&buf, start);
+  }
   uint64_t written = 0;
   auto flush = [&](bool final_flush) -> Status {
     if (buf.empty() || (!final_flush && buf.size() < kFlushThreshold)) return Status::OK();
@@ -629,6 +680,7 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs) {
   size_ = written;
   file_size_ = written;
   disk_mark_on_ = false;
+  version_ = kFormatVersion;
   CloseInBackground(std::move(retired));
   return Status::OK();
 }

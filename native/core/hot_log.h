@@ -12,7 +12,9 @@
 // Types: put (one committed record), batch put (a record of a batch,
 // applied only once the batch's commit follows), commit, delete (a
 // tombstone with its own sequence number), access (access statistics of hot
-// records).
+// records), sequence mark (every sequence number up to it is committed;
+// alone, or a member of a batch). Version 3 files (no marks) are still
+// read; every file this code writes afresh is version 4.
 //
 // Appends: a durable append (durability 'sync') is a pwrite. Other appends
 // of up to 1 MiB are copied into a shared mapping of the file, ahead of
@@ -69,6 +71,9 @@ struct LogReplayHandler {
   std::function<Status(const RecordView&)> on_put;                     // committed record
   std::function<Status(std::string_view id, uint64_t seq)> on_delete;  // tombstone
   std::function<Status(const LogAccessUpdate&)> on_access;
+  // A sequence mark: every sequence number up to seq was committed when it
+  // was written (optional).
+  std::function<Status(uint64_t seq)> on_mark;
 };
 
 class HotLog {
@@ -100,6 +105,11 @@ class HotLog {
   // One record (n == 1) or a batch committed atomically. `durable`: the
   // caller syncs next (durability 'sync'), so the bytes go by pwrite.
   Status AppendPuts(const RecordView* const* recs, size_t n, bool durable);
+  // recs (n >= 0) and a sequence mark committed atomically: the commit of
+  // a batch whose other records the Store wrote straight to a lower tier,
+  // each with a sequence number up to `mark`. INVALID_ARGUMENT on a
+  // version 3 log (see version()).
+  Status AppendBatch(const RecordView* const* recs, size_t n, uint64_t mark, bool durable);
   Status AppendDelete(std::string_view id, uint64_t seq, bool durable);
   Status AppendAccess(const std::vector<LogAccessUpdate>& updates, bool durable);
   Status Sync();
@@ -108,9 +118,14 @@ class HotLog {
   // mark off, so the file's size is the size a clean MANIFEST records.
   Status Trim();
 
-  // Replaces the log with one holding just `recs` (write-then-rename; the
+  // Replaces the log with one holding a sequence mark `mark` (the store's
+  // highest sequence number) and then just `recs` (write-then-rename; the
   // caller has made every lower tier durable first, since tombstones go).
-  Status Rewrite(const std::vector<const RecordView*>& recs);
+  // The new file is of the current version.
+  Status Rewrite(const std::vector<const RecordView*>& recs, uint64_t mark);
+
+  // The file's format version: 3 or 4; only 4 holds sequence marks.
+  uint32_t version() const { return version_; }
 
   uint64_t size() const { return size_; }
   ~HotLog();
@@ -143,6 +158,7 @@ class HotLog {
   uint32_t dimensions_;
   uint64_t store_id_;
   bool read_only_;
+  uint32_t version_ = 4;  // of the file (Replay reads it)
   File file_;
   uint64_t size_ = 0;           // end of the entries (the logical size)
   uint64_t file_size_ = 0;      // the file's size (past size_ while mapped)

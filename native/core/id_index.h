@@ -271,6 +271,21 @@ class IdIndex {
         *why = "slot " + std::to_string(i) + " has a bad location";
         return false;
       }
+      // The id must be found where it lies: a changed id byte would
+      // otherwise hide its record from every lookup (the record answers as
+      // absent, which no later read could tell from a deleted one).
+      const char* at = chunks[chunk].first + off + (len_bits == kLongId ? 4 : 0);
+      const uint64_t h = Hash(std::string_view(at, need - (len_bits == kLongId ? 4 : 0)));
+      if (TagOf(h) != (ref & kTagMask)) {
+        *why = "slot " + std::to_string(i) + " holds an id that does not hash to its tag";
+        return false;
+      }
+      for (size_t j = Home(h, capacity); j != i; j = j + 1 == capacity ? 0 : j + 1) {
+        if (s[j].ref == 0) {
+          *why = "slot " + std::to_string(i) + " cannot be reached from its id's home slot";
+          return false;
+        }
+      }
       ++seen;
     }
     if (seen != entries) {

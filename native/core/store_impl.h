@@ -302,6 +302,20 @@ class StoreImpl final : public Store {
   Status MergeColdIfNeeded(const WriteOptions& opts, bool* listed = nullptr) REQUIRES(mu_);
   Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report) REQUIRES(mu_);
   Status DemoteHot(size_t count, Tier dest, const WriteOptions& opts, MigrationReport* report) REQUIRES(mu_);
+  // Moves these hot records (in this order) to dest.
+  Status DemoteHotRecords(const std::vector<HotRecord*>& records, Tier dest, const WriteOptions& opts,
+                          MigrationReport* report) REQUIRES(mu_);
+  // A put's records that the capacity migration would demote at once go
+  // straight to the warm tier, written once (docs/durability.md, "Writes
+  // that skip the log"): which ones, and which hot records go with them.
+  struct DirectPlan {
+    std::vector<char> direct;             // per record of the batch: goes straight to warm
+    size_t direct_count = 0;
+    std::vector<HotRecord*> demote_hot;   // hot records demoted after the batch commits
+  };
+  void PlanDirectPut(const std::vector<RecordView>& views, const WriteOptions& opts, DirectPlan* plan) REQUIRES(mu_);
+  // store.cc: the rest of a Put whose plan sends records straight down.
+  Status PutDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const WriteOptions& opts) REQUIRES(mu_);
   Status DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report) REQUIRES(mu_);
   Status SyncLowerTiers() REQUIRES(mu_);
   // durable: make the lower tiers reach the disk before the log forgets
@@ -380,6 +394,8 @@ class StoreImpl final : public Store {
   uint64_t cold_count_ GUARDED_BY(mu_) = 0;
   uint64_t recovered_duplicates_ GUARDED_BY(mu_) = 0;
   uint64_t torn_warm_copies_ GUARDED_BY(mu_) = 0;
+  // Warm blocks of puts killed before their commit, dropped at open.
+  uint64_t uncommitted_warm_blocks_ GUARDED_BY(mu_) = 0;
   uint64_t torn_log_bytes_ GUARDED_BY(mu_) = 0;
   // The last open's index: rebuilt from the data (and why) or adopted.
   IndexRejection index_rejection_ GUARDED_BY(mu_) = IndexRejection::kNone;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "store_impl.h"
@@ -115,20 +116,68 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
   cand.reserve(hot_.size());
   for (const auto& e : hot_) cand.push_back({e.value()->activation, e.value()->last_access_at, e.key(), e.value()});
   KeepLowest(&cand, count);
-  for (size_t start = 0; start < cand.size(); start += kMigrationBatch) {
-    size_t end = std::min(cand.size(), start + kMigrationBatch);
+  std::vector<HotRecord*> records;
+  records.reserve(cand.size());
+  for (const Candidate& c : cand) records.push_back(c.record);
+  return DemoteHotRecords(records, dest, opts, report);
+}
+
+void StoreImpl::PlanDirectPut(const std::vector<RecordView>& views, const WriteOptions& opts, DirectPlan* plan) {
+  plan->direct.assign(views.size(), 0);
+  plan->direct_count = 0;
+  plan->demote_hot.clear();
+  // Straight to warm only: a cold destination (skipWarm) seals segments,
+  // which the log's sequence marks do not cover. A version 3 log holds no
+  // marks (the first writable open rewrites it).
+  if (opts.skip_warm || log_->version() < 4) return;
+  std::unordered_set<uint64_t> superseded;  // hot keys of records the batch replaces
+  for (const RecordView& v : views) {
+    const Location* at = index_.Find(v.id);
+    if (at != nullptr && at->tier() == Tier::kHot) superseded.insert(at->hot_key());
+  }
+  const uint64_t after = hot_.size() - superseded.size() + views.size();
+  if (after <= opts.hot_capacity) return;
+  // What MigrateLocked would demote once the batch were in hot: the same
+  // count (down to the capacity less its slack) and the same order, the
+  // batch's records after every hot one in arrival order.
+  const uint64_t slack = std::min<uint64_t>(opts.hot_capacity / 8, 4096);
+  const size_t count = static_cast<size_t>(after - (opts.hot_capacity - slack));
+  std::vector<Candidate> cand;
+  cand.reserve(static_cast<size_t>(after));
+  for (const auto& e : hot_) {
+    if (superseded.count(e.key()) == 0) cand.push_back({e.value()->activation, e.value()->last_access_at, e.key(), e.value()});
+  }
+  constexpr uint64_t kBatchPosition = uint64_t{1} << 63;  // past every hot key
+  for (size_t k = 0; k < views.size(); ++k) {
+    cand.push_back({views[k].activation, views[k].last_access_at, kBatchPosition + k, nullptr});
+  }
+  KeepLowest(&cand, count);
+  for (const Candidate& c : cand) {
+    if (c.record != nullptr) {
+      plan->demote_hot.push_back(c.record);
+    } else {
+      plan->direct[static_cast<size_t>(c.position - kBatchPosition)] = 1;
+      ++plan->direct_count;
+    }
+  }
+}
+
+Status StoreImpl::DemoteHotRecords(const std::vector<HotRecord*>& records, Tier dest, const WriteOptions& opts,
+                                   MigrationReport* report) {
+  for (size_t start = 0; start < records.size(); start += kMigrationBatch) {
+    size_t end = std::min(records.size(), start + kMigrationBatch);
     ++report->batches;
     if (dest == Tier::kWarm) {
       for (size_t i = start; i < end; ++i) {
         // Candidates are in activation order, their records anywhere in
         // memory: fetch a few ahead (a cache miss per record otherwise).
-        if (i + 8 < end) __builtin_prefetch(cand[i + 8].record);
+        if (i + 8 < end) __builtin_prefetch(records[i + 8]);
         if (i + 4 < end) {
-          __builtin_prefetch(cand[i + 4].record->bytes());
-          __builtin_prefetch(cand[i + 4].record->embedding());
+          __builtin_prefetch(records[i + 4]->bytes());
+          __builtin_prefetch(records[i + 4]->embedding());
         }
-        Location from = Location::Hot(cand[i].position);
-        HotRecord* rec = cand[i].record;
+        HotRecord* rec = records[i];
+        Location from = Location::Hot(rec->key);
         uint32_t slot = 0;
         TS_RETURN_IF_ERROR(warm_->Insert(rec->View(), &slot));  // destination first
         Location to = Location::Warm(slot);
@@ -141,12 +190,12 @@ Status StoreImpl::DemoteHot(size_t count, Tier dest, const WriteOptions& opts, M
     } else {
       std::vector<RecordView> views;
       views.reserve(end - start);
-      for (size_t i = start; i < end; ++i) views.push_back(cand[i].record->View());
+      for (size_t i = start; i < end; ++i) views.push_back(records[i]->View());
       std::vector<ColdLoc> locs;
       TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
       for (size_t i = start; i < end; ++i) {
-        Location from = Location::Hot(cand[i].position);
-        HotRecord* rec = cand[i].record;
+        HotRecord* rec = records[i];
+        Location from = Location::Hot(rec->key);
         Location to = Location::Cold(locs[i - start]);
         *index_.Find(rec->id()) = to;
         ++cold_count_;
@@ -228,7 +277,7 @@ Status StoreImpl::CheckpointLog(bool durable) {
   std::vector<const RecordView*> ptrs;
   ptrs.reserve(views.size());
   for (auto& v : views) ptrs.push_back(&v);
-  TS_RETURN_IF_ERROR(log_->Rewrite(ptrs));
+  TS_RETURN_IF_ERROR(log_->Rewrite(ptrs, seq_));
   hot_.ClearAccessDirty();
   return Status::OK();
 }

@@ -318,6 +318,7 @@ void StoreImpl::SwapOpenState(StoreImpl& other) noexcept {
   swap(cold_count_, other.cold_count_);
   swap(recovered_duplicates_, other.recovered_duplicates_);
   swap(torn_warm_copies_, other.torn_warm_copies_);
+  swap(uncommitted_warm_blocks_, other.uncommitted_warm_blocks_);
   swap(torn_log_bytes_, other.torn_log_bytes_);
   swap(index_rejection_, other.index_rejection_);
   swap(index_rebuilt_, other.index_rebuilt_);

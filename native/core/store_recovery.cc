@@ -86,9 +86,17 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   // of one of them may have been torn by a power loss before its pages
   // reached the disk (see WarmTier::TornCopyPolicy); the log's copy stands.
   std::unordered_set<uint64_t> log_seqs;
+  // The highest sequence number the log commits (its entries and sequence
+  // marks). A version 4 log commits every sequence number a record in any
+  // tier may carry, except those of a put that wrote warm blocks and was
+  // killed before its commit (see StoreImpl::PutDirect): a warm block above
+  // it is such a write, and is dropped.
+  uint64_t committed = 0;
+  const bool marks_commit = log_->version() >= 4;
   handler.on_put = [&](const RecordView& rec) REQUIRES(mu_) -> Status {
     if (rec.seq > kMaxSequence) return ImpossibleSequence(rec.seq, log_->path());
     seq_ = std::max(seq_, rec.seq);
+    committed = std::max(committed, rec.seq);
     if (!manifest.clean) log_seqs.insert(rec.seq);
     if (killed(rec.id, rec.seq)) return Status::OK();
     if (const Location* found = index_.Find(rec.id)) {
@@ -106,6 +114,7 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   handler.on_delete = [&](std::string_view id, uint64_t seq) REQUIRES(mu_) -> Status {
     if (seq > kMaxSequence) return ImpossibleSequence(seq, log_->path());
     seq_ = std::max(seq_, seq);
+    committed = std::max(committed, seq);
     const Location* found = index_.Find(id);
     if (found != nullptr && found->tier() == Tier::kHot && HotAt(*found)->seq < seq) {
       TakeHot(*found);
@@ -125,6 +134,12 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     }
     return Status::OK();
   };
+  handler.on_mark = [&](uint64_t seq) REQUIRES(mu_) -> Status {
+    if (seq > kMaxSequence) return ImpossibleSequence(seq, log_->path());
+    seq_ = std::max(seq_, seq);
+    committed = std::max(committed, seq);
+    return Status::OK();
+  };
   TS_RETURN_IF_ERROR(log_->Replay(handler, !manifest.clean, &torn_log_bytes_));
 
   // Lower tiers: keep one copy per id, the highest seq, the colder on a tie.
@@ -133,6 +148,11 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   auto offer = [&](std::string_view id, uint64_t seq, const Location& loc) REQUIRES(mu_) -> Status {
     if (seq > kMaxSequence) {
       return ImpossibleSequence(seq, FileOf(loc));
+    }
+    if (marks_commit && loc.tier() == Tier::kWarm && seq > committed) {
+      losers.push_back(loc);  // never acknowledged: its batch's commit is not in the log
+      ++uncommitted_warm_blocks_;
+      return Status::OK();
     }
     seq_ = std::max(seq_, seq);
     uint64_t checked_seq = 0;
@@ -213,7 +233,16 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     if (PathExists(index_tmp)) TS_RETURN_IF_ERROR(RemoveFile(index_tmp));
     TS_RETURN_IF_ERROR(WriteDirtyManifest(/*durable=*/true));
     for (const Location& loc : losers) TS_RETURN_IF_ERROR(RemoveFromTier(loc));
-    TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
+    // An uncommitted block freed must stay free on disk before a later
+    // commit's sequence numbers reach its own: it would count as committed.
+    if (uncommitted_warm_blocks_ > 0) TS_RETURN_IF_ERROR(warm_->Sync());
+    // A version 3 log is rewritten in the current version (which the
+    // writes that skip the log need).
+    if (log_->version() < 4) {
+      TS_RETURN_IF_ERROR(CheckpointLog(true));
+    } else {
+      TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));
+    }
   }
   return Status::OK();
 }

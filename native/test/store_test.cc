@@ -266,10 +266,12 @@ std::string CrashCopy(const std::string& dir, const std::string& name) {
 // files as a crash -- or a power cut -- leaves them. Returns the copy.
 std::string WarmCopiesStillInLog(const std::string& name, const std::vector<OwnedRecord>& recs, bool compact_first) {
   std::string dir = tstest::TempDir(name);
+  // Put into room enough (a put over capacity writes the records it
+  // demotes straight to warm, never to the log), then demoted.
   WriteOptions w;
-  w.hot_capacity = 2;
   StoreHandle h;
   if (!OpenStore(dir, &h).ok() || !PutAll(h.store.get(), recs, w).ok()) return "";
+  w.hot_capacity = 2;
   MigrationReport rep;
   TierCounts c;
   if (!h->Migrate(w, &rep).ok() || !h->Counts(&c).ok() || c.warm < recs.size() - 2) return "";
@@ -426,9 +428,16 @@ TEST(DamagedLowerCopyWithTheSameWriteInTheLogIsCorruptionAfterACleanClose) {
   for (Tier tier : {Tier::kWarm, Tier::kCold}) {
     std::string dir = tstest::TempDir(tier == Tier::kWarm ? "store-warm-content-damage" : "store-cold-content-damage");
     WriteOptions w;
-    w.hot_capacity = 2;
     w.skip_warm = tier == Tier::kCold;
-    ASSERT_OK(PutMigrateClose(dir, recs, w));  // a small log is not rewritten at close: it keeps the copies
+    {
+      // Put into room enough (so every record is in the log), then demoted.
+      StoreHandle h;
+      ASSERT_OK(OpenStore(dir, &h));
+      ASSERT_OK(PutAll(h.store.get(), recs, w));
+      w.hot_capacity = 2;
+      MigrationReport rep;
+      ASSERT_OK(h->Migrate(w, &rep));  // a small log is not rewritten at close: it keeps the copies
+    }
     Manifest m;
     ASSERT_OK(Manifest::Read(dir, &m));
     CHECK(m.clean);
