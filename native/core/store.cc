@@ -183,7 +183,13 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   }
   DirectPlan plan;
   PlanDirectPut(views, opts, &plan);
-  if (plan.direct_count > 0) return PutDirect(views, plan, opts);
+  if (plan.direct_count > 0) {
+    std::vector<uint32_t> slots;
+    if (WriteDirect(views, plan, opts, &slots).ok()) return CommitDirect(views, plan, slots, opts);
+    // No room in warm (or its sync failed; what it wrote is freed again):
+    // the whole batch goes to the log and hot instead, as a migration that
+    // cannot get disk space leaves a write.
+  }
   // The log append is the commit point: before it nothing changed; after it
   // the batch survives a crash, and recovery would redo what follows.
   TS_RETURN_IF_ERROR(log_->AppendPuts(ptrs.data(), ptrs.size(), opts.sync));
@@ -203,35 +209,32 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   return Status::OK();
 }
 
-Status StoreImpl::PutDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const WriteOptions& opts) {
-  // 1. The records the plan sends down are written to warm blocks, whole
-  //    and live, but reachable from no index yet; their sequence numbers
-  //    are above every committed one, so after a crash recovery drops them
-  //    unless step 2 happened.
-  std::vector<uint32_t> slots(views.size(), 0);
+Status StoreImpl::WriteDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const WriteOptions& opts,
+                              std::vector<uint32_t>* slots) {
+  // The records the plan sends down are written to warm blocks, whole and
+  // live, but reachable from no index yet. Their sequence numbers are above
+  // every committed one, so after a crash recovery drops them unless the
+  // commit (CommitDirect) is in the log.
+  slots->assign(views.size(), 0);
   std::vector<uint32_t> written;
   written.reserve(plan.direct_count);
-  auto undo = [&]() REQUIRES(mu_) {
-    for (uint32_t slot : written) (void)warm_->Free(slot);
-  };
-  for (size_t k = 0; k < views.size(); ++k) {
+  Status s;
+  for (size_t k = 0; k < views.size() && s.ok(); ++k) {
     if (!plan.direct[k]) continue;
-    Status s = warm_->Insert(views[k], &slots[k]);
-    if (!s.ok()) {
-      undo();
-      return s;
-    }
-    written.push_back(slots[k]);
+    s = warm_->Insert(views[k], &(*slots)[k]);
+    if (s.ok()) written.push_back((*slots)[k]);
   }
-  if (opts.sync) {
-    // On disk before the commit that makes them count.
-    if (Status s = warm_->Sync(); !s.ok()) {
-      undo();
-      return s;
-    }
+  if (s.ok() && opts.sync) s = warm_->Sync();  // on disk before the commit that makes them count
+  if (!s.ok()) {
+    for (uint32_t slot : written) (void)warm_->Free(slot);
   }
-  // 2. The commit: the records that stay hot and a sequence mark covering
-  //    the whole batch, in one atomic append.
+  return s;
+}
+
+Status StoreImpl::CommitDirect(const std::vector<RecordView>& views, const DirectPlan& plan,
+                               const std::vector<uint32_t>& slots, const WriteOptions& opts) {
+  // The commit: the records that stay hot and a sequence mark covering the
+  // whole batch, in one atomic append.
   std::vector<const RecordView*> hot;
   hot.reserve(views.size() - plan.direct_count);
   for (size_t k = 0; k < views.size(); ++k) {
@@ -239,13 +242,14 @@ Status StoreImpl::PutDirect(const std::vector<RecordView>& views, const DirectPl
   }
   const uint64_t last = seq_ + views.size();
   if (Status s = log_->AppendBatch(hot.data(), hot.size(), last, opts.sync); !s.ok()) {
-    undo();
+    for (size_t k = 0; k < views.size(); ++k) {
+      if (plan.direct[k]) (void)warm_->Free(slots[k]);
+    }
     return s;
   }
   // Committed from here on: a failed sync is reported, but the batch is
-  // applied, as the log will apply it at the next open.
+  // applied, as the next open would apply it.
   Status synced = opts.sync ? log_->Sync() : Status::OK();
-  // 3. The index and the hot tier.
   seq_ = last;
   for (size_t k = 0; k < views.size(); ++k) {
     if (const Location* found = index_.Find(views[k].id)) DropSuperseded(*found);
@@ -257,8 +261,8 @@ Status StoreImpl::PutDirect(const std::vector<RecordView>& views, const DirectPl
     if (!inserted) *loc = Location::Warm(slots[k]);
     ++warm_count_;
   }
-  // 4. The hot records the same migration demotes (they are in the log),
-  //    then whatever else a capacity asks for.
+  // The hot records the same migration demotes (they are in the log), then
+  // whatever else a capacity asks for.
   MigrationReport ignored;
   if (DemoteHotRecords(plan.demote_hot, Tier::kWarm, opts, &ignored).ok()) (void)MigrateLocked(opts, false, &ignored);
   (void)MaybeCheckpointLog(opts.sync);

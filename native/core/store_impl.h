@@ -314,8 +314,12 @@ class StoreImpl final : public Store {
     std::vector<HotRecord*> demote_hot;   // hot records demoted after the batch commits
   };
   void PlanDirectPut(const std::vector<RecordView>& views, const WriteOptions& opts, DirectPlan* plan) REQUIRES(mu_);
-  // store.cc: the rest of a Put whose plan sends records straight down.
-  Status PutDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const WriteOptions& opts) REQUIRES(mu_);
+  // store.cc, a Put whose plan sends records straight down: their warm
+  // blocks (all or, on failure, none), then the commit and the rest.
+  Status WriteDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const WriteOptions& opts,
+                     std::vector<uint32_t>* slots) REQUIRES(mu_);
+  Status CommitDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const std::vector<uint32_t>& slots,
+                      const WriteOptions& opts) REQUIRES(mu_);
   Status DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report) REQUIRES(mu_);
   Status SyncLowerTiers() REQUIRES(mu_);
   // durable: make the lower tiers reach the disk before the log forgets

@@ -89,7 +89,7 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   // The highest sequence number the log commits (its entries and sequence
   // marks). A version 4 log commits every sequence number a record in any
   // tier may carry, except those of a put that wrote warm blocks and was
-  // killed before its commit (see StoreImpl::PutDirect): a warm block above
+  // killed before its commit (see StoreImpl::WriteDirect): a warm block above
   // it is such a write, and is dropped.
   uint64_t committed = 0;
   const bool marks_commit = log_->version() >= 4;

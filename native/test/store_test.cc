@@ -1960,3 +1960,167 @@ TEST(VerifyListsAWarmBlockARebuildWouldRefuse) {
   CHECK(report.damaged.size() == 1 && report.damaged[0].tier == Tier::kWarm &&
         report.damaged[0].file.find("warm.blocks") != std::string::npos);
 }
+
+namespace {
+
+uint32_t LogVersion(const std::string& dir) {
+  File f;
+  uint32_t version = 0;
+  if (!File::Open(dir + "/hot.log", O_RDONLY, &f).ok() || !f.ReadAt(8, &version, 4).ok()) return 0;
+  return version;
+}
+
+// Rewrites the log header's format version (and its checksum).
+void SetLogVersion(const std::string& dir, uint32_t version) {
+  std::string log = ReadFileBytes(dir + "/hot.log");
+  std::memcpy(log.data() + 8, &version, 4);
+  const uint32_t crc = Crc32c(log.data(), 24);
+  std::memcpy(log.data() + 24, &crc, 4);
+  WriteFileBytes(dir + "/hot.log", log);
+}
+
+}  // namespace
+
+TEST(APutOverCapacityWritesWhatItDemotesOnceStraightToWarm) {
+  std::mt19937 rng(41);
+  const std::vector<OwnedRecord> recs = MakeRecords(300, &rng);
+  // The same records put within capacity: every one goes to the log.
+  const std::string all_logged = tstest::TempDir("direct-reference");
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(all_logged, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, WriteOptions{}));
+  }
+  const std::string dir = tstest::TempDir("direct-put");
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  WriteOptions w;
+  w.hot_capacity = 40;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  const StoreStats st = StatsOf(h.store.get());
+  // Demoted to an eighth below the capacity, as a migration inside a write does.
+  CHECK_EQ(st.counts.hot, 35u);
+  CHECK_EQ(st.counts.warm, 265u);
+  // What stayed hot has the highest activation.
+  float min_hot = 1.0f, max_warm = 0.0f;
+  for (const auto& r : recs) {
+    RecordBatch b;
+    ASSERT_OK(h->Get(r.id, false, 0, &b));
+    ASSERT_TRUE(b.size() == 1);
+    if (b.tiers[0] == Tier::kHot) min_hot = std::min(min_hot, r.activation);
+    if (b.tiers[0] == Tier::kWarm) max_warm = std::max(max_warm, r.activation);
+  }
+  CHECK(min_hot >= max_warm);
+  CheckHoldsExactly(h.store.get(), recs, "after the put");
+  // Killed now: the batch committed, and all of it is there.
+  const std::string crashed = CrashCopy(dir, "direct-put-crash");
+  h.Close();
+  {
+    StoreHandle c;
+    ASSERT_OK(OpenStore(crashed, &c));
+    CHECK(StatsOf(c.store.get()).index_rebuilt);
+    CheckHoldsExactly(c.store.get(), recs, "after a kill");
+  }
+  // The log (cut to its entries by the close) holds the 35 that stayed
+  // hot, not the 265 written to warm.
+  const uint64_t log_bytes = std::filesystem::file_size(dir + "/hot.log");
+  const uint64_t all_bytes = std::filesystem::file_size(all_logged + "/hot.log");
+  CHECK_MSG(log_bytes * 4 < all_bytes, std::to_string(log_bytes) + " of " + std::to_string(all_bytes));
+  StoreHandle again;
+  ASSERT_OK(OpenStore(dir, &again));
+  CheckHoldsExactly(again.store.get(), recs, "after a clean close");
+}
+
+TEST(WarmBlocksOfAPutKilledBeforeItsCommitAreDropped) {
+  std::mt19937 rng(42);
+  const std::vector<OwnedRecord> recs = MakeRecords(60, &rng);
+  const std::string dir = tstest::TempDir("direct-uncommitted");
+  std::string crashed;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    WriteOptions w;
+    w.hot_capacity = 10;
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    crashed = CrashCopy(dir, "direct-uncommitted-crash");
+  }
+  // What a put killed between its warm writes and its commit leaves: live
+  // warm blocks with sequence numbers the log never committed (one an
+  // upsert of a committed id, two new ids).
+  std::vector<OwnedRecord> extra = MakeRecords(3, &rng);
+  extra[0].id = recs[5].id;
+  extra[0].content = "never committed";
+  extra[1].id = "uncommitted-1";
+  extra[2].id = "uncommitted-2";
+  {
+    std::unique_ptr<WarmTier> warm;
+    ASSERT_OK(WarmTier::Open(crashed, kDims, false, /*after_crash=*/true, &warm));
+    ASSERT_OK(warm->FinishOpen());
+    uint64_t seq = 1000000;
+    for (const auto& r : extra) {
+      RecordView v = r.View();
+      v.seq = ++seq;
+      uint32_t slot = 0;
+      ASSERT_OK(warm->Insert(v, &slot));
+    }
+    ASSERT_OK(warm->Sync());
+  }
+  for (bool read_only : {true, false, false}) {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(crashed, &h, kDims, read_only));
+    CheckHoldsExactly(h.store.get(), recs, read_only ? "read-only" : "writable");
+    RecordBatch b;
+    ASSERT_OK(h->Get("uncommitted-1", false, 0, &b));
+    CHECK_EQ(b.size(), 0u);
+    // Writes after the dropped ones read back (their sequence numbers go
+    // on from the committed ones).
+    if (!read_only) {
+      OwnedRecord more = MakeRecord(1000, &rng);
+      ASSERT_OK(PutAll(h.store.get(), {more}, WriteOptions{}));
+      bool existed = false;
+      ASSERT_OK(h->Delete(more.id, WriteOptions{}, &existed));
+      CHECK(existed);
+    }
+  }
+}
+
+TEST(AVersion3LogIsReadAndRewrittenInTheCurrentVersion) {
+  std::mt19937 rng(43);
+  std::vector<OwnedRecord> recs = MakeRecords(30, &rng);
+  const std::string dir = tstest::TempDir("log-v3");
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, WriteOptions{}));  // within capacity: puts and a commit, no mark
+  }
+  CHECK_EQ(LogVersion(dir), 4u);
+  SetLogVersion(dir, 3);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h, kDims, /*read_only=*/true));
+    CheckHoldsExactly(h.store.get(), recs, "read-only, version 3");
+  }
+  CHECK_EQ(LogVersion(dir), 3u);  // a read-only open writes nothing
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    CheckHoldsExactly(h.store.get(), recs, "writable, version 3");
+    CHECK_EQ(LogVersion(dir), 4u);
+    std::vector<OwnedRecord> more = MakeRecords(80, &rng);
+    for (size_t i = 0; i < more.size(); ++i) more[i].id = "more-" + std::to_string(i);
+    WriteOptions w;
+    w.hot_capacity = 20;
+    ASSERT_OK(PutAll(h.store.get(), more, w));
+    recs.insert(recs.end(), more.begin(), more.end());
+    CheckHoldsExactly(h.store.get(), recs, "after a put over capacity");
+  }
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CheckHoldsExactly(h.store.get(), recs, "reopened");
+  h.Close();
+  // A version 3 log holds no sequence marks: one there is damage.
+  SetLogVersion(dir, 3);
+  StoreHandle bad;
+  Status s = OpenStore(dir, &bad, kDims, /*read_only=*/true);
+  CHECK(s.code() == StatusCode::kCorruption && s.message().find("hot.log") != std::string::npos);
+}
