@@ -120,7 +120,10 @@ describe('iteration contract', () => {
           expect(id.startsWith('derived-'), `${tier}/${mode}: ${id} was written after the iterator began`).toBe(false);
           expect(n, `${tier}/${mode}: ${id} yielded once`).toBe(1);
         }
-        expect(seen.size, `${tier}/${mode}: at most the records there were`).toBeLessThanOrEqual(inScope);
+        // A record that moves into the tier ahead of the scan during the loop
+        // (demoted from above) existed before the iterator began, and may be
+        // yielded: the bound for one tier is every record there was.
+        expect(seen.size, `${tier}/${mode}: at most the records there were`).toBeLessThanOrEqual(tier === 'all' ? inScope : start.total);
         // And at least every record that stayed in scope unchanged the whole
         // time (in the tier at the start and at the end: records only move
         // down here, so they never left it; never upserted): each exactly once.
