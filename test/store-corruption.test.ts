@@ -158,8 +158,12 @@ describe.each(VARIANTS)('damaged files give CORRUPTION naming the file, never a 
 
   beforeAll(() => {
     pristine = scratch.storePath();
-    const s = scratch.open(pristine, { dimensions: DIMS, hotCapacity: 10, warmCapacity: 10 });
-    s.putMany(Array.from({ length: N }, (_, i) => record(i)));
+    // Put within capacity, so every write is in the log (a put over capacity
+    // writes what it demotes straight to warm), then moved down.
+    const first = scratch.open(pristine, { dimensions: DIMS });
+    first.putMany(Array.from({ length: N }, (_, i) => record(i)));
+    first.close();
+    const s = scratch.open(pristine, { hotCapacity: 10, warmCapacity: 10 });
     s.migrate();
     if (compact) s.compact(); // the steady state: the hot log holds only what is in hot
     for (let i = 0; i < N; i += 4) s.get(ids[i]!); // some access statistics to carry
