@@ -59,7 +59,14 @@ interface Fixture {
   batchFile: string;
 }
 
-function buildFixture(scratch: Scratch): Fixture {
+/**
+ * 'mixed': 60 records, new ids and upserts of 8 ids of each tier, with
+ * activations such that some of each stay hot and some go down, and hot
+ * records outside the batch go down too. 'low': 10 records of activation 0
+ * (new ids and upserts of warm and cold ids), below every hot record: all of
+ * them go down, and the commit is a lone sequence mark.
+ */
+function buildFixture(scratch: Scratch, kind: 'mixed' | 'low'): Fixture {
   const base = scratch.dir();
   const pristine = path.join(base, 'pristine');
   const s = open(pristine, { dimensions: DIMS, ...CAPACITIES });
@@ -76,11 +83,20 @@ function buildFixture(scratch: Scratch): Fixture {
   expect(c.hot > 8 && c.warm > 8 && c.cold > 8, `records in every tier: ${JSON.stringify(c)}`).toBe(true);
   s.close();
   const inTier = (t: Tier) => [...tiers].filter(([, x]) => x === t).map(([id]) => id);
-  // 36 new ids, and 8 upserts of ids in each tier.
-  const batch: MemoryInput[] = Array.from({ length: 36 }, (_, i) => indexRecord('new', i, DIMS, 1));
-  let i = 500;
-  for (const t of ['hot', 'warm', 'cold'] as const) {
-    for (const id of inTier(t).slice(0, 8)) batch.push({ ...indexRecord('old', i++, DIMS, 1), id });
+  let batch: MemoryInput[];
+  if (kind === 'mixed') {
+    batch = Array.from({ length: 36 }, (_, i) => indexRecord('new', i, DIMS, 1));
+    let i = 500;
+    for (const t of ['hot', 'warm', 'cold'] as const) {
+      for (const id of inTier(t).slice(0, 8)) batch.push({ ...indexRecord('old', i++, DIMS, 1), id });
+    }
+  } else {
+    batch = Array.from({ length: 6 }, (_, i) => indexRecord('low', i, DIMS, 1));
+    let i = 600;
+    for (const t of ['warm', 'cold'] as const) {
+      for (const id of inTier(t).slice(0, 2)) batch.push({ ...indexRecord('old', i++, DIMS, 1), id });
+    }
+    batch = batch.map((r) => ({ ...r, activation: 0 }));
   }
   const after = new Map(batch.map((r) => [r.id, canonicalOf(r)]));
   const batchFile = path.join(base, 'batch.json');
@@ -369,14 +385,21 @@ interface KillResult {
 describe('a demoting putMany killed at every system call on the store files', () => {
   const scratch = new Scratch();
   afterAll(() => scratch.cleanup());
-  let fx: Fixture;
+  const fixtures = new Map<string, Fixture>();
   beforeAll(() => {
-    fx = buildFixture(scratch);
+    for (const kind of ['mixed', 'low'] as const) fixtures.set(kind, buildFixture(scratch, kind));
   });
+  const cases = [
+    { kind: 'mixed', durability: 'relaxed', title: 'part of the batch stays hot' },
+    { kind: 'mixed', durability: 'sync', title: 'part of the batch stays hot' },
+    { kind: 'low', durability: 'relaxed', title: 'all of the batch goes to warm, the commit a lone mark' },
+    { kind: 'low', durability: 'sync', title: 'all of the batch goes to warm, the commit a lone mark' },
+  ] as const;
 
-  for (const durability of ['relaxed', 'sync'] as const) {
-    it.skipIf(!straceWorks && !straceRequired)(`'${durability}': all of the batch or none of it, each id once, after a kill at any call`, async () => {
+  for (const { kind, durability, title } of cases) {
+    it.skipIf(!straceWorks && !straceRequired)(`'${durability}', ${title}: all of the batch or none of it, each id once, after a kill at any call`, async () => {
       needStrace();
+      const fx = fixtures.get(kind)!;
       const base = path.dirname(fx.batchFile);
 
       // 1. A whole run: the calls of the putMany on the store's files.
@@ -386,17 +409,20 @@ describe('a demoting putMany killed at every system call on the store files', ()
       const acked = r.stdout.split('\n').find((l) => l.startsWith('ACKED '));
       expect(acked, `the whole run returned from the putMany: ${r.stderr}`).toBeDefined();
       const tiersAfter = new Map(Object.entries(JSON.parse(acked!.slice(6)) as Record<string, Tier>));
-      // The putMany demoted: part of the batch stays hot, part went down,
-      // and records that were hot and not in the batch went down too.
-      // Of the new ids and of the upserts of each tier, some stay hot and
-      // some go down.
-      for (const from of ['new', 'hot', 'warm', 'cold'] as const) {
-        const group = fx.batch.filter((b) => (fx.tiers.get(b.id) ?? 'new') === from).map((b) => tiersAfter.get(b.id));
-        expect(group.filter((t) => t === 'hot').length, `batch records (${from}) that stay hot: ${group.join(',')}`).toBeGreaterThan(0);
-        expect(group.filter((t) => t !== 'hot').length, `batch records (${from}) that went down: ${group.join(',')}`).toBeGreaterThan(0);
+      if (kind === 'mixed') {
+        // Of the new ids and of the upserts of each tier, some stay hot and
+        // some go down; records hot before and not in the batch go down too.
+        for (const from of ['new', 'hot', 'warm', 'cold'] as const) {
+          const group = fx.batch.filter((b) => (fx.tiers.get(b.id) ?? 'new') === from).map((b) => tiersAfter.get(b.id));
+          expect(group.filter((t) => t === 'hot').length, `batch records (${from}) that stay hot: ${group.join(',')}`).toBeGreaterThan(0);
+          expect(group.filter((t) => t !== 'hot').length, `batch records (${from}) that went down: ${group.join(',')}`).toBeGreaterThan(0);
+        }
+        const demotedOld = [...fx.tiers].filter(([id, t]) => t === 'hot' && !fx.after.has(id) && tiersAfter.get(id) !== 'hot');
+        expect(demotedOld.length, 'records hot before, not in the batch, demoted by it').toBeGreaterThan(0);
+      } else {
+        const stayed = fx.batch.filter((b) => tiersAfter.get(b.id) === 'hot').map((b) => b.id);
+        expect(stayed, 'no record of the batch stays hot').toEqual([]);
       }
-      const demotedOld = [...fx.tiers].filter(([id, t]) => t === 'hot' && !fx.after.has(id) && tiersAfter.get(id) !== 'hot');
-      expect(demotedOld.length, 'records hot before, not in the batch, demoted by it').toBeGreaterThan(0);
       expect(judge(fx, whole, 'the whole run'), 'the whole run holds the batch').toBe('all');
 
       const { points } = callsBetweenMarkers(calls);
@@ -407,6 +433,10 @@ describe('a demoting putMany killed at every system call on the store files', ()
         expect(on(/^warm\.blocks$/, /^fdatasync$/).length, `an fdatasync of warm.blocks: ${listing}`).toBeGreaterThan(0);
         expect(on(/^warm-var-\d+\.dat$/, /^fdatasync$/).length, `an fdatasync of warm-var: ${listing}`).toBeGreaterThan(0);
         expect(on(/^hot\.log$/, /^pwrite64$/).length, `the commit's pwrite of hot.log: ${listing}`).toBe(1);
+        if (kind === 'low') {
+          // A lone mark entry: a 16-byte entry header and the u64 sequence number.
+          expect(/^pwrite64\(\d+<[^>]*>, ".*"(?:\.\.\.)?, (\d+),/.exec(on(/^hot\.log$/, /^pwrite64$/)[0]!.text)?.[1], `the commit writes one mark entry: ${listing}`).toBe('24');
+        }
         expect(on(/^hot\.log$/, /^fdatasync$/).length, `an fdatasync of hot.log: ${listing}`).toBe(1);
       } else {
         // 'relaxed' writes warm blocks and appends to the log through shared
@@ -416,10 +446,25 @@ describe('a demoting putMany killed at every system call on the store files', ()
         expect(on(/^warm/, /^(madvise|write|pwrite64|ftruncate|fallocate)$/).length, `a write-side call on a warm file: ${listing}`).toBeGreaterThan(0);
         expect(on(/^hot\.log$/, /^(madvise|write|pwrite64|ftruncate|fallocate|mmap)$/).length, `a write-side call on hot.log: ${listing}`).toBeGreaterThan(0);
       }
-      expect(on(/^cold-/, /^(write|pwrite64|rename)$/).length, `the putMany overflowed warm into a cold segment: ${listing}`).toBeGreaterThan(0);
-      expect(on(/^MANIFEST/, /^(write|rename)$/).length, `the putMany wrote the MANIFEST: ${listing}`).toBeGreaterThan(0);
+      if (kind === 'mixed') {
+        expect(on(/^cold-/, /^(write|pwrite64|rename)$/).length, `the putMany overflowed warm into a cold segment: ${listing}`).toBeGreaterThan(0);
+        expect(on(/^MANIFEST/, /^(write|rename)$/).length, `the putMany wrote the MANIFEST: ${listing}`).toBeGreaterThan(0);
+      }
 
-      // 2. For each call: a run killed at it, then the store read back.
+      // The batch counts from its commit on, and not before. In 'sync' the
+      // commit is the pwrite of hot.log (a kill at a call stops it before
+      // the call runs); in 'relaxed' a copy into the log's mapping after its
+      // last call on hot.log.
+      const commitAt = durability === 'sync'
+        ? points.findIndex((p) => p.name === 'pwrite64' && p.files.includes('hot.log'))
+        : points.map((p) => p.files.includes('hot.log')).lastIndexOf(true);
+      expect(commitAt, `the commit among the calls: ${listing}`).toBeGreaterThan(0);
+
+      // 2. For each call: a run killed at it, then the store read back. After
+      // its commit the 'low' putMany runs the same migration as the 'mixed'
+      // one, whose kills cover that part: its kills stop at the first call
+      // after the commit.
+      const killed = kind === 'low' ? points.slice(0, commitAt + 2) : points;
       // A call that names a file is counted among the calls on the store's
       // files only (strace -P of every store file the whole run named, and
       // of the marker): other calls of the process, whose number varies from
@@ -429,7 +474,7 @@ describe('a demoting putMany killed at every system call on the store files', ()
       // kill landed elsewhere is run again.
       const storeNames = [...new Set(calls.filter((c) => c.named.length > 0).flatMap((c) => c.files))];
       const direct = fx.batch.filter((b) => tiersAfter.get(b.id) !== 'hot');
-      const results = await inPairs(points.map((pt, i) => async (): Promise<KillResult> => {
+      const results = await inPairs(killed.map((pt, i) => async (): Promise<KillResult> => {
         const dir = path.join(base, `${durability}-kill-${i}`);
         const what = `'${durability}' SIGKILL at ${describeCall(pt)}`;
         const byPath = pt.named.length > 0;
@@ -466,17 +511,10 @@ describe('a demoting putMany killed at every system call on the store files', ()
       const summary = results.map((x) => `${x.outcome ?? 'FAILED'}${x.warmWritten ? ' (batch in warm files)' : ''} ← ${describeCall(x.point)}`).join('\n');
       if (process.env.TIERSTORE_DEBUG_TRACE) console.log(`'${durability}' kill points:\n${summary}`);
       const problems = results.filter((x) => x.problem !== undefined).map((x) => x.problem!);
-      expect(problems, `${problems.length} of ${points.length} kill points misbehaved`).toEqual([]);
+      expect(problems, `${problems.length} of ${killed.length} kill points misbehaved`).toEqual([]);
 
-      // The batch counts from its commit on, and not before: none up to the
-      // commit, all after it. In 'sync' the commit is the pwrite of hot.log
-      // (a kill at a call stops it before the call runs); in 'relaxed' a copy
-      // into the log's mapping after its last call on hot.log.
-      const commitAt = durability === 'sync'
-        ? points.findIndex((p) => p.name === 'pwrite64' && p.files.includes('hot.log'))
-        : points.map((p) => p.files.includes('hot.log')).lastIndexOf(true);
-      expect(commitAt, `the commit among the calls: ${listing}`).toBeGreaterThan(0);
-      const expected = points.map((_, i) => (i <= commitAt ? 'none' : 'all'));
+      // None of the batch up to the commit, all of it after.
+      const expected = killed.map((_, i) => (i <= commitAt ? 'none' : 'all'));
       expect(results.map((x) => x.outcome), `outcome per kill point:\n${summary}`).toEqual(expected);
 
       // Kills between the warm writes and the commit: the batch's records were
@@ -501,7 +539,11 @@ describe('a demoting putMany killed at every system call on the store files', ()
       }
     }, 120_000);
 
+  }
+
+  for (const durability of ['relaxed', 'sync'] as const) {
     it(`'${durability}': killed right after the putMany returned, the store holds all of the batch`, async () => {
+      const fx = fixtures.get('mixed')!;
       const dir = copyStore(fx.pristine, path.join(path.dirname(fx.batchFile), `${durability}-acked`));
       const child = new ScriptChild(String.raw`
         const s = ts.open(args.dir, { durability: args.durability, hotCapacity: ${CAPACITIES.hotCapacity}, warmCapacity: ${CAPACITIES.warmCapacity} });
@@ -556,7 +598,7 @@ describe("the order of a demoting putMany's writes and syncs in 'sync'", () => {
 
   it.skipIf(!straceWorks && !straceRequired)('warm files synced once each before the commit write of hot.log, hot.log synced after it; the power-loss checker passes', async () => {
     needStrace();
-    const fx = buildFixture(scratch);
+    const fx = buildFixture(scratch, 'mixed');
     const base = writebackDir(scratch);
     const dir = copyStore(fx.pristine, path.join(base, 'ordered'));
     const markerFile = path.join(base, 'ordered.marker');
