@@ -275,3 +275,34 @@ export function checkPowerLossOrder(events: Event[], storeDir: string): OrderRep
   endOp(Number.MAX_SAFE_INTEGER);
   return { violations, exercised };
 }
+
+/**
+ * JavaScript for a traced script (a CommonJS file with `fs` and `path`
+ * loaded): defines reportMappings(marker, storeDir), which writes the
+ * "@@mapped=<file>@@" and "@@dirty=<file>@@" reports described above for
+ * every shared writable mapping of a file of storeDir, read from
+ * /proc/self/smaps. Call it just before writing each operation's marker.
+ */
+export const REPORT_MAPPINGS_JS = String.raw`
+function reportMappings(marker, storeDir) {
+  let cur = null;
+  const files = new Map();
+  for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const h = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s+(.*)$/.exec(line);
+    if (h) {
+      cur = null;
+      if (path.dirname(h[2]) === storeDir && h[1][1] === 'w' && h[1][3] === 's') {
+        cur = path.basename(h[2]);
+        if (!files.has(cur)) files.set(cur, 0);
+      }
+      continue;
+    }
+    const d = /^(?:Shared|Private)_Dirty:\s+(\d+) kB/.exec(line);
+    if (d && cur !== null) files.set(cur, files.get(cur) + Number(d[1]));
+  }
+  for (const [file, dirtyKiB] of files) {
+    fs.writeSync(marker, '@@mapped=' + file + '@@');
+    if (dirtyKiB > 0) fs.writeSync(marker, '@@dirty=' + file + '@@');
+  }
+}
+`;
