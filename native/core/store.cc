@@ -90,6 +90,23 @@ void StoreImpl::InsertHot(std::unique_ptr<HotRecord> rec) {
   hot_.Append(std::move(rec));
 }
 
+void StoreImpl::PlaceNewVersion(std::string_view id, const Location& to) {
+  // One lookup: the older version's place is read and replaced in its slot.
+  auto [loc, inserted] = index_.TryEmplace(id, to);
+  if (inserted) return;
+  const Location old = *loc;
+  *loc = to;
+  DropSuperseded(old);  // touches the tiers, not the index
+}
+
+void StoreImpl::PutHot(const RecordView& v) {
+  std::unique_ptr<HotRecord> rec = hot_.Copy(v);
+  const uint64_t key = hot_.AssignKey(rec.get());
+  HotRecord* const r = rec.get();
+  hot_.Append(std::move(rec));
+  PlaceNewVersion(r->id(), Location::Hot(key));
+}
+
 std::unique_ptr<HotRecord> StoreImpl::TakeHot(const Location& loc) { return hot_.Take(loc.hot_key()); }
 
 Status StoreImpl::ReadAt(const Location& loc, bool verify_embedding, RecordView* out) const {
@@ -196,10 +213,8 @@ Status StoreImpl::Put(const RecordView* recs, size_t n, const WriteOptions& opts
   if (opts.sync) TS_RETURN_IF_ERROR(log_->Sync());
   seq_ += keep.size();
   for (size_t k = 0; k < keep.size(); ++k) {
-    if (const Location* found = index_.Find(views[k].id)) {
-      DropSuperseded(*found);  // an older version; recovery drops it anyway
-    }
-    InsertHot(hot_.Copy(views[k]));
+    if (k + kIndexPrefetch < keep.size()) index_.Prefetch(views[k + kIndexPrefetch].id);
+    PutHot(views[k]);  // an older version is dropped; recovery would drop it anyway
   }
   // Capacity migration inside the write: the records are safe in the log
   // already, so a failure here leaves them in hot for the next attempt.
@@ -252,14 +267,13 @@ Status StoreImpl::CommitDirect(const std::vector<RecordView>& views, const Direc
   Status synced = opts.sync ? log_->Sync() : Status::OK();
   seq_ = last;
   for (size_t k = 0; k < views.size(); ++k) {
-    if (const Location* found = index_.Find(views[k].id)) DropSuperseded(*found);
+    if (k + kIndexPrefetch < views.size()) index_.Prefetch(views[k + kIndexPrefetch].id);
     if (!plan.direct[k]) {
-      InsertHot(hot_.Copy(views[k]));
+      PutHot(views[k]);
       continue;
     }
-    auto [loc, inserted] = index_.TryEmplace(views[k].id, Location::Warm(slots[k]));
-    if (!inserted) *loc = Location::Warm(slots[k]);
     ++warm_count_;
+    PlaceNewVersion(views[k].id, Location::Warm(slots[k]));
   }
   // The hot records the same migration demotes (they are in the log), then
   // whatever else a capacity asks for.

@@ -57,6 +57,8 @@ namespace tierstore {
 constexpr size_t kMaxColdSegments = 16;
 // Records moved per migration step: bounds the RAM of one cold segment build.
 constexpr size_t kMigrationBatch = 16384;
+// How many records ahead a loop over a batch prefetches their index slots.
+constexpr size_t kIndexPrefetch = 8;
 // warm.blocks of a tier that never held a record: its header page alone.
 constexpr uint64_t kWarmHeaderPageBytes = 4096;
 // The hot log is rewritten once it is this large and mostly records that
@@ -278,6 +280,10 @@ class StoreImpl final : public Store {
   std::string FileOf(const Location& loc) const;
   // Adds rec to hot and points the index at it.
   void InsertHot(std::unique_ptr<HotRecord> rec) REQUIRES(mu_);
+  // A put's new version: copied into hot (PutHot), or already at `to`
+  // (PlaceNewVersion); an older version is dropped (DropSuperseded).
+  void PutHot(const RecordView& v) REQUIRES(mu_);
+  void PlaceNewVersion(std::string_view id, const Location& to) REQUIRES(mu_);
   std::unique_ptr<HotRecord> TakeHot(const Location& loc) REQUIRES(mu_);
   // Removes the copy at loc from its tier (not from the index).
   // superseded_in_log: a log entry written since (an upsert's new version, a

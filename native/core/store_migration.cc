@@ -130,9 +130,11 @@ void StoreImpl::PlanDirectPut(const std::vector<RecordView>& views, const WriteO
   // which the log's sequence marks do not cover. A version 3 log holds no
   // marks (the first writable open rewrites it).
   if (opts.skip_warm || log_->version() < 4) return;
+  if (hot_.size() + views.size() <= opts.hot_capacity) return;  // room for all: no lookup needed
   std::unordered_set<uint64_t> superseded;  // hot keys of records the batch replaces
-  for (const RecordView& v : views) {
-    const Location* at = index_.Find(v.id);
+  for (size_t k = 0; k < views.size(); ++k) {
+    if (k + kIndexPrefetch < views.size()) index_.Prefetch(views[k + kIndexPrefetch].id);
+    const Location* at = index_.Find(views[k].id);
     if (at != nullptr && at->tier() == Tier::kHot) superseded.insert(at->hot_key());
   }
   const uint64_t after = hot_.size() - superseded.size() + views.size();
