@@ -71,6 +71,7 @@
 
 #include "record.h"
 #include "status.h"
+#include "warm_filter_array.h"
 
 namespace tierstore {
 
@@ -280,6 +281,13 @@ class WarmTier {
   // warm_block::IsLive and WarmRun::PendingFree). No checks: for similarity
   // scans.
   virtual void ScanRuns(std::vector<WarmRun>* out) const = 0;
+
+  // The filter entries of the slots (warm_filter_array.h), for filtered
+  // scans: made from every live block and its var bytes on the first call
+  // (a block that does not read back is left unknown: the caller reads it),
+  // kept current by Insert from then on. The view is valid until the next
+  // Insert. Safe to call from concurrent readers.
+  virtual WarmFilterArray::View FilterEntries() const = 0;
 
   // Marks a live slot free (reusable).
   virtual Status Free(uint32_t slot) = 0;
