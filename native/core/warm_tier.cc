@@ -250,15 +250,18 @@ class WarmTierImpl final : public WarmTier {
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
 
   WarmFilterArray::View FilterEntries() const override {
-    if (!filter_.built()) {
-      filter_.Build(scan_limit_, [&](uint32_t slot, FilterEntry* e) {
-        RecordView v;
-        if (!IsLive(slot) || !Peek(slot, &v).ok()) return false;
-        *e = FilterEntry::Of(v);
-        return true;
-      });
-    }
+    filter_.Prepare(scan_limit_, [&](uint32_t slot, FilterEntry* e) {
+      RecordView v;
+      if (!IsLive(slot) || !Peek(slot, &v).ok()) return false;
+      *e = FilterEntry::Of(v);
+      return true;
+    });
     return filter_.Snapshot();
+  }
+  Status AdoptFilterFile(uint64_t store_id, uint64_t token) override { return filter_.Adopt(dir_, store_id, token); }
+  Status WriteFilterFile(uint64_t store_id, uint64_t token, bool durable) override {
+    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    return filter_.WriteFile(dir_, store_id, token, durable);
   }
 
   void ScanRuns(std::vector<WarmRun>* out) const override {
@@ -1057,7 +1060,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   SetFree(slot, false);
   ++live_;
   var_live_bytes_ += prefix + n;
-  if (filter_.built()) filter_.Set(slot, FilterEntry::Of(rec));
+  if (filter_.made()) filter_.Set(slot, FilterEntry::Of(rec));
   *slot_out = slot;
   return Status::OK();
 }
