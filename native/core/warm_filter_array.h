@@ -46,7 +46,7 @@ namespace tierstore {
 
 class WarmFilterArray {
  public:
-  static constexpr uint32_t kSlotsPerChunk = 16384;
+  static constexpr uint32_t kSlotsPerChunk = 2048;
 
   struct Chunk {
     FilterEntry entries[kSlotsPerChunk];
