@@ -264,7 +264,7 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
   // cold: the scalar columns and the segment's signatures), so an excluded
   // row costs no block, embedding or metadata read. A warm slot the array
   // does not know is decided from its block and var bytes.
-  auto rest_passes = [&](const ScanRange& r, size_t i, Status* error) REQUIRES_SHARED(mu_) -> Verdict {
+  auto rest_passes = [&](const ScanRange& r, size_t i) REQUIRES_SHARED(mu_) -> Verdict {
     if (filter == nullptr || !filter->needs_record()) return kIn;
     switch (r.kind) {
       case ScanRange::Kind::kHot:
@@ -328,19 +328,19 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
           if (!((r.deleted[i / 64] >> (i % 64)) & 1) &&
               !Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)})) &&
               confidence_passes(r.confidence[i])) {
-            v = rest_passes(r, i, error);
+            v = rest_passes(r, i);
           }
           break;
         case ScanRange::Kind::kHot:
           if (r.info[i].key != 0 && confidence_passes(r.info[i].confidence)) {  // key 0: a free row
-            v = rest_passes(r, i, error);
+            v = rest_passes(r, i);
           }
           break;
         case ScanRange::Kind::kWarm: {
           const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
           if (r.warm.Free(slot)) break;
           // The filter first: a row it excludes by its entry costs no block.
-          v = rest_passes(r, i, error);
+          v = rest_passes(r, i);
           if (v == kOut) break;
           const uint8_t* block = r.WarmBlock(i);
           if (!warm_block::IsLive(block)) {
