@@ -169,8 +169,9 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
 }
 
 // Step 1. A filtered recall takes the tiers' filter arrays too (the warm
-// slots' entries, the cold segments' signatures), and advises the kernel
-// of no whole range: the scan advises only the spans its filter admits.
+// slots' entries, the cold segments' signatures), and asks the kernel to
+// read ahead no block or embedding: the rows its filter excludes are not
+// to be read at all.
 Status StoreImpl::CollectRanges(const RecallOptions& options, const WarmFilterArray::View* warm_filter,
                                 std::vector<ScanRange>* out) {
   auto in_scope = [&](Tier t) {
@@ -411,7 +412,6 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
     constexpr size_t kScanBlock = 256;
     float dots[kScanBlock];
     uint8_t admitted[kScanBlock];
-    const bool advise = filter != nullptr && filter->needs_record();
     for (const ScanRange& r : ranges) {
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
       for (size_t block_lo = lo; block_lo < hi; block_lo += kScanBlock) {
@@ -423,15 +423,6 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
             if (admitted[i - from] != kOut) r.Dots(unit.data(), i, i + 1, dims_, &dots[i - from]);
           }
         } else {
-          // Rows the filter admits densely: read ahead what they span (the
-          // unfiltered scan advised whole ranges in CollectRanges).
-          if (advise && r.kind != ScanRange::Kind::kHot) {
-            if (r.kind == ScanRange::Kind::kWarm) {
-              AdviseWillNeed(r.WarmBlock(from), (to - from) * r.warm.block_size);
-            } else {
-              AdviseWillNeed(r.Row(from, dims_), (to - from) * dims_ * sizeof(float));
-            }
-          }
           r.Dots(unit.data(), from, to, dims_, dots);
         }
         for (size_t i = from; i < to; ++i) {
