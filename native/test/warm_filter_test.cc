@@ -8,10 +8,12 @@
 
 #include <fcntl.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/file_util.h"
@@ -251,4 +253,41 @@ TEST(WarmTierEntriesFollowInsertsAndSlotReuse) {
   CHECK(!t->AdoptFilterFile(5, 7).ok());
   v = t->FilterEntries();
   CHECK(v.Find(1) != nullptr && want_b.MayMatch(*v.Find(1)));
+}
+
+TEST(ConcurrentFirstScansPrepareOnce) {
+  // Filtered scans under the Store's shared lock may race to make the
+  // entries: one makes them, the others wait and see them whole.
+  const std::string dir = tstest::TempDir("warm-filter-race");
+  {
+    WarmFilterArray a;
+    a.Prepare(kSlots, [](uint32_t slot, FilterEntry* e) {
+      *e = EntryOf(slot);
+      return true;
+    });
+    CHECK_OK(a.WriteFile(dir, 3, 4, false));
+  }
+  for (bool adopted : {false, true}) {
+    WarmFilterArray a;
+    if (adopted) CHECK_OK(a.Adopt(dir, 3, 4));
+    std::atomic<size_t> calls{0};
+    std::atomic<size_t> bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        a.Prepare(kSlots, [&](uint32_t slot, FilterEntry* e) {
+          calls.fetch_add(1, std::memory_order_relaxed);
+          *e = EntryOf(slot);
+          return true;
+        });
+        WarmFilterArray::View v = a.Snapshot();
+        for (uint32_t s = 0; s < kSlots; s += 97) {
+          if (!SameEntry(v.Find(s), EntryOf(s))) bad.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    CHECK_EQ(bad.load(), size_t{0});
+    CHECK_EQ(calls.load(), adopted ? size_t{0} : size_t{kSlots});
+  }
 }
