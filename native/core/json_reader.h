@@ -44,12 +44,13 @@ class JsonReader {
     out->clear();
     if (!Consume('"')) return false;
     while (p_ < end_) {
+      // A run of plain characters at once.
+      const char* run = p_;
+      while (p_ < end_ && *p_ != '"' && *p_ != '\\') ++p_;
+      out->append(run, static_cast<size_t>(p_ - run));
+      if (p_ == end_) return false;
       const char c = *p_++;
       if (c == '"') return true;
-      if (c != '\\') {
-        out->push_back(c);
-        continue;
-      }
       if (p_ == end_) return false;
       const char e = *p_++;
       switch (e) {

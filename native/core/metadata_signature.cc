@@ -10,15 +10,29 @@ namespace tierstore {
 
 namespace {
 
-// FNV-1a over the bytes, then a 64-bit finalizer (splitmix64's) so that the
-// low bits the signature takes are well mixed.
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull, kFnvPrime = 0x100000001b3ull;
+// Bytes absorbed a little-endian 64-bit word at a time (a short tail
+// zero-extended, its length in the top byte), each word mixed by a multiply
+// and a shift; then splitmix64's finalizer, so that the low bits the
+// signature takes are well mixed. The exact steps are in
+// docs/format/warm-filter.md.
+constexpr uint64_t kSeed = 0x9e3779b97f4a7c15ull, kMul = 0xbf58476d1ce4e5b9ull;
 
-uint64_t Fnv(uint64_t h, const void* data, size_t n) {
+uint64_t Step(uint64_t h, uint64_t w) {
+  h = (h ^ w) * kMul;
+  return h ^ (h >> 31);
+}
+
+uint64_t Absorb(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= kFnvPrime;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = Step(h, w);
+  }
+  if (n > 0) {
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = Step(h, w | (uint64_t{n} << 56));
   }
   return h;
 }
@@ -35,10 +49,10 @@ uint64_t PairHash(std::string_view key, const JsonScalar& value) {
   // The key's length first, so that no key/value split of the same bytes
   // collides by construction.
   const uint64_t key_len = key.size();
-  uint64_t h = Fnv(kFnvOffset, &key_len, sizeof key_len);
-  h = Fnv(h, key.data(), key.size());
+  uint64_t h = Step(kSeed, key_len);
+  h = Absorb(h, key.data(), key.size());
   const auto kind = static_cast<uint8_t>(value.kind);
-  h = Fnv(h, &kind, 1);
+  h = Absorb(h, &kind, 1);
   switch (value.kind) {
     case JsonScalar::Kind::kNumber: {
       // By value: -0 == 0 (the only two doubles that are equal with other
@@ -46,10 +60,10 @@ uint64_t PairHash(std::string_view key, const JsonScalar& value) {
       const double d = value.number == 0 ? 0.0 : value.number;
       uint64_t bits;
       std::memcpy(&bits, &d, sizeof bits);
-      h = Fnv(h, &bits, sizeof bits);
+      h = Step(h, bits);
       break;
     }
-    case JsonScalar::Kind::kString: h = Fnv(h, value.string.data(), value.string.size()); break;
+    case JsonScalar::Kind::kString: h = Absorb(h, value.string.data(), value.string.size()); break;
     default: break;
   }
   return Mix(h);
