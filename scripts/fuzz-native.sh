@@ -155,6 +155,7 @@ main() {
       warm_var_fuzz) echo 20480 ;;
       cold_segment_fuzz) echo 8192 ;;
       index_file_fuzz) echo 8192 ;;
+      warm_filter_fuzz) echo 8192 ;;
       store_open_fuzz) echo 131072 ;;
       *) echo 65536 ;;
     esac

@@ -3,7 +3,11 @@
 // matching records only, exactly as a brute-force scan of those records; a
 // filtered listing or iteration yields exactly the matching records, paging
 // by offset and by cursor; a cursor keeps its filter; a bad filter is
-// INVALID_ARGUMENT naming its path, checked before anything runs.
+// INVALID_ARGUMENT naming its path, checked before anything runs. The warm
+// filter entries a clean close saves (warm.filter) change speed only: a
+// store whose file was removed, damaged or left by another close answers
+// exactly the same.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -331,6 +335,66 @@ describe('filters', () => {
       expect(store.counts().total, 'the other thread wrote meanwhile').toBe(N + 1000);
     } finally {
       await worker.terminate();
+    }
+  });
+
+  it('filtered answers stay exact when warm.filter is removed, damaged or from another close between close and open', async () => {
+    const { store, rows, storePath } = build();
+    const all = [...rows.values()];
+    const rng = mulberry32(77);
+    const query = randomEmbedding(rng, DIMS, 'float32');
+    store.recall(query, { k: 1, filter: { metadata: { user: 'ann' } } }); // the warm entries are made
+    store.close();
+    const file = path.join(storePath, 'warm.filter');
+    expect(fs.existsSync(file), 'a clean close writes warm.filter').toBe(true);
+    const intact = fs.readFileSync(file);
+    const filters = KINDS.map((kind) => randomFilter(rng, kind));
+    const check = async (what: string) => {
+      const s = scratch.open(storePath, { hotCapacity: 100_000 });
+      for (const filter of filters) {
+        const label = `${what} ${JSON.stringify(filter)}`;
+        expectHits(await s.recallAsync(query, { k: 25, filter }), bruteForce(all, query, 25, filter), rows, query, label);
+        const want = all.filter((r) => r.tier === 'warm' && matches(r, filter)).map((r) => r.id).sort();
+        expect([...s.iterate({ tier: 'warm', filter })].map((m) => m.id).sort(), `${label}: iterate warm`).toEqual(want);
+      }
+      s.close();
+    };
+    await check('intact');
+    const variants: Array<[string, () => void]> = [
+      ['removed', () => fs.rmSync(file)],
+      // Entries of the first slots: their signatures and scalars altered, the chunk's checksum not.
+      ['entries damaged', () => {
+        const b = Buffer.from(intact);
+        for (let at = 4096; at < 4096 + 32 * 64; at += 7) b[at] ^= 0xff;
+        fs.writeFileSync(file, b);
+      }],
+      ['header damaged', () => {
+        const b = Buffer.from(intact);
+        b[20] ^= 1;
+        fs.writeFileSync(file, b);
+      }],
+      ['truncated', () => fs.writeFileSync(file, intact.subarray(0, intact.length - 100))],
+      // The file of an earlier close, whose entries describe other records.
+      ['from another close', () => {
+        const s = scratch.open(storePath, { hotCapacity: 100_000 });
+        const ids = all.filter((r) => r.tier === 'warm').slice(0, 40).map((r) => r.id);
+        for (const id of ids) {
+          const r = rows.get(id)!;
+          // What many of the filters ask for, where the old entries say otherwise.
+          const metadata = { user: USERS[ids.indexOf(id) % USERS.length]!, turn: 7, tags: ['t1', 't2', 't3', 't4'], flag: true, maybe: null };
+          const createdAt = 1_700_000_999_999;
+          s.put({ id, content: 'changed', embedding: r.embedding, confidence: r.confidence, activation: r.activation, createdAt, metadata });
+          expect(s.move(id, 'warm')).toBe(true);
+          rows.set(id, { ...r, createdAt, metadata });
+        }
+        s.close();
+        all.splice(0, all.length, ...rows.values());
+        fs.writeFileSync(file, intact);
+      }],
+    ];
+    for (const [what, damage] of variants) {
+      damage();
+      await check(what);
     }
   });
 });

@@ -115,6 +115,8 @@ describe('an open after a clean close reads no warm or cold data', () => {
       const first = (tier) => { for (const m of s.iterate({ tier })) return m.id; };
       const c = s.counts();
       const out = { warmId: first('warm'), coldId: first('cold'), counts: { hot: c.hot, warm: c.warm, cold: c.cold, total: c.total } };
+      // A filtered scan makes the warm filter entries, which the close saves as warm.filter: the open maps it and reads its header only.
+      s.list({ tier: 'warm', limit: 1, filter: { createdAfter: 0 } });
       s.close();
       emit('RESULT', out);
     `, { p, n: N, dims: DIMS }, 300_000);
@@ -124,6 +126,7 @@ describe('an open after a clean close reads no warm or cold data', () => {
     expect(info.counts.warm + info.counts.cold, 'most records are in warm and cold').toBeGreaterThan(N * 0.9);
     expect(info.warmId && info.coldId, 'a warm and a cold record').toBeTruthy();
     expect(fs.readdirSync(p), 'the clean close wrote the index').toContain('id.index');
+    expect(fs.readdirSync(p), 'and the warm filter entries').toContain('warm.filter');
 
     const hotLog = fs.statSync(path.join(p, 'hot.log')).size;
     const bound = BYTES_PER_RECORD * N + hotLog;

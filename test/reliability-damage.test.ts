@@ -5,7 +5,9 @@
 // process. Every case must read back exactly the data written, or fail with a
 // TierStoreError CORRUPTION/IO_ERROR naming the damaged file; never a wrong
 // answer, a silent loss, a hang or a signal. Damage to the persisted id index
-// (id.index) alone allows only the first: the index is rebuilt from the data.
+// (id.index) or the warm filter entries (warm.filter) alone allows only the
+// first: they are made again from the data. Every case also checks a
+// filtered recall against the records it iterated.
 //
 // The judge is tested first on fabricated results, then end to end with
 // planted faults (an altered and a dropped record, a wrong error code, a
@@ -130,6 +132,20 @@ describe('the damage judge', () => {
     expect(judgeCase(cleanRef, idx, okResult({ a: ['hot', D.a] }, { indexChanged: true })).problems.join('\n'), 'a rebuilt index still must give every record').toMatch(/silently missing/);
     const both = { kind: 'double', file: 'id.index', files: ['id.index', 'warm.blocks'], parts: [idx, { kind: 'flipBits', file: 'warm.blocks', files: ['warm.blocks'] }], description: 'both' };
     expect(judgeCase(cleanRef, both, failed('CORRUPTION', '/x/warm.blocks: checksum mismatch', 'get')).problems, 'with a data file damaged too, CORRUPTION naming it is right').toEqual([]);
+  });
+
+  it('damage to warm.filter alone: an error or a filtered recall that disagrees with the records is a finding', () => {
+    const wf = { kind: 'flipBits', file: 'warm.filter', files: ['warm.filter'], bits: [[5000, 1]], damage: [5000, 5000], description: 'flip' };
+    const records = { a: ['warm', D.a], b: ['cold', D.b] } as Record<string, [string, string]>;
+    expect(judgeCase(cleanRef, wf, failed('CORRUPTION', '/x/warm.filter: checksum mismatch', 'recall-filter')).problems.join('\n')).toMatch(/only warm\.filter was damaged, yet recall-filter failed with CORRUPTION/);
+    const filtered = (got: string[]) => {
+      const r = okResult(records);
+      Object.assign(r.obs, { filtered: { want: ['a'], got } });
+      return r;
+    };
+    expect(judgeCase(cleanRef, wf, filtered(['a'])).problems).toEqual([]);
+    expect(judgeCase(cleanRef, wf, filtered([])).problems.join('\n')).toMatch(/a filtered recall disagrees with the records it iterated/);
+    expect(judgeCase(cleanRef, flip, filtered(['a', 'b'])).problems.join('\n')).toMatch(/a filtered recall disagrees/);
   });
 
   it('allows a torn log tail only after a crash, and only for the entries at or after the damage', () => {

@@ -20,6 +20,8 @@
 
 #include "cold_format.h"
 #include "file_util.h"
+#include "metadata_signature.h"
+#include "mutex.h"
 #include "status.h"
 
 namespace tierstore::cold {
@@ -53,6 +55,11 @@ struct Segment {
   // CheckColumns passed (at open, or later), or this process wrote the file.
   mutable std::atomic<bool> columns_checked{false};
   mutable std::atomic<bool> structure_checked{false};  // EnsureStructure passed
+  // The metadata signature of every row (metadata_signature.h), made by the
+  // first filtered scan that asks for them and immutable after, so a pointer
+  // to them stays valid as long as the segment.
+  mutable Mutex signatures_mu;
+  mutable std::unique_ptr<MetadataSignature[]> signatures GUARDED_BY(signatures_mu);
 
   // Reads every column: their checksums, the string offsets (monotone,
   // within limits, ending at their bytes' size) and the key order. What an

@@ -118,6 +118,21 @@ class SCOPED_CAPABILITY ReentrantReaderLock {
   bool owns_;
 };
 
+// The signatures of a segment's rows, made on the first call (from the
+// metadata column the view points into) and kept with the segment.
+const MetadataSignature* SignaturesOf(const cold::Segment& s, const ColdSegmentView& view) {
+  MutexLock lock(s.signatures_mu);
+  if (s.signatures == nullptr) {
+    auto sigs = std::make_unique<MetadataSignature[]>(view.rows);
+    for (uint64_t r = 0; r < view.rows; ++r) {
+      std::string_view metadata;
+      sigs[r] = view.Metadata(r, &metadata) ? MetadataSignature::Of(metadata) : MetadataSignature::All();
+    }
+    s.signatures = std::move(sigs);
+  }
+  return s.signatures.get();
+}
+
 // Marks this thread as inside a callback of `tier` while it holds the
 // tier's lock (exclusively, for before_unlink): readers called from the
 // callback do not lock again, mutators fail instead of deadlocking.
@@ -378,7 +393,7 @@ class ColdTierImpl final : public ColdTier {
     return st;
   }
 
-  Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const override {
+  Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn, bool with_signatures) const override {
     ScanLock lock(mu_, this);
     for (const Segment* s : ptrs_) {
       ColdSegmentView view;
@@ -395,6 +410,7 @@ class ColdTierImpl final : public ColdTier {
       view.metadata_size = s->size[kMetaBytes];
       // The active copy: exact under this shared lock (Delete is exclusive).
       view.deleted = reinterpret_cast<const uint64_t*>(s->ActiveWords());
+      if (with_signatures) view.signatures = SignaturesOf(*s, view);
       TS_RETURN_IF_ERROR(fn(view));
     }
     return Status::OK();

@@ -60,6 +60,7 @@
 #include <string>
 #include <vector>
 
+#include "metadata_signature.h"
 #include "record.h"
 #include "status.h"
 
@@ -104,6 +105,10 @@ struct ColdSegmentView {
     return true;
   }
   const uint64_t* deleted = nullptr;  // ceil(rows / 64) words
+  // Row r's metadata signature (metadata_signature.h): set only when the
+  // scan asked for them; a row whose metadata offsets are damaged has every
+  // bit set (the exact check reports it).
+  const MetadataSignature* signatures = nullptr;
 
   std::string_view Metadata(uint64_t r) const {
     return std::string_view(metadata_bytes + metadata_offsets[r], metadata_offsets[r + 1] - metadata_offsets[r]);
@@ -204,7 +209,10 @@ class ColdTier {
 
   // Similarity fast path: calls fn once per segment, in key order, under one
   // shared lock, with views of its contiguous columns (see ColdSegmentView).
-  virtual Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const = 0;
+  // with_signatures: fill ColdSegmentView::signatures, made from the
+  // metadata column on the first such scan of a segment and kept with it.
+  virtual Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn, bool with_signatures) const = 0;
+  Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const { return ScanSegments(fn, false); }
 
   // The key of the n-th live row (0-based) in key order; false if n >= live count.
   virtual bool NthLiveKey(uint64_t n, uint64_t* key) const = 0;

@@ -4,8 +4,8 @@
 // pointer per record to rows scattered across the heap. The arena keeps
 // them in chunks of a few MiB (row-major, stride =
 // dimensions, 64-byte aligned chunk start, transparent huge pages advised),
-// with a small info entry per row (owner key, norm, confidence) so a scan
-// never touches the records themselves.
+// with a small info entry per row (owner key, norm, what a filter reads) so
+// a scan never touches the records themselves.
 //
 // Guarantees:
 // - A row's address never changes while it is allocated; chunks are freed
@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "filter_entry.h"
+
 namespace tierstore {
 
 class EmbeddingArena {
@@ -31,6 +33,7 @@ class EmbeddingArena {
     uint64_t key = 0;
     float norm = 0.0f;
     float confidence = 0.0f;
+    FilterEntry filter;  // the record's scalars and metadata signature
   };
   // One chunk as a scan sees it: rows [0, used) of `rows` (stride = dims).
   struct ChunkView {

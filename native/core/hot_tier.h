@@ -25,6 +25,7 @@
 #include "embedding_arena.h"
 #include "hot_log.h"
 #include "key_ordered_table.h"
+#include "metadata_signature.h"
 #include "record.h"
 
 namespace tierstore {
@@ -47,6 +48,9 @@ struct HotRecord {
   uint64_t seq = 0;
   uint64_t key = 0;  // arrival order in hot: the iteration order
   bool access_dirty = false;
+  // Of the metadata, made with the copy (the filter arrays' entry; see
+  // filter_entry.h).
+  MetadataSignature signature;
 
   HotRecord(const HotRecord&) = delete;
   HotRecord& operator=(const HotRecord&) = delete;
@@ -95,6 +99,7 @@ inline std::unique_ptr<HotRecord> HotRecord::CopyOf(const RecordView& v, uint32_
   r->last_access_at = v.last_access_at;
   r->access_count = v.access_count;
   r->seq = v.seq;
+  r->signature = MetadataSignature::Of(v.metadata);
   return r;
 }
 
@@ -139,6 +144,10 @@ class HotTier {
     info.key = rec->key;
     info.norm = rec->norm;
     info.confidence = rec->confidence;
+    info.filter.created_at = rec->created_at;
+    info.filter.confidence = rec->confidence;
+    info.filter.activation = rec->activation;
+    info.filter.signature = rec->signature;
     return rec->key;
   }
   void Append(std::unique_ptr<HotRecord> rec) {

@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include "filter_entry.h"
+#include "metadata_signature.h"
 #include "record.h"
 #include "status.h"
 
@@ -47,6 +49,7 @@ class RecordFilter {
     std::string key;       // decoded UTF-8
     std::string key_text;  // as the condition's JSON wrote it, with its ':'
     std::vector<JsonScalar> values;
+    std::vector<MetadataSignature> value_signatures;  // parallel to values: OfPair(PairHash(key, value))
   };
 
   // What the caller asks; absent conditions are NaN (numbers) or empty.
@@ -79,6 +82,27 @@ class RecordFilter {
   bool MatchesConfidence(float confidence) const { return !has_min_confidence_ || confidence >= min_confidence_; }
   bool MatchesScalars(double created_at, float confidence, float activation) const;
   bool MatchesMetadata(std::string_view metadata_json) const;
+  // False only when no record with this signature can match the metadata
+  // conditions (see MetadataSignature): a record that passes is confirmed
+  // with MatchesMetadata.
+  bool MayMatchSignature(const MetadataSignature& signature) const {
+    for (const MetadataCondition& cond : metadata_) {
+      bool any = false;
+      for (const MetadataSignature& need : cond.value_signatures) {
+        if (signature.Holds(need)) {
+          any = true;
+          break;
+        }
+      }
+      if (!any) return false;
+    }
+    return true;
+  }
+  // False only for a record the filter excludes: the scalar conditions
+  // exactly, the metadata ones by signature.
+  bool MayMatch(const FilterEntry& e) const {
+    return MatchesScalars(e.created_at, e.confidence, e.activation) && MayMatchSignature(e.signature);
+  }
   bool Matches(const RecordView& v) const {
     return MatchesScalars(v.created_at, v.confidence, v.activation) && (metadata_.empty() || MatchesMetadata(v.metadata));
   }

@@ -361,7 +361,8 @@ class StoreImpl final : public Store {
   struct RecallQuery;
   struct ScanRange;
   struct Scored;
-  Status CollectRanges(const RecallOptions& options, std::vector<ScanRange>* out) REQUIRES_SHARED(mu_);
+  Status CollectRanges(const RecallOptions& options, const WarmFilterArray::View* warm_filter,
+                       std::vector<ScanRange>* out) REQUIRES_SHARED(mu_);
   Status Scan(const std::vector<ScanRange>& ranges, const RecallQuery& q, const RecallOptions& options,
             std::vector<Scored>* candidates) REQUIRES_SHARED(mu_);
   void Rescore(const RecallQuery& q, std::vector<Scored>* candidates) const;

@@ -23,12 +23,20 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
   // null.
   auto skip = [&](uint64_t seq) NO_THREAD_SAFETY_ANALYSIS { return iter != nullptr && iter->Skips(seq); };
   auto admit = [&](const RecordView& v) { return filter == nullptr || filter->Matches(v); };
+  // The filter decides first from what the tiers keep for it (hot: the
+  // record's scalars and signature; warm: the slots' filter entries), so a
+  // record it excludes is not read; the others are checked exactly.
+  const bool by_entries = filter != nullptr && filter->needs_record();
   while (out->size() < max && !st->Done()) {
     if (st->phase == ScanPhase::kHot) {
       auto it = hot_.UpperBound(st->after);
       for (; it != hot_.end() && out->size() < max; ++it) {
         st->after = it.key();
         const HotRecord& r = *it.value();
+        if (by_entries && !(filter->MatchesScalars(r.created_at, r.confidence, r.activation) &&
+                            filter->MayMatchSignature(r.signature))) {
+          continue;
+        }
         if (!skip(r.seq)) {
           const RecordView v = r.View();
           if (admit(v)) out->Append(Tier::kHot, v, emb, dims_);
@@ -38,10 +46,15 @@ Status StoreImpl::ScanLocked(ScanState* st, size_t max, bool emb, RecordBatch* o
     } else if (st->phase == ScanPhase::kWarm) {
       const uint32_t limit = warm_->SlotLimit();
       uint64_t slot = st->after;  // position key = slot + 1, so the next slot is `after`
-      if (slot < limit) warm_->WillNeed(static_cast<uint32_t>(slot), static_cast<uint32_t>(std::min<uint64_t>(max, limit - slot)));
+      const WarmFilterArray::View entries = by_entries ? warm_->FilterEntries() : WarmFilterArray::View();
+      if (slot < limit && entries.empty()) {
+        warm_->WillNeed(static_cast<uint32_t>(slot), static_cast<uint32_t>(std::min<uint64_t>(max, limit - slot)));
+      }
       for (; slot < limit && out->size() < max; ++slot) {
         st->after = slot + 1;
         if (!warm_->IsLive(static_cast<uint32_t>(slot)) || Masked(Tier::kWarm, slot)) continue;
+        const FilterEntry* e = entries.Find(static_cast<uint32_t>(slot));
+        if (e != nullptr && !filter->MayMatch(*e)) continue;
         RecordView v;
         TS_RETURN_IF_ERROR(warm_->Read(static_cast<uint32_t>(slot), emb, &v));
         TS_RETURN_IF_ERROR(CheckSequence(v.seq, Location::Warm(static_cast<uint32_t>(slot))));

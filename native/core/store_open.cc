@@ -151,6 +151,10 @@ Status StoreImpl::OpenFilesLocked(uint32_t dimensions) {
     warm_count_ = index_info.warm_count;
     cold_count_ = index_info.cold_count;
     seq_ = std::max(seq_, index_info.sequence);
+    // The warm slots' filter entries of the same clean close, mapped (its
+    // header page read). Best effort: without them the first filtered scan
+    // makes them from the blocks.
+    (void)warm_->AdoptFilterFile(store_id_, manifest.index_token);
   }
   TS_RETURN_IF_ERROR(Recover(manifest, from_index));
   if (index_rebuilt_ && !read_only_) {
@@ -441,6 +445,9 @@ void StoreImpl::CloseFiles() {
     // naming the old token), and the next open rebuilds.
     uint64_t token = 0;
     if (s.ok() && !WriteIndex(/*durable=*/true, &token).ok()) token = 0;  // the next open rebuilds
+    // The warm filter entries under the same token. Best effort: a file
+    // that is missing or not this close's is only slower (made again).
+    if (s.ok() && token != 0) (void)warm_->WriteFilterFile(store_id_, token, /*durable=*/true);
     if (s.ok()) s = WriteCleanManifest(token);
     if (s.ok()) warm_->TrimAtClose();
   }

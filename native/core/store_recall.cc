@@ -64,6 +64,7 @@ struct StoreImpl::ScanRange {
   size_t count = 0;
   uint32_t segment = 0;                                // cold
   WarmRun warm;                                        // warm
+  const WarmFilterArray::View* warm_filter = nullptr;  // warm, filtered recalls: the slots' filter entries
 
   const uint8_t* WarmBlock(size_t i) const { return warm.base + i * warm.block_size; }
   const float* Row(size_t i, uint32_t dims) const {
@@ -156,18 +157,27 @@ Status StoreImpl::Recall(const float* query, const RecallOptions& options, Recal
   // The store lock stays held (shared) for the whole call: nothing can move
   // or unmap underneath the pointers the steps collect.
   std::vector<ScanRange> ranges;
-  TS_RETURN_IF_ERROR(CollectRanges(options, &ranges));
+  WarmFilterArray::View warm_filter;
+  if (options.filter != nullptr && options.filter->needs_record() && warm_count_ > 0) {
+    warm_filter = warm_->FilterEntries();
+  }
+  TS_RETURN_IF_ERROR(CollectRanges(options, &warm_filter, &ranges));
   std::vector<Scored> candidates;
   TS_RETURN_IF_ERROR(Scan(ranges, q, options, &candidates));
   Rescore(q, &candidates);
   return Rank(&candidates, options, result);
 }
 
-// Step 1.
-Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRange>* out) {
+// Step 1. A filtered recall takes the tiers' filter arrays too (the warm
+// slots' entries, the cold segments' signatures), and asks the kernel to
+// read ahead no block or embedding: the rows its filter excludes are not
+// to be read at all.
+Status StoreImpl::CollectRanges(const RecallOptions& options, const WarmFilterArray::View* warm_filter,
+                                std::vector<ScanRange>* out) {
   auto in_scope = [&](Tier t) {
     return options.tier == TierSelector::kAll || static_cast<int>(options.tier) == static_cast<int>(t);
   };
+  const bool filtered = options.filter != nullptr && options.filter->needs_record();
   if (in_scope(Tier::kHot) && !hot_.empty()) {
     for (size_t c = 0; c < hot_.arena().chunk_count(); ++c) {
       EmbeddingArena::ChunkView chunk = hot_.arena().Chunk(c);
@@ -184,15 +194,18 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
     std::vector<WarmRun> runs;
     warm_->ScanRuns(&runs);
     for (const WarmRun& run : runs) {
-      AdviseWillNeed(run.base, size_t{run.count} * run.block_size);  // the mappings read no ahead by themselves
+      // The mappings read no ahead by themselves.
+      if (!filtered) AdviseWillNeed(run.base, size_t{run.count} * run.block_size);
       ScanRange r;
       r.kind = ScanRange::Kind::kWarm;
       r.warm = run;
       r.count = run.count;
+      r.warm_filter = filtered ? warm_filter : nullptr;
       out->push_back(r);
     }
   }
   if (in_scope(Tier::kCold) && cold_count_ > 0) {
+    const bool signatures = filtered && options.filter->has_metadata();
     TS_RETURN_IF_ERROR(cold_->ScanSegments([&](const ColdSegmentView& seg) {
       ScanRange r;
       r.kind = ScanRange::Kind::kCold;
@@ -205,7 +218,7 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
       r.deleted = seg.deleted;
       r.count = seg.rows;
       r.segment = seg.segment;
-      AdviseWillNeed(seg.embeddings, static_cast<size_t>(seg.rows * dims_ * sizeof(float)));
+      if (!filtered) AdviseWillNeed(seg.embeddings, static_cast<size_t>(seg.rows * dims_ * sizeof(float)));
       for (const void* col : {static_cast<const void*>(seg.norms), static_cast<const void*>(seg.confidence),
                               static_cast<const void*>(seg.activation)}) {
         AdviseWillNeed(col, static_cast<size_t>(seg.rows * sizeof(float)));
@@ -213,7 +226,7 @@ Status StoreImpl::CollectRanges(const RecallOptions& options, std::vector<ScanRa
       AdviseWillNeed(seg.created_at, static_cast<size_t>(seg.rows * sizeof(double)));
       out->push_back(r);
       return Status::OK();
-    }));
+    }, signatures));
   }
   return Status::OK();
 }
@@ -243,23 +256,43 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
     return (!options.has_min_confidence || confidence >= options.min_confidence) &&
            (filter == nullptr || filter->MatchesConfidence(confidence));
   };
-  // The filter's conditions beyond confidence: the scalars from the tier's
-  // columns or block header where they are (cold, warm), the record itself
-  // for hot (in RAM) and for metadata.
-  auto rest_passes = [&](const ScanRange& r, size_t i, Status* error) REQUIRES_SHARED(mu_) {
-    if (filter == nullptr || !filter->needs_record()) return true;
-    if (r.kind == ScanRange::Kind::kCold && !filter->MatchesScalars(r.created_at[i], r.confidence[i], r.activation[i])) {
-      return false;
-    }
-    if (r.kind == ScanRange::Kind::kWarm) {
-      const uint8_t* block = r.WarmBlock(i);
-      if (!filter->MatchesScalars(warm_block::CreatedAt(block), warm_block::Confidence(block), warm_block::Activation(block))) {
-        return false;
+  // A row's verdict before its score: kOut; kIn; or kMaybe, which passes
+  // everything but the metadata conditions' exact check (its filter entry's
+  // signature holds their bits), done only if its score would keep it.
+  enum Verdict : uint8_t { kOut = 0, kIn = 1, kMaybe = 2 };
+  // The filter's conditions beyond confidence, from the tiers' filter
+  // arrays (hot: the arena's row info; warm: the slots' filter entries;
+  // cold: the scalar columns and the segment's signatures), so an excluded
+  // row costs no block, embedding or metadata read. A warm slot the array
+  // does not know is decided from its block and var bytes.
+  auto rest_passes = [&](const ScanRange& r, size_t i) REQUIRES_SHARED(mu_) -> Verdict {
+    if (filter == nullptr || !filter->needs_record()) return kIn;
+    switch (r.kind) {
+      case ScanRange::Kind::kHot:
+        return !filter->MayMatch(r.info[i].filter) ? kOut : by_metadata ? kMaybe : kIn;
+      case ScanRange::Kind::kCold:
+        if (!filter->MatchesScalars(r.created_at[i], r.confidence[i], r.activation[i])) return kOut;
+        if (!by_metadata) return kIn;
+        return r.cold.signatures == nullptr || filter->MayMatchSignature(r.cold.signatures[i]) ? kMaybe : kOut;
+      case ScanRange::Kind::kWarm: {
+        const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
+        if (const FilterEntry* e = r.warm_filter != nullptr ? r.warm_filter->Find(slot) : nullptr) {
+          return !filter->MayMatch(*e) ? kOut : by_metadata ? kMaybe : kIn;
+        }
+        const uint8_t* block = r.WarmBlock(i);
+        if (!filter->MatchesScalars(warm_block::CreatedAt(block), warm_block::Confidence(block),
+                                    warm_block::Activation(block))) {
+          return kOut;
+        }
+        return by_metadata ? kMaybe : kIn;
       }
     }
-    if (r.kind != ScanRange::Kind::kHot && !by_metadata) return true;
-    // Metadata as stored, its checksum not verified here: a hit is read
-    // again, checksums and all, by Rank.
+    return kOut;
+  };
+  // The exact metadata check of a kMaybe row: metadata as stored, its
+  // checksum not verified here (a hit is read again, checksums and all, by
+  // Rank).
+  auto metadata_matches = [&](const ScanRange& r, size_t i, Status* error) REQUIRES_SHARED(mu_) {
     if (r.kind == ScanRange::Kind::kCold) {
       std::string_view metadata;
       if (!r.cold.Metadata(i, &metadata)) {
@@ -271,50 +304,60 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
       }
       return filter->MatchesMetadata(metadata);
     }
+    if (r.kind == ScanRange::Kind::kHot) {
+      const HotRecord* rec = HotAt(r.LocOf(i));
+      return rec != nullptr && filter->MatchesMetadata(rec->metadata());
+    }
     RecordView v;
-    const Location loc = r.LocOf(i);
-    Status st = r.kind == ScanRange::Kind::kHot ? ReadAt(loc, /*verify_embedding=*/false, &v)
-                                                : warm_->Peek(loc.warm_slot(), &v);
+    Status st = warm_->Peek(r.LocOf(i).warm_slot(), &v);
     if (!st.ok()) {
       if (error->ok()) *error = std::move(st);
       return false;
     }
-    return filter->Matches(v);
+    return filter->MatchesMetadata(v.metadata);
   };
-  // admitted[i - from] for rows [from, to) of r: live, not masked, passing
-  // min_confidence and the filter. Returns how many are.
-  auto admit_rows = [&](const ScanRange& r, size_t from, size_t to, Status* error, bool* admitted)
+  // verdict[i - from] for rows [from, to) of r: live, not masked, passing
+  // min_confidence and the filter (see Verdict). Returns how many are not
+  // kOut.
+  auto admit_rows = [&](const ScanRange& r, size_t from, size_t to, Status* error, uint8_t* verdict)
                         REQUIRES_SHARED(mu_) {
     size_t n = 0;
     for (size_t i = from; i < to; ++i) {
-      bool ok = false;
+      Verdict v = kOut;
       switch (r.kind) {
         case ScanRange::Kind::kCold:
-          ok = !((r.deleted[i / 64] >> (i % 64)) & 1) &&
-               !Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)})) &&
-               confidence_passes(r.confidence[i]);
+          if (!((r.deleted[i / 64] >> (i % 64)) & 1) &&
+              !Masked(Tier::kCold, ColdKey(ColdLoc{r.segment, static_cast<uint32_t>(i)})) &&
+              confidence_passes(r.confidence[i])) {
+            v = rest_passes(r, i);
+          }
           break;
         case ScanRange::Kind::kHot:
-          ok = r.info[i].key != 0 && confidence_passes(r.info[i].confidence);  // key 0: a free row
+          if (r.info[i].key != 0 && confidence_passes(r.info[i].confidence)) {  // key 0: a free row
+            v = rest_passes(r, i);
+          }
           break;
         case ScanRange::Kind::kWarm: {
-          const uint8_t* block = r.WarmBlock(i);
           const uint32_t slot = r.warm.first_slot + static_cast<uint32_t>(i);
           if (r.warm.Free(slot)) break;
+          // The filter first: a row it excludes by its entry costs no block.
+          v = rest_passes(r, i);
+          if (v == kOut) break;
+          const uint8_t* block = r.WarmBlock(i);
           if (!warm_block::IsLive(block)) {
             if (error->ok()) {
               *error = Status::Corruption(FileOf(Location::Warm(slot)) + ": slot " + std::to_string(slot) +
                                           " holds a live record but its block does not read live");
             }
+            v = kOut;
             break;
           }
-          ok = !Masked(Tier::kWarm, slot) && confidence_passes(warm_block::Confidence(block));
+          if (Masked(Tier::kWarm, slot) || !confidence_passes(warm_block::Confidence(block))) v = kOut;
           break;
         }
       }
-      ok = ok && rest_passes(r, i, error);
-      admitted[i - from] = ok;
-      n += ok ? 1 : 0;
+      verdict[i - from] = v;
+      n += v != kOut ? 1 : 0;
     }
     return n;
   };
@@ -326,12 +369,21 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
     // Cosine against the unit query: dot / |row|. A row whose norm is
     // outside float's comfortable range (or zero), or whose dot overflowed,
     // is scored again in double, so huge and tiny values score exactly too.
-    auto offer = [&](float dot, float norm, const float* row, const Location& loc) {
+    // A kMaybe row is checked exactly only once its score would keep it.
+    auto offer = [&](float dot, const ScanRange& r, size_t i, bool maybe) REQUIRES_SHARED(mu_) {
+      const float norm = r.Norm(i);
+      const float* row = r.Row(i, dims_);
       float score = (norm >= kFloatSafeMin && norm <= kFloatSafeMax && std::isfinite(dot)) ? dot / norm : ExactCosine(row);
       // Only a damaged file can hold a non-finite value; NaN would break the
       // heap's ordering, so such a row ranks last.
       if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
       std::vector<float>& best = kept->best;
+      if (best.size() >= k && score <= best.front() &&
+          static_cast<double>(score) < static_cast<double>(best.front()) - kSlack) {
+        return;
+      }
+      if (maybe && !metadata_matches(r, i, &kept->error)) return;
+      const Location loc = r.LocOf(i);
       if (best.size() < k) {
         best.push_back(score);
         std::push_heap(best.begin(), best.end(), std::greater<float>());
@@ -359,7 +411,7 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
     // scalars (warm: the block header) are still cached.
     constexpr size_t kScanBlock = 256;
     float dots[kScanBlock];
-    bool admitted[kScanBlock];
+    uint8_t admitted[kScanBlock];
     for (const ScanRange& r : ranges) {
       size_t lo = std::max(begin, base), hi = std::min(end, base + r.count);
       for (size_t block_lo = lo; block_lo < hi; block_lo += kScanBlock) {
@@ -368,13 +420,13 @@ Status StoreImpl::Scan(const std::vector<ScanRange>& ranges, const RecallQuery& 
         if (candidates == 0) continue;
         if (candidates * 4 < to - from) {
           for (size_t i = from; i < to; ++i) {
-            if (admitted[i - from]) r.Dots(unit.data(), i, i + 1, dims_, &dots[i - from]);
+            if (admitted[i - from] != kOut) r.Dots(unit.data(), i, i + 1, dims_, &dots[i - from]);
           }
         } else {
           r.Dots(unit.data(), from, to, dims_, dots);
         }
         for (size_t i = from; i < to; ++i) {
-          if (admitted[i - from]) offer(dots[i - from], r.Norm(i), r.Row(i, dims_), r.LocOf(i));
+          if (admitted[i - from] != kOut) offer(dots[i - from], r, i, admitted[i - from] == kMaybe);
         }
       }
       base += r.count;

@@ -249,6 +249,21 @@ class WarmTierImpl final : public WarmTier {
 
   uint32_t SlotLimit() const override { return static_cast<uint32_t>(chunks_.size() * uint64_t{bpc_}); }
 
+  WarmFilterArray::View FilterEntries() const override {
+    filter_.Prepare(scan_limit_, [&](uint32_t slot, FilterEntry* e) {
+      RecordView v;
+      if (!IsLive(slot) || !Peek(slot, &v).ok()) return false;
+      *e = FilterEntry::Of(v);
+      return true;
+    });
+    return filter_.Snapshot();
+  }
+  Status AdoptFilterFile(uint64_t store_id, uint64_t token) override { return filter_.Adopt(dir_, store_id, token); }
+  Status WriteFilterFile(uint64_t store_id, uint64_t token, bool durable) override {
+    if (read_only_) return Status::ReadOnly("the warm tier in " + dir_ + " is open read-only");
+    return filter_.WriteFile(dir_, store_id, token, durable);
+  }
+
   void ScanRuns(std::vector<WarmRun>* out) const override {
     for (size_t c = 0; c < chunks_.size(); ++c) {
       const uint64_t first = uint64_t{c} * bpc_;
@@ -596,6 +611,8 @@ class WarmTierImpl final : public WarmTier {
   std::vector<Region> chunks_;
   std::vector<uint64_t> free_bits_;
   uint32_t free_hint_ = 0;
+  // What filtered scans read instead of the blocks (FilterEntries).
+  mutable WarmFilterArray filter_;
   // FreeLater's slots, a bit each: free in memory, still "live" on disk
   // until PublishFrees (or Insert reusing the slot). unpublished_bits_ is
   // empty or as long as free_bits_ was at the last FreeLater (slots past it
@@ -1043,6 +1060,7 @@ Status WarmTierImpl::Insert(const RecordView& rec, uint32_t* slot_out) {
   SetFree(slot, false);
   ++live_;
   var_live_bytes_ += prefix + n;
+  if (filter_.made()) filter_.Set(slot, FilterEntry::Of(rec));
   *slot_out = slot;
   return Status::OK();
 }

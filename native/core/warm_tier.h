@@ -71,6 +71,7 @@
 
 #include "record.h"
 #include "status.h"
+#include "warm_filter_array.h"
 
 namespace tierstore {
 
@@ -280,6 +281,23 @@ class WarmTier {
   // warm_block::IsLive and WarmRun::PendingFree). No checks: for similarity
   // scans.
   virtual void ScanRuns(std::vector<WarmRun>* out) const = 0;
+
+  // The filter entries of the slots (warm_filter_array.h), for filtered
+  // scans: those AdoptFilterFile took, or else made from every live block
+  // and its var bytes on the first call (a block that does not read back is
+  // left unknown: the caller reads it), kept current by Insert from then on.
+  // The view is valid until the next Insert. Safe to call from concurrent
+  // readers.
+  virtual WarmFilterArray::View FilterEntries() const = 0;
+  // Right after an open from the persisted index whose token the manifest
+  // named: takes warm.filter when it was written by that same clean close
+  // (mapping it, reading its header page only). Otherwise (no file, another
+  // close's, damaged) nothing changes, and the status says why.
+  virtual Status AdoptFilterFile(uint64_t store_id, uint64_t token) = 0;
+  // At a clean close, after Sync, with the token the clean manifest will
+  // name: writes warm.filter when the entries were made, else removes a
+  // stale one (see WarmFilterArray::WriteFile).
+  virtual Status WriteFilterFile(uint64_t store_id, uint64_t token, bool durable) = 0;
 
   // Marks a live slot free (reusable).
   virtual Status Free(uint32_t slot) = 0;

@@ -2,7 +2,8 @@
 // metadata JSON text from every tier's records, including damaged ones, and
 // the condition text the binding passes. Any text must be parsed or refused
 // without reading past its end, and matching must not depend on anything but
-// the text (the same answer twice).
+// the text (the same answer twice). The record's metadata signature
+// (metadata_signature.h) must never exclude a record the matcher matches.
 //
 // Input: byte 0 is the length of the condition text (0..255 bytes, cut to
 // what is there); the rest is a record's metadata text. A condition text
@@ -31,5 +32,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const bool first = filter.MatchesMetadata(metadata);
   if (filter.MatchesMetadata(metadata) != first) abort();
+  if (first && !filter.MayMatchSignature(tierstore::MetadataSignature::Of(metadata))) abort();
   return 0;
 }

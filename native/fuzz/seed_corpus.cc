@@ -5,10 +5,14 @@
 // time and fails unless both are byte for byte the same, since a crash input
 // only reproduces if the files around it are the same on every run.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
 
+#include "../core/file_util.h"
+#include "../core/warm_filter_array.h"
+#include "../core/warm_filter_file.h"
 #include "fuzz_support.h"
 
 namespace {
@@ -129,6 +133,31 @@ int main(int argc, char** argv) {
     ok &= WriteSeed(out, "utf16_fuzz", "lone-high-then-ascii", 0, utf16le(u"abcdefgh\xD83D" u"abcdefgh"));
     ok &= WriteSeed(out, "utf16_fuzz", "lone-low", 0, utf16le(u"abcdefgh\xDE00" u"abcdefgh"));
     ok &= WriteSeed(out, "utf16_fuzz", "high-high-low", 0, utf16le(u"\xD83D\xD83D\xDE00"));
+  }
+
+  // warm_filter_fuzz: a chunk-count byte, then the first bytes of a
+  // warm.filter of one chunk whose first slots are known.
+  {
+    char tmpl[] = "/tmp/tierstore-seed-warm-filter-XXXXXX";
+    std::string file;
+    if (mkdtemp(tmpl) != nullptr) {
+      tierstore::WarmFilterArray a;
+      a.Prepare(64, [](uint32_t slot, tierstore::FilterEntry* e) {
+        e->created_at = 1.7e12 + slot;
+        e->signature = tierstore::MetadataSignature::Of("{\"n\":" + std::to_string(slot % 5) + "}");
+        return slot % 4 != 3;
+      });
+      if (a.WriteFile(tmpl, 7, 9, false).ok() &&
+          tierstore::ReadWholeFile(tierstore::JoinPath(tmpl, tierstore::kWarmFilterFileName), &file).ok()) {
+        file.resize(tierstore::kWarmFilterHeaderBytes + 64 * sizeof(tierstore::FilterEntry));
+      }
+      std::remove(tierstore::JoinPath(tmpl, tierstore::kWarmFilterFileName).c_str());
+      ::rmdir(tmpl);
+    }
+    ok &= !file.empty();
+    ok &= WriteSeed(out, "warm_filter_fuzz", "one-chunk", 3, std::string(1, '\1') + file);
+    ok &= WriteSeed(out, "warm_filter_fuzz", "one-chunk-unrepaired", 0, std::string(1, '\1') + file);
+    ok &= WriteSeed(out, "warm_filter_fuzz", "header-only", 1, std::string(1, '\0') + file.substr(0, 4096));
   }
 
   if (!ok) return 1;

@@ -39,6 +39,9 @@ import { chooseMutation, applyMutation, INDEX_FILE, loadImage, logEnd, materiali
 const args = parseArgs(process.argv.slice(2), { build: '', dir: '', cases: '' });
 const { open } = loadTierstore();
 const TIERS = ['hot', 'warm', 'cold'];
+// The filtered recall every case checks against the records' own metadata.
+const FILTER_I = Array.from({ length: 36 }, (_, j) => 2 * j);
+const FILTER = { metadata: { i: FILTER_I } };
 
 // ---------------------------------------------------------------------------
 // Reference stores
@@ -111,6 +114,7 @@ function buildReference(kind, dir) {
     s.move(recs[50].id, 'warm');
     s.compact();
     for (let i = 0; i < recs.length; i += 7) s.get(recs[i].id);
+    s.recall(new Float32Array(8).fill(1), { k: 3, filter: FILTER }); // the warm filter entries: warm.filter at close
     s.close();
   } else if (kind === 'clean-skipwarm') {
     info.dims = 3;
@@ -200,7 +204,11 @@ async function readEverything(dir, ref, at, plant) {
     const obs = { tornLogBytes: st.tornLogBytes, indexRebuilt: st.indexRebuilt, indexRebuildReason: st.indexRebuildReason };
     at.stage = 'iterate';
     obs.all = [];
-    for (const m of s.iterate({ tier: 'all', includeEmbeddings: true })) obs.all.push([m.id, m.tier, recordDigest(m)]);
+    const filterWant = [];
+    for (const m of s.iterate({ tier: 'all', includeEmbeddings: true })) {
+      obs.all.push([m.id, m.tier, recordDigest(m)]);
+      if (FILTER_I.includes(m.metadata?.i)) filterWant.push(m.id);
+    }
     if (plant === 'alter') obs.all[0][2] = obs.all[0][2].replace(/^./, (c) => (c === '0' ? '1' : '0'));
     if (plant === 'drop') obs.all.pop();
     at.stage = 'iterate-tier';
@@ -224,6 +232,9 @@ async function readEverything(dir, ref, at, plant) {
       at.stage = 'recallAsync';
       const asyncHits = await s.recallAsync(q, { k });
       obs.recallAsync = asyncHits.map((h) => h.id);
+      at.stage = 'recall-filter';
+      const filtered = await s.recallAsync(q, { k, filter: FILTER });
+      obs.filtered = { want: filterWant.sort(), got: filtered.map((h) => h.id).sort() };
     }
     at.stage = 'list';
     obs.list = {};

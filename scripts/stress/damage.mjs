@@ -61,6 +61,8 @@ import {
 
 const WORKER = path.join(STRESS_DIR, 'damage-worker.mjs');
 export const INDEX_FILE = 'id.index';
+// Derived from the data, like the index: damage to it alone must leave every answer right.
+export const FILTER_FILE = 'warm.filter';
 export const REFERENCE_KINDS = ['clean-tiers', 'clean-skipwarm', 'killed'];
 const PAGE = 4096;
 const TIERS = ['hot', 'warm', 'cold'];
@@ -447,11 +449,14 @@ function manifestDisagreement(names, message, ref) {
 export function judgeCase(ref, m, result) {
   const problems = [];
   const names = (m.files ?? []).map((f) => path.basename(f));
-  // Only the index (or a renamed copy of it) damaged: the data is whole, so the answers must be.
+  // Only the index or the warm filter entries (or a renamed copy of them)
+  // damaged: the data is whole, so the answers must be.
   const indexOnly = names.length > 0 && names.every((n) => n.startsWith(INDEX_FILE));
-  if (!result.ok && indexOnly) {
+  const derivedOnly = names.length > 0 && names.every((n) => n.startsWith(INDEX_FILE) || n.startsWith(FILTER_FILE));
+  if (!result.ok && derivedOnly) {
     const e = result.error ?? {};
-    problems.push(`only ${INDEX_FILE} was damaged, yet ${result.stage} failed with ${e.code ?? e.name}: ${e.message} (the index must be rebuilt from the data)`);
+    const what = indexOnly ? INDEX_FILE : [...new Set(names.map((n) => (n.startsWith(INDEX_FILE) ? INDEX_FILE : FILTER_FILE)))].join(' and ');
+    problems.push(`only ${what} was damaged, yet ${result.stage} failed with ${e.code ?? e.name}: ${e.message} (${indexOnly ? 'the index must be rebuilt' : 'it must be made again'} from the data)`);
     return { verdict: 'detected', problems };
   }
   if (!result.ok) {
@@ -468,6 +473,9 @@ export function judgeCase(ref, m, result) {
   const obs = result.obs;
   if (ref.clean && indexOnly && result.indexChanged && !partsOf(m).some((p) => p.kind === 'appendGarbage') && obs.indexRebuilt !== true) {
     problems.push(`${INDEX_FILE} was damaged after a clean close, yet the open did not rebuild it (indexRebuilt ${obs.indexRebuilt}, reason ${JSON.stringify(obs.indexRebuildReason)})`);
+  }
+  if (obs.filtered && JSON.stringify(obs.filtered.want) !== JSON.stringify(obs.filtered.got)) {
+    problems.push(`a filtered recall disagrees with the records it iterated: want ${obs.filtered.want.length} ids, got ${obs.filtered.got.length} (${obs.filtered.got.filter((id) => !obs.filtered.want.includes(id)).slice(0, 3).join(', ')} extra, ${obs.filtered.want.filter((id) => !obs.filtered.got.includes(id)).slice(0, 3).join(', ')} missing)`);
   }
   const { loose, problems: tailProblems } = tornTailAllowance(ref, m, result);
   problems.push(...tailProblems);
