@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, spawnAsync } from './helpers/child.js';
-import { checkPowerLossOrder, parseTrace, STRACE_ARGS } from './helpers/syscall-order.js';
+import { checkPowerLossOrder, parseTrace, REPORT_MAPPINGS_JS, STRACE_ARGS } from './helpers/syscall-order.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tierstore-powerloss-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -177,28 +177,8 @@ const marker = fs.openSync(markerFile, 'w');
 // Before each marker (so after the previous operation returned): every shared
 // writable mapping of a store file, and whether it has dirty pages.
 const storeDir = path.resolve(dir);
-function reportMappings() {
-  let cur = null;
-  const files = new Map();
-  for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const h = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s+(.*)$/.exec(line);
-    if (h) {
-      cur = null;
-      if (path.dirname(h[2]) === storeDir && h[1][1] === 'w' && h[1][3] === 's') {
-        cur = path.basename(h[2]);
-        if (!files.has(cur)) files.set(cur, 0);
-      }
-      continue;
-    }
-    const d = /^(?:Shared|Private)_Dirty:\s+(\d+) kB/.exec(line);
-    if (d && cur !== null) files.set(cur, files.get(cur) + Number(d[1]));
-  }
-  for (const [file, dirtyKiB] of files) {
-    fs.writeSync(marker, '@@mapped=' + file + '@@');
-    if (dirtyKiB > 0) fs.writeSync(marker, '@@dirty=' + file + '@@');
-  }
-}
-const mark = (name) => { reportMappings(); fs.writeSync(marker, '@@' + name + '@@'); };
+${REPORT_MAPPINGS_JS}
+const mark = (name) => { reportMappings(marker, storeDir); fs.writeSync(marker, '@@' + name + '@@'); };
 const emb = (i) => { const e = new Float32Array(16); e[i % 16] = 1; e[(i * 7 + 3) % 16] = 0.25; return e; };
 const rec = (i, v = 0) => ({ id: 'r' + i, content: 'memory ' + i + ' version ' + v + ' ' + 'é'.repeat(i % 5),
   embedding: emb(i), metadata: { i, v } });
