@@ -1,8 +1,8 @@
 // HotLog: the hot tier's write-ahead log (hot.log), an append-only sequence
 // of checksummed entries.
 //
-// File (the bytes: docs/format/hot-log.md, format version 3; another
-// version is CORRUPTION "unsupported format version"): a 40-byte header
+// File (the bytes: docs/format/hot-log.md, format version 4; version 3 is
+// read too, another is CORRUPTION "unsupported format version"): a 40-byte header
 // (magic, version, dimensions, the store id of its MANIFEST, checksum, end
 // mark), then entries. The end mark: 0 means the entries end where the file
 // ends; otherwise it is the end of the last acknowledged entry, and the file

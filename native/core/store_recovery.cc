@@ -92,7 +92,7 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
   // killed before its commit (see StoreImpl::WriteDirect): a warm block above
   // it is such a write, and is dropped.
   uint64_t committed = 0;
-  const bool marks_commit = log_->version() >= 4;
+  bool marks_commit = false;  // the log's version is known once Replay has read its header
   handler.on_put = [&](const RecordView& rec) REQUIRES(mu_) -> Status {
     if (rec.seq > kMaxSequence) return ImpossibleSequence(rec.seq, log_->path());
     seq_ = std::max(seq_, rec.seq);
@@ -141,6 +141,7 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     return Status::OK();
   };
   TS_RETURN_IF_ERROR(log_->Replay(handler, !manifest.clean, &torn_log_bytes_));
+  marks_commit = log_->version() >= 4;
 
   // Lower tiers: keep one copy per id, the highest seq, the colder on a tie.
   // Losers are collected and removed after each scan (never mid-scan).

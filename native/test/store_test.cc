@@ -2124,3 +2124,41 @@ TEST(AVersion3LogIsReadAndRewrittenInTheCurrentVersion) {
   Status s = OpenStore(dir, &bad, kDims, /*read_only=*/true);
   CHECK(s.code() == StatusCode::kCorruption && s.message().find("hot.log") != std::string::npos);
 }
+
+// A version 3 log commits no sequence numbers by marks: after a checkpoint
+// it holds only the hot records, and the warm ones (with higher sequence
+// numbers) must all stay when an open rebuilds the index.
+TEST(AVersion3LogAfterACheckpointKeepsEveryWarmRecord) {
+  std::mt19937 rng(44);
+  std::vector<OwnedRecord> recs = MakeRecords(40, &rng);
+  // The first records put stay hot: the warm ones' sequence numbers are above
+  // every one the checkpointed log holds.
+  for (size_t i = 0; i < recs.size(); ++i) recs[i].activation = 1.0f - static_cast<float>(i) / 100.0f;
+  const std::string dir = tstest::TempDir("log-v3-checkpointed");
+  std::string crashed;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    WriteOptions w;
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    w.hot_capacity = 5;
+    MigrationReport rep;
+    ASSERT_OK(h->Migrate(w, &rep));
+    CompactionReport cr;
+    ASSERT_OK(h->Compact(w, &cr));  // the log: a mark, then the five hot records
+    crashed = CrashCopy(dir, "log-v3-checkpointed-crash");
+  }
+  // The log as a version 3 checkpoint leaves it: the same without its mark.
+  std::string log = ReadFileBytes(crashed + "/hot.log");
+  ASSERT_TRUE(log.size() > 64 && static_cast<uint8_t>(log[40 + 4]) == 6);
+  log.erase(40, 24);
+  WriteFileBytes(crashed + "/hot.log", log);
+  SetLogVersion(crashed, 3);
+  for (bool read_only : {true, false, false}) {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(crashed, &h, kDims, read_only));
+    CheckHoldsExactly(h.store.get(), recs, read_only ? "read-only" : "writable");
+    CHECK_EQ(StatsOf(h.store.get()).counts.hot, 5u);
+  }
+  CHECK_EQ(LogVersion(crashed), 4u);
+}
