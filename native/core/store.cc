@@ -240,10 +240,16 @@ Status StoreImpl::WriteDirect(const std::vector<RecordView>& views, const Direct
     if (s.ok()) written.push_back((*slots)[k]);
   }
   if (s.ok() && opts.sync) s = warm_->Sync();  // on disk before the commit that makes them count
-  if (!s.ok()) {
-    for (uint32_t slot : written) (void)warm_->Free(slot);
-  }
+  if (!s.ok()) UndoDirect(written, opts);
   return s;
+}
+
+void StoreImpl::UndoDirect(const std::vector<uint32_t>& written, const WriteOptions& opts) {
+  for (uint32_t slot : written) (void)warm_->Free(slot);
+  // The next commit reuses these sequence numbers: with 'sync' a block a
+  // power cut left reading live would then count as committed, so the
+  // frees go to disk first (best effort: the store is failing writes).
+  if (opts.sync) (void)warm_->Sync();
 }
 
 Status StoreImpl::CommitDirect(const std::vector<RecordView>& views, const DirectPlan& plan,
@@ -257,9 +263,11 @@ Status StoreImpl::CommitDirect(const std::vector<RecordView>& views, const Direc
   }
   const uint64_t last = seq_ + views.size();
   if (Status s = log_->AppendBatch(hot.data(), hot.size(), last, opts.sync); !s.ok()) {
+    std::vector<uint32_t> written;
     for (size_t k = 0; k < views.size(); ++k) {
-      if (plan.direct[k]) (void)warm_->Free(slots[k]);
+      if (plan.direct[k]) written.push_back(slots[k]);
     }
+    UndoDirect(written, opts);
     return s;
   }
   // Committed from here on: a failed sync is reported, but the batch is

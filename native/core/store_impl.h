@@ -326,6 +326,8 @@ class StoreImpl final : public Store {
                      std::vector<uint32_t>* slots) REQUIRES(mu_);
   Status CommitDirect(const std::vector<RecordView>& views, const DirectPlan& plan, const std::vector<uint32_t>& slots,
                       const WriteOptions& opts) REQUIRES(mu_);
+  // Frees the warm blocks of a put that failed before its commit.
+  void UndoDirect(const std::vector<uint32_t>& written, const WriteOptions& opts) REQUIRES(mu_);
   Status DemoteWarm(size_t count, const WriteOptions& opts, MigrationReport* report) REQUIRES(mu_);
   Status SyncLowerTiers() REQUIRES(mu_);
   // durable: make the lower tiers reach the disk before the log forgets
