@@ -29,6 +29,7 @@ export const OPS_INFO = {
   'recall-meta-1pct': { label: 'recallAsync, metadata filter matching 1%', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
   'recall-meta-all': { label: 'recallAsync, metadata filter matching all', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
   'recall-created-10pct': { label: 'recallAsync, createdAfter matching 10%', unit: 'ms/query', better: 'lower', tsOnly: true, runs: ['recall-filter'] },
+  'move-cold': { label: "10,000 single move(id, 'cold'), relaxed", unit: 'ms', better: 'lower', tsOnly: true },
   reopen: { label: 'reopen + first get, in the writing process', unit: 'ms', better: 'lower' },
   // Reopens in a new process each (bench/reopen.mjs), files cached or not.
   'reopen-warm': { label: 'reopen + first get, new process, files cached', unit: 'ms', better: 'lower', runs: ['reopen'] },

@@ -23,7 +23,7 @@ import { dropSupport, dropFiles, warmFiles } from './pagecache.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'iter-arrow', 'iter-floor', 'get', 'recall', 'recall-async', 'recall-filter', 'put', 'reopen', 'disk', 'rss'];
+export const OPS = ['insert', 'migrate', 'iter', 'iter-emb', 'iter-batch', 'iter-arrow', 'iter-floor', 'get', 'recall', 'recall-async', 'recall-filter', 'put', 'reopen', 'move-cold', 'disk', 'rss'];
 
 const [storeName, nArg, opsArg = 'all', optArg = '{}'] = process.argv.slice(2);
 const n = Number(nArg);
@@ -425,6 +425,18 @@ async function bench() {
           else unmeasured['hot-load-cold'] = m.coldReason;
         }
       }
+    }
+    // Single moves to cold (the default store, after everything else: it
+    // changes the store's tiers): 10,000 hot and warm records, or all of N.
+    if (ops.has('move-cold') && isTs && variant === 'default' && a.moveEachToCold) {
+      progress('move-cold', 0, 1);
+      const unique = [...new Set(W.sampleIndices(3 * Math.min(10_000, n), n, 4, o.seed))].slice(0, 10_000);
+      const ids = unique.map((i) => W.idOf(i, o.seed));
+      const count = ids.length;
+      const r = a.moveEachToCold(ids);
+      f['move-cold'] = (r.s * 1e3 * 10_000) / count;
+      c.moveCold = { count, cold: r.cold };
+      if (r.cold !== count) notes.push(`move-cold: ${r.cold} of ${count} records cold after their moves`);
     }
   } finally {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });

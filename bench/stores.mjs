@@ -225,6 +225,18 @@ export function tierstoreAdapter(variant) {
       store = ts.open(dir, opts);
       return store.get(probeId) !== undefined;
     },
+    // Single moves to cold, one call each (relaxed): seconds for all, and
+    // how many were cold afterwards. Opens the store, closes it after.
+    moveEachToCold(ids) {
+      store = ts.open(dir, opts);
+      const t0 = now();
+      for (const id of ids) store.move(id, 'cold');
+      const s = us(t0, now()) / 1e6;
+      let cold = 0;
+      for (const id of ids) if (store.get(id)?.tier === 'cold') cold++;
+      store.close();
+      return { s, cold };
+    },
     // What a fresh process needs to open this store as this one does
     // (bench/reopen.mjs): attach(spec()), then prepare(), then reopen().
     spec() { return { dir, opts, n }; },

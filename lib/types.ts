@@ -317,6 +317,11 @@ export interface StoreStats {
   coldFileBytes: number;
   /** Deleted rows still in cold segments; compact() drops them. */
   coldDeletedRows: number;
+  /**
+   * Cold records moved there one at a time and not yet sealed into a segment (they are cold
+   * for every read; see docs/tiers.md). Included in `counts.cold`.
+   */
+  coldStagedRecords: number;
   /** Native iterators open on the store. */
   openIterators: number;
   /** Copies removed by recovery at open. */

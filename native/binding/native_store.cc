@@ -378,6 +378,7 @@ Napi::Value NativeStore::Stats(const Napi::CallbackInfo& info) {
   out.Set("coldSegments", static_cast<double>(s.cold_segments));
   out.Set("coldFileBytes", static_cast<double>(s.cold_file_bytes));
   out.Set("coldDeletedRows", static_cast<double>(s.cold_deleted_rows));
+  out.Set("coldStagedRecords", static_cast<double>(s.cold_staged_records));
   out.Set("openIterators", static_cast<double>(s.open_iterators));
   out.Set("recoveredDuplicates", static_cast<double>(s.recovered_duplicates));
   out.Set("tornLogBytes", static_cast<double>(s.torn_log_bytes));

@@ -1,6 +1,7 @@
 // Writing a cold segment file (docs/format/cold.md) from a RowSource: the
 // rows of a new segment, in key order, either records being appended
-// (AppendSource) or rows of existing segments being merged (MergeSource).
+// (AppendSource), staged rows being sealed (KeyedSource) or rows of
+// existing segments being merged (MergeSource).
 // Private to native/core.
 #pragma once
 
@@ -38,6 +39,20 @@ class AppendSource final : public RowSource {
  private:
   const RecordView* recs_;
   uint64_t n_, first_key_;
+};
+
+// Records under keys of their own (ascending): staged rows being sealed.
+class KeyedSource final : public RowSource {
+ public:
+  KeyedSource(const RecordView* recs, const uint64_t* keys, uint64_t n) : recs_(recs), keys_(keys), n_(n) {}
+  uint64_t size() const override { return n_; }
+  void Get(uint64_t i, RecordView* v) const override { *v = recs_[i]; }
+  uint64_t Key(uint64_t i) const override { return keys_[i]; }
+
+ private:
+  const RecordView* recs_;
+  const uint64_t* keys_;
+  uint64_t n_;
 };
 
 struct RowRef {

@@ -27,6 +27,7 @@
 
 #include "cold_segment.h"
 #include "cold_segment_writer.h"
+#include "cold_staging.h"
 #include "crc32c.h"
 #include "file_util.h"
 #include "mutex.h"
@@ -164,7 +165,8 @@ class SCOPED_CAPABILITY ScanLock {
 // ---------------------------------------------------------------------------
 class ColdTierImpl final : public ColdTier {
  public:
-  ColdTierImpl(std::string dir, uint32_t dims, bool read_only) : dir_(std::move(dir)), dims_(dims), read_only_(read_only) {}
+  ColdTierImpl(std::string dir, uint32_t dims, bool read_only)
+      : dir_(std::move(dir)), dims_(dims), read_only_(read_only), staging_(dims) {}
 
   Status Load(bool verify_columns) {
     // Not shared with anyone yet: the locks are for the analysis's sake.
@@ -178,6 +180,9 @@ class ColdTierImpl final : public ColdTier {
       uint32_t id = 0;
       // Stale *.tmp files are left for FinishOpen: opening changes nothing.
       if (!ParseSegmentName(name, &id)) continue;
+      if (id == kColdStagingSegment) {
+        return Status::Corruption(JoinPath(dir_, name) + ": segment id 0 is never written (it names staged rows)");
+      }
       std::unique_ptr<Segment> seg;
       TS_RETURN_IF_ERROR(OpenSegment(JoinPath(dir_, name), id, dims_, read_only_, verify_columns, &seg));
       next_id_ = std::max<uint64_t>(next_id_, uint64_t{id} + 1);
@@ -185,6 +190,7 @@ class ColdTierImpl final : public ColdTier {
       segs_.push_back(std::move(seg));
     }
     Reindex();
+    sealed_below_ = next_key_;
     return CheckSharedKeys();
   }
 
@@ -241,6 +247,10 @@ class ColdTierImpl final : public ColdTier {
         TS_RETURN_IF_ERROR(fn(ColdLoc{s->id, static_cast<uint32_t>(r)}, s->Key(r), v));
       }
     }
+    for (uint64_t r = staging_.NextLive(0); r < staging_.rows(); r = staging_.NextLive(r + 1)) {
+      staging_.Fill(r, &v);
+      TS_RETURN_IF_ERROR(fn(StagedLoc(r), staging_.Key(r), v));
+    }
     return Status::OK();
   }
 
@@ -251,14 +261,12 @@ class ColdTierImpl final : public ColdTier {
     if (n == 0) return Status::OK();
     if (n > std::numeric_limits<uint32_t>::max())
       return Status::InvalidArgument("a cold segment holds at most 2^32-1 rows");
-    for (size_t i = 0; i < n; ++i) {
-      const RecordView& r = recs[i];
-      if (r.embedding == nullptr) return Status::InvalidArgument("cold append: record without an embedding");
-      if (r.id.size() > kMaxIdBytes) return Status::InvalidArgument("cold append: id longer than 1024 bytes");
-      if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("cold append: content too large");
-      if (r.metadata.size() > kMaxMetadataBytes) return Status::ContentTooLarge("cold append: metadata too large");
-    }
+    for (size_t i = 0; i < n; ++i) TS_RETURN_IF_ERROR(CheckRow(recs[i]));
     MutexLock wlock(write_mu_);
+    {
+      ReaderLock lock(mu_);
+      if (!staging_.empty()) return Status::InvalidArgument("cold append while rows are staged: seal them first");
+    }
     if (next_key_ > std::numeric_limits<uint64_t>::max() - n) return Status::IoError("cold keys exhausted in " + dir_);
     uint32_t id = 0;
     TS_RETURN_IF_ERROR(NewSegmentId(&id));
@@ -280,8 +288,111 @@ class ColdTierImpl final : public ColdTier {
     return Status::OK();
   }
 
+  Status Stage(const RecordView& rec, ColdLoc* loc, uint64_t* key) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("Stage"));
+    TS_RETURN_IF_ERROR(CheckRow(rec));
+    MutexLock wlock(write_mu_);
+    WriterLock lock(mu_);
+    if (next_key_ == std::numeric_limits<uint64_t>::max()) return Status::IoError("cold keys exhausted in " + dir_);
+    if (staging_.rows() >= std::numeric_limits<uint32_t>::max()) return Status::IoError("cold staging full in " + dir_);
+    uint32_t row = 0;
+    try {
+      row = staging_.Add(rec, next_key_);
+    } catch (const std::bad_alloc&) {
+      return Status::IoError("out of memory staging a cold record in " + dir_);
+    }
+    *key = next_key_++;
+    *loc = StagedLoc(row);
+    return Status::OK();
+  }
+
+  void Unstage(ColdLoc loc) override {
+    WriterLock lock(mu_);
+    if (IsStaged(loc) && !staging_.empty() && loc.row + uint64_t{1} == staging_.rows()) staging_.PopBack();
+  }
+
+  Status Restage(const RecordView& rec, uint64_t key, bool* staged) override {
+    *staged = false;
+    TS_RETURN_IF_ERROR(CheckRow(rec));
+    MutexLock wlock(write_mu_);
+    WriterLock lock(mu_);
+    if (key < sealed_below_) return Status::OK();  // sealed since (or deleted before its seal)
+    if (!staging_.empty() && key <= staging_.LastKey()) {
+      return Status::Corruption("the hot log stages cold key " + std::to_string(key) + " after key " +
+                                std::to_string(staging_.LastKey()) + " (keys must ascend)");
+    }
+    if (key == std::numeric_limits<uint64_t>::max()) return Status::Corruption("the hot log stages an impossible cold key");
+    try {
+      staging_.Add(rec, key);
+    } catch (const std::bad_alloc&) {
+      return Status::IoError("out of memory staging a cold record in " + dir_);
+    }
+    next_key_ = std::max(next_key_, key + 1);
+    *staged = true;
+    return Status::OK();
+  }
+
+  Status SealStaging(bool durable, const ColdRelocate& relocate) override {
+    if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
+    TS_RETURN_IF_ERROR(NotInScan("SealStaging"));
+    std::vector<std::pair<ColdLoc, ColdLoc>> moves;
+    {
+      // Exclusive for the whole seal: no staged row may change between
+      // being copied and being dropped (the Store holds its own exclusive
+      // lock around this anyway, so no reader waits on it alone).
+      MutexLock wlock(write_mu_);
+      WriterLock lock(mu_);
+      if (staging_.empty()) return Status::OK();
+      std::vector<RecordView> views;
+      std::vector<uint64_t> keys, rows;
+      views.reserve(staging_.live());
+      keys.reserve(staging_.live());
+      rows.reserve(staging_.live());
+      for (uint64_t r = staging_.NextLive(0); r < staging_.rows(); r = staging_.NextLive(r + 1)) {
+        RecordView v;
+        staging_.Fill(r, &v);
+        views.push_back(v);
+        keys.push_back(staging_.Key(r));
+        rows.push_back(r);
+      }
+      if (!views.empty()) {
+        uint32_t id = 0;
+        TS_RETURN_IF_ERROR(NewSegmentId(&id));
+        TS_RETURN_IF_ERROR(CreateDirectories(dir_));
+        KeyedSource src(views.data(), keys.data(), views.size());
+        std::unique_ptr<Segment> seg;
+        TS_RETURN_IF_ERROR(Seal(id, src, durable, &seg));
+        segs_.push_back(std::move(seg));
+        Reindex();
+        moves.reserve(rows.size());
+        for (size_t i = 0; i < rows.size(); ++i) moves.push_back({StagedLoc(rows[i]), ColdLoc{id, static_cast<uint32_t>(i)}});
+      }
+      staging_.Clear();  // the views above die here
+    }
+    if (relocate)
+      for (const auto& m : moves) relocate(m.first, m.second);
+    return Status::OK();
+  }
+
+  bool HasStaged() const override {
+    ReentrantReaderLock lock(mu_, this);
+    return !staging_.empty();
+  }
+
+  bool StagingFull() const override {
+    ReentrantReaderLock lock(mu_, this);
+    return staging_.rows() >= kColdStagingMaxRows || staging_.bytes() >= kColdStagingMaxBytes;
+  }
+
   Status Read(ColdLoc loc, bool verify_embedding, RecordView* out) const override {
     ReentrantReaderLock lock(mu_, this);
+    if (IsStaged(loc)) {
+      // Held in memory since it was verified and logged: no checksum here.
+      if (loc.row >= staging_.rows()) return BadLoc(loc);
+      staging_.Fill(loc.row, out);
+      return Status::OK();
+    }
     const Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
     if (!s->Fill(loc.row, out)) return s->BadOffsets(loc.row);
@@ -290,12 +401,14 @@ class ColdTierImpl final : public ColdTier {
 
   uint64_t KeyOf(ColdLoc loc) const override {
     ReentrantReaderLock lock(mu_, this);
+    if (IsStaged(loc)) return loc.row < staging_.rows() ? staging_.Key(loc.row) : 0;
     const Segment* s = Find(loc);
     return s ? s->Key(loc.row) : 0;
   }
 
   bool IsLive(ColdLoc loc) const override {
     ReentrantReaderLock lock(mu_, this);
+    if (IsStaged(loc)) return loc.row < staging_.rows() && !staging_.Deleted(loc.row);
     const Segment* s = Find(loc);
     return s != nullptr && !s->Deleted(loc.row);
   }
@@ -305,6 +418,12 @@ class ColdTierImpl final : public ColdTier {
     if (read_only_) return Status::ReadOnly("the cold tier in " + dir_ + " is open read-only");
     TS_RETURN_IF_ERROR(NotInScan("Delete"));
     WriterLock lock(mu_);
+    if (IsStaged(loc)) {
+      // Memory only: the Store's log holds the deletion until a seal.
+      if (loc.row >= staging_.rows()) return BadLoc(loc);
+      (void)staging_.Delete(loc.row);
+      return Status::OK();
+    }
     Segment* s = Find(loc);
     if (s == nullptr) return BadLoc(loc);
     const uint64_t row = loc.row;
@@ -318,7 +437,13 @@ class ColdTierImpl final : public ColdTier {
     // Check everything before changing anything; group rows by segment.
     std::vector<std::pair<Segment*, std::vector<uint64_t>>> groups;
     std::unordered_map<uint32_t, size_t> group_of;
+    std::vector<uint64_t> staged;
     for (size_t i = 0; i < n; ++i) {
+      if (IsStaged(locs[i])) {
+        if (locs[i].row >= staging_.rows()) return BadLoc(locs[i]);
+        staged.push_back(locs[i].row);
+        continue;
+      }
       Segment* s = Find(locs[i]);
       if (s == nullptr) return BadLoc(locs[i]);
       auto [it, inserted] = group_of.emplace(s->id, groups.size());
@@ -328,6 +453,7 @@ class ColdTierImpl final : public ColdTier {
     for (const auto& [s, rows] : groups)
       if (s->generation == std::numeric_limits<uint64_t>::max())
         return s->Corrupt("deletion bitmap generation exhausted");
+    for (uint64_t r : staged) (void)staging_.Delete(r);
     // Only an msync can fail from here on (durable); segments done before
     // it keep their deletions (the Store's log holds them all anyway).
     for (const auto& [s, rows] : groups) TS_RETURN_IF_ERROR(s->CommitDeletes(rows.data(), rows.size(), durable));
@@ -336,6 +462,10 @@ class ColdTierImpl final : public ColdTier {
 
   void UpdateAccess(ColdLoc loc, double last_access_at, double access_count) override {
     ReentrantReaderLock lock(mu_, this);
+    if (IsStaged(loc)) {
+      if (loc.row < staging_.rows()) staging_.UpdateAccess(loc.row, last_access_at, access_count);
+      return;
+    }
     const Segment* s = Find(loc);
     if (s == nullptr || !s->access_writable) return;
     s->AccessWord(kLastAccess, loc.row).store(BitsToU64(last_access_at), std::memory_order_relaxed);
@@ -389,6 +519,16 @@ class ColdTierImpl final : public ColdTier {
       if (!st.ok()) break;
       if (seen >= max) full = true;  // groups hold disjoint key ranges: no run crosses them
     }
+    // Staged rows: keys above every sealed one, each key once.
+    if (st.ok() && !full) {
+      for (uint64_t r = staging_.NextLive(staging_.UpperBound(after_key)); r < staging_.rows() && seen < max;
+           r = staging_.NextLive(r + 1)) {
+        staging_.Fill(r, &v);
+        st = fn(StagedLoc(r), staging_.Key(r), v);
+        if (!st.ok()) break;
+        ++seen;
+      }
+    }
     if (visited) *visited = seen;
     return st;
   }
@@ -413,6 +553,7 @@ class ColdTierImpl final : public ColdTier {
       if (with_signatures) view.signatures = SignaturesOf(*s, view);
       TS_RETURN_IF_ERROR(fn(view));
     }
+    if (staging_.live() > 0) TS_RETURN_IF_ERROR(fn(staging_.View(kColdStagingSegment, with_signatures)));
     return Status::OK();
   }
 
@@ -439,6 +580,10 @@ class ColdTierImpl final : public ColdTier {
         }
       }
       return false;  // unreachable: live counts match the bitmaps
+    }
+    if (n < staging_.live()) {
+      *key = staging_.NthLiveKey(n);
+      return true;
     }
     return false;
   }
@@ -532,6 +677,9 @@ class ColdTierImpl final : public ColdTier {
       st.segment_live_records.push_back(n);
     }
     st.segments = segs_.size();
+    st.live_records += staging_.live();
+    st.staged_records = staging_.live();
+    st.deleted_rows += staging_.rows() - staging_.live();
     for (const auto& o : orphans_) st.orphan_segment_ids.push_back(o.first);
     std::sort(st.orphan_segment_ids.begin(), st.orphan_segment_ids.end());
     return st;
@@ -542,6 +690,17 @@ class ColdTierImpl final : public ColdTier {
     if (!ScanningOnThisThread(this)) return Status::OK();
     return Status::InvalidArgument(std::string("cold tier: ") + op +
                                    " called from inside a scan callback (it would deadlock)");
+  }
+
+  static ColdLoc StagedLoc(uint64_t row) { return ColdLoc{kColdStagingSegment, static_cast<uint32_t>(row)}; }
+
+  // What a row needs to fit a segment (Append, Stage, Restage).
+  static Status CheckRow(const RecordView& r) {
+    if (r.embedding == nullptr) return Status::InvalidArgument("cold append: record without an embedding");
+    if (r.id.size() > kMaxIdBytes) return Status::InvalidArgument("cold append: id longer than 1024 bytes");
+    if (r.content.size() > kMaxContentBytes) return Status::ContentTooLarge("cold append: content too large");
+    if (r.metadata.size() > kMaxMetadataBytes) return Status::ContentTooLarge("cold append: metadata too large");
+    return Status::OK();
   }
 
   Segment* Find(ColdLoc loc) const REQUIRES_SHARED(mu_) {
@@ -786,6 +945,10 @@ class ColdTierImpl final : public ColdTier {
   std::unordered_map<uint32_t, Segment*> by_id_ GUARDED_BY(mu_);
   std::vector<Group> groups_ GUARDED_BY(mu_);
   uint64_t next_key_ GUARDED_BY(write_mu_) = 1;
+  // Keys below this were sealed when the tier opened: Restage skips them.
+  uint64_t sealed_below_ GUARDED_BY(write_mu_) = 1;
+  // Rows moved here alone, not sealed yet (see "Staging" in cold_tier.h).
+  ColdStaging staging_ GUARDED_BY(mu_);
   uint64_t next_id_ GUARDED_BY(write_mu_) = 1;
   // Merged-away segments whose files are still on disk: (id, path). Written
   // under write_mu_ and mu_ (exclusive), read under either.

@@ -45,9 +45,20 @@
 // mutator called from such a callback returns INVALID_ARGUMENT instead of
 // deadlocking.
 //
+// Staging: a record moved to cold alone (Stage) is not sealed into a
+// segment of its own: it waits in memory (cold_staging.h) under a cold key
+// above every sealed one, as a row of the pseudo segment
+// kColdStagingSegment, until SealStaging writes every staged row into one
+// segment, keys kept. Staged rows are cold rows for every call here (Read,
+// scans, deletes, counts). Their durability is the caller's: the Store logs
+// each in its hot log, and seals before the log forgets them. Append refuses
+// to run while rows are staged (seal first), so staged keys stay above
+// every sealed key and an iteration's key order holds.
+//
 // Lifetime of views: the string_views and embedding pointers handed out stay
 // valid until the segment holding them is dropped, which happens only in
-// Merge/Compact/Close. The Store runs those under its own exclusive lock, so
+// Merge/Compact/Close; for staged rows, until the next Stage, Unstage,
+// Restage or SealStaging. The Store runs those under its own exclusive lock, so
 // a reader holding the Store's shared lock never sees a view freed.
 // ColdSegmentView::deleted points to the bitmap copy active at the time of
 // the scan: it shows the current deletions while no Delete runs (deletes
@@ -122,11 +133,18 @@ struct ColdStats {
   // or unlink failed): not in use, not in segment_ids, still on disk until
   // a later MergeIfNeeded/Compact removes them. Ascending.
   std::vector<uint32_t> orphan_segment_ids;
-  uint64_t live_records = 0;
+  uint64_t live_records = 0;    // staged rows included
+  uint64_t staged_records = 0;  // live rows waiting in the staging (see "Staging")
   uint64_t deleted_rows = 0;
   uint64_t segments = 0;
   uint64_t file_bytes = 0;
 };
+
+// The segment id of staged rows (no segment file ever has it: ids start at 1).
+constexpr uint32_t kColdStagingSegment = 0;
+// SealStaging is due (StagingFull) from this many staged rows or bytes on.
+constexpr uint64_t kColdStagingMaxRows = 4096;
+constexpr uint64_t kColdStagingMaxBytes = uint64_t{64} << 20;
 
 // "cold-<id, 8 lowercase hex digits>.seg": the file of one segment.
 std::string ColdSegmentFileName(uint32_t id);
@@ -174,7 +192,27 @@ class ColdTier {
   // access statistics), keys ascending in the given order. locs receives the
   // location of each. durable: fdatasync the file and directory before rename
   // returns (always done before the segment becomes visible when durable).
+  // INVALID_ARGUMENT while rows are staged: SealStaging first.
   virtual Status Append(const RecordView* recs, size_t n, bool durable, std::vector<ColdLoc>* locs) = 0;
+
+  // Staging (see "Staging" above). Stage adds a copy of rec under the next
+  // cold key and returns its location and key; Unstage(loc) takes back the
+  // row the last Stage added (its log write failed). Restage re-adds a row
+  // the log held, under its logged key, at open: a key at or below the
+  // highest sealed key was sealed already (or deleted before its seal) and
+  // is skipped (*staged false); a key below the last staged one is
+  // CORRUPTION. None writes a file.
+  virtual Status Stage(const RecordView& rec, ColdLoc* loc, uint64_t* key) = 0;
+  virtual void Unstage(ColdLoc loc) = 0;
+  virtual Status Restage(const RecordView& rec, uint64_t key, bool* staged) = 0;
+  // Seals every live staged row into one new segment (durable: synced
+  // before the rename), keys kept, and empties the staging; relocate(old,
+  // new) for each. On failure nothing changed. No-op when nothing is staged.
+  virtual Status SealStaging(bool durable, const ColdRelocate& relocate) = 0;
+  // Whether rows are staged, and whether enough to seal them now.
+  virtual bool HasStaged() const = 0;
+  virtual bool StagingFull() const = 0;
+  static bool IsStaged(ColdLoc loc) { return loc.segment == kColdStagingSegment; }
 
   virtual Status Read(ColdLoc loc, bool verify_embedding, RecordView* out) const = 0;
   virtual uint64_t KeyOf(ColdLoc loc) const = 0;

@@ -15,9 +15,10 @@ namespace {
 
 constexpr char kMagic[8] = {'T', 'S', 'H', 'O', 'T', 'L', 'G', '1'};
 // The layout of the file: docs/format/hot-log.md.
-constexpr uint32_t kFormatVersion = 4;
-// Version 3 has no sequence marks; it is still read, and the Store
-// rewrites it as version 4 at its first writable open.
+constexpr uint32_t kFormatVersion = HotLog::kCurrentVersion;
+// Version 3 has no sequence marks and version 4 no stage entries; both are
+// still read, and the Store rewrites them in the current version at its
+// first writable open.
 constexpr uint32_t kOldestReadableVersion = 3;
 // magic 8, version 4, dimensions 4, store id 8, crc 4 (of the 24 bytes before
 // it), pad 4, the end mark u64
@@ -33,7 +34,10 @@ constexpr size_t kEntryHeaderSize = 16;  // crc, type, pad[3], length
 constexpr size_t kRecordFixedSize = 64;
 constexpr size_t kFlushThreshold = 8u << 20;  // write(2) in pieces of about 8 MiB
 
-enum EntryType : uint8_t { kPut = 1, kBatchPut = 2, kCommit = 3, kDelete = 4, kAccess = 5, kMark = 6 };
+enum EntryType : uint8_t { kPut = 1, kBatchPut = 2, kCommit = 3, kDelete = 4, kAccess = 5, kMark = 6, kStage = 7 };
+
+// The first version whose files may hold each type.
+uint32_t FirstVersionOf(uint8_t type) { return type == kMark ? 4 : type == kStage ? 5 : 3; }
 
 template <typename T>
 void Put(std::string* buf, T v) {
@@ -283,7 +287,7 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
     }
     const uint64_t entry_at = pos;
     pos += kEntryHeaderSize + len;
-    if (type == kMark && version_ < 4) {
+    if (version_ < FirstVersionOf(type)) {
       return Status::Corruption(path + ": unknown entry type " + std::to_string(type) + " at offset " +
                                 std::to_string(entry_at));
     }
@@ -339,6 +343,17 @@ Status HotLog::Replay(const LogReplayHandler& handler, bool tail_may_be_torn, ui
         }
         batch.clear();
         batch_copies.clear();
+        good_end = pos;
+        break;
+      }
+      case kStage: {
+        if (len < 8) return Status::Corruption(path + ": short stage entry at offset " + std::to_string(entry_at));
+        RecordView rec;
+        TS_RETURN_IF_ERROR(decode_record(p + 8, len - 8, entry_at, &rec));
+        if (!handler.on_stage) {
+          return Status::Corruption(path + ": a stage entry at offset " + std::to_string(entry_at) + " where none may be");
+        }
+        TS_RETURN_IF_ERROR(handler.on_stage(rec, Get<uint64_t>(p)));
         good_end = pos;
         break;
       }
@@ -501,6 +516,11 @@ Status HotLog::Trim() {
 
 void HotLog::EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf) const {
   size_t start = BeginEntry(buf, type);
+  EncodeRecordBody(rec, buf);
+  FinishEntry(buf, start);
+}
+
+void HotLog::EncodeRecordBody(const RecordView& rec, std::string* buf) const {
   Put<uint64_t>(buf, rec.seq);
   Put<float>(buf, rec.confidence);
   Put<float>(buf, rec.activation);
@@ -516,7 +536,6 @@ void HotLog::EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf)
   buf->append(rec.metadata);
   buf->append(rec.content);
   buf->append(reinterpret_cast<const char*>(rec.embedding), size_t{dimensions_} * 4);
-  FinishEntry(buf, start);
 }
 
 Status HotLog::WriteBuffered(std::string* buf, bool final_flush) {
@@ -587,7 +606,9 @@ Status HotLog::AppendPuts(const RecordView* const* recs, size_t n, bool durable)
 }
 
 Status HotLog::AppendBatch(const RecordView* const* recs, size_t n, uint64_t mark, bool durable) {
-  if (version_ < 4) return Status::InvalidArgument(file_.path() + ": a version 3 log holds no sequence marks");
+  if (version_ < FirstVersionOf(kMark)) {
+    return Status::InvalidArgument(file_.path() + ": a version 3 log holds no sequence marks");
+  }
   return AppendAtomically([&](std::string* buf) -> Status {
     for (size_t i = 0; i < n; ++i) {
       EncodeRecord(kBatchPut, *recs[i], buf);
@@ -599,6 +620,19 @@ Status HotLog::AppendBatch(const RecordView* const* recs, size_t n, uint64_t mar
     if (n == 0) return Status::OK();  // one entry: atomic by itself
     start = BeginEntry(buf, kCommit);
     Put<uint64_t>(buf, n + 1);
+    FinishEntry(buf, start);
+    return Status::OK();
+  }, durable);
+}
+
+Status HotLog::AppendStage(const RecordView& rec, uint64_t cold_key, bool durable) {
+  if (version_ < FirstVersionOf(kStage)) {
+    return Status::InvalidArgument(file_.path() + ": a version " + std::to_string(version_) + " log holds no stage entries");
+  }
+  return AppendAtomically([&](std::string* buf) -> Status {
+    size_t start = BeginEntry(buf, kStage);
+    Put<uint64_t>(buf, cold_key);
+    EncodeRecordBody(rec, buf);
     FinishEntry(buf, start);
     return Status::OK();
   }, durable);

@@ -1,8 +1,8 @@
 // HotLog: the hot tier's write-ahead log (hot.log), an append-only sequence
 // of checksummed entries.
 //
-// File (the bytes: docs/format/hot-log.md, format version 4; version 3 is
-// read too, another is CORRUPTION "unsupported format version"): a 40-byte header
+// File (the bytes: docs/format/hot-log.md, format version 5; versions 3
+// and 4 are read too, another is CORRUPTION "unsupported format version"): a 40-byte header
 // (magic, version, dimensions, the store id of its MANIFEST, checksum, end
 // mark), then entries. The end mark: 0 means the entries end where the file
 // ends; otherwise it is the end of the last acknowledged entry, and the file
@@ -13,8 +13,10 @@
 // applied only once the batch's commit follows), commit, delete (a
 // tombstone with its own sequence number), access (access statistics of hot
 // records), sequence mark (every sequence number up to it is committed;
-// alone, or a member of a batch). Version 3 files (no marks) are still
-// read; every file this code writes afresh is version 4.
+// alone, or a member of a batch), stage (a record moved to the cold tier's
+// staging, with its cold key: see cold_tier.h, "Staging"). Version 3 files
+// (no marks) and version 4 files (no stage entries) are still read; every
+// file this code writes afresh is version 5.
 //
 // Appends: a durable append (durability 'sync') is a pwrite. Other appends
 // of up to 1 MiB are copied into a shared mapping of the file, ahead of
@@ -74,6 +76,9 @@ struct LogReplayHandler {
   // A sequence mark: every sequence number up to seq was committed when it
   // was written (optional).
   std::function<Status(uint64_t seq)> on_mark;
+  // A record staged in the cold tier under cold_key. A log holding one is
+  // CORRUPTION when this is not set.
+  std::function<Status(const RecordView&, uint64_t cold_key)> on_stage;
 };
 
 class HotLog {
@@ -110,6 +115,9 @@ class HotLog {
   // each with a sequence number up to `mark`. INVALID_ARGUMENT on a
   // version 3 log (see version()).
   Status AppendBatch(const RecordView* const* recs, size_t n, uint64_t mark, bool durable);
+  // A record the Store stages in the cold tier under cold_key (a single
+  // move to cold). INVALID_ARGUMENT on a log older than version 5.
+  Status AppendStage(const RecordView& rec, uint64_t cold_key, bool durable);
   Status AppendDelete(std::string_view id, uint64_t seq, bool durable);
   Status AppendAccess(const std::vector<LogAccessUpdate>& updates, bool durable);
   Status Sync();
@@ -124,7 +132,9 @@ class HotLog {
   // The new file is of the current version.
   Status Rewrite(const std::vector<const RecordView*>& recs, uint64_t mark);
 
-  // The file's format version: 3 or 4; only 4 holds sequence marks.
+  // The file's format version: 3, 4 or 5 (kCurrentVersion); sequence
+  // marks from 4 on, stage entries from 5 on.
+  static constexpr uint32_t kCurrentVersion = 5;
   uint32_t version() const { return version_; }
 
   uint64_t size() const { return size_; }
@@ -138,6 +148,7 @@ class HotLog {
       : dir_(std::move(dir)), dimensions_(dimensions), store_id_(store_id), read_only_(read_only) {}
   static void EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t store_id);
   void EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf) const;
+  void EncodeRecordBody(const RecordView& rec, std::string* buf) const;
   Status WriteBuffered(std::string* buf, bool final_flush);
   Status AppendAtomically(const std::function<Status(std::string*)>& fill, bool durable);
   // Maps, extends and prefaults the file so [pos, pos+n) can be copied in.
@@ -158,7 +169,7 @@ class HotLog {
   uint32_t dimensions_;
   uint64_t store_id_;
   bool read_only_;
-  uint32_t version_ = 4;  // of the file (Replay reads it)
+  uint32_t version_ = kCurrentVersion;  // of the file (Replay reads it)
   File file_;
   uint64_t size_ = 0;           // end of the entries (the logical size)
   uint64_t file_size_ = 0;      // the file's size (past size_ while mapped)

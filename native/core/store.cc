@@ -314,8 +314,15 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
   const Location* at = index_.Find(id);
   if (at == nullptr) return Status::OK();
   *found = true;
+  if (at->tier() == tier) return Status::OK();
+  if (at->tier() == Tier::kCold && ColdTier::IsStaged(at->cold())) {
+    // A staged row leaves through a segment: its stage entry in the log
+    // would otherwise outrank (colder, same sequence number) the copy it
+    // moves to, should the process die before the next checkpoint.
+    TS_RETURN_IF_ERROR(SealColdStaging(opts));
+    at = index_.Find(id);
+  }
   const Location from = *at;
-  if (from.tier() == tier) return Status::OK();
   RecordView v;
   TS_RETURN_IF_ERROR(ReadIndexed(id, from, true, &v));  // verified before it is copied anywhere
   Location to;
@@ -350,9 +357,19 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
       break;
     }
     case Tier::kCold: {
-      std::vector<ColdLoc> locs;
-      TS_RETURN_IF_ERROR(cold_->Append(&v, 1, opts.sync, &locs));
-      to = Location::Cold(locs[0]);
+      // Staged, not sealed alone (a segment a record would cost a file, a
+      // rename and a manifest): held by the cold tier in memory and made
+      // durable by one stage entry in the log, before the source goes.
+      ColdLoc loc;
+      uint64_t key = 0;
+      TS_RETURN_IF_ERROR(cold_->Stage(v, &loc, &key));
+      Status logged = log_->AppendStage(v, key, opts.sync);
+      if (logged.ok() && opts.sync) logged = log_->Sync();
+      if (!logged.ok()) {
+        cold_->Unstage(loc);
+        return logged;
+      }
+      to = Location::Cold(loc);
       ++cold_count_;
       break;
     }
@@ -373,9 +390,8 @@ Status StoreImpl::Move(std::string_view id, Tier tier, const WriteOptions& opts,
     *index_.Find(id_copy) = to;
   }
   NotifyMove(seq, id_copy, from, to);
-  if (tier == Tier::kCold) {
-    (void)ListNewSegments(opts);
-  }
+  // The move is done and logged; a seal that fails here is retried later.
+  if (tier == Tier::kCold && cold_->StagingFull()) (void)SealColdStaging(opts);
   return Status::OK();
 }
 
@@ -485,6 +501,7 @@ Status StoreImpl::Stats(StoreStats* stats) {
   stats->cold_segments = c.segments;
   stats->cold_file_bytes = c.file_bytes;
   stats->cold_deleted_rows = c.deleted_rows;
+  stats->cold_staged_records = c.staged_records;
   {
     MutexLock g(iter_mu_);
     stats->open_iterators = iterators_.size();

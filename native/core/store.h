@@ -110,6 +110,7 @@ struct StoreStats {
   uint64_t hot_bytes = 0;           // bytes of records held in RAM
   uint64_t warm_slots = 0, warm_block_file_bytes = 0, warm_var_file_bytes = 0, warm_var_live_bytes = 0;
   uint64_t cold_segments = 0, cold_file_bytes = 0, cold_deleted_rows = 0;
+  uint64_t cold_staged_records = 0;  // cold records moved alone, not yet sealed into a segment
   uint64_t open_iterators = 0;
   uint64_t recovered_duplicates = 0;  // copies removed by recovery at open
   // Warm copies torn by a crash (found at open after an unclean shutdown,

@@ -304,6 +304,15 @@ class StoreImpl final : public Store {
   Status ListNewSegments(const WriteOptions& opts) REQUIRES(mu_);
   std::function<Status(const std::vector<uint32_t>&)> ListSegmentsBeforeUnlink(const WriteOptions& opts)
       REQUIRES(mu_);
+  // Seals the cold tier's staged rows (single moves to cold) into a segment
+  // and lists it; the index follows. Runs before anything else seals a
+  // segment (AppendCold), before the log forgets the stage entries
+  // (CheckpointLog), and at close. No-op when nothing is staged.
+  Status SealColdStaging(const WriteOptions& opts) REQUIRES(mu_);
+  // cold_->Append, after sealing the staged rows (which must keep the
+  // lowest unsealed keys).
+  Status AppendCold(const RecordView* recs, size_t n, const WriteOptions& opts, std::vector<ColdLoc>* locs)
+      REQUIRES(mu_);
   // *listed (when given) becomes true once a merge wrote the manifest.
   Status MergeColdIfNeeded(const WriteOptions& opts, bool* listed = nullptr) REQUIRES(mu_);
   Status MigrateLocked(const WriteOptions& opts, bool to_capacity, MigrationReport* report) REQUIRES(mu_);

@@ -27,6 +27,19 @@ Status StoreImpl::RelocateCold(const std::function<Status(const std::function<vo
   return Status::OK();
 }
 
+Status StoreImpl::SealColdStaging(const WriteOptions& opts) {
+  if (!cold_->HasStaged()) return Status::OK();
+  TS_RETURN_IF_ERROR(RelocateCold([&](const auto& relocate) REQUIRES(mu_) {
+    return cold_->SealStaging(opts.sync, relocate);
+  }));
+  return ListNewSegments(opts);
+}
+
+Status StoreImpl::AppendCold(const RecordView* recs, size_t n, const WriteOptions& opts, std::vector<ColdLoc>* locs) {
+  TS_RETURN_IF_ERROR(SealColdStaging(opts));
+  return cold_->Append(recs, n, opts.sync, locs);
+}
+
 Status StoreImpl::ListNewSegments(const WriteOptions& opts) {
   // A merge, when one is due, lists the final segment set itself (before it
   // unlinks its sources); otherwise the manifest is written here. Either way
@@ -194,7 +207,7 @@ Status StoreImpl::DemoteHotRecords(const std::vector<HotRecord*>& records, Tier 
       views.reserve(end - start);
       for (size_t i = start; i < end; ++i) views.push_back(records[i]->View());
       std::vector<ColdLoc> locs;
-      TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
+      TS_RETURN_IF_ERROR(AppendCold(views.data(), views.size(), opts, &locs));
       for (size_t i = start; i < end; ++i) {
         HotRecord* rec = records[i];
         Location from = Location::Hot(rec->key);
@@ -239,7 +252,7 @@ Status StoreImpl::DemoteWarm(size_t count, const WriteOptions& opts, MigrationRe
       }
     }
     std::vector<ColdLoc> locs;
-    TS_RETURN_IF_ERROR(cold_->Append(views.data(), views.size(), opts.sync, &locs));
+    TS_RETURN_IF_ERROR(AppendCold(views.data(), views.size(), opts, &locs));
     for (size_t i = start; i < end; ++i) {
       Location from = Location::Warm(static_cast<uint32_t>(cand[i].position));
       Location to = Location::Cold(locs[i - start]);
@@ -264,6 +277,11 @@ Status StoreImpl::SyncLowerTiers() {
 }
 
 Status StoreImpl::CheckpointLog(bool durable) {
+  // Staged cold rows have no copy but their stage entries: they are sealed
+  // into a segment before the log forgets those.
+  WriteOptions seal_opts;
+  seal_opts.sync = durable;
+  TS_RETURN_IF_ERROR(SealColdStaging(seal_opts));
   // Tombstones and records that moved down leave the log. The warm blocks
   // they superseded (see WarmTier::FreeLater) must read free first, or a
   // crash would bring them back.
@@ -302,6 +320,11 @@ Status StoreImpl::Flush() {
   if (read_only_) return Status::OK();
   TS_RETURN_IF_ERROR(LogDirtyAccess());
   TS_RETURN_IF_ERROR(log_->Sync());
+  // Staged cold rows keep their access statistics in memory only: a
+  // segment holds them from the seal on.
+  WriteOptions durable;
+  durable.sync = true;
+  TS_RETURN_IF_ERROR(SealColdStaging(durable));
   return SyncLowerTiers();
 }
 

@@ -430,6 +430,14 @@ void StoreImpl::CloseFiles() {
     // Best effort: a failure here leaves the store marked unclean, which the
     // next open handles as after a crash (nothing acknowledged is lost).
     Status s = LogDirtyAccess();
+    // Staged cold rows go into a segment: the persisted index names only
+    // rows in files. (Failing, the manifest stays dirty and the next open
+    // restages them from the log.)
+    if (s.ok()) {
+      WriteOptions durable;
+      durable.sync = true;
+      s = SealColdStaging(durable);
+    }
     // At close the log is rewritten as soon as it holds noticeably more than
     // the hot records (copies of records that moved down, tombstones), so
     // the next open replays only what is hot.

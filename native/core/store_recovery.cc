@@ -140,6 +140,20 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     committed = std::max(committed, seq);
     return Status::OK();
   };
+  // A record staged in the cold tier (a single move to cold): back into the
+  // staging, unless sealed since; the cold scan below offers it like any
+  // cold row, and a later tombstone or version in the log outranks it. A
+  // clean close sealed every staged row (or it was deleted, and never
+  // sealed): with the index from id.index the entry only counts its
+  // sequence number.
+  handler.on_stage = [&](const RecordView& rec, uint64_t cold_key) REQUIRES(mu_) -> Status {
+    if (rec.seq > kMaxSequence) return ImpossibleSequence(rec.seq, log_->path());
+    seq_ = std::max(seq_, rec.seq);
+    committed = std::max(committed, rec.seq);
+    if (from_index) return Status::OK();
+    bool staged = false;
+    return cold_->Restage(rec, cold_key, &staged);
+  };
   TS_RETURN_IF_ERROR(log_->Replay(handler, !manifest.clean, &torn_log_bytes_));
   marks_commit = log_->version() >= 4;
 
@@ -237,9 +251,9 @@ Status StoreImpl::Recover(const Manifest& manifest, bool from_index) {
     // An uncommitted block freed must stay free on disk before a later
     // commit's sequence numbers reach its own: it would count as committed.
     if (uncommitted_warm_blocks_ > 0) TS_RETURN_IF_ERROR(warm_->Sync());
-    // A version 3 log is rewritten in the current version (which the
-    // writes that skip the log need).
-    if (log_->version() < 4) {
+    // An older log is rewritten in the current version (which the writes
+    // that skip the log, and single moves to cold, need).
+    if (log_->version() < HotLog::kCurrentVersion) {
       TS_RETURN_IF_ERROR(CheckpointLog(true));
     } else {
       TS_RETURN_IF_ERROR(MaybeCheckpointLog(true));

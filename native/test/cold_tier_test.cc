@@ -1809,3 +1809,108 @@ TEST(DurableDeletesOnMultiPageBitmap) {
   t.reset();
   fs::remove_all(dir);
 }
+
+// Staging: rows moved in alone, cold for every call, sealed into one
+// segment with their keys; Restage's rules at open.
+TEST(StagedRowsReadScanAndSealWithTheirKeys) {
+  std::string dir = tstest::TempDir("staging");
+  const uint32_t dims = 16;
+  std::vector<Rec> recs;
+  for (int i = 0; i < 9; ++i) recs.push_back(MakeRec(static_cast<uint64_t>(i), dims));
+  std::vector<uint64_t> keys;
+  {
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+    std::vector<ColdLoc> sealed;
+    ASSERT_OK(AppendRecs(t.get(), {recs[0], recs[1]}, &sealed));
+    std::vector<ColdLoc> staged;
+    std::vector<RecordView> views = Views(recs);
+    for (int i = 2; i < 9; ++i) {
+      ColdLoc loc;
+      uint64_t key = 0;
+      ASSERT_OK(t->Stage(views[static_cast<size_t>(i)], &loc, &key));
+      CHECK(ColdTier::IsStaged(loc));
+      CHECK_EQ(t->KeyOf(loc), key);
+      staged.push_back(loc);
+    }
+    CHECK(t->HasStaged() && !t->StagingFull());
+    ColdStats st = t->Stats();
+    CHECK_EQ(st.staged_records, 7u);
+    CHECK_EQ(st.live_records, 9u);
+    CHECK_EQ(st.segments, 1u);
+    for (size_t i = 0; i < staged.size(); ++i) {
+      RecordView v;
+      ASSERT_OK(t->Read(staged[i], true, &v));
+      CHECK(SameRecord(recs[i + 2], v, dims));
+    }
+    // A sealed segment may not be appended while rows are staged.
+    std::vector<ColdLoc> none;
+    CHECK(AppendRecs(t.get(), {recs[0]}, &none).code() == StatusCode::kInvalidArgument);
+    // Scans: the staged rows after the sealed ones, in key order; paging
+    // resumes across the boundary; the similarity view holds them aligned.
+    std::vector<std::string> ids;
+    keys = ScanAll(t.get(), 3, &ids);
+    CHECK_EQ(keys.size(), 9u);
+    for (size_t i = 0; i < ids.size(); ++i) CHECK(ids[i] == recs[i].id);
+    CHECK(AllLiveKeys(t.get()) == keys);
+    size_t views_seen = 0;
+    ASSERT_OK(t->ScanSegments([&](const ColdSegmentView& v) {
+      ++views_seen;
+      CHECK_EQ(reinterpret_cast<uintptr_t>(v.embeddings) % 64, 0u);
+      return Status::OK();
+    }, true));
+    CHECK_EQ(views_seen, 2u);
+    // Delete one staged row; undo the last Stage; seal the rest.
+    ASSERT_OK(t->Delete(staged[1]));
+    CHECK(!t->IsLive(staged[1]));
+    ColdLoc extra;
+    uint64_t extra_key = 0;
+    ASSERT_OK(t->Stage(views[0], &extra, &extra_key));
+    t->Unstage(extra);
+    CHECK_EQ(t->Stats().staged_records, 6u);
+    std::vector<std::pair<ColdLoc, ColdLoc>> moved;
+    ASSERT_OK(t->SealStaging(false, [&](ColdLoc a, ColdLoc b) { moved.push_back({a, b}); }));
+    CHECK(!t->HasStaged());
+    CHECK_EQ(moved.size(), 6u);
+    for (const auto& [from, to] : moved) CHECK(ColdTier::IsStaged(from) && !ColdTier::IsStaged(to));
+    st = t->Stats();
+    CHECK_EQ(st.segments, 2u);
+    CHECK_EQ(st.staged_records, 0u);
+    CHECK_EQ(st.live_records, 8u);
+    keys.erase(keys.begin() + 3);  // the deleted staged row
+    CHECK(AllLiveKeys(t.get()) == keys);
+    CHECK_EQ(SegmentFiles(dir).size(), 2u);
+  }
+  // Restage at open: a key at or below the sealed ones is skipped; a key
+  // below the last restaged one is CORRUPTION; others come back staged.
+  std::unique_ptr<ColdTier> t;
+  ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+  CHECK(AllLiveKeys(t.get()) == keys);
+  std::vector<RecordView> views = Views(recs);
+  bool staged = true;
+  ASSERT_OK(t->Restage(views[2], keys.back(), &staged));
+  CHECK(!staged);
+  ASSERT_OK(t->Restage(views[3], keys.back() + 5, &staged));
+  CHECK(staged);
+  CHECK(t->Restage(views[4], keys.back() + 2, &staged).code() == StatusCode::kCorruption);
+  CHECK_EQ(t->Stats().staged_records, 1u);
+  ColdLoc loc;
+  uint64_t key = 0;
+  ASSERT_OK(t->Stage(views[5], &loc, &key));
+  CHECK(key > keys.back() + 5);
+}
+
+TEST(ASegmentFileWithTheStagingIdIsCorruption) {
+  std::string dir = tstest::TempDir("staging-id");
+  const uint32_t dims = 4;
+  {
+    std::unique_ptr<ColdTier> t;
+    ASSERT_OK(ColdTier::Open(dir, dims, false, &t));
+    std::vector<ColdLoc> locs;
+    ASSERT_OK(AppendRecs(t.get(), {MakeRec(1, dims)}, &locs));
+  }
+  fs::rename(dir + "/cold-00000001.seg", dir + "/cold-00000000.seg");
+  std::unique_ptr<ColdTier> t;
+  Status s = ColdTier::Open(dir, dims, false, &t);
+  CHECK(s.code() == StatusCode::kCorruption && s.message().find("cold-00000000.seg") != std::string::npos);
+}

@@ -25,7 +25,9 @@
 
 #include "../core/crc32c.h"
 #include "../core/file_util.h"
+#include "../core/hot_log.h"
 #include "../core/manifest.h"
+#include "../core/cold_tier.h"
 #include "../core/warm_tier.h"
 #include "testing.h"
 
@@ -2093,7 +2095,7 @@ TEST(AVersion3LogIsReadAndRewrittenInTheCurrentVersion) {
     ASSERT_OK(OpenStore(dir, &h));
     ASSERT_OK(PutAll(h.store.get(), recs, WriteOptions{}));  // within capacity: puts and a commit, no mark
   }
-  CHECK_EQ(LogVersion(dir), 4u);
+  CHECK_EQ(LogVersion(dir), HotLog::kCurrentVersion);
   SetLogVersion(dir, 3);
   {
     StoreHandle h;
@@ -2105,7 +2107,7 @@ TEST(AVersion3LogIsReadAndRewrittenInTheCurrentVersion) {
     StoreHandle h;
     ASSERT_OK(OpenStore(dir, &h));
     CheckHoldsExactly(h.store.get(), recs, "writable, version 3");
-    CHECK_EQ(LogVersion(dir), 4u);
+    CHECK_EQ(LogVersion(dir), HotLog::kCurrentVersion);
     std::vector<OwnedRecord> more = MakeRecords(80, &rng);
     for (size_t i = 0; i < more.size(); ++i) more[i].id = "more-" + std::to_string(i);
     WriteOptions w;
@@ -2160,5 +2162,259 @@ TEST(AVersion3LogAfterACheckpointKeepsEveryWarmRecord) {
     CheckHoldsExactly(h.store.get(), recs, read_only ? "read-only" : "writable");
     CHECK_EQ(StatsOf(h.store.get()).counts.hot, 5u);
   }
-  CHECK_EQ(LogVersion(crashed), 4u);
+  CHECK_EQ(LogVersion(crashed), HotLog::kCurrentVersion);
+}
+
+// ---------------------------------------------------------------------------
+// Single moves to cold: staged in memory and in the log, sealed in batches.
+
+namespace {
+
+// Every record of recs is there, byte-exact (embedding included), in the
+// tier `tiers` names for it (cold for every id it does not name).
+void CheckExactInTiers(Store* s, const std::vector<OwnedRecord>& recs, const std::map<std::string, Tier>& tiers,
+                       const std::string& context) {
+  CHECK_MSG(Total(s) == recs.size(), context + ": total");
+  std::map<std::string, Tier> seen = Snapshot(s);
+  CHECK_MSG(seen.size() == recs.size(), context + ": iteration");
+  for (const auto& r : recs) {
+    RecordBatch b;
+    Status st = s->Get(r.id, true, 0, &b);
+    CHECK_MSG(st.ok() && b.size() == 1, context + ": " + r.id + " " + st.ToString());
+    if (!st.ok() || b.size() != 1) return;
+    auto want = tiers.find(r.id);
+    const Tier tier = want == tiers.end() ? Tier::kCold : want->second;
+    CHECK_MSG(b.tiers[0] == tier && seen[r.id] == tier, context + ": tier of " + r.id);
+    CHECK_MSG(b.Content(0) == r.content && b.Metadata(0) == r.metadata, context + ": " + r.id);
+    CHECK_MSG(b.embeddings.size() == kDims &&
+                  std::memcmp(b.embeddings.data(), r.embedding.data(), kDims * sizeof(float)) == 0,
+              context + ": embedding of " + r.id);
+  }
+}
+
+}  // namespace
+
+TEST(SingleMovesToColdAreStagedAndColdForEveryReader) {
+  std::mt19937 rng(61);
+  std::vector<OwnedRecord> recs = MakeRecords(60, &rng);
+  const std::string dir = tstest::TempDir("staged-moves");
+  std::map<std::string, Tier> tiers;
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  WriteOptions w;
+  ASSERT_OK(PutAndSpread(h.store.get(), recs, 40, 1000));  // 40 hot, 20 warm
+  for (const auto& [id, tier] : Snapshot(h.store.get())) tiers[id] = tier;
+  const TierCounts before = StatsOf(h.store.get()).counts;
+  CHECK(before.hot >= 10 && before.warm >= 10);
+  // 10 from hot and 10 from warm, one call each.
+  int from_hot = 0, from_warm = 0;
+  std::vector<std::string> moved;
+  for (const auto& r : recs) {
+    Tier& t = tiers[r.id];
+    if ((t == Tier::kHot && from_hot < 10) || (t == Tier::kWarm && from_warm < 10)) {
+      (t == Tier::kHot ? from_hot : from_warm)++;
+      bool found = false;
+      ASSERT_OK(h->Move(r.id, Tier::kCold, w, &found));
+      CHECK(found);
+      t = Tier::kCold;
+      moved.push_back(r.id);
+    }
+  }
+  StoreStats st = StatsOf(h.store.get());
+  CHECK_EQ(st.cold_staged_records, 20u);
+  CHECK_EQ(st.cold_segments, 0u);  // no segment per move
+  CHECK_EQ(st.counts.cold, 20u);
+  CHECK_EQ(st.counts.hot, before.hot - 10);
+  CHECK_EQ(st.counts.warm, before.warm - 10);
+  CheckExactInTiers(h.store.get(), recs, tiers, "staged");
+  // A cold-only iterator yields exactly the staged records, in move order.
+  {
+    std::unique_ptr<StoreIterator> it;
+    ASSERT_OK(h->NewIterator(TierSelector::kCold, &it));
+    std::vector<std::string> ids;
+    RecordBatch b;
+    while (it->Next(7, false, &b).ok() && b.size() > 0)
+      for (size_t i = 0; i < b.size(); ++i) ids.emplace_back(b.Id(i));
+    CHECK(ids == moved);
+  }
+  // Recall over cold finds each staged record by its own embedding.
+  for (const auto& r : recs) {
+    if (tiers[r.id] != Tier::kCold) continue;
+    RecallOptions ro;
+    ro.k = 1;
+    ro.tier = TierSelector::kCold;
+    RecallResult res;
+    ASSERT_OK(h->Recall(r.embedding.data(), ro, &res));
+    CHECK_MSG(res.records.size() == 1 && res.records.Id(0) == r.id && res.records.tiers[0] == Tier::kCold, r.id);
+  }
+  // Delete one staged record, put a new version of another (it goes hot).
+  bool existed = false;
+  ASSERT_OK(h->Delete(moved[0], w, &existed));
+  CHECK(existed);
+  recs.erase(std::find_if(recs.begin(), recs.end(), [&](const OwnedRecord& r) { return r.id == moved[0]; }));
+  tiers.erase(moved[0]);
+  auto upsert = std::find_if(recs.begin(), recs.end(), [&](const OwnedRecord& r) { return r.id == moved[1]; });
+  upsert->content = "a new version";
+  ASSERT_OK(PutAll(h.store.get(), {*upsert}, w));
+  tiers[moved[1]] = Tier::kHot;
+  CHECK_EQ(StatsOf(h.store.get()).cold_staged_records, 18u);
+  CheckExactInTiers(h.store.get(), recs, tiers, "after a delete and an upsert");
+  // A clean close seals the staging into one segment.
+  h.Close();
+  ASSERT_OK(OpenStore(dir, &h));
+  st = StatsOf(h.store.get());
+  CHECK(!st.index_rebuilt);
+  CHECK_EQ(st.cold_staged_records, 0u);
+  CHECK_EQ(st.cold_segments, 1u);
+  CheckExactInTiers(h.store.get(), recs, tiers, "reopened");
+}
+
+TEST(StagedMovesSurviveACrashAndOpenStaged) {
+  std::mt19937 rng(62);
+  std::vector<OwnedRecord> recs = MakeRecords(30, &rng);
+  const std::string dir = tstest::TempDir("staged-crash");
+  std::map<std::string, Tier> tiers;
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  WriteOptions w;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  for (const auto& r : recs) tiers[r.id] = Tier::kHot;
+  bool found = false;
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_OK(h->Move(recs[static_cast<size_t>(i)].id, Tier::kCold, w, &found));
+    tiers[recs[static_cast<size_t>(i)].id] = Tier::kCold;
+  }
+  bool existed = false;
+  ASSERT_OK(h->Delete(recs[3].id, w, &existed));  // a staged record deleted: its tombstone decides
+  tiers.erase(recs[3].id);
+  std::vector<OwnedRecord> expect = recs;
+  expect.erase(expect.begin() + 3);
+  const std::string crashed = CrashCopy(dir, "staged-crash-copy");
+  for (bool read_only : {true, false}) {
+    StoreHandle c;
+    ASSERT_OK(OpenStore(crashed, &c, kDims, read_only));
+    StoreStats st = StatsOf(c.store.get());
+    CHECK(st.index_rebuilt);
+    // Back in the staging, from the log; the deleted one too when read-only
+    // (hidden from every read, but nothing changes).
+    CHECK_EQ(st.cold_staged_records, read_only ? 12u : 11u);
+    CheckExactInTiers(c.store.get(), expect, tiers, read_only ? "read-only after a crash" : "writable after a crash");
+  }
+  // Staged moves out of cold go through a segment first; a crash after them
+  // keeps every record where the last move put it.
+  ASSERT_OK(h->Move(recs[4].id, Tier::kHot, w, &found));
+  tiers[recs[4].id] = Tier::kHot;
+  ASSERT_OK(h->Move(recs[5].id, Tier::kWarm, w, &found));
+  tiers[recs[5].id] = Tier::kWarm;
+  CHECK_EQ(StatsOf(h.store.get()).cold_staged_records, 0u);
+  ASSERT_OK(h->Move(recs[20].id, Tier::kCold, w, &found));  // staged again, after the seal
+  tiers[recs[20].id] = Tier::kCold;
+  const std::string crashed2 = CrashCopy(dir, "staged-crash-copy-2");
+  StoreHandle c;
+  ASSERT_OK(OpenStore(crashed2, &c, kDims, /*read_only=*/true));
+  CHECK_EQ(StatsOf(c.store.get()).cold_staged_records, 1u);  // the log's earlier stage entries were sealed
+  CheckExactInTiers(c.store.get(), expect, tiers, "after moves out of the staging");
+}
+
+TEST(StagingIsSealedWhenFullAndBeforeAnySegmentIsAppended) {
+  std::mt19937 rng(63);
+  const int n = static_cast<int>(kColdStagingMaxRows) + 40;
+  std::vector<OwnedRecord> recs = MakeRecords(n, &rng);
+  const std::string dir = tstest::TempDir("staging-full");
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  WriteOptions w;
+  w.hot_capacity = 100000;
+  ASSERT_OK(PutAll(h.store.get(), recs, w));
+  bool found = false;
+  for (uint64_t i = 0; i < kColdStagingMaxRows; ++i) ASSERT_OK(h->Move(recs[i].id, Tier::kCold, w, &found));
+  StoreStats st = StatsOf(h.store.get());
+  CHECK_EQ(st.cold_staged_records, 0u);
+  CHECK_EQ(st.cold_segments, 1u);
+  for (uint64_t i = kColdStagingMaxRows; i < kColdStagingMaxRows + 3; ++i)
+    ASSERT_OK(h->Move(recs[i].id, Tier::kCold, w, &found));
+  CHECK_EQ(StatsOf(h.store.get()).cold_staged_records, 3u);
+  // A migration straight to cold seals the staged rows first: their keys
+  // stay below the migration's, and a cold iteration sees every record once.
+  w.hot_capacity = 10;
+  w.skip_warm = true;
+  MigrationReport rep;
+  ASSERT_OK(h->Migrate(w, &rep));
+  st = StatsOf(h.store.get());
+  CHECK_EQ(st.cold_staged_records, 0u);
+  CHECK_EQ(st.counts.cold, static_cast<uint64_t>(n) - 10);
+  std::unique_ptr<StoreIterator> it;
+  ASSERT_OK(h->NewIterator(TierSelector::kCold, &it));
+  std::vector<std::string> ids;
+  RecordBatch b;
+  while (it->Next(500, false, &b).ok() && b.size() > 0)
+    for (size_t i = 0; i < b.size(); ++i) ids.emplace_back(b.Id(i));
+  CHECK_EQ(ids.size(), static_cast<size_t>(n) - 10);
+  for (uint64_t i = 0; i < kColdStagingMaxRows + 3; ++i) CHECK_MSG(ids[i] == recs[i].id, recs[i].id);  // move order first
+  CHECK_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+}
+
+// The last staged rows deleted before the close are in no segment; their
+// stage entries must not bring them back, from the index or after a crash.
+TEST(StagedRowsDeletedBeforeTheirSealStayDeleted) {
+  std::mt19937 rng(64);
+  std::vector<OwnedRecord> recs = MakeRecords(6, &rng);
+  const std::string dir = tstest::TempDir("staged-deleted");
+  std::string crashed;
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    WriteOptions w;
+    ASSERT_OK(PutAll(h.store.get(), recs, w));
+    bool found = false, existed = false;
+    ASSERT_OK(h->Move(recs[0].id, Tier::kCold, w, &found));
+    ASSERT_OK(h->Move(recs[1].id, Tier::kCold, w, &found));
+    ASSERT_OK(h->Delete(recs[1].id, w, &existed));
+    crashed = CrashCopy(dir, "staged-deleted-crash");
+  }
+  recs.erase(recs.begin() + 1);
+  std::map<std::string, Tier> tiers;
+  for (const auto& r : recs) tiers[r.id] = Tier::kHot;
+  tiers[recs[0].id] = Tier::kCold;
+  for (const std::string& d : {dir, crashed}) {
+    for (bool read_only : {true, false}) {
+      StoreHandle h;
+      ASSERT_OK(OpenStore(d, &h, kDims, read_only));
+      // The crashed copy's writable open rebuilds its index; the read-only
+      // open before it rebuilds in memory.
+      CHECK_EQ(StatsOf(h.store.get()).index_rebuilt, d == crashed);
+      CheckExactInTiers(h.store.get(), recs, tiers, d == dir ? "after a clean close" : "after a crash");
+    }
+  }
+}
+
+// A version 4 log (no stage entries) is read, and rewritten in the current
+// version by a writable open; a stage entry in a version 4 log is damage.
+TEST(AVersion4LogIsReadAndRewrittenAndHoldsNoStageEntries) {
+  std::mt19937 rng(65);
+  std::vector<OwnedRecord> recs = MakeRecords(20, &rng);
+  const std::string dir = tstest::TempDir("log-v4");
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h));
+    ASSERT_OK(PutAll(h.store.get(), recs, WriteOptions{}));
+  }
+  SetLogVersion(dir, 4);
+  {
+    StoreHandle h;
+    ASSERT_OK(OpenStore(dir, &h, kDims, /*read_only=*/true));
+    CheckHoldsExactly(h.store.get(), recs, "read-only, version 4");
+  }
+  CHECK_EQ(LogVersion(dir), 4u);
+  StoreHandle h;
+  ASSERT_OK(OpenStore(dir, &h));
+  CHECK_EQ(LogVersion(dir), HotLog::kCurrentVersion);
+  bool found = false;
+  ASSERT_OK(h->Move(recs[0].id, Tier::kCold, WriteOptions{}, &found));
+  CHECK_EQ(StatsOf(h.store.get()).cold_staged_records, 1u);
+  const std::string crashed = CrashCopy(dir, "log-v4-staged");
+  SetLogVersion(crashed, 4);
+  StoreHandle bad;
+  Status s = OpenStore(crashed, &bad, kDims, /*read_only=*/true);
+  CHECK(s.code() == StatusCode::kCorruption && s.message().find("hot.log") != std::string::npos);
 }

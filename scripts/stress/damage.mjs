@@ -103,7 +103,7 @@ export function materialize(image, dir) {
 }
 
 /**
- * Where the log's entries end: its size, or, for a log (version 3 or 4) whose end
+ * Where the log's entries end: its size, or, for a log (version 3 to 5) whose end
  * mark is on (relaxed appends go through a mapping of a file extended ahead),
  * the mark when it lies within the file. Torn-tail judging counts from here.
  */
@@ -115,7 +115,7 @@ export function logEnd(file) {
     const h = Buffer.alloc(40);
     fs.readSync(fd, h, 0, 40, 0);
     const version = h.readUInt32LE(8);
-    if (version !== 3 && version !== 4) return size;
+    if (version < 3 || version > 5) return size;
     const end = Number(h.readBigUInt64LE(32) & 0xffffffffffffn);
     return end !== 0 && end <= size ? end : size;
   } finally {
