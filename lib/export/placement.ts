@@ -5,10 +5,10 @@
 //
 // TierWriter (keepTiers: true): every record ends in the tier named by its
 // `tier` column, and the import itself never triggers capacity migration.
-// There is no batch move in the API, and moving records to cold one at a
-// time is slow (each move seals a segment), so it works with two extra
-// handles on the same store (handles of one process share the native store;
-// capacities are per handle):
+// There is no batch move in the API, and a single move to cold stages the
+// record and logs it once more, so it works with two extra handles on the
+// same store (handles of one process share the native store; capacities are
+// per handle):
 //   - `stage` (unlimited capacities) does the putMany, so no put migrates;
 //   - `sink` (hotCapacity 0, skipWarm) migrate()s whatever is in hot straight
 //     to cold, in the engine's batched cold appends.

@@ -163,6 +163,8 @@ function buildReference(kind, dir) {
       () => put(s, { ...byId.get(cold[2]), metadata: { again: 1 }, createdAt: 7 }),
       () => del(s, cold[3]),
       () => put(s, referenceRecord(rng, 104, 8, 'kl-new')),
+      () => s.move(hot[2], 'cold'), // stage entries: single moves to cold
+      () => s.move(warm[2], 'cold'),
     ];
     for (const step of plan) {
       const before = new Map(expected);
