@@ -1,19 +1,20 @@
 #!/usr/bin/env node
-// npm run test:native — builds and runs the C++ tests of native/core three
-// times, with CMake + CTest:
-//   1. build-native/       (RelWithDebInfo)
-//   2. build-native-asan/  (AddressSanitizer + UBSan, leak detection on)
-//   3. build-native-tsan/  (ThreadSanitizer, halting on the first report)
-// then checks the lock annotations with clang (thread-safety, below), builds
-// the addon with cmake-js and loads it, and finally runs a short
-// libFuzzer smoke of the file parsers (scripts/fuzz-native.sh, ~10 s per
-// target) when a clang++ with libFuzzer is installed; without one it prints
-// a notice saying how to get it (and fails if TIERSTORE_REQUIRE_FUZZ=1, as in
-// CI). Exits non-zero on the first failure (configure, build, any test, any
-// fuzz finding), printing which step failed.
-//
-// `node scripts/native-test.mjs <step>` runs one step: release, asan+ubsan,
-// tsan, thread-safety, cmake-js or fuzz. TIERSTORE_FUZZ_SMOKE_SECONDS sets the smoke's total.
+// The native test steps, with CMake + CTest:
+//   release        build-native/       (RelWithDebInfo) and its ctest
+//   asan+ubsan     build-native-asan/  (AddressSanitizer + UBSan, leak detection on)
+//   tsan           build-native-tsan/  (ThreadSanitizer, halting on the first report)
+//   thread-safety  the lock annotations checked with clang's -Wthread-safety
+//   cmake-js       the addon built by cmake-js from CMakeLists.txt, loaded and used
+//   fuzz           a libFuzzer smoke of the file parsers (scripts/fuzz-native.sh,
+//                  ~10 s per target) when a clang++ with libFuzzer is installed;
+//                  without one a notice says how to get it (and the step fails
+//                  if TIERSTORE_REQUIRE_FUZZ=1, as in CI)
+// `node scripts/native-test.mjs [step...]` runs the steps named, in this
+// order, or all of them. `npm run test:native` (part of `npm test`) runs
+// release and thread-safety; `npm run test:sanitizers` the other four (CI
+// runs both). Exits non-zero on the first failure (configure, build, any
+// test, any fuzz finding), printing which step failed.
+// TIERSTORE_FUZZ_SMOKE_SECONDS sets the smoke's total.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -102,15 +103,20 @@ function reportKernels(dir, env) {
 }
 
 const steps = [...variants.map((v) => v.name), 'thread-safety', 'cmake-js', 'fuzz'];
-const only = process.argv[2]; // optional: one step
-if (only && !steps.includes(only) && !variants.some((v) => v.dir === only)) {
-  console.error(`[test:native] unknown step '${only}'; steps: ${steps.join(', ')}`);
-  process.exit(2);
+// The steps to run: those named (by name, or a variant by its directory),
+// every step when none is.
+const selected = new Set(process.argv.slice(2));
+for (const s of selected) {
+  if (!steps.includes(s) && !variants.some((v) => v.dir === s)) {
+    console.error(`[test:native] unknown step '${s}'; steps: ${steps.join(', ')}`);
+    process.exit(2);
+  }
 }
+const wants = (step, dir) => selected.size === 0 || selected.has(step) || (dir !== undefined && selected.has(dir));
 const started = Date.now();
 const timings = [];
 for (const v of variants) {
-  if (only && only !== v.name && only !== v.dir) continue;
+  if (!wants(v.name, v.dir)) continue;
   const t0 = Date.now();
   const env = { ...process.env, ...v.env };
   run(`${v.name} configure`, 'cmake', ['-S', '.', '-B', v.dir, ...v.cmakeArgs]);
@@ -125,7 +131,7 @@ for (const v of variants) {
 // The lock annotations of native/core (thread_annotations.h), checked by
 // clang's -Wthread-safety with warnings as errors. Needs clang++: without
 // one the step fails (CI installs clang-16 for the fuzz smoke anyway).
-if (!only || only === 'thread-safety') {
+if (wants('thread-safety')) {
   const t0 = Date.now();
   const clang = ['clang++-16', 'clang++-15', 'clang++-14', 'clang++'].find(
     (c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0,
@@ -141,7 +147,7 @@ if (!only || only === 'thread-safety') {
 }
 // The developer build of the addon: cmake-js drives the same CMakeLists.txt
 // (same sources as binding.gyp); the result must load and work.
-if (!only || only === 'cmake-js') {
+if (wants('cmake-js')) {
   const t0 = Date.now();
   const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
   run('cmake-js addon build', process.execPath, [cmakeJs, 'build', '--out', 'build-cmake-js', '--target', 'tierstore_addon']);
@@ -162,7 +168,7 @@ if (!only || only === 'cmake-js') {
 }
 // The libFuzzer smoke: every fuzz target for a few seconds (the long run is
 // `npm run fuzz:native` / `npm run stress`). Needs clang++ with libFuzzer.
-if (!only || only === 'fuzz') {
+if (wants('fuzz')) {
   const t0 = Date.now();
   const fuzzScript = path.join(root, 'scripts', 'fuzz-native.sh');
   const check = spawnSync('bash', [fuzzScript, '--check'], { cwd: root, stdio: 'ignore' });
