@@ -96,6 +96,13 @@ void FinishEntry(std::string* buf, size_t start) {
   std::memcpy(buf->data() + start, &crc, 4);
 }
 
+// An entry whose payload is one u64 (a commit, a sequence mark).
+void EncodeU64Entry(uint8_t type, uint64_t value, std::string* buf) {
+  const size_t start = BeginEntry(buf, type);
+  Put<uint64_t>(buf, value);
+  FinishEntry(buf, start);
+}
+
 // Replay's view of the log. The file is mapped read-only when the kernel
 // allows it: its pages come straight from the page cache, with no copy into
 // a buffer, and every byte stays addressable until replay ends, so a batch's
@@ -588,19 +595,22 @@ Status HotLog::AppendAtomically(const std::function<Status(std::string*)>& fill,
   return s;
 }
 
+Status HotLog::EncodeBatchPuts(const RecordView* const* recs, size_t n, std::string* buf) {
+  for (size_t i = 0; i < n; ++i) {
+    EncodeRecord(kBatchPut, *recs[i], buf);
+    TS_RETURN_IF_ERROR(WriteBuffered(buf, false));
+  }
+  return Status::OK();
+}
+
 Status HotLog::AppendPuts(const RecordView* const* recs, size_t n, bool durable) {
   return AppendAtomically([&](std::string* buf) -> Status {
     if (n == 1) {
       EncodeRecord(kPut, *recs[0], buf);
       return Status::OK();
     }
-    for (size_t i = 0; i < n; ++i) {
-      EncodeRecord(kBatchPut, *recs[i], buf);
-      TS_RETURN_IF_ERROR(WriteBuffered(buf, false));
-    }
-    size_t start = BeginEntry(buf, kCommit);
-    Put<uint64_t>(buf, n);
-    FinishEntry(buf, start);
+    TS_RETURN_IF_ERROR(EncodeBatchPuts(recs, n, buf));
+    EncodeU64Entry(kCommit, n, buf);
     return Status::OK();
   }, durable);
 }
@@ -610,17 +620,10 @@ Status HotLog::AppendBatch(const RecordView* const* recs, size_t n, uint64_t mar
     return Status::InvalidArgument(file_.path() + ": a version 3 log holds no sequence marks");
   }
   return AppendAtomically([&](std::string* buf) -> Status {
-    for (size_t i = 0; i < n; ++i) {
-      EncodeRecord(kBatchPut, *recs[i], buf);
-      TS_RETURN_IF_ERROR(WriteBuffered(buf, false));
-    }
-    size_t start = BeginEntry(buf, kMark);
-    Put<uint64_t>(buf, mark);
-    FinishEntry(buf, start);
+    TS_RETURN_IF_ERROR(EncodeBatchPuts(recs, n, buf));
+    EncodeU64Entry(kMark, mark, buf);
     if (n == 0) return Status::OK();  // one entry: atomic by itself
-    start = BeginEntry(buf, kCommit);
-    Put<uint64_t>(buf, n + 1);
-    FinishEntry(buf, start);
+    EncodeU64Entry(kCommit, n + 1, buf);
     return Status::OK();
   }, durable);
 }
@@ -677,11 +680,7 @@ Status HotLog::Rewrite(const std::vector<const RecordView*>& recs, uint64_t mark
   TS_RETURN_IF_ERROR(File::Open(tmp, O_RDWR | O_CREAT | O_TRUNC, &out));
   std::string buf;
   EncodeHeaderInto(&buf, dimensions_, store_id_);
-  {
-    size_t start = BeginEntry(&buf, kMark);
-    Put<uint64_t>(&buf, mark);
-    FinishEntry(&buf, start);
-  }
+  EncodeU64Entry(kMark, mark, &buf);
   uint64_t written = 0;
   auto flush = [&](bool final_flush) -> Status {
     if (buf.empty() || (!final_flush && buf.size() < kFlushThreshold)) return Status::OK();

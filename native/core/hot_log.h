@@ -149,6 +149,8 @@ class HotLog {
   static void EncodeHeaderInto(std::string* buf, uint32_t dimensions, uint64_t store_id);
   void EncodeRecord(uint8_t type, const RecordView& rec, std::string* buf) const;
   void EncodeRecordBody(const RecordView& rec, std::string* buf) const;
+  // recs as batch put entries, written out in pieces as the buffer fills.
+  Status EncodeBatchPuts(const RecordView* const* recs, size_t n, std::string* buf);
   Status WriteBuffered(std::string* buf, bool final_flush);
   Status AppendAtomically(const std::function<Status(std::string*)>& fill, bool durable);
   // Maps, extends and prefaults the file so [pos, pos+n) can be copied in.
