@@ -117,7 +117,7 @@ export function checkRun(store, r, ref, n, opsArg = 'all', capabilities = {}) {
 // found the record and gave finite figures; the cold series is complete or
 // has a reason; a cold reopen read something from the device (reading
 // nothing means the drop did not take, and the figure would be a warm one).
-const REOPEN_FIGURES = ['reopen-warm', 'reopen-cold', 'reopen-cold-read', 'reopen-rchar', 'reopen-rss', 'reopen-rss-anon', 'reopen-rss-file', 'hot-load', 'hot-load-cold', 'hot-load-floor'];
+const REOPEN_FIGURES = ['reopen-warm', 'reopen-cold', 'reopen-cold-read', 'reopen-rchar', 'reopen-rss', 'reopen-rss-anon', 'reopen-rss-file', 'hot-load', 'hot-load-cold', 'hot-load-floor', 'reopen-first-filter', 'reopen-first-filter-cold'];
 
 function checkFreshReopens(m, figures, unmeasured, n, isTs, tier, reps = m?.reps) {
   const out = [];
@@ -130,7 +130,7 @@ function checkFreshReopens(m, figures, unmeasured, n, isTs, tier, reps = m?.reps
       const at = `reopen in a new process (${label}, #${i + 1})`;
       if (x.found !== true) out.push(`${at}: the first get ${x.found === false ? 'did not find the record' : 'was not checked'}`);
       if (!(Number.isFinite(x.ms) && x.ms > 0)) out.push(`${at}: time ${x.ms} ms`);
-      for (const k of ['readBytes', 'rchar', 'rss', 'rssAnon', 'rssFile', 'majorFaults']) {
+      for (const k of ['readBytes', 'rchar', 'rss', 'rssAnon', 'rssFile', 'majorFaults', 'firstFilterMs', 'firstFilterReadBytes']) {
         if (x[k] !== undefined && !Number.isFinite(x[k])) out.push(`${at}: ${k} ${x[k]}`);
       }
       if (isTs) {

@@ -14,6 +14,9 @@
 //   rss, rssAnon, rssFile   what the open added to VmRSS, RssAnon, RssFile
 //   majorFaults page faults that had to wait for the disk
 //   counts      tierstore's counts() after the get (untimed)
+//   firstFilterMs  when spec.firstFilter ({query, k, filter}) is given: the
+//               first filtered recallAsync after the get, wall clock
+//   firstFilterReadBytes  the bytes it made the device read
 // A field this system cannot give (no /proc) is left out.
 
 import { readFileSync } from 'node:fs';
@@ -60,5 +63,15 @@ if (io0.rchar !== undefined && io1.rchar !== undefined) out.rchar = io1.rchar - 
 for (const k of Object.keys(STATUS)) if (status0[k] !== undefined && status1[k] !== undefined) out[k] = status1[k] - status0[k];
 out.majorFaults = faults1 - faults0;
 if (typeof a.counts === 'function') out.counts = a.counts();
+if (spec.firstFilter && typeof a.topkFiltered === 'function') {
+  const { query, k, filter } = spec.firstFilter;
+  const q = Float32Array.from(query);
+  const before = fields(procText('/proc/self/io'), IO);
+  const f0 = process.hrtime.bigint();
+  await a.topkFiltered(q, k, filter);
+  out.firstFilterMs = Number(process.hrtime.bigint() - f0) / 1e6;
+  const after = fields(procText('/proc/self/io'), IO);
+  if (before.readBytes !== undefined && after.readBytes !== undefined) out.firstFilterReadBytes = after.readBytes - before.readBytes;
+}
 await a.close();
 process.stdout.write(`\n${JSON.stringify(out)}\n`);

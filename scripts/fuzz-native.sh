@@ -3,7 +3,8 @@
 #
 # Fuzzes the native file parsers with libFuzzer (+ ASan + UBSan): every
 # target in native/fuzz/*_fuzz.cc writes its input as a store file (manifest,
-# hot log, warm blocks, warm var section, cold segment, or a whole directory)
+# hot log, warm blocks, warm var section, cold segment, a filter file, or a
+# whole directory)
 # next to a seed store and opens and uses the store through the public core
 # API. TOTAL_SECONDS is split evenly between the targets.
 #
@@ -156,6 +157,7 @@ main() {
       cold_segment_fuzz) echo 8192 ;;
       index_file_fuzz) echo 8192 ;;
       warm_filter_fuzz) echo 8192 ;;
+      cold_filter_fuzz) echo 8192 ;;
       store_open_fuzz) echo 131072 ;;
       *) echo 65536 ;;
     esac

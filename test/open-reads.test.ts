@@ -5,7 +5,9 @@
 // store of 200,000 records, whose files were first dropped from the page
 // cache, and gets one warm and one cold record: at most 100 bytes per record
 // plus the hot log. The same measurement of a full iteration must exceed that
-// bound, so the measurement itself can fail.
+// bound, so the measurement itself can fail. The cold segments' filter files
+// stay out of the page cache through that open (fincore), and a filtered
+// recall of cold brings them in, the same check failing.
 //
 // Needs a directory on a disk-backed file system (page-cache drops mean
 // nothing on tmpfs), GNU dd (fdatasync and posix_fadvise DONTNEED through
@@ -66,13 +68,22 @@ function residentByFile(dir: string): string {
   }).join(', ');
 }
 
+/** The bytes of `files` (names in `dir`) in the page cache (fincore), or null without fincore. */
+function residentBytes(dir: string, files: string[]): number | null {
+  const fin = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', ...files.map((f) => path.join(dir, f))], { encoding: 'utf8' });
+  if (fin.error || fin.status !== 0) return null;
+  return fin.stdout.trim().split('\n').filter(Boolean).reduce((sum, l) => sum + Number(l.trim()), 0);
+}
+
 /** Bytes read from the disk by the child while it runs `work` (after loading the package). */
 const MEASURE = String.raw`
   const readBytes = () => Number(/read_bytes:\s*(\d+)/.exec(fs.readFileSync('/proc/self/io', 'utf8'))[1]);
   const before = readBytes();
   const s = ts.open(args.p, {});
   const out = {};
-  if (args.work === 'open+get') {
+  if (args.work === 'filtered-recall') {
+    out.hits = s.recall(new Float32Array(args.dims).fill(1), { k: 3, tier: 'cold', filter: { metadata: { user: 'nobody' } } }).length;
+  } else if (args.work === 'open+get') {
     out.warm = s.get(args.warmId);
     out.cold = s.get(args.coldId);
     out.warm = out.warm && [out.warm.id, out.warm.tier, out.warm.content];
@@ -141,6 +152,18 @@ describe('an open after a clean close reads no warm or cold data', () => {
     expect(o.out.warm, 'the warm record read back').toEqual([info.warmId, 'warm', `memory ${info.warmId.slice(1)}`]);
     expect(o.out.cold, 'the cold record read back').toEqual([info.coldId, 'cold', `memory ${info.coldId.slice(1)}`]);
     expect(o.read, `bytes read by open + 2 gets (bound ${bound} = ${BYTES_PER_RECORD} × ${N} + hot.log ${hotLog}); cached bytes/size per file since the drop: ${residentByFile(p)}`).toBeLessThanOrEqual(bound);
+    // Nor any cold segment's filter file: the first filtered recall of a segment reads it.
+    const filters = fs.readdirSync(p).filter((f) => /^cold-[0-9a-f]{8}\.filter$/.test(f));
+    expect(filters.length, 'the cold segments have their filter files').toBeGreaterThan(0);
+    const filtersCached = residentBytes(p, filters);
+    if (filtersCached !== null) {
+      expect(filtersCached, `bytes of the cold filter files read by open + 2 gets: ${residentByFile(p)}`).toBe(0);
+      // The control: a filtered recall of cold reads them.
+      dropFromCache(p);
+      const filtered = runChild(MEASURE, { p, work: 'filtered-recall', dims: DIMS }, 120_000);
+      expect(filtered.status === 0 && filtered.result !== undefined, describeChild(filtered)).toBe(true);
+      expect(residentBytes(p, filters), 'a filtered recall of cold read the filter files').toBeGreaterThan(0);
+    }
 
     // The control: a full iteration in the same setup reads more than the bound.
     const drop2 = dropFromCache(p);

@@ -148,6 +148,24 @@ describe('the damage judge', () => {
     expect(judgeCase(cleanRef, flip, filtered(['a', 'b'])).problems.join('\n')).toMatch(/a filtered recall disagrees/);
   });
 
+  it('damage to a cold filter file alone: an error or a filtered recall that disagrees with the records is a finding', () => {
+    const cf = { kind: 'truncate', file: 'cold-00000003.filter', files: ['cold-00000003.filter'], size: 70, damage: [70, 99], description: 'truncate' };
+    expect(judgeCase(cleanRef, cf, failed('CORRUPTION', '/x/cold-00000003.filter: bad magic', 'recall-filter')).problems.join('\n')).toMatch(/only cold-00000003\.filter was damaged, yet recall-filter failed with CORRUPTION/);
+    const renamed = { kind: 'renameFile', file: 'cold-00000003.filter', newName: 'cold-00000003.filter~', files: ['cold-00000003.filter', 'cold-00000003.filter~'], description: 'rename' };
+    expect(judgeCase(cleanRef, renamed, failed('CORRUPTION', '/x/cold-00000003.filter: missing', 'open')).problems.join('\n')).toMatch(/only cold-00000003\.filter was damaged/);
+    const other = { kind: 'copyFile', from: 'cold-00000004.filter', file: 'cold-00000003.filter', files: ['cold-00000003.filter'], description: 'another segment\'s' };
+    const filtered = (got: string[]) => {
+      const r = okResult({ a: ['warm', D.a], b: ['cold', D.b] });
+      Object.assign(r.obs, { filtered: { want: ['b'], got } });
+      return r;
+    };
+    expect(judgeCase(cleanRef, other, filtered(['b'])).problems).toEqual([]);
+    expect(judgeCase(cleanRef, other, filtered([])).problems.join('\n')).toMatch(/a filtered recall disagrees with the records it iterated/);
+    // With its segment damaged too, CORRUPTION naming the segment is right.
+    const both = { kind: 'double', file: 'cold-00000003.filter', files: ['cold-00000003.filter', 'cold-00000003.seg'], parts: [cf, { kind: 'flipBits', file: 'cold-00000003.seg', files: ['cold-00000003.seg'] }], description: 'both' };
+    expect(judgeCase(cleanRef, both, failed('CORRUPTION', '/x/cold-00000003.seg: header checksum mismatch')).problems).toEqual([]);
+  });
+
   it('allows a torn log tail only after a crash, and only for the entries at or after the damage', () => {
     const torn = (records: Record<string, [string, string]>, tornLogBytes: number) => {
       const r = okResult(records);
@@ -248,5 +266,7 @@ describe('damaged stores, fuzzed', () => {
     expect(s.byMutation.none?.cases, 'each reference store read back undamaged first').toBe(3);
     expect(s.indexCases.cases, 'cases damaged id.index').toBeGreaterThan(10);
     expect(s.indexCases.rebuilt, 'in some of them the open rebuilt the index').toBeGreaterThan(0);
+    expect(s.coldFilterCases.cases, 'cases damaged only cold filter files').toBeGreaterThan(5);
+    expect(s.coldFilterCases.intact, 'and read every record back exact').toBe(s.coldFilterCases.cases);
   }, 600_000);
 });

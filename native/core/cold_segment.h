@@ -55,9 +55,9 @@ struct Segment {
   // CheckColumns passed (at open, or later), or this process wrote the file.
   mutable std::atomic<bool> columns_checked{false};
   mutable std::atomic<bool> structure_checked{false};  // EnsureStructure passed
-  // The metadata signature of every row (metadata_signature.h), made by the
-  // first filtered scan that asks for them and immutable after, so a pointer
-  // to them stays valid as long as the segment.
+  // The metadata signature of every row (metadata_signature.h), loaded by
+  // the first filtered scan that asks for them (cold_filter_file.h) and
+  // immutable after, so a pointer to them stays valid as long as the segment.
   mutable Mutex signatures_mu;
   mutable std::unique_ptr<MetadataSignature[]> signatures GUARDED_BY(signatures_mu);
 

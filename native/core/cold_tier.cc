@@ -25,6 +25,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "cold_filter_file.h"
 #include "cold_segment.h"
 #include "cold_segment_writer.h"
 #include "cold_staging.h"
@@ -119,18 +120,13 @@ class SCOPED_CAPABILITY ReentrantReaderLock {
   bool owns_;
 };
 
-// The signatures of a segment's rows, made on the first call (from the
-// metadata column the view points into) and kept with the segment.
-const MetadataSignature* SignaturesOf(const cold::Segment& s, const ColdSegmentView& view) {
+// The signatures of a segment's rows, loaded on the first call (from its
+// filter file, else made from its metadata column: cold_filter_file.h) and
+// kept with the segment. rewrite: a writable tier writes a filter file that
+// was missing or damaged again.
+const MetadataSignature* SignaturesOf(const cold::Segment& s, bool rewrite) {
   MutexLock lock(s.signatures_mu);
-  if (s.signatures == nullptr) {
-    auto sigs = std::make_unique<MetadataSignature[]>(view.rows);
-    for (uint64_t r = 0; r < view.rows; ++r) {
-      std::string_view metadata;
-      sigs[r] = view.Metadata(r, &metadata) ? MetadataSignature::Of(metadata) : MetadataSignature::All();
-    }
-    s.signatures = std::move(sigs);
-  }
+  if (s.signatures == nullptr) s.signatures = LoadSignatures(s, rewrite);
   return s.signatures.get();
 }
 
@@ -230,8 +226,9 @@ class ColdTierImpl final : public ColdTier {
     if (!PathExists(dir_)) return Status::OK();
     std::vector<std::string> names;
     TS_RETURN_IF_ERROR(ListDirectory(dir_, &names));
+    const std::unordered_set<std::string> listed(names.begin(), names.end());
     for (const auto& name : names)
-      if (IsStaleTmp(name)) TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
+      if (IsStaleTmp(name) || IsOrphanFilter(name, listed)) TS_RETURN_IF_ERROR(RemoveFile(JoinPath(dir_, name)));
     return Status::OK();
   }
 
@@ -550,7 +547,7 @@ class ColdTierImpl final : public ColdTier {
       view.metadata_size = s->size[kMetaBytes];
       // The active copy: exact under this shared lock (Delete is exclusive).
       view.deleted = reinterpret_cast<const uint64_t*>(s->ActiveWords());
-      if (with_signatures) view.signatures = SignaturesOf(*s, view);
+      if (with_signatures) view.signatures = SignaturesOf(*s, !read_only_);
       TS_RETURN_IF_ERROR(fn(view));
     }
     if (staging_.live() > 0) TS_RETURN_IF_ERROR(fn(staging_.View(kColdStagingSegment, with_signatures)));
@@ -735,10 +732,12 @@ class ColdTierImpl final : public ColdTier {
       (void)RemoveFile(tmp);
       return st;
     }
+    WriteFilterForSeal(path, src, durable);  // derived data: best effort, synced with the segment's rename
     if (durable) st = SyncDirectory(dir_);
     if (st.ok()) st = OpenSegment(path, id, dims_, read_only_, /*verify_crcs=*/false, out);
     if (st.ok()) (*out)->columns_checked.store(true, std::memory_order_relaxed);  // written just now
     if (!st.ok()) {
+      RemoveFilterOf(path);
       (void)RemoveFile(path);
       return st;
     }
@@ -856,6 +855,7 @@ class ColdTierImpl final : public ColdTier {
           if (!done.seg) continue;
           const std::string path = done.seg->path;
           done.seg.reset();
+          RemoveFilterOf(path);
           (void)RemoveFile(path);
           removed = true;
         }
@@ -914,6 +914,7 @@ class ColdTierImpl final : public ColdTier {
     orphans_.clear();
     Status st;
     for (const auto& u : unlink) {
+      RemoveFilterOf(u.second);
       Status r = RemoveFile(u.second);
       if (!r.ok()) {
         orphans_.push_back(u);

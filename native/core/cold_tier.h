@@ -9,6 +9,17 @@
 // ids, contents, metadata), then the parts changed in place: the access
 // statistics (not checksummed: best effort) and the deletion bitmap.
 //
+// Filter files: beside each segment, cold-<id>.filter (cold_filter_file.h,
+// docs/format/cold-filter.md) holds its rows' metadata signatures, so that
+// the first filtered scan after an open reads them instead of the whole
+// metadata column. Derived data: written with the segment at every seal
+// (Append, MergeIfNeeded, Compact; fdatasynced and covered by the
+// segment's directory sync when durable), removed just before the segment's
+// file, read only by the first filtered scan of the segment. One that is
+// missing or does not check out is made again from the segment by that
+// scan (and, in a writable tier, written again): never an error, never a
+// different answer.
+//
 // Deletion bitmap: two checksummed copies, the one with the higher
 // generation active. Delete writes the inactive copy and then commits it by
 // one aligned store of its new generation, so a process killed mid-update
@@ -29,10 +40,11 @@
 //
 // Opening writes nothing: Open only reads and maps (read-write mappings when
 // not read_only, but nothing is stored through them; read_only maps privately,
-// copy-on-write, so UpdateAccess keeps statistics in this process only). The one mutation a
-// crash leaves for later (removing stale cold-*.tmp files of an interrupted
-// seal) is done by FinishOpen(), which the Store calls once every tier has
-// opened and recovery's reads succeeded, before any mutation.
+// copy-on-write, so UpdateAccess keeps statistics in this process only), and
+// reads no filter file. The mutations a crash leaves for later (removing
+// stale cold-*.tmp files of an interrupted seal, and filter files whose
+// segment is gone) are done by FinishOpen(), which the Store calls once
+// every tier has opened and recovery's reads succeeded, before any mutation.
 //
 // Synchronization: one std::shared_mutex guards the segment set and the
 // bitmaps. Scans (ForEachLive, ScanFrom, NthLive) take it shared once per
@@ -43,7 +55,9 @@
 // before_unlink — may call the readers (Read, KeyOf, IsLive, NthLiveKey,
 // ScanFrom, ScanSegments, Stats, UpdateAccess) without locking again; a
 // mutator called from such a callback returns INVALID_ARGUMENT instead of
-// deadlocking.
+// deadlocking. A segment's signatures are loaded (and its filter file
+// written again) under the shared lock and a mutex of that segment's own:
+// a merge or compaction, which removes filter files, waits for it.
 //
 // Staging: a record moved to cold alone (Stage) is not sealed into a
 // segment of its own: it waits in memory (cold_staging.h) under a cold key
@@ -60,6 +74,8 @@
 // Merge/Compact/Close; for staged rows, until the next Stage, Unstage,
 // Restage or SealStaging. The Store runs those under its own exclusive lock, so
 // a reader holding the Store's shared lock never sees a view freed.
+// ColdSegmentView::signatures lives as long as its segment too (loaded
+// once, never changed).
 // ColdSegmentView::deleted points to the bitmap copy active at the time of
 // the scan: it shows the current deletions while no Delete runs (deletes
 // are exclusive, under the tier's and the Store's exclusive locks).
@@ -176,7 +192,7 @@ class ColdTier {
                      std::unique_ptr<ColdTier>* out);
 
   // The mutations Open deferred: removes leftover cold-*.tmp files of an
-  // interrupted seal. Call once, after every tier opened and recovery's
+  // interrupted seal and filter files whose segment is gone. Call once, after every tier opened and recovery's
   // reads succeeded, before any mutation. No-op when read_only.
   virtual Status FinishOpen() = 0;
 
@@ -247,8 +263,10 @@ class ColdTier {
 
   // Similarity fast path: calls fn once per segment, in key order, under one
   // shared lock, with views of its contiguous columns (see ColdSegmentView).
-  // with_signatures: fill ColdSegmentView::signatures, made from the
-  // metadata column on the first such scan of a segment and kept with it.
+  // with_signatures: fill ColdSegmentView::signatures, loaded on the first
+  // such scan of a segment (from its filter file, else made from its
+  // metadata column and, when writable, the file written again: a durable
+  // write, once per segment) and kept with it.
   virtual Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn, bool with_signatures) const = 0;
   Status ScanSegments(const std::function<Status(const ColdSegmentView&)>& fn) const { return ScanSegments(fn, false); }
 

@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cold_filter_file.h"
+#include "cold_format.h"
 #include "cold_tier.h"
 #include "crc32c.h"
 #include "index_file.h"
@@ -355,6 +357,18 @@ void ReadEverything(Store* s, std::vector<std::string>* ids) {
   ro.threads = 2;
   tierstore::RecallResult rr;
   (void)s->Recall(query.data(), ro, &rr);
+  // A metadata filter: the tiers' filter arrays (warm.filter, the cold
+  // segments' filter files) decide first.
+  auto filter = std::make_shared<tierstore::RecordFilter>();
+  tierstore::RecordFilter::Spec spec;
+  spec.metadata_json = "{\"i\":[1,4,5,11,16]}";
+  if (tierstore::RecordFilter::Parse(spec, filter.get()).ok()) {
+    tierstore::RecallOptions fo;
+    fo.k = 20;
+    fo.filter = filter;
+    tierstore::RecallResult fr;
+    (void)s->Recall(query.data(), fo, &fr);
+  }
 }
 
 void WriteSome(Store* s, const std::vector<std::string>& ids) {
@@ -794,6 +808,31 @@ void RepairColdSegment(std::string* seg, uint32_t segment_id) {
   St<uint32_t>(seg, 496, CrcOf(*seg, 0, 496));
 }
 
+void RepairColdFilter(std::string* filter, const std::string* segment) {
+  namespace cold = tierstore::cold;
+  if (filter->size() < cold::kFilterHeaderBytes) return;
+  if (segment != nullptr && segment->size() >= cold::kHeaderSize) {
+    const cold::FilterIdentity id = cold::FilterIdentityOf(reinterpret_cast<const uint8_t*>(segment->data()));
+    St<uint32_t>(filter, 12, id.segment);
+    St<uint64_t>(filter, 16, id.rows);
+    St<uint64_t>(filter, 24, id.segment_size);
+    St<uint64_t>(filter, 32, id.min_key);
+    St<uint64_t>(filter, 40, id.max_key);
+    St<uint32_t>(filter, 48, id.header_crc);
+  }
+  const uint64_t rows = Ld<uint64_t>(*filter, 16);
+  if (rows <= (uint64_t{1} << 32) && filter->size() == cold::FilterFileSize(rows)) {
+    const uint64_t sig = sizeof(tierstore::MetadataSignature);
+    const uint64_t table = cold::kFilterHeaderBytes + rows * sig;
+    for (uint64_t c = 0; c < cold::FilterChunks(rows); ++c) {
+      const uint64_t begin = cold::kFilterHeaderBytes + c * cold::kFilterRowsPerChunk * sig;
+      const uint64_t len = std::min(cold::kFilterRowsPerChunk, rows - c * cold::kFilterRowsPerChunk) * sig;
+      St<uint32_t>(filter, table + c * 4, CrcOf(*filter, begin, len));
+    }
+  }
+  St<uint32_t>(filter, 60, CrcOf(*filter, 0, 60));
+}
+
 FileKind KindOf(const std::string& name, uint32_t* number) {
   *number = 0;
   if (name == tierstore::Manifest::kFileName) return FileKind::kManifest;
@@ -809,6 +848,7 @@ FileKind KindOf(const std::string& name, uint32_t* number) {
       return FileKind::kWarmVar;
     }
   }
+  if (tierstore::cold::ParseFilterName(name, number)) return FileKind::kColdFilter;
   if (name.size() == 17 && name.rfind("cold-", 0) == 0 && name.compare(13, 4, ".seg") == 0) {
     std::string hex = name.substr(5, 8);
     if (hex.find_first_not_of("0123456789abcdef") == std::string::npos) {
@@ -837,6 +877,13 @@ void RepairAll(StoreFiles* files) {
       default: break;
     }
   }
+  // After the segments: a filter file takes its segment's identity.
+  for (auto& [name, bytes] : *files) {
+    uint32_t number;
+    if (KindOf(name, &number) != FileKind::kColdFilter) continue;
+    auto seg = files->find(tierstore::cold::SegmentName(number));
+    RepairColdFilter(&bytes, seg == files->end() ? nullptr : &seg->second);
+  }
   auto blocks = files->find("warm.blocks");
   if (blocks == files->end()) return;
   RepairWarmBlocks(&blocks->second, &vars);
@@ -853,6 +900,11 @@ const std::vector<std::string>& FileSetNames() {
         "MANIFEST.tmp", "id.index.tmp", "hot.log.tmp", "warm.blocks.tmp", "warm-var-2.dat.tmp", "cold-00000030.seg.tmp",
         "cold-0000000G.seg", "cold-0000000A.seg", "warm-var-02.dat", "warm-var-0.dat", "LOCK", "notes.txt"};
     for (uint32_t id = 1; id <= 24; ++id) v->push_back(tierstore::ColdSegmentFileName(id));
+    // Each segment's filter file, one left by an interrupted write, and one
+    // whose segment is not there.
+    for (uint32_t id = 1; id <= 24; ++id) v->push_back(tierstore::cold::FilterName(id));
+    v->push_back(tierstore::cold::FilterName(3) + ".tmp");
+    v->push_back(tierstore::cold::FilterName(0x30));
     return v;
   }();
   return *names;
@@ -924,6 +976,11 @@ void RunSingleFileInput(const uint8_t* data, size_t size, const std::string& nam
       case FileKind::kIndex: RepairIndexFile(&bytes); break;
       case FileKind::kWarmBlocks:
       case FileKind::kWarmVar: RepairAll(&files); break;  // blocks checksums depend on var bytes
+      case FileKind::kColdFilter: {
+        auto seg = files.find(tierstore::cold::SegmentName(number));
+        RepairColdFilter(&bytes, seg == files.end() ? nullptr : &seg->second);
+        break;
+      }
       case FileKind::kOther: break;
     }
   }

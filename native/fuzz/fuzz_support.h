@@ -98,11 +98,14 @@ void RepairHotLog(std::string* log);
 void RepairWarmBlocks(std::string* blocks, std::map<uint32_t, std::string>* var_files);
 void RepairWarmVar(std::string* var, uint32_t generation);
 void RepairColdSegment(std::string* segment, uint32_t segment_id);
+// A cold filter file: its header and chunk checksums and, when its
+// segment's bytes are given, the identity of that segment.
+void RepairColdFilter(std::string* filter, const std::string* segment);
 void RepairIndexFile(std::string* index);
 
 // What kind of store file a name is, and its number (var generation or
 // segment id) where it has one.
-enum class FileKind { kManifest, kHotLog, kWarmBlocks, kWarmVar, kColdSegment, kIndex, kOther };
+enum class FileKind { kManifest, kHotLog, kWarmBlocks, kWarmVar, kColdSegment, kColdFilter, kIndex, kOther };
 FileKind KindOf(const std::string& name, uint32_t* number);
 
 // Applies the right Repair* to every file of the set (warm blocks against

@@ -160,6 +160,25 @@ int main(int argc, char** argv) {
     ok &= WriteSeed(out, "warm_filter_fuzz", "header-only", 1, std::string(1, '\0') + file.substr(0, 4096));
   }
 
+  // cold_filter_fuzz: the seed segments' filter files (in the order of
+  // their segments, which flags >> 3 picks), whole, repaired, read-only,
+  // cut short and header only.
+  {
+    uint8_t segment = 0;
+    for (const auto& [name, bytes] : clean) {
+      uint32_t id = 0;
+      if (tsfuzz::KindOf(name, &id) != tsfuzz::FileKind::kColdFilter) continue;
+      const uint8_t at = static_cast<uint8_t>(segment++ << 3);
+      const std::string label = "segment-" + std::to_string(id);
+      ok &= WriteSeed(out, "cold_filter_fuzz", label, at | 4, bytes);
+      ok &= WriteSeed(out, "cold_filter_fuzz", label + "-repaired", at | 5, bytes);
+      ok &= WriteSeed(out, "cold_filter_fuzz", label + "-ro", at | 6, bytes);
+      ok &= WriteSeed(out, "cold_filter_fuzz", label + "-cut", at | 5, bytes.substr(0, bytes.size() / 2));
+      ok &= WriteSeed(out, "cold_filter_fuzz", label + "-header", at | 1, bytes.substr(0, 64));
+    }
+    ok &= segment > 0;
+  }
+
   if (!ok) return 1;
   std::printf("fuzz_seed_corpus: %d seeds in %s (seed store: %zu files:", g_written, out.c_str(), clean.size());
   for (const auto& [name, bytes] : clean) std::printf(" %s=%zuB", name.c_str(), bytes.size());

@@ -381,7 +381,7 @@ TEST(DamagedColdIdNamingAnotherRecordIsCorruptionNotASilentLoss) {
   }
   std::string seg;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.path().filename().string().rfind("cold-", 0) == 0) seg = e.path().string();
+    if (e.path().filename().string().rfind("cold-", 0) == 0 && e.path().extension() == ".seg") seg = e.path().string();
   }
   ASSERT_TRUE(!seg.empty());
   // The id column (directory entry 10: offset, size) holds "id-1"; make it "id-2".
@@ -447,7 +447,9 @@ TEST(DamagedLowerCopyWithTheSameWriteInTheLogIsCorruptionAfterACleanClose) {
     uint64_t offset = kWarmHeaderPage + kWarmVarPrefix + 4 + 3;  // slot 0's extent: prefix, id, then content
     if (tier == Tier::kCold) {
       for (const auto& e : std::filesystem::directory_iterator(dir)) {
-        if (e.path().filename().string().rfind("cold-", 0) == 0) file = e.path().filename().string();
+        if (e.path().filename().string().rfind("cold-", 0) == 0 && e.path().extension() == ".seg") {
+          file = e.path().filename().string();
+        }
       }
       // The content bytes column (directory entry 12: offset, size): its first byte.
       File f;
@@ -881,7 +883,8 @@ TEST(FileMissingAfterCleanCloseIsCorruption) {
     std::string removed;
     for (auto& e : std::filesystem::directory_iterator(copy)) {
       std::string name = e.path().filename().string();
-      if (name.rfind(victim, 0) == 0 && removed.empty()) {
+      // A cold segment, not its filter file (derived data, which may go missing).
+      if (name.rfind(victim, 0) == 0 && e.path().extension() != ".filter" && removed.empty()) {
         removed = name;
         std::filesystem::remove(e.path());
       }

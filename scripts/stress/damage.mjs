@@ -16,7 +16,9 @@
 // entry header (the 'killed' store's entry starts are known), damage aimed at
 // the persisted id index (id.index truncated, flipped, zeroed, removed,
 // emptied, another store's, or the one an earlier clean close of the same
-// store wrote), or two of these at once — opens the copy and reads everything
+// store wrote), damage aimed at a cold segment's filter file (the same
+// kinds, or the filter file of another segment in its place), or two of
+// these at once — opens the copy and reads everything
 // (see the worker). Case i is chosen by (seed, i) alone, so it can be replayed.
 //
 // Each case must end in one of:
@@ -26,7 +28,9 @@
 //     and after a write + migrate + compact the same data plus the new record;
 //   - a TierStoreError with code CORRUPTION or IO_ERROR whose message names
 //     the damaged file (an open that fails must not modify any file) —
-//     except when only the id index was damaged: the index is rebuilt from
+//     except when only derived files were damaged (the id index, warm.filter,
+//     cold filter files): their answers must be exact; and when only the id
+//     index was damaged: the index is rebuilt from
 //     the data, so then only the first outcome is right, and after a clean
 //     close an index whose bytes changed (other than by appended bytes) must
 //     have been rebuilt (stats().indexRebuilt), never used;
@@ -63,6 +67,9 @@ const WORKER = path.join(STRESS_DIR, 'damage-worker.mjs');
 export const INDEX_FILE = 'id.index';
 // Derived from the data, like the index: damage to it alone must leave every answer right.
 export const FILTER_FILE = 'warm.filter';
+// The same for each cold segment's filter file, cold-<id>.filter (docs/format/cold-filter.md).
+export const COLD_FILTER = /^cold-[0-9a-f]{8}\.filter/;
+const isDerived = (name) => name.startsWith(INDEX_FILE) || name.startsWith(FILTER_FILE) || COLD_FILTER.test(name);
 export const REFERENCE_KINDS = ['clean-tiers', 'clean-skipwarm', 'killed'];
 const PAGE = 4096;
 const TIERS = ['hot', 'warm', 'cold'];
@@ -144,10 +151,13 @@ function dataEnd(f) {
 const MUTATION_WEIGHTS = {
   truncate: 15, flipBits: 26, zeroPage: 11, appendGarbage: 8, removeFile: 6, emptyFile: 4, swapFiles: 5,
   copyRegion: 10, foreignFile: 4, duplicateSegment: 3, renameFile: 2, strayFile: 2, double: 6, flipLogHeader: 3,
-  damageIndex: 10,
+  damageIndex: 10, damageColdFilter: 6,
 };
 // How damageIndex damages id.index: the file-level mutations above aimed at it, or the index of an earlier clean close.
 const INDEX_DAMAGE_WEIGHTS = { truncate: 3, flipBits: 5, zeroPage: 2, removeFile: 1, emptyFile: 1, appendGarbage: 1, foreignFile: 2, copyRegion: 1, earlierIndex: 3 };
+// How damageColdFilter damages a cold segment's filter file: the file-level mutations aimed at it, or
+// the filter file of another segment of the same store put in its place (a file made for another segment).
+const COLD_FILTER_DAMAGE_WEIGHTS = { truncate: 3, flipBits: 5, zeroPage: 2, removeFile: 2, emptyFile: 1, appendGarbage: 1, foreignFile: 1, copyRegion: 1, otherSegments: 3 };
 // hot.log: a file header (its size is measured by the 'killed' build), then entries of crc u32, type u8, pad, length u64, payload.
 
 function oneMutation(rng, ref, refs, kind, forcedFile) {
@@ -266,6 +276,18 @@ function oneMutation(rng, ref, refs, kind, forcedFile) {
       }
       return { ...oneMutation(rng, ref, refs, how, index), via: kind };
     }
+    case 'damageColdFilter': {
+      const filters = files.filter((g) => COLD_FILTER.test(g.name));
+      if (filters.length === 0) return oneMutation(rng, ref, refs, 'flipBits');
+      const target = pick(rng, filters);
+      const how = pickWeighted(rng, COLD_FILTER_DAMAGE_WEIGHTS);
+      const others = filters.filter((g) => g !== target);
+      if (how === 'otherSegments' && others.length > 0) {
+        const src = pick(rng, others);
+        return { kind: 'copyFile', from: src.name, file: target.name, files: [target.name], via: kind, description: `replace ${target.name} with ${src.name}, the filter file of another segment` };
+      }
+      return { ...oneMutation(rng, ref, refs, how === 'otherSegments' ? 'flipBits' : how, target), via: kind };
+    }
     case 'strayFile':
       m.newName = pick(rng, ['notes.txt', 'cold-.seg', 'hot.log.tmp', 'MANIFEST.tmp', 'warm-var-.dat']);
       m.files = [m.newName];
@@ -376,6 +398,9 @@ export function applyMutation(dir, m, refs) {
     case 'earlierIndex':
       fs.copyFileSync(refs.find((r) => r.kind === m.ref).earlierIndex, file);
       return;
+    case 'copyFile':
+      fs.copyFileSync(path.join(dir, m.from), file);
+      return;
     case 'renameFile':
       if (exists) fs.renameSync(file, path.join(dir, m.newName));
       return;
@@ -449,13 +474,14 @@ function manifestDisagreement(names, message, ref) {
 export function judgeCase(ref, m, result) {
   const problems = [];
   const names = (m.files ?? []).map((f) => path.basename(f));
-  // Only the index or the warm filter entries (or a renamed copy of them)
-  // damaged: the data is whole, so the answers must be.
+  // Only the index, the warm filter entries or cold filter files (or a
+  // renamed copy of them) damaged: the data is whole, so the answers must be.
   const indexOnly = names.length > 0 && names.every((n) => n.startsWith(INDEX_FILE));
-  const derivedOnly = names.length > 0 && names.every((n) => n.startsWith(INDEX_FILE) || n.startsWith(FILTER_FILE));
+  const derivedOnly = names.length > 0 && names.every(isDerived);
   if (!result.ok && derivedOnly) {
     const e = result.error ?? {};
-    const what = indexOnly ? INDEX_FILE : [...new Set(names.map((n) => (n.startsWith(INDEX_FILE) ? INDEX_FILE : FILTER_FILE)))].join(' and ');
+    const canonical = (n) => (n.startsWith(INDEX_FILE) ? INDEX_FILE : n.startsWith(FILTER_FILE) ? FILTER_FILE : COLD_FILTER.exec(n)[0]);
+    const what = [...new Set(names.map(canonical))].join(' and ');
     problems.push(`only ${what} was damaged, yet ${result.stage} failed with ${e.code ?? e.name}: ${e.message} (${indexOnly ? 'the index must be rebuilt' : 'it must be made again'} from the data)`);
     return { verdict: 'detected', problems };
   }
@@ -619,6 +645,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
   let tried = 0;
   let writesChecked = 0; // cases that also wrote, migrated, compacted and re-read after a clean read
   const indexCases = { cases: 0, rebuilt: 0 }; // cases that damaged id.index, and those whose open rebuilt it
+  const coldFilterCases = { cases: 0, intact: 0 }; // cases that damaged only cold filter files, and those read back exact
   try {
     const refs = await buildReferences(base, log);
     const work = path.join(base, 'work');
@@ -661,6 +688,11 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
           if ((mutation.files ?? []).some((f) => path.basename(f).startsWith(INDEX_FILE))) {
             indexCases.cases++;
             if (body.ok && body.obs.indexRebuilt === true) indexCases.rebuilt++;
+          }
+          const names = (mutation.files ?? []).map((f) => path.basename(f));
+          if (names.length > 0 && names.every((n) => COLD_FILTER.test(n))) {
+            coldFilterCases.cases++;
+            if (verdict === 'intact' && problems.length === 0) coldFilterCases.intact++;
           }
           const bm = (byMutation[mutation.kind] ??= { cases: 0, intact: 0, detected: 0, 'torn-tail': 0, findings: 0 });
           bm.cases++;
@@ -717,6 +749,7 @@ export async function runDamage({ cases = 300, seconds = Infinity, seed = 1, onl
     verdicts,
     writesChecked,
     indexCases,
+    coldFilterCases,
     byMutation,
     findings,
     knownIssues,
