@@ -92,7 +92,7 @@ describe('verify()', () => {
     store.putMany(Array.from({ length: 30 }, (_, i) => record(i)));
     store.migrate();
     expect(store.counts().cold).toBe(30);
-    const file = path.join(p, fs.readdirSync(p).find((n) => n.startsWith('cold-'))!);
+    const file = path.join(p, fs.readdirSync(p).find((n) => /^cold-.*\.seg$/.test(n))!);
     // The column directory (docs/format/cold.md): 24-byte entries from byte
     // 64; content_offsets is column 11. Its first entries now point far past
     // the end of the file.
@@ -124,7 +124,7 @@ describe('verify()', () => {
     const records = Array.from({ length: 30 }, (_, i) => record(i));
     store.putMany(records);
     store.migrate();
-    const file = path.join(p, fs.readdirSync(p).find((n) => n.startsWith('cold-'))!);
+    const file = path.join(p, fs.readdirSync(p).find((n) => /^cold-.*\.seg$/.test(n))!);
     // Column 8 holds the embeddings, row-major: make row 5's first value huge,
     // so it would score far better than any other row for this query.
     const fd = fs.openSync(file, 'r+');
